@@ -1,0 +1,1 @@
+"""The on-device agent: measures ONNX models with onnxruntime. Imports neither torch nor `ofa`."""

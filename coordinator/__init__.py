@@ -1,0 +1,1 @@
+"""The coordinator: drives profiling over the fleet and turns measurements into latency models."""

@@ -1,0 +1,17 @@
+"""`ofa-coord`: the coordinator's command line. This module only assembles the commands."""
+
+from __future__ import annotations
+
+import click
+
+from coordinator.demo import demo
+from coordinator.subnet_commands import describe, export, sample
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Profile OFA subnets on a fleet of devices and build their latency models."""
+
+
+for command in (sample, describe, export, demo):
+    main.add_command(command)

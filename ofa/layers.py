@@ -1,0 +1,171 @@
+"""Static MobileNetV3 building blocks and the static network built from a layer plan.
+
+Child names are part of the checkpoint format: they reproduce the state-dict keys of OFA's
+static `MobileNetV3` (`blocks.3.conv.depth_conv.se.fc.reduce.weight`, ...), so never rename
+them casually.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ofa import space
+from ofa.plan import (AVG_POOL, FEATURE_MIX, FINAL_EXPAND, FIRST_CONV, LOGITS, MBCONV,
+                      LayerSpec)
+
+__all__ = ["activation", "ConvLayer", "SqueezeExcite", "MBConv", "ResidualBlock",
+           "LinearLayer", "GlobalAvgPool", "MobileNetV3", "build_layer", "build_network"]
+
+
+def activation(name: str) -> nn.Module:
+    """OFA's activations: relu, and h_swish = x * relu6(x + 3) / 6 (exported as HardSwish)."""
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "h_swish":
+        return nn.Hardswish(inplace=True)
+    raise ValueError(f"act: expected 'relu' or 'h_swish', got {name!r}")
+
+
+def batch_norm(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=space.BN_EPS, momentum=space.BN_MOMENTUM)
+
+
+class ConvLayer(nn.Sequential):
+    """conv -> [bn] -> act with 'same' padding; keys `conv.weight`, `bn.*`."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1,
+                 stride: int = 1, act: str = "h_swish", use_bn: bool = True) -> None:
+        layers: OrderedDict[str, nn.Module] = OrderedDict(
+            conv=nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                           kernel_size // 2, bias=False))
+        if use_bn:
+            layers["bn"] = batch_norm(out_channels)
+        layers["act"] = activation(act)
+        super().__init__(layers)
+
+
+class SqueezeExcite(nn.Module):
+    """x * hsigmoid(expand(relu(reduce(mean(x))))); keys `fc.reduce.*`, `fc.expand.*`."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        hidden = space.se_channels(channels)
+        self.fc = nn.Sequential(OrderedDict(
+            reduce=nn.Conv2d(channels, hidden, 1, bias=True),
+            relu=nn.ReLU(inplace=True),
+            expand=nn.Conv2d(hidden, channels, 1, bias=True),
+            h_sigmoid=nn.Hardsigmoid(inplace=True)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.fc(x.mean((2, 3), keepdim=True))
+
+
+class MBConv(nn.Module):
+    """Inverted residual: [1x1 expand] -> kxk depthwise [-> SE] -> 1x1 project."""
+
+    def __init__(self, in_channels: int, out_channels: int, mid_channels: int, kernel_size: int,
+                 stride: int, act: str, use_se: bool, expand: bool = True) -> None:
+        super().__init__()
+        self.inverted_bottleneck = nn.Sequential(OrderedDict(
+            conv=nn.Conv2d(in_channels, mid_channels, 1, bias=False),
+            bn=batch_norm(mid_channels),
+            act=activation(act))) if expand else None
+        depth_conv: OrderedDict[str, nn.Module] = OrderedDict(
+            conv=nn.Conv2d(mid_channels, mid_channels, kernel_size, stride, kernel_size // 2,
+                           groups=mid_channels, bias=False),
+            bn=batch_norm(mid_channels),
+            act=activation(act))
+        if use_se:
+            depth_conv["se"] = SqueezeExcite(mid_channels)
+        self.depth_conv = nn.Sequential(depth_conv)
+        self.point_linear = nn.Sequential(OrderedDict(
+            conv=nn.Conv2d(mid_channels, out_channels, 1, bias=False),
+            bn=batch_norm(out_channels)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.inverted_bottleneck is not None:
+            x = self.inverted_bottleneck(x)
+        return self.point_linear(self.depth_conv(x))
+
+
+class ResidualBlock(nn.Module):
+    """`conv(x) + x` when the block keeps its shape, else `conv(x)`; key prefix `conv.`."""
+
+    def __init__(self, conv: nn.Module, residual: bool) -> None:
+        super().__init__()
+        self.conv = conv
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + x if self.residual else self.conv(x)
+
+
+class LinearLayer(nn.Module):
+    """Dropout -> linear, flattening its input; keys `linear.*`."""
+
+    def __init__(self, in_features: int, out_features: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(in_features, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.dropout(torch.flatten(x, 1)))
+
+
+class GlobalAvgPool(nn.Module):
+    """Mean over H and W, keeping them (exported as one GlobalAveragePool)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(x, 1)
+
+
+class MobileNetV3(nn.Module):
+    """A static subnet: what `OFAMobileNetV3.get_active_subnet` returns and what we export."""
+
+    def __init__(self, first_conv: nn.Module, blocks: list[nn.Module], final_expand_layer: nn.Module,
+                 feature_mix_layer: nn.Module, classifier: nn.Module) -> None:
+        super().__init__()
+        self.first_conv = first_conv
+        self.blocks = nn.ModuleList(blocks)
+        self.final_expand_layer = final_expand_layer
+        self.global_avg_pool = GlobalAvgPool()
+        self.feature_mix_layer = feature_mix_layer
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.first_conv(x)
+        for block in self.blocks:
+            x = block(x)
+        x = self.global_avg_pool(self.final_expand_layer(x))
+        return self.classifier(self.feature_mix_layer(x))
+
+
+def build_layer(spec: LayerSpec, dropout: float = 0.0) -> nn.Module:
+    """The static module that computes one layer of a plan (also a LUT entry on its own)."""
+    if spec.kind == FIRST_CONV:
+        return ConvLayer(spec.in_channels, spec.out_channels, 3, 2, spec.act)
+    if spec.kind == MBCONV:
+        conv = MBConv(spec.in_channels, spec.out_channels, spec.mid, spec.kernel, spec.stride,
+                      spec.act, spec.se, expand=spec.has_expand)
+        return ResidualBlock(conv, residual=spec.idskip)
+    if spec.kind == FINAL_EXPAND:
+        return ConvLayer(spec.in_channels, spec.out_channels, 1, 1, spec.act)
+    if spec.kind == AVG_POOL:
+        return GlobalAvgPool()
+    if spec.kind == FEATURE_MIX:
+        return ConvLayer(spec.in_channels, spec.out_channels, 1, 1, spec.act, use_bn=False)
+    if spec.kind == LOGITS:
+        return LinearLayer(spec.in_channels, spec.out_channels, dropout)
+    raise ValueError(f"kind: unknown layer kind {spec.kind!r}")
+
+
+def build_network(plan: list[LayerSpec], dropout: float = 0.0) -> MobileNetV3:
+    """The static network of a layer plan, freshly initialised."""
+    by_kind = {spec.kind: spec for spec in plan if spec.kind != MBCONV}
+    blocks = [build_layer(spec) for spec in plan if spec.kind == MBCONV]
+    return MobileNetV3(build_layer(by_kind[FIRST_CONV]), blocks, build_layer(by_kind[FINAL_EXPAND]),
+                       build_layer(by_kind[FEATURE_MIX]), build_layer(by_kind[LOGITS], dropout))

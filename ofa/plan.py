@@ -1,0 +1,142 @@
+"""The layer plan of a subnet: every layer with its shapes, decoded from a config once.
+
+The plan is the single place that turns a `SubnetConfig` into concrete layers. The static
+network builder, the per-layer ONNX export, the LUT keys and the MAC/parameter counters all
+walk it, so they agree by construction. No torch here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ofa import space
+from ofa.config import SubnetConfig
+
+__all__ = ["LayerSpec", "layer_plan", "lut_keys", "count_macs", "count_params"]
+
+# LUT entry kinds, spelled as OFA's latency tables spell them.
+FIRST_CONV = "Conv"
+MBCONV = "expanded_conv"
+FINAL_EXPAND = "Conv_1"
+AVG_POOL = "AvgPool2D"
+FEATURE_MIX = "Conv_2"
+LOGITS = "Logits"
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One LUT-sized piece of a network. Shapes are (H, W, C) as OFA writes them;
+    the `Logits` output is `(n_classes,)`. MBConv fields are 0 for the other kinds."""
+
+    kind: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    mid: int = 0
+    kernel: int = 0
+    stride: int = 1
+    idskip: bool = False
+    se: bool = False
+    act: str = ""
+    has_expand: bool = False  # MBConv with a 1x1 expansion (all but `blocks[0]`)
+
+    @property
+    def lut_key(self) -> str:
+        """The key of this layer in an OFA `{r}_lookup_table.yaml`."""
+        parts = [self.kind, "input:" + "x".join(map(str, self.in_shape)),
+                 "output:" + "x".join(map(str, self.out_shape))]
+        if self.kind == MBCONV:
+            parts += [f"expand:{self.mid}", f"kernel:{self.kernel}", f"stride:{self.stride}",
+                      f"idskip:{int(self.idskip)}", f"se:{int(self.se)}",
+                      f"hs:{int(self.act == 'h_swish')}"]
+        return "-".join(parts)
+
+    @property
+    def in_channels(self) -> int:
+        return self.in_shape[-1]
+
+    @property
+    def out_channels(self) -> int:
+        return self.out_shape[-1]
+
+    def macs(self) -> int:
+        """Multiply-accumulates of convolutions and linear layers, as OFA's counter counts."""
+        h_in, w_in, c_in = self.in_shape if len(self.in_shape) == 3 else (1, 1, self.in_shape[-1])
+        h_out, w_out = (self.out_shape[0], self.out_shape[1]) if len(self.out_shape) == 3 else (1, 1)
+        c_out = self.out_channels
+        if self.kind == FIRST_CONV:
+            return c_in * 9 * h_out * w_out * c_out
+        if self.kind in (FINAL_EXPAND, FEATURE_MIX, LOGITS):
+            return c_in * h_out * w_out * c_out
+        if self.kind == AVG_POOL:
+            return 0
+        macs = c_in * h_in * w_in * self.mid if self.has_expand else 0
+        macs += self.mid * self.kernel ** 2 * h_out * w_out
+        if self.se:
+            macs += 2 * self.mid * space.se_channels(self.mid)
+        macs += self.mid * h_out * w_out * c_out
+        return macs
+
+    def params(self) -> int:
+        """Learnable parameters (weights, biases, BN affine), as OFA's counter counts."""
+        c_in, c_out = self.in_channels, self.out_channels
+        if self.kind == FIRST_CONV:
+            return c_in * 9 * c_out + 2 * c_out
+        if self.kind == FINAL_EXPAND:
+            return c_in * c_out + 2 * c_out
+        if self.kind == FEATURE_MIX:
+            return c_in * c_out
+        if self.kind == LOGITS:
+            return c_in * c_out + c_out
+        if self.kind == AVG_POOL:
+            return 0
+        params = (c_in * self.mid + 2 * self.mid) if self.has_expand else 0
+        params += self.mid * self.kernel ** 2 + 2 * self.mid
+        if self.se:
+            hidden = space.se_channels(self.mid)
+            params += 2 * self.mid * hidden + hidden + self.mid
+        params += self.mid * c_out + 2 * c_out
+        return params
+
+
+def layer_plan(config: SubnetConfig) -> list[LayerSpec]:
+    """All layers of `config` in execution order: first conv, `blocks[0]`, the active
+    elastic blocks, final expand, pooling, feature mix, classifier."""
+    widths = space.stage_widths(config.w)
+    first, block0, stage_out, final_expand, feature_mix = (
+        widths[0], widths[1], widths[2:7], widths[7], widths[8])
+    size = (config.r + 1) // 2
+    plan = [LayerSpec(FIRST_CONV, (config.r, config.r, 3), (size, size, first), act="h_swish")]
+    plan.append(LayerSpec(MBCONV, (size, size, first), (size, size, block0), mid=first,
+                          kernel=3, stride=1, idskip=first == block0, se=False, act="relu"))
+    channels = block0
+    for block in config.active_blocks:
+        stage = space.stage_of(block)
+        first_in_stage = block % space.MAX_DEPTH == 0
+        stride = space.STAGE_STRIDES[stage] if first_in_stage else 1
+        out_size = int((size - 1) / stride + 1)
+        plan.append(LayerSpec(
+            MBCONV, (size, size, channels), (out_size, out_size, stage_out[stage]),
+            mid=space.middle_channels(channels, config.e[block]), kernel=config.ks[block],
+            stride=stride, idskip=not first_in_stage, se=space.STAGE_SE[stage],
+            act=space.STAGE_ACTS[stage], has_expand=True))
+        size, channels = out_size, stage_out[stage]
+    plan += [
+        LayerSpec(FINAL_EXPAND, (size, size, channels), (size, size, final_expand), act="h_swish"),
+        LayerSpec(AVG_POOL, (size, size, final_expand), (1, 1, final_expand)),
+        LayerSpec(FEATURE_MIX, (1, 1, final_expand), (1, 1, feature_mix), act="h_swish"),
+        LayerSpec(LOGITS, (1, 1, feature_mix), (space.N_CLASSES,)),
+    ]
+    return plan
+
+
+def lut_keys(config: SubnetConfig) -> list[str]:
+    """The LUT keys whose latencies sum to `config`'s latency under OFA's model."""
+    return [layer.lut_key for layer in layer_plan(config)]
+
+
+def count_macs(config: SubnetConfig) -> int:
+    return sum(layer.macs() for layer in layer_plan(config))
+
+
+def count_params(config: SubnetConfig) -> int:
+    return sum(layer.params() for layer in layer_plan(config))

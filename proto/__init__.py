@@ -1,0 +1,1 @@
+"""The gRPC contract between agent and coordinator (`ofafleet.v1`)."""

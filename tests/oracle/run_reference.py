@@ -1,0 +1,220 @@
+"""Drive the reference OFA implementation (PyPI `ofa==0.1.0.post202307202001`) for tests.
+
+Usage: python tests/oracle/run_reference.py REQUEST.json RESPONSE.json
+
+The reference's top-level package is named `ofa`, like the project's, so it runs only here,
+in its own process, imported from the folder named by the request's `ref_path`. This script
+never imports the project. See tests/oracle/__init__.py for the request/response fields.
+"""
+
+import json
+import os
+import sys
+import types
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]  # project root: must not shadow the reference
+
+
+def isolate(ref_path):
+    """Put the reference first on sys.path and drop the project root (and cwd aliases of it)."""
+    kept = []
+    for entry in sys.path:
+        try:
+            same = Path(entry or os.getcwd()).resolve() == ROOT
+        except OSError:
+            same = False
+        if not same:
+            kept.append(entry)
+    sys.path[:] = [str(Path(ref_path).resolve())] + kept
+
+
+def install_standins():
+    """The reference imports torchvision only for its data pipeline (transforms, datasets,
+    transforms.functional), and subclasses transforms.RandomResizedCrop at import time;
+    ofa.tutorial also imports ofa.model_zoo, which imports gdown (downloads only). PyPI
+    torchvision does not import beside this torch and the oracle never downloads, so we
+    register empty modules whose unknown attributes are placeholder classes that fail
+    loudly if ever used."""
+
+    class StandIn(types.ModuleType):
+        def __getattr__(self, name):
+            if name.startswith("__"):
+                raise AttributeError(name)
+
+            def unusable(*args, **kwargs):
+                raise RuntimeError(f"torchvision stand-in: {self.__name__}.{name} is not available")
+
+            cls = type(name, (), {"__init__": unusable, "get_params": staticmethod(unusable)})
+            setattr(self, name, cls)
+            return cls
+
+    names = ["torchvision", "torchvision.transforms", "torchvision.transforms.functional",
+             "torchvision.datasets", "gdown"]
+    mods = {n: StandIn(n) for n in names}
+    for n, m in mods.items():
+        sys.modules[n] = m
+        if "." in n:
+            parent, child = n.rsplit(".", 1)
+            setattr(mods[parent], child, m)
+
+
+def patch_yaml_load():
+    """The reference's LatencyEstimator calls yaml.load(fp) without a Loader, which PyYAML 6
+    rejects. Oracle-only workaround: a missing Loader means yaml.SafeLoader."""
+    import yaml
+
+    original = yaml.load
+
+    def load(stream, Loader=None):
+        return original(stream, Loader=Loader or yaml.SafeLoader)
+
+    yaml.load = load
+
+
+class RecordingDict(dict):
+    """Wraps the reference's `lut` dict to record the keys it looks up, in order."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.keys_seen = []
+
+    def __getitem__(self, key):
+        self.keys_seen.append(key)
+        return super().__getitem__(key)
+
+
+def shapes(sd):
+    return {k: list(v.shape) for k, v in sd.items()}
+
+
+def lut_eval(estimators, lut_dir, r, fn):
+    """Run one reference latency prediction on the table for size r; returns (ms, keys, error)."""
+    from ofa.tutorial.latency_table import LatencyEstimator
+
+    path = Path(lut_dir) / f"{r}_lookup_table.yaml"
+    if not path.exists():
+        return None
+    if r not in estimators:
+        est = LatencyEstimator(url=str(path))
+        est.lut = RecordingDict(est.lut)
+        estimators[r] = est
+    est = estimators[r]
+    est.lut.keys_seen = []
+    try:
+        ms = float(fn(est))
+        err = None
+    except KeyError as e:  # the table lacks an entry this network needs (e.g. a w1.0 layer)
+        ms, err = None, f"KeyError: {e}"
+    return ms, list(est.lut.keys_seen), err
+
+
+def run(req):
+    import numpy as np
+    import torch
+
+    import ofa
+    if not Path(ofa.__file__).resolve().is_relative_to(Path(req["ref_path"]).resolve()):
+        raise RuntimeError(f"imported the wrong `ofa`: {ofa.__file__}")
+    from importlib.metadata import distributions
+    from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+    from ofa.imagenet_classification.networks import get_net_by_name
+    from ofa.utils.flops_counter import profile
+
+    version = next(d.version for d in distributions(path=[req["ref_path"]])
+                   if d.metadata["Name"] == "ofa")
+    lut_dir = req.get("lut_dir")
+    if lut_dir:
+        patch_yaml_load()
+    estimators = {}
+
+    torch.manual_seed(req.get("seed", 0))
+    net = OFAMobileNetV3(n_classes=1000, dropout_rate=0, width_mult=req["width"],
+                         ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    net.eval()
+    if req.get("state_dict"):
+        sd = torch.load(req["state_dict"], map_location="cpu", weights_only=True)["state_dict"]
+        net.load_state_dict(sd)
+    if req.get("save_state_dict"):
+        torch.save({"state_dict": net.state_dict()}, req["save_state_dict"])
+
+    out_subnets = []
+    for spec in req.get("subnets", []):
+        r = spec["r"]
+        # the reference accepts out-of-space choices (e.g. ks=9) silently; refuse them here
+        ok = (len(spec["ks"]) == 20 and set(spec["ks"]) <= {3, 5, 7} and len(spec["e"]) == 20
+              and set(spec["e"]) <= {3, 4, 6} and len(spec["d"]) == 5 and set(spec["d"]) <= {2, 3, 4})
+        if not ok:
+            raise ValueError(f"subnet outside the ks 3/5/7, e 3/4/6, d 2/3/4 space: {spec}")
+        net.set_active_subnet(ks=spec["ks"], e=spec["e"], d=spec["d"])
+        sub = net.get_active_subnet(preserve_weight=True)
+        sub.eval()
+        res = {}
+        if spec.get("input"):
+            x = torch.from_numpy(np.load(spec["input"]).astype(np.float32))
+            with torch.no_grad():
+                y_super = net(x).numpy()
+                y_sub = sub(x).numpy()
+            stem = str(Path(spec["input"]).with_suffix(""))
+            res["logits_super"], res["logits_sub"] = stem + ".ref_super.npy", stem + ".ref_sub.npy"
+            np.save(res["logits_super"], y_super)
+            np.save(res["logits_sub"], y_sub)
+        res.update(state_dict=shapes(sub.state_dict()), net_config=sub.config)
+        # after the state dict: profile() leaves total_ops/total_params buffers on every leaf
+        macs, params = profile(sub, (1, 3, r, r))
+        res.update(macs=int(macs), params=int(params))
+        if lut_dir:
+            arch = {"ks": spec["ks"], "e": spec["e"], "d": spec["d"], "r": [r]}
+            got = lut_eval(estimators, lut_dir, r,
+                           lambda est: est.predict_network_latency_given_spec(arch))
+            if got is not None:
+                res["lut_ms"], res["lut_keys"], err = got
+                res["lut_ms_net"], res["lut_keys_net"], err_net = lut_eval(
+                    estimators, lut_dir, r, lambda est: est.predict_network_latency(sub, r))
+                res["lut_error"] = err or err_net
+        out_subnets.append(res)
+
+    out_configs = []
+    for path in req.get("net_configs", []):
+        path = Path(path)
+        config = json.loads(path.read_text())
+        size = json.loads((path.parent / "run.config").read_text())["image_size"]
+        # build_from_config accepts the old naming itself (`mobile_inverted_conv`,
+        # `MBInvertedConvLayer`); the class is picked by the config's own name, as the
+        # published set also holds ProxylessNASNets.
+        built = get_net_by_name(config["name"]).build_from_config(config)
+        built.eval()
+        macs, params = profile(built, (1, 3, size, size))
+        res = {"path": str(path), "name": config["name"], "image_size": size,
+               "macs": int(macs), "params": int(params)}
+        if lut_dir:
+            if config["name"] != "MobileNetV3":
+                res["lut_error"] = "LatencyEstimator only handles MobileNetV3"
+            else:
+                got = lut_eval(estimators, lut_dir, size,
+                               lambda est: est.predict_network_latency(built, size))
+                if got is not None:
+                    res["lut_ms_net"], res["lut_keys_net"], res["lut_error"] = got
+        out_configs.append(res)
+
+    return {"supernet_state_dict": shapes(net.state_dict()), "subnets": out_subnets,
+            "net_configs": out_configs, "reference_version": version}
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit("usage: run_reference.py REQUEST.json RESPONSE.json")
+    req = json.loads(Path(sys.argv[1]).read_text())
+    isolate(req["ref_path"])
+    install_standins()
+    try:
+        resp = run(req)
+    except Exception as e:
+        import traceback
+        traceback.print_exc()
+        sys.exit(f"run_reference.py failed: {type(e).__name__}: {e}")
+    Path(sys.argv[2]).write_text(json.dumps(resp))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The command lines: `ofa-coord sample|describe|export|demo` and `ofa-agent bench`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import onnxruntime as ort
+from click.testing import CliRunner
+
+from agent.cli import main as agent_main
+from coordinator.cli import main as coord_main
+from ofa.config import SubnetConfig
+from ofa.plan import count_macs, lut_keys
+
+
+def invoke(main, *args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_both_entry_points_print_help():
+    for main, words in ((coord_main, ["sample", "describe", "export", "demo"]),
+                        (agent_main, ["bench"])):
+        result = invoke(main, "--help")
+        assert result.exit_code == 0 and all(w in result.output for w in words)
+
+
+def test_sample_prints_valid_jsonl_and_refuses_bad_resolutions():
+    result = invoke(coord_main, "sample", "-n", 3, "--seed", 4, "--resolutions", "160,224",
+                    "--width", "1.2")
+    configs = [SubnetConfig.from_json(line) for line in result.output.splitlines()]
+    assert len(configs) == 3 and all(c.w == 1.2 and c.r in (160, 224) for c in configs)
+    bad = CliRunner().invoke(coord_main, ["sample", "--resolutions", "0"])
+    assert bad.exit_code == 2 and "resolution 0 is outside 32..1024" in bad.output
+    bad = CliRunner().invoke(coord_main, ["sample", "-n", "-1"])
+    assert bad.exit_code == 2 and "-1" in bad.output
+
+
+def test_describe_reads_a_published_net_config(assets):
+    path = assets / "ofa_specialized/flops-389M_top1-79.1_finetune-75/net.config"
+    info = json.loads(invoke(coord_main, "describe", path, "--format", "json").output)
+    config = SubnetConfig.from_file(path)
+    assert info["id"] == config.id and info["macs"] == count_macs(config)
+    assert info["lut_keys"] == lut_keys(config)
+    text = invoke(coord_main, "describe", path).output
+    assert "MACs 389.5 M" in text
+
+
+def test_describe_names_the_bad_field(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"ks": [9] * 20, "e": [3] * 20, "d": [2] * 5, "r": 224}))
+    result = CliRunner().invoke(coord_main, ["describe", str(bad)])
+    assert result.exit_code == 1 and "ks[0]: expected one of 3, 5, 7, got 9" in result.output
+
+
+def test_export_writes_the_subnet_and_its_lut_entries(tmp_path):
+    config = SubnetConfig.smallest(r=96)
+    (tmp_path / "c.json").write_text(config.to_json())
+    result = invoke(coord_main, "export", tmp_path / "c.json", "--out", tmp_path / "out",
+                    "--lut-entries")
+    models = list((tmp_path / "out").glob(f"{config.id}-*.onnx"))
+    assert len(models) == 1 and "sha256" in result.output
+    session = ort.InferenceSession(str(models[0]), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == [1, 3, 96, 96]
+    index = json.loads((tmp_path / "out/lut/index.json").read_text())
+    assert set(index) == set(lut_keys(config))
+    assert all((tmp_path / "out/lut" / e["file"]).is_file() for e in index.values())
+
+
+def test_export_refuses_a_checkpoint_that_does_not_fit(tmp_path):
+    import torch
+    torch.save({"state_dict": {"x": torch.zeros(1)}}, tmp_path / "bad.pth")
+    (tmp_path / "c.json").write_text(SubnetConfig.smallest().to_json())
+    result = CliRunner().invoke(coord_main, ["export", str(tmp_path / "c.json"), "--out",
+                                             str(tmp_path), "--checkpoint", str(tmp_path / "bad.pth")])
+    assert result.exit_code == 1 and "missing (475)" in result.output
+
+
+def test_agent_bench_reports_a_file_that_is_not_a_model(tmp_path):
+    (tmp_path / "x.onnx").write_bytes(b"not onnx")
+    result = CliRunner().invoke(agent_main, ["bench", str(tmp_path / "x.onnx")])
+    assert result.exit_code == 1 and "cannot be measured" in result.output
+
+
+def test_demo_runs_end_to_end_in_separate_agent_processes(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "coordinator", "demo", "-n", "2", "--rounds", "2",
+                           "--min-time", "0.1", "--resolutions", "128", "--run-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (run,) = tmp_path.glob("demo-*")
+    report = json.loads((run / "demo.json").read_text())
+    assert len(report["subnets"]) == 2
+    for cid, row in report["subnets"].items():
+        assert cid in done.stdout and len(row["runs"]) == 2
+        assert all(r["stats"]["n"] >= 50 and r["stop_reason"] in ("precision", "time_cap")
+                   for r in row["runs"])
+        assert (run / "models" / f"{cid}.onnx").is_file()
+    assert "2 subnets x 2 rounds" in done.stdout

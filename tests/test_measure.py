@@ -1,0 +1,74 @@
+"""The agent's measurement engine on a real exported model under onnxruntime."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from agent.measure import BenchSettings, measure, median_ci, summarize
+from ofa.config import SubnetConfig
+from ofa.export import export_lut_entry
+from ofa.plan import layer_plan
+
+
+@pytest.fixture(scope="module")
+def model_bytes() -> bytes:
+    return export_lut_entry(layer_plan(SubnetConfig.largest(r=64))[4]).onnx
+
+
+def test_stops_on_precision_with_every_raw_sample_kept(model_bytes):
+    settings = BenchSettings(warmup_runs=3, warmup_min_s=0.0, min_runs=20, min_time_s=0.0,
+                             block_runs=10, target_precision=0.5)
+    result = measure(model_bytes, settings)
+    assert result.stop_reason == "precision"
+    assert len(result.samples_ns) >= 20 and len(result.samples_ns) % 10 == 0
+    assert all(s > 0 for s in result.samples_ns)
+    assert result.warmup_runs >= 3 and result.session_create_ns > 0 and result.first_run_ns > 0
+    stats = result.stats()
+    assert stats["n"] == len(result.samples_ns)
+    assert stats["ci_low_ms"] <= stats["median_ms"] <= stats["ci_high_ms"]
+
+
+def test_stops_at_the_time_cap_and_says_so(model_bytes):
+    settings = BenchSettings(warmup_runs=1, warmup_min_s=0.0, min_runs=5, min_time_s=0.0,
+                             max_time_s=0.3, target_precision=1e-9)
+    t0 = time.perf_counter()
+    result = measure(model_bytes, settings)
+    assert result.stop_reason == "time_cap"
+    assert time.perf_counter() - t0 < 3.0
+
+
+def test_warmup_runs_by_time_as_well_as_by_count(model_bytes):
+    settings = BenchSettings(warmup_runs=1, warmup_min_s=0.3, min_runs=5, min_time_s=0.0,
+                             target_precision=0.9)
+    result = measure(model_bytes, settings)
+    median_s = np.median(result.samples_ns) / 1e9
+    # 0.3 s of warm-up, allowing warm-up runs to be up to 4x slower than timed ones
+    assert result.warmup_runs > 1 and result.warmup_runs * median_s >= 0.3 / 4
+
+
+def test_median_ci_is_distribution_free_and_narrows_with_n():
+    rng = np.random.default_rng(0)
+    small, large = rng.lognormal(size=50), rng.lognormal(size=5000)
+    lo_s, hi_s = median_ci(small)
+    lo_l, hi_l = median_ci(large)
+    assert lo_s <= np.median(small) <= hi_s and lo_l <= np.median(large) <= hi_l
+    assert hi_l - lo_l < (hi_s - lo_s) / 4
+    stats = summarize([1_000_000, 2_000_000, 3_000_000])
+    assert stats["median_ms"] == 2.0 and stats["n"] == 3
+    with pytest.raises(ValueError, match="no samples"):
+        summarize([])
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("threads", 0, "threads: expected an integer >= 1"),
+    ("min_runs", 0, "min_runs: expected an integer >= 1"),
+    ("max_time_s", 0, "max_time_s: expected > 0"),
+    ("target_precision", 1.5, "target_precision: expected a fraction in (0, 1)"),
+    ("warmup_min_s", -1, "warmup_min_s: expected >= 0")])
+def test_bad_settings_name_the_field(field, value, message):
+    with pytest.raises(ValueError) as info:
+        BenchSettings(**{field: value})
+    assert message in str(info.value)
