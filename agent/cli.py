@@ -3,16 +3,67 @@
 from __future__ import annotations
 
 import json
+import logging
+import signal
+import sys
+from pathlib import Path
 
 import click
 
-from agent.device import machine_summary
+from agent.device import device_info, machine_summary
 from agent.measure import BenchSettings, measure
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Measure ONNX models on this device for an ofa-fleet coordinator."""
+
+
+@main.command()
+@click.option("--coordinator", required=True, help="HOST:PORT of the coordinator.")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="File holding this agent's token (from `ofa-coord token create`).")
+@click.option("--label", "labels", multiple=True,
+              help="Device class this agent measures for (repeatable), e.g. pixel7-cpu.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Threads to measure with when a job leaves it open.")
+@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False),
+              help="PEM CA certificate: connect with TLS and verify the coordinator.")
+@click.option("--insecure", is_flag=True,
+              help="Allow plaintext to a non-loopback coordinator (sends the token in clear).")
+@click.option("--cache-dir", type=click.Path(file_okay=False),
+              default=str(Path.home() / ".cache" / "ofa-agent"), show_default=True,
+              help="Model cache and the agent id that survives restarts.")
+@click.option("--cache-max-mb", type=click.IntRange(min=1), default=2048, show_default=True)
+@click.option("-v", "--verbose", is_flag=True)
+def run(coordinator: str, token_file: str, labels: tuple[str, ...], threads: int,
+        tls_ca: str | None, insecure: bool, cache_dir: str, cache_max_mb: int,
+        verbose: bool) -> None:
+    """Serve benchmark jobs from a coordinator until SIGTERM or Ctrl-C."""
+    from agent.runner import Agent, AgentConfig  # grpc loads only for `run`
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    token = Path(token_file).read_text().strip()
+    if not token:
+        raise click.ClickException(f"{token_file}: empty token file")
+    config = AgentConfig(coordinator=coordinator, token=token, labels=list(labels),
+                         cache_dir=Path(cache_dir), threads=threads,
+                         cache_max_bytes=cache_max_mb * 2**20,
+                         tls_ca=Path(tls_ca).read_bytes() if tls_ca else None, insecure=insecure)
+    try:
+        agent = Agent(config)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: agent.request_stop())
+    sys.exit(agent.run())
+
+
+@main.command()
+def info() -> None:
+    """Print this device's info as JSON (fields whose probe failed are left out)."""
+    click.echo(json.dumps(device_info(), indent=2))
 
 
 @main.command()
@@ -44,13 +95,13 @@ def bench(model: str, threads: int, min_runs: int, min_time: float, max_time: fl
         click.echo(json.dumps({"model": model, "stats": stats, "samples_ns": result.samples_ns,
                                "session_create_ns": result.session_create_ns,
                                "first_run_ns": result.first_run_ns,
-                               "warmup_runs": result.warmup_runs,
+                               "warmup_runs": result.warmup_runs, "warmup_ns": result.warmup_ns,
                                "stop_reason": result.stop_reason,
-                               "onnxruntime": result.onnxruntime_version,
+                               "runtime_versions": result.runtime_versions,
                                "settings": result.settings, "device": machine_summary()}))
         return
     click.echo(f"{model}: median {stats['median_ms']:.3f} ms "
                f"(p10 {stats['p10_ms']:.3f}, p90 {stats['p90_ms']:.3f}, CV {stats['cv']:.1%}), "
                f"{stats['n']} runs, stopped on {result.stop_reason}; "
                f"session {result.session_create_ns / 1e6:.1f} ms, "
-               f"first run {result.first_run_ns / 1e6:.1f} ms, onnxruntime {result.onnxruntime_version}")
+               f"first run {result.first_run_ns / 1e6:.1f} ms, {result.runtime_versions}")

@@ -1,15 +1,31 @@
-"""What this device is. Every probe may fail (Android denies parts of /proc): a failed
-probe leaves its field out rather than failing the agent."""
+"""What this device is and what state it is in. Every probe may fail (Android denies parts
+of /proc, containers hide sensors): a failed probe leaves its field out, never fails the agent."""
 
 from __future__ import annotations
 
 import os
 import platform
+import socket
+import time
 from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+
+__all__ = ["cpu_model", "machine_summary", "device_info", "telemetry", "reset_peak_rss",
+           "peak_rss_bytes"]
+
+
+def _probe(fn: Callable[[], Any]) -> Any:
+    try:
+        value = fn()
+    except Exception:  # any probe may be denied or absent on some device
+        return None
+    return value if value not in ("", [], {}) else None
 
 
 def cpu_model() -> str | None:
-    """The CPU's marketing name from /proc/cpuinfo (x86 'model name', ARM 'Hardware'/'Model')."""
+    """The CPU's name from /proc/cpuinfo (x86 'model name', ARM 'Hardware'/'Model')."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -22,8 +38,118 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
-def machine_summary() -> dict[str, object]:
+def machine_summary() -> dict[str, Any]:
     """The facts every benchmark figure is printed with."""
     return {"machine": platform.machine(), "system": platform.system(),
             "cpu_model": cpu_model(), "logical_cpus": os.cpu_count(),
             "python": platform.python_version()}
+
+
+def _governor() -> str:
+    return Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor").read_text().strip()
+
+
+def _temperature_sources() -> list[str]:
+    return sorted(f"{chip}/{entry.label or i}" for chip, entries in
+                  psutil.sensors_temperatures().items() for i, entry in enumerate(entries))
+
+
+def _android_release() -> str | None:
+    if "ANDROID_ROOT" not in os.environ:
+        return None
+    import subprocess
+    return subprocess.run(["getprop", "ro.build.version.release"], capture_output=True,
+                          text=True, timeout=2).stdout.strip()
+
+
+def _onnxruntime() -> tuple[str | None, list[str] | None]:
+    try:
+        import onnxruntime as ort
+    except Exception:
+        return None, None
+    return ort.__version__, _probe(ort.get_available_providers)
+
+
+def _torch() -> tuple[str | None, str | None]:
+    """torch and CUDA, only if torch is installed (the agent never needs it)."""
+    try:
+        import importlib.util
+        if importlib.util.find_spec("torch") is None:
+            return None, None
+        import torch
+    except Exception:
+        return None, None
+    cuda = _probe(lambda: torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+    return torch.__version__, cuda
+
+
+def device_info() -> dict[str, Any]:
+    """Fields of the protocol's DeviceInfo; absent keys mean the probe failed."""
+    ort_version, providers = _onnxruntime()
+    torch_version, cuda = _torch()
+    freq = _probe(psutil.cpu_freq)
+    info = {
+        "os": _probe(platform.system), "os_release": _probe(platform.release),
+        "machine": _probe(platform.machine), "cpu_model": _probe(cpu_model),
+        "physical_cores": _probe(lambda: psutil.cpu_count(logical=False)),
+        "logical_cores": _probe(lambda: psutil.cpu_count(logical=True)),
+        "cpu_min_mhz": freq.min if freq and freq.min else None,
+        "cpu_max_mhz": freq.max if freq and freq.max else None,
+        "cpu_governor": _probe(_governor),
+        "memory_bytes": _probe(lambda: psutil.virtual_memory().total),
+        "temperature_sources": _probe(_temperature_sources),
+        "onnxruntime_version": ort_version, "onnxruntime_providers": providers,
+        "torch_version": torch_version, "cuda_device": cuda,
+        "python_version": _probe(platform.python_version), "hostname": _probe(socket.gethostname),
+        "android_release": _probe(_android_release),
+    }
+    return {k: v for k, v in info.items() if v is not None}
+
+
+def _temperature() -> float | None:
+    readings = [e.current for entries in psutil.sensors_temperatures().values() for e in entries
+                if e.current is not None]
+    return max(readings) if readings else None
+
+
+def _steal_percent() -> float | None:
+    times = psutil.cpu_times_percent(interval=None)
+    return getattr(times, "steal", None)
+
+
+def telemetry() -> dict[str, Any]:
+    """Fields of the protocol's Telemetry: frequency, temperature, load, CPU steal, memory.
+    CPU percentages are since the previous call (the first call reads since boot)."""
+    snapshot = {
+        "unix_time_ns": time.time_ns(),
+        "cpu_freq_mhz": _probe(lambda: psutil.cpu_freq().current),
+        "temperature_c": _probe(_temperature),
+        "load_1m": _probe(lambda: os.getloadavg()[0]),
+        "cpu_percent": _probe(lambda: psutil.cpu_percent(interval=None)),
+        "cpu_steal_percent": _probe(_steal_percent),
+        "available_memory_bytes": _probe(lambda: psutil.virtual_memory().available),
+    }
+    return {k: v for k, v in snapshot.items() if v is not None}
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_rss_bytes() -> int | None:
+    """Peak resident memory since the last reset (VmHWM), else of the process's lifetime."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    except Exception:
+        return None

@@ -1,22 +1,29 @@
-"""Measuring one ONNX model's latency the way design.md §4 asks.
+"""Measuring one model's latency the way design.md §4 asks.
 
 Cold start (session creation, first inference) is timed apart from steady state; warm-up
 runs by count and by time; timed runs go in blocks and stop when the confidence interval of
 the median is narrow enough or the time cap is hit, and the result says which. Every raw
-sample is kept; nothing is trimmed.
+sample is kept; nothing is trimmed. onnxruntime is the runtime; torch (TorchScript, CUDA
+synchronised around the clock) is optional and imported only when a job asks for it.
 """
 
 from __future__ import annotations
 
-import math
+import importlib
+import io
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import onnxruntime as ort
 
-__all__ = ["BenchSettings", "Measurement", "summarize", "median_ci", "measure"]
+from agent.stats import median_ci, summarize
+
+__all__ = ["BenchSettings", "Measurement", "measure", "RUNTIMES"]
+
+RUNTIMES = ("onnxruntime", "torch")
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,7 @@ class BenchSettings:
     max_time_s: float = 30.0
     block_runs: int = 10
     target_precision: float = 0.02  # half-width of the median's 95% CI over the median
+    runtime: str = "onnxruntime"
     execution_provider: str = "CPUExecutionProvider"
 
     def __post_init__(self) -> None:
@@ -45,6 +53,8 @@ class BenchSettings:
         if not 0 < self.target_precision < 1:
             raise ValueError(f"target_precision: expected a fraction in (0, 1), "
                              f"got {self.target_precision}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
 
 
 @dataclass
@@ -55,74 +65,92 @@ class Measurement:
     session_create_ns: int
     first_run_ns: int
     warmup_runs: int
+    warmup_ns: int
     stop_reason: str
-    onnxruntime_version: str = ort.__version__
+    runtime_versions: dict[str, str]
     settings: dict = field(default_factory=dict)
 
     def stats(self) -> dict[str, float]:
         return summarize(self.samples_ns)
 
 
-def median_ci(samples: np.ndarray, z: float = 1.96) -> tuple[float, float]:
-    """Distribution-free ~95% confidence interval of the median from order statistics."""
-    ordered = np.sort(samples)
-    n = len(ordered)
-    half = z * math.sqrt(n) / 2
-    low = max(0, int(math.floor(n / 2 - half)) - 1)
-    high = min(n - 1, int(math.ceil(n / 2 + half)))
-    return float(ordered[low]), float(ordered[high])
+Runner = Callable[[], object]
 
 
-def summarize(samples_ns: list[int] | np.ndarray) -> dict[str, float]:
-    """Median, mean, std, p10/p90/p99, CV and the median's CI, in milliseconds."""
-    ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
-    if ms.size == 0:
-        raise ValueError("samples: no samples to summarise")
-    low, high = median_ci(ms)
-    median = float(np.median(ms))
-    mean = float(ms.mean())
-    std = float(ms.std(ddof=1)) if ms.size > 1 else 0.0
-    return {"n": int(ms.size), "median_ms": median, "mean_ms": mean, "std_ms": std,
-            "p10_ms": float(np.percentile(ms, 10)), "p90_ms": float(np.percentile(ms, 90)),
-            "p99_ms": float(np.percentile(ms, 99)), "cv": std / mean if mean else 0.0,
-            "ci_low_ms": low, "ci_high_ms": high,
-            "ci_rel_half_width": (high - low) / (2 * median) if median else 0.0}
-
-
-def _random_inputs(session: ort.InferenceSession) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for meta in session.get_inputs():
-        if any(not isinstance(d, int) for d in meta.shape):
-            raise ValueError(f"model input {meta.name!r} has a dynamic shape {meta.shape}; "
-                             "export with static shapes")
-        feeds[meta.name] = rng.standard_normal(meta.shape).astype(np.float32)
-    return feeds
-
-
-def measure(model: str | Path | bytes, settings: BenchSettings = BenchSettings()) -> Measurement:
-    """Create an onnxruntime session for `model` and time it under `settings`."""
+def _onnxruntime_runner(model: str | bytes, settings: BenchSettings,
+                        input_shapes: Sequence[Sequence[int]] | None) -> tuple[Runner, dict]:
     options = ort.SessionOptions()
     options.intra_op_num_threads = settings.threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    source = model if isinstance(model, bytes) else str(model)
+    session = ort.InferenceSession(model, options, providers=[settings.execution_provider])
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for i, meta in enumerate(session.get_inputs()):
+        if any(not isinstance(d, int) for d in meta.shape):
+            raise ValueError(f"model input {meta.name!r} has a dynamic shape {meta.shape}; "
+                             "export with static shapes")
+        if input_shapes and list(input_shapes[i]) != list(meta.shape):
+            raise ValueError(f"inputs[{i}]: the job says shape {list(input_shapes[i])}, "
+                             f"the model takes {meta.shape}")
+        feeds[meta.name] = rng.standard_normal(meta.shape).astype(np.float32)
+    run = session.run
+    return (lambda: run(None, feeds)), {"onnxruntime": ort.__version__}
+
+
+def _torch_device(provider: str) -> str:
+    """'cpu', 'cuda' or 'cuda:N'; onnxruntime's provider names are accepted as aliases."""
+    name = provider.strip().lower()
+    return {"": "cpu", "cpuexecutionprovider": "cpu", "cudaexecutionprovider": "cuda"}.get(name, name)
+
+
+def _torch_runner(model: str | bytes, settings: BenchSettings,
+                  input_shapes: Sequence[Sequence[int]] | None) -> tuple[Runner, dict]:
+    """A TorchScript model on `settings.execution_provider` ('cpu' or 'cuda[:N]')."""
+    torch = importlib.import_module("torch")  # optional: only GPU hosts that want it have it
+    if not input_shapes:
+        raise ValueError("inputs: the torch runtime needs the input shapes in the job")
+    device = torch.device(_torch_device(settings.execution_provider))
+    torch.set_num_threads(settings.threads)
+    source = io.BytesIO(model) if isinstance(model, bytes) else model
+    module = torch.jit.load(source, map_location=device).eval()
+    generator = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(list(shape), generator=generator).to(device) for shape in input_shapes]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def run() -> None:
+        with torch.inference_mode():
+            module(*inputs)
+        sync()  # the clock must not stop before the GPU does
+
+    versions = {"torch": torch.__version__}
+    if device.type == "cuda":
+        versions["cuda"] = str(torch.version.cuda)
+        versions["cuda_device"] = torch.cuda.get_device_name(device)
+    return run, versions
+
+
+def measure(model: str | Path | bytes, settings: BenchSettings = BenchSettings(),
+            input_shapes: Sequence[Sequence[int]] | None = None) -> Measurement:
+    """Load `model` in `settings.runtime` and time it."""
+    make_runner = _torch_runner if settings.runtime == "torch" else _onnxruntime_runner
     clock = time.perf_counter_ns
     start = clock()
-    session = ort.InferenceSession(source, options, providers=[settings.execution_provider])
+    run, versions = make_runner(model if isinstance(model, bytes) else str(model), settings,
+                                input_shapes)
     session_create_ns = clock() - start
-    feeds = _random_inputs(session)
-    run = session.run
 
     start = clock()
-    run(None, feeds)
+    run()
     first_run_ns = clock() - start
 
-    warmup_end = clock() + int(settings.warmup_min_s * 1e9)
+    warmup_start = clock()
+    warmup_end = warmup_start + int(settings.warmup_min_s * 1e9)
     warmups = 0
     while warmups < settings.warmup_runs or clock() < warmup_end:
-        run(None, feeds)
+        run()
         warmups += 1
+    warmup_ns = clock() - warmup_start
 
     samples: list[int] = []
     begin = clock()
@@ -131,16 +159,16 @@ def measure(model: str | Path | bytes, settings: BenchSettings = BenchSettings()
     while True:
         for _ in range(settings.block_runs):
             t0 = clock()
-            run(None, feeds)
+            run()
             samples.append(clock() - t0)
         now = clock()
         if len(samples) >= settings.min_runs and now >= min_end:
-            low, high = median_ci(np.asarray(samples, dtype=np.float64))
+            low, high = median_ci(np.asarray(samples))
             if (high - low) / (2 * float(np.median(samples))) <= settings.target_precision:
                 reason = "precision"
                 break
         if now >= cap:
             reason = "time_cap"
             break
-    return Measurement(samples, session_create_ns, first_run_ns, warmups, reason,
-                       settings=asdict(settings))
+    return Measurement(samples, session_create_ns, first_run_ns, warmups, warmup_ns, reason,
+                       versions, settings=asdict(settings))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from coordinator.demo import demo
+from coordinator.fleet_commands import devices, serve, token
 from coordinator.subnet_commands import describe, export, sample
 
 
@@ -13,5 +14,5 @@ def main() -> None:
     """Profile OFA subnets on a fleet of devices and build their latency models."""
 
 
-for command in (sample, describe, export, demo):
+for command in (serve, token, devices, sample, describe, export, demo):
     main.add_command(command)

@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from agent.measure import BenchSettings, measure, median_ci, summarize
+from agent.measure import BenchSettings, measure
+from agent.stats import median_ci, summarize
 from ofa.config import SubnetConfig
 from ofa.export import export_lut_entry
 from ofa.plan import layer_plan

@@ -1,0 +1,131 @@
+"""The agent's view of the coordinator: one channel, one stub, deadlines on every call, and
+retries only through `agent.retry`. Callers see `AuthError` and `Forgotten`, not gRPC codes."""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from typing import Sequence
+
+import grpc
+
+from agent.retry import call_with_retry
+from proto.ofafleet.v1 import fleet_pb2 as pb
+from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
+
+__all__ = ["AuthError", "Forgotten", "FleetClient", "is_loopback", "MAX_MESSAGE_BYTES"]
+
+MAX_MESSAGE_BYTES = 16 * 2**20
+CALL_TIMEOUT_S = 15.0
+CHUNK_BYTES = 2 * 2**20
+
+
+class AuthError(RuntimeError):
+    """The coordinator refused this agent's token: retrying will not help."""
+
+
+class Forgotten(RuntimeError):
+    """The coordinator does not know this agent (any more): register again."""
+
+
+def is_loopback(address: str) -> bool:
+    """Whether HOST:PORT names this machine (localhost, 127.0.0.0/8, ::1)."""
+    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _translate(exc: grpc.RpcError) -> Exception:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return AuthError(f"coordinator refused the token: {details}")
+    if code == grpc.StatusCode.NOT_FOUND:
+        return Forgotten(details)
+    return exc
+
+
+class FleetClient:
+    def __init__(self, address: str, token: str, stop: threading.Event,
+                 tls_ca: bytes | None = None, insecure: bool = False) -> None:
+        if tls_ca is None and not insecure and not is_loopback(address):
+            raise ValueError(f"coordinator: {address} is not a loopback address; use --tls-ca "
+                             "to connect with TLS, or --insecure to send the token in plaintext")
+        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000)]
+        self.channel = (grpc.secure_channel(address, grpc.ssl_channel_credentials(tls_ca), options)
+                        if tls_ca is not None else grpc.insecure_channel(address, options))
+        self.stub = pb_grpc.FleetStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {token}"),)
+        self.stop = stop
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def _call(self, name: str, request, retry: bool = True, max_attempts: int | None = None):
+        method = getattr(self.stub, name)
+        call = lambda: method(request, timeout=CALL_TIMEOUT_S, metadata=self.metadata)  # noqa: E731
+        try:
+            if not retry:
+                return call()
+            if max_attempts is not None:  # also while stopping: a few tries, then give up
+                return call_with_retry(call, name, threading.Event(), max_attempts=max_attempts)
+            return call_with_retry(call, name, self.stop)
+        except grpc.RpcError as exc:
+            raise _translate(exc) from None
+
+    def register(self, agent_id: str, labels: Sequence[str], device: dict, threads: int,
+                 version: str) -> pb.RegisterResponse:
+        request = pb.RegisterRequest(agent_id=agent_id, labels=list(labels),
+                                     device=pb.DeviceInfo(**device), agent_version=version,
+                                     threads=threads)
+        return self._call("Register", request)
+
+    def heartbeat(self, agent_id: str, lease_ids: Sequence[str], telemetry: dict
+                  ) -> pb.HeartbeatResponse:
+        request = pb.HeartbeatRequest(agent_id=agent_id, lease_ids=list(lease_ids),
+                                      telemetry=pb.Telemetry(**telemetry))
+        return self._call("Heartbeat", request, retry=False)
+
+    def lease_jobs(self, agent_id: str, max_jobs: int, wait_s: float) -> list[pb.Job]:
+        """Long-poll for jobs; returns early (with nothing) when `stop` is set."""
+        request = pb.LeaseJobsRequest(agent_id=agent_id, max_jobs=max_jobs, wait_s=wait_s)
+
+        def poll() -> pb.LeaseJobsResponse:
+            future = self.stub.LeaseJobs.future(request, timeout=wait_s + CALL_TIMEOUT_S,
+                                                metadata=self.metadata)
+            while not future.done():
+                if self.stop.wait(0.1):
+                    future.cancel()
+                    return pb.LeaseJobsResponse()
+            return future.result()
+
+        try:
+            return list(call_with_retry(poll, "LeaseJobs", self.stop).jobs)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.CANCELLED and self.stop.is_set():
+                return []
+            raise _translate(exc) from None
+
+    def read_blob(self, digest: str, size: int) -> bytes:
+        """The whole blob, read in chunks (verification is the cache's job)."""
+        chunks, offset = [], 0
+        while offset < size:
+            reply = self._call("ReadBlob", pb.ReadBlobRequest(digest=digest, offset=offset,
+                                                              limit=CHUNK_BYTES))
+            if not reply.data:
+                raise ValueError(f"blob {digest}: coordinator sent no data at offset {offset}")
+            chunks.append(reply.data)
+            offset += len(reply.data)
+        return b"".join(chunks)
+
+    def report(self, agent_id: str, job: pb.Job, result: pb.Result) -> pb.ReportResultResponse:
+        """Report a result; once stopping, only a few tries are made before giving up."""
+        request = pb.ReportResultRequest(agent_id=agent_id, job_id=job.job_id,
+                                         lease_id=job.lease_id, result=result)
+        return self._call("ReportResult", request, max_attempts=3 if self.stop.is_set() else None)

@@ -1,0 +1,207 @@
+"""The agent's main loop: register, heartbeat, lease one job at a time, measure, report.
+
+It never crashes on a bad job (the job is reported FAILED with the error), re-registers
+when the coordinator has forgotten it, and on SIGTERM finishes the job in hand (or gives
+its lease back) before it exits. Between jobs it re-measures a fixed reference model and
+reports the drift with every result.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from agent import __version__
+from agent.cache import ModelCache
+from agent.client import AuthError, FleetClient, Forgotten
+from agent.device import device_info, peak_rss_bytes, reset_peak_rss, telemetry
+from agent.measure import BenchSettings, measure
+from proto.ofafleet.v1 import fleet_pb2 as pb
+
+__all__ = ["AgentConfig", "Agent", "settings_from_spec"]
+
+log = logging.getLogger("ofa-agent")
+REFERENCE_SETTINGS = BenchSettings(warmup_runs=5, warmup_min_s=0.05, min_runs=20,
+                                   min_time_s=0.2, max_time_s=2.0)
+
+
+@dataclass
+class AgentConfig:
+    coordinator: str
+    token: str
+    labels: list[str]
+    cache_dir: Path
+    threads: int = 1
+    cache_max_bytes: int = 2 * 2**30
+    tls_ca: bytes | None = None
+    insecure: bool = False
+    lease_wait_s: float = 20.0
+    reference_every_jobs: int = 10
+    reference_every_s: float = 300.0
+    extra_device: dict = field(default_factory=dict)
+
+
+def settings_from_spec(spec: pb.BenchSpec) -> BenchSettings:
+    """The spec's settings, with the engine's defaults where the spec leaves a field at 0."""
+    default = BenchSettings()
+    pick = lambda value, fallback: value if value else fallback  # noqa: E731
+    return BenchSettings(
+        threads=pick(spec.threads, default.threads),
+        warmup_runs=pick(spec.warmup_runs, default.warmup_runs),
+        warmup_min_s=pick(spec.warmup_min_s, default.warmup_min_s),
+        min_runs=pick(spec.min_runs, default.min_runs),
+        min_time_s=pick(spec.min_time_s, default.min_time_s),
+        max_time_s=pick(spec.max_time_s, default.max_time_s),
+        target_precision=pick(spec.target_precision, default.target_precision),
+        runtime=pick(spec.runtime, default.runtime),
+        execution_provider=pick(spec.execution_provider, default.execution_provider))
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.stop = threading.Event()
+        self.client = FleetClient(config.coordinator, config.token, self.stop,
+                                  tls_ca=config.tls_ca, insecure=config.insecure)
+        self.cache = ModelCache(config.cache_dir, config.cache_max_bytes)
+        self.id_file = Path(config.cache_dir) / "agent-id"
+        self.agent_id = self.id_file.read_text().strip() if self.id_file.exists() else ""
+        self.heartbeat_s = 5.0
+        self.current_leases: set[str] = set()
+        self._register_lock = threading.Lock()
+        self._drift: pb.DriftCheck | None = None
+        self._jobs_since_reference = 0
+        self._reference_at = 0.0
+
+    # ----------------------------------------------------------------- lifecycle
+    def request_stop(self) -> None:
+        """Finish (or release) the job in hand, then leave the main loop."""
+        self.stop.set()
+
+    def run(self) -> int:
+        """Serve jobs until stopped. Returns the process exit code."""
+        try:
+            self._register()
+            beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+            beat.start()
+            self._check_reference()
+            while not self.stop.is_set():
+                try:
+                    jobs = self.client.lease_jobs(self.agent_id, 1, self.config.lease_wait_s)
+                except Forgotten:
+                    self._register()
+                    continue
+                for job in jobs:
+                    self._serve(job)
+                if jobs:
+                    self._maybe_check_reference()
+        except AuthError as exc:
+            log.error("%s; stopping", exc)
+            return 3
+        finally:
+            self.stop.set()
+            self.client.close()
+        log.info("agent %s stopped", self.agent_id)
+        return 0
+
+    def _register(self) -> None:
+        with self._register_lock:
+            device = {**device_info(), **self.config.extra_device}
+            reply = self.client.register(self.agent_id, self.config.labels, device,
+                                         self.config.threads, __version__)
+            self.agent_id = reply.agent_id
+            self.heartbeat_s = reply.heartbeat_interval_s or self.heartbeat_s
+            self.id_file.parent.mkdir(parents=True, exist_ok=True)
+            self.id_file.write_text(self.agent_id)
+            log.info("registered as %s (labels %s)", self.agent_id, ", ".join(self.config.labels))
+
+    def _heartbeat_loop(self) -> None:
+        while not self.stop.wait(self.heartbeat_s):
+            try:
+                self.client.heartbeat(self.agent_id, sorted(self.current_leases), telemetry())
+            except Forgotten:
+                try:
+                    self._register()
+                except Exception as exc:  # the main loop will meet the same problem
+                    log.warning("re-registering failed: %s", exc)
+            except AuthError as exc:
+                log.error("%s", exc)
+                self.stop.set()
+            except Exception as exc:  # a missed heartbeat is not fatal; the next one may pass
+                log.warning("heartbeat failed: %s", exc)
+
+    # ---------------------------------------------------------------------- jobs
+    def _serve(self, job: pb.Job) -> None:
+        started = time.perf_counter_ns()
+        self.current_leases.add(job.lease_id)
+        try:
+            if self.stop.is_set():
+                result = pb.Result(status=pb.RESULT_STATUS_RELEASED, message="agent shutting down")
+            else:
+                result = self._execute(job)
+            result.lease_to_report_ns = time.perf_counter_ns() - started
+            if self._drift is not None:
+                result.drift.CopyFrom(self._drift)
+            reply = self.client.report(self.agent_id, job, result)
+            log.info("job %s: %s%s", job.job_id, pb.ResultStatus.Name(result.status),
+                     " (late)" if reply.late else "")
+            self._jobs_since_reference += 1
+        except (AuthError, Forgotten):
+            raise
+        except Exception as exc:  # the coordinator is unreachable; the lease will expire
+            log.error("job %s: could not report: %s", job.job_id, exc)
+        finally:
+            self.current_leases.discard(job.lease_id)
+
+    def _execute(self, job: pb.Job) -> pb.Result:
+        """Measure one job; any failure becomes a FAILED result with the error."""
+        spec = job.spec
+        try:
+            model = self._fetch(spec.model_digest, spec.model_size)
+            settings = settings_from_spec(spec)
+            shapes = [list(t.dims) for t in spec.inputs] or None
+            before = telemetry()
+            reset_peak_rss()
+            measurement = measure(model, settings, shapes)
+            result = pb.Result(
+                status=pb.RESULT_STATUS_OK, samples_ns=measurement.samples_ns,
+                session_create_ns=measurement.session_create_ns,
+                first_run_ns=measurement.first_run_ns, warmup_runs=measurement.warmup_runs,
+                warmup_ns=measurement.warmup_ns, stop_reason=measurement.stop_reason,
+                peak_rss_bytes=peak_rss_bytes() or 0, before=pb.Telemetry(**before),
+                after=pb.Telemetry(**telemetry()), runtime_versions=measurement.runtime_versions)
+            return result
+        except Exception as exc:  # a bad job must never take the agent down
+            log.warning("job %s failed: %s", job.job_id, exc)
+            return pb.Result(status=pb.RESULT_STATUS_FAILED,
+                             message=f"{type(exc).__name__}: {exc}"[:4000])
+
+    def _fetch(self, digest: str, size: int) -> Path:
+        cached = self.cache.get(digest)
+        if cached is not None:
+            return cached
+        data = self.client.read_blob(digest, size)
+        if len(data) != size:
+            raise ValueError(f"model {digest}: got {len(data)} bytes, the job says {size}")
+        return self.cache.put(digest, data)
+
+    # ------------------------------------------------------------ drift reference
+    def _maybe_check_reference(self) -> None:
+        due = (self._jobs_since_reference >= self.config.reference_every_jobs or
+               time.monotonic() - self._reference_at >= self.config.reference_every_s)
+        if due and not self.stop.is_set():
+            self._check_reference()
+
+    def _check_reference(self) -> None:
+        model = resources.files("agent").joinpath("data/reference.onnx").read_bytes()
+        median = measure(model, REFERENCE_SETTINGS).stats()["median_ms"]
+        baseline = self._drift.baseline_median_ms if self._drift else median
+        self._drift = pb.DriftCheck(baseline_median_ms=baseline, median_ms=median,
+                                    drift=median / baseline - 1, measured_unix_ns=time.time_ns())
+        self._jobs_since_reference = 0
+        self._reference_at = time.monotonic()
+        log.info("reference model: %.3f ms (drift %+.1f%%)", median, 100 * self._drift.drift)

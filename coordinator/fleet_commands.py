@@ -1,0 +1,123 @@
+"""Commands that run and administer the fleet: serve, token, devices."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import click
+
+from coordinator.fleet import FleetSettings
+from coordinator.store import NotFound, Store
+
+DB = click.option("--db", type=click.Path(dir_okay=False), required=True,
+                  help="The coordinator's SQLite file (blobs live beside it).")
+
+
+@click.command()
+@DB
+@click.option("--listen", default="127.0.0.1:50051", show_default=True,
+              help="HOST:PORT to serve on (port 0 picks a free one).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False),
+              help="PEM certificate chain; with --tls-key serves TLS.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key.")
+@click.option("--heartbeat-interval", type=click.FloatRange(min=0.1), default=5.0,
+              show_default=True, help="Seconds between agent heartbeats.")
+@click.option("--missed-heartbeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="An agent silent this many intervals is offline; its leases are requeued.")
+@click.option("--lease-seconds", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Lease lifetime, renewed by heartbeats.")
+@click.option("--max-model-mb", type=click.IntRange(min=1), default=512, show_default=True)
+@click.option("-v", "--verbose", is_flag=True, help="Log every registration and sweep.")
+def serve(db: str, listen: str, tls_cert: str | None, tls_key: str | None,
+          heartbeat_interval: float, missed_heartbeats: int, lease_seconds: float,
+          max_model_mb: int, verbose: bool) -> None:
+    """Run the coordinator's gRPC server until SIGTERM or Ctrl-C."""
+    from coordinator.server import serve as run_server  # grpc server imports only when serving
+
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    tls = (Path(tls_key).read_bytes(), Path(tls_cert).read_bytes()) if tls_cert else None
+    settings = FleetSettings(heartbeat_interval_s=heartbeat_interval,
+                             missed_heartbeats=missed_heartbeats, lease_seconds=lease_seconds)
+    asyncio.run(run_server(Path(db), listen, settings, tls, max_model_mb * 2**20))
+
+
+@click.group()
+def token() -> None:
+    """Create, list and revoke agent tokens."""
+
+
+@token.command("create")
+@DB
+@click.option("--name", required=True, help="A name for the agent this token is for.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Write the token to this file (mode 600) instead of printing it.")
+def token_create(db: str, name: str, out: str | None) -> None:
+    """Mint a token. It is shown once; the coordinator keeps only its hash."""
+    try:
+        secret = Store(db).create_token(name)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if out:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret + "\n")
+        click.echo(f"token {name!r} written to {out}")
+    else:
+        click.echo(secret)
+
+
+@token.command("revoke")
+@DB
+@click.option("--name", required=True)
+def token_revoke(db: str, name: str) -> None:
+    """Refuse this token from now on."""
+    try:
+        Store(db).revoke_token(name)
+    except NotFound as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"token {name!r} revoked")
+
+
+@token.command("list")
+@DB
+def token_list(db: str) -> None:
+    """Names, states and bound agents of all tokens (never the secrets)."""
+    for row in Store(db).list_tokens():
+        state = "revoked" if row["revoked_at"] else "active"
+        click.echo(f"{row['name']:<24} {state:<8} agent {row['agent_id'] or '-'}")
+
+
+def _ago(seconds: float) -> str:
+    return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
+
+
+@click.command()
+@DB
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+def devices(db: str, fmt: str) -> None:
+    """List agents: status, labels, device, last seen, jobs done."""
+    agents = Store(db).list_agents()
+    if fmt == "json":
+        click.echo(json.dumps(agents, indent=2))
+        return
+    if not agents:
+        click.echo("no agents have registered")
+        return
+    now = time.time()
+    click.echo(f"{'agent':<13} {'status':<8} {'labels':<20} {'device':<44} {'last seen':<10} jobs")
+    for agent in agents:
+        device = agent["device"]
+        summary = " ".join(str(device[k]) for k in ("machine", "cpu_model") if k in device)
+        summary += f" {device.get('logical_cores', '?')} cpus, {agent['threads']} thr"
+        click.echo(f"{agent['id']:<13} {'online' if agent['online'] else 'offline':<8} "
+                   f"{','.join(agent['labels']):<20} {summary[:44]:<44} "
+                   f"{_ago(now - agent['last_seen']):<10} {agent['jobs_done']}")

@@ -1,0 +1,103 @@
+"""The gRPC servicer: it only translates. Each RPC turns protobuf into plain values, calls
+`FleetService`, and maps domain errors to status codes."""
+
+from __future__ import annotations
+
+import functools
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from coordinator.auth import authenticate
+from coordinator.fleet import FleetService
+from coordinator.store import Forbidden, NotFound, Token
+from proto.ofafleet.v1 import fleet_pb2 as pb
+from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
+
+__all__ = ["FleetServicer", "result_to_dict"]
+
+_STATUS = {pb.RESULT_STATUS_OK: "ok", pb.RESULT_STATUS_FAILED: "failed",
+           pb.RESULT_STATUS_RELEASED: "released"}
+_ERRORS = ((NotFound, grpc.StatusCode.NOT_FOUND), (Forbidden, grpc.StatusCode.PERMISSION_DENIED),
+           (ValueError, grpc.StatusCode.INVALID_ARGUMENT))
+
+
+def _fields(message, with_zeros: bool = False) -> dict:
+    """A message as a dict; unset optional fields are left out (zeros too unless asked)."""
+    return MessageToDict(message, preserving_proto_field_name=True,
+                         always_print_fields_with_no_presence=with_zeros)
+
+
+def result_to_dict(result: pb.Result) -> dict:
+    """The measurement fields the store keeps (samples as ints, telemetry as dicts)."""
+    return {"message": result.message, "samples_ns": list(result.samples_ns),
+            "session_create_ns": result.session_create_ns, "first_run_ns": result.first_run_ns,
+            "warmup_runs": result.warmup_runs, "warmup_ns": result.warmup_ns,
+            "stop_reason": result.stop_reason, "peak_rss_bytes": result.peak_rss_bytes,
+            "before": _fields(result.before), "after": _fields(result.after),
+            "runtime_versions": dict(result.runtime_versions),
+            "drift": _fields(result.drift, with_zeros=True) if result.HasField("drift") else None,
+            "lease_to_report_ns": result.lease_to_report_ns}
+
+
+def _rpc(handler):
+    """Resolve the caller's token and map domain errors to gRPC status codes."""
+    @functools.wraps(handler)
+    async def wrapper(self, request, context):
+        token = authenticate(self.fleet.store, context.invocation_metadata())
+        if not isinstance(token, Token):  # the interceptor refuses these already
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, token)
+        try:
+            return await handler(self, request, token)
+        except tuple(error for error, _ in _ERRORS) as exc:
+            code = next(code for error, code in _ERRORS if isinstance(exc, error))
+            await context.abort(code, str(exc))
+    return wrapper
+
+
+class FleetServicer(pb_grpc.FleetServicer):
+    def __init__(self, fleet: FleetService) -> None:
+        self.fleet = fleet
+
+    @_rpc
+    async def Register(self, request: pb.RegisterRequest, token: Token) -> pb.RegisterResponse:
+        agent_id = self.fleet.register(token, request.agent_id, list(request.labels),
+                                       _fields(request.device), request.threads,
+                                       request.agent_version)
+        settings = self.fleet.settings
+        return pb.RegisterResponse(agent_id=agent_id,
+                                   heartbeat_interval_s=settings.heartbeat_interval_s,
+                                   max_chunk_bytes=settings.max_chunk_bytes)
+
+    @_rpc
+    async def Heartbeat(self, request: pb.HeartbeatRequest, token: Token) -> pb.HeartbeatResponse:
+        lost = self.fleet.heartbeat(token, request.agent_id, list(request.lease_ids),
+                                    _fields(request.telemetry))
+        return pb.HeartbeatResponse(lost_lease_ids=lost)
+
+    @_rpc
+    async def LeaseJobs(self, request: pb.LeaseJobsRequest, token: Token) -> pb.LeaseJobsResponse:
+        leased = await self.fleet.lease(token, request.agent_id, request.max_jobs, request.wait_s)
+        jobs = [pb.Job(job_id=j.job_id, lease_id=j.lease_id, attempt=j.attempt,
+                       lease_expires_unix_ms=int(j.expires_at * 1000),
+                       spec=pb.BenchSpec.FromString(j.spec)) for j in leased]
+        return pb.LeaseJobsResponse(jobs=jobs)
+
+    @_rpc
+    async def ReadBlob(self, request: pb.ReadBlobRequest, token: Token) -> pb.ReadBlobResponse:
+        data, total = self.fleet.read_blob(request.digest, request.offset, request.limit)
+        return pb.ReadBlobResponse(data=data, total_size=total)
+
+    @_rpc
+    async def ReportResult(self, request: pb.ReportResultRequest,
+                           token: Token) -> pb.ReportResultResponse:
+        status = _STATUS.get(request.result.status)
+        if status is None:
+            raise ValueError(f"result.status: expected OK, FAILED or RELEASED, got "
+                             f"{pb.ResultStatus.Name(request.result.status)}")
+        if status == "ok" and not request.result.samples_ns:
+            raise ValueError("result.samples_ns: an OK result needs its raw samples")
+        outcome = self.fleet.report(token, request.agent_id, request.job_id, request.lease_id,
+                                    status, result_to_dict(request.result))
+        return pb.ReportResultResponse(accepted=outcome.accepted, duplicate=outcome.duplicate,
+                                       late=outcome.late)

@@ -1,0 +1,473 @@
+"""The coordinator's state in SQLite: tokens, agents, jobs, leases, results, blob index.
+
+Contract (what callers may rely on):
+- Every method is one transaction; a crash leaves the database as before or after it.
+- A job is `queued`, `leased`, `done`, `failed` or `cancelled`. Leasing moves it to `leased`
+  with a new lease (attempt = leases issued so far). Expiry or an agent going offline
+  requeues it, or fails it with the reason once `max_attempts` leases have been issued.
+- Reports are idempotent by lease id. Exactly one OK result is accepted per job; results
+  for a job that is already finished are stored with `accepted = 0`, and results of a lease
+  that was no longer active are flagged `late = 1`.
+- Statistics are computed from the raw samples, which are stored as int64 little-endian.
+
+The database uses WAL so that CLI processes can read (and enqueue) while the server runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from agent.stats import summarize
+
+__all__ = ["Store", "Token", "LeasedJob", "ReportOutcome", "NotFound", "Forbidden",
+           "SCHEMA_VERSION", "hash_token"]
+
+TERMINAL = ("done", "failed", "cancelled")
+
+_MIGRATIONS: list[str] = [
+    # 1: the fleet
+    """
+    CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, hash TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL, revoked_at REAL, agent_id TEXT);
+    CREATE TABLE agents (
+        id TEXT PRIMARY KEY, token_id INTEGER NOT NULL REFERENCES tokens(id),
+        labels TEXT NOT NULL, device TEXT NOT NULL, threads INTEGER, version TEXT,
+        registered_at REAL NOT NULL, last_seen REAL NOT NULL, online INTEGER NOT NULL,
+        jobs_done INTEGER NOT NULL DEFAULT 0, telemetry TEXT,
+        forgotten INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE agent_labels (
+        agent_id TEXT NOT NULL REFERENCES agents(id), label TEXT NOT NULL,
+        PRIMARY KEY (agent_id, label));
+    CREATE TABLE blobs (digest TEXT PRIMARY KEY, size INTEGER NOT NULL, created_at REAL NOT NULL);
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY, target_label TEXT, target_agent TEXT, spec BLOB NOT NULL,
+        model_digest TEXT NOT NULL REFERENCES blobs(digest), state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL, campaign TEXT,
+        created_at REAL NOT NULL, finished_at REAL, error TEXT, accepted_result INTEGER);
+    CREATE INDEX jobs_by_label ON jobs(state, target_label, priority DESC, seq);
+    CREATE INDEX jobs_by_agent ON jobs(state, target_agent, priority DESC, seq);
+    CREATE INDEX jobs_by_campaign ON jobs(campaign, state);
+    CREATE TABLE leases (
+        id TEXT PRIMARY KEY, job_id TEXT NOT NULL REFERENCES jobs(id),
+        agent_id TEXT NOT NULL REFERENCES agents(id), attempt INTEGER NOT NULL,
+        issued_at REAL NOT NULL, expires_at REAL NOT NULL, state TEXT NOT NULL);
+    CREATE INDEX leases_active ON leases(state, expires_at);
+    CREATE INDEX leases_by_agent ON leases(agent_id, state);
+    CREATE INDEX leases_by_job ON leases(job_id);
+    CREATE TABLE results (
+        id INTEGER PRIMARY KEY, job_id TEXT NOT NULL REFERENCES jobs(id),
+        lease_id TEXT NOT NULL UNIQUE REFERENCES leases(id), agent_id TEXT NOT NULL,
+        status TEXT NOT NULL, message TEXT, samples BLOB, n INTEGER,
+        median_ms REAL, mean_ms REAL, std_ms REAL, p10_ms REAL, p90_ms REAL, p99_ms REAL,
+        cv REAL, session_create_ns INTEGER, first_run_ns INTEGER, warmup_runs INTEGER,
+        warmup_ns INTEGER, stop_reason TEXT, peak_rss_bytes INTEGER, telemetry_before TEXT,
+        telemetry_after TEXT, runtime_versions TEXT, drift REAL, drift_check TEXT,
+        lease_to_report_ns INTEGER, accepted INTEGER NOT NULL, late INTEGER NOT NULL,
+        received_at REAL NOT NULL);
+    CREATE INDEX results_by_job ON results(job_id);
+    """,
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+class NotFound(LookupError):
+    """An agent, lease, job or token that the store does not know."""
+
+
+class Forbidden(PermissionError):
+    """A caller acting for an agent or lease that is not its own."""
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int
+    name: str
+    agent_id: str | None
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class LeasedJob:
+    job_id: str
+    lease_id: str
+    expires_at: float
+    attempt: int
+    spec: bytes
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    accepted: bool
+    duplicate: bool
+    late: bool
+
+
+def hash_token(secret: str) -> str:
+    """Tokens are stored only as their sha256."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                  timeout=10.0)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path}: schema version {version} is newer than this "
+                               f"coordinator's ({SCHEMA_VERSION}); upgrade ofa-fleet")
+        for number in range(version, SCHEMA_VERSION):
+            with self._tx():  # re-read inside the lock: another process may have migrated
+                if self.db.execute("PRAGMA user_version").fetchone()[0] != number:
+                    continue
+                for statement in _MIGRATIONS[number].split(";"):  # no ';' inside statements
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version={number + 1}")
+
+    def _tx(self):
+        return _Transaction(self.db)
+
+    def data_version(self) -> int:
+        """Changes when another connection (another process) commits."""
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
+
+    # -------------------------------------------------------------------- tokens
+    def create_token(self, name: str) -> str:
+        """A new token for one agent; the secret is returned once and stored hashed."""
+        if not name or not name.strip():
+            raise ValueError("name: expected a non-empty token name")
+        secret = "ofa_" + secrets.token_urlsafe(32)
+        try:
+            with self._tx():
+                self.db.execute("INSERT INTO tokens(name, hash, created_at) VALUES (?,?,?)",
+                                (name, hash_token(secret), time.time()))
+        except sqlite3.IntegrityError:
+            raise ValueError(f"name: a token named {name!r} exists already") from None
+        return secret
+
+    def revoke_token(self, name: str) -> None:
+        with self._tx():
+            cur = self.db.execute("UPDATE tokens SET revoked_at=? WHERE name=? AND revoked_at IS NULL",
+                                  (time.time(), name))
+        if cur.rowcount == 0:
+            raise NotFound(f"name: no active token named {name!r}")
+
+    def token_by_secret(self, secret: str) -> Token | None:
+        row = self.db.execute("SELECT * FROM tokens WHERE hash=?", (hash_token(secret),)).fetchone()
+        if row is None:
+            return None
+        return Token(row["id"], row["name"], row["agent_id"], row["revoked_at"] is not None)
+
+    def list_tokens(self) -> list[dict]:
+        rows = self.db.execute("SELECT name, created_at, revoked_at, agent_id FROM tokens ORDER BY id")
+        return [dict(row) for row in rows]
+
+    # -------------------------------------------------------------------- agents
+    def register_agent(self, token: Token, agent_id: str, labels: Sequence[str], device: dict,
+                       threads: int, version: str) -> str:
+        """Create or refresh an agent. A token is bound to the first agent it registers."""
+        if token.agent_id and agent_id and token.agent_id != agent_id:
+            raise Forbidden(f"token {token.name!r} belongs to agent {token.agent_id}")
+        agent_id = agent_id or token.agent_id or uuid.uuid4().hex[:12]
+        now = time.time()
+        with self._tx():
+            owner = self.db.execute("SELECT token_id FROM agents WHERE id=?", (agent_id,)).fetchone()
+            if owner is not None and owner["token_id"] != token.id:
+                raise Forbidden(f"agent {agent_id} is registered with another token")
+            self.db.execute(
+                "INSERT INTO agents(id, token_id, labels, device, threads, version, registered_at,"
+                " last_seen, online) VALUES (?,?,?,?,?,?,?,?,1) ON CONFLICT(id) DO UPDATE SET"
+                " labels=excluded.labels, device=excluded.device, threads=excluded.threads,"
+                " version=excluded.version, last_seen=excluded.last_seen, online=1, forgotten=0",
+                (agent_id, token.id, _json(sorted(labels)), _json(device), threads, version, now, now))
+            self.db.execute("DELETE FROM agent_labels WHERE agent_id=?", (agent_id,))
+            self.db.executemany("INSERT INTO agent_labels VALUES (?,?)",
+                                [(agent_id, label) for label in sorted(set(labels))])
+            self.db.execute("UPDATE tokens SET agent_id=? WHERE id=?", (agent_id, token.id))
+        return agent_id
+
+    def forget_agent(self, agent_id: str) -> None:
+        """Drop an agent's registration (its history stays); it must register again."""
+        with self._tx():
+            self._expire_leases(self.db.execute(
+                "SELECT * FROM leases WHERE agent_id=? AND state='active'", (agent_id,)).fetchall(),
+                reason="was forgotten")
+            self.db.execute("DELETE FROM agent_labels WHERE agent_id=?", (agent_id,))
+            cur = self.db.execute("UPDATE agents SET forgotten=1, online=0 WHERE id=?", (agent_id,))
+        if cur.rowcount == 0:
+            raise NotFound(f"agent {agent_id!r} is not registered")
+
+    def check_agent(self, agent_id: str, token: Token) -> None:
+        """Raise unless `agent_id` is registered and belongs to `token`."""
+        row = self.db.execute("SELECT token_id, forgotten FROM agents WHERE id=?",
+                              (agent_id,)).fetchone()
+        if row is None or row["forgotten"]:
+            raise NotFound(f"agent {agent_id!r} is not registered")
+        if row["token_id"] != token.id:
+            raise Forbidden(f"agent {agent_id} does not belong to token {token.name!r}")
+
+    def heartbeat(self, agent_id: str, lease_ids: Sequence[str], telemetry: dict,
+                  lease_seconds: float) -> list[str]:
+        """Mark the agent alive and renew its listed leases; returns those no longer active."""
+        now = time.time()
+        with self._tx():
+            self.db.execute("UPDATE agents SET last_seen=?, online=1, telemetry=? WHERE id=?",
+                            (now, _json(telemetry), agent_id))
+            self.db.execute("UPDATE leases SET expires_at=? WHERE agent_id=? AND state='active'",
+                            (now + lease_seconds, agent_id))
+            lost = []
+            for lease_id in lease_ids:
+                row = self.db.execute("SELECT state, agent_id FROM leases WHERE id=?",
+                                      (lease_id,)).fetchone()
+                if row is None or row["state"] != "active" or row["agent_id"] != agent_id:
+                    lost.append(lease_id)
+        return lost
+
+    def agent_labels(self, agent_id: str) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT label FROM agent_labels WHERE agent_id=?",
+                                              (agent_id,))]
+
+    def list_agents(self) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM agents WHERE forgotten=0 ORDER BY registered_at")
+        agents = []
+        for row in rows:
+            agent = dict(row)
+            agent["labels"] = json.loads(agent["labels"])
+            agent["device"] = json.loads(agent["device"])
+            agent["telemetry"] = json.loads(agent["telemetry"]) if agent["telemetry"] else None
+            agents.append(agent)
+        return agents
+
+    # --------------------------------------------------------------------- blobs
+    def add_blob(self, digest: str, size: int) -> None:
+        with self._tx():
+            self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?,?,?)", (digest, size, time.time()))
+
+    def blob_size(self, digest: str) -> int | None:
+        row = self.db.execute("SELECT size FROM blobs WHERE digest=?", (digest,)).fetchone()
+        return None if row is None else row[0]
+
+    # ---------------------------------------------------------------------- jobs
+    def enqueue(self, specs: Iterable[tuple[bytes, str]], *, label: str | None = None,
+                agent_id: str | None = None, max_attempts: int = 3, priority: int = 0,
+                campaign: str | None = None) -> list[str]:
+        """Queue jobs (spec bytes, model digest) for a device label or one agent, served in
+        the order given. Every digest must already be a stored blob."""
+        if (label is None) == (agent_id is None):
+            raise ValueError("target: give exactly one of label or agent_id")
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts: expected >= 1, got {max_attempts}")
+        now = time.time()
+        ids = []
+        with self._tx():
+            seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0]
+            rows = []
+            for spec, digest in specs:
+                if self.blob_size(digest) is None:
+                    raise NotFound(f"model_digest: no blob {digest}; add the model first")
+                seq += 1
+                job_id = uuid.uuid4().hex
+                ids.append(job_id)
+                rows.append((job_id, label, agent_id, spec, digest, max_attempts, priority, seq,
+                             campaign, now))
+            self.db.executemany(
+                "INSERT INTO jobs(id, target_label, target_agent, spec, model_digest, state,"
+                " max_attempts, priority, seq, campaign, created_at)"
+                " VALUES (?,?,?,?,?,'queued',?,?,?,?,?)", rows)
+        return ids
+
+    def lease_jobs(self, agent_id: str, max_jobs: int, lease_seconds: float) -> list[LeasedJob]:
+        """Lease up to `max_jobs` queued jobs meant for this agent or one of its labels."""
+        labels = self.agent_labels(agent_id)
+        marks = ",".join("?" * len(labels))
+        label_clause = f" OR target_label IN ({marks})" if labels else ""
+        now = time.time()
+        leased = []
+        with self._tx():
+            rows = self.db.execute(
+                f"SELECT id, spec, attempts FROM jobs WHERE state='queued' AND "
+                f"(target_agent=?{label_clause}) ORDER BY priority DESC, seq LIMIT ?",
+                (agent_id, *labels, max_jobs)).fetchall()
+            for row in rows:
+                lease_id = uuid.uuid4().hex
+                attempt = row["attempts"] + 1
+                self.db.execute("UPDATE jobs SET state='leased', attempts=? WHERE id=?",
+                                (attempt, row["id"]))
+                self.db.execute("INSERT INTO leases VALUES (?,?,?,?,?,?,'active')",
+                                (lease_id, row["id"], agent_id, attempt, now, now + lease_seconds))
+                leased.append(LeasedJob(row["id"], lease_id, now + lease_seconds, attempt,
+                                        row["spec"]))
+        return leased
+
+    def report(self, agent_id: str, job_id: str, lease_id: str, status: str,
+               result: dict) -> ReportOutcome:
+        """Store one lease's result (see the module contract). `status` is ok, failed or
+        released; `result` holds the measurement fields (samples_ns, telemetry, ...)."""
+        now = time.time()
+        with self._tx():
+            lease = self.db.execute("SELECT * FROM leases WHERE id=?", (lease_id,)).fetchone()
+            if lease is None or lease["job_id"] != job_id:
+                raise NotFound(f"lease_id: no lease {lease_id} for job {job_id}")
+            if lease["agent_id"] != agent_id:
+                raise Forbidden(f"lease {lease_id} belongs to another agent")
+            previous = self.db.execute("SELECT accepted, late FROM results WHERE lease_id=?",
+                                       (lease_id,)).fetchone()
+            if previous is not None:
+                return ReportOutcome(bool(previous["accepted"]), True, bool(previous["late"]))
+            job = self.db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+            active = lease["state"] == "active"
+            late = not active or now > lease["expires_at"]
+            finished = job["state"] in TERMINAL
+            accepted = not finished and status != "released"
+            result_id = self._insert_result(job_id, lease_id, agent_id, status, result,
+                                            accepted, late, now)
+            self.db.execute("UPDATE leases SET state=? WHERE id=?",
+                            ("released" if status == "released" else "reported", lease_id))
+            if finished:
+                pass
+            elif status == "ok":
+                self.db.execute("UPDATE jobs SET state='done', finished_at=?, accepted_result=?, "
+                                "error=NULL WHERE id=?", (now, result_id, job_id))
+                self.db.execute("UPDATE leases SET state='superseded' WHERE job_id=? AND "
+                                "state='active'", (job_id,))
+                self.db.execute("UPDATE agents SET jobs_done=jobs_done+1 WHERE id=?", (agent_id,))
+            elif status == "released" and active:
+                self.db.execute("UPDATE jobs SET state='queued', attempts=attempts-1 WHERE id=?",
+                                (job_id,))
+            elif status == "failed" and (active or job["state"] == "queued"):
+                self._retry_or_fail(job, f"attempt {lease['attempt']} failed on agent "
+                                         f"{agent_id}: {result.get('message', '')}")
+        return ReportOutcome(accepted, False, late)
+
+    def _insert_result(self, job_id: str, lease_id: str, agent_id: str, status: str,
+                       result: dict, accepted: bool, late: bool, now: float) -> int:
+        samples = np.asarray(result.get("samples_ns", []), dtype="<i8")
+        stats = summarize(samples) if samples.size else {}
+        drift = result.get("drift")
+        cur = self.db.execute(
+            "INSERT INTO results(job_id, lease_id, agent_id, status, message, samples, n,"
+            " median_ms, mean_ms, std_ms, p10_ms, p90_ms, p99_ms, cv, session_create_ns,"
+            " first_run_ns, warmup_runs, warmup_ns, stop_reason, peak_rss_bytes,"
+            " telemetry_before, telemetry_after, runtime_versions, drift, drift_check,"
+            " lease_to_report_ns, accepted, late, received_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (job_id, lease_id, agent_id, status, result.get("message", ""), samples.tobytes(),
+             int(samples.size), stats.get("median_ms"), stats.get("mean_ms"),
+             stats.get("std_ms"), stats.get("p10_ms"), stats.get("p90_ms"), stats.get("p99_ms"),
+             stats.get("cv"), result.get("session_create_ns"), result.get("first_run_ns"),
+             result.get("warmup_runs"), result.get("warmup_ns"), result.get("stop_reason"),
+             result.get("peak_rss_bytes"), _json(result.get("before", {})),
+             _json(result.get("after", {})), _json(result.get("runtime_versions", {})),
+             drift.get("drift") if drift else None, _json(drift) if drift else None,
+             result.get("lease_to_report_ns"), int(accepted), int(late), now))
+        return cur.lastrowid
+
+    def _retry_or_fail(self, job: sqlite3.Row, reason: str) -> None:
+        if job["attempts"] >= job["max_attempts"]:
+            self.db.execute("UPDATE jobs SET state='failed', finished_at=?, error=? WHERE id=?",
+                            (time.time(), f"{reason} (attempt {job['attempts']} of "
+                                          f"{job['max_attempts']})", job["id"]))
+        else:
+            self.db.execute("UPDATE jobs SET state='queued', error=? WHERE id=?",
+                            (reason, job["id"]))
+
+    def _expire_leases(self, leases: Sequence[sqlite3.Row], reason: str) -> int:
+        for lease in leases:
+            self.db.execute("UPDATE leases SET state='expired' WHERE id=?", (lease["id"],))
+            job = self.db.execute("SELECT * FROM jobs WHERE id=?", (lease["job_id"],)).fetchone()
+            if job["state"] == "leased":
+                self._retry_or_fail(job, f"lease {lease['id'][:8]} on agent {lease['agent_id']} "
+                                         f"{reason}")
+        return len(leases)
+
+    def sweep(self, offline_after_s: float) -> dict[str, int]:
+        """Expire overdue leases and mark silent agents offline (requeueing their leases)."""
+        now = time.time()
+        with self._tx():
+            overdue = self.db.execute("SELECT * FROM leases WHERE state='active' AND expires_at<?",
+                                      (now,)).fetchall()
+            expired = self._expire_leases(overdue, "expired")
+            silent = [r["id"] for r in self.db.execute(
+                "SELECT id FROM agents WHERE online=1 AND last_seen<?", (now - offline_after_s,))]
+            released = 0
+            for agent_id in silent:
+                self.db.execute("UPDATE agents SET online=0 WHERE id=?", (agent_id,))
+                released += self._expire_leases(self.db.execute(
+                    "SELECT * FROM leases WHERE agent_id=? AND state='active'",
+                    (agent_id,)).fetchall(), "went offline")
+        return {"expired": expired, "offline": len(silent), "requeued_from_offline": released}
+
+    def cancel_jobs(self, job_ids: Sequence[str]) -> int:
+        with self._tx():
+            cancelled = 0
+            for job_id in job_ids:
+                cur = self.db.execute("UPDATE jobs SET state='cancelled', finished_at=? WHERE "
+                                      "id=? AND state IN ('queued','leased')", (time.time(), job_id))
+                cancelled += cur.rowcount
+                self.db.execute("UPDATE leases SET state='superseded' WHERE job_id=? AND "
+                                "state='active'", (job_id,))
+        return cancelled
+
+    # ------------------------------------------------------------------- queries
+    def job(self, job_id: str) -> dict:
+        row = self.db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"job_id: no job {job_id}")
+        return dict(row)
+
+    def job_counts(self, campaign: str | None = None) -> dict[str, int]:
+        query = "SELECT state, COUNT(*) FROM jobs"
+        rows = (self.db.execute(query + " WHERE campaign=? GROUP BY state", (campaign,))
+                if campaign else self.db.execute(query + " GROUP BY state"))
+        return {state: count for state, count in rows}
+
+    def results(self, job_id: str) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM results WHERE job_id=? ORDER BY id", (job_id,))
+        out = []
+        for row in rows:
+            result = dict(row)
+            result["samples_ns"] = np.frombuffer(result.pop("samples") or b"", dtype="<i8").tolist()
+            out.append(result)
+        return out
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error (the connection is in autocommit)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
