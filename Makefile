@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 REFERENCE := .cache/ofa-reference
 
-.PHONY: venv test demo bench reference clean
+.PHONY: venv test demo bench reference proto check-proto clean
 
 venv: $(STAMP)
 
@@ -27,8 +27,23 @@ $(STAMP): pyproject.toml Makefile
 reference: $(STAMP)
 	PYTHON=$(PY) bash tests/oracle/install_reference.sh $(REFERENCE)
 
-test: $(STAMP) reference
+test: $(STAMP) reference check-proto
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Generated gRPC code is committed (devices need no grpcio-tools); CI fails when it is stale.
+PROTO := proto/ofafleet/v1/fleet.proto
+GENERATED := fleet_pb2.py fleet_pb2_grpc.py fleet_pb2.pyi
+proto: $(STAMP)
+	$(PY) -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. --pyi_out=. $(PROTO)
+
+check-proto: $(STAMP)
+	@tmp=$$(mktemp -d) && \
+	$(PY) -m grpc_tools.protoc -I . --python_out=$$tmp --grpc_python_out=$$tmp --pyi_out=$$tmp $(PROTO) && \
+	for f in $(GENERATED); do \
+	  cmp -s $$tmp/proto/ofafleet/v1/$$f proto/ofafleet/v1/$$f || \
+	    { echo "proto/ofafleet/v1/$$f is stale: run 'make proto' and commit"; rm -rf $$tmp; exit 1; }; \
+	done; rm -rf $$tmp; echo "generated gRPC code is up to date"
+	$(PY) tools/make_reference_model.py --check
 
 demo: $(STAMP)
 	$(VENV)/bin/ofa-coord demo $(DEMO_ARGS)

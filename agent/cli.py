@@ -35,10 +35,12 @@ def main() -> None:
               default=str(Path.home() / ".cache" / "ofa-agent"), show_default=True,
               help="Model cache and the agent id that survives restarts.")
 @click.option("--cache-max-mb", type=click.IntRange(min=1), default=2048, show_default=True)
+@click.option("--allow-torch", is_flag=True,
+              help="Accept jobs for the torch runtime (TorchScript models; GPU hosts).")
 @click.option("-v", "--verbose", is_flag=True)
 def run(coordinator: str, token_file: str, labels: tuple[str, ...], threads: int,
         tls_ca: str | None, insecure: bool, cache_dir: str, cache_max_mb: int,
-        verbose: bool) -> None:
+        allow_torch: bool, verbose: bool) -> None:
     """Serve benchmark jobs from a coordinator until SIGTERM or Ctrl-C."""
     from agent.runner import Agent, AgentConfig  # grpc loads only for `run`
 
@@ -50,7 +52,8 @@ def run(coordinator: str, token_file: str, labels: tuple[str, ...], threads: int
     config = AgentConfig(coordinator=coordinator, token=token, labels=list(labels),
                          cache_dir=Path(cache_dir), threads=threads,
                          cache_max_bytes=cache_max_mb * 2**20,
-                         tls_ca=Path(tls_ca).read_bytes() if tls_ca else None, insecure=insecure)
+                         tls_ca=Path(tls_ca).read_bytes() if tls_ca else None, insecure=insecure,
+                         allow_torch=allow_torch)
     try:
         agent = Agent(config)
     except ValueError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import io
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -106,14 +107,20 @@ def _torch_device(provider: str) -> str:
 
 def _torch_runner(model: str | bytes, settings: BenchSettings,
                   input_shapes: Sequence[Sequence[int]] | None) -> tuple[Runner, dict]:
-    """A TorchScript model on `settings.execution_provider` ('cpu' or 'cuda[:N]')."""
+    """A TorchScript model on `settings.execution_provider` ('cpu' or 'cuda[:N]').
+
+    TorchScript rather than `torch.export`: its loader rebuilds only TorchScript types and
+    tensors, while `torch.export.load` unpickles Python objects. Agents run it only when
+    started with --allow-torch."""
     torch = importlib.import_module("torch")  # optional: only GPU hosts that want it have it
     if not input_shapes:
         raise ValueError("inputs: the torch runtime needs the input shapes in the job")
     device = torch.device(_torch_device(settings.execution_provider))
     torch.set_num_threads(settings.threads)
     source = io.BytesIO(model) if isinstance(model, bytes) else model
-    module = torch.jit.load(source, map_location=device).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in 2.13
+        module = torch.jit.load(source, map_location=device).eval()
     generator = torch.Generator().manual_seed(0)
     inputs = [torch.randn(list(shape), generator=generator).to(device) for shape in input_shapes]
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

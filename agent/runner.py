@@ -42,6 +42,7 @@ class AgentConfig:
     lease_wait_s: float = 20.0
     reference_every_jobs: int = 10
     reference_every_s: float = 300.0
+    allow_torch: bool = False
     extra_device: dict = field(default_factory=dict)
 
 
@@ -163,6 +164,9 @@ class Agent:
         try:
             model = self._fetch(spec.model_digest, spec.model_size)
             settings = settings_from_spec(spec)
+            if settings.runtime == "torch" and not self.config.allow_torch:
+                raise PermissionError("runtime: torch jobs are disabled on this agent "
+                                      "(start it with --allow-torch)")
             shapes = [list(t.dims) for t in spec.inputs] or None
             before = telemetry()
             reset_peak_rss()

@@ -54,11 +54,12 @@ class BlobStore:
 
     def read(self, digest: str, offset: int, limit: int) -> tuple[bytes, int]:
         """`limit` bytes from `offset`, and the blob's total size."""
+        path = self.path(digest)  # a malformed digest is a bad argument, not a missing blob
         size = self.store.blob_size(digest)
         if size is None:
             raise NotFound(f"digest: no blob {digest}")
         if offset < 0 or offset > size:
             raise ValueError(f"offset: expected 0..{size}, got {offset}")
-        with open(self.path(digest), "rb") as f:
+        with open(path, "rb") as f:
             f.seek(offset)
             return f.read(max(0, limit)), size

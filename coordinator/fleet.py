@@ -45,6 +45,7 @@ class FleetService:
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
+        self.store.grant_restart_grace(self.settings.lease_seconds)
         self._tasks = [asyncio.create_task(self._sweeper()), asyncio.create_task(self._watcher())]
 
     async def stop(self) -> None:

@@ -39,6 +39,11 @@ class BenchOptions:
         if unknown:
             raise ValueError(f"settings: unknown field(s) {', '.join(unknown)}; expected "
                              f"{', '.join(sorted(known))}")
+        for f in fields(cls):
+            if f.name in data:
+                value, expected = data[f.name], {"int": int, "float": (int, float), "str": str}[f.type]
+                if isinstance(value, bool) or not isinstance(value, expected):
+                    raise ValueError(f"settings.{f.name}: expected {f.type}, got {value!r}")
         options = cls(**data)
         for name in known - {"runtime", "execution_provider"}:
             if getattr(options, name) < 0:
@@ -54,6 +59,8 @@ def model_inputs(model: bytes) -> list[tuple[str, list[int]]]:
         proto = onnx.load_from_string(model)
     except Exception as exc:  # onnx raises DecodeError and friends
         raise ValueError(f"model: not an ONNX model ({type(exc).__name__}: {exc})") from None
+    if not proto.HasField("graph"):  # empty or other protobuf bytes parse without error
+        raise ValueError("model: not an ONNX model (no graph)")
     initializers = {i.name for i in proto.graph.initializer}
     inputs = []
     for value in proto.graph.input:

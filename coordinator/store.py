@@ -226,6 +226,15 @@ class Store:
         if cur.rowcount == 0:
             raise NotFound(f"agent {agent_id!r} is not registered")
 
+    def grant_restart_grace(self, lease_seconds: float) -> None:
+        """After a coordinator restart, give every agent a full offline window (and its
+        leases a full lease) to reconnect before the sweeper judges it."""
+        now = time.time()
+        with self._tx():
+            self.db.execute("UPDATE agents SET last_seen=? WHERE online=1", (now,))
+            self.db.execute("UPDATE leases SET expires_at=MAX(expires_at, ?) WHERE state='active'",
+                            (now + lease_seconds,))
+
     def check_agent(self, agent_id: str, token: Token) -> None:
         """Raise unless `agent_id` is registered and belongs to `token`."""
         row = self.db.execute("SELECT token_id, forgotten FROM agents WHERE id=?",
@@ -242,13 +251,14 @@ class Store:
         with self._tx():
             self.db.execute("UPDATE agents SET last_seen=?, online=1, telemetry=? WHERE id=?",
                             (now, _json(telemetry), agent_id))
-            self.db.execute("UPDATE leases SET expires_at=? WHERE agent_id=? AND state='active'",
-                            (now + lease_seconds, agent_id))
             lost = []
+            # Only the listed leases: those a restarted agent no longer knows must run out,
+            # or their jobs would stay leased for as long as it keeps beating.
             for lease_id in lease_ids:
-                row = self.db.execute("SELECT state, agent_id FROM leases WHERE id=?",
-                                      (lease_id,)).fetchone()
-                if row is None or row["state"] != "active" or row["agent_id"] != agent_id:
+                cur = self.db.execute(
+                    "UPDATE leases SET expires_at=? WHERE id=? AND agent_id=? AND state='active'",
+                    (now + lease_seconds, lease_id, agent_id))
+                if cur.rowcount == 0:
                     lost.append(lease_id)
         return lost
 
@@ -308,15 +318,17 @@ class Store:
     def lease_jobs(self, agent_id: str, max_jobs: int, lease_seconds: float) -> list[LeasedJob]:
         """Lease up to `max_jobs` queued jobs meant for this agent or one of its labels."""
         labels = self.agent_labels(agent_id)
-        marks = ",".join("?" * len(labels))
-        label_clause = f" OR target_label IN ({marks})" if labels else ""
+        # one indexed sub-query per target (an OR across them would scan the whole queue)
+        pick = ("SELECT * FROM (SELECT id, spec, attempts, priority, seq FROM jobs WHERE "
+                "state='queued' AND {} = ? ORDER BY priority DESC, seq LIMIT ?)")
+        query = " UNION ALL ".join([pick.format("target_agent")] +
+                                   [pick.format("target_label")] * len(labels))
+        params = [value for target in (agent_id, *labels) for value in (target, max_jobs)]
         now = time.time()
         leased = []
         with self._tx():
-            rows = self.db.execute(
-                f"SELECT id, spec, attempts FROM jobs WHERE state='queued' AND "
-                f"(target_agent=?{label_clause}) ORDER BY priority DESC, seq LIMIT ?",
-                (agent_id, *labels, max_jobs)).fetchall()
+            rows = self.db.execute(f"{query} ORDER BY priority DESC, seq LIMIT ?",
+                                   (*params, max_jobs)).fetchall()
             for row in rows:
                 lease_id = uuid.uuid4().hex
                 attempt = row["attempts"] + 1
@@ -332,6 +344,8 @@ class Store:
                result: dict) -> ReportOutcome:
         """Store one lease's result (see the module contract). `status` is ok, failed or
         released; `result` holds the measurement fields (samples_ns, telemetry, ...)."""
+        if status not in ("ok", "failed", "released"):
+            raise ValueError(f"status: expected ok, failed or released, got {status!r}")
         now = time.time()
         with self._tx():
             lease = self.db.execute("SELECT * FROM leases WHERE id=?", (lease_id,)).fetchone()

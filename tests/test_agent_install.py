@@ -10,11 +10,12 @@ from pathlib import Path
 
 from ofa.config import SubnetConfig
 from ofa.export import export_lut_entries
+from tests.fleet import Fleet, small_models
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_agent_extra_installs_without_torch_and_measures_a_model(tmp_path):
+def test_agent_extra_installs_without_torch_and_serves_a_job(tmp_path):
     source = tmp_path / "src"  # a copy, so the build never writes into the checkout
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
         ".venv", ".cache", ".git", "runs", "*.egg-info", "__pycache__", "build"))
@@ -40,3 +41,19 @@ def test_agent_extra_installs_without_torch_and_measures_a_model(tmp_path):
     assert len(report["samples_ns"]) >= 5 and report["stats"]["median_ms"] > 0
     probe = subprocess.run([python, "-c", "import torch"], capture_output=True, cwd=tmp_path)
     assert probe.returncode != 0  # torch really is absent there
+
+    info = subprocess.run([env_dir / "bin" / "ofa-agent", "info"], capture_output=True, text=True,
+                          check=True, cwd=tmp_path)
+    assert json.loads(info.stdout)["onnxruntime_version"] and "torch_version" not in info.stdout
+
+    fleet = Fleet(tmp_path / "fleet-run")
+    fleet.folder.mkdir()
+    try:
+        fleet.start_server()
+        fleet.start_agent("device", executable=env_dir / "bin" / "ofa-agent")
+        jobs = fleet.enqueue(small_models(1))
+        fleet.wait_done(jobs)
+        (result,) = fleet.store.results(jobs[0])
+        assert result["status"] == "ok" and result["accepted"] == 1
+    finally:
+        fleet.close()

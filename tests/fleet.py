@@ -1,0 +1,142 @@
+"""A real fleet for tests: `ofa-coord serve` and `ofa-agent run` as separate processes on
+loopback, a real SQLite file, real exported models. Everything started is killed at the end."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from coordinator.blobs import BlobStore
+from coordinator.jobs import BenchOptions, enqueue_model
+from coordinator.store import Store
+from ofa.config import SubnetConfig
+from ofa.export import export_lut_entries
+
+BIN = Path(sys.executable).parent
+QUICK = BenchOptions(warmup_runs=2, warmup_min_s=0.02, min_runs=10, min_time_s=0.05,
+                     max_time_s=2.0, target_precision=0.5)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.1):
+    """Poll until `predicate()` is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def small_models(count: int, r: int = 64) -> list[tuple[str, bytes]]:
+    """(LUT key, ONNX bytes) of the first `count` LUT entries of a small subnet."""
+    entries = list(export_lut_entries(SubnetConfig.largest(r=r)).items())
+    return [(key, artifact.onnx) for key, artifact in entries[:count]]
+
+
+class Fleet:
+    def __init__(self, folder: Path, heartbeat_s: float = 0.3, lease_seconds: float = 10.0) -> None:
+        self.folder = folder
+        self.db = folder / "fleet.db"
+        self.heartbeat_s, self.lease_seconds = heartbeat_s, lease_seconds
+        self.server: subprocess.Popen | None = None
+        self.address = ""
+        self.agents: dict[str, subprocess.Popen] = {}
+        self._store: Store | None = None
+
+    # ----------------------------------------------------------------- coordinator
+    def start_server(self, port: int = 0, extra: tuple[str, ...] = (),
+                     host: str = "127.0.0.1") -> str:
+        log = open(self.folder / "server.log", "ab")
+        self.server = subprocess.Popen(
+            [BIN / "ofa-coord", "serve", "--db", self.db, "--listen", f"{host}:{port}",
+             "--heartbeat-interval", str(self.heartbeat_s),
+             "--lease-seconds", str(self.lease_seconds), "-v", *extra],
+            stdout=subprocess.PIPE, stderr=log)
+        ready, _, _ = select.select([self.server.stdout], [], [], 30)
+        line = self.server.stdout.readline().decode() if ready else ""
+        if not line.startswith("listening on "):
+            self.server.kill()
+            raise AssertionError(f"server did not start: {line!r}; see {self.folder}/server.log")
+        self.address = line.split()[-1]
+        return self.address
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rsplit(":", 1)[1])
+
+    def stop_server(self, sig: int = signal.SIGTERM) -> int:
+        self.server.send_signal(sig)
+        return self.server.wait(timeout=30)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.db)
+        return self._store
+
+    def token(self, name: str) -> Path:
+        path = self.folder / f"{name}.token"
+        path.write_text(self.store.create_token(name))
+        return path
+
+    def enqueue(self, models: list[tuple[str, bytes]], label: str = "cpu",
+                options: BenchOptions = QUICK, **kwargs) -> list[str]:
+        blobs = BlobStore(self.store)
+        return [job for key, model in models for job in
+                enqueue_model(self.store, blobs, model, label=label, lut_key=key,
+                              options=options, **kwargs)]
+
+    # ---------------------------------------------------------------------- agents
+    def start_agent(self, name: str, labels: tuple[str, ...] = ("cpu",), token: Path | None = None,
+                    address: str | None = None, extra: tuple[str, ...] = (),
+                    executable: Path | None = None) -> subprocess.Popen:
+        token = token or self.token(name)
+        args = [executable or BIN / "ofa-agent", "run", "--coordinator", address or self.address,
+                "--token-file", token, "--cache-dir", self.folder / f"cache-{name}", "-v", *extra]
+        for label in labels:
+            args += ["--label", label]
+        log = open(self.folder / f"agent-{name}.log", "ab")
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.agents[name] = process
+        return process
+
+    def agent_log(self, name: str) -> str:
+        return (self.folder / f"agent-{name}.log").read_text()
+
+    def agent_id(self, name: str) -> str:
+        return wait_for(lambda: _read(self.folder / f"cache-{name}" / "agent-id"), 30,
+                        f"agent {name} to register")
+
+    # --------------------------------------------------------------------- results
+    def done(self, job_ids: list[str]) -> bool:
+        return all(self.store.job(j)["state"] in ("done", "failed", "cancelled") for j in job_ids)
+
+    def wait_done(self, job_ids: list[str], timeout: float = 60) -> None:
+        wait_for(lambda: self.done(job_ids), timeout, f"{len(job_ids)} jobs to finish")
+
+    def close(self) -> None:
+        for process in [*self.agents.values(), self.server]:
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+        if self._store is not None:
+            self._store.close()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def kill9(process: subprocess.Popen) -> None:
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
