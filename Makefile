@@ -49,7 +49,7 @@ demo: $(STAMP)
 	$(VENV)/bin/ofa-coord demo $(DEMO_ARGS)
 
 bench: $(STAMP)
-	$(PY) bench/export_time.py
+	$(PY) -m bench.export_time
 
 clean:
 	rm -rf $(VENV) .cache runs .pytest_cache

@@ -9,17 +9,22 @@ reports the drift with every result.
 from __future__ import annotations
 
 import logging
+import random
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import grpc
+
 from agent import __version__
 from agent.cache import ModelCache
 from agent.client import AuthError, FleetClient, Forgotten
 from agent.device import device_info, peak_rss_bytes, reset_peak_rss, telemetry
 from agent.measure import BenchSettings, measure
+from agent.retry import Backoff
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
 __all__ = ["AgentConfig", "Agent", "settings_from_spec"]
@@ -75,6 +80,7 @@ class Agent:
         self.current_leases: set[str] = set()
         self._register_lock = threading.Lock()
         self._drift: pb.DriftCheck | None = None
+        self._reference_medians: list[float] = []
         self._jobs_since_reference = 0
         self._reference_at = 0.0
 
@@ -85,16 +91,29 @@ class Agent:
 
     def run(self) -> int:
         """Serve jobs until stopped. Returns the process exit code."""
+        registered = False
+        failures = 0
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         try:
-            self._register()
-            beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
-            beat.start()
-            self._check_reference()
             while not self.stop.is_set():
                 try:
+                    if not registered:
+                        self._register()
+                        registered = True
+                        if not heartbeat.is_alive():
+                            heartbeat.start()
+                            self._check_reference()
                     jobs = self.client.lease_jobs(self.agent_id, 1, self.config.lease_wait_s)
+                    failures = 0
                 except Forgotten:
-                    self._register()
+                    registered = False
+                    continue
+                except grpc.RpcError as exc:  # an answer we did not expect: back off, go on
+                    failures += 1
+                    pause = Backoff().delay(failures, random.Random())
+                    log.error("coordinator error %s: %s; retrying in %.1f s", exc.code(),
+                              exc.details(), pause)
+                    self.stop.wait(pause)
                     continue
                 for job in jobs:
                     self._serve(job)
@@ -203,7 +222,8 @@ class Agent:
     def _check_reference(self) -> None:
         model = resources.files("agent").joinpath("data/reference.onnx").read_bytes()
         median = measure(model, REFERENCE_SETTINGS).stats()["median_ms"]
-        baseline = self._drift.baseline_median_ms if self._drift else median
+        self._reference_medians.append(median)
+        baseline = statistics.median(self._reference_medians)  # robust to one odd check
         self._drift = pb.DriftCheck(baseline_median_ms=baseline, median_ms=median,
                                     drift=median / baseline - 1, measured_unix_ns=time.time_ns())
         self._jobs_since_reference = 0

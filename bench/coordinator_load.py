@@ -1,6 +1,6 @@
 """Benchmark: the coordinator under many simulated agents on loopback.
 
-Run: .venv/bin/python bench/coordinator_load.py [--agents 500] [--seconds 60]
+Run: .venv/bin/python -m bench.coordinator_load [--agents 500] [--seconds 60]
 
 A real `ofa-coord serve` runs in its own process on a fresh SQLite file. This process plays
 N agents over the real protocol (asyncio gRPC): each registers with its own token, reads the
@@ -16,10 +16,7 @@ import argparse
 import asyncio
 import json
 import random
-import select
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,12 +27,11 @@ import numpy as np
 from agent.device import machine_summary
 from coordinator.blobs import BlobStore
 from coordinator.jobs import BenchOptions, make_spec
+from coordinator.local import start_server
 from coordinator.store import Store
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
 
-BIN = Path(sys.executable).parent
-SERVER_CMD = [sys.executable, "-m", "coordinator"]
 
 
 def prepare(db: Path, agents: int, jobs: int) -> list[str]:
@@ -114,12 +110,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "load.db"
         tokens = prepare(db, args.agents, args.jobs)
-        server = subprocess.Popen([*SERVER_CMD, "serve", "--db", db, "--listen",
-                                   "127.0.0.1:0", "--heartbeat-interval", str(args.heartbeat)],
-                                  stdout=subprocess.PIPE)
+        server, address = start_server(db, args=["--heartbeat-interval", str(args.heartbeat)])
         try:
-            select.select([server.stdout], [], [], 30)
-            address = server.stdout.readline().decode().split()[-1]
             stats = asyncio.run(drive(address, tokens, args.seconds, args.heartbeat,
                                       args.measure_s))
         finally:

@@ -1,6 +1,6 @@
 """Benchmark: wall time to export one subnet to ONNX (extraction + TorchScript export).
 
-Run: .venv/bin/python bench/export_time.py [--count 20] [--seed 0] [--width 1.0]
+Run: .venv/bin/python -m bench.export_time [--count 20] [--seed 0] [--width 1.0]
 
 Random subnets at 160..224 px are exported in turn; the first export (which pays for
 TorchScript's one-time set-up) is reported apart. LUT-entry export is timed for the same

@@ -1,103 +1,170 @@
-"""`ofa-coord demo`: the main job at its current size.
+"""`ofa-coord demo`: the main job, on this machine.
 
-Sample subnets, export each to ONNX, time each in a separate agent process (the same
-engine the fleet uses), and print one table. Models are measured in a shuffled order,
-`--rounds` times, so a drift of the machine does not masquerade as a difference between
-subnets.
+It starts a coordinator on a SQLite file in a run folder and two agents as separate
+processes, labelled as two device classes (`cpu-1t` measures with 1 thread, `cpu-2t` with
+2). For each device, one after the other so they do not disturb each other's timings, it
+runs a LUT campaign and a random-subnet campaign, then exports both LUTs and prints what was
+measured, how long it took, how much the repeats spread, and where the files are.
 """
 
 from __future__ import annotations
 
 import json
-import random
+import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from coordinator.options import RESOLUTIONS, WIDTH
-from ofa.config import sample_configs
-from ofa.plan import count_macs, count_params
+from coordinator.blobs import BlobStore
+from coordinator.campaigns import (CampaignSpec, Target, campaign_status, create_campaign,
+                                   render_progress, start_campaign)
+from coordinator.jobs import BenchOptions
+from coordinator.local import start_agent, start_server
+from coordinator.lut_export import collect_lut, write_lut
+from coordinator.options import RESOLUTIONS
+from coordinator.results_export import campaign_results
+from coordinator.store import Store
+from ofa.config import SubnetConfig
+from ofa.lut import LatencyTable
+
+DEVICES = (("cpu-1t", 1), ("cpu-2t", 2))
 
 
-def _bench_in_agent(model: Path, threads: int, min_time: float) -> dict:
-    """Run `ofa-agent bench --json` on `model` in its own process and return its report."""
-    command = [sys.executable, "-m", "agent", "bench", str(model), "--json",
-               "--threads", str(threads), "--min-time", str(min_time)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise click.ClickException(f"agent failed on {model.name}: {done.stderr.strip()}")
-    return json.loads(done.stdout)
+def _wait(store: Store, campaign_id: str) -> dict:
+    live = sys.stderr.isatty()
+    last = 0.0
+    while True:
+        status = campaign_status(store, campaign_id)
+        if live:
+            click.echo("\r" + render_progress(status), nl=False, err=True)
+        elif time.monotonic() - last > 15:
+            click.echo(render_progress(status), err=True)
+            last = time.monotonic()
+        if status["total"] and status["finished"] == status["total"]:
+            click.echo(("\r" if live else "") + render_progress(status), err=True)
+            return status
+        time.sleep(0.5)
+
+
+def _run(store: Store, spec: CampaignSpec) -> tuple[str, float]:
+    started = time.perf_counter()
+    campaign_id = create_campaign(store, BlobStore(store), spec)
+    start_campaign(store, campaign_id)
+    click.echo(f"campaign {campaign_id}: {spec.name}", err=True)
+    _wait(store, campaign_id)
+    return campaign_id, time.perf_counter() - started
+
+
+def _repeat_spread(rows: list[dict]) -> float | None:
+    """Median over models of (max - min) / median of their repeat medians."""
+    by_key: dict[str, list[float]] = {}
+    for row in rows:
+        by_key.setdefault(row["key"], []).append(row["median_ms"])
+    spreads = [(max(v) - min(v)) / statistics.median(v) for v in by_key.values() if len(v) > 1]
+    return statistics.median(spreads) if spreads else None
 
 
 @click.command()
-@click.option("-n", "--count", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Subnets to sample.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--resolutions", type=RESOLUTIONS, default="160,192,224", show_default=True)
-@click.option("--width", type=WIDTH, default="1.0", show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--rounds", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Times each model is measured, interleaved with the others.")
-@click.option("--min-time", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--resolutions", type=RESOLUTIONS, default="160", show_default=True,
+              help="Resolutions of the LUT campaigns (random subnets are sampled among them).")
+@click.option("--subnets", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Random subnets measured end to end per device.")
+@click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--min-time", type=click.FloatRange(min=0), default=0.3, show_default=True,
               help="Seconds of timed runs per measurement at least.")
+@click.option("--warmup-time", type=click.FloatRange(min=0), default=0.2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--run-dir", type=click.Path(file_okay=False), default="runs", show_default=True,
               help="Parent folder of this run's folder.")
-def demo(count: int, seed: int, resolutions: tuple[int, ...], width: str, threads: int,
-         rounds: int, min_time: float, run_dir: str) -> None:
-    """Sample subnets, export them to ONNX and time them on onnxruntime."""
-    from ofa.export import export_subnet  # torch loads only when the demo runs
-    from ofa.supernet import OFAMobileNetV3
-
+def demo(resolutions: tuple[int, ...], subnets: int, repeats: int, min_time: float,
+         warmup_time: float, seed: int, run_dir: str) -> None:
+    """Run the whole flow locally: coordinator, two agents, LUT and random-subnet campaigns
+    per device class, LUT export, summary."""
     started = time.perf_counter()
     folder = Path(run_dir) / time.strftime("demo-%Y%m%d-%H%M%S")
-    (folder / "models").mkdir(parents=True, exist_ok=True)
-    configs = sample_configs(count, seed, resolutions, float(width))
-    supernet = OFAMobileNetV3(float(width)).eval()  # latency does not depend on the weights
-    rows = {}
-    for i, config in enumerate(configs, 1):
-        t0 = time.perf_counter()
-        artifact = export_subnet(supernet, config)
-        export_s = time.perf_counter() - t0
-        path = folder / "models" / f"{config.id}.onnx"
-        path.write_bytes(artifact.onnx)
-        rows[config.id] = {"config": config.to_dict(), "macs": count_macs(config),
-                           "params": count_params(config), "onnx_mib": len(artifact.onnx) / 2**20,
-                           "sha256": artifact.sha256, "export_s": export_s, "runs": []}
-        click.echo(f"[{i}/{count}] exported {config.id} (r={config.r}) in {export_s:.2f} s", err=True)
-    order = [cid for _ in range(rounds) for cid in rows]
-    random.Random(seed).shuffle(order)
-    device = None
-    for i, cid in enumerate(order, 1):
-        report = _bench_in_agent(folder / "models" / f"{cid}.onnx", threads, min_time)
-        device = report["device"]
-        rows[cid]["runs"].append({k: report[k] for k in ("stats", "session_create_ns",
-                                                         "first_run_ns", "stop_reason")})
-        click.echo(f"[{i}/{len(order)}] measured {cid}: "
-                   f"{report['stats']['median_ms']:.2f} ms ({report['stop_reason']})", err=True)
-    wall_s = time.perf_counter() - started
-    (folder / "demo.json").write_text(json.dumps({"device": device, "threads": threads,
-                                                  "wall_s": wall_s, "subnets": rows}, indent=2))
-    _print_table(rows, device, threads)
-    click.echo(f"\n{count} subnets x {rounds} rounds in {wall_s:.1f} s; models and raw samples "
-               f"in {folder}")
+    folder.mkdir(parents=True)
+    store = Store(folder / "fleet.db")
+    server, address = start_server(folder / "fleet.db", args=["-v"],
+                                   log=open(folder / "coordinator.log", "ab"))
+    agents = []
+    try:
+        for label, threads in DEVICES:
+            token = folder / f"{label}.token"
+            token.write_text(store.create_token(label))
+            agents.append(start_agent(address, token, folder / f"agent-{label}", [label],
+                                      ["--threads", str(threads), "-v"],
+                                      log=open(folder / f"agent-{label}.log", "ab")))
+        click.echo(f"coordinator on {address}, agents {', '.join(l for l, _ in DEVICES)}; "
+                   f"run folder {folder}", err=True)
+        deadline = time.monotonic() + 60
+        while len(store.list_agents()) < len(DEVICES):
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"agents did not register; see {folder}/agent-*.log")
+            time.sleep(0.2)
+        summary = [_profile_device(store, folder, label, threads, resolutions, subnets, repeats,
+                                   min_time, warmup_time, seed) for label, threads in DEVICES]
+    finally:
+        for process in agents:
+            process.send_signal(signal.SIGTERM)
+        for process in agents:
+            process.wait(timeout=60)
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    wall = time.perf_counter() - started
+    (folder / "summary.json").write_text(json.dumps({"wall_s": wall, "devices": summary}, indent=2))
+    _print_summary(summary, wall, folder)
 
 
-def _print_table(rows: dict, device: dict, threads: int) -> None:
-    click.echo(f"\nonnxruntime, {threads} thread(s), {device['cpu_model']} "
-               f"({device['logical_cpus']} logical CPUs, {device['machine']})")
-    header = (f"{'subnet':<12} {'r':>4} {'MACs(M)':>8} {'params(M)':>9} {'ONNX(MiB)':>9} "
-              f"{'export(s)':>9} {'session(ms)':>11} {'median(ms)':>10} {'rounds spread':>13}")
-    click.echo(header)
-    click.echo("-" * len(header))
-    for cid, row in rows.items():
-        medians = [run["stats"]["median_ms"] for run in row["runs"]]
-        median = statistics.median(medians)
-        spread = (max(medians) - min(medians)) / median if median else 0.0
-        session_ms = statistics.median(run["session_create_ns"] for run in row["runs"]) / 1e6
-        click.echo(f"{cid:<12} {row['config']['r']:>4} {row['macs'] / 1e6:>8.1f} "
-                   f"{row['params'] / 1e6:>9.2f} {row['onnx_mib']:>9.1f} {row['export_s']:>9.2f} "
-                   f"{session_ms:>11.1f} {median:>10.2f} {spread:>12.1%}")
+def _profile_device(store: Store, folder: Path, label: str, threads: int,
+                    resolutions: tuple[int, ...], subnets: int, repeats: int, min_time: float,
+                    warmup_time: float, seed: int) -> dict:
+    options = BenchOptions(threads=threads, warmup_runs=5, warmup_min_s=warmup_time,
+                           min_runs=30, min_time_s=min_time)
+    common = dict(targets=(Target(label=label),), resolutions=resolutions, repeats=repeats,
+                  seed=seed, options=options)
+    lut_id, lut_s = _run(store, CampaignSpec(name=f"{label} LUT", workload="lut", **common))
+    random_id, random_s = _run(store, CampaignSpec(name=f"{label} random subnets",
+                                                   workload="random", count=subnets, **common))
+    lut = collect_lut(store, label, lut_id)
+    out = folder / f"lut-{label}"
+    files = write_lut(lut, out, "ofa-yaml") + write_lut(lut, out, "json")
+    lut_rows = [r for r in campaign_results(store, lut_id) if r["kind"] == "lut" and r["accepted"]]
+    subnet_rows = [r for r in campaign_results(store, random_id)
+                   if r["kind"] == "subnet" and r["accepted"]]
+    table = LatencyTable.from_ofa_yaml(out)
+    measured: dict[str, list[float]] = {}
+    for row in subnet_rows:
+        measured.setdefault(row["key"], []).append(row["median_ms"])
+    ratios = [table.predict_ms(SubnetConfig.from_json(key)) / statistics.median(values)
+              for key, values in measured.items()]
+    return {"label": label, "threads": threads, "lut_campaign": lut_id,
+            "random_campaign": random_id, "lut_entries": len(lut.entries),
+            "lut_missing": len(lut.missing), "lut_drift_flagged": sum(e.drift_flag for e in lut.entries),
+            "subnets": len(measured), "lut_wall_s": lut_s, "random_wall_s": random_s,
+            "lut_repeat_spread": _repeat_spread(lut_rows),
+            "subnet_repeat_spread": _repeat_spread(subnet_rows),
+            "subnet_median_ms": statistics.median(statistics.median(v) for v in measured.values()),
+            "lut_sum_over_measured": {"median": statistics.median(ratios), "min": min(ratios),
+                                      "max": max(ratios)},
+            "files": [str(p) for p in files]}
+
+
+def _print_summary(summary: list[dict], wall: float, folder: Path) -> None:
+    click.echo(f"\n{'device':<8} {'LUT entries':>11} {'subnets':>7} {'LUT time':>9} "
+               f"{'subnet time':>11} {'repeat spread':>13} {'LUT sum/measured':>22}")
+    for d in summary:
+        ratio = d["lut_sum_over_measured"]
+        spread = "-" if d["lut_repeat_spread"] is None else f"{d['lut_repeat_spread']:.1%}"
+        click.echo(f"{d['label']:<8} {d['lut_entries']:>11} {d['subnets']:>7} "
+                   f"{d['lut_wall_s']:>8.0f}s {d['random_wall_s']:>10.0f}s {spread:>13} "
+                   f"{ratio['median']:>8.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})")
+        if d["lut_missing"] or d["lut_drift_flagged"]:
+            click.echo(f"  {d['lut_missing']} LUT entries missing, "
+                       f"{d['lut_drift_flagged']} drift-flagged")
+    click.echo(f"\nrepeat spread: median over models of (max - min) / median of the repeats' "
+               f"medians.\nLUT sum/measured: OFA's LUT-sum estimate of each random subnet over "
+               f"its measured median.\nWall time {wall:.0f} s. Everything is in {folder}: "
+               f"fleet.db, lut-*/ (OFA yaml + JSON), summary.json, logs.")

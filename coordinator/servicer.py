@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 
 import grpc
-from google.protobuf.json_format import MessageToDict
 
 from coordinator.auth import authenticate
 from coordinator.fleet import FleetService
@@ -23,9 +22,12 @@ _ERRORS = ((NotFound, grpc.StatusCode.NOT_FOUND), (Forbidden, grpc.StatusCode.PE
 
 
 def _fields(message, with_zeros: bool = False) -> dict:
-    """A message as a dict; unset optional fields are left out (zeros too unless asked)."""
-    return MessageToDict(message, preserving_proto_field_name=True,
-                         always_print_fields_with_no_presence=with_zeros)
+    """A flat message as a dict of Python values (int64 stays int, unlike MessageToDict);
+    unset optional fields are left out, and zeros too unless asked for."""
+    if with_zeros:
+        return {f.name: getattr(message, f.name) for f in message.DESCRIPTOR.fields}
+    return {f.name: list(v) if f.is_repeated else v
+            for f, v in message.ListFields()}
 
 
 def result_to_dict(result: pb.Result) -> dict:

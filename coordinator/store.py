@@ -78,6 +78,25 @@ _MIGRATIONS: list[str] = [
         received_at REAL NOT NULL);
     CREATE INDEX results_by_job ON results(job_id);
     """,
+    # 2: campaigns, and the ONNX artifacts they share across campaigns and devices
+    """
+    CREATE TABLE campaigns (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL, state TEXT NOT NULL,
+        created_at REAL NOT NULL, started_at REAL, finished_at REAL);
+    CREATE TABLE campaign_items (
+        campaign_id TEXT NOT NULL REFERENCES campaigns(id), item INTEGER NOT NULL,
+        kind TEXT NOT NULL, key TEXT NOT NULL, r INTEGER, w REAL,
+        digest TEXT NOT NULL REFERENCES blobs(digest), inputs TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, item));
+    CREATE TABLE campaign_jobs (
+        job_id TEXT PRIMARY KEY REFERENCES jobs(id), campaign_id TEXT NOT NULL,
+        item INTEGER NOT NULL, target TEXT NOT NULL, repeat INTEGER NOT NULL);
+    CREATE INDEX campaign_jobs_by_campaign ON campaign_jobs(campaign_id, target);
+    CREATE TABLE artifacts (
+        kind TEXT NOT NULL, key TEXT NOT NULL, weights TEXT NOT NULL,
+        digest TEXT NOT NULL REFERENCES blobs(digest), inputs TEXT NOT NULL,
+        PRIMARY KEY (kind, key, weights));
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -145,7 +164,7 @@ class Store:
             raise RuntimeError(f"{self.path}: schema version {version} is newer than this "
                                f"coordinator's ({SCHEMA_VERSION}); upgrade ofa-fleet")
         for number in range(version, SCHEMA_VERSION):
-            with self._tx():  # re-read inside the lock: another process may have migrated
+            with self.transaction():  # re-read inside the lock: another process may have migrated
                 if self.db.execute("PRAGMA user_version").fetchone()[0] != number:
                     continue
                 for statement in _MIGRATIONS[number].split(";"):  # no ';' inside statements
@@ -153,8 +172,10 @@ class Store:
                         self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version={number + 1}")
 
-    def _tx(self):
+    def transaction(self):
+        """One transaction; methods called inside it join it instead of opening their own."""
         return _Transaction(self.db)
+
 
     def data_version(self) -> int:
         """Changes when another connection (another process) commits."""
@@ -167,7 +188,7 @@ class Store:
             raise ValueError("name: expected a non-empty token name")
         secret = "ofa_" + secrets.token_urlsafe(32)
         try:
-            with self._tx():
+            with self.transaction():
                 self.db.execute("INSERT INTO tokens(name, hash, created_at) VALUES (?,?,?)",
                                 (name, hash_token(secret), time.time()))
         except sqlite3.IntegrityError:
@@ -175,7 +196,7 @@ class Store:
         return secret
 
     def revoke_token(self, name: str) -> None:
-        with self._tx():
+        with self.transaction():
             cur = self.db.execute("UPDATE tokens SET revoked_at=? WHERE name=? AND revoked_at IS NULL",
                                   (time.time(), name))
         if cur.rowcount == 0:
@@ -199,7 +220,7 @@ class Store:
             raise Forbidden(f"token {token.name!r} belongs to agent {token.agent_id}")
         agent_id = agent_id or token.agent_id or uuid.uuid4().hex[:12]
         now = time.time()
-        with self._tx():
+        with self.transaction():
             owner = self.db.execute("SELECT token_id FROM agents WHERE id=?", (agent_id,)).fetchone()
             if owner is not None and owner["token_id"] != token.id:
                 raise Forbidden(f"agent {agent_id} is registered with another token")
@@ -217,7 +238,7 @@ class Store:
 
     def forget_agent(self, agent_id: str) -> None:
         """Drop an agent's registration (its history stays); it must register again."""
-        with self._tx():
+        with self.transaction():
             self._expire_leases(self.db.execute(
                 "SELECT * FROM leases WHERE agent_id=? AND state='active'", (agent_id,)).fetchall(),
                 reason="was forgotten")
@@ -230,7 +251,7 @@ class Store:
         """After a coordinator restart, give every agent a full offline window (and its
         leases a full lease) to reconnect before the sweeper judges it."""
         now = time.time()
-        with self._tx():
+        with self.transaction():
             self.db.execute("UPDATE agents SET last_seen=? WHERE online=1", (now,))
             self.db.execute("UPDATE leases SET expires_at=MAX(expires_at, ?) WHERE state='active'",
                             (now + lease_seconds,))
@@ -248,7 +269,7 @@ class Store:
                   lease_seconds: float) -> list[str]:
         """Mark the agent alive and renew its listed leases; returns those no longer active."""
         now = time.time()
-        with self._tx():
+        with self.transaction():
             self.db.execute("UPDATE agents SET last_seen=?, online=1, telemetry=? WHERE id=?",
                             (now, _json(telemetry), agent_id))
             lost = []
@@ -279,7 +300,7 @@ class Store:
 
     # --------------------------------------------------------------------- blobs
     def add_blob(self, digest: str, size: int) -> None:
-        with self._tx():
+        with self.transaction():
             self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?,?,?)", (digest, size, time.time()))
 
     def blob_size(self, digest: str) -> int | None:
@@ -298,7 +319,7 @@ class Store:
             raise ValueError(f"max_attempts: expected >= 1, got {max_attempts}")
         now = time.time()
         ids = []
-        with self._tx():
+        with self.transaction():
             seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0]
             rows = []
             for spec, digest in specs:
@@ -326,7 +347,7 @@ class Store:
         params = [value for target in (agent_id, *labels) for value in (target, max_jobs)]
         now = time.time()
         leased = []
-        with self._tx():
+        with self.transaction():
             rows = self.db.execute(f"{query} ORDER BY priority DESC, seq LIMIT ?",
                                    (*params, max_jobs)).fetchall()
             for row in rows:
@@ -347,7 +368,7 @@ class Store:
         if status not in ("ok", "failed", "released"):
             raise ValueError(f"status: expected ok, failed or released, got {status!r}")
         now = time.time()
-        with self._tx():
+        with self.transaction():
             lease = self.db.execute("SELECT * FROM leases WHERE id=?", (lease_id,)).fetchone()
             if lease is None or lease["job_id"] != job_id:
                 raise NotFound(f"lease_id: no lease {lease_id} for job {job_id}")
@@ -426,7 +447,7 @@ class Store:
     def sweep(self, offline_after_s: float) -> dict[str, int]:
         """Expire overdue leases and mark silent agents offline (requeueing their leases)."""
         now = time.time()
-        with self._tx():
+        with self.transaction():
             overdue = self.db.execute("SELECT * FROM leases WHERE state='active' AND expires_at<?",
                                       (now,)).fetchall()
             expired = self._expire_leases(overdue, "expired")
@@ -441,7 +462,7 @@ class Store:
         return {"expired": expired, "offline": len(silent), "requeued_from_offline": released}
 
     def cancel_jobs(self, job_ids: Sequence[str]) -> int:
-        with self._tx():
+        with self.transaction():
             cancelled = 0
             for job_id in job_ids:
                 cur = self.db.execute("UPDATE jobs SET state='cancelled', finished_at=? WHERE "
@@ -475,13 +496,18 @@ class Store:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error (the connection is in autocommit)."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error (the connection is in autocommit).
+    Inside an open transaction it does nothing, so store methods compose."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
+        self.outermost = False
 
     def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.outermost = True
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if self.outermost:
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -7,12 +7,13 @@ walk it, so they agree by construction. No torch here.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from ofa import space
 from ofa.config import SubnetConfig
 
-__all__ = ["LayerSpec", "layer_plan", "lut_keys", "count_macs", "count_params"]
+__all__ = ["LayerSpec", "layer_plan", "lut_keys", "count_macs", "count_params", "space_lut_specs"]
 
 # LUT entry kinds, spelled as OFA's latency tables spell them.
 FIRST_CONV = "Conv"
@@ -140,3 +141,20 @@ def count_macs(config: SubnetConfig) -> int:
 
 def count_params(config: SubnetConfig) -> int:
     return sum(layer.params() for layer in layer_plan(config))
+
+
+def space_lut_specs(r: int, w: float = 1.0) -> list[LayerSpec]:
+    """Every distinct LUT entry that some subnet of the space needs at resolution `r`:
+    first conv, `blocks[0]`, for each stage its first block and its other blocks with each
+    (kernel, expand ratio), and the tail. 96 entries for OFA MobileNetV3."""
+    largest = layer_plan(SubnetConfig.largest(r=r, w=w))
+    head, tail = largest[:2], largest[-4:]
+    blocks = []
+    for stage in range(space.N_STAGES):
+        for position in (0, 1):  # a stage's first block, and the (identical) ones after it
+            spec = largest[2 + stage * space.MAX_DEPTH + position]
+            for kernel in space.KERNEL_CHOICES:
+                for expand in space.EXPAND_CHOICES:
+                    blocks.append(dataclasses.replace(
+                        spec, kernel=kernel, mid=space.middle_channels(spec.in_channels, expand)))
+    return head + blocks + tail

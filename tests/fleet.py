@@ -4,7 +4,6 @@ loopback, a real SQLite file, real exported models. Everything started is killed
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from typing import Callable
 
 from coordinator.blobs import BlobStore
 from coordinator.jobs import BenchOptions, enqueue_model
+from coordinator.local import start_agent, start_server
 from coordinator.store import Store
 from ofa.config import SubnetConfig
 from ofa.export import export_lut_entries
@@ -51,20 +51,11 @@ class Fleet:
         self._store: Store | None = None
 
     # ----------------------------------------------------------------- coordinator
-    def start_server(self, port: int = 0, extra: tuple[str, ...] = (),
-                     host: str = "127.0.0.1") -> str:
-        log = open(self.folder / "server.log", "ab")
-        self.server = subprocess.Popen(
-            [BIN / "ofa-coord", "serve", "--db", self.db, "--listen", f"{host}:{port}",
-             "--heartbeat-interval", str(self.heartbeat_s),
-             "--lease-seconds", str(self.lease_seconds), "-v", *extra],
-            stdout=subprocess.PIPE, stderr=log)
-        ready, _, _ = select.select([self.server.stdout], [], [], 30)
-        line = self.server.stdout.readline().decode() if ready else ""
-        if not line.startswith("listening on "):
-            self.server.kill()
-            raise AssertionError(f"server did not start: {line!r}; see {self.folder}/server.log")
-        self.address = line.split()[-1]
+    def start_server(self, port: int = 0, extra: tuple[str, ...] = ()) -> str:
+        self.server, self.address = start_server(
+            self.db, f"127.0.0.1:{port}", ["--heartbeat-interval", str(self.heartbeat_s),
+                                           "--lease-seconds", str(self.lease_seconds), "-v", *extra],
+            log=open(self.folder / "server.log", "ab"))
         return self.address
 
     @property
@@ -97,13 +88,10 @@ class Fleet:
     def start_agent(self, name: str, labels: tuple[str, ...] = ("cpu",), token: Path | None = None,
                     address: str | None = None, extra: tuple[str, ...] = (),
                     executable: Path | None = None) -> subprocess.Popen:
-        token = token or self.token(name)
-        args = [executable or BIN / "ofa-agent", "run", "--coordinator", address or self.address,
-                "--token-file", token, "--cache-dir", self.folder / f"cache-{name}", "-v", *extra]
-        for label in labels:
-            args += ["--label", label]
-        log = open(self.folder / f"agent-{name}.log", "ab")
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        process = start_agent(address or self.address, token or self.token(name),
+                              self.folder / f"cache-{name}", labels, ["-v", *extra],
+                              log=open(self.folder / f"agent-{name}.log", "ab"),
+                              executable=[str(executable)] if executable else None)
         self.agents[name] = process
         return process
 

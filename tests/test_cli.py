@@ -11,7 +11,9 @@ from click.testing import CliRunner
 
 from agent.cli import main as agent_main
 from coordinator.cli import main as coord_main
+from coordinator.store import Store
 from ofa.config import SubnetConfig
+from ofa.lut import LatencyTable
 from ofa.plan import count_macs, lut_keys
 
 
@@ -20,8 +22,9 @@ def invoke(main, *args):
 
 
 def test_both_entry_points_print_help():
-    for main, words in ((coord_main, ["sample", "describe", "export", "demo"]),
-                        (agent_main, ["bench"])):
+    for main, words in ((coord_main, ["serve", "token", "devices", "campaign", "results", "lut",
+                                      "sample", "describe", "export", "demo"]),
+                        (agent_main, ["run", "info", "bench"])):
         result = invoke(main, "--help")
         assert result.exit_code == 0 and all(w in result.output for w in words)
 
@@ -83,17 +86,54 @@ def test_agent_bench_reports_a_file_that_is_not_a_model(tmp_path):
     assert result.exit_code == 1 and "cannot be measured" in result.output
 
 
-def test_demo_runs_end_to_end_in_separate_agent_processes(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "coordinator", "demo", "-n", "2", "--rounds", "2",
-                           "--min-time", "0.1", "--resolutions", "128", "--run-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+def test_demo_profiles_two_device_classes_end_to_end(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "coordinator", "demo", "--resolutions", "64",
+                           "--subnets", "2", "--repeats", "2", "--min-time", "0.02",
+                           "--warmup-time", "0.01", "--run-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
     (run,) = tmp_path.glob("demo-*")
-    report = json.loads((run / "demo.json").read_text())
-    assert len(report["subnets"]) == 2
-    for cid, row in report["subnets"].items():
-        assert cid in done.stdout and len(row["runs"]) == 2
-        assert all(r["stats"]["n"] >= 50 and r["stop_reason"] in ("precision", "time_cap")
-                   for r in row["runs"])
-        assert (run / "models" / f"{cid}.onnx").is_file()
-    assert "2 subnets x 2 rounds" in done.stdout
+    summary = json.loads((run / "summary.json").read_text())
+    assert [d["label"] for d in summary["devices"]] == ["cpu-1t", "cpu-2t"]
+    for device in summary["devices"]:
+        assert device["lut_entries"] == 96 and device["lut_missing"] == 0
+        assert device["subnets"] == 2 and device["lut_repeat_spread"] is not None
+        assert 0.3 < device["lut_sum_over_measured"]["median"] < 3
+        table = LatencyTable.from_ofa_yaml(run / f"lut-{device['label']}")
+        assert table.resolutions == [64]
+        assert device["label"] in done.stdout
+    threads = {a["threads"] for a in Store(run / "fleet.db").list_agents()}
+    assert threads == {1, 2}
+    assert "Wall time" in done.stdout
+
+
+def test_token_commands_show_the_secret_once_and_store_only_its_hash(tmp_path):
+    db = tmp_path / "fleet.db"
+    secret = invoke(coord_main, "token", "create", "--db", db, "--name", "pixel7-1").output.strip()
+    assert secret.startswith("ofa_")
+    assert secret.encode() not in db.read_bytes() and secret not in invoke(
+        coord_main, "token", "list", "--db", db).output
+    again = CliRunner().invoke(coord_main, ["token", "create", "--db", str(db), "--name", "pixel7-1"])
+    assert again.exit_code == 1 and "a token named 'pixel7-1' exists already" in again.output
+    invoke(coord_main, "token", "create", "--db", db, "--name", "pi", "--out", tmp_path / "pi.tok")
+    assert (tmp_path / "pi.tok").stat().st_mode & 0o777 == 0o600
+    assert "revoked" in invoke(coord_main, "token", "revoke", "--db", db, "--name", "pi").output
+    listing = invoke(coord_main, "token", "list", "--db", db).output
+    assert "pixel7-1" in listing and "pi " in listing and "revoked" in listing
+    missing = CliRunner().invoke(coord_main, ["token", "revoke", "--db", str(db), "--name", "nope"])
+    assert missing.exit_code == 1 and "no active token named 'nope'" in missing.output
+
+
+def test_devices_lists_registered_agents(tmp_path):
+    db = tmp_path / "fleet.db"
+    assert "no agents have registered" in invoke(coord_main, "devices", "--db", db).output
+    store = Store(db)
+    store.create_token("t")
+    token = store.token_by_secret(invoke(coord_main, "token", "create", "--db", db,
+                                         "--name", "u").output.strip())
+    agent = store.register_agent(token, "", ["rpi4"], {"machine": "aarch64",
+                                                       "cpu_model": "Cortex-A72"}, 4, "0.1")
+    table = invoke(coord_main, "devices", "--db", db).output
+    assert agent in table and "online" in table and "rpi4" in table and "aarch64" in table
+    listed = json.loads(invoke(coord_main, "devices", "--db", db, "--format", "json").output)
+    assert listed[0]["id"] == agent and listed[0]["jobs_done"] == 0

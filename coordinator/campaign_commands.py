@@ -1,0 +1,241 @@
+"""Commands over campaigns and their outputs: campaign create|start|status|wait|cancel|list,
+results export, lut export."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from coordinator.blobs import BlobStore
+from coordinator.campaigns import (WORKLOADS, CampaignSpec, Target, campaign_status,
+                                   cancel_campaign, create_campaign, list_campaigns,
+                                   render_progress, start_campaign)
+from coordinator.fleet_commands import DB
+from coordinator.jobs import BenchOptions
+from coordinator.lut_export import FORMATS as LUT_FORMATS
+from coordinator.lut_export import collect_lut, write_lut
+from coordinator.options import RESOLUTIONS, WIDTH
+from coordinator.results_export import FORMATS as RESULT_FORMATS
+from coordinator.results_export import campaign_results, write_results
+from coordinator.store import NotFound, Store
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+@click.group()
+def campaign() -> None:
+    """Create, start, watch and cancel profiling campaigns."""
+
+
+@campaign.command("create")
+@DB
+@click.option("--name", required=True)
+@click.option("--label", "labels", multiple=True, help="Device label to measure on (repeatable).")
+@click.option("--agent", "agents", multiple=True, help="One agent id to measure on (repeatable).")
+@click.option("--workload", type=click.Choice(WORKLOADS), required=True,
+              help="lut: every LUT entry of the space; random: --count sampled subnets; "
+                   "configs: subnets from --configs.")
+@click.option("--resolutions", type=RESOLUTIONS, default="224", show_default=True)
+@click.option("--width", type=WIDTH, default="1.0", show_default=True)
+@click.option("--count", type=int, default=0, help="Subnets to sample (random workload).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--configs", "configs_file", type=click.Path(),
+              help="JSON, JSONL or OFA net.config file (configs workload).")
+@click.option("--repeats", type=int, default=2, show_default=True,
+              help="Times each model is measured, each in its own lease window.")
+@click.option("--reference-every", type=int, default=25, show_default=True,
+              help="Interleave the drift-reference model every N jobs (0: never).")
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--warmup-runs", type=int, default=0, help="0: the agent's default (10).")
+@click.option("--warmup-min-time", type=float, default=0.0, help="0: the agent's default (0.5 s).")
+@click.option("--min-runs", type=int, default=0, help="0: the agent's default (50).")
+@click.option("--min-time", type=float, default=0.0, help="0: the agent's default (1 s).")
+@click.option("--max-time", type=float, default=0.0, help="0: the agent's default (30 s).")
+@click.option("--precision", type=float, default=0.0, help="0: the agent's default (0.02).")
+@click.option("--max-attempts", type=int, default=3, show_default=True)
+@click.option("--start", "start_now", is_flag=True, help="Start it right away.")
+def create(db, name, labels, agents, workload, resolutions, width, count, seed, configs_file,
+           repeats, reference_every, threads, warmup_runs, warmup_min_time, min_runs, min_time,
+           max_time, precision, max_attempts, start_now) -> None:
+    """Create a campaign (validates it and builds its ONNX models; nothing is queued)."""
+    store = Store(db)
+    try:
+        options = BenchOptions.from_dict(dict(
+            threads=threads, warmup_runs=warmup_runs, warmup_min_s=warmup_min_time,
+            min_runs=min_runs, min_time_s=min_time, max_time_s=max_time,
+            target_precision=precision))
+        spec = CampaignSpec(name=name, targets=tuple([Target(label=x) for x in labels] +
+                                                     [Target(agent=x) for x in agents]),
+                            workload=workload, resolutions=resolutions, width=float(width),
+                            count=count, seed=seed, configs_file=configs_file, repeats=repeats,
+                            reference_every=reference_every, max_attempts=max_attempts,
+                            options=options)
+        spec.validate(store)
+        with click.progressbar(length=len(spec.items()) + bool(reference_every),
+                               label="building models", file=sys.stderr) as bar:
+            campaign_id = create_campaign(store, BlobStore(store), spec,
+                                          progress=lambda done, total: bar.update(1))
+    except ValueError as exc:
+        raise _fail(exc) from None
+    click.echo(f"campaign {campaign_id} ({name}) created")
+    if start_now:
+        click.echo(f"{start_campaign(store, campaign_id)} jobs queued")
+
+
+@campaign.command("start")
+@DB
+@click.argument("campaign_id")
+def start(db: str, campaign_id: str) -> None:
+    """Queue a created campaign's jobs."""
+    try:
+        click.echo(f"{start_campaign(Store(db), campaign_id)} jobs queued")
+    except (ValueError, NotFound) as exc:
+        raise _fail(exc) from None
+
+
+def _status_or_fail(store: Store, campaign_id: str) -> dict:
+    try:
+        return campaign_status(store, campaign_id)
+    except NotFound as exc:
+        raise _fail(exc) from None
+
+
+@campaign.command("status")
+@DB
+@click.argument("campaign_id")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def status(db: str, campaign_id: str, fmt: str) -> None:
+    """Progress of a campaign: bar, rate, ETA, per-device counts and failures."""
+    current = _status_or_fail(Store(db), campaign_id)
+    if fmt == "json":
+        click.echo(json.dumps(current, indent=2))
+        return
+    click.echo(render_progress(current))
+    for error in current["errors"]:
+        click.echo(f"  failed: {error}")
+
+
+@campaign.command("wait")
+@DB
+@click.argument("campaign_id")
+@click.option("--timeout", type=float, default=0.0, help="Give up after this many seconds (0: never).")
+@click.option("--interval", type=float, default=1.0, show_default=True)
+def wait(db: str, campaign_id: str, timeout: float, interval: float) -> None:
+    """Show live progress until the campaign finishes. Exit 0 when every job is done,
+    2 when some failed or were cancelled, 1 on timeout."""
+    store = Store(db)
+    start_time = time.monotonic()
+    live = sys.stdout.isatty()
+    last_print = 0.0
+    while True:
+        current = _status_or_fail(store, campaign_id)
+        finished = current["state"] in ("done", "cancelled") or (
+            current["total"] and current["finished"] == current["total"])
+        now = time.monotonic()
+        if live:
+            click.echo("\r" + render_progress(current), nl=False)
+        elif finished or now - last_print >= 10:
+            click.echo(render_progress(current))
+            last_print = now
+        if finished:
+            if live:
+                click.echo()
+            for error in current["errors"]:
+                click.echo(f"  failed: {error}")
+            done = sum(c.get("done", 0) for c in current["targets"].values())
+            sys.exit(0 if done == current["total"] else 2)
+        if timeout and now - start_time > timeout:
+            click.echo(("\n" if live else "") + f"timed out after {timeout:.0f} s")
+            sys.exit(1)
+        time.sleep(interval)
+
+
+@campaign.command("cancel")
+@DB
+@click.argument("campaign_id")
+def cancel(db: str, campaign_id: str) -> None:
+    """Stop handing out a campaign's jobs (results already in are kept)."""
+    try:
+        click.echo(f"{cancel_campaign(Store(db), campaign_id)} jobs cancelled")
+    except NotFound as exc:
+        raise _fail(exc) from None
+
+
+@campaign.command("list")
+@DB
+def list_(db: str) -> None:
+    """All campaigns with their state and progress."""
+    campaigns = list_campaigns(Store(db))
+    if not campaigns:
+        click.echo("no campaigns")
+        return
+    click.echo(f"{'id':<10} {'name':<24} {'state':<10} {'done':>11} {'failed':>6}  targets")
+    for c in campaigns:
+        click.echo(f"{c['id']:<10} {c['name'][:24]:<24} {c['state']:<10} "
+                   f"{c['finished']:>5}/{c['total']:<5} {c['failed']:>6}  "
+                   f"{', '.join(sorted(c['targets']))}")
+
+
+@click.group()
+def results() -> None:
+    """Export measurements."""
+
+
+@results.command("export")
+@DB
+@click.option("--campaign", "campaign_id", required=True)
+@click.option("--format", "fmt", type=click.Choice(RESULT_FORMATS), default="csv", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
+def results_export(db: str, campaign_id: str, fmt: str, out: str | None) -> None:
+    """Every result of a campaign: raw samples, statistics, device state."""
+    store = Store(db)
+    current = _status_or_fail(store, campaign_id)
+    records = campaign_results(store, current["id"])
+    if out:
+        with open(out, "w", newline="") as f:
+            count = write_results(records, f, fmt)
+        click.echo(f"{count} results written to {out}", err=True)
+    else:
+        write_results(records, sys.stdout, fmt)
+
+
+@click.group()
+def lut() -> None:
+    """Per-device latency lookup tables."""
+
+
+@lut.command("export")
+@DB
+@click.option("--device", "label", required=True, help="The device label the LUT is for.")
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+@click.option("--format", "fmt", type=click.Choice(LUT_FORMATS), default="ofa-yaml",
+              show_default=True)
+@click.option("--campaign", "campaign_id", help="Only this campaign's results.")
+@click.option("--allow-missing", is_flag=True, help="Exit 0 even when entries are missing.")
+def lut_export(db: str, label: str, out: str, fmt: str, campaign_id: str | None,
+               allow_missing: bool) -> None:
+    """Write the LUT of device LABEL. Missing entries are listed and make the exit code 1."""
+    store = Store(db)
+    try:
+        if campaign_id:
+            campaign_id = _status_or_fail(store, campaign_id)["id"]
+        table = collect_lut(store, label, campaign_id)
+    except ValueError as exc:
+        raise _fail(exc) from None
+    paths = write_lut(table, Path(out), fmt)
+    flagged = sum(e.drift_flag for e in table.entries)
+    click.echo(f"{len(table.entries)} entries for {label} ({flagged} drift-flagged) -> "
+               + ", ".join(map(str, paths)))
+    if table.missing:
+        click.echo(f"{len(table.missing)} entries missing (never measured):", err=True)
+        for r, key in table.missing[:20]:
+            click.echo(f"  r={r} {key}", err=True)
+        if not allow_missing:
+            sys.exit(1)

@@ -1,0 +1,277 @@
+"""Profiling campaigns: "measure this workload on these devices", turned into jobs.
+
+A campaign names its targets (device labels or agent ids; each measured separately), a
+workload (`lut`: every LUT entry the space needs; `random`: N sampled subnets; `configs`:
+subnets from a file) and the benchmark settings. Starting it queues every item `repeats`
+times per target, in a shuffled order with the drift-reference model interleaved, so each
+repeat lands in its own lease window and no kind of item is measured all in one stretch.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from coordinator.artifacts import ArtifactBuilder, Item
+from coordinator.blobs import BlobStore
+from coordinator.jobs import BenchOptions, make_spec
+from coordinator.store import TERMINAL, NotFound, Store
+from ofa import space
+from ofa.config import SubnetConfig, load_configs, sample_configs
+from ofa.plan import space_lut_specs
+
+__all__ = ["Target", "CampaignSpec", "create_campaign", "start_campaign", "cancel_campaign",
+           "campaign_status", "list_campaigns", "render_progress", "WORKLOADS"]
+
+WORKLOADS = ("lut", "random", "configs")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A device class (label) or one agent; each target gets its own copy of every job."""
+
+    label: str | None = None
+    agent: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"label:{self.label}" if self.label is not None else f"agent:{self.agent}"
+
+    @classmethod
+    def parse(cls, name: str) -> "Target":
+        kind, _, value = name.partition(":")
+        return cls(label=value) if kind == "label" else cls(agent=value)
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    name: str
+    targets: tuple[Target, ...]
+    workload: str
+    resolutions: tuple[int, ...] = (224,)
+    width: float = 1.0
+    count: int = 0
+    seed: int = 0
+    configs_file: str | None = None
+    repeats: int = 2
+    reference_every: int = 25
+    max_attempts: int = 3
+    options: BenchOptions = field(default_factory=BenchOptions)
+
+    def validate(self, store: Store) -> None:
+        """Raise ValueError naming the first bad field; touches nothing."""
+        if not self.name.strip():
+            raise ValueError("name: expected a non-empty campaign name")
+        if not self.targets:
+            raise ValueError("targets: give at least one --label or --agent")
+        labels = {label for agent in store.list_agents() for label in agent["labels"]}
+        agents = {agent["id"] for agent in store.list_agents()}
+        for target in self.targets:
+            if target.label is not None and target.label not in labels:
+                known = ", ".join(sorted(labels)) or "none yet"
+                raise ValueError(f"targets: no registered agent has label {target.label!r} "
+                                 f"(known labels: {known})")
+            if target.agent is not None and target.agent not in agents:
+                raise ValueError(f"targets: no registered agent {target.agent!r}")
+        if self.workload not in WORKLOADS:
+            raise ValueError(f"workload: expected one of {', '.join(WORKLOADS)}, "
+                             f"got {self.workload!r}")
+        if self.workload != "configs":
+            if not self.resolutions:
+                raise ValueError("resolutions: expected at least one resolution")
+            for i, r in enumerate(self.resolutions):
+                if isinstance(r, bool) or not isinstance(r, int) or not (
+                        space.MIN_RESOLUTION <= r <= space.MAX_RESOLUTION):
+                    raise ValueError(f"resolutions[{i}]: expected an integer in "
+                                     f"{space.MIN_RESOLUTION}..{space.MAX_RESOLUTION}, got {r!r}")
+            SubnetConfig.largest(w=self.width)  # validates the width
+        if self.workload == "random" and (isinstance(self.count, bool) or self.count < 1):
+            raise ValueError(f"count: expected a positive number of subnets, got {self.count}")
+        if self.workload == "configs" and not self.configs_file:
+            raise ValueError("configs_file: the configs workload needs a JSON/JSONL file")
+        for name, low in (("repeats", 1), ("reference_every", 0), ("max_attempts", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name}: expected an integer >= {low}, got {getattr(self, name)}")
+        self.items()  # a configs file that does not parse fails here, before anything is made
+
+    def items(self) -> list[Item]:
+        """The workload as items, in a stable order (duplicates removed)."""
+        if self.workload == "lut":
+            items = [Item.lut(layer, r, self.width) for r in self.resolutions
+                     for layer in space_lut_specs(r, self.width)]
+        else:
+            configs = (sample_configs(self.count, self.seed, self.resolutions, self.width)
+                       if self.workload == "random" else load_configs(Path(self.configs_file)))
+            items = [Item.whole(config) for config in configs]
+        unique = {(item.kind, item.key, item.r): item for item in items}
+        return list(unique.values())
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["targets"] = [t.name for t in self.targets]
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "CampaignSpec":
+        data = json.loads(text)
+        data["targets"] = tuple(Target.parse(t) for t in data["targets"])
+        data["resolutions"] = tuple(data["resolutions"])
+        data["options"] = BenchOptions.from_dict(data["options"])
+        return cls(**data)
+
+
+def create_campaign(store: Store, blobs: BlobStore, spec: CampaignSpec,
+                    progress: Callable[[int, int], None] | None = None) -> str:
+    """Validate, build the artifacts (reusing cached ones) and record the campaign."""
+    spec.validate(store)
+    items = spec.items() + ([Item.reference()] if spec.reference_every else [])
+    builder = ArtifactBuilder(store, blobs)
+    built = []
+    for i, item in enumerate(items):
+        built.append(builder.build(item))
+        if progress:
+            progress(i + 1, len(items))
+    campaign_id = "c" + uuid.uuid4().hex[:8]
+    with store.transaction():
+        store.db.execute("INSERT INTO campaigns(id, name, spec, state, created_at) "
+                         "VALUES (?,?,?,'created',?)",
+                         (campaign_id, spec.name, spec.to_json(), time.time()))
+        store.db.executemany(
+            "INSERT INTO campaign_items VALUES (?,?,?,?,?,?,?,?)",
+            [(campaign_id, i, item.kind, item.key, item.r, item.w, digest, json.dumps(inputs))
+             for i, (item, (digest, inputs)) in enumerate(zip(items, built))])
+    return campaign_id
+
+
+def _campaign(store: Store, campaign_id: str) -> dict:
+    row = store.db.execute("SELECT * FROM campaigns WHERE id=? OR name=? ORDER BY created_at DESC",
+                           (campaign_id, campaign_id)).fetchone()
+    if row is None:
+        raise NotFound(f"campaign: no campaign {campaign_id!r}")
+    return dict(row)
+
+
+def _job_order(n_items: int, repeats: int, rng: random.Random) -> list[tuple[int, int]]:
+    """(item index, repeat) pairs, shuffled within each repeat round, so that a model's
+    repeats fall in different stretches of the campaign."""
+    order = []
+    for repeat in range(repeats):
+        round_ = list(range(n_items))
+        rng.shuffle(round_)
+        order += [(item, repeat) for item in round_]
+    return order
+
+
+def start_campaign(store: Store, campaign_id: str) -> int:
+    """Queue the campaign's jobs for every target; returns how many were queued."""
+    campaign = _campaign(store, campaign_id)
+    if campaign["state"] != "created":
+        raise ValueError(f"campaign {campaign['id']}: is {campaign['state']}, not created")
+    spec = CampaignSpec.from_json(campaign["spec"])
+    items = store.db.execute("SELECT * FROM campaign_items WHERE campaign_id=? ORDER BY item",
+                             (campaign["id"],)).fetchall()
+    reference = next((row["item"] for row in items if row["kind"] == "reference"), None)
+    measured = [row["item"] for row in items if row["kind"] != "reference"]
+    specs = {}
+    for row in items:
+        implements = {"reference": {"reference": row["key"]}, "lut": {"lut_key": row["key"]},
+                      "subnet": {"subnet_json": row["key"]}}[row["kind"]]
+        specs[row["item"]] = (make_spec(row["digest"], store.blob_size(row["digest"]),
+                                        json.loads(row["inputs"]), spec.options,
+                                        **implements).SerializeToString(), row["digest"])
+    total = 0
+    with store.transaction():
+        for t, target in enumerate(spec.targets):
+            rng = random.Random(f"{campaign['id']}/{spec.seed}/{t}")
+            order = [(measured[i], repeat) for i, repeat in
+                     _job_order(len(measured), spec.repeats, rng)]
+            if reference is not None:
+                order = _interleave(order, reference, spec.reference_every)
+            ids = store.enqueue([specs[item] for item, _ in order], label=target.label,
+                                agent_id=target.agent, max_attempts=spec.max_attempts,
+                                campaign=campaign["id"])
+            store.db.executemany("INSERT INTO campaign_jobs VALUES (?,?,?,?,?)",
+                                 [(job, campaign["id"], item, target.name, repeat)
+                                  for job, (item, repeat) in zip(ids, order)])
+            total += len(ids)
+        store.db.execute("UPDATE campaigns SET state='running', started_at=? WHERE id=?",
+                         (time.time(), campaign["id"]))
+    return total
+
+
+def _interleave(order: list[tuple[int, int]], reference: int, every: int) -> list[tuple[int, int]]:
+    """The reference first and then after every `every` jobs (its repeat counts the checks)."""
+    out = [(reference, 0)]
+    for i, pair in enumerate(order, 1):
+        out.append(pair)
+        if i % every == 0:
+            out.append((reference, i // every))
+    return out
+
+
+def cancel_campaign(store: Store, campaign_id: str) -> int:
+    campaign = _campaign(store, campaign_id)
+    with store.transaction():
+        jobs = [r[0] for r in store.db.execute(
+            "SELECT job_id FROM campaign_jobs WHERE campaign_id=?", (campaign["id"],))]
+        cancelled = store.cancel_jobs(jobs)
+        store.db.execute("UPDATE campaigns SET state='cancelled', finished_at=? WHERE id=? AND "
+                         "state IN ('created','running')", (time.time(), campaign["id"]))
+    return cancelled
+
+
+def campaign_status(store: Store, campaign_id: str) -> dict:
+    """Counts per target and state, failures, rate (jobs/s over the last minute) and ETA."""
+    campaign = _campaign(store, campaign_id)
+    rows = store.db.execute(
+        "SELECT cj.target, j.state, COUNT(*) AS n FROM campaign_jobs cj JOIN jobs j ON "
+        "j.id = cj.job_id WHERE cj.campaign_id=? GROUP BY cj.target, j.state",
+        (campaign["id"],)).fetchall()
+    targets: dict[str, dict[str, int]] = {}
+    for row in rows:
+        targets.setdefault(row["target"], {})[row["state"]] = row["n"]
+    total = sum(sum(c.values()) for c in targets.values())
+    finished = sum(n for c in targets.values() for s, n in c.items() if s in TERMINAL)
+    now = time.time()
+    recent = store.db.execute(
+        "SELECT COUNT(*) FROM jobs WHERE campaign=? AND finished_at>=?",
+        (campaign["id"], now - 60)).fetchone()[0]
+    elapsed = min(60.0, now - (campaign["started_at"] or now)) or 1.0
+    rate = recent / elapsed
+    errors = [r[0] for r in store.db.execute(
+        "SELECT error FROM jobs WHERE campaign=? AND state='failed' LIMIT 3", (campaign["id"],))]
+    if campaign["state"] == "running" and total and finished == total:
+        store.db.execute("UPDATE campaigns SET state='done', finished_at=? WHERE id=?",
+                         (now, campaign["id"]))
+        campaign["state"] = "done"
+    return {"id": campaign["id"], "name": campaign["name"], "state": campaign["state"],
+            "targets": targets, "total": total, "finished": finished,
+            "failed": sum(c.get("failed", 0) for c in targets.values()),
+            "rate_per_s": rate, "eta_s": (total - finished) / rate if rate else None,
+            "errors": errors, "started_at": campaign["started_at"]}
+
+
+def list_campaigns(store: Store) -> list[dict]:
+    return [campaign_status(store, row[0]) for row in
+            store.db.execute("SELECT id FROM campaigns ORDER BY created_at")]
+
+
+def render_progress(status: dict, width: int = 30) -> str:
+    """One line: bar, counts, rate, ETA, per-target counts and failures."""
+    total, done = status["total"], status["finished"]
+    filled = int(width * done / total) if total else width
+    eta = status["eta_s"]
+    parts = [f"{status['id']} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+             f"{status['rate_per_s']:.1f} jobs/s",
+             f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}" if eta else "ETA -",
+             status["state"]]
+    for target, counts in sorted(status["targets"].items()):
+        finished = sum(counts.get(s, 0) for s in ("done", "failed", "cancelled"))
+        failed = f", {counts['failed']} failed" if counts.get("failed") else ""
+        parts.append(f"{target} {finished}/{sum(counts.values())}{failed}")
+    return " | ".join(parts)

@@ -1,0 +1,205 @@
+"""Campaigns end to end on loopback with real agents: each workload kind, the exported LUT
+(read by the reference package), failures of agents and coordinator, cancel, bad specs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from coordinator.cli import main as coord
+from ofa.config import SubnetConfig, sample_configs
+from ofa.lut import LatencyTable
+from ofa.plan import lut_keys, space_lut_specs
+from tests.fleet import Fleet, kill9, wait_for
+from tests.oracle import run_reference
+
+QUICK = ["--warmup-runs", "2", "--warmup-min-time", "0.01", "--min-runs", "10",
+         "--min-time", "0.03", "--max-time", "2", "--precision", "0.5"]
+
+
+def cli(*args, expect: int = 0) -> str:
+    result = CliRunner().invoke(coord, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == expect, result.output
+    return result.output
+
+
+def campaign_id(output: str) -> str:
+    return output.split("campaign ", 1)[1].split()[0]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    fleet = Fleet(tmp_path_factory.mktemp("campaigns"))
+    fleet.start_server()
+    fleet.start_agent("a", labels=("cpu",))
+    fleet.agent_id("a")
+    yield fleet
+    fleet.close()
+
+
+def run_campaign(fleet: Fleet, *args) -> str:
+    created = cli("campaign", "create", "--db", fleet.db, "--label", "cpu", *QUICK, *args, "--start")
+    cid = campaign_id(created)
+    cli("campaign", "wait", "--db", fleet.db, cid, "--timeout", "300", "--interval", "0.2")
+    return cid
+
+
+def test_lut_campaign_gives_a_complete_table_the_reference_reads(fleet, tmp_path):
+    cid = run_campaign(fleet, "--name", "lut64", "--workload", "lut", "--resolutions", "64",
+                       "--repeats", "1")
+    status = json.loads(cli("campaign", "status", "--db", fleet.db, cid, "--format", "json"))
+    assert status["state"] == "done" and status["failed"] == 0
+    assert status["total"] == 96 + 1 + 96 // 25  # entries, then the reference interleaved
+    out = tmp_path / "lut"
+    cli("lut", "export", "--db", fleet.db, "--device", "cpu", "--out", out)
+    (table_file,) = out.glob("*_lookup_table.yaml")
+    assert table_file.name == "64_lookup_table.yaml"
+    table = yaml.safe_load(table_file.read_text())
+    assert set(table) == {spec.lut_key for spec in space_lut_specs(64, 1.0)}
+    assert all(v["count"] >= 10 and v["mean"] > 0 for v in table.values())
+    ours = LatencyTable.from_ofa_yaml(out)
+    configs = sample_configs(3, seed=1, resolutions=(64,))
+    reference = run_reference({"width": 1.0, "lut_dir": str(out),
+                               "subnets": [{**c.to_dict(), "input": None} for c in configs]},
+                              tmp_path)
+    for config, theirs in zip(configs, reference["subnets"]):
+        assert theirs["lut_keys_net"] == lut_keys(config)
+        assert ours.predict_ms(config) == pytest.approx(theirs["lut_ms_net"], rel=1e-9)
+    cli("lut", "export", "--db", fleet.db, "--device", "cpu", "--out", out, "--format", "json")
+    provenance = json.loads((out / "cpu_lut.json").read_text())
+    assert provenance["missing"] == []
+    assert provenance["provenance"]["runtime_versions"][0]["onnxruntime"]
+    assert provenance["provenance"]["campaigns"][0]["id"] == cid
+    entry = next(iter(provenance["tables"]["64"].values()))
+    assert {"median_ms", "p10_ms", "p90_ms", "n", "drift_flag"} <= set(entry)
+
+
+def test_random_campaign_measures_each_subnet_twice(fleet, tmp_path):
+    cid = run_campaign(fleet, "--name", "rand", "--workload", "random", "--count", "3",
+                       "--resolutions", "64,96", "--seed", "5")
+    out = tmp_path / "results.jsonl"
+    cli("results", "export", "--db", fleet.db, "--campaign", cid, "--format", "jsonl", "--out", out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    subnets = [r for r in rows if r["kind"] == "subnet"]
+    assert len(subnets) == 6 and {r["repeat"] for r in subnets} == {0, 1}
+    expected = {c.to_json() for c in sample_configs(3, 5, (64, 96))}
+    assert {r["key"] for r in subnets} == expected
+    for row in subnets:
+        assert row["status"] == "ok" and row["accepted"] and len(row["samples_ns"]) == row["n"]
+        assert row["telemetry_before"]["unix_time_ns"] > 0
+    assert any(r["kind"] == "reference" for r in rows)
+    csv_text = cli("results", "export", "--db", fleet.db, "--campaign", cid, "--format", "csv")
+    assert csv_text.splitlines()[0].startswith("campaign,target,agent_id,kind,key")
+    assert len(csv_text.splitlines()) == len(rows) + 1
+
+
+def test_configs_campaign_reads_jsonl_and_published_net_configs(fleet, tmp_path, assets):
+    configs = [SubnetConfig.smallest(r=64), SubnetConfig.largest(r=64)]
+    listing = tmp_path / "subnets.jsonl"
+    listing.write_text("\n".join(c.to_json() for c in configs))
+    cid = run_campaign(fleet, "--name", "cfg", "--workload", "configs", "--configs", listing,
+                       "--repeats", "1", "--reference-every", "0")
+    keys = {r["key"] for r in json.loads("[" + ",".join(cli(
+        "results", "export", "--db", fleet.db, "--campaign", cid, "--format", "jsonl")
+        .splitlines()) + "]")}
+    assert keys == {c.to_json() for c in configs}
+    net = assets / "ofa_specialized/LG-G8_lat-8ms_top1-71.1_finetune-25/net.config"
+    cid = run_campaign(fleet, "--name", "net", "--workload", "configs", "--configs", net,
+                       "--repeats", "1", "--reference-every", "0")
+    status = json.loads(cli("campaign", "status", "--db", fleet.db, cid, "--format", "json"))
+    assert status["total"] == 1 and status["state"] == "done"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--label", "nosuch", "--workload", "lut"], "no registered agent has label 'nosuch'"),
+    (["--label", "cpu", "--workload", "lut", "--resolutions", "0"], "resolution 0 is outside"),
+    (["--label", "cpu", "--workload", "random", "--count", "-1"],
+     "count: expected a positive number of subnets, got -1"),
+    (["--label", "cpu", "--workload", "configs", "--configs", "{bad}"], "not valid JSON"),
+    (["--label", "cpu", "--workload", "configs", "--configs", "{invalid}"],
+     "entry 0: ks[0]: expected one of 3, 5, 7, got 9"),
+    (["--label", "cpu", "--workload", "random", "--count", "2", "--repeats", "0"],
+     "repeats: expected an integer >= 1, got 0"),
+    (["--workload", "lut"], "targets: give at least one --label or --agent"),
+])
+def test_bad_campaign_specs_are_refused_and_create_nothing(fleet, tmp_path, args, message):
+    (tmp_path / "bad.json").write_text("{ not json")
+    (tmp_path / "invalid.json").write_text(json.dumps([{"ks": [9] * 20, "e": [3] * 20,
+                                                        "d": [2] * 5, "r": 64}]))
+    args = [a.replace("{bad}", str(tmp_path / "bad.json"))
+             .replace("{invalid}", str(tmp_path / "invalid.json")) for a in args]
+    before = fleet.store.db.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0]
+    jobs = sum(fleet.store.job_counts().values())
+    result = CliRunner().invoke(coord, ["campaign", "create", "--db", str(fleet.db),
+                                        "--name", "bad", *args])
+    assert result.exit_code in (1, 2) and message in result.output
+    assert fleet.store.db.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0] == before
+    assert sum(fleet.store.job_counts().values()) == jobs
+
+
+def test_missing_lut_entries_are_reported_not_zero(fleet, tmp_path):
+    created = cli("campaign", "create", "--db", fleet.db, "--label", "cpu", "--name", "never",
+                  "--workload", "lut", "--resolutions", "48", *QUICK, "--start")
+    cli("campaign", "cancel", "--db", fleet.db, campaign_id(created))
+    result = CliRunner().invoke(coord, ["lut", "export", "--db", str(fleet.db), "--device", "cpu",
+                                        "--out", str(tmp_path), "--campaign",
+                                        campaign_id(created)])
+    assert result.exit_code == 1 and "entries missing (never measured)" in result.output
+    assert "r=48 " in result.output
+
+
+def test_campaign_survives_agent_kill_and_coordinator_restart(tmp_path):
+    fleet = Fleet(tmp_path)
+    try:
+        fleet.start_server()
+        fleet.start_agent("a", labels=("cpu",))
+        fleet.agent_id("a")
+        cid = campaign_id(cli("campaign", "create", "--db", fleet.db, "--label", "cpu", *QUICK,
+                              "--name", "robust", "--workload", "random", "--count", "8",
+                              "--resolutions", "64", "--start"))
+        wait_for(lambda: fleet.store.job_counts(cid).get("done", 0) >= 2, 60, "two results")
+        kill9(fleet.agents["a"])
+        port = fleet.port
+        fleet.stop_server(signal.SIGKILL)
+        fleet.start_server(port=port)
+        fleet.start_agent("b", labels=("cpu",))
+        cli("campaign", "wait", "--db", fleet.db, cid, "--timeout", "120", "--interval", "0.2")
+        jobs = [r[0] for r in fleet.store.db.execute(
+            "SELECT job_id FROM campaign_jobs WHERE campaign_id=?", (cid,))]
+        for job in jobs:
+            assert fleet.store.job(job)["state"] == "done"
+            assert sum(r["accepted"] for r in fleet.store.results(job)) == 1
+        assert len(jobs) == 16 + 1  # 8 subnets x 2 repeats, one reference
+    finally:
+        fleet.close()
+
+
+def test_cancel_stops_handing_out_jobs(tmp_path):
+    fleet = Fleet(tmp_path)
+    try:
+        fleet.start_server()
+        fleet.start_agent("a", labels=("cpu",))
+        fleet.agent_id("a")
+        cid = campaign_id(cli("campaign", "create", "--db", fleet.db, "--label", "cpu",
+                              "--name", "long", "--workload", "random", "--count", "20",
+                              "--resolutions", "64", "--min-time", "0.3", "--warmup-min-time",
+                              "0.01", "--start"))
+        wait_for(lambda: fleet.store.job_counts(cid).get("done", 0) >= 1, 60, "a first result")
+        cli("campaign", "cancel", "--db", fleet.db, cid)
+        leases = lambda: fleet.store.db.execute(  # noqa: E731
+            "SELECT COUNT(*) FROM leases l JOIN jobs j ON j.id=l.job_id WHERE j.campaign=?",
+            (cid,)).fetchone()[0]
+        issued = leases()
+        time.sleep(2)
+        assert leases() == issued
+        status = json.loads(cli("campaign", "status", "--db", fleet.db, cid, "--format", "json"))
+        assert status["state"] == "cancelled" and status["targets"]["label:cpu"]["cancelled"] > 30
+        listing = cli("campaign", "list", "--db", fleet.db)
+        assert cid in listing and "cancelled" in listing
+    finally:
+        fleet.close()
