@@ -37,7 +37,8 @@ def fleet(tmp_path_factory):
     fleet = Fleet(tmp_path_factory.mktemp("campaigns"))
     fleet.start_server()
     fleet.start_agent("a", labels=("cpu",))
-    fleet.agent_id("a")
+    fleet.start_agent("b", labels=("cpu2",))
+    fleet.agent_id("a"), fleet.agent_id("b")
     yield fleet
     fleet.close()
 
@@ -79,20 +80,30 @@ def test_lut_campaign_gives_a_complete_table_the_reference_reads(fleet, tmp_path
     assert {"median_ms", "p10_ms", "p90_ms", "n", "drift_flag"} <= set(entry)
 
 
-def test_random_campaign_measures_each_subnet_twice(fleet, tmp_path):
+def test_random_campaign_measures_each_subnet_twice_on_each_device(fleet, tmp_path):
     cid = run_campaign(fleet, "--name", "rand", "--workload", "random", "--count", "3",
-                       "--resolutions", "64,96", "--seed", "5")
+                       "--resolutions", "64,96", "--seed", "5", "--label", "cpu2")
     out = tmp_path / "results.jsonl"
     cli("results", "export", "--db", fleet.db, "--campaign", cid, "--format", "jsonl", "--out", out)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    subnets = [r for r in rows if r["kind"] == "subnet"]
-    assert len(subnets) == 6 and {r["repeat"] for r in subnets} == {0, 1}
     expected = {c.to_json() for c in sample_configs(3, 5, (64, 96))}
-    assert {r["key"] for r in subnets} == expected
+    agents = {"label:cpu": fleet.agent_id("a"), "label:cpu2": fleet.agent_id("b")}
+    for target, agent in agents.items():
+        mine = [r for r in rows if r["kind"] == "subnet" and r["target"] == target]
+        assert len(mine) == 6 and {r["repeat"] for r in mine} == {0, 1}
+        assert {r["key"] for r in mine} == expected and {r["agent_id"] for r in mine} == {agent}
+    subnets = [r for r in rows if r["kind"] == "subnet"]
     for row in subnets:
         assert row["status"] == "ok" and row["accepted"] and len(row["samples_ns"]) == row["n"]
         assert row["telemetry_before"]["unix_time_ns"] > 0
     assert any(r["kind"] == "reference" for r in rows)
+    artifacts = fleet.store.db.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0]
+    again = run_campaign(fleet, "--name", "rand again", "--workload", "random", "--count", "3",
+                         "--resolutions", "64,96", "--seed", "5", "--repeats", "1")
+    assert fleet.store.db.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0] == artifacts
+    digests = lambda c: {r[0] for r in fleet.store.db.execute(  # noqa: E731
+        "SELECT digest FROM campaign_items WHERE campaign_id=?", (c,))}
+    assert digests(again) == digests(cid)  # built once, reused by the second campaign
     csv_text = cli("results", "export", "--db", fleet.db, "--campaign", cid, "--format", "csv")
     assert csv_text.splitlines()[0].startswith("campaign,target,agent_id,kind,key")
     assert len(csv_text.splitlines()) == len(rows) + 1

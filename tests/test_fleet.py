@@ -243,3 +243,17 @@ def test_health_service_and_devices_listing(fleet):
     kill9(fleet.agents["a"])
     wait_for(lambda: fleet.store.list_agents()[0]["online"] == 0, 10, "the agent to go offline")
     assert fleet.stop_server() == 0  # graceful shutdown
+
+
+def test_an_agent_keeps_its_id_across_restarts(fleet):
+    token = fleet.token("a")
+    first = fleet.start_agent("a", token=token)
+    agent = fleet.agent_id("a")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    fleet.start_agent("a", token=token)
+    wait_for(lambda: fleet.store.list_agents()[0]["online"] == 1, 10, "the agent back online")
+    jobs = fleet.enqueue(small_models(1))
+    fleet.wait_done(jobs)
+    assert [a["id"] for a in fleet.store.list_agents()] == [agent]
+    assert fleet.store.results(jobs[0])[0]["agent_id"] == agent
