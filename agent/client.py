@@ -13,7 +13,8 @@ from agent.retry import call_with_retry
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
 
-__all__ = ["AuthError", "Forgotten", "FleetClient", "is_loopback", "MAX_MESSAGE_BYTES"]
+__all__ = ["AuthError", "Forgotten", "Rejected", "FleetClient", "is_loopback",
+           "MAX_MESSAGE_BYTES"]
 
 MAX_MESSAGE_BYTES = 16 * 2**20
 CALL_TIMEOUT_S = 15.0
@@ -26,6 +27,10 @@ class AuthError(RuntimeError):
 
 class Forgotten(RuntimeError):
     """The coordinator does not know this agent (any more): register again."""
+
+
+class Rejected(RuntimeError):
+    """The coordinator does not know the lease or blob a request names."""
 
 
 def is_loopback(address: str) -> bool:
@@ -46,6 +51,8 @@ def _translate(exc: grpc.RpcError) -> Exception:
         return AuthError(f"coordinator refused the token: {details}")
     if code == grpc.StatusCode.NOT_FOUND:
         return Forgotten(details)
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return Rejected(details)
     return exc
 
 

@@ -60,7 +60,7 @@ class BenchSettings:
 
 @dataclass
 class Measurement:
-    """Raw timings of one model. `stop_reason` is 'precision' or 'time_cap'."""
+    """Raw timings of one model. `stop_reason` is 'precision', 'time_cap' or 'cancelled'."""
 
     samples_ns: list[int]
     session_create_ns: int
@@ -138,8 +138,10 @@ def _torch_runner(model: str | bytes, settings: BenchSettings,
 
 
 def measure(model: str | Path | bytes, settings: BenchSettings = BenchSettings(),
-            input_shapes: Sequence[Sequence[int]] | None = None) -> Measurement:
-    """Load `model` in `settings.runtime` and time it."""
+            input_shapes: Sequence[Sequence[int]] | None = None,
+            cancelled: Callable[[], bool] = lambda: False) -> Measurement:
+    """Load `model` in `settings.runtime` and time it. `cancelled` is polled between blocks
+    of runs; when it turns true the measurement ends with stop_reason 'cancelled'."""
     make_runner = _torch_runner if settings.runtime == "torch" else _onnxruntime_runner
     clock = time.perf_counter_ns
     start = clock()
@@ -153,8 +155,9 @@ def measure(model: str | Path | bytes, settings: BenchSettings = BenchSettings()
 
     warmup_start = clock()
     warmup_end = warmup_start + int(settings.warmup_min_s * 1e9)
+    warmup_cap = warmup_start + int(settings.max_time_s * 1e9)  # no warm-up runs forever
     warmups = 0
-    while warmups < settings.warmup_runs or clock() < warmup_end:
+    while (warmups < settings.warmup_runs or clock() < warmup_end) and clock() < warmup_cap:
         run()
         warmups += 1
     warmup_ns = clock() - warmup_start
@@ -169,6 +172,9 @@ def measure(model: str | Path | bytes, settings: BenchSettings = BenchSettings()
             run()
             samples.append(clock() - t0)
         now = clock()
+        if cancelled():
+            reason = "cancelled"
+            break
         if len(samples) >= settings.min_runs and now >= min_end:
             low, high = median_ci(np.asarray(samples))
             if (high - low) / (2 * float(np.median(samples))) <= settings.target_precision:

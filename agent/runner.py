@@ -21,7 +21,7 @@ import grpc
 
 from agent import __version__
 from agent.cache import ModelCache
-from agent.client import AuthError, FleetClient, Forgotten
+from agent.client import AuthError, FleetClient, Forgotten, Rejected
 from agent.device import device_info, peak_rss_bytes, reset_peak_rss, telemetry
 from agent.measure import BenchSettings, measure
 from agent.retry import Backoff
@@ -51,12 +51,13 @@ class AgentConfig:
     extra_device: dict = field(default_factory=dict)
 
 
-def settings_from_spec(spec: pb.BenchSpec) -> BenchSettings:
-    """The spec's settings, with the engine's defaults where the spec leaves a field at 0."""
+def settings_from_spec(spec: pb.BenchSpec, threads: int = 1) -> BenchSettings:
+    """The spec's settings; where it leaves a field at 0, the engine's default (and the
+    agent's own `threads`)."""
     default = BenchSettings()
     pick = lambda value, fallback: value if value else fallback  # noqa: E731
     return BenchSettings(
-        threads=pick(spec.threads, default.threads),
+        threads=pick(spec.threads, threads),
         warmup_runs=pick(spec.warmup_runs, default.warmup_runs),
         warmup_min_s=pick(spec.warmup_min_s, default.warmup_min_s),
         min_runs=pick(spec.min_runs, default.min_runs),
@@ -78,6 +79,8 @@ class Agent:
         self.agent_id = self.id_file.read_text().strip() if self.id_file.exists() else ""
         self.heartbeat_s = 5.0
         self.current_leases: set[str] = set()
+        self.lost_leases: set[str] = set()
+        self._auth_error: AuthError | None = None
         self._register_lock = threading.Lock()
         self._drift: pb.DriftCheck | None = None
         self._reference_medians: list[float] = []
@@ -105,6 +108,10 @@ class Agent:
                             self._check_reference()
                     jobs = self.client.lease_jobs(self.agent_id, 1, self.config.lease_wait_s)
                     failures = 0
+                    for job in jobs:
+                        self._serve(job)
+                    if jobs:
+                        self._maybe_check_reference()
                 except Forgotten:
                     registered = False
                     continue
@@ -114,17 +121,14 @@ class Agent:
                     log.error("coordinator error %s: %s; retrying in %.1f s", exc.code(),
                               exc.details(), pause)
                     self.stop.wait(pause)
-                    continue
-                for job in jobs:
-                    self._serve(job)
-                if jobs:
-                    self._maybe_check_reference()
         except AuthError as exc:
-            log.error("%s; stopping", exc)
-            return 3
+            self._auth_error = exc
         finally:
             self.stop.set()
             self.client.close()
+        if self._auth_error is not None:
+            log.error("%s; stopping", self._auth_error)
+            return 3
         log.info("agent %s stopped", self.agent_id)
         return 0
 
@@ -142,14 +146,17 @@ class Agent:
     def _heartbeat_loop(self) -> None:
         while not self.stop.wait(self.heartbeat_s):
             try:
-                self.client.heartbeat(self.agent_id, sorted(self.current_leases), telemetry())
+                reply = self.client.heartbeat(self.agent_id, sorted(self.current_leases),
+                                              telemetry())
+                self.heartbeat_s = reply.heartbeat_interval_s or self.heartbeat_s
+                self.lost_leases.update(reply.lost_lease_ids)
             except Forgotten:
                 try:
                     self._register()
                 except Exception as exc:  # the main loop will meet the same problem
                     log.warning("re-registering failed: %s", exc)
-            except AuthError as exc:
-                log.error("%s", exc)
+            except AuthError as exc:  # revoked while running: stop, and exit with code 3
+                self._auth_error = exc
                 self.stop.set()
             except Exception as exc:  # a missed heartbeat is not fatal; the next one may pass
                 log.warning("heartbeat failed: %s", exc)
@@ -172,24 +179,28 @@ class Agent:
             self._jobs_since_reference += 1
         except (AuthError, Forgotten):
             raise
+        except Rejected as exc:  # the coordinator no longer knows this lease: drop the result
+            log.warning("job %s: result dropped: %s", job.job_id, exc)
         except Exception as exc:  # the coordinator is unreachable; the lease will expire
             log.error("job %s: could not report: %s", job.job_id, exc)
         finally:
             self.current_leases.discard(job.lease_id)
+            self.lost_leases.discard(job.lease_id)
 
     def _execute(self, job: pb.Job) -> pb.Result:
         """Measure one job; any failure becomes a FAILED result with the error."""
         spec = job.spec
         try:
             model = self._fetch(spec.model_digest, spec.model_size)
-            settings = settings_from_spec(spec)
+            settings = settings_from_spec(spec, self.config.threads)
             if settings.runtime == "torch" and not self.config.allow_torch:
                 raise PermissionError("runtime: torch jobs are disabled on this agent "
                                       "(start it with --allow-torch)")
             shapes = [list(t.dims) for t in spec.inputs] or None
             before = telemetry()
             reset_peak_rss()
-            measurement = measure(model, settings, shapes)
+            measurement = measure(model, settings, shapes,
+                                  cancelled=lambda: job.lease_id in self.lost_leases)
             result = pb.Result(
                 status=pb.RESULT_STATUS_OK, samples_ns=measurement.samples_ns,
                 session_create_ns=measurement.session_create_ns,

@@ -56,7 +56,7 @@ class ArtifactBuilder:
         row = self.store.db.execute(
             "SELECT digest, inputs FROM artifacts WHERE kind=? AND key=? AND weights=?",
             (item.kind, item.key, weights)).fetchone()
-        if row is not None and self.store.blob_size(row["digest"]) is not None:
+        if row is not None and self.blobs.path(row["digest"]).exists():
             return row["digest"], json.loads(row["inputs"])
         model = self._export(item)
         inputs = model_inputs(model)

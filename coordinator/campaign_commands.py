@@ -28,6 +28,21 @@ def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
+def _progress_bar(label: str):
+    """A progress callback (done, total) drawing a bar on stderr once the total is known."""
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label=label, file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+        if done == total:
+            bar.__exit__(None, None, None)
+    return update
+
+
 @click.group()
 def campaign() -> None:
     """Create, start, watch and cancel profiling campaigns."""
@@ -45,13 +60,13 @@ def campaign() -> None:
 @click.option("--width", type=WIDTH, default="1.0", show_default=True)
 @click.option("--count", type=int, default=0, help="Subnets to sample (random workload).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--configs", "configs_file", type=click.Path(),
+@click.option("--configs", "configs_file", type=click.Path(exists=True, dir_okay=False),
               help="JSON, JSONL or OFA net.config file (configs workload).")
 @click.option("--repeats", type=int, default=2, show_default=True,
               help="Times each model is measured, each in its own lease window.")
 @click.option("--reference-every", type=int, default=25, show_default=True,
               help="Interleave the drift-reference model every N jobs (0: never).")
-@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--threads", type=int, default=0, help="0: each agent's own --threads.")
 @click.option("--warmup-runs", type=int, default=0, help="0: the agent's default (10).")
 @click.option("--warmup-min-time", type=float, default=0.0, help="0: the agent's default (0.5 s).")
 @click.option("--min-runs", type=int, default=0, help="0: the agent's default (50).")
@@ -76,11 +91,8 @@ def create(db, name, labels, agents, workload, resolutions, width, count, seed, 
                             count=count, seed=seed, configs_file=configs_file, repeats=repeats,
                             reference_every=reference_every, max_attempts=max_attempts,
                             options=options)
-        spec.validate(store)
-        with click.progressbar(length=len(spec.items()) + bool(reference_every),
-                               label="building models", file=sys.stderr) as bar:
-            campaign_id = create_campaign(store, BlobStore(store), spec,
-                                          progress=lambda done, total: bar.update(1))
+        campaign_id = create_campaign(store, BlobStore(store), spec,
+                                      progress=_progress_bar("building models"))
     except ValueError as exc:
         raise _fail(exc) from None
     click.echo(f"campaign {campaign_id} ({name}) created")
@@ -126,7 +138,7 @@ def status(db: str, campaign_id: str, fmt: str) -> None:
 @DB
 @click.argument("campaign_id")
 @click.option("--timeout", type=float, default=0.0, help="Give up after this many seconds (0: never).")
-@click.option("--interval", type=float, default=1.0, show_default=True)
+@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True)
 def wait(db: str, campaign_id: str, timeout: float, interval: float) -> None:
     """Show live progress until the campaign finishes. Exit 0 when every job is done,
     2 when some failed or were cancelled, 1 on timeout."""
@@ -136,8 +148,11 @@ def wait(db: str, campaign_id: str, timeout: float, interval: float) -> None:
     last_print = 0.0
     while True:
         current = _status_or_fail(store, campaign_id)
-        finished = current["state"] in ("done", "cancelled") or (
-            current["total"] and current["finished"] == current["total"])
+        if current["state"] == "created":
+            raise click.ClickException(f"campaign {current['id']} has not been started "
+                                       f"(ofa-coord campaign start {current['id']})")
+        finished = (current["state"] in ("done", "cancelled")
+                    or current["finished"] == current["total"])
         now = time.monotonic()
         if live:
             click.echo("\r" + render_progress(current), nl=False)

@@ -63,14 +63,15 @@ class CampaignSpec:
     max_attempts: int = 3
     options: BenchOptions = field(default_factory=BenchOptions)
 
-    def validate(self, store: Store) -> None:
-        """Raise ValueError naming the first bad field; touches nothing."""
+    def validate(self, store: Store) -> list[Item]:
+        """Raise ValueError naming the first bad field; touches nothing. Returns the items."""
         if not self.name.strip():
             raise ValueError("name: expected a non-empty campaign name")
         if not self.targets:
             raise ValueError("targets: give at least one --label or --agent")
-        labels = {label for agent in store.list_agents() for label in agent["labels"]}
-        agents = {agent["id"] for agent in store.list_agents()}
+        registered = store.list_agents()
+        labels = {label for agent in registered for label in agent["labels"]}
+        agents = {agent["id"] for agent in registered}
         for target in self.targets:
             if target.label is not None and target.label not in labels:
                 known = ", ".join(sorted(labels)) or "none yet"
@@ -97,7 +98,14 @@ class CampaignSpec:
         for name, low in (("repeats", 1), ("reference_every", 0), ("max_attempts", 1)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name}: expected an integer >= {low}, got {getattr(self, name)}")
-        self.items()  # a configs file that does not parse fails here, before anything is made
+        try:
+            items = self.items()  # a configs file that does not parse fails here
+        except OSError as exc:
+            raise ValueError(f"configs_file: cannot read {self.configs_file}: "
+                             f"{exc.strerror or exc}") from None
+        if not items:
+            raise ValueError(f"workload: the {self.workload} workload has nothing to measure")
+        return items
 
     def items(self) -> list[Item]:
         """The workload as items, in a stable order (duplicates removed)."""
@@ -128,8 +136,7 @@ class CampaignSpec:
 def create_campaign(store: Store, blobs: BlobStore, spec: CampaignSpec,
                     progress: Callable[[int, int], None] | None = None) -> str:
     """Validate, build the artifacts (reusing cached ones) and record the campaign."""
-    spec.validate(store)
-    items = spec.items() + ([Item.reference()] if spec.reference_every else [])
+    items = spec.validate(store) + ([Item.reference()] if spec.reference_every else [])
     builder = ArtifactBuilder(store, blobs)
     built = []
     for i, item in enumerate(items):
@@ -170,8 +177,6 @@ def _job_order(n_items: int, repeats: int, rng: random.Random) -> list[tuple[int
 def start_campaign(store: Store, campaign_id: str) -> int:
     """Queue the campaign's jobs for every target; returns how many were queued."""
     campaign = _campaign(store, campaign_id)
-    if campaign["state"] != "created":
-        raise ValueError(f"campaign {campaign['id']}: is {campaign['state']}, not created")
     spec = CampaignSpec.from_json(campaign["spec"])
     items = store.db.execute("SELECT * FROM campaign_items WHERE campaign_id=? ORDER BY item",
                              (campaign["id"],)).fetchall()
@@ -185,7 +190,12 @@ def start_campaign(store: Store, campaign_id: str) -> int:
                                         json.loads(row["inputs"]), spec.options,
                                         **implements).SerializeToString(), row["digest"])
     total = 0
-    with store.transaction():
+    with store.transaction():  # claiming the state first: two starts cannot both queue
+        claimed = store.db.execute("UPDATE campaigns SET state='running', started_at=? WHERE "
+                                   "id=? AND state='created'", (time.time(), campaign["id"]))
+        if claimed.rowcount == 0:
+            state = _campaign(store, campaign["id"])["state"]
+            raise ValueError(f"campaign {campaign['id']}: is {state}, not created")
         for t, target in enumerate(spec.targets):
             rng = random.Random(f"{campaign['id']}/{spec.seed}/{t}")
             order = [(measured[i], repeat) for i, repeat in
@@ -199,8 +209,6 @@ def start_campaign(store: Store, campaign_id: str) -> int:
                                  [(job, campaign["id"], item, target.name, repeat)
                                   for job, (item, repeat) in zip(ids, order)])
             total += len(ids)
-        store.db.execute("UPDATE campaigns SET state='running', started_at=? WHERE id=?",
-                         (time.time(), campaign["id"]))
     return total
 
 

@@ -9,9 +9,11 @@ measured, how long it took, how much the repeats spread, and where the files are
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -58,6 +60,15 @@ def _run(store: Store, spec: CampaignSpec) -> tuple[str, float]:
     return campaign_id, time.perf_counter() - started
 
 
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _repeat_spread(rows: list[dict]) -> float | None:
     """Median over models of (max - min) / median of their repeat medians."""
     by_key: dict[str, list[float]] = {}
@@ -87,16 +98,17 @@ def demo(resolutions: tuple[int, ...], subnets: int, repeats: int, min_time: flo
     folder = Path(run_dir) / time.strftime("demo-%Y%m%d-%H%M%S")
     folder.mkdir(parents=True)
     store = Store(folder / "fleet.db")
+    logs = contextlib.ExitStack()
     server, address = start_server(folder / "fleet.db", args=["-v"],
-                                   log=open(folder / "coordinator.log", "ab"))
+                                   log=logs.enter_context(open(folder / "coordinator.log", "ab")))
     agents = []
     try:
         for label, threads in DEVICES:
             token = folder / f"{label}.token"
             token.write_text(store.create_token(label))
+            log = logs.enter_context(open(folder / f"agent-{label}.log", "ab"))
             agents.append(start_agent(address, token, folder / f"agent-{label}", [label],
-                                      ["--threads", str(threads), "-v"],
-                                      log=open(folder / f"agent-{label}.log", "ab")))
+                                      ["--threads", str(threads), "-v"], log=log))
         click.echo(f"coordinator on {address}, agents {', '.join(l for l, _ in DEVICES)}; "
                    f"run folder {folder}", err=True)
         deadline = time.monotonic() + 60
@@ -107,12 +119,9 @@ def demo(resolutions: tuple[int, ...], subnets: int, repeats: int, min_time: flo
         summary = [_profile_device(store, folder, label, threads, resolutions, subnets, repeats,
                                    min_time, warmup_time, seed) for label, threads in DEVICES]
     finally:
-        for process in agents:
-            process.send_signal(signal.SIGTERM)
-        for process in agents:
-            process.wait(timeout=60)
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        for process in [*agents, server]:  # agents first: they finish their job and report
+            _stop(process)
+        logs.close()
     wall = time.perf_counter() - started
     (folder / "summary.json").write_text(json.dumps({"wall_s": wall, "devices": summary}, indent=2))
     _print_summary(summary, wall, folder)

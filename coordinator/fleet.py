@@ -27,6 +27,7 @@ class FleetSettings:
     lease_seconds: float = 60.0         # renewed by every heartbeat
     max_wait_s: float = 20.0            # longest LeaseJobs long-poll
     max_chunk_bytes: int = 2 * 2**20
+    max_jobs_per_lease: int = 8          # one agent cannot drain a device class's queue
     watch_interval_s: float = 0.2
 
     @property
@@ -78,7 +79,8 @@ class FleetService:
         deadline = loop.time() + max(0.0, min(wait_s, self.settings.max_wait_s))
         while True:
             wakeup = self._wakeup
-            jobs = self.store.lease_jobs(agent_id, max(1, max_jobs), self.settings.lease_seconds)
+            count = min(max(1, max_jobs), self.settings.max_jobs_per_lease)
+            jobs = self.store.lease_jobs(agent_id, count, self.settings.lease_seconds)
             remaining = deadline - loop.time()
             if jobs or remaining <= 0:
                 return jobs

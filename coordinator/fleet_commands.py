@@ -14,12 +14,14 @@ import click
 from coordinator.fleet import FleetSettings
 from coordinator.store import NotFound, Store
 
-DB = click.option("--db", type=click.Path(dir_okay=False), required=True,
+DB = click.option("--db", type=click.Path(exists=True, dir_okay=False), required=True,
                   help="The coordinator's SQLite file (blobs live beside it).")
+NEW_DB = click.option("--db", type=click.Path(dir_okay=False), required=True,
+                      help="The coordinator's SQLite file (created if missing).")
 
 
 @click.command()
-@DB
+@NEW_DB
 @click.option("--listen", default="127.0.0.1:50051", show_default=True,
               help="HOST:PORT to serve on (port 0 picks a free one).")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False),
@@ -46,7 +48,10 @@ def serve(db: str, listen: str, tls_cert: str | None, tls_key: str | None,
     tls = (Path(tls_key).read_bytes(), Path(tls_cert).read_bytes()) if tls_cert else None
     settings = FleetSettings(heartbeat_interval_s=heartbeat_interval,
                              missed_heartbeats=missed_heartbeats, lease_seconds=lease_seconds)
-    asyncio.run(run_server(Path(db), listen, settings, tls, max_model_mb * 2**20))
+    try:
+        asyncio.run(run_server(Path(db), listen, settings, tls, max_model_mb * 2**20))
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
@@ -55,18 +60,21 @@ def token() -> None:
 
 
 @token.command("create")
-@DB
+@NEW_DB
 @click.option("--name", required=True, help="A name for the agent this token is for.")
+@click.option("--agent", "agent_id", help="Bind it to this registered agent (token rotation: "
+              "the agent keeps its id; revoke the old token).")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Write the token to this file (mode 600) instead of printing it.")
-def token_create(db: str, name: str, out: str | None) -> None:
+def token_create(db: str, name: str, agent_id: str | None, out: str | None) -> None:
     """Mint a token. It is shown once; the coordinator keeps only its hash."""
     try:
-        secret = Store(db).create_token(name)
-    except ValueError as exc:
+        secret = Store(db).create_token(name, agent_id)
+    except (ValueError, NotFound) as exc:
         raise click.ClickException(str(exc)) from None
     if out:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # also when the file existed with a wider mode
         with os.fdopen(fd, "w") as f:
             f.write(secret + "\n")
         click.echo(f"token {name!r} written to {out}")

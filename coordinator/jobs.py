@@ -17,12 +17,15 @@ from proto.ofafleet.v1 import fleet_pb2 as pb
 
 __all__ = ["BenchOptions", "model_inputs", "make_spec", "enqueue_model"]
 
+MAX_RUNS = 100_000
+
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """Measurement settings sent with a job; 0 or '' means the agent's default."""
+    """Measurement settings sent with a job; 0 or '' means the agent's default (for
+    `threads`, the agent's own --threads)."""
 
-    threads: int = 1
+    threads: int = 0
     warmup_runs: int = 0
     warmup_min_s: float = 0.0
     min_runs: int = 0
@@ -48,6 +51,13 @@ class BenchOptions:
         for name in known - {"runtime", "execution_provider"}:
             if getattr(options, name) < 0:
                 raise ValueError(f"settings.{name}: expected >= 0, got {getattr(options, name)}")
+        for name in ("warmup_runs", "min_runs"):
+            if getattr(options, name) > MAX_RUNS:
+                raise ValueError(f"settings.{name}: expected at most {MAX_RUNS}, "
+                                 f"got {getattr(options, name)}")
+        if not options.target_precision < 1:
+            raise ValueError(f"settings.target_precision: expected a fraction below 1 (0 for "
+                             f"the agent's default), got {options.target_precision}")
         if options.runtime not in ("onnxruntime", "torch"):
             raise ValueError(f"settings.runtime: expected onnxruntime or torch, got {options.runtime!r}")
         return options

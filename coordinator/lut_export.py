@@ -71,6 +71,7 @@ def collect_lut(store: Store, label: str, campaign: str | None = None) -> Device
         agents.add(row["agent_id"])
         runtimes.add(row["runtime_versions"])
         campaigns.add(row["campaign_id"])
+    _refuse_mixed_settings(store, campaigns)
     entries = []
     for (r, key), results in sorted(grouped.items()):
         samples = np.concatenate([np.frombuffer(x["samples"], dtype="<i8") for x in results]) / 1e6
@@ -81,6 +82,22 @@ def collect_lut(store: Store, label: str, campaign: str | None = None) -> Device
             len(results), any(abs(x["drift"] or 0.0) > DRIFT_LIMIT for x in results)))
     missing = sorted(expected - set(grouped))
     return DeviceLut(label, entries, missing, _provenance(store, label, agents, runtimes, campaigns))
+
+
+def _refuse_mixed_settings(store: Store, campaigns: set[str]) -> None:
+    """Pooling results measured with different settings (threads, say) would give a table
+    of no device state at all."""
+    settings: dict[str, list[str]] = {}
+    for campaign_id in sorted(campaigns):
+        spec = json.loads(store.db.execute("SELECT spec FROM campaigns WHERE id=?",
+                                           (campaign_id,)).fetchone()[0])
+        key = json.dumps({"options": spec["options"], "width": spec["width"]}, sort_keys=True)
+        settings.setdefault(key, []).append(campaign_id)
+    if len(settings) > 1:
+        groups = "; ".join(f"{', '.join(ids)}: {json.loads(k)['options']}"
+                           for k, ids in settings.items())
+        raise ValueError(f"campaign: these campaigns measured with different settings ({groups}); "
+                         "export one with --campaign")
 
 
 def _provenance(store: Store, label: str, agents: set, runtimes: set, campaigns: set) -> dict:

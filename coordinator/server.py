@@ -42,13 +42,15 @@ async def serve(db: Path, listen: str, settings: FleetSettings = FleetSettings()
     pb_grpc.add_FleetServicer_to_server(FleetServicer(fleet), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if tls is None:
-        port = server.add_insecure_port(listen)
-    else:
-        key, cert = tls
-        port = server.add_secure_port(listen, grpc.ssl_server_credentials([(key, cert)]))
-    if port == 0:
-        raise RuntimeError(f"listen: cannot bind {listen}")
+    try:
+        if tls is None:
+            port = server.add_insecure_port(listen)
+        else:
+            key, cert = tls
+            port = server.add_secure_port(listen, grpc.ssl_server_credentials([(key, cert)]))
+    except RuntimeError as exc:  # grpc's way of saying the address cannot be bound
+        store.close()
+        raise OSError(f"listen: cannot serve on {listen} ({exc})") from None
     await server.start()
     await fleet.start()
     for name in ("", SERVICE_NAME):

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import functools
+import logging
+import re
+import sqlite3
 
 import grpc
 
 from coordinator.auth import authenticate
 from coordinator.fleet import FleetService
-from coordinator.store import Forbidden, NotFound, Token
+from coordinator.store import Forbidden, NotFound, Token, UnknownAgent
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
 
@@ -17,8 +20,23 @@ __all__ = ["FleetServicer", "result_to_dict"]
 
 _STATUS = {pb.RESULT_STATUS_OK: "ok", pb.RESULT_STATUS_FAILED: "failed",
            pb.RESULT_STATUS_RELEASED: "released"}
-_ERRORS = ((NotFound, grpc.StatusCode.NOT_FOUND), (Forbidden, grpc.StatusCode.PERMISSION_DENIED),
-           (ValueError, grpc.StatusCode.INVALID_ARGUMENT))
+# NOT_FOUND is kept for "this agent is not registered" (the agent registers again); any other
+# unknown thing (a lease, a blob) is a failed precondition of that one request.
+_ERRORS = ((UnknownAgent, grpc.StatusCode.NOT_FOUND),
+           (NotFound, grpc.StatusCode.FAILED_PRECONDITION),
+           (Forbidden, grpc.StatusCode.PERMISSION_DENIED),
+           (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
+           (sqlite3.OperationalError, grpc.StatusCode.UNAVAILABLE))  # busy: the client retries
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MAX_LABELS = 32
+log = logging.getLogger("ofa-coord")
+
+
+def _check_names(field: str, values: list[str], allow_empty: bool = False) -> None:
+    for i, value in enumerate(values):
+        if not (allow_empty and value == "") and not _NAME.match(value):
+            raise ValueError(f"{field}[{i}]: expected 1-64 characters of A-Z a-z 0-9 . _ -, "
+                             f"got {value[:80]!r}")
 
 
 def _fields(message, with_zeros: bool = False) -> dict:
@@ -53,6 +71,8 @@ def _rpc(handler):
             return await handler(self, request, token)
         except tuple(error for error, _ in _ERRORS) as exc:
             code = next(code for error, code in _ERRORS if isinstance(exc, error))
+            if code == grpc.StatusCode.UNAVAILABLE:
+                log.warning("%s: %s", handler.__name__, exc)
             await context.abort(code, str(exc))
     return wrapper
 
@@ -63,6 +83,10 @@ class FleetServicer(pb_grpc.FleetServicer):
 
     @_rpc
     async def Register(self, request: pb.RegisterRequest, token: Token) -> pb.RegisterResponse:
+        if len(request.labels) > MAX_LABELS:
+            raise ValueError(f"labels: at most {MAX_LABELS}, got {len(request.labels)}")
+        _check_names("labels", list(request.labels))
+        _check_names("agent_id", [request.agent_id], allow_empty=True)
         agent_id = self.fleet.register(token, request.agent_id, list(request.labels),
                                        _fields(request.device), request.threads,
                                        request.agent_version)
@@ -75,7 +99,8 @@ class FleetServicer(pb_grpc.FleetServicer):
     async def Heartbeat(self, request: pb.HeartbeatRequest, token: Token) -> pb.HeartbeatResponse:
         lost = self.fleet.heartbeat(token, request.agent_id, list(request.lease_ids),
                                     _fields(request.telemetry))
-        return pb.HeartbeatResponse(lost_lease_ids=lost)
+        return pb.HeartbeatResponse(lost_lease_ids=lost,
+                                    heartbeat_interval_s=self.fleet.settings.heartbeat_interval_s)
 
     @_rpc
     async def LeaseJobs(self, request: pb.LeaseJobsRequest, token: Token) -> pb.LeaseJobsResponse:

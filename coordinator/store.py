@@ -29,8 +29,8 @@ import numpy as np
 
 from agent.stats import summarize
 
-__all__ = ["Store", "Token", "LeasedJob", "ReportOutcome", "NotFound", "Forbidden",
-           "SCHEMA_VERSION", "hash_token"]
+__all__ = ["Store", "Token", "LeasedJob", "ReportOutcome", "NotFound", "UnknownAgent",
+           "UnknownLease", "Forbidden", "SCHEMA_VERSION", "hash_token"]
 
 TERMINAL = ("done", "failed", "cancelled")
 
@@ -102,7 +102,15 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 class NotFound(LookupError):
-    """An agent, lease, job or token that the store does not know."""
+    """A lease, job, blob, campaign or token that the store does not know."""
+
+
+class UnknownAgent(NotFound):
+    """An agent id that is not (or no longer) registered: the agent must register again."""
+
+
+class UnknownLease(NotFound):
+    """A report for a lease the store never issued (or issued for another job)."""
 
 
 class Forbidden(PermissionError):
@@ -182,15 +190,19 @@ class Store:
         return self.db.execute("PRAGMA data_version").fetchone()[0]
 
     # -------------------------------------------------------------------- tokens
-    def create_token(self, name: str) -> str:
-        """A new token for one agent; the secret is returned once and stored hashed."""
+    def create_token(self, name: str, agent_id: str | None = None) -> str:
+        """A new token for one agent; the secret is returned once and stored hashed. With
+        `agent_id` it is bound to that existing agent (to rotate an agent's token)."""
         if not name or not name.strip():
             raise ValueError("name: expected a non-empty token name")
+        if agent_id is not None and self.db.execute(
+                "SELECT 1 FROM agents WHERE id=?", (agent_id,)).fetchone() is None:
+            raise NotFound(f"agent: no agent {agent_id!r} has registered")
         secret = "ofa_" + secrets.token_urlsafe(32)
         try:
             with self.transaction():
-                self.db.execute("INSERT INTO tokens(name, hash, created_at) VALUES (?,?,?)",
-                                (name, hash_token(secret), time.time()))
+                self.db.execute("INSERT INTO tokens(name, hash, created_at, agent_id) "
+                                "VALUES (?,?,?,?)", (name, hash_token(secret), time.time(), agent_id))
         except sqlite3.IntegrityError:
             raise ValueError(f"name: a token named {name!r} exists already") from None
         return secret
@@ -222,13 +234,14 @@ class Store:
         now = time.time()
         with self.transaction():
             owner = self.db.execute("SELECT token_id FROM agents WHERE id=?", (agent_id,)).fetchone()
-            if owner is not None and owner["token_id"] != token.id:
+            if owner is not None and owner["token_id"] != token.id and token.agent_id != agent_id:
                 raise Forbidden(f"agent {agent_id} is registered with another token")
             self.db.execute(
                 "INSERT INTO agents(id, token_id, labels, device, threads, version, registered_at,"
                 " last_seen, online) VALUES (?,?,?,?,?,?,?,?,1) ON CONFLICT(id) DO UPDATE SET"
                 " labels=excluded.labels, device=excluded.device, threads=excluded.threads,"
-                " version=excluded.version, last_seen=excluded.last_seen, online=1, forgotten=0",
+                " version=excluded.version, last_seen=excluded.last_seen, online=1, forgotten=0,"
+                " token_id=excluded.token_id",
                 (agent_id, token.id, _json(sorted(labels)), _json(device), threads, version, now, now))
             self.db.execute("DELETE FROM agent_labels WHERE agent_id=?", (agent_id,))
             self.db.executemany("INSERT INTO agent_labels VALUES (?,?)",
@@ -245,7 +258,7 @@ class Store:
             self.db.execute("DELETE FROM agent_labels WHERE agent_id=?", (agent_id,))
             cur = self.db.execute("UPDATE agents SET forgotten=1, online=0 WHERE id=?", (agent_id,))
         if cur.rowcount == 0:
-            raise NotFound(f"agent {agent_id!r} is not registered")
+            raise UnknownAgent(f"agent {agent_id!r} is not registered")
 
     def grant_restart_grace(self, lease_seconds: float) -> None:
         """After a coordinator restart, give every agent a full offline window (and its
@@ -261,7 +274,7 @@ class Store:
         row = self.db.execute("SELECT token_id, forgotten FROM agents WHERE id=?",
                               (agent_id,)).fetchone()
         if row is None or row["forgotten"]:
-            raise NotFound(f"agent {agent_id!r} is not registered")
+            raise UnknownAgent(f"agent {agent_id!r} is not registered")
         if row["token_id"] != token.id:
             raise Forbidden(f"agent {agent_id} does not belong to token {token.name!r}")
 
@@ -371,7 +384,7 @@ class Store:
         with self.transaction():
             lease = self.db.execute("SELECT * FROM leases WHERE id=?", (lease_id,)).fetchone()
             if lease is None or lease["job_id"] != job_id:
-                raise NotFound(f"lease_id: no lease {lease_id} for job {job_id}")
+                raise UnknownLease(f"lease_id: no lease {lease_id} for job {job_id}")
             if lease["agent_id"] != agent_id:
                 raise Forbidden(f"lease {lease_id} belongs to another agent")
             previous = self.db.execute("SELECT accepted, late FROM results WHERE lease_id=?",
@@ -509,5 +522,14 @@ class _Transaction:
             self.outermost = True
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self.outermost:
-            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if not self.outermost:
+            return
+        if exc_type is not None:
+            self.db.execute("ROLLBACK")
+            return
+        try:
+            self.db.execute("COMMIT")
+        except sqlite3.Error:
+            if self.db.in_transaction:  # never leave the shared connection mid-transaction
+                self.db.execute("ROLLBACK")
+            raise

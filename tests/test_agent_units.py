@@ -142,3 +142,31 @@ def test_the_optional_torch_runtime_times_a_torchscript_model(tmp_path):
     assert len(result.samples_ns) >= 10
     with pytest.raises(ValueError, match="inputs: the torch runtime needs the input shapes"):
         measure(buffer.getvalue(), settings)
+
+
+def test_a_result_the_coordinator_rejects_is_dropped_not_fatal(tmp_path):
+    """The coordinator answers FAILED_PRECONDITION for a lease it no longer knows (its
+    database was restored, say); the agent logs it and carries on."""
+    from agent.client import Rejected
+    from agent.runner import Agent, AgentConfig
+    from ofa.config import SubnetConfig
+    from ofa.export import export_lut_entry
+    from ofa.plan import layer_plan
+
+    model = export_lut_entry(layer_plan(SubnetConfig.smallest(r=32))[0]).onnx
+    digest = hashlib.sha256(model).hexdigest()
+    agent = Agent(AgentConfig(coordinator="127.0.0.1:1", token="t", labels=[],
+                              cache_dir=tmp_path))
+    agent.cache.put(digest, model)
+    reports = []
+
+    def rejecting_report(agent_id, job, result):
+        reports.append(result)
+        raise Rejected("lease_id: no lease x for job y")
+    agent.client.report = rejecting_report
+    job = pb.Job(job_id="y", lease_id="x", spec=pb.BenchSpec(
+        model_digest=digest, model_size=len(model), min_runs=5, min_time_s=0.01,
+        warmup_min_s=0.01, target_precision=0.9))
+    agent._serve(job)  # must not raise
+    assert reports[0].status == pb.RESULT_STATUS_OK and not agent.current_leases
+    agent.client.close()

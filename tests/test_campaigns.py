@@ -137,13 +137,20 @@ def test_configs_campaign_reads_jsonl_and_published_net_configs(fleet, tmp_path,
     (["--label", "cpu", "--workload", "random", "--count", "2", "--repeats", "0"],
      "repeats: expected an integer >= 1, got 0"),
     (["--workload", "lut"], "targets: give at least one --label or --agent"),
+    (["--label", "cpu", "--workload", "random", "--count", "2", "--precision", "2"],
+     "settings.target_precision: expected a fraction below 1"),
+    (["--label", "cpu", "--workload", "configs", "--configs", "/no/such/file.json"],
+     "does not exist"),
+    (["--label", "cpu", "--workload", "configs", "--configs", "{empty}"],
+     "the configs workload has nothing to measure"),
 ])
 def test_bad_campaign_specs_are_refused_and_create_nothing(fleet, tmp_path, args, message):
     (tmp_path / "bad.json").write_text("{ not json")
+    (tmp_path / "empty.json").write_text("[]")
     (tmp_path / "invalid.json").write_text(json.dumps([{"ks": [9] * 20, "e": [3] * 20,
                                                         "d": [2] * 5, "r": 64}]))
-    args = [a.replace("{bad}", str(tmp_path / "bad.json"))
-             .replace("{invalid}", str(tmp_path / "invalid.json")) for a in args]
+    args = [a.replace("{bad}", str(tmp_path / "bad.json")).replace("{empty}", str(
+        tmp_path / "empty.json")).replace("{invalid}", str(tmp_path / "invalid.json")) for a in args]
     before = fleet.store.db.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0]
     jobs = sum(fleet.store.job_counts().values())
     result = CliRunner().invoke(coord, ["campaign", "create", "--db", str(fleet.db),
@@ -214,3 +221,31 @@ def test_cancel_stops_handing_out_jobs(tmp_path):
         assert cid in listing and "cancelled" in listing
     finally:
         fleet.close()
+
+
+def test_a_campaign_starts_once_and_wait_needs_it_started(fleet):
+    cid = campaign_id(cli("campaign", "create", "--db", fleet.db, "--label", "cpu", *QUICK,
+                          "--name", "once", "--workload", "random", "--count", "1",
+                          "--resolutions", "48", "--reference-every", "0", "--repeats", "1"))
+    waited = CliRunner().invoke(coord, ["campaign", "wait", "--db", str(fleet.db), cid])
+    assert waited.exit_code == 1 and "has not been started" in waited.output
+    assert "1 jobs queued" in cli("campaign", "start", "--db", fleet.db, cid)
+    again = CliRunner().invoke(coord, ["campaign", "start", "--db", str(fleet.db), cid])
+    assert again.exit_code == 1 and f"campaign {cid}: is running, not created" in again.output
+    cli("campaign", "wait", "--db", fleet.db, cid, "--timeout", "60", "--interval", "0.2")
+    assert fleet.store.job_counts(cid) == {"done": 1}
+
+
+def test_lut_export_refuses_to_pool_results_of_different_settings(fleet, tmp_path):
+    run_campaign(fleet, "--name", "lut64 two threads", "--workload", "lut", "--resolutions",
+                 "64", "--repeats", "1", "--threads", "2", "--reference-every", "0")
+    mixed = CliRunner().invoke(coord, ["lut", "export", "--db", str(fleet.db), "--device", "cpu",
+                                       "--out", str(tmp_path)])
+    assert mixed.exit_code == 1 and "measured with different settings" in mixed.output
+    assert "export one with --campaign" in mixed.output
+
+
+def test_commands_refuse_a_database_that_does_not_exist(tmp_path):
+    result = CliRunner().invoke(coord, ["devices", "--db", str(tmp_path / "typo.db")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    assert not (tmp_path / "typo.db").exists()

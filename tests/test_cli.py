@@ -126,8 +126,8 @@ def test_token_commands_show_the_secret_once_and_store_only_its_hash(tmp_path):
 
 def test_devices_lists_registered_agents(tmp_path):
     db = tmp_path / "fleet.db"
-    assert "no agents have registered" in invoke(coord_main, "devices", "--db", db).output
     store = Store(db)
+    assert "no agents have registered" in invoke(coord_main, "devices", "--db", db).output
     store.create_token("t")
     token = store.token_by_secret(invoke(coord_main, "token", "create", "--db", db,
                                          "--name", "u").output.strip())

@@ -252,8 +252,66 @@ def test_an_agent_keeps_its_id_across_restarts(fleet):
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=30) == 0
     fleet.start_agent("a", token=token)
-    wait_for(lambda: fleet.store.list_agents()[0]["online"] == 1, 10, "the agent back online")
     jobs = fleet.enqueue(small_models(1))
     fleet.wait_done(jobs)
     assert [a["id"] for a in fleet.store.list_agents()] == [agent]
     assert fleet.store.results(jobs[0])[0]["agent_id"] == agent
+
+
+def test_a_token_revoked_while_running_stops_the_agent_with_code_3(fleet):
+    process = fleet.start_agent("a")
+    fleet.agent_id("a")
+    fleet.store.revoke_token("a")
+    assert process.wait(timeout=30) == 3
+    assert "has been revoked" in fleet.agent_log("a")
+
+
+def test_a_rotated_token_keeps_the_agent_id(fleet):
+    first = fleet.start_agent("a")
+    agent = fleet.agent_id("a")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    fleet.store.revoke_token("a")
+    rotated = fleet.folder / "a2.token"
+    rotated.write_text(fleet.store.create_token("a2", agent_id=agent))
+    fleet.start_agent("a", token=rotated)
+    jobs = fleet.enqueue(small_models(1))
+    fleet.wait_done(jobs)
+    assert fleet.store.results(jobs[0])[0]["agent_id"] == agent
+    assert [a["id"] for a in fleet.store.list_agents()] == [agent]
+
+
+def test_a_cancelled_job_stops_being_measured(fleet):
+    fleet.start_agent("a")
+    (job_id,) = fleet.enqueue(small_models(1), options=LONG)
+    wait_for(lambda: fleet.store.job(job_id)["state"] == "leased", 30, "the job to be leased")
+    cancelled_at = time.monotonic()
+    assert fleet.store.cancel_jobs([job_id]) == 1
+    (result,) = wait_for(lambda: fleet.store.results(job_id), 30, "the agent's report")
+    assert time.monotonic() - cancelled_at < 2.5  # LONG jobs time 3 s of runs
+    assert result["stop_reason"] == "cancelled" and result["accepted"] == 0
+    assert fleet.store.job(job_id)["state"] == "cancelled"
+
+
+def test_lease_size_and_register_fields_are_bounded(fleet):
+    client = stub(fleet)
+    token = fleet.token("t")
+    for request, field in ((pb.RegisterRequest(labels=["ok", "no spaces"]), "labels[1]"),
+                           (pb.RegisterRequest(labels=["x"] * 40), "labels: at most 32"),
+                           (pb.RegisterRequest(agent_id="../../x"), "agent_id[0]")):
+        with pytest.raises(grpc.RpcError) as info:
+            client.Register(request, metadata=bearer(token), timeout=10)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in info.value.details()
+    agent = client.Register(pb.RegisterRequest(labels=["cpu"]), metadata=bearer(token),
+                            timeout=10).agent_id
+    fleet.enqueue(small_models(1) * 20)
+    leased = client.LeaseJobs(pb.LeaseJobsRequest(agent_id=agent, max_jobs=10**6, wait_s=1),
+                              metadata=bearer(token), timeout=15).jobs
+    assert len(leased) == 8
+    with pytest.raises(grpc.RpcError) as info:  # an unknown lease is not "unknown agent"
+        client.ReportResult(pb.ReportResultRequest(
+            agent_id=agent, job_id=leased[0].job_id, lease_id="nope",
+            result=pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=[1])),
+            metadata=bearer(token), timeout=10)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION

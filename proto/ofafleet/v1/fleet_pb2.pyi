@@ -218,10 +218,12 @@ class HeartbeatRequest(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., lease_ids: _Optional[_Iterable[str]] = ..., telemetry: _Optional[_Union[Telemetry, _Mapping]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("lost_lease_ids",)
+    __slots__ = ("lost_lease_ids", "heartbeat_interval_s")
     LOST_LEASE_IDS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
     lost_lease_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, lost_lease_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    heartbeat_interval_s: float
+    def __init__(self, lost_lease_ids: _Optional[_Iterable[str]] = ..., heartbeat_interval_s: _Optional[float] = ...) -> None: ...
 
 class LeaseJobsRequest(_message.Message):
     __slots__ = ("agent_id", "max_jobs", "wait_s")

@@ -72,7 +72,8 @@ class FleetServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Heartbeat(self, request, context):
-        """Liveness and lease renewal. NOT_FOUND means: register again.
+        """Liveness and lease renewal. On any call, NOT_FOUND means: this agent is not registered,
+        register again; FAILED_PRECONDITION: the lease or blob named is unknown.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
