@@ -55,7 +55,7 @@ def campaign() -> None:
 @click.option("--agent", "agents", multiple=True, help="One agent id to measure on (repeatable).")
 @click.option("--workload", type=click.Choice(WORKLOADS), required=True,
               help="lut: every LUT entry of the space; random: --count sampled subnets; "
-                   "configs: subnets from --configs.")
+                   "configs: subnets from --configs; lut+random: both in one shuffled queue.")
 @click.option("--resolutions", type=RESOLUTIONS, default="224", show_default=True)
 @click.option("--width", type=WIDTH, default="1.0", show_default=True)
 @click.option("--count", type=int, default=0, help="Subnets to sample (random workload).")

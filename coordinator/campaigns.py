@@ -28,7 +28,7 @@ from ofa.plan import space_lut_specs
 __all__ = ["Target", "CampaignSpec", "create_campaign", "start_campaign", "cancel_campaign",
            "campaign_status", "list_campaigns", "render_progress", "WORKLOADS"]
 
-WORKLOADS = ("lut", "random", "configs")
+WORKLOADS = ("lut", "random", "configs", "lut+random")
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class CampaignSpec:
         if self.workload not in WORKLOADS:
             raise ValueError(f"workload: expected one of {', '.join(WORKLOADS)}, "
                              f"got {self.workload!r}")
-        if self.workload != "configs":
+        if self.workload != "configs":  # lut, random and lut+random use resolutions
             if not self.resolutions:
                 raise ValueError("resolutions: expected at least one resolution")
             for i, r in enumerate(self.resolutions):
@@ -91,7 +91,7 @@ class CampaignSpec:
                     raise ValueError(f"resolutions[{i}]: expected an integer in "
                                      f"{space.MIN_RESOLUTION}..{space.MAX_RESOLUTION}, got {r!r}")
             SubnetConfig.largest(w=self.width)  # validates the width
-        if self.workload == "random" and (isinstance(self.count, bool) or self.count < 1):
+        if "random" in self.workload and (isinstance(self.count, bool) or self.count < 1):
             raise ValueError(f"count: expected a positive number of subnets, got {self.count}")
         if self.workload == "configs" and not self.configs_file:
             raise ValueError("configs_file: the configs workload needs a JSON/JSONL file")
@@ -108,14 +108,18 @@ class CampaignSpec:
         return items
 
     def items(self) -> list[Item]:
-        """The workload as items, in a stable order (duplicates removed)."""
-        if self.workload == "lut":
-            items = [Item.lut(layer, r, self.width) for r in self.resolutions
-                     for layer in space_lut_specs(r, self.width)]
-        else:
-            configs = (sample_configs(self.count, self.seed, self.resolutions, self.width)
-                       if self.workload == "random" else load_configs(Path(self.configs_file)))
-            items = [Item.whole(config) for config in configs]
+        """The workload as items, in a stable order (duplicates removed). `lut+random`
+        measures both in one shuffled queue, so LUT entries and whole subnets see the same
+        machine state (what a latency predictor trained on both needs)."""
+        items = []
+        if "lut" in self.workload:
+            items += [Item.lut(layer, r, self.width) for r in self.resolutions
+                      for layer in space_lut_specs(r, self.width)]
+        if "random" in self.workload:
+            items += [Item.whole(c) for c in
+                      sample_configs(self.count, self.seed, self.resolutions, self.width)]
+        if self.workload == "configs":
+            items += [Item.whole(c) for c in load_configs(Path(self.configs_file))]
         unique = {(item.kind, item.key, item.r): item for item in items}
         return list(unique.values())
 

@@ -7,6 +7,7 @@ import click
 from coordinator.campaign_commands import campaign, lut, results
 from coordinator.demo import demo
 from coordinator.fleet_commands import devices, serve, token
+from coordinator.predictor_commands import predictor
 from coordinator.subnet_commands import describe, export, sample
 
 
@@ -15,5 +16,6 @@ def main() -> None:
     """Profile OFA subnets on a fleet of devices and build their latency models."""
 
 
-for command in (serve, token, devices, campaign, results, lut, sample, describe, export, demo):
+for command in (serve, token, devices, campaign, results, lut, predictor, sample, describe, export,
+                demo):
     main.add_command(command)

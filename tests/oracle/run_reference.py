@@ -197,8 +197,19 @@ def run(req):
                     res["lut_ms_net"], res["lut_keys_net"], res["lut_error"] = got
         out_configs.append(res)
 
+    accuracy = None
+    if req.get("accuracy"):
+        # the tutorial's predictor, with the weights file given instead of its download
+        from ofa.tutorial.accuracy_predictor import AccuracyPredictor
+        predictor = AccuracyPredictor(pretrained=False, device="cpu")
+        predictor.model.load_state_dict(torch.load(req["accuracy"]["predictor"],
+                                                   map_location="cpu", weights_only=True))
+        population = [{"ks": a["ks"], "e": a["e"], "d": a["d"], "r": [a["r"]]}
+                      for a in req["accuracy"]["subnets"]]
+        accuracy = predictor.predict_accuracy(population).reshape(-1).tolist()
+
     return {"supernet_state_dict": shapes(net.state_dict()), "subnets": out_subnets,
-            "net_configs": out_configs, "reference_version": version}
+            "net_configs": out_configs, "accuracy": accuracy, "reference_version": version}
 
 
 def main():

@@ -1,0 +1,35 @@
+"""Pictures of predictor quality (matplotlib, drawn off-screen)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["predicted_vs_measured"]
+
+
+def predicted_vs_measured(series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path,
+                          title: str) -> Path:
+    """Scatter of predicted against measured latency, one colour per predictor, with the
+    y = x line and the +-10% band."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 6), dpi=120)
+    low = min(min(p.min(), m.min()) for p, m in series.values()) * 0.9
+    high = max(max(p.max(), m.max()) for p, m in series.values()) * 1.1
+    line = np.linspace(low, high, 2)
+    axes.fill_between(line, line * 0.9, line * 1.1, color="0.9", label="+-10%")
+    axes.plot(line, line, color="0.4", linewidth=1)
+    for name, (predicted, measured) in series.items():
+        axes.scatter(measured, predicted, s=12, alpha=0.7, label=name)
+    axes.set(xlim=(low, high), ylim=(low, high), xlabel="measured latency (ms)",
+             ylabel="predicted latency (ms)", title=title)
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path

@@ -1,0 +1,127 @@
+"""Latency predictors on the authors' Note10 tables (real LUT values), with end-to-end
+"measurements" synthesised from them where the point is to check a fit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ofa.batch import ConfigBatch
+from ofa.config import SubnetConfig, sample_configs
+from ofa.latency_model import (BlockTable, LatencyPredictor, fit_predictor, fit_transfer,
+                               load_predictor)
+from ofa.lut import LatencyTable
+from ofa.metrics import kendall_tau, regression_metrics, spearman_rho
+
+RESOLUTIONS = (160, 176, 192, 208, 224)
+
+
+@pytest.fixture(scope="module")
+def note10(assets):
+    tables = LatencyTable.from_ofa_yaml(assets / "note10")
+    lut = {r: {k: v["mean"] for k, v in t.items()} for r, t in tables.entries.items()}
+    return tables, BlockTable.from_lut(lut, 1.2)
+
+
+@pytest.fixture(scope="module")
+def configs():
+    return sample_configs(300, seed=0, resolutions=RESOLUTIONS, w=1.2)
+
+
+def test_vectorised_lut_sum_equals_the_table_sum(note10, configs):
+    tables, table = note10
+    expected = np.array([tables.predict_ms(c) for c in configs])
+    assert np.allclose(table.lut_sum(ConfigBatch.from_configs(configs)), expected, atol=1e-9)
+    plain = fit_predictor("lut", table)
+    assert plain.predict([SubnetConfig.largest(224, 1.2)])[0] == pytest.approx(92.40, abs=0.005)
+
+
+def test_a_lut_without_an_entry_or_resolution_is_refused(note10):
+    tables, table = note10
+    lut = {160: {k: v["mean"] for k, v in tables.entries[160].items()}}
+    lut[160].pop(next(iter(lut[160])))
+    with pytest.raises(ValueError, match=r"lut: 1 entries missing, first r=160"):
+        BlockTable.from_lut(lut, 1.2)
+    with pytest.raises(ValueError, match=r"r: no LUT for resolution 200"):
+        table.lut_sum(ConfigBatch.from_configs([SubnetConfig.smallest(200, 1.2)]))
+    with pytest.raises(ValueError, match=r"w: the configs are w1.0, this predictor is w1.2"):
+        fit_predictor("lut", table).predict([SubnetConfig.smallest(224, 1.0)])
+
+
+def synthetic(table: BlockTable, configs, stage_factor: float = 1.0, seed: int = 0):
+    """An end-to-end latency that the LUT sum misses: a scale, a cost per block, stage 3
+    blocks `stage_factor` slower, and 1% noise."""
+    batch = ConfigBatch.from_configs(configs)
+    blocks = table.block_latencies(batch)
+    blocks[:, 12:16] *= stage_factor
+    truth = 1.1 * (table.fixed[table.rows(batch.r)] + blocks.sum(1)) + 0.05 * batch.active.sum(1)
+    return truth * (1 + 0.01 * np.random.default_rng(seed).standard_normal(len(truth)))
+
+
+def test_learned_predictors_recover_what_the_lut_sum_misses(note10, configs):
+    _, table = note10
+    measured = synthetic(table, configs, stage_factor=1.6)
+    train, test = slice(0, 200), slice(200, 300)
+    results = {}
+    for kind in ("lut", "lut-corrected", "lut-ridge"):
+        model = fit_predictor(kind, table, configs[train], measured[train])
+        results[kind] = regression_metrics(model.predict(configs[test]), measured[test])
+    assert results["lut"]["within_10pct"] < 0.2  # 10%+ low on every subnet
+    assert results["lut-corrected"]["rmse_pct"] < results["lut"]["rmse_pct"] / 3
+    assert results["lut-ridge"]["rmse_pct"] < 0.8 * results["lut-corrected"]["rmse_pct"]
+    assert results["lut-ridge"]["within_5pct"] > 0.95 and results["lut-ridge"]["kendall_tau"] > 0.9
+
+
+def test_predictors_round_trip_through_json_and_refuse_bad_files(note10, configs, tmp_path):
+    _, table = note10
+    measured = synthetic(table, configs)
+    model = fit_predictor("lut-ridge", table, configs[:100], measured[:100])
+    model.provenance = {"device": "note10"}
+    model.save(tmp_path / "p.json")
+    loaded = load_predictor(tmp_path / "p.json")
+    assert np.array_equal(loaded.predict(configs), model.predict(configs))
+    assert loaded.provenance == {"device": "note10"}
+    data = json.loads((tmp_path / "p.json").read_text())
+    (tmp_path / "v2.json").write_text(json.dumps({**data, "version": 2}))
+    with pytest.raises(ValueError, match="reads predictor format version 1, the file is version 2"):
+        load_predictor(tmp_path / "v2.json")
+    (tmp_path / "cut.json").write_text((tmp_path / "p.json").read_text()[:500])
+    with pytest.raises(ValueError, match="not a predictor file"):
+        load_predictor(tmp_path / "cut.json")
+    (tmp_path / "other.json").write_text(json.dumps({"ks": [3] * 20}))
+    with pytest.raises(ValueError, match="format: not an ofa-fleet latency predictor"):
+        load_predictor(tmp_path / "other.json")
+    del data["params"]
+    (tmp_path / "broken.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="malformed file"):
+        load_predictor(tmp_path / "broken.json")
+
+
+def test_transfer_adapts_another_devices_predictor_from_a_few_measurements(note10, configs):
+    _, table = note10
+    source = fit_predictor("lut-corrected", table, configs[:200], synthetic(table, configs[:200]))
+    target = 0.5 * synthetic(table, configs, seed=3) + 0.7  # a faster device
+    adapted = fit_transfer(source, configs[:10], target[:10])
+    assert adapted.params["scale"] == pytest.approx(0.5, rel=0.05)
+    assert regression_metrics(adapted.predict(configs[200:]), target[200:])["within_5pct"] > 0.9
+    again = LatencyPredictor.from_dict(json.loads(json.dumps(adapted.to_dict())))
+    assert np.allclose(again.predict(configs[:5]), adapted.predict(configs[:5]))
+    with pytest.raises(ValueError, match="at least 4 subnets"):
+        fit_predictor("lut-ridge", table, configs[:2], target[:2])
+
+
+def test_metrics_on_known_values():
+    measured = np.array([10.0, 20.0, 30.0, 40.0])
+    perfect = regression_metrics(measured, measured)
+    assert perfect["rmse_ms"] == 0 and perfect["within_5pct"] == 1 and perfect["kendall_tau"] == 1
+    off = regression_metrics(measured * 1.08, measured)
+    assert off["mape_pct"] == pytest.approx(8) and off["within_5pct"] == 0
+    assert off["within_10pct"] == 1 and off["spearman_rho"] == pytest.approx(1)
+    a, b = np.array([1, 2, 2, 3, 5.0]), np.array([2, 1, 3, 3, 4.0])
+    assert spearman_rho(a, b) == pytest.approx(0.7631578947)  # average ranks for ties
+    assert kendall_tau(a, b) == pytest.approx(0.6666666667)  # tau-b
+    assert kendall_tau(2 * b + 1, b) == pytest.approx(1) and kendall_tau(-b, b) == pytest.approx(-1)
+    with pytest.raises(ValueError, match="two equal-length series"):
+        regression_metrics(measured[:2], measured)
