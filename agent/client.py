@@ -106,11 +106,13 @@ class FleetClient:
         def poll() -> pb.LeaseJobsResponse:
             future = self.stub.LeaseJobs.future(request, timeout=wait_s + CALL_TIMEOUT_S,
                                                 metadata=self.metadata)
-            while not future.done():
-                if self.stop.wait(0.1):
-                    future.cancel()
-                    return pb.LeaseJobsResponse()
-            return future.result()
+            while True:  # returns the moment the answer arrives; checks `stop` every 0.1 s
+                try:
+                    return future.result(timeout=0.1)
+                except grpc.FutureTimeoutError:
+                    if self.stop.is_set():
+                        future.cancel()
+                        return pb.LeaseJobsResponse()
 
         try:
             return list(call_with_retry(poll, "LeaseJobs", self.stop).jobs)
