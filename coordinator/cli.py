@@ -8,6 +8,7 @@ from coordinator.campaign_commands import campaign, lut, results
 from coordinator.demo import demo
 from coordinator.fleet_commands import devices, serve, token
 from coordinator.predictor_commands import predictor
+from coordinator.specialize_commands import specialize
 from coordinator.subnet_commands import describe, export, sample
 
 
@@ -16,6 +17,6 @@ def main() -> None:
     """Profile OFA subnets on a fleet of devices and build their latency models."""
 
 
-for command in (serve, token, devices, campaign, results, lut, predictor, sample, describe, export,
-                demo):
+for command in (serve, token, devices, campaign, results, lut, predictor, specialize, sample,
+                describe, export, demo):
     main.add_command(command)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["predicted_vs_measured"]
+__all__ = ["predicted_vs_measured", "accuracy_latency_front"]
 
 
 def predicted_vs_measured(series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path,
@@ -30,6 +30,23 @@ def predicted_vs_measured(series: dict[str, tuple[np.ndarray, np.ndarray]], path
     axes.legend(loc="upper left")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def accuracy_latency_front(rows: list[dict], path: Path) -> Path:
+    """Predicted top-1 against predicted latency of the subnets found per budget."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
+    axes.plot([r["latency_ms"] for r in rows], [100 * r["accuracy"] for r in rows], "o-")
+    axes.set(xlabel="predicted latency (ms)", ylabel="predicted top-1 (%)",
+             title="specialised subnets per latency budget")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
     return path

@@ -1,0 +1,124 @@
+"""`ofa-coord specialize`: the best subnet for a device and latency budget, from the accuracy
+predictor and the device's latency predictor (or any OFA LUT folder, such as Note10)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from coordinator.options import RESOLUTIONS
+from coordinator.predictor_data import predictor_path
+from ofa.accuracy import AccuracyPredictor
+from ofa.latency_model import KINDS, BlockTable, LatencyPredictor, fit_predictor, load_predictor
+from ofa.lut import LatencyTable
+from ofa.plan import count_macs, space_lut_specs
+from ofa.search import ImpossibleBudget, SearchSettings, evolutionary_search
+from ofa import space
+
+
+def _lut_predictor(folder: str) -> LatencyPredictor:
+    """OFA yaml tables as a `lut` predictor; the width is read off the first conv's key."""
+    tables = LatencyTable.from_ofa_yaml(folder)
+    first = next(k for k in next(iter(tables.entries.values())) if k.startswith("Conv-"))
+    channels = int(re.search(r"output:\d+x\d+x(\d+)", first).group(1))
+    width = next((w for w in space.WIDTH_CHOICES if space.stage_widths(w)[0] == channels), None)
+    if width is None:
+        raise ValueError(f"lut: first conv has {channels} channels; not an OFA MobileNetV3 width")
+    lut = {r: {k: v["mean"] for k, v in t.items()} for r, t in tables.entries.items()}
+    return fit_predictor("lut", BlockTable.from_lut(lut, width))
+
+
+def _budgets(latency_ms: tuple[float, ...], pareto: str | None) -> list[float]:
+    budgets = list(latency_ms)
+    if pareto:
+        try:
+            low, high, count = pareto.split(":")
+            budgets += np.linspace(float(low), float(high), int(count)).round(3).tolist()
+        except ValueError:
+            raise click.BadParameter(f"expected MIN:MAX:COUNT, got {pareto!r}",
+                                     param_hint="--pareto") from None
+    if not budgets:
+        raise click.UsageError("give --latency-ms (repeatable) or --pareto MIN:MAX:COUNT")
+    return sorted(set(budgets))
+
+
+@click.command()
+@click.option("--db", type=click.Path(exists=True, dir_okay=False),
+              help="The coordinator's database (with --device).")
+@click.option("--device", "label", help="Use this device's trained latency predictor.")
+@click.option("--kind", type=click.Choice(KINDS), default="lut-ridge", show_default=True,
+              help="Which of the device's predictors.")
+@click.option("--lut", "lut_dir", type=click.Path(exists=True, file_okay=False),
+              help="Or: a folder of OFA {r}_lookup_table.yaml files (e.g. Note10).")
+@click.option("--latency-ms", type=click.FloatRange(min=0, min_open=True), multiple=True,
+              help="Latency budget (repeatable).")
+@click.option("--pareto", help="Also budgets MIN:MAX:COUNT, for the accuracy-latency front.")
+@click.option("--acc-predictor", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="OFA's acc_predictor.pth, or our .npz.")
+@click.option("--resolutions", type=RESOLUTIONS,
+              help="Allowed resolutions (default: those of the latency model, 160 and up).")
+@click.option("--max-macs", type=click.FloatRange(min=0, min_open=True),
+              help="Also a MACs budget (in millions).")
+@click.option("--generations", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), required=True)
+def specialize(db, label, kind, lut_dir, latency_ms, pareto, acc_predictor, resolutions,
+               max_macs, generations, seed, out) -> None:
+    """Search the most accurate subnet under each latency budget and write its config."""
+    if bool(label) == bool(lut_dir) or (label and not db):
+        raise click.UsageError("give either --db and --device, or --lut")
+    budgets = _budgets(latency_ms, pareto)
+    try:
+        latency = (load_predictor(predictor_path(db, label, kind)) if label
+                   else _lut_predictor(lut_dir))
+        accuracy = AccuracyPredictor.load(acc_predictor)
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    known = (latency.source or latency).table.resolutions.tolist()
+    allowed = resolutions or tuple(r for r in known if r >= 160) or tuple(known)
+    unknown = sorted(set(allowed) - set(known))
+    if unknown:
+        raise click.ClickException(f"resolutions: the latency model has no table for {unknown}; "
+                                   f"it knows {known}")
+    feasible = None
+    if max_macs:
+        macs = BlockTable.from_lut({r: {s.lut_key: s.macs() for s in space_lut_specs(r, latency.width)}
+                                    for r in allowed}, latency.width)
+        feasible = lambda batch: macs.lut_sum(batch) <= max_macs * 1e6  # noqa: E731
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, started = [], time.perf_counter()
+    for budget in budgets:
+        try:
+            result = evolutionary_search(accuracy.predict, latency.predict, budget, allowed,
+                                         latency.width, SearchSettings(generations=generations,
+                                                                       seed=seed), feasible)
+        except ImpossibleBudget as exc:
+            raise click.ClickException(str(exc)) from None
+        row = {"budget_ms": budget, "latency_ms": result.latency_ms, "accuracy": result.accuracy,
+               "macs": count_macs(result.config), "r": result.config.r, "id": result.config.id}
+        rows.append(row)
+        target = folder / f"{budget:g}ms"
+        target.mkdir(exist_ok=True)
+        (target / "subnet.json").write_text(result.config.to_json() + "\n")
+        (target / "result.json").write_text(json.dumps({
+            **row, "config": result.config.to_dict(), "generations": result.generations,
+            "latency_model": {"device": label, "kind": latency.kind, "lut": lut_dir,
+                              "provenance": latency.provenance}}, indent=2))
+        click.echo(f"{budget:>8g} ms: top-1 {result.accuracy:.4f} at {result.latency_ms:.2f} ms, "
+                   f"{row['macs'] / 1e6:.0f} M MACs, r={result.config.r} -> {target}/subnet.json")
+    with (folder / "pareto.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    if len(rows) > 1:
+        from coordinator.plots import accuracy_latency_front
+        accuracy_latency_front(rows, folder / "pareto.png")
+    click.echo(f"{len(rows)} budget(s) in {time.perf_counter() - started:.2f} s; "
+               f"front in {folder / 'pareto.csv'}")

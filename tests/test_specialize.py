@@ -1,0 +1,67 @@
+"""`ofa-coord specialize` with the authors' accuracy predictor and Note10 tables, or a
+device's stored latency predictor."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from coordinator.cli import main as coord
+from coordinator.predictor_data import predictor_path
+from coordinator.store import Store
+from ofa.config import SubnetConfig
+from ofa.latency_model import BlockTable, fit_predictor
+from ofa.lut import LatencyTable
+from ofa.plan import count_macs
+
+
+def run(*args, expect: int = 0) -> str:
+    result = CliRunner().invoke(coord, ["specialize", *map(str, args)])
+    assert result.exit_code == expect, result.output
+    return result.output
+
+
+def test_budgets_and_front_from_the_note10_tables(assets, tmp_path):
+    out = run("--lut", assets / "note10", "--acc-predictor", assets / "acc_predictor.pth",
+              "--latency-ms", "25", "--pareto", "20:40:3", "--generations", "30", "--out", tmp_path)
+    assert "25 ms: top-1" in out
+    tables = LatencyTable.from_ofa_yaml(assets / "note10")
+    rows = list(csv.DictReader((tmp_path / "pareto.csv").open()))
+    assert [float(r["budget_ms"]) for r in rows] == [20, 25, 30, 40]
+    accuracies = [float(r["accuracy"]) for r in rows]
+    assert accuracies == sorted(accuracies) and accuracies[1] > 0.8144  # the reference's best
+    for row in rows:
+        config = SubnetConfig.from_file(tmp_path / f"{float(row['budget_ms']):g}ms" / "subnet.json")
+        assert config.w == 1.2 and tables.predict_ms(config) <= float(row["budget_ms"])
+    result = json.loads((tmp_path / "25ms" / "result.json").read_text())
+    assert result["latency_model"]["kind"] == "lut" and result["config"]["r"] in (160, 176, 192, 208, 224)
+    assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_devices_stored_predictor_and_a_macs_budget(assets, tmp_path):
+    db = tmp_path / "fleet.db"
+    Store(db)
+    tables = LatencyTable.from_ofa_yaml(assets / "note10")
+    lut = {r: {k: v["mean"] for k, v in t.items()} for r, t in tables.entries.items()}
+    fit_predictor("lut", BlockTable.from_lut(lut, 1.2)).save(predictor_path(db, "note10", "lut"))
+    run("--db", db, "--device", "note10", "--kind", "lut", "--acc-predictor",
+        assets / "acc_predictor.pth", "--latency-ms", "40", "--max-macs", "300",
+        "--generations", "20", "--out", tmp_path / "out")
+    config = SubnetConfig.from_file(tmp_path / "out" / "40ms" / "subnet.json")
+    assert count_macs(config) <= 300e6
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--latency-ms", "5"], "the fastest reachable is 9.89 ms"),
+    (["--latency-ms", "25", "--resolutions", "200"], "has no table for [200]"),
+    ([], "give --latency-ms"),
+    (["--latency-ms", "25", "--pareto", "1:2"], "expected MIN:MAX:COUNT"),
+])
+def test_mistakes_are_explained(assets, tmp_path, args, message):
+    result = CliRunner().invoke(coord, ["specialize", "--lut", str(assets / "note10"),
+                                        "--acc-predictor", str(assets / "acc_predictor.pth"),
+                                        "--out", str(tmp_path), *args])
+    assert result.exit_code in (1, 2) and message in result.output
