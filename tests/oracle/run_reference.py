@@ -208,8 +208,41 @@ def run(req):
                       for a in req["accuracy"]["subnets"]]
         accuracy = predictor.predict_accuracy(population).reshape(-1).tolist()
 
+    evolution = None
+    if req.get("evolution"):
+        evolution = run_evolution(req["evolution"], torch)
+
     return {"supernet_state_dict": shapes(net.state_dict()), "subnets": out_subnets,
-            "net_configs": out_configs, "accuracy": accuracy, "reference_version": version}
+            "net_configs": out_configs, "accuracy": accuracy, "evolution": evolution,
+            "reference_version": version}
+
+
+def run_evolution(spec, torch):
+    """The tutorial's EvolutionFinder on local Note10 tables; only the search is timed."""
+    import random
+    import time
+
+    from ofa.tutorial.accuracy_predictor import AccuracyPredictor
+    from ofa.tutorial.evolution_finder import EvolutionFinder
+    from ofa.tutorial.latency_table import LatencyEstimator, LatencyTable
+
+    patch_yaml_load()
+    predictor = AccuracyPredictor(pretrained=False, device="cpu")
+    predictor.model.load_state_dict(torch.load(spec["predictor"], map_location="cpu",
+                                               weights_only=True))
+    table = LatencyTable.__new__(LatencyTable)  # its constructor downloads; give it files
+    table.latency_tables = {r: LatencyEstimator(url=str(Path(spec["lut_dir"]) /
+                                                    f"{r}_lookup_table.yaml"))
+                            for r in (160, 176, 192, 208, 224)}
+    finder = EvolutionFinder("note10", spec["budget"], table, predictor,
+                             max_time_budget=spec.get("generations", 500))
+    random.seed(spec.get("seed", 0))
+    import numpy as np
+    np.random.seed(spec.get("seed", 0))
+    started = time.perf_counter()
+    _, (best_acc, best_config, latency) = finder.run_evolution_search()
+    return {"seconds": time.perf_counter() - started, "accuracy": float(best_acc),
+            "latency_ms": float(latency), "config": best_config}
 
 
 def main():
