@@ -37,7 +37,7 @@ def main() -> None:
 
     tables = LatencyTable.from_ofa_yaml(ASSETS / "note10")
     latency = fit_predictor("lut", BlockTable.from_lut(
-        {r: {k: v["mean"] for k, v in t.items()} for r, t in tables.entries.items()}, 1.2))
+        tables.means(), 1.2))
     accuracy = AccuracyPredictor.load(ASSETS / "acc_predictor.pth")
     runs: dict[str, list[dict]] = {"reference (500 generations)": []}
     runs.update({f"ours, {g} generations": [] for g in GENERATIONS})

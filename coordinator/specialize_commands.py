@@ -30,7 +30,7 @@ def _lut_predictor(folder: str) -> LatencyPredictor:
     width = next((w for w in space.WIDTH_CHOICES if space.stage_widths(w)[0] == channels), None)
     if width is None:
         raise ValueError(f"lut: first conv has {channels} channels; not an OFA MobileNetV3 width")
-    lut = {r: {k: v["mean"] for k, v in t.items()} for r, t in tables.entries.items()}
+    lut = tables.means()
     return fit_predictor("lut", BlockTable.from_lut(lut, width))
 
 

@@ -44,6 +44,11 @@ class LatencyTable:
     def resolutions(self) -> list[int]:
         return sorted(self.entries)
 
+    def means(self) -> dict[int, dict[str, float]]:
+        """`{r: {key: mean ms}}`, the form `BlockTable.from_lut` takes."""
+        return {r: {key: float(v["mean"]) for key, v in table.items()}
+                for r, table in self.entries.items()}
+
     def missing_keys(self, config: SubnetConfig) -> list[str]:
         table = self.entries.get(config.r, {})
         return [key for key in lut_keys(config) if key not in table]

@@ -21,7 +21,7 @@ RESOLUTIONS = (160, 176, 192, 208, 224)
 @pytest.fixture(scope="module")
 def note10(assets):
     tables = LatencyTable.from_ofa_yaml(assets / "note10")
-    lut = {r: {k: v["mean"] for k, v in t.items()} for r, t in tables.entries.items()}
+    lut = tables.means()
     return tables, BlockTable.from_lut(lut, 1.2)
 
 
@@ -40,7 +40,7 @@ def test_vectorised_lut_sum_equals_the_table_sum(note10, configs):
 
 def test_a_lut_without_an_entry_or_resolution_is_refused(note10):
     tables, table = note10
-    lut = {160: {k: v["mean"] for k, v in tables.entries[160].items()}}
+    lut = {160: tables.means()[160]}
     lut[160].pop(next(iter(lut[160])))
     with pytest.raises(ValueError, match=r"lut: 1 entries missing, first r=160"):
         BlockTable.from_lut(lut, 1.2)

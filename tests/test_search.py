@@ -22,7 +22,7 @@ QUICK = SearchSettings(generations=40, seed=0)
 @pytest.fixture(scope="module")
 def predictors(assets):
     tables = LatencyTable.from_ofa_yaml(assets / "note10")
-    lut = {r: {k: v["mean"] for k, v in t.items()} for r, t in tables.entries.items()}
+    lut = tables.means()
     latency = fit_predictor("lut", BlockTable.from_lut(lut, 1.2))
     return AccuracyPredictor.load(assets / "acc_predictor.pth"), latency, tables
 

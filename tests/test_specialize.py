@@ -45,7 +45,7 @@ def test_a_devices_stored_predictor_and_a_macs_budget(assets, tmp_path):
     db = tmp_path / "fleet.db"
     Store(db)
     tables = LatencyTable.from_ofa_yaml(assets / "note10")
-    lut = {r: {k: v["mean"] for k, v in t.items()} for r, t in tables.entries.items()}
+    lut = tables.means()
     fit_predictor("lut", BlockTable.from_lut(lut, 1.2)).save(predictor_path(db, "note10", "lut"))
     run("--db", db, "--device", "note10", "--kind", "lut", "--acc-predictor",
         assets / "acc_predictor.pth", "--latency-ms", "40", "--max-macs", "300",
