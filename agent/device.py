@@ -3,6 +3,8 @@ of /proc, containers hide sensors): a failed probe leaves its field out, never f
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import platform
 import socket
@@ -73,10 +75,9 @@ def _onnxruntime() -> tuple[str | None, list[str] | None]:
 def _torch() -> tuple[str | None, str | None]:
     """torch and CUDA, only if torch is installed (the agent never needs it)."""
     try:
-        import importlib.util
         if importlib.util.find_spec("torch") is None:
             return None, None
-        import torch
+        torch = importlib.import_module("torch")
     except Exception:
         return None, None
     cuda = _probe(lambda: torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
