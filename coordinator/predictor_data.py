@@ -7,7 +7,6 @@ run at any time, agrees on which subnets were never trained on.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -12,7 +12,6 @@ import torch
 from ofa import plan
 from ofa.config import SubnetConfig, sample_configs
 from ofa.lut import LatencyTable
-from ofa.supernet import OFAMobileNetV3
 from tests.models import randomized_supernet
 from tests.oracle import run_reference
 
