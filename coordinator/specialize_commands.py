@@ -48,6 +48,83 @@ def _budgets(latency_ms: tuple[float, ...], pareto: str | None) -> list[float]:
     return sorted(set(budgets))
 
 
+def _latency_model(db: str | None, label: str | None, kind: str, lut_dir: str | None
+                   ) -> LatencyPredictor:
+    return load_predictor(predictor_path(db, label, kind)) if label else _lut_predictor(lut_dir)
+
+
+def _allowed_resolutions(latency: LatencyPredictor, resolutions: tuple[int, ...] | None
+                         ) -> tuple[int, ...]:
+    known = (latency.source or latency).table.resolutions.tolist()
+    allowed = resolutions or tuple(r for r in known if r >= 160) or tuple(known)
+    unknown = sorted(set(allowed) - set(known))
+    if unknown:
+        raise ValueError(f"resolutions: the latency model has no table for {unknown}; "
+                         f"it knows {known}")
+    return allowed
+
+
+def _specialise(latency: LatencyPredictor, accuracy: AccuracyPredictor, budgets: list[float],
+                resolutions: tuple[int, ...] | None, max_macs: float | None, generations: int,
+                seed: int, folder: Path, source: dict) -> list[dict]:
+    """Search each budget; write `<budget>ms/subnet.json` and `result.json`; return rows."""
+    if latency.width != accuracy.width:
+        raise ValueError(f"width: the latency model is for w{latency.width} subnets, the accuracy "
+                         f"predictor for w{accuracy.width}; measure the w{accuracy.width} space "
+                         "(campaign --width) or give an accuracy predictor for that width")
+    allowed = _allowed_resolutions(latency, resolutions)
+    feasible = None
+    if max_macs:
+        macs = BlockTable.from_lut({r: {s.lut_key: s.macs() for s in space_lut_specs(r, latency.width)}
+                                    for r in allowed}, latency.width)
+        feasible = lambda batch: macs.lut_sum(batch) <= max_macs * 1e6  # noqa: E731
+    rows = []
+    for budget in budgets:
+        result = evolutionary_search(accuracy.predict, latency.predict, budget, allowed,
+                                     latency.width, SearchSettings(generations=generations,
+                                                                   seed=seed), feasible)
+        row = {"budget_ms": budget, "latency_ms": result.latency_ms, "accuracy": result.accuracy,
+               "macs": count_macs(result.config), "r": result.config.r, "id": result.config.id}
+        rows.append(row)
+        target = folder / f"{budget:g}ms"
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "subnet.json").write_text(result.config.to_json() + "\n")
+        (target / "result.json").write_text(json.dumps({
+            **row, "config": result.config.to_dict(), "generations": result.generations,
+            "latency_model": {**source, "kind": latency.kind,
+                              "provenance": latency.provenance}}, indent=2))
+    return rows
+
+
+def _write_front(rows: list[dict], folder: Path) -> None:
+    with (folder / "pareto.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    if len(rows) > 1:
+        from coordinator.plots import accuracy_latency_front
+        accuracy_latency_front(rows, folder / "pareto.png")
+
+
+def _scenarios(path: str) -> list[dict]:
+    """`[{"lut": DIR | "device": LABEL, "kind"?, "name"?, "latency_ms": [..]}]` from JSON."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, list) or not data:
+        raise ValueError(f"{path}: expected a JSON list of scenarios")
+    for i, item in enumerate(data):
+        if not isinstance(item, dict) or ("lut" in item) == ("device" in item):
+            raise ValueError(f"{path}: scenario {i}: give exactly one of 'lut' or 'device'")
+        budgets = item.get("latency_ms")
+        if not isinstance(budgets, list) or not budgets or not all(
+                isinstance(b, (int, float)) and not isinstance(b, bool) and b > 0 for b in budgets):
+            raise ValueError(f"{path}: scenario {i}: latency_ms: expected a list of positive "
+                             f"budgets, got {budgets!r}")
+    return data
+
+
 @click.command()
 @click.option("--db", type=click.Path(exists=True, dir_okay=False),
               help="The coordinator's database (with --device).")
@@ -59,6 +136,8 @@ def _budgets(latency_ms: tuple[float, ...], pareto: str | None) -> list[float]:
 @click.option("--latency-ms", type=click.FloatRange(min=0, min_open=True), multiple=True,
               help="Latency budget (repeatable).")
 @click.option("--pareto", help="Also budgets MIN:MAX:COUNT, for the accuracy-latency front.")
+@click.option("--scenarios", "scenarios_file", type=click.Path(exists=True, dir_okay=False),
+              help="Or: a JSON list of {lut|device, kind?, name?, latency_ms: [...]}; one table.")
 @click.option("--acc-predictor", type=click.Path(exists=True, dir_okay=False), required=True,
               help="OFA's acc_predictor.pth, or our .npz.")
 @click.option("--resolutions", type=RESOLUTIONS,
@@ -68,57 +147,47 @@ def _budgets(latency_ms: tuple[float, ...], pareto: str | None) -> list[float]:
 @click.option("--generations", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True)
-def specialize(db, label, kind, lut_dir, latency_ms, pareto, acc_predictor, resolutions,
-               max_macs, generations, seed, out) -> None:
+def specialize(db, label, kind, lut_dir, latency_ms, pareto, scenarios_file, acc_predictor,
+               resolutions, max_macs, generations, seed, out) -> None:
     """Search the most accurate subnet under each latency budget and write its config."""
-    if bool(label) == bool(lut_dir) or (label and not db):
-        raise click.UsageError("give either --db and --device, or --lut")
-    budgets = _budgets(latency_ms, pareto)
+    started = time.perf_counter()
+    folder = Path(out)
     try:
-        latency = (load_predictor(predictor_path(db, label, kind)) if label
-                   else _lut_predictor(lut_dir))
         accuracy = AccuracyPredictor.load(acc_predictor)
+        if scenarios_file:
+            jobs = []
+            for i, item in enumerate(_scenarios(scenarios_file)):
+                if "device" in item and not db:
+                    raise click.UsageError("scenarios with a 'device' need --db")
+                name = item.get("name") or item.get("device") or Path(item["lut"]).name or str(i)
+                jobs.append((name, dict(db=db, label=item.get("device"),
+                                        kind=item.get("kind", "lut-ridge"), lut_dir=item.get("lut")),
+                             sorted(set(float(b) for b in item["latency_ms"]))))
+        else:
+            if bool(label) == bool(lut_dir) or (label and not db):
+                raise click.UsageError("give either --db and --device, or --lut (or --scenarios)")
+            jobs = [("", dict(db=db, label=label, kind=kind, lut_dir=lut_dir),
+                     _budgets(latency_ms, pareto))]
+        table = []
+        for name, source, budgets in jobs:
+            latency = _latency_model(**source)
+            rows = _specialise(latency, accuracy, budgets, resolutions, max_macs, generations,
+                               seed, folder / name, {"device": source["label"],
+                                                     "lut": source["lut_dir"]})
+            _write_front(rows, folder / name)
+            table += [{"scenario": name, **row} for row in rows]
+    except ImpossibleBudget as exc:
+        raise click.ClickException(str(exc)) from None
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
-    known = (latency.source or latency).table.resolutions.tolist()
-    allowed = resolutions or tuple(r for r in known if r >= 160) or tuple(known)
-    unknown = sorted(set(allowed) - set(known))
-    if unknown:
-        raise click.ClickException(f"resolutions: the latency model has no table for {unknown}; "
-                                   f"it knows {known}")
-    feasible = None
-    if max_macs:
-        macs = BlockTable.from_lut({r: {s.lut_key: s.macs() for s in space_lut_specs(r, latency.width)}
-                                    for r in allowed}, latency.width)
-        feasible = lambda batch: macs.lut_sum(batch) <= max_macs * 1e6  # noqa: E731
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    rows, started = [], time.perf_counter()
-    for budget in budgets:
-        try:
-            result = evolutionary_search(accuracy.predict, latency.predict, budget, allowed,
-                                         latency.width, SearchSettings(generations=generations,
-                                                                       seed=seed), feasible)
-        except ImpossibleBudget as exc:
-            raise click.ClickException(str(exc)) from None
-        row = {"budget_ms": budget, "latency_ms": result.latency_ms, "accuracy": result.accuracy,
-               "macs": count_macs(result.config), "r": result.config.r, "id": result.config.id}
-        rows.append(row)
-        target = folder / f"{budget:g}ms"
-        target.mkdir(exist_ok=True)
-        (target / "subnet.json").write_text(result.config.to_json() + "\n")
-        (target / "result.json").write_text(json.dumps({
-            **row, "config": result.config.to_dict(), "generations": result.generations,
-            "latency_model": {"device": label, "kind": latency.kind, "lut": lut_dir,
-                              "provenance": latency.provenance}}, indent=2))
-        click.echo(f"{budget:>8g} ms: top-1 {result.accuracy:.4f} at {result.latency_ms:.2f} ms, "
-                   f"{row['macs'] / 1e6:.0f} M MACs, r={result.config.r} -> {target}/subnet.json")
-    with (folder / "pareto.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    if len(rows) > 1:
-        from coordinator.plots import accuracy_latency_front
-        accuracy_latency_front(rows, folder / "pareto.png")
-    click.echo(f"{len(rows)} budget(s) in {time.perf_counter() - started:.2f} s; "
-               f"front in {folder / 'pareto.csv'}")
+    for row in table:
+        scenario = f"{row['scenario']:<16} " if scenarios_file else ""
+        click.echo(f"{scenario}{row['budget_ms']:>8g} ms: top-1 {row['accuracy']:.4f} at "
+                   f"{row['latency_ms']:.2f} ms, {row['macs'] / 1e6:.0f} M MACs, r={row['r']}")
+    if scenarios_file:
+        with (folder / "scenarios.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(table[0]))
+            writer.writeheader()
+            writer.writerows(table)
+    click.echo(f"{len(table)} scenario(s) in {time.perf_counter() - started:.2f} s; "
+               f"results in {folder}")

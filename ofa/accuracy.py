@@ -46,14 +46,19 @@ def features(batch: ConfigBatch) -> np.ndarray:
 
 @dataclass(frozen=True)
 class AccuracyPredictor:
-    """An MLP as plain arrays: `weights[i]` is (out, in) like torch's Linear."""
+    """An MLP as plain arrays: `weights[i]` is (out, in) like torch's Linear. `width` is the
+    supernet whose subnets' accuracy it predicts (the official file: w1.2)."""
 
     weights: tuple[np.ndarray, ...]
     biases: tuple[np.ndarray, ...]
+    width: float = 1.2
 
     def predict(self, configs: ConfigBatch | Sequence[SubnetConfig]) -> np.ndarray:
         """Predicted top-1 (fraction) of each config."""
         batch = configs if isinstance(configs, ConfigBatch) else ConfigBatch.from_configs(configs)
+        if batch.w != self.width:
+            raise ValueError(f"w: this accuracy predictor is for the w{self.width} supernet, "
+                             f"the configs are w{batch.w}")
         x = features(batch).astype(np.float64)
         if (batch.r < TRAINED_RESOLUTIONS[0]).any():
             warnings.warn(f"accuracy predictor: resolutions below {TRAINED_RESOLUTIONS[0]} "
@@ -65,7 +70,7 @@ class AccuracyPredictor:
         return x[:, 0]
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> "AccuracyPredictor":
+    def from_state_dict(cls, state: dict, width: float = 1.2) -> "AccuracyPredictor":
         """From `{"0.weight", "0.bias", "2.weight", ...}` arrays (the tutorial's layout)."""
         linear = sorted({int(k.split(".")[0]) for k in state if k.split(".")[0].isdigit()})
         expected = {f"{i}.{p}" for i in linear for p in ("weight", "bias")}
@@ -73,15 +78,17 @@ class AccuracyPredictor:
             raise ValueError(f"accuracy predictor: expected keys 0/2/4/6 .weight/.bias with a "
                              f"(400, 128) first layer, got {sorted(state)}")
         return cls(tuple(np.asarray(state[f"{i}.weight"], np.float64) for i in linear),
-                   tuple(np.asarray(state[f"{i}.bias"], np.float64) for i in linear))
+                   tuple(np.asarray(state[f"{i}.bias"], np.float64) for i in linear), width)
 
     @classmethod
     def load(cls, path: str | Path) -> "AccuracyPredictor":
-        """The official `.pth` (read with torch, weights only) or our `.npz`."""
+        """The official `.pth` (read with torch, weights only; it is for the w1.2 supernet)
+        or our `.npz` (which records its width)."""
         path = Path(path)
         if path.suffix == ".npz":
             with np.load(path) as data:
-                return cls.from_state_dict({k: data[k] for k in data.files})
+                width = float(data["width"]) if "width" in data.files else 1.2
+                return cls.from_state_dict({k: data[k] for k in data.files if k != "width"}, width)
         import torch  # only for the official file
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -94,4 +101,4 @@ class AccuracyPredictor:
         arrays = {}
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             arrays[f"{2 * i}.weight"], arrays[f"{2 * i}.bias"] = weight, bias
-        np.savez(Path(path), **arrays)
+        np.savez(Path(path), width=np.array(self.width), **arrays)

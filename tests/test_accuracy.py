@@ -27,7 +27,7 @@ def test_official_predictor_matches_the_reference_on_100_configs(official, asset
 
 
 def test_encoding_zeroes_skipped_blocks_and_places_the_resolution(official):
-    config = SubnetConfig(ks=[7] * 20, e=[6] * 20, d=[2, 4, 4, 4, 4], r=176)
+    config = SubnetConfig(ks=[7] * 20, e=[6] * 20, d=[2, 4, 4, 4, 4], r=176, w=1.2)
     x = features(ConfigBatch.from_configs([config]))[0]
     assert x.shape == (128,) and x.sum() == 18 + 18 + 1
     assert x[2 * 3:4 * 3].sum() == 0 and x[60 + 6:60 + 12].sum() == 0  # blocks 2, 3 skipped
@@ -36,16 +36,19 @@ def test_encoding_zeroes_skipped_blocks_and_places_the_resolution(official):
 
 def test_resolutions_outside_training_warn_and_outside_the_encoding_fail(official):
     with pytest.warns(UserWarning, match="below 160 are outside what it was trained on"):
-        official.predict([SubnetConfig.smallest(r=128)])
+        official.predict([SubnetConfig.smallest(r=128, w=1.2)])
     for r in (96, 240):
         with pytest.raises(ValueError, match=f"encodes resolutions 112..239, got {r}"):
-            official.predict([SubnetConfig.smallest(r=r)])
+            official.predict([SubnetConfig.smallest(r=r, w=1.2)])
+    with pytest.raises(ValueError, match="for the w1.2 supernet, the configs are w1.0"):
+        official.predict([SubnetConfig.smallest(r=192, w=1.0)])
 
 
 def test_saved_npz_loads_without_torch_and_predicts_the_same(official, tmp_path):
     official.save(tmp_path / "acc.npz")
     again = AccuracyPredictor.load(tmp_path / "acc.npz")
-    configs = sample_configs(20, seed=1, resolutions=(192,))
+    configs = sample_configs(20, seed=1, resolutions=(192,), w=1.2)
+    assert again.width == 1.2
     assert np.array_equal(again.predict(configs), official.predict(configs))
     (tmp_path / "junk.pth").write_bytes(b"nope")
     with pytest.raises(ValueError, match="not a weights-only torch file"):

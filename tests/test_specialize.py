@@ -15,7 +15,7 @@ from coordinator.store import Store
 from ofa.config import SubnetConfig
 from ofa.latency_model import BlockTable, fit_predictor
 from ofa.lut import LatencyTable
-from ofa.plan import count_macs
+from ofa.plan import count_macs, space_lut_specs
 
 
 def run(*args, expect: int = 0) -> str:
@@ -65,3 +65,34 @@ def test_mistakes_are_explained(assets, tmp_path, args, message):
                                         "--acc-predictor", str(assets / "acc_predictor.pth"),
                                         "--out", str(tmp_path), *args])
     assert result.exit_code in (1, 2) and message in result.output
+
+
+def test_a_latency_model_of_another_width_is_refused(assets, tmp_path):
+    db = tmp_path / "fleet.db"
+    Store(db)
+    lut = {160: {spec.lut_key: 1.0 for spec in space_lut_specs(160, 1.0)}}
+    fit_predictor("lut", BlockTable.from_lut(lut, 1.0)).save(predictor_path(db, "w10", "lut"))
+    result = CliRunner().invoke(coord, ["specialize", "--db", str(db), "--device", "w10",
+                                        "--kind", "lut", "--acc-predictor",
+                                        str(assets / "acc_predictor.pth"), "--latency-ms", "50",
+                                        "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "latency model is for w1.0 subnets, the accuracy predictor for w1.2" in result.output
+
+
+def test_scenarios_run_many_budgets_and_sources_into_one_table(assets, tmp_path):
+    scenarios = tmp_path / "scenarios.json"
+    scenarios.write_text(json.dumps([
+        {"lut": str(assets / "note10"), "name": "note10", "latency_ms": [20, 30]},
+        {"lut": str(assets / "note10"), "name": "note10-again", "latency_ms": [25]}]))
+    out = run("--scenarios", scenarios, "--acc-predictor", assets / "acc_predictor.pth",
+              "--generations", "20", "--out", tmp_path / "out")
+    assert "3 scenario(s) in" in out and "note10-again" in out
+    rows = list(csv.DictReader((tmp_path / "out" / "scenarios.csv").open()))
+    assert [(r["scenario"], float(r["budget_ms"])) for r in rows] == [
+        ("note10", 20.0), ("note10", 30.0), ("note10-again", 25.0)]
+    assert (tmp_path / "out" / "note10" / "30ms" / "subnet.json").is_file()
+    scenarios.write_text(json.dumps([{"lut": "x", "device": "y", "latency_ms": [1]}]))
+    bad = CliRunner().invoke(coord, ["specialize", "--scenarios", str(scenarios), "--acc-predictor",
+                                     str(assets / "acc_predictor.pth"), "--out", str(tmp_path)])
+    assert bad.exit_code == 1 and "scenario 0: give exactly one of 'lut' or 'device'" in bad.output
