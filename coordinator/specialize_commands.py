@@ -12,9 +12,14 @@ from pathlib import Path
 import click
 import numpy as np
 
+from coordinator.blobs import BlobStore
+from coordinator.campaigns import (CampaignSpec, Target, campaign_status, create_campaign,
+                                   render_progress, start_campaign)
 from coordinator.options import RESOLUTIONS
-from coordinator.predictor_data import predictor_path
+from coordinator.predictor_data import measured_subnets, predictor_path
+from coordinator.store import Store
 from ofa.accuracy import AccuracyPredictor
+from ofa.config import SubnetConfig
 from ofa.latency_model import KINDS, BlockTable, LatencyPredictor, fit_predictor, load_predictor
 from ofa.lut import LatencyTable
 from ofa.plan import count_macs, space_lut_specs
@@ -146,9 +151,13 @@ def _scenarios(path: str) -> list[dict]:
               help="Also a MACs budget (in millions).")
 @click.option("--generations", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--verify", is_flag=True,
+              help="Measure the chosen subnets on the device's agents (needs --device and a "
+                   "running coordinator) and report measured against predicted.")
+@click.option("--verify-timeout", type=click.FloatRange(min=1), default=900, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True)
 def specialize(db, label, kind, lut_dir, latency_ms, pareto, scenarios_file, acc_predictor,
-               resolutions, max_macs, generations, seed, out) -> None:
+               resolutions, max_macs, generations, seed, verify, verify_timeout, out) -> None:
     """Search the most accurate subnet under each latency budget and write its config."""
     started = time.perf_counter()
     folder = Path(out)
@@ -184,6 +193,10 @@ def specialize(db, label, kind, lut_dir, latency_ms, pareto, scenarios_file, acc
         scenario = f"{row['scenario']:<16} " if scenarios_file else ""
         click.echo(f"{scenario}{row['budget_ms']:>8g} ms: top-1 {row['accuracy']:.4f} at "
                    f"{row['latency_ms']:.2f} ms, {row['macs'] / 1e6:.0f} M MACs, r={row['r']}")
+    if verify:
+        if not label:
+            raise click.UsageError("--verify measures on a device: give --db and --device")
+        _verify(Store(db), label, folder, table, verify_timeout)
     if scenarios_file:
         with (folder / "scenarios.csv").open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(table[0]))
@@ -191,3 +204,38 @@ def specialize(db, label, kind, lut_dir, latency_ms, pareto, scenarios_file, acc
             writer.writerows(table)
     click.echo(f"{len(table)} scenario(s) in {time.perf_counter() - started:.2f} s; "
                f"results in {folder}")
+
+
+def _verify(store: Store, label: str, folder: Path, rows: list[dict], timeout_s: float) -> None:
+    """Measure each chosen subnet twice on `label` (a configs campaign) and print measured
+    against predicted latency; writes verify.csv."""
+    chosen = folder / "verify.jsonl"
+    configs = {row["id"]: SubnetConfig.from_file(folder / row["scenario"] /
+                                                 f"{row['budget_ms']:g}ms" / "subnet.json")
+               for row in rows}
+    chosen.write_text("\n".join(c.to_json() for c in configs.values()) + "\n")
+    spec = CampaignSpec(name=f"verify {label}", targets=(Target(label=label),),
+                        workload="configs", configs_file=str(chosen), reference_every=0)
+    try:
+        campaign = create_campaign(store, BlobStore(store), spec)
+    except ValueError as exc:
+        raise click.ClickException(f"verify: {exc}") from None
+    start_campaign(store, campaign)
+    click.echo(f"verifying on {label}: campaign {campaign}", err=True)
+    deadline = time.monotonic() + timeout_s
+    while (status := campaign_status(store, campaign))["finished"] < status["total"]:
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"verify: campaign {campaign} not finished after "
+                                       f"{timeout_s:.0f} s ({render_progress(status)})")
+        time.sleep(0.5)
+    measured = {m.config.id: m.median_ms for m in measured_subnets(store, label, [campaign])}
+    with (folder / "verify.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["budget_ms", "id", "predicted_ms", "measured_ms", "error_pct"])
+        for row in rows:
+            got = measured.get(row["id"])
+            error = 100 * (row["latency_ms"] - got) / got if got else float("nan")
+            writer.writerow([row["budget_ms"], row["id"], f"{row['latency_ms']:.3f}",
+                             f"{got:.3f}" if got else "", f"{error:.1f}"])
+            click.echo(f"{row['budget_ms']:>8g} ms: predicted {row['latency_ms']:.2f} ms, "
+                       + (f"measured {got:.2f} ms ({error:+.1f}%)" if got else "not measured"))

@@ -96,3 +96,32 @@ def test_scenarios_run_many_budgets_and_sources_into_one_table(assets, tmp_path)
     bad = CliRunner().invoke(coord, ["specialize", "--scenarios", str(scenarios), "--acc-predictor",
                                      str(assets / "acc_predictor.pth"), "--out", str(tmp_path)])
     assert bad.exit_code == 1 and "scenario 0: give exactly one of 'lut' or 'device'" in bad.output
+
+
+def test_verify_measures_the_chosen_subnet_on_the_device(assets, tmp_path):
+    from ofa.latency_model import load_predictor
+    from ofa.search import fastest_configs
+    from tests.fleet import Fleet
+    from tests.test_campaigns import QUICK, campaign_id, cli
+
+    fleet = Fleet(tmp_path / "fleet")
+    fleet.folder.mkdir()
+    try:
+        fleet.start_server()
+        fleet.start_agent("a", labels=("cpu",))
+        fleet.agent_id("a")
+        cid = campaign_id(cli("campaign", "create", "--db", fleet.db, "--name", "w12", "--label",
+                              "cpu", "--workload", "lut", "--width", "1.2", "--resolutions", "160",
+                              "--repeats", "1", "--reference-every", "0", *QUICK, "--start"))
+        cli("campaign", "wait", "--db", fleet.db, cid, "--timeout", "300", "--interval", "0.2")
+        cli("predictor", "train", "--db", fleet.db, "--device", "cpu", "--kind", "lut")
+        model = load_predictor(predictor_path(fleet.db, "cpu", "lut"))
+        budget = round(2 * float(model.predict(fastest_configs([160], 1.2))[0]), 2)
+        out = run("--db", fleet.db, "--device", "cpu", "--kind", "lut", "--acc-predictor",
+                  assets / "acc_predictor.pth", "--latency-ms", budget, "--generations", "10",
+                  "--verify", "--out", tmp_path / "out")
+        assert "predicted" in out and "measured" in out
+        (row,) = list(csv.DictReader((tmp_path / "out" / "verify.csv").open()))
+        assert float(row["measured_ms"]) > 0 and float(row["predicted_ms"]) <= budget
+    finally:
+        fleet.close()
