@@ -13,7 +13,7 @@ import random
 import statistics
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -48,7 +48,6 @@ class AgentConfig:
     reference_every_jobs: int = 10
     reference_every_s: float = 300.0
     allow_torch: bool = False
-    extra_device: dict = field(default_factory=dict)
 
 
 def settings_from_spec(spec: pb.BenchSpec, threads: int = 1) -> BenchSettings:
@@ -134,8 +133,7 @@ class Agent:
 
     def _register(self) -> None:
         with self._register_lock:
-            device = {**device_info(), **self.config.extra_device}
-            reply = self.client.register(self.agent_id, self.config.labels, device,
+            reply = self.client.register(self.agent_id, self.config.labels, device_info(),
                                          self.config.threads, __version__)
             self.agent_id = reply.agent_id
             self.heartbeat_s = reply.heartbeat_interval_s or self.heartbeat_s

@@ -146,12 +146,12 @@ def test_a_token_cannot_act_for_another_agent(fleet):
 def test_a_blob_that_does_not_match_its_digest_is_rejected(fleet):
     fleet.start_agent("a")
     fleet.agent_id("a")
-    (key2, model2), = small_models(1)
+    (key, model), = small_models(1)
     blobs = BlobStore(fleet.store)
-    digest = blobs.put(model2)
+    digest = blobs.put(model)
     path = blobs.path(digest)
-    path.write_bytes(b"\0" * len(model2))  # the file on disk rots
-    spec = make_spec(digest, len(model2), model_inputs(model2), BenchOptions(), lut_key=key2)
+    path.write_bytes(b"\0" * len(model))  # the file on disk rots
+    spec = make_spec(digest, len(model), model_inputs(model), BenchOptions(), lut_key=key)
     (bad_job,) = fleet.store.enqueue([(spec.SerializeToString(), digest)], label="cpu",
                                      max_attempts=1)
     fleet.wait_done([bad_job])
@@ -159,7 +159,7 @@ def test_a_blob_that_does_not_match_its_digest_is_rejected(fleet):
     assert job["state"] == "failed" and "DigestMismatch" in job["error"]
     assert not (fleet.folder / "cache-a" / "models" / digest).exists()
     with pytest.raises(ValueError, match="bytes hash to"):
-        blobs.put(model2, expected_digest="0" * 64)
+        blobs.put(model, expected_digest="0" * 64)
     assert fleet.agents["a"].poll() is None
 
 
