@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from coordinator.accuracy_commands import accuracy
 from coordinator.campaign_commands import campaign, lut, results
 from coordinator.demo import demo
 from coordinator.fleet_commands import devices, serve, token
@@ -17,6 +18,6 @@ def main() -> None:
     """Profile OFA subnets on a fleet of devices and build their latency models."""
 
 
-for command in (serve, token, devices, campaign, results, lut, predictor, specialize, sample,
-                describe, export, demo):
+for command in (serve, token, devices, campaign, results, lut, predictor, specialize, accuracy,
+                sample, describe, export, demo):
     main.add_command(command)

@@ -1,12 +1,14 @@
 """The accuracy predictor: ImageNet top-1 of a subnet from its architecture, as OFA's
 tutorial predictor computes it, evaluated with numpy over whole populations.
 
-Input (128 values): kernel one-hot (20 blocks x 3, order 3/5/7), expand one-hot (20 x 3,
-order 3/4/6), resolution one-hot (8 slots, index (r - 112) // 16); blocks skipped by depth
-are all zeros. Model: Linear(128, 400)-ReLU-Linear(400, 400)-ReLU-Linear(400, 400)-ReLU-
-Linear(400, 1), output top-1 as a fraction. The official weights were trained on resolutions
-160..224 only: asking below 160 warns; a resolution the encoding cannot hold (below 112 or
-from 240, where the reference silently wraps or fails) is refused.
+Input: kernel one-hot (20 blocks x 3, order 3/5/7), expand one-hot (20 x 3, order 3/4/6),
+then a resolution one-hot; blocks skipped by depth are all zeros. The official predictor's
+resolution one-hot has 8 slots, index (r - 112) // 16, so 128 values in all; a predictor we
+train picks its slots from its data (`ResolutionEncoding`). Model: Linear(in, 400)-ReLU-
+Linear(400, 400)-ReLU-Linear(400, 400)-ReLU-Linear(400, 1), output top-1 as a fraction.
+Asking about resolutions outside those the predictor was trained on (160..224 for the official
+weights) warns; a resolution its encoding cannot hold (where the reference silently wraps or
+fails) is refused.
 """
 
 from __future__ import annotations
@@ -22,25 +24,48 @@ from ofa import space
 from ofa.batch import ConfigBatch
 from ofa.config import SubnetConfig
 
-__all__ = ["AccuracyPredictor", "features", "TRAINED_RESOLUTIONS"]
+__all__ = ["AccuracyPredictor", "ResolutionEncoding", "OFFICIAL_ENCODING", "features"]
 
-TRAINED_RESOLUTIONS = (160, 224)  # inclusive range the official predictor was trained on
-_R_SLOTS = 8
-_R_MIN = 112
+_ARCH_FEATURES = space.N_BLOCKS * (len(space.KERNEL_CHOICES) + len(space.EXPAND_CHOICES))
 
 
-def features(batch: ConfigBatch) -> np.ndarray:
-    """(n, 128) float32 encoding of a batch (see the module docstring)."""
-    if ((batch.r < _R_MIN) | (batch.r >= _R_MIN + 16 * _R_SLOTS)).any():
-        bad = int(batch.r[(batch.r < _R_MIN) | (batch.r >= _R_MIN + 16 * _R_SLOTS)][0])
+@dataclass(frozen=True)
+class ResolutionEncoding:
+    """Resolution one-hot: slot `(r - r_min) // step` of `slots`; `trained` is the inclusive
+    range of resolutions the predictor saw."""
+
+    r_min: int
+    step: int
+    slots: int
+    trained: tuple[int, int]
+
+    @property
+    def r_max(self) -> int:
+        return self.r_min + self.step * self.slots - 1
+
+    @classmethod
+    def for_resolutions(cls, resolutions: Sequence[int]) -> "ResolutionEncoding":
+        """One slot per distinct step between the data's resolutions."""
+        found = sorted(set(int(r) for r in resolutions))
+        step = int(np.gcd.reduce(np.diff(found))) if len(found) > 1 else 16
+        return cls(found[0], step, (found[-1] - found[0]) // step + 1, (found[0], found[-1]))
+
+
+OFFICIAL_ENCODING = ResolutionEncoding(112, 16, 8, (160, 224))
+
+
+def features(batch: ConfigBatch, encoding: ResolutionEncoding = OFFICIAL_ENCODING) -> np.ndarray:
+    """(n, 120 + slots) float32 encoding of a batch (see the module docstring)."""
+    outside = (batch.r < encoding.r_min) | (batch.r > encoding.r_max)
+    if outside.any():
         raise ValueError(f"r: the accuracy predictor encodes resolutions "
-                         f"{_R_MIN}..{_R_MIN + 16 * _R_SLOTS - 1}, got {bad}")
+                         f"{encoding.r_min}..{encoding.r_max}, got {int(batch.r[outside][0])}")
     n = len(batch)
     active = batch.active[:, :, None]
     kernels = np.eye(len(space.KERNEL_CHOICES), dtype=np.float32)[batch.ks] * active
     expands = np.eye(len(space.EXPAND_CHOICES), dtype=np.float32)[batch.e] * active
-    resolution = np.zeros((n, _R_SLOTS), np.float32)
-    resolution[np.arange(n), (batch.r - _R_MIN) // 16] = 1
+    resolution = np.zeros((n, encoding.slots), np.float32)
+    resolution[np.arange(n), (batch.r - encoding.r_min) // encoding.step] = 1
     return np.hstack([kernels.reshape(n, -1), expands.reshape(n, -1), resolution])
 
 
@@ -52,6 +77,7 @@ class AccuracyPredictor:
     weights: tuple[np.ndarray, ...]
     biases: tuple[np.ndarray, ...]
     width: float = 1.2
+    encoding: ResolutionEncoding = OFFICIAL_ENCODING
 
     def predict(self, configs: ConfigBatch | Sequence[SubnetConfig]) -> np.ndarray:
         """Predicted top-1 (fraction) of each config."""
@@ -59,10 +85,11 @@ class AccuracyPredictor:
         if batch.w != self.width:
             raise ValueError(f"w: this accuracy predictor is for the w{self.width} supernet, "
                              f"the configs are w{batch.w}")
-        x = features(batch).astype(np.float64)
-        if (batch.r < TRAINED_RESOLUTIONS[0]).any():
-            warnings.warn(f"accuracy predictor: resolutions below {TRAINED_RESOLUTIONS[0]} "
-                          "are outside what it was trained on", stacklevel=2)
+        x = features(batch, self.encoding).astype(np.float64)
+        low, high = self.encoding.trained
+        if ((batch.r < low) | (batch.r > high)).any():
+            warnings.warn(f"accuracy predictor: resolutions outside {low}..{high} are outside "
+                          "what it was trained on", stacklevel=2)
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             x = x @ weight.T + bias
             if i < len(self.weights) - 1:
@@ -70,25 +97,33 @@ class AccuracyPredictor:
         return x[:, 0]
 
     @classmethod
-    def from_state_dict(cls, state: dict, width: float = 1.2) -> "AccuracyPredictor":
+    def from_state_dict(cls, state: dict, width: float = 1.2,
+                        encoding: ResolutionEncoding = OFFICIAL_ENCODING) -> "AccuracyPredictor":
         """From `{"0.weight", "0.bias", "2.weight", ...}` arrays (the tutorial's layout)."""
         linear = sorted({int(k.split(".")[0]) for k in state if k.split(".")[0].isdigit()})
         expected = {f"{i}.{p}" for i in linear for p in ("weight", "bias")}
-        if set(state) != expected or np.shape(state.get("0.weight")) != (400, 128):
+        n_in = _ARCH_FEATURES + encoding.slots
+        if set(state) != expected or np.shape(state.get("0.weight"))[1:] != (n_in,):
             raise ValueError(f"accuracy predictor: expected keys 0/2/4/6 .weight/.bias with a "
-                             f"(400, 128) first layer, got {sorted(state)}")
+                             f"first layer taking {n_in} inputs, got {sorted(state)}")
         return cls(tuple(np.asarray(state[f"{i}.weight"], np.float64) for i in linear),
-                   tuple(np.asarray(state[f"{i}.bias"], np.float64) for i in linear), width)
+                   tuple(np.asarray(state[f"{i}.bias"], np.float64) for i in linear), width,
+                   encoding)
 
     @classmethod
     def load(cls, path: str | Path) -> "AccuracyPredictor":
         """The official `.pth` (read with torch, weights only; it is for the w1.2 supernet)
-        or our `.npz` (which records its width)."""
+        or our `.npz` (which records its width and resolution encoding)."""
         path = Path(path)
         if path.suffix == ".npz":
             with np.load(path) as data:
-                width = float(data["width"]) if "width" in data.files else 1.2
-                return cls.from_state_dict({k: data[k] for k in data.files if k != "width"}, width)
+                meta = {k: data[k] for k in _META if k in data.files}
+                width = float(meta.get("width", 1.2))
+                encoding = (ResolutionEncoding(*(int(meta[k]) for k in _META[1:4]),
+                                               tuple(int(r) for r in meta["r_trained"]))
+                            if "r_min" in meta else OFFICIAL_ENCODING)
+                return cls.from_state_dict({k: data[k] for k in data.files if k not in _META},
+                                           width, encoding)
         import torch  # only for the official file
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -101,4 +136,10 @@ class AccuracyPredictor:
         arrays = {}
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             arrays[f"{2 * i}.weight"], arrays[f"{2 * i}.bias"] = weight, bias
-        np.savez(Path(path), width=np.array(self.width), **arrays)
+        e = self.encoding
+        np.savez(Path(path), width=np.array(self.width), r_min=np.array(e.r_min),
+                 r_step=np.array(e.step), r_slots=np.array(e.slots),
+                 r_trained=np.array(e.trained), **arrays)
+
+
+_META = ("width", "r_min", "r_step", "r_slots", "r_trained")
