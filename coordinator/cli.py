@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from coordinator.accuracy_commands import accuracy
+from coordinator.assets import assets
 from coordinator.campaign_commands import campaign, lut, results
 from coordinator.demo import demo
 from coordinator.fleet_commands import devices, serve, token
@@ -19,5 +20,5 @@ def main() -> None:
 
 
 for command in (serve, token, devices, campaign, results, lut, predictor, specialize, accuracy,
-                sample, describe, export, demo):
+                assets, sample, describe, export, demo):
     main.add_command(command)
