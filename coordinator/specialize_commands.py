@@ -69,10 +69,24 @@ def _allowed_resolutions(latency: LatencyPredictor, resolutions: tuple[int, ...]
     return allowed
 
 
+def _write_subnet(supernet, config: SubnetConfig, folder: Path) -> None:
+    """The subnet's own weights (`{"state_dict": ...}` of the static network) and its ONNX."""
+    from ofa.checkpoint import save_checkpoint
+    from ofa.export import export_module
+
+    net = supernet.get_active_subnet(config).eval()
+    save_checkpoint(net, folder / "subnet.pth")
+    (folder / "subnet.onnx").write_bytes(export_module(net, (1, 3, config.r, config.r)).onnx)
+
+
 def _specialise(latency: LatencyPredictor, accuracy: AccuracyPredictor, budgets: list[float],
                 resolutions: tuple[int, ...] | None, max_macs: float | None, generations: int,
-                seed: int, folder: Path, source: dict) -> list[dict]:
-    """Search each budget; write `<budget>ms/subnet.json` and `result.json`; return rows."""
+                seed: int, folder: Path, source: dict, supernet=None) -> list[dict]:
+    """Search each budget; write `<budget>ms/subnet.json` and `result.json` (and, given a
+    supernet, the subnet's weights and ONNX); return rows."""
+    if supernet is not None and supernet.width != latency.width:
+        raise ValueError(f"supernet: the checkpoint is a w{supernet.width} supernet, the latency "
+                         f"model is for w{latency.width} subnets")
     if latency.width != accuracy.width:
         raise ValueError(f"width: the latency model is for w{latency.width} subnets, the accuracy "
                          f"predictor for w{accuracy.width}; measure the w{accuracy.width} space "
@@ -98,6 +112,8 @@ def _specialise(latency: LatencyPredictor, accuracy: AccuracyPredictor, budgets:
             **row, "config": result.config.to_dict(), "generations": result.generations,
             "latency_model": {**source, "kind": latency.kind,
                               "provenance": latency.provenance}}, indent=2))
+        if supernet is not None:
+            _write_subnet(supernet, result.config, target)
     return rows
 
 
@@ -151,18 +167,26 @@ def _scenarios(path: str) -> list[dict]:
               help="Also a MACs budget (in millions).")
 @click.option("--generations", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--supernet", "supernet_path", type=click.Path(exists=True, dir_okay=False),
+              help="Supernet checkpoint: also write each subnet's weights (subnet.pth) and "
+                   "ONNX (subnet.onnx), with the supernet's BN statistics.")
 @click.option("--verify", is_flag=True,
               help="Measure the chosen subnets on the device's agents (needs --device and a "
                    "running coordinator) and report measured against predicted.")
 @click.option("--verify-timeout", type=click.FloatRange(min=1), default=900, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), required=True)
 def specialize(db, label, kind, lut_dir, latency_ms, pareto, scenarios_file, acc_predictor,
-               resolutions, max_macs, generations, seed, verify, verify_timeout, out) -> None:
+               resolutions, max_macs, generations, seed, supernet_path, verify, verify_timeout,
+               out) -> None:
     """Search the most accurate subnet under each latency budget and write its config."""
     started = time.perf_counter()
     folder = Path(out)
     try:
         accuracy = AccuracyPredictor.load(acc_predictor)
+        supernet = None
+        if supernet_path:
+            from ofa.checkpoint import load_supernet  # torch only when weights are asked for
+            supernet = load_supernet(supernet_path)
         if scenarios_file:
             jobs = []
             for i, item in enumerate(_scenarios(scenarios_file)):
@@ -182,7 +206,7 @@ def specialize(db, label, kind, lut_dir, latency_ms, pareto, scenarios_file, acc
             latency = _latency_model(**source)
             rows = _specialise(latency, accuracy, budgets, resolutions, max_macs, generations,
                                seed, folder / name, {"device": source["label"],
-                                                     "lut": source["lut_dir"]})
+                                                     "lut": source["lut_dir"]}, supernet)
             _write_front(rows, folder / name)
             table += [{"scenario": name, **row} for row in rows]
     except ImpossibleBudget as exc:

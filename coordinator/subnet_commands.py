@@ -64,17 +64,18 @@ def export(config: str, out: str, checkpoint: str | None, lut_entries: bool) -> 
 
     Files are named by content: `<subnet id>-<sha256[:12]>.onnx`; LUT entries go to
     `lut/` with an `index.json` mapping each OFA key to its file."""
-    from ofa.checkpoint import load_checkpoint  # torch is imported only when exporting
+    from ofa.checkpoint import load_supernet  # torch is imported only when exporting
     from ofa.export import export_lut_entries, export_subnet
     from ofa.supernet import OFAMobileNetV3
 
     subnet = _read_config(config)
-    supernet = OFAMobileNetV3(subnet.w)
-    if checkpoint:
-        try:
-            load_checkpoint(supernet, checkpoint)
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
+    try:
+        supernet = load_supernet(checkpoint) if checkpoint else OFAMobileNetV3(subnet.w)
+        if supernet.width != subnet.w:
+            raise ValueError(f"w: the config is a w{subnet.w} subnet, {checkpoint} a "
+                             f"w{supernet.width} supernet")
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     artifact = export_subnet(supernet.eval(), subnet)

@@ -12,7 +12,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-__all__ = ["remap_state_dict_keys", "read_state_dict", "load_checkpoint", "save_checkpoint"]
+__all__ = ["remap_state_dict_keys", "read_state_dict", "load_checkpoint", "save_checkpoint",
+           "load_supernet"]
 
 _OLD_NAMES = ((".mobile_inverted_conv.", ".conv."),)
 
@@ -47,7 +48,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def load_checkpoint(model: nn.Module, path: str | Path, max_listed: int = 10) -> None:
     """Load `path` into `model` strictly; a mismatch is a `ValueError` listing the missing,
     unexpected and wrongly shaped keys."""
-    state = read_state_dict(path)
+    _load_state(model, read_state_dict(path), path, max_listed)
+
+
+def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path,
+                max_listed: int = 10) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -67,3 +72,23 @@ def load_checkpoint(model: nn.Module, path: str | Path, max_listed: int = 10) ->
 def save_checkpoint(model: nn.Module, path: str | Path, **extra: torch.Tensor) -> None:
     """Write `{"state_dict": ...}` (the official layout), readable with `weights_only=True`."""
     torch.save({"state_dict": model.state_dict(), **extra}, Path(path))
+
+
+def load_supernet(path: str | Path) -> "OFAMobileNetV3":
+    """The supernet a checkpoint holds, its width and class count read off the weights."""
+    from ofa import space
+    from ofa.supernet import OFAMobileNetV3
+
+    state = read_state_dict(path)
+    first, classifier = state.get("first_conv.conv.weight"), state.get("classifier.linear.weight")
+    if first is None or classifier is None:
+        raise ValueError(f"{path}: not an OFA MobileNetV3 supernet (no first_conv.conv.weight "
+                         "or classifier.linear.weight)")
+    width = next((w for w in space.WIDTH_CHOICES if space.stage_widths(w)[0] == first.shape[0]),
+                 None)
+    if width is None:
+        raise ValueError(f"{path}: first conv has {first.shape[0]} filters; expected "
+                         f"{[space.stage_widths(w)[0] for w in space.WIDTH_CHOICES]}")
+    supernet = OFAMobileNetV3(width, n_classes=classifier.shape[0])
+    _load_state(supernet, state, path)
+    return supernet.eval()

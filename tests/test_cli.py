@@ -73,11 +73,18 @@ def test_export_writes_the_subnet_and_its_lut_entries(tmp_path):
 
 def test_export_refuses_a_checkpoint_that_does_not_fit(tmp_path):
     import torch
-    torch.save({"state_dict": {"x": torch.zeros(1)}}, tmp_path / "bad.pth")
+    from ofa.supernet import OFAMobileNetV3
     (tmp_path / "c.json").write_text(SubnetConfig.smallest().to_json())
-    result = CliRunner().invoke(coord_main, ["export", str(tmp_path / "c.json"), "--out",
-                                             str(tmp_path), "--checkpoint", str(tmp_path / "bad.pth")])
-    assert result.exit_code == 1 and "missing (475)" in result.output
+    partial = {"first_conv.conv.weight": torch.zeros(16, 3, 3, 3),
+               "classifier.linear.weight": torch.zeros(1000, 1280)}
+    for state, message in (({"x": torch.zeros(1)}, "not an OFA MobileNetV3 supernet"),
+                           (partial, "missing (473)"),
+                           (OFAMobileNetV3(1.2).state_dict(), "the config is a w1.0 subnet")):
+        torch.save({"state_dict": state}, tmp_path / "bad.pth")
+        result = CliRunner().invoke(coord_main, ["export", str(tmp_path / "c.json"), "--out",
+                                                 str(tmp_path), "--checkpoint",
+                                                 str(tmp_path / "bad.pth")])
+        assert result.exit_code == 1 and message in result.output
 
 
 def test_agent_bench_reports_a_file_that_is_not_a_model(tmp_path):

@@ -125,3 +125,37 @@ def test_verify_measures_the_chosen_subnet_on_the_device(assets, tmp_path):
         assert float(row["measured_ms"]) > 0 and float(row["predicted_ms"]) <= budget
     finally:
         fleet.close()
+
+
+def test_a_supernet_checkpoint_gives_each_subnets_weights_and_onnx(assets, tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from ofa.checkpoint import load_checkpoint, save_checkpoint
+    from ofa.layers import build_network
+    from ofa.plan import layer_plan
+    from ofa.supernet import OFAMobileNetV3
+
+    torch.manual_seed(0)
+    supernet = OFAMobileNetV3(1.2).eval()
+    save_checkpoint(supernet, tmp_path / "supernet.pth")
+    run("--lut", assets / "note10", "--acc-predictor", assets / "acc_predictor.pth",
+        "--latency-ms", "20", "--generations", "5", "--supernet", tmp_path / "supernet.pth",
+        "--out", tmp_path / "out")
+    folder = tmp_path / "out" / "20ms"
+    config = SubnetConfig.from_file(folder / "subnet.json")
+    static = build_network(layer_plan(config)).eval()
+    load_checkpoint(static, folder / "subnet.pth")
+    x = torch.randn(1, 3, config.r, config.r)
+    with torch.no_grad():
+        expected = supernet(x, config).numpy()
+        assert np.abs(static(x).numpy() - expected).max() < 1e-4
+    session = ort.InferenceSession(str(folder / "subnet.onnx"), providers=["CPUExecutionProvider"])
+    assert np.abs(session.run(None, {"input": x.numpy()})[0] - expected).max() < 1e-3
+
+    save_checkpoint(OFAMobileNetV3(1.0), tmp_path / "narrow.pth")
+    out = run("--lut", assets / "note10", "--acc-predictor", assets / "acc_predictor.pth",
+              "--latency-ms", "20", "--supernet", tmp_path / "narrow.pth", "--out",
+              tmp_path / "x", expect=1)
+    assert "the checkpoint is a w1.0 supernet, the latency model is for w1.2" in out
