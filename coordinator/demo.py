@@ -4,7 +4,9 @@ It starts a coordinator on a SQLite file in a run folder and two agents as separ
 processes, labelled as two device classes (`cpu-1t` measures with 1 thread, `cpu-2t` with
 2). For each device, one after the other so they do not disturb each other's timings, it
 runs a LUT campaign and a random-subnet campaign, then exports both LUTs and prints what was
-measured, how long it took, how much the repeats spread, and where the files are.
+measured, how long it took, how much the repeats spread, and where the files are. Given an
+accuracy predictor, it measures that predictor's supernet width and ends with what OFA is for:
+the most accurate subnet for each device at two latency budgets, measured on the device.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ from coordinator.jobs import BenchOptions
 from coordinator.local import start_agent, start_server
 from coordinator.lut_export import collect_lut, write_lut
 from coordinator.options import RESOLUTIONS
+from coordinator.predictor_data import measured_subnets
 from coordinator.results_export import campaign_results
+from coordinator.specialize_commands import lut_folder_predictor, specialise
 from coordinator.store import Store
+from ofa.accuracy import AccuracyPredictor
 from ofa.config import SubnetConfig
 from ofa.lut import LatencyTable
 
@@ -88,13 +93,19 @@ def _repeat_spread(rows: list[dict]) -> float | None:
               help="Seconds of timed runs per measurement at least.")
 @click.option("--warmup-time", type=click.FloatRange(min=0), default=0.2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--acc-predictor", type=click.Path(exists=True, dir_okay=False),
+              help="An accuracy predictor (OFA's acc_predictor.pth, or one from `ofa-coord "
+                   "accuracy train`): measure its supernet's width and end by specialising "
+                   "each device at two budgets.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default="runs", show_default=True,
               help="Parent folder of this run's folder.")
 def demo(resolutions: tuple[int, ...], subnets: int, repeats: int, min_time: float,
-         warmup_time: float, seed: int, run_dir: str) -> None:
+         warmup_time: float, seed: int, acc_predictor: str | None, run_dir: str) -> None:
     """Run the whole flow locally: coordinator, two agents, LUT and random-subnet campaigns
-    per device class, LUT export, summary."""
+    per device class, LUT export, specialisation (given --acc-predictor), summary."""
     started = time.perf_counter()
+    accuracy = _accuracy_predictor(acc_predictor, resolutions)
+    width = accuracy.width if accuracy else 1.0
     folder = Path(run_dir) / time.strftime("demo-%Y%m%d-%H%M%S")
     folder.mkdir(parents=True)
     store = Store(folder / "fleet.db")
@@ -116,24 +127,45 @@ def demo(resolutions: tuple[int, ...], subnets: int, repeats: int, min_time: flo
             if time.monotonic() > deadline:
                 raise click.ClickException(f"agents did not register; see {folder}/agent-*.log")
             time.sleep(0.2)
-        summary = [_profile_device(store, folder, label, threads, resolutions, subnets, repeats,
-                                   min_time, warmup_time, seed) for label, threads in DEVICES]
+        options = {label: BenchOptions(threads=threads, warmup_runs=5, warmup_min_s=warmup_time,
+                                       min_runs=30, min_time_s=min_time)
+                   for label, threads in DEVICES}
+        summary = [_profile_device(store, folder, label, threads, resolutions, width, subnets,
+                                   repeats, options[label], seed) for label, threads in DEVICES]
+        chosen = [row for label, _ in DEVICES for row in _specialise_device(
+            store, folder, label, accuracy, repeats, options[label], seed)] if accuracy else []
     finally:
         for process in [*agents, server]:  # agents first: they finish their job and report
             _stop(process)
         logs.close()
     wall = time.perf_counter() - started
-    (folder / "summary.json").write_text(json.dumps({"wall_s": wall, "devices": summary}, indent=2))
-    _print_summary(summary, wall, folder)
+    (folder / "summary.json").write_text(json.dumps(
+        {"wall_s": wall, "width": width, "devices": summary, "specialised": chosen}, indent=2))
+    _print_summary(summary, chosen, wall, folder)
+
+
+def _accuracy_predictor(path: str | None, resolutions: tuple[int, ...]
+                        ) -> AccuracyPredictor | None:
+    """The predictor, checked against the demo's resolutions before anything is measured."""
+    if not path:
+        click.echo("no --acc-predictor given: the demo measures w1.0 and stops before "
+                   "specialisation (see the README: `ofa-coord assets fetch`, then `make demo "
+                   "DEMO_ARGS=--acc-predictor=PATH`)", err=True)
+        return None
+    try:
+        accuracy = AccuracyPredictor.load(path)
+        accuracy.predict([SubnetConfig.smallest(r=r, w=accuracy.width) for r in resolutions])
+    except ValueError as exc:
+        raise click.ClickException(f"--acc-predictor: {exc}") from None
+    click.echo(f"accuracy predictor {path}: measuring the w{accuracy.width} supernet", err=True)
+    return accuracy
 
 
 def _profile_device(store: Store, folder: Path, label: str, threads: int,
-                    resolutions: tuple[int, ...], subnets: int, repeats: int, min_time: float,
-                    warmup_time: float, seed: int) -> dict:
-    options = BenchOptions(threads=threads, warmup_runs=5, warmup_min_s=warmup_time,
-                           min_runs=30, min_time_s=min_time)
-    common = dict(targets=(Target(label=label),), resolutions=resolutions, repeats=repeats,
-                  seed=seed, options=options)
+                    resolutions: tuple[int, ...], width: float, subnets: int, repeats: int,
+                    options: BenchOptions, seed: int) -> dict:
+    common = dict(targets=(Target(label=label),), resolutions=resolutions, width=width,
+                  repeats=repeats, seed=seed, options=options)
     lut_id, lut_s = _run(store, CampaignSpec(name=f"{label} LUT", workload="lut", **common))
     random_id, random_s = _run(store, CampaignSpec(name=f"{label} random subnets",
                                                    workload="random", count=subnets, **common))
@@ -161,7 +193,31 @@ def _profile_device(store: Store, folder: Path, label: str, threads: int,
             "files": [str(p) for p in files]}
 
 
-def _print_summary(summary: list[dict], wall: float, folder: Path) -> None:
+def _specialise_device(store: Store, folder: Path, label: str, accuracy: AccuracyPredictor,
+                       repeats: int, options: BenchOptions, seed: int) -> list[dict]:
+    """The best subnet at 30% and 60% of the way from the device's fastest to its slowest
+    subnet (by its LUT), then those subnets measured on the device."""
+    latency = lut_folder_predictor(folder / f"lut-{label}")
+    resolutions = latency.table.resolutions.tolist()
+    ends = latency.predict([make(r=r, w=latency.width) for r in resolutions
+                            for make in (SubnetConfig.smallest, SubnetConfig.largest)])
+    budgets = [round(float(ends.min() + share * (ends.max() - ends.min())), 2)
+               for share in (0.3, 0.6)]
+    out = folder / "specialised" / label
+    rows = specialise(latency, accuracy, budgets, None, None, 100, seed, out,
+                      {"device": label, "lut": str(folder / f"lut-{label}")})
+    chosen = out / "chosen.jsonl"
+    chosen.write_text("".join(SubnetConfig.from_file(out / f"{b:g}ms" / "subnet.json").to_json()
+                              + "\n" for b in budgets))
+    campaign_id, _ = _run(store, CampaignSpec(
+        name=f"{label} specialised subnets", targets=(Target(label=label),), workload="configs",
+        configs_file=str(chosen), repeats=repeats, reference_every=0, seed=seed,
+        options=options))
+    measured = {m.config.id: m.median_ms for m in measured_subnets(store, label, [campaign_id])}
+    return [{"label": label, **row, "measured_ms": measured.get(row["id"])} for row in rows]
+
+
+def _print_summary(summary: list[dict], chosen: list[dict], wall: float, folder: Path) -> None:
     click.echo(f"\n{'device':<8} {'LUT entries':>11} {'subnets':>7} {'LUT time':>9} "
                f"{'subnet time':>11} {'repeat spread':>13} {'LUT sum/measured':>22}")
     for d in summary:
@@ -173,6 +229,15 @@ def _print_summary(summary: list[dict], wall: float, folder: Path) -> None:
         if d["lut_missing"] or d["lut_drift_flagged"]:
             click.echo(f"  {d['lut_missing']} LUT entries missing, "
                        f"{d['lut_drift_flagged']} drift-flagged")
+    if chosen:
+        click.echo(f"\n{'device':<8} {'budget':>8} {'top-1':>7} {'LUT sum':>9} {'measured':>9} "
+                   f"{'r':>4}")
+        for row in chosen:
+            measured = f"{row['measured_ms']:.2f}" if row["measured_ms"] else "-"
+            click.echo(f"{row['label']:<8} {row['budget_ms']:>6.2f}ms {row['accuracy']:>7.4f} "
+                       f"{row['latency_ms']:>7.2f}ms {measured:>7}ms {row['r']:>4}")
+        click.echo("specialised: the most accurate subnet (predicted top-1) under each budget by "
+                   "the device's LUT, then measured on it; files in specialised/.")
     click.echo(f"\nrepeat spread: median over models of (max - min) / median of the repeats' "
                f"medians.\nLUT sum/measured: OFA's LUT-sum estimate of each random subnet over "
                f"its measured median.\nWall time {wall:.0f} s. Everything is in {folder}: "

@@ -27,7 +27,7 @@ from ofa.search import ImpossibleBudget, SearchSettings, evolutionary_search
 from ofa import space
 
 
-def _lut_predictor(folder: str) -> LatencyPredictor:
+def lut_folder_predictor(folder: str | Path) -> LatencyPredictor:
     """OFA yaml tables as a `lut` predictor; the width is read off the first conv's key."""
     tables = LatencyTable.from_ofa_yaml(folder)
     first = next(k for k in next(iter(tables.entries.values())) if k.startswith("Conv-"))
@@ -55,7 +55,7 @@ def _budgets(latency_ms: tuple[float, ...], pareto: str | None) -> list[float]:
 
 def _latency_model(db: str | None, label: str | None, kind: str, lut_dir: str | None
                    ) -> LatencyPredictor:
-    return load_predictor(predictor_path(db, label, kind)) if label else _lut_predictor(lut_dir)
+    return load_predictor(predictor_path(db, label, kind)) if label else lut_folder_predictor(lut_dir)
 
 
 def _allowed_resolutions(latency: LatencyPredictor, resolutions: tuple[int, ...] | None
@@ -79,7 +79,7 @@ def _write_subnet(supernet, config: SubnetConfig, folder: Path) -> None:
     (folder / "subnet.onnx").write_bytes(export_module(net, (1, 3, config.r, config.r)).onnx)
 
 
-def _specialise(latency: LatencyPredictor, accuracy: AccuracyPredictor, budgets: list[float],
+def specialise(latency: LatencyPredictor, accuracy: AccuracyPredictor, budgets: list[float],
                 resolutions: tuple[int, ...] | None, max_macs: float | None, generations: int,
                 seed: int, folder: Path, source: dict, supernet=None) -> list[dict]:
     """Search each budget; write `<budget>ms/subnet.json` and `result.json` (and, given a
@@ -204,7 +204,7 @@ def specialize(db, label, kind, lut_dir, latency_ms, pareto, scenarios_file, acc
         table = []
         for name, source, budgets in jobs:
             latency = _latency_model(**source)
-            rows = _specialise(latency, accuracy, budgets, resolutions, max_macs, generations,
+            rows = specialise(latency, accuracy, budgets, resolutions, max_macs, generations,
                                seed, folder / name, {"device": source["label"],
                                                      "lut": source["lut_dir"]}, supernet)
             _write_front(rows, folder / name)

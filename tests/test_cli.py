@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 from click.testing import CliRunner
 
 from agent.cli import main as agent_main
 from coordinator.cli import main as coord_main
 from coordinator.store import Store
-from ofa.config import SubnetConfig
+from ofa.accuracy_training import AccuracyPairs, TrainSettings, fit_accuracy_predictor
+from ofa.config import SubnetConfig, sample_configs
 from ofa.lut import LatencyTable
 from ofa.plan import count_macs, lut_keys
 
@@ -23,7 +26,8 @@ def invoke(main, *args):
 
 def test_both_entry_points_print_help():
     for main, words in ((coord_main, ["serve", "token", "devices", "campaign", "results", "lut",
-                                      "sample", "describe", "export", "demo"]),
+                                      "sample", "describe", "export", "demo", "accuracy", "assets",
+                                      "specialize", "predictor"]),
                         (agent_main, ["run", "info", "bench"])):
         result = invoke(main, "--help")
         assert result.exit_code == 0 and all(w in result.output for w in words)
@@ -93,10 +97,21 @@ def test_agent_bench_reports_a_file_that_is_not_a_model(tmp_path):
     assert result.exit_code == 1 and "cannot be measured" in result.output
 
 
-def test_demo_profiles_two_device_classes_end_to_end(tmp_path):
+def _macs_accuracy_predictor(path: Path) -> None:
+    """A predictor trained on a stand-in for top-1 that grows with MACs: enough to check
+    that the demo searches with it (no ImageNet evaluation here)."""
+    configs = sample_configs(300, seed=4, resolutions=(64,))
+    macs = np.array([count_macs(c) for c in configs], float)
+    pairs = AccuracyPairs(tuple(configs), 0.5 + 0.3 * macs / macs.max())
+    fit_accuracy_predictor(pairs, TrainSettings(epochs=40)).save(path)
+
+
+def test_demo_profiles_two_device_classes_and_specialises_each(tmp_path):
+    _macs_accuracy_predictor(tmp_path / "acc.npz")
     done = subprocess.run([sys.executable, "-m", "coordinator", "demo", "--resolutions", "64",
                            "--subnets", "2", "--repeats", "2", "--min-time", "0.02",
-                           "--warmup-time", "0.01", "--run-dir", str(tmp_path)],
+                           "--warmup-time", "0.01", "--acc-predictor", str(tmp_path / "acc.npz"),
+                           "--run-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = tmp_path.glob("demo-*")
@@ -112,6 +127,13 @@ def test_demo_profiles_two_device_classes_end_to_end(tmp_path):
     threads = {a["threads"] for a in Store(run / "fleet.db").list_agents()}
     assert threads == {1, 2}
     assert "Wall time" in done.stdout
+    chosen = summary["specialised"]
+    assert [row["label"] for row in chosen] == ["cpu-1t", "cpu-1t", "cpu-2t", "cpu-2t"]
+    for row in chosen:
+        assert row["latency_ms"] <= row["budget_ms"] and row["measured_ms"] > 0
+        assert (run / "specialised" / row["label"] / f"{row['budget_ms']:g}ms" / "subnet.json").is_file()
+    assert chosen[0]["accuracy"] < chosen[1]["accuracy"]  # more time buys accuracy
+    assert "specialised: the most accurate subnet" in done.stdout
 
 
 def test_token_commands_show_the_secret_once_and_store_only_its_hash(tmp_path):
