@@ -241,4 +241,4 @@ def _print_summary(summary: list[dict], chosen: list[dict], wall: float, folder:
     click.echo(f"\nrepeat spread: median over models of (max - min) / median of the repeats' "
                f"medians.\nLUT sum/measured: OFA's LUT-sum estimate of each random subnet over "
                f"its measured median.\nWall time {wall:.0f} s. Everything is in {folder}: "
-               f"fleet.db, lut-*/ (OFA yaml + JSON), summary.json, logs.")
+               f"fleet.db, lut-*/ (OFA yaml + JSON), specialised/, summary.json, logs.")
