@@ -16,7 +16,8 @@ from coordinator.subnet_commands import describe, export, sample
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
-    """Profile OFA subnets on a fleet of devices and build their latency models."""
+    """Profile OFA subnets on a fleet of devices, build their latency models, and pick the
+    best subnet per device and budget."""
 
 
 for command in (serve, token, devices, campaign, results, lut, predictor, specialize, accuracy,
