@@ -261,6 +261,8 @@ def main() -> int:
              (f"LUT campaign at {RESOLUTION} px", check.run_campaign),
              ("results, raw samples and LUT export", check.check_results),
              ("stop the agent with SIGTERM", check.stop_agent)]
+    # SIGTERM (a CI timeout, say) cleans up like Ctrl-C, so the chroot can be unmounted.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     try:
         for i, (name, step) in enumerate(steps, 1):
@@ -273,6 +275,9 @@ def main() -> int:
                 print(f"--- agent log ({check.out / 'agent.log'}), last lines:\n"
                       f"{check.agent_log_tail()}", file=sys.stderr)
                 return 1
+            except KeyboardInterrupt:
+                print(f"interrupted at step {i} ({name})", file=sys.stderr)
+                return 130
             print(f"   ok ({time.monotonic() - step_start:.0f} s)", flush=True)
     finally:
         check.close()

@@ -125,16 +125,13 @@ run() {
 with() {
     exec 9>"$cache/lock"
     flock -n 9 || die "$cache is in use by another 'rootfs.sh with'"
-    trap 'do_unmount' EXIT
+    # On any exit (CMD failed, Ctrl-C, SIGTERM) the mounts go; the exit status stays CMD's.
+    trap 'do_unmount && step "unmounted; nothing left under $rootfs"' EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
     do_mount
-    local status=0
-    "$@" || status=$?
-    do_unmount
-    trap - EXIT
-    step "unmounted; nothing left under $rootfs"
-    return $status
+    step "mounted proc, sys, dev, dev/pts and a fake cpuinfo in $rootfs"
+    "$@"
 }
 
 case $command in
