@@ -23,13 +23,11 @@ import time
 import tomllib
 from pathlib import Path
 
+from coordinator.campaigns import campaign_status, render_progress
+from coordinator.local import start_agent, start_server
+from coordinator.store import Store
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from coordinator.campaigns import campaign_status, render_progress  # noqa: E402
-from coordinator.local import start_server  # noqa: E402
-from coordinator.store import Store  # noqa: E402
-
 ROOTFS_SH = ROOT / "tools" / "arm64" / "rootfs.sh"
 WORK = "/tmp/ofa-arm64-check"  # inside the chroot
 VENV = "/opt/venv"  # inside the chroot
@@ -71,8 +69,8 @@ class ArmCheck:
         self.address = self.agent_id = self.campaign = ""
         self.ort_version = ""
 
-    def chroot(self, *command, what: str, timeout: float = 600) -> str:
-        return run([ROOTFS_SH, "run", self.cache, *command], what, timeout)
+    def chroot(self, *command, what: str) -> str:
+        return run([ROOTFS_SH, "run", self.cache, *command], what)
 
     def coord(self, *args, what: str) -> str:
         return run([sys.executable, "-m", "coordinator", *args], what)
@@ -140,12 +138,10 @@ class ArmCheck:
         waits until it has registered."""
         self.coord("token", "create", "--db", self.db, "--name", LABEL, "--out",
                    self.work / "agent.token", what="ofa-coord token create")
-        command = [ROOTFS_SH, "run", self.cache, f"{VENV}/bin/ofa-agent", "run",
-                   "--coordinator", self.address, "--token-file", f"{WORK}/agent.token",
-                   "--cache-dir", f"{WORK}/agent-cache", "--label", LABEL, "-v"]
-        self.agent = subprocess.Popen([str(c) for c in command], stdin=subprocess.DEVNULL,
-                                      stdout=open(self.out / "agent.log", "ab"),
-                                      stderr=subprocess.STDOUT)
+        self.agent = start_agent(
+            self.address, Path(WORK) / "agent.token", Path(WORK) / "agent-cache", [LABEL],
+            ["-v"], log=open(self.out / "agent.log", "ab"),
+            executable=[str(ROOTFS_SH), "run", str(self.cache), f"{VENV}/bin/ofa-agent"])
         id_file = self.work / "agent-cache" / "agent-id"
         deadline = time.monotonic() + 120
         while not id_file.exists():

@@ -19,7 +19,7 @@ die() { echo "rootfs.sh: $*" >&2; exit 1; }
 step() { echo "== arm64: $*"; }
 
 [ $# -ge 2 ] || die "usage: rootfs.sh build|with|run|mount|unmount CACHE [CMD...]"
-command=$1
+action=$1
 cache=$(realpath -m "$2")
 shift 2
 rootfs=$cache/rootfs
@@ -54,7 +54,7 @@ binfmt() {
     grep -q '^flags:.*F' $fs/qemu-aarch64 || die "binfmt qemu-aarch64 lacks the F flag"
 }
 
-# The Debian mirror this host's apt already uses (no other host is known to be reachable).
+# The Debian mirror this host's apt already uses: known to be reachable from here.
 mirror() {
     local uri
     uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources \
@@ -134,11 +134,11 @@ with() {
     "$@"
 }
 
-case $command in
+case $action in
     build) build ;;
     with) with "$@" ;;
     run) run "$@" ;;
     mount) do_mount ;;
     unmount) do_unmount ;;
-    *) die "unknown command $command (build|with|run|mount|unmount)" ;;
+    *) die "unknown action $action (build|with|run|mount|unmount)" ;;
 esac
