@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 REFERENCE := .cache/ofa-reference
 
-.PHONY: venv test demo bench reference proto check-proto clean
+.PHONY: venv test test-arm demo bench reference proto check-proto clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,13 @@ reference: $(STAMP)
 
 test: $(STAMP) reference check-proto
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The agent as a real aarch64 process (qemu-user, arm64 Debian chroot) serving a small LUT
+# campaign from a coordinator on this host. Needs root and binfmt_misc; see tools/arm64/.
+ARM_CACHE := .cache/arm64
+test-arm: $(STAMP)
+	bash tools/arm64/rootfs.sh build $(ARM_CACHE)
+	bash tools/arm64/rootfs.sh with $(ARM_CACHE) $(PY) tools/arm64/check_agent.py --cache $(ARM_CACHE)
 
 # Generated gRPC code is committed (devices need no grpcio-tools); CI fails when it is stale.
 PROTO := proto/ofafleet/v1/fleet.proto
