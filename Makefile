@@ -59,4 +59,4 @@ bench: $(STAMP)
 	$(PY) -m bench.export_time
 
 clean:
-	rm -rf $(VENV) .cache runs .pytest_cache
+	rm -rf --one-file-system $(VENV) .cache runs .pytest_cache
