@@ -12,7 +12,11 @@ from typing import Mapping
 import torch
 from torch import nn
 
-__all__ = ["remap_state_dict_keys", "read_state_dict", "load_checkpoint", "save_checkpoint"]
+from ofa import space
+from ofa.supernet import OFAMobileNetV3
+
+__all__ = ["remap_state_dict_keys", "read_state_dict", "load_checkpoint", "save_checkpoint",
+           "load_supernet"]
 
 _OLD_NAMES = ((".mobile_inverted_conv.", ".conv."),)
 
@@ -47,7 +51,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def load_checkpoint(model: nn.Module, path: str | Path, max_listed: int = 10) -> None:
     """Load `path` into `model` strictly; a mismatch is a `ValueError` listing the missing,
     unexpected and wrongly shaped keys."""
-    state = read_state_dict(path)
+    _load_strict(model, read_state_dict(path), path, max_listed)
+
+
+def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path,
+                 max_listed: int = 10) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -67,3 +75,20 @@ def load_checkpoint(model: nn.Module, path: str | Path, max_listed: int = 10) ->
 def save_checkpoint(model: nn.Module, path: str | Path, **extra: torch.Tensor) -> None:
     """Write `{"state_dict": ...}` (the official layout), readable with `weights_only=True`."""
     torch.save({"state_dict": model.state_dict(), **extra}, Path(path))
+
+
+def load_supernet(path: str | Path, dropout: float = 0.1) -> OFAMobileNetV3:
+    """The supernet a checkpoint holds, its width and class count read off the weights."""
+    state = read_state_dict(path)
+    try:
+        first, classes = state["first_conv.conv.weight"], state["classifier.linear.weight"]
+    except KeyError as exc:
+        raise ValueError(f"{path}: not an OFA MobileNetV3 checkpoint (no {exc})") from None
+    width = next((w for w in space.WIDTH_CHOICES if space.stage_widths(w)[0] == first.shape[0]),
+                 None)
+    if width is None:
+        raise ValueError(f"{path}: first_conv has {first.shape[0]} filters, which is no "
+                         f"supported width ({', '.join(map(str, space.WIDTH_CHOICES))})")
+    model = OFAMobileNetV3(width, n_classes=classes.shape[0], dropout=dropout)
+    _load_strict(model, state, path)
+    return model
