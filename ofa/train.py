@@ -197,7 +197,8 @@ def train_phase(phase: Phase, data: Splits, out: str | Path, *, width: float = 1
         model.to(device)
         optimizer.load_state_dict(resumed["optimizer"])
         start = resumed["step"]
-        say(f"[{phase.name}] resuming {path} at step {start}/{steps}")
+        if start < steps:
+            say(f"[{phase.name}] resuming {path} at step {start}/{steps}")
     else:
         if init is not None:
             load_checkpoint(model, init)
@@ -206,6 +207,8 @@ def train_phase(phase: Phase, data: Splits, out: str | Path, *, width: float = 1
         model.to(device)
         start = 0
     stop = steps if stop_after is None else min(steps, stop_after)
+    if start == steps:
+        say(f"[{phase.name}] already finished: {path}")
     soft_teacher = _teacher(teacher, device) if phase.kd_ratio > 0 and start < stop else None
     if processes.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -256,11 +259,11 @@ def train_phase(phase: Phase, data: Splits, out: str | Path, *, width: float = 1
 def _evaluate(model: OFAMobileNetV3, phase: Phase, data: Splits, path: Path,
               device: torch.device, say: Callable[[str], None]) -> None:
     calibration = fixed_indices(len(data.train), phase.eval_calibration_images, phase.seed)
-    results = {}
+    results, measured = {}, {}
     for name, config in phase_subnets(phase, model.width).items():
-        results[name] = {"config": config.to_dict(),
-                         "accuracy": subnet_accuracy(model, config, data, calibration,
-                                                     device=device)}
+        if config not in measured:  # the full phase's largest and smallest are one net
+            measured[config] = subnet_accuracy(model, config, data, calibration, device=device)
+        results[name] = {"config": config.to_dict(), "accuracy": measured[config]}
     path.write_text(json.dumps({"phase": phase.name, "subnets": results}, indent=1))
     say(f"[{phase.name}] top-1 " + ", ".join(f"{name} {r['accuracy']:.3f}"
                                              for name, r in results.items()))
