@@ -4,7 +4,7 @@ A phase (see `ofa.schedule.Phase`) runs SGD steps; each step draws one resolutio
 phase's number of subnets from a random generator seeded by (seed, step), takes the global
 batch of that step (`ofa.data.step_indices`), distils the teacher (the full network, BN on
 batch statistics and no dropout, as OFA), accumulates the subnets' gradients, averages them
-over processes and steps. Everything random is a function of the step, so a checkpoint needs
+over processes and takes one SGD step. Everything random is a function of the step, so a checkpoint needs
 only the weights, the optimizer state and the step to resume bit for bit.
 
 Distributed: start with `torchrun --nproc_per_node N`. Each process computes its share of
@@ -34,6 +34,7 @@ from torch import distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
+from ofa import space
 from ofa.accuracy_dataset import subnet_accuracy
 from ofa.channel_sort import sort_channels
 from ofa.checkpoint import load_checkpoint, load_supernet
@@ -42,8 +43,8 @@ from ofa.data import Splits, fixed_indices, step_indices
 from ofa.schedule import Chain, Phase, learning_rate
 from ofa.supernet import OFAMobileNetV3
 
-__all__ = ["Processes", "train_phase", "train_chain", "sample_subnet", "phase_subnets",
-           "CHECKPOINT", "EVALUATION"]
+__all__ = ["Processes", "train_phase", "train_chain", "train_step", "sample_subnet",
+           "phase_subnets", "make_optimizer", "teacher_network", "CHECKPOINT", "EVALUATION"]
 
 CHECKPOINT = "checkpoint.pt"
 EVALUATION = "eval.json"
@@ -103,19 +104,20 @@ class Processes:
 
 def sample_subnet(rng: random.Random, phase: Phase, resolution: int, width: float) -> SubnetConfig:
     """A subnet whose choices are drawn uniformly from the phase's `ks`, `e` and `d`."""
-    return SubnetConfig(ks=[rng.choice(phase.ks) for _ in range(20)],
-                        e=[rng.choice(phase.e) for _ in range(20)],
-                        d=[rng.choice(phase.d) for _ in range(5)], r=resolution, w=width)
+    return SubnetConfig(ks=[rng.choice(phase.ks) for _ in range(space.N_BLOCKS)],
+                        e=[rng.choice(phase.e) for _ in range(space.N_BLOCKS)],
+                        d=[rng.choice(phase.d) for _ in range(space.N_STAGES)], r=resolution,
+                        w=width)
 
 
 def phase_subnets(phase: Phase, width: float) -> dict[str, SubnetConfig]:
     """The subnets evaluated at the end of a phase: its largest, its smallest, and
     `eval_subnets` random ones (seeded by the phase's seed)."""
     r = phase.eval_size
-    subnets = {"largest": SubnetConfig(ks=[max(phase.ks)] * 20, e=[max(phase.e)] * 20,
-                                       d=[max(phase.d)] * 5, r=r, w=width),
-               "smallest": SubnetConfig(ks=[min(phase.ks)] * 20, e=[min(phase.e)] * 20,
-                                        d=[min(phase.d)] * 5, r=r, w=width)}
+    subnets = {name: SubnetConfig(ks=[pick(phase.ks)] * space.N_BLOCKS,
+                                  e=[pick(phase.e)] * space.N_BLOCKS,
+                                  d=[pick(phase.d)] * space.N_STAGES, r=r, w=width)
+               for name, pick in (("largest", max), ("smallest", min))}
     rng = random.Random(f"eval/{phase.seed}")
     for i in range(phase.eval_subnets):
         subnets[f"random{i}"] = sample_subnet(rng, phase, r, width)
@@ -136,10 +138,18 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0}]
 
 
-def _teacher(path: str | Path, device: torch.device) -> nn.Module:
-    """The full network of the teacher checkpoint, as a static net without dropout."""
-    supernet = load_supernet(path, dropout=0.0)
-    return supernet.get_active_subnet(SubnetConfig.largest(w=supernet.width)).train().to(device)
+def make_optimizer(model: nn.Module, phase: Phase) -> torch.optim.SGD:
+    """The phase's SGD over two parameter groups (with and without weight decay)."""
+    return torch.optim.SGD(_param_groups(model, phase.weight_decay), lr=phase.lr,
+                           momentum=phase.momentum, nesterov=phase.nesterov)
+
+
+def teacher_network(supernet: OFAMobileNetV3) -> nn.Module:
+    """The supernet's full network as a static net without dropout, in training mode: BN
+    on batch statistics, as OFA's teacher."""
+    teacher = supernet.get_active_subnet(SubnetConfig.largest(w=supernet.width))
+    teacher.classifier.dropout.p = 0.0
+    return teacher.train()
 
 
 def _loss(logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None,
@@ -148,6 +158,29 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None,
     if soft is not None:
         loss = loss + phase.kd_ratio * torch.sum(-soft * F.log_softmax(logits, 1), 1).mean()
     return loss
+
+
+def train_step(model: OFAMobileNetV3, optimizer: torch.optim.Optimizer,
+               teacher: nn.Module | None, phase: Phase, images: torch.Tensor,
+               labels: torch.Tensor, subnets: list[SubnetConfig],
+               processes: Processes = Processes()) -> list[float]:
+    """One SGD step: the teacher's soft labels, then each subnet's loss and gradients
+    accumulated, averaged over processes; returns the subnets' losses."""
+    soft = None
+    if teacher is not None:
+        with torch.no_grad():
+            soft = F.softmax(teacher(images), 1)
+    optimizer.zero_grad()  # to None: what a step does not use, it does not update
+    losses = []
+    for subnet in subnets:
+        loss = _loss(model(images, subnet), labels, soft, phase)
+        loss.backward()
+        losses.append(loss.item())
+    processes.average([p.grad for p in model.parameters() if p.grad is not None])
+    optimizer.step()
+    processes.average([b for name, b in model.named_buffers()
+                       if name.endswith(("running_mean", "running_var"))])
+    return losses
 
 
 def _save(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: int,
@@ -170,6 +203,27 @@ def _resume_state(path: Path, phase: Phase, width: float) -> dict | None:
     return state
 
 
+def _start(phase: Phase, n_classes: int, width: float, path: Path, init: str | Path | None,
+           device: torch.device) -> tuple[OFAMobileNetV3, torch.optim.SGD, int]:
+    """(model, optimizer, first step): from the phase's own checkpoint when there is one,
+    else from `init` (or a seeded initialisation), channels sorted if the phase asks."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(phase.seed)
+        model = OFAMobileNetV3(width, n_classes=n_classes, dropout=phase.dropout)
+    optimizer = make_optimizer(model, phase)
+    resumed = _resume_state(path, phase, model.width)
+    if resumed is not None:
+        model.load_state_dict(resumed["state_dict"])
+        model.to(device)  # first: the optimizer state follows its parameters' device
+        optimizer.load_state_dict(resumed["optimizer"])
+        return model, optimizer, resumed["step"]
+    if init is not None:
+        load_checkpoint(model, init)
+    if phase.sort_channels:
+        sort_channels(model, phase.kept_expand_ratios)
+    return model.to(device), optimizer, 0
+
+
 def train_phase(phase: Phase, data: Splits, out: str | Path, *, width: float = 1.0,
                 init: str | Path | None = None, teacher: str | Path | None = None,
                 processes: Processes = Processes(), stop_after: int | None = None,
@@ -185,31 +239,15 @@ def train_phase(phase: Phase, data: Splits, out: str | Path, *, width: float = 1
     steps, warmup = phase.total_steps(len(data.train), processes.world)
     say = log if processes.is_main else (lambda _: None)
     device = processes.device
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(phase.seed)
-        model = OFAMobileNetV3(width, n_classes=data.n_classes, dropout=phase.dropout)
-    optimizer = torch.optim.SGD(_param_groups(model, phase.weight_decay), lr=phase.lr,
-                                momentum=phase.momentum, nesterov=phase.nesterov)
-    resumed = _resume_state(path, phase, model.width)
-    if resumed is not None:
-        model.load_state_dict(resumed["state_dict"])
-        model.to(device)
-        optimizer.load_state_dict(resumed["optimizer"])
-        start = resumed["step"]
-        if start < steps:
-            say(f"[{phase.name}] resuming {path} at step {start}/{steps}")
-    else:
-        if init is not None:
-            load_checkpoint(model, init)
-        if phase.sort_channels:
-            sort_channels(model, phase.kept_expand_ratios)
-        model.to(device)
-        start = 0
+    model, optimizer, start = _start(phase, data.n_classes, width, path, init, device)
     stop = steps if stop_after is None else min(steps, stop_after)
     if start == steps:
         say(f"[{phase.name}] already finished: {path}")
-    soft_teacher = _teacher(teacher, device) if phase.kd_ratio > 0 and start < stop else None
+    elif start > 0:
+        say(f"[{phase.name}] resuming {path} at step {start}/{steps}")
+    soft_teacher = None
+    if phase.kd_ratio > 0 and start < stop:
+        soft_teacher = teacher_network(load_supernet(teacher)).to(device)
     if processes.is_main:
         out.mkdir(parents=True, exist_ok=True)
     model.train()
@@ -227,19 +265,8 @@ def train_phase(phase: Phase, data: Splits, out: str | Path, *, width: float = 1
         images, labels = (t.to(device) for t in data.train.batch(indices, resolution))
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(random.Random(f"{phase.seed}/{step}/{processes.rank}").getrandbits(63))
-            soft = None
-            if soft_teacher is not None:
-                with torch.no_grad():
-                    soft = F.softmax(soft_teacher(images), 1)
-            optimizer.zero_grad()  # to None: what a step does not use, it does not update
-            for subnet in subnets:
-                loss = _loss(model(images, subnet), labels, soft, phase)
-                loss.backward()
-                losses.append(loss.item())
-        processes.average([p.grad for p in model.parameters() if p.grad is not None])
-        optimizer.step()
-        processes.average([b for name, b in model.named_buffers()
-                           if name.endswith(("running_mean", "running_var"))])
+            losses += train_step(model, optimizer, soft_teacher, phase, images, labels, subnets,
+                                 processes)
         window_images += len(indices) * processes.world
         done = step + 1
         if done % phase.log_every == 0 or done == stop:
