@@ -63,9 +63,10 @@ def run(schedule: str, source: str, out: str, init: str | None, teacher: str | N
         with Processes.from_env() as processes:
             train_phase(phase, data, out, width=float(width), init=init, teacher=teacher,
                         processes=processes, stop_after=stop_after)
+            if processes.is_main:
+                click.echo(f"{phase.name}: {Path(out) / CHECKPOINT}")
     except ValueError as exc:
         raise _fail(exc) from None
-    click.echo(f"{phase.name}: {Path(out) / CHECKPOINT}")
 
 
 @train.command()
@@ -85,9 +86,10 @@ def chain(chain_file: str, source: str, out: str, width: str, threads: int | Non
         data = _prepare(source, threads)
         with Processes.from_env() as processes:
             train_chain(plan, data, out, width=float(width), processes=processes)
+            if processes.is_main:
+                click.echo(f"chain finished: {Path(out) / plan.phases[-1].name / CHECKPOINT}")
     except ValueError as exc:
         raise _fail(exc) from None
-    click.echo(f"chain finished: {Path(out) / plan.phases[-1].name / CHECKPOINT}")
 
 
 @train.command("accuracy-dataset")

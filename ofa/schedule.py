@@ -200,6 +200,9 @@ def load_chain(path: str | Path) -> Chain:
     data = _read_json(path)
     if not isinstance(data, Mapping):
         raise ValueError(f"{path}: expected a JSON object with 'phases' and 'teacher'")
+    if "phases" not in data:
+        raise ValueError(f"{path}: phases: missing (a phase file runs with `train run`, a "
+                         f"chain file lists phase files)")
     unknown = sorted(set(data) - {"phases", "teacher"})
     if unknown:
         raise ValueError(f"{path}: {unknown[0]}: unknown field; expected 'phases', 'teacher'")
