@@ -107,7 +107,7 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(chain_run, tmp_path, o
                for k in momenta[0])
 
 
-def test_resuming_with_another_schedule_is_refused(chain_run, tmp_path):
+def test_resuming_with_another_schedule_is_refused(tmp_path):
     out = tmp_path / "run"
     schedule = tmp_path / "full.json"
     schedule.write_text(json.dumps({**json.loads((DIGITS / "full.json").read_text()),
