@@ -12,6 +12,7 @@ from coordinator.fleet_commands import devices, serve, token
 from coordinator.predictor_commands import predictor
 from coordinator.specialize_commands import specialize
 from coordinator.subnet_commands import describe, export, sample
+from coordinator.train_commands import train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,5 +22,5 @@ def main() -> None:
 
 
 for command in (serve, token, devices, campaign, results, lut, predictor, specialize, accuracy,
-                assets, sample, describe, export, demo):
+                assets, sample, describe, export, demo, train):
     main.add_command(command)

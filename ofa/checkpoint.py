@@ -12,6 +12,9 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from ofa import space
+from ofa.supernet import OFAMobileNetV3
+
 __all__ = ["remap_state_dict_keys", "read_state_dict", "load_checkpoint", "save_checkpoint",
            "load_supernet"]
 
@@ -48,11 +51,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def load_checkpoint(model: nn.Module, path: str | Path, max_listed: int = 10) -> None:
     """Load `path` into `model` strictly; a mismatch is a `ValueError` listing the missing,
     unexpected and wrongly shaped keys."""
-    _load_state(model, read_state_dict(path), path, max_listed)
+    _load_strict(model, read_state_dict(path), path, max_listed)
 
 
-def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path,
-                max_listed: int = 10) -> None:
+def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path,
+                 max_listed: int = 10) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -74,21 +77,18 @@ def save_checkpoint(model: nn.Module, path: str | Path, **extra: torch.Tensor) -
     torch.save({"state_dict": model.state_dict(), **extra}, Path(path))
 
 
-def load_supernet(path: str | Path) -> "OFAMobileNetV3":
+def load_supernet(path: str | Path, dropout: float = 0.1) -> OFAMobileNetV3:
     """The supernet a checkpoint holds, its width and class count read off the weights."""
-    from ofa import space
-    from ofa.supernet import OFAMobileNetV3
-
     state = read_state_dict(path)
-    first, classifier = state.get("first_conv.conv.weight"), state.get("classifier.linear.weight")
-    if first is None or classifier is None:
-        raise ValueError(f"{path}: not an OFA MobileNetV3 supernet (no first_conv.conv.weight "
-                         "or classifier.linear.weight)")
+    try:
+        first, classes = state["first_conv.conv.weight"], state["classifier.linear.weight"]
+    except KeyError as exc:
+        raise ValueError(f"{path}: not an OFA MobileNetV3 checkpoint (no {exc})") from None
     width = next((w for w in space.WIDTH_CHOICES if space.stage_widths(w)[0] == first.shape[0]),
                  None)
     if width is None:
-        raise ValueError(f"{path}: first conv has {first.shape[0]} filters; expected "
-                         f"{[space.stage_widths(w)[0] for w in space.WIDTH_CHOICES]}")
-    supernet = OFAMobileNetV3(width, n_classes=classifier.shape[0])
-    _load_state(supernet, state, path)
-    return supernet.eval()
+        raise ValueError(f"{path}: first_conv has {first.shape[0]} filters, which is no "
+                         f"supported width ({', '.join(map(str, space.WIDTH_CHOICES))})")
+    model = OFAMobileNetV3(width, n_classes=classes.shape[0], dropout=dropout)
+    _load_strict(model, state, path)
+    return model

@@ -8,6 +8,7 @@ supernet. State-dict keys are the reference's, so official checkpoints load unch
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -201,6 +202,8 @@ class OFAMobileNetV3(nn.Module):
         """A static `MobileNetV3` with this subnet's weights and BN statistics copied in."""
         subnet = self.active_subnet if subnet is None else self._check(subnet)
         plan = layer_plan(subnet)
+        # the plan counts ImageNet's 1000 classes; a supernet trained on other data has others
+        plan[-1] = replace(plan[-1], out_shape=(self.classifier.linear.out_features,))
         net = build_network(plan, dropout=self.classifier.dropout.p)
         net.first_conv.load_state_dict(self.first_conv.state_dict())
         net.blocks[0].load_state_dict(self.blocks[0].state_dict())

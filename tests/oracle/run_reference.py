@@ -129,12 +129,18 @@ def run(req):
     estimators = {}
 
     torch.manual_seed(req.get("seed", 0))
-    net = OFAMobileNetV3(n_classes=1000, dropout_rate=0, width_mult=req["width"],
-                         ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    net = OFAMobileNetV3(n_classes=req.get("n_classes", 1000), dropout_rate=0,
+                         width_mult=req["width"], ks_list=[3, 5, 7],
+                         expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
     net.eval()
+    loaded_keys = None
     if req.get("state_dict"):
         sd = torch.load(req["state_dict"], map_location="cpu", weights_only=True)["state_dict"]
         net.load_state_dict(sd)
+        # the reference's load_state_dict renames keys and leaves absent ones at their
+        # initial values, so report both sides' keys for a strict comparison
+        own = set(net.state_dict())
+        loaded_keys = {"missing": sorted(own - set(sd)), "unexpected": sorted(set(sd) - own)}
     if req.get("save_state_dict"):
         torch.save({"state_dict": net.state_dict()}, req["save_state_dict"])
 
@@ -212,8 +218,8 @@ def run(req):
     if req.get("evolution"):
         evolution = run_evolution(req["evolution"], torch)
 
-    return {"supernet_state_dict": shapes(net.state_dict()), "subnets": out_subnets,
-            "net_configs": out_configs, "accuracy": accuracy, "evolution": evolution,
+    return {"supernet_state_dict": shapes(net.state_dict()), "loaded_keys": loaded_keys,
+            "subnets": out_subnets, "net_configs": out_configs, "accuracy": accuracy, "evolution": evolution,
             "reference_version": version}
 
 
