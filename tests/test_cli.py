@@ -81,7 +81,7 @@ def test_export_refuses_a_checkpoint_that_does_not_fit(tmp_path):
     (tmp_path / "c.json").write_text(SubnetConfig.smallest().to_json())
     partial = {"first_conv.conv.weight": torch.zeros(16, 3, 3, 3),
                "classifier.linear.weight": torch.zeros(1000, 1280)}
-    for state, message in (({"x": torch.zeros(1)}, "not an OFA MobileNetV3 supernet"),
+    for state, message in (({"x": torch.zeros(1)}, "not an OFA MobileNetV3 checkpoint"),
                            (partial, "missing (473)"),
                            (OFAMobileNetV3(1.2).state_dict(), "the config is a w1.0 subnet")):
         torch.save({"state_dict": state}, tmp_path / "bad.pth")
