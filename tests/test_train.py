@@ -17,6 +17,7 @@ import torch
 from click.testing import CliRunner
 
 from coordinator.cli import main
+from ofa.accuracy_training import read_accuracy_pairs
 from ofa.checkpoint import load_supernet
 from ofa.config import SubnetConfig
 from ofa.data import digits
@@ -191,3 +192,6 @@ def test_accuracy_dataset_follows_the_predictor_contract(chain_run, tmp_path, on
     assert [row["config"]["r"] for row in rows] == [32, 40, 32, 40]
     assert rows[0]["config"]["ks"] == rows[1]["config"]["ks"]
     assert rows[0]["config"]["ks"] != rows[2]["config"]["ks"]
+    pairs = read_accuracy_pairs(out)  # what `ofa-coord accuracy train` reads
+    assert list(pairs.accuracy) == [row["accuracy"] for row in rows]
+    assert [c.r for c in pairs.configs] == [32, 40, 32, 40]
