@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import click
 
-from ofa.accuracy import AccuracyPredictor
+from ofa.accuracy import AccuracyPredictor, ResolutionEncoding
 from ofa.accuracy_training import (TrainSettings, evaluate, fit_accuracy_predictor, held_out,
                                    read_accuracy_pairs)
 
@@ -31,7 +32,8 @@ def _print_metrics(name: str, metrics: dict) -> None:
 @accuracy.command()
 @DATA
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
-              help="Where to write the predictor (.npz, no pickle).")
+              help="Where to write the predictor (.npz, no pickle); its training settings and "
+                   "held-out metrics go beside it as .meta.json.")
 @click.option("--epochs", type=click.IntRange(min=1), default=TrainSettings.epochs,
               show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=TrainSettings.batch_size,
@@ -40,7 +42,8 @@ def _print_metrics(name: str, metrics: dict) -> None:
               show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--holdout-every", type=click.IntRange(min=2), default=5, show_default=True,
-              help="Hold out one config in N (by config id) to report RMSE on.")
+              help="Hold out one architecture in N (by id, all its resolutions together) to "
+                   "report RMSE on.")
 def train(data: str, out: str, epochs: int, batch_size: int, lr: float, seed: int,
           holdout_every: int) -> None:
     """Fit the tutorial MLP with OFA's recipe (Adam, weight decay 1e-4, output bias = mean
@@ -55,7 +58,7 @@ def train(data: str, out: str, epochs: int, batch_size: int, lr: float, seed: in
     training, test = pairs.subset(~mask), pairs.subset(mask)
     if len(training.configs) < 2 or len(test.configs) < 2:
         raise click.ClickException(f"{data}: {len(pairs.configs)} pairs are too few to hold "
-                                   f"one in {holdout_every} out")
+                                   f"one architecture in {holdout_every} out")
     click.echo(f"training on {len(training.configs)} pairs, holding out {len(test.configs)}",
                err=True)
     started = time.perf_counter()
@@ -66,17 +69,18 @@ def train(data: str, out: str, epochs: int, batch_size: int, lr: float, seed: in
             click.echo(f"  epoch {epoch}/{epochs}: train RMSE {100 * train_rmse:.3f} points",
                        err=True)
 
+    encoding = ResolutionEncoding.for_resolutions([c.r for c in pairs.configs])
     predictor = fit_accuracy_predictor(training, TrainSettings(
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed), progress)
-    predictor.save(out)
+        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed), progress, encoding)
     metrics = evaluate(predictor, test)
+    predictor.save(out)
     _print_metrics("held out", metrics)
     e = predictor.encoding
     click.echo(f"wrote {out} (w{predictor.width}, resolutions {e.trained[0]}..{e.trained[1]} "
                f"step {e.step}) in {time.perf_counter() - started:.1f} s")
-    with open(out[:-len(".npz")] + ".json", "w") as f:
-        json.dump({"data": data, "held_out": metrics, "epochs": epochs, "batch_size": batch_size,
-                   "lr": lr, "seed": seed, "holdout_every": holdout_every}, f, indent=2)
+    Path(out[:-len(".npz")] + ".meta.json").write_text(json.dumps(
+        {"data": data, "held_out": metrics, "epochs": epochs, "batch_size": batch_size,
+         "lr": lr, "seed": seed, "holdout_every": holdout_every}, indent=2))
 
 
 @accuracy.command(name="eval")

@@ -52,6 +52,9 @@ def fetch_one(url: str, target: Path, expected: str, timeout_s: float) -> None:
         got = sha256_of(Path(temporary))
         if got != expected:
             raise ValueError(f"{url}: sha256 {got}, expected {expected}; the file was not kept")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would hide a shared --dest
         os.replace(temporary, target)
     finally:
         if os.path.exists(temporary):
@@ -90,8 +93,8 @@ def fetch(dest: str, base_url: str, timeout_s: float) -> None:
             failed.append(name)
             click.echo(f"FAILED   {name}: {exc}", err=True)
     if failed:
-        raise click.ClickException(f"{len(failed)} of {len(PINNED)} file(s) not fetched: "
-                                   f"{', '.join(failed)}. Without network access, copy the files from a "
-                                   "machine that has it (or give --base-url a mirror); every "
-                                   "command also takes the files' paths directly")
+        raise click.ClickException(
+            f"{len(failed)} of {len(PINNED)} file(s) not fetched: {', '.join(failed)}. Without "
+            "network access, copy the files from a machine that has it (or give --base-url a "
+            "mirror); every command also takes the files' paths directly")
     click.echo(f"all {len(PINNED)} files in {folder} match their pinned sha256")

@@ -31,7 +31,7 @@ from coordinator.lut_export import collect_lut, write_lut
 from coordinator.options import RESOLUTIONS
 from coordinator.predictor_data import measured_subnets
 from coordinator.results_export import campaign_results
-from coordinator.specialize_commands import lut_folder_predictor, specialise
+from coordinator.specialize_commands import allowed_resolutions, lut_folder_predictor, specialise
 from coordinator.store import Store
 from ofa.accuracy import AccuracyPredictor
 from ofa.config import SubnetConfig
@@ -132,8 +132,11 @@ def demo(resolutions: tuple[int, ...], subnets: int, repeats: int, min_time: flo
                    for label, threads in DEVICES}
         summary = [_profile_device(store, folder, label, threads, resolutions, width, subnets,
                                    repeats, options[label], seed) for label, threads in DEVICES]
-        chosen = [row for label, _ in DEVICES for row in _specialise_device(
-            store, folder, label, accuracy, repeats, options[label], seed)] if accuracy else []
+        try:
+            chosen = [row for label, _ in DEVICES for row in _specialise_device(
+                store, folder, label, accuracy, repeats, options[label], seed)] if accuracy else []
+        except ValueError as exc:  # the search's refusals name what to change
+            raise click.ClickException(f"specialisation: {exc}") from None
     finally:
         for process in [*agents, server]:  # agents first: they finish their job and report
             _stop(process)
@@ -198,14 +201,15 @@ def _specialise_device(store: Store, folder: Path, label: str, accuracy: Accurac
     """The best subnet at 30% and 60% of the way from the device's fastest to its slowest
     subnet (by its LUT), then those subnets measured on the device."""
     latency = lut_folder_predictor(folder / f"lut-{label}")
-    resolutions = latency.table.resolutions.tolist()
+    resolutions = allowed_resolutions(latency, None)
     ends = latency.predict([make(r=r, w=latency.width) for r in resolutions
                             for make in (SubnetConfig.smallest, SubnetConfig.largest)])
     budgets = [round(float(ends.min() + share * (ends.max() - ends.min())), 2)
                for share in (0.3, 0.6)]
     out = folder / "specialised" / label
-    rows = specialise(latency, accuracy, budgets, None, None, 100, seed, out,
-                      {"device": label, "lut": str(folder / f"lut-{label}")})
+    rows = specialise(latency, accuracy, budgets, resolutions=resolutions, max_macs=None,
+                      generations=100, seed=seed, folder=out,
+                      source={"device": label, "lut": str(folder / f"lut-{label}")})
     chosen = out / "chosen.jsonl"
     chosen.write_text("".join(SubnetConfig.from_file(out / f"{b:g}ms" / "subnet.json").to_json()
                               + "\n" for b in budgets))

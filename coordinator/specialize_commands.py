@@ -23,7 +23,7 @@ from ofa.config import SubnetConfig
 from ofa.latency_model import KINDS, BlockTable, LatencyPredictor, fit_predictor, load_predictor
 from ofa.lut import LatencyTable
 from ofa.plan import count_macs, space_lut_specs
-from ofa.search import ImpossibleBudget, SearchSettings, evolutionary_search
+from ofa.search import SearchSettings, evolutionary_search
 from ofa import space
 
 
@@ -58,7 +58,7 @@ def _latency_model(db: str | None, label: str | None, kind: str, lut_dir: str | 
     return load_predictor(predictor_path(db, label, kind)) if label else lut_folder_predictor(lut_dir)
 
 
-def _allowed_resolutions(latency: LatencyPredictor, resolutions: tuple[int, ...] | None
+def allowed_resolutions(latency: LatencyPredictor, resolutions: tuple[int, ...] | None
                          ) -> tuple[int, ...]:
     known = (latency.source or latency).table.resolutions.tolist()
     allowed = resolutions or tuple(r for r in known if r >= 160) or tuple(known)
@@ -80,8 +80,8 @@ def _write_subnet(supernet, config: SubnetConfig, folder: Path) -> None:
 
 
 def specialise(latency: LatencyPredictor, accuracy: AccuracyPredictor, budgets: list[float],
-                resolutions: tuple[int, ...] | None, max_macs: float | None, generations: int,
-                seed: int, folder: Path, source: dict, supernet=None) -> list[dict]:
+               resolutions: tuple[int, ...] | None, max_macs: float | None, generations: int,
+               seed: int, folder: Path, source: dict, supernet=None) -> list[dict]:
     """Search each budget; write `<budget>ms/subnet.json` and `result.json` (and, given a
     supernet, the subnet's weights and ONNX); return rows."""
     if supernet is not None and supernet.width != latency.width:
@@ -91,7 +91,7 @@ def specialise(latency: LatencyPredictor, accuracy: AccuracyPredictor, budgets: 
         raise ValueError(f"width: the latency model is for w{latency.width} subnets, the accuracy "
                          f"predictor for w{accuracy.width}; measure the w{accuracy.width} space "
                          "(campaign --width) or give an accuracy predictor for that width")
-    allowed = _allowed_resolutions(latency, resolutions)
+    allowed = allowed_resolutions(latency, resolutions)
     feasible = None
     if max_macs:
         macs = BlockTable.from_lut({r: {s.lut_key: s.macs() for s in space_lut_specs(r, latency.width)}
@@ -205,13 +205,11 @@ def specialize(db, label, kind, lut_dir, latency_ms, pareto, scenarios_file, acc
         for name, source, budgets in jobs:
             latency = _latency_model(**source)
             rows = specialise(latency, accuracy, budgets, resolutions, max_macs, generations,
-                               seed, folder / name, {"device": source["label"],
-                                                     "lut": source["lut_dir"]}, supernet)
+                              seed, folder / name, {"device": source["label"],
+                                                    "lut": source["lut_dir"]}, supernet)
             _write_front(rows, folder / name)
             table += [{"scenario": name, **row} for row in rows]
-    except ImpossibleBudget as exc:
-        raise click.ClickException(str(exc)) from None
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError) as exc:  # ImpossibleBudget included
         raise click.ClickException(str(exc)) from None
     for row in table:
         scenario = f"{row['scenario']:<16} " if scenarios_file else ""

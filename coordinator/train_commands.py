@@ -1,6 +1,6 @@
 """`ofa-coord train run|chain|accuracy-dataset`: progressive shrinking and accuracy data.
 
-Each command also runs under `torchrun --nproc_per_node N -m coordinator train ...`.
+`run` and `chain` also run under `torchrun --nproc_per_node N -m coordinator train ...`.
 """
 
 from __future__ import annotations
@@ -108,8 +108,12 @@ def accuracy_dataset(checkpoint: str, source: str, out: str, n_subnets: int,
                      resolutions: tuple[int, ...], seed: int, calibration_images: int,
                      batch_size: int, threads: int | None) -> None:
     """Sample subnets of CHECKPOINT, recalibrate BN, evaluate, write (config, accuracy) JSONL."""
+    import os
+
     from ofa.accuracy_dataset import build_accuracy_dataset
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise click.UsageError("accuracy-dataset runs in one process; start it without torchrun")
     try:
         data = _prepare(source, threads)
         rows = build_accuracy_dataset(checkpoint, data, out, n_subnets, resolutions, seed,

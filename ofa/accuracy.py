@@ -13,7 +13,9 @@ fails) is refused.
 
 from __future__ import annotations
 
+import os
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -116,14 +118,17 @@ class AccuracyPredictor:
         or our `.npz` (which records its width and resolution encoding)."""
         path = Path(path)
         if path.suffix == ".npz":
-            with np.load(path) as data:
-                meta = {k: data[k] for k in _META if k in data.files}
-                width = float(meta.get("width", 1.2))
-                encoding = (ResolutionEncoding(*(int(meta[k]) for k in _META[1:4]),
-                                               tuple(int(r) for r in meta["r_trained"]))
-                            if "r_min" in meta else OFFICIAL_ENCODING)
-                return cls.from_state_dict({k: data[k] for k in data.files if k not in _META},
-                                           width, encoding)
+            try:
+                with np.load(path) as data:
+                    meta = {k: data[k] for k in _META if k in data.files}
+                    width = float(meta.get("width", 1.2))
+                    encoding = (ResolutionEncoding(*(int(meta[k]) for k in _META[1:4]),
+                                                   tuple(int(r) for r in meta["r_trained"]))
+                                if "r_min" in meta else OFFICIAL_ENCODING)
+                    state = {k: data[k] for k in data.files if k not in _META}
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+                raise ValueError(f"{path}: not an accuracy predictor .npz ({exc!r})") from None
+            return cls.from_state_dict(state, width, encoding)
         import torch  # only for the official file
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -137,9 +142,13 @@ class AccuracyPredictor:
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             arrays[f"{2 * i}.weight"], arrays[f"{2 * i}.bias"] = weight, bias
         e = self.encoding
-        np.savez(Path(path), width=np.array(self.width), r_min=np.array(e.r_min),
-                 r_step=np.array(e.step), r_slots=np.array(e.slots),
-                 r_trained=np.array(e.trained), **arrays)
+        path = Path(path)
+        partial = path.with_name(path.name + ".partial")
+        with open(partial, "wb") as f:  # np.savez would add ".npz" to a bare name
+            np.savez(f, width=np.array(self.width), r_min=np.array(e.r_min),
+                     r_step=np.array(e.step), r_slots=np.array(e.slots),
+                     r_trained=np.array(e.trained), **arrays)
+        os.replace(partial, path)  # never a half-written predictor under its own name
 
 
 _META = ("width", "r_min", "r_step", "r_slots", "r_trained")

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from ofa import space
 from ofa.accuracy import AccuracyPredictor, ResolutionEncoding, features
 from ofa.batch import ConfigBatch
 from ofa.config import SubnetConfig
@@ -86,9 +87,11 @@ def read_accuracy_pairs(path: str | Path) -> AccuracyPairs:
 
 
 def held_out(pairs: AccuracyPairs, every: int = 5) -> np.ndarray:
-    """Mask of the held-out pairs: one config in `every`, chosen by config id, so repeated
-    evaluations of one subnet never sit on both sides."""
-    return np.array([int(c.id, 16) % every == 0 for c in pairs.configs])
+    """Mask of the held-out pairs: one architecture in `every`, chosen by its id at a fixed
+    resolution, so one subnet evaluated twice or at several resolutions never sits on both
+    sides."""
+    return np.array([int(c.replace(r=space.MAX_RESOLUTION).id, 16) % every == 0
+                     for c in pairs.configs])
 
 
 def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
@@ -106,15 +109,17 @@ class TrainSettings:
 
 
 def fit_accuracy_predictor(pairs: AccuracyPairs, settings: TrainSettings = TrainSettings(),
-                           progress: Callable[[int, float], None] | None = None
-                           ) -> AccuracyPredictor:
-    """Train the tutorial MLP on `pairs`; `progress(epoch, train_rmse)` after each epoch."""
+                           progress: Callable[[int, float], None] | None = None,
+                           encoding: ResolutionEncoding | None = None) -> AccuracyPredictor:
+    """Train the tutorial MLP on `pairs`; `progress(epoch, train_rmse)` after each epoch.
+    `encoding` defaults to one for the pairs' resolutions; give one built from all the data
+    when some resolutions occur only in a held-out part."""
     import torch  # training only; predicting needs numpy alone
     from torch import nn
 
     torch.manual_seed(settings.seed)
     batch = ConfigBatch.from_configs(pairs.configs)
-    encoding = ResolutionEncoding.for_resolutions(batch.r)
+    encoding = encoding or ResolutionEncoding.for_resolutions(batch.r)
     x = torch.from_numpy(features(batch, encoding))
     y = torch.from_numpy(pairs.accuracy.astype(np.float32))
     h = settings.hidden

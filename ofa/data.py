@@ -115,7 +115,12 @@ def _decode(path: Path, resolution: int) -> np.ndarray:
     """(r, r, 3) uint8: RGB, shorter side to r / 0.875, centre crop (OFA's evaluation view)."""
     from PIL import Image  # the `train` extra
 
-    with Image.open(path) as image:
+    try:
+        image = Image.open(path)
+        image.load()
+    except OSError as exc:  # PIL's "cannot identify image file" is an OSError too
+        raise ValueError(f"{path}: not a readable image ({exc})") from None
+    with image:
         image = image.convert("RGB")
         scale = resolution / CROP_FRACTION / min(image.size)
         size = (max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale)))

@@ -193,25 +193,35 @@ def _save(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: 
     os.replace(partial, path)
 
 
-def _resume_state(path: Path, phase: Phase, width: float) -> dict | None:
+def _resume_state(path: Path, phase: Phase, width: float, steps: int,
+                  n_classes: int) -> dict | None:
+    """The checkpoint to resume from, if it was written by this very run."""
     if not path.exists():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("phase") != phase.to_dict() or state.get("width") != width:
         raise ValueError(f"{path}: written by another schedule or width; resume it with the "
                          f"same phase file and --width, or choose another --out")
+    if state.get("steps") != steps:
+        raise ValueError(f"{path}: steps: the run there has {state.get('steps')} steps, this one "
+                         f"{steps} (another number of processes or another data set); resume "
+                         f"it as it was started, or choose another --out")
+    classes = state["state_dict"]["classifier.linear.weight"].shape[0]
+    if classes != n_classes:
+        raise ValueError(f"{path}: the supernet there has {classes} classes, the data "
+                         f"{n_classes}; choose another --out")
     return state
 
 
 def _start(phase: Phase, n_classes: int, width: float, path: Path, init: str | Path | None,
-           device: torch.device) -> tuple[OFAMobileNetV3, torch.optim.SGD, int]:
+           device: torch.device, steps: int) -> tuple[OFAMobileNetV3, torch.optim.SGD, int]:
     """(model, optimizer, first step): from the phase's own checkpoint when there is one,
     else from `init` (or a seeded initialisation), channels sorted if the phase asks."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(phase.seed)
         model = OFAMobileNetV3(width, n_classes=n_classes, dropout=phase.dropout)
     optimizer = make_optimizer(model, phase)
-    resumed = _resume_state(path, phase, model.width)
+    resumed = _resume_state(path, phase, model.width, steps, n_classes)
     if resumed is not None:
         model.load_state_dict(resumed["state_dict"])
         model.to(device)  # first: the optimizer state follows its parameters' device
@@ -239,7 +249,7 @@ def train_phase(phase: Phase, data: Splits, out: str | Path, *, width: float = 1
     steps, warmup = phase.total_steps(len(data.train), processes.world)
     say = log if processes.is_main else (lambda _: None)
     device = processes.device
-    model, optimizer, start = _start(phase, data.n_classes, width, path, init, device)
+    model, optimizer, start = _start(phase, data.n_classes, width, path, init, device, steps)
     stop = steps if stop_after is None else min(steps, stop_after)
     if start == steps:
         say(f"[{phase.name}] already finished: {path}")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ofa.accuracy import AccuracyPredictor, ResolutionEncoding
-from ofa.accuracy_training import (TrainSettings, evaluate, fit_accuracy_predictor, held_out,
+from ofa.accuracy_training import (AccuracyPairs, TrainSettings, evaluate, fit_accuracy_predictor, held_out,
                                    read_accuracy_pairs)
 from ofa.config import SubnetConfig, sample_configs
 from tests.test_campaigns import cli
@@ -50,7 +50,7 @@ def test_cli_trains_saves_npz_and_evaluates(pairs_file, tmp_path):
     rmse = float(summary.split("RMSE ")[1].split()[0])
     assert rmse < 0.6
     again = AccuracyPredictor.load(out)
-    assert json.loads((tmp_path / "mine.json").read_text())["held_out"]["rmse_points"] == \
+    assert json.loads((tmp_path / "mine.meta.json").read_text())["held_out"]["rmse_points"] == \
         pytest.approx(rmse, abs=1e-3)
     text = cli("accuracy", "eval", "--data", pairs_file, "--predictor", out)
     assert "2500 pairs" in text and again.width == 1.2
@@ -93,3 +93,27 @@ def test_bad_data_files_name_the_line_and_field(tmp_path, name, text, message):
     output = cli("accuracy", "train", "--data", tmp_path / name, "--out", tmp_path / "x.npz",
                  expect=1)
     assert "Error" in output and not (tmp_path / "x.npz").exists()
+
+
+def test_held_out_keeps_an_architectures_resolutions_together_and_encodes_them_all(tmp_path):
+    configs = [c.replace(r=r) for c in sample_configs(40, seed=8, w=1.2) for r in (160, 192)]
+    configs += [c.replace(r=224) for c in sample_configs(20, seed=9, w=1.2)]
+    pairs = AccuracyPairs(tuple(configs), np.linspace(0.7, 0.8, len(configs)))
+    mask = held_out(pairs)
+    assert (mask[:80:2] == mask[1:80:2]).all() and 0 < mask.sum() < len(mask)
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"config": c.to_dict(), "accuracy": float(a)}) + "\n"
+                            for c, a in zip(pairs.configs, pairs.accuracy)))
+    cli("accuracy", "train", "--data", path, "--out", tmp_path / "p.npz", "--epochs", "2")
+    assert AccuracyPredictor.load(tmp_path / "p.npz").encoding.trained == (160, 224)
+
+
+def test_a_damaged_npz_is_a_clear_error(tmp_path):
+    official = AccuracyPredictor(weights=(np.zeros((4, 128)), np.zeros((1, 4))),
+                                 biases=(np.zeros(4), np.zeros(1)))
+    official.save(tmp_path / "p.npz")
+    assert not list(tmp_path.glob("*.partial"))
+    data = (tmp_path / "p.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match="cut.npz: not an accuracy predictor .npz"):
+        AccuracyPredictor.load(tmp_path / "cut.npz")

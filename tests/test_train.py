@@ -111,8 +111,8 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(chain_run, tmp_path, o
 def test_resuming_with_another_schedule_is_refused(tmp_path):
     out = tmp_path / "run"
     schedule = tmp_path / "full.json"
-    schedule.write_text(json.dumps({**json.loads((DIGITS / "full.json").read_text()),
-                                    "steps": 4, "batch_size": 4}))
+    original = {**json.loads((DIGITS / "full.json").read_text()), "steps": 4, "batch_size": 4}
+    schedule.write_text(json.dumps(original))
     runner = CliRunner()
     args = ["train", "run", str(schedule), "--data", "digits", "--out", str(out), "--threads", "1"]
     assert runner.invoke(main, args + ["--stop-after", "1"]).exit_code == 0
@@ -120,6 +120,11 @@ def test_resuming_with_another_schedule_is_refused(tmp_path):
     result = runner.invoke(main, args)
     assert result.exit_code == 1
     assert "written by another schedule or width" in result.output
+    schedule.write_text(json.dumps(original))
+    saved = torch.load(out / CHECKPOINT, weights_only=True)
+    torch.save({**saved, "steps": 8}, out / CHECKPOINT)  # as if started with 2 processes
+    result = runner.invoke(main, args)
+    assert result.exit_code == 1 and "steps: the run there has 8 steps, this one 4" in result.output
 
 
 def test_two_torchrun_processes_hold_identical_weights(chain_run, tmp_path):

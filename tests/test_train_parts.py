@@ -59,6 +59,9 @@ def test_image_folder_decodes_with_pillow_and_centre_crops(tmp_path):
     images, labels = data.train.batch([0, 4], 16)
     assert images.shape == (2, 3, 16, 16)
     assert labels.tolist() == [0, 1]
+    (tmp_path / "train" / "dog" / "2.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(ValueError, match=r"dog/2.jpg: not a readable image"):
+        open_data(tmp_path).train.batch([5], 16)
 
 
 def test_image_folder_refuses_unknown_val_classes_and_missing_splits(tmp_path):
@@ -138,7 +141,7 @@ def test_bad_chain_files_are_refused(tmp_path):
     with pytest.raises(ValueError, match="teacher: 'kernal' is not one of the phases"):
         load_chain(chain)
     chain.write_text(json.dumps({"phases": ["full.json", "missing.json"], "teacher": "full"}))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValueError, match="missing.json: cannot be read"):
         load_chain(chain)
 
 

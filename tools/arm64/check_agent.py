@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
+from importlib import metadata
 from pathlib import Path
 
 from coordinator.campaigns import campaign_status, render_progress
@@ -87,11 +87,10 @@ class ArmCheck:
             shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
                 ".venv", ".cache", ".git", "runs", "*.egg-info", "__pycache__", "build"))
             run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                 "--no-build-isolation", "-w", self.work / "dist", source], "pip wheel")
+                 "-w", self.work / "dist", source], "pip wheel")
         (wheel,) = (self.work / "dist").glob("ofa_fleet-*.whl")
         wheel = f"{WORK}/dist/{wheel.name}"
-        extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
-            "optional-dependencies"]["agent"]
+        extra = [r for r in metadata.requires("ofa-fleet") if 'extra == "agent"' in r]
         deps = hashlib.sha256(json.dumps(sorted(extra)).encode()).hexdigest()
         stamp = self.rootfs / VENV.lstrip("/") / ".agent-deps"
         if stamp.exists() and stamp.read_text() == deps:

@@ -54,10 +54,11 @@ binfmt() {
     grep -q '^flags:.*F' $fs/qemu-aarch64 || die "binfmt qemu-aarch64 lacks the F flag"
 }
 
-# The Debian mirror this host's apt already uses: known to be reachable from here.
+# On a Debian host, the mirror its apt already uses (known to be reachable from here);
+# elsewhere (Ubuntu's archive has no bookworm) Debian's own.
 mirror() {
-    local uri
-    uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources \
+    local uri=""
+    grep -q '^ID=debian' /etc/os-release 2>/dev/null && uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources \
               /etc/apt/sources.list.d/*.list 2>/dev/null |
           awk '/^URIs:/ {print $2} /^deb / {print ($2 ~ /^\[/ ? $4 : $3)}' |
           grep -v -- '-security' | head -n 1)
