@@ -28,6 +28,8 @@ from ofa.config import SubnetConfig
 
 __all__ = ["AccuracyPredictor", "ResolutionEncoding", "OFFICIAL_ENCODING", "features"]
 
+# Non-weight arrays of our .npz: the supernet width and the resolution encoding.
+_META = ("width", "r_min", "r_step", "r_slots", "r_trained")
 _ARCH_FEATURES = space.N_BLOCKS * (len(space.KERNEL_CHOICES) + len(space.EXPAND_CHOICES))
 
 
@@ -122,9 +124,11 @@ class AccuracyPredictor:
                 with np.load(path) as data:
                     meta = {k: data[k] for k in _META if k in data.files}
                     width = float(meta.get("width", 1.2))
-                    encoding = (ResolutionEncoding(*(int(meta[k]) for k in _META[1:4]),
-                                                   tuple(int(r) for r in meta["r_trained"]))
-                                if "r_min" in meta else OFFICIAL_ENCODING)
+                    encoding = OFFICIAL_ENCODING  # files saved before encodings were recorded
+                    if "r_min" in meta:
+                        encoding = ResolutionEncoding(
+                            int(meta["r_min"]), int(meta["r_step"]), int(meta["r_slots"]),
+                            tuple(int(r) for r in meta["r_trained"]))
                     state = {k: data[k] for k in data.files if k not in _META}
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
                 raise ValueError(f"{path}: not an accuracy predictor .npz ({exc!r})") from None
@@ -150,5 +154,3 @@ class AccuracyPredictor:
                      r_trained=np.array(e.trained), **arrays)
         os.replace(partial, path)  # never a half-written predictor under its own name
 
-
-_META = ("width", "r_min", "r_step", "r_slots", "r_trained")
