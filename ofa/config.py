@@ -16,45 +16,56 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from ofa import space
+from ofa import jsonfile, space
 
-__all__ = ["SubnetConfig", "sample_configs", "space_size", "load_configs"]
+__all__ = ["SubnetConfig", "sample_configs", "space_size", "load_configs", "check_int",
+           "check_width", "show"]
 
 
-def _check_int(field: str, value: Any, allowed: Sequence[int] | None = None,
-               bounds: tuple[int, int] | None = None, index: int | None = None) -> int:
+def show(value: Any, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters: error messages never echo unbounded input."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long to print
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def check_int(field: str, value: Any, allowed: Sequence[int] | None = None,
+              bounds: tuple[int, int] | None = None, index: int | None = None) -> int:
+    """`value` as an int, or a ValueError naming `field[index]` and what it may be. Also
+    the message of ConfigBatch, which checks whole arrays and reports their first bad entry."""
     where = f"{field}[{index}]" if index is not None else field
+    expected = (f"one of {', '.join(map(str, allowed))}" if allowed is not None
+                else f"an integer in {bounds[0]}..{bounds[1]}")
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             value = int(value)
         else:
-            expected = (f"one of {', '.join(map(str, allowed))}" if allowed
-                        else f"an integer in {bounds[0]}..{bounds[1]}")
-            raise ValueError(f"{where}: expected {expected}, got {value!r} "
+            raise ValueError(f"{where}: expected {expected}, got {show(value)} "
                              f"({type(value).__name__})")
-    if allowed is not None and value not in allowed:
-        raise ValueError(f"{where}: expected one of {', '.join(map(str, allowed))}, got {value}")
-    if bounds is not None and not bounds[0] <= value <= bounds[1]:
-        raise ValueError(f"{where}: expected an integer in {bounds[0]}..{bounds[1]}, got {value}")
+    if ((allowed is not None and value not in allowed)
+            or (bounds is not None and not bounds[0] <= value <= bounds[1])):
+        raise ValueError(f"{where}: expected {expected}, got {show(value)}")
     return value
 
 
 def _check_list(field: str, value: Any, length: int, allowed: Sequence[int]) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise ValueError(f"{field}: expected a list of {length} integers from "
-                         f"{{{', '.join(map(str, allowed))}}}, got {value!r}")
+                         f"{{{', '.join(map(str, allowed))}}}, got {show(value)}")
     if len(value) != length:
         raise ValueError(f"{field}: expected {length} entries, got {len(value)}")
-    return tuple(_check_int(field, v, allowed, index=i) for i, v in enumerate(value))
+    return tuple(check_int(field, v, allowed, index=i) for i, v in enumerate(value))
 
 
-def _check_width(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"w: expected one of {space.WIDTH_CHOICES}, got {value!r}")
-    for choice in space.WIDTH_CHOICES:
-        if abs(float(value) - choice) < 1e-9:
-            return choice
-    raise ValueError(f"w: expected one of {space.WIDTH_CHOICES}, got {value!r}")
+def check_width(value: Any) -> float:
+    """One of WIDTH_CHOICES (exactly, so equal subnets hash equal)."""
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        for choice in space.WIDTH_CHOICES:
+            if abs(float(value) - choice) < 1e-9:
+                return choice
+    raise ValueError(f"w: expected one of {space.WIDTH_CHOICES}, got {show(value)}")
 
 
 @dataclass(frozen=True)
@@ -76,8 +87,8 @@ class SubnetConfig:
         d = _check_list("d", self.d, space.N_STAGES, space.DEPTH_CHOICES)
         ks = _check_list("ks", self.ks, space.N_BLOCKS, space.KERNEL_CHOICES)
         e = _check_list("e", self.e, space.N_BLOCKS, space.EXPAND_CHOICES)
-        r = _check_int("r", self.r, bounds=(space.MIN_RESOLUTION, space.MAX_RESOLUTION))
-        w = _check_width(self.w)
+        r = check_int("r", self.r, bounds=(space.MIN_RESOLUTION, space.MAX_RESOLUTION))
+        w = check_width(self.w)
         active = [self._block_active(b, d) for b in range(space.N_BLOCKS)]
         ks = tuple(k if on else min(space.KERNEL_CHOICES) for k, on in zip(ks, active))
         e = tuple(x if on else min(space.EXPAND_CHOICES) for x, on in zip(e, active))
@@ -130,10 +141,11 @@ class SubnetConfig:
         if "blocks" in data:
             return cls.from_net_config(data)
         known = {"ks", "e", "d", "r", "image_size", "w", "width_mult"}
-        unknown = sorted(set(data) - known)
+        unknown = [key for key in data if key not in known]
         if unknown:
-            raise ValueError(f"config: unknown field(s) {', '.join(unknown)}; "
-                             f"expected {', '.join(sorted(known))}")
+            more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+            raise ValueError(f"config: unknown field(s) {', '.join(map(show, unknown[:3]))}"
+                             f"{more}; expected {', '.join(sorted(known))}")
         for name in ("ks", "e", "d"):
             if name not in data:
                 raise ValueError(f"{name}: missing (a subnet needs ks, e, d and r)")
@@ -144,35 +156,39 @@ class SubnetConfig:
             raise ValueError("r: missing (the input resolution, e.g. 224)")
         if isinstance(r, Sequence) and not isinstance(r, (str, bytes)):
             if len(r) != 1:
-                raise ValueError(f"r: expected one resolution, got {list(r)!r}")
+                raise ValueError(f"r: expected one resolution, got {show(list(r))}")
             r = r[0]
         width = data.get("w", data.get("width_mult", 1.0 if w is None else w))
         return cls(ks=data["ks"], e=data["e"], d=data["d"], r=r, w=width)
 
     @classmethod
     def from_json(cls, text: str, *, w: float | None = None) -> "SubnetConfig":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"config: not valid JSON ({exc})") from None
-        return cls.from_dict(data, w=w)
+        return cls.from_dict(jsonfile.parse(text, "config"), w=w)
 
     @classmethod
     def from_net_config(cls, net: Mapping[str, Any], image_size: int | None = None) -> "SubnetConfig":
         """Read an OFA `net.config` (a built MobileNetV3, old or new block naming)."""
+        if not isinstance(net, Mapping):
+            raise ValueError(f"net.config: expected a JSON object, got {type(net).__name__}")
         name = net.get("name")
         if name != "MobileNetV3":
-            raise ValueError(f"net.config: name is {name!r}; only OFA MobileNetV3 subnets are "
-                             "in this space (ProxylessNAS nets are not)")
-        try:
-            first_out = net["first_conv"]["out_channels"]
-            blocks = [b.get("conv") or b["mobile_inverted_conv"] for b in net["blocks"]]
-            shortcuts = [b.get("shortcut") for b in net["blocks"]]
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"net.config: missing field {exc}") from None
+            raise ValueError(f"net.config: name is {show(name)}; only OFA MobileNetV3 subnets "
+                             "are in this space (ProxylessNAS nets are not)")
+        first_conv, raw = net.get("first_conv"), net.get("blocks")
+        if not isinstance(first_conv, Mapping) or "out_channels" not in first_conv:
+            raise ValueError("net.config: first_conv.out_channels: missing")
+        if not isinstance(raw, list) or not all(isinstance(b, Mapping) for b in raw):
+            raise ValueError("net.config: blocks: expected a list of block objects")
+        blocks = [b.get("conv") or b.get("mobile_inverted_conv") for b in raw]
+        for i, block in enumerate(blocks):
+            if not isinstance(block, Mapping):
+                raise ValueError(f"net.config: blocks[{i}]: expected a 'conv' (or "
+                                 "'mobile_inverted_conv') object")
+        shortcuts = [b.get("shortcut") for b in raw]
+        first_out = first_conv["out_channels"]
         width = next((w for w in space.WIDTH_CHOICES if space.stage_widths(w)[0] == first_out), None)
         if width is None:
-            raise ValueError(f"net.config: first_conv.out_channels is {first_out}; expected "
+            raise ValueError(f"net.config: first_conv.out_channels is {show(first_out)}; expected "
                              f"{space.stage_widths(1.0)[0]} (w1.0) or {space.stage_widths(1.2)[0]} (w1.2)")
         stages: list[list[Mapping[str, Any]]] = []
         for block, shortcut in zip(blocks[1:], shortcuts[1:]):
@@ -193,7 +209,8 @@ class SubnetConfig:
             for i, block in enumerate(stage):
                 if block.get("out_channels") != widths[s]:
                     raise ValueError(f"net.config: stage {s} block {i} has out_channels "
-                                     f"{block.get('out_channels')}, expected {widths[s]} for w{width}")
+                                     f"{show(block.get('out_channels'))}, expected {widths[s]} "
+                                     f"for w{width}")
             d.append(len(stage))
             pad = space.MAX_DEPTH - len(stage)
             ks += [b.get("kernel_size") for b in stage] + [min(space.KERNEL_CHOICES)] * pad
@@ -209,16 +226,11 @@ class SubnetConfig:
         """Read one config from a JSON file; for an OFA `net.config`, the image size comes
         from the `run.config` beside it when present."""
         path = Path(path)
+        data = jsonfile.read(path)
+        net_config = isinstance(data, Mapping) and "blocks" in data
+        size = _image_size_beside(path) if net_config else None
         try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
-        try:
-            if isinstance(data, Mapping) and "blocks" in data:
-                run_config = path.with_name("run.config")
-                size = json.loads(run_config.read_text()).get("image_size") if run_config.exists() else None
-                return cls.from_net_config(data, image_size=size)
-            return cls.from_dict(data)
+            return cls.from_net_config(data, image_size=size) if net_config else cls.from_dict(data)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
 
@@ -245,11 +257,22 @@ class SubnetConfig:
                    r=rng.choice(list(resolutions)), w=w)
 
 
+def _image_size_beside(net_config: Path) -> Any:
+    """`image_size` of the `run.config` beside a published `net.config`, if there is one."""
+    run_config = net_config.with_name("run.config")
+    if not run_config.exists():
+        return None
+    run = jsonfile.read(run_config)
+    if not isinstance(run, Mapping):
+        raise ValueError(f"{run_config}: expected a JSON object, got {type(run).__name__}")
+    return run.get("image_size")
+
+
 def sample_configs(n: int, seed: int, resolutions: Sequence[int] = (224,),
                    w: float = 1.0) -> list[SubnetConfig]:
     """`n` configs drawn with their own RNG (same seed, same list; the global RNG is untouched)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n: expected a non-negative integer, got {n!r}")
+        raise ValueError(f"n: expected a non-negative integer, got {show(n)}")
     rng = random.Random(seed)
     return [SubnetConfig.sample(rng, resolutions, w) for _ in range(n)]
 
@@ -264,20 +287,16 @@ def space_size(n_resolutions: int = 1) -> int:
 def load_configs(path: str | Path) -> list[SubnetConfig]:
     """Configs from a JSON file (one object or a list) or a JSONL file (one per line)."""
     path = Path(path)
-    text = path.read_text()
+    text = jsonfile.read_text(path)
     try:
-        data = json.loads(text)
-        items: Iterable[Any] = data if isinstance(data, list) else [data]
+        data = jsonfile.parse(text, str(path))
+    except ValueError:  # not one JSON value: JSON lines, each named by its number if bad
+        items: Iterable[Any] = [jsonfile.parse(line, f"{path}:{lineno}")
+                                for lineno, line in enumerate(text.splitlines(), 1) if line.strip()]
+    else:
         if isinstance(data, Mapping) and "blocks" in data:
             return [SubnetConfig.from_file(path)]
-    except json.JSONDecodeError:
-        items = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    items.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON ({exc})") from None
+        items = data if isinstance(data, list) else [data]
     configs = []
     for i, item in enumerate(items):
         try:

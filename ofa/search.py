@@ -10,13 +10,14 @@ on attempts rather than one at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ofa import space
-from ofa.batch import ConfigBatch
-from ofa.config import SubnetConfig
+from ofa.batch import ConfigBatch, check_array
+from ofa.config import SubnetConfig, check_int, check_width, show
 
 __all__ = ["SearchSettings", "SearchResult", "ImpossibleBudget", "evolutionary_search",
            "fastest_configs"]
@@ -38,6 +39,24 @@ class SearchSettings:
     resolution_mutate_prob: float = 0.5
     patience: int = 0          # stop after this many generations without improvement (0: never)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, bounds in (("population", (2, 10**6)), ("generations", (0, 10**9)),
+                             ("patience", (0, 10**9)), ("seed", (0, 2**63 - 1))):
+            check_int(name, getattr(self, name), bounds=bounds)
+        for name in ("parent_ratio", "mutation_ratio", "mutate_prob", "resolution_mutate_prob"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= value <= 1:
+                raise ValueError(f"{name}: expected a number in 0..1, got {show(value)}")
+        parents, mutants = self.split()
+        if parents + mutants > self.population:
+            raise ValueError(f"population: {self.population} cannot hold {parents} parents and "
+                             f"{mutants} mutants (parent_ratio, mutation_ratio)")
+
+    def split(self) -> tuple[int, int]:
+        """(parents, mutants) per generation; crossovers fill the rest of the population."""
+        return (max(2, int(self.population * self.parent_ratio)),
+                int(self.population * self.mutation_ratio))
 
 
 @dataclass
@@ -69,10 +88,20 @@ def _random(n: int, resolutions: np.ndarray, width: float, rng: np.random.Genera
 def fastest_configs(resolutions: Sequence[int], width: float) -> ConfigBatch:
     """The smallest subnet (kernel 3, expand 3, depth 2) at each resolution: the fastest on
     any device whose latency grows with size, and the lower bound the budget check uses."""
+    resolutions = _resolutions(resolutions)
     n = len(resolutions)
     return ConfigBatch(np.zeros((n, space.N_BLOCKS), np.int8), np.zeros((n, space.N_BLOCKS), np.int8),
                        np.full((n, space.N_STAGES), min(space.DEPTH_CHOICES), np.int8),
-                       np.array(resolutions, np.int32), width)
+                       resolutions, width)
+
+
+def _resolutions(resolutions: Sequence[int]) -> np.ndarray:
+    """The allowed resolutions as int32, refused by name (`resolutions[0]: ...`) if bad."""
+    checked = check_array("resolutions", resolutions, None, None, np.int32,
+                          bounds=(space.MIN_RESOLUTION, space.MAX_RESOLUTION))
+    if not len(checked):
+        raise ValueError("resolutions: expected at least one resolution")
+    return checked
 
 
 def evolutionary_search(accuracy: Scorer, latency: Scorer, budget_ms: float,
@@ -81,8 +110,13 @@ def evolutionary_search(accuracy: Scorer, latency: Scorer, budget_ms: float,
                         feasible: Callable[[ConfigBatch], np.ndarray] | None = None) -> SearchResult:
     """The best predicted accuracy with predicted latency <= `budget_ms` (and `feasible`,
     e.g. a MACs budget). Deterministic for a seed."""
+    if isinstance(budget_ms, bool) or not isinstance(budget_ms, Real) or not (
+            np.isfinite(budget_ms) and budget_ms > 0):
+        raise ValueError(f"budget_ms: expected a positive number of milliseconds, "
+                         f"got {show(budget_ms)}")
+    resolutions = np.sort(_resolutions(resolutions))
+    width = check_width(width)
     rng = np.random.default_rng(settings.seed)
-    resolutions = np.array(sorted(resolutions), np.int32)
 
     def admissible(batch: ConfigBatch) -> tuple[np.ndarray, np.ndarray]:
         latencies = latency(batch)
@@ -119,8 +153,7 @@ def evolutionary_search(accuracy: Scorer, latency: Scorer, budget_ms: float,
 
     population = draw(lambda n: _random(n, resolutions, width, rng), settings.population)
     scores = accuracy(population)
-    n_parents = max(2, int(settings.population * settings.parent_ratio))
-    n_mutants = int(settings.population * settings.mutation_ratio)
+    n_parents, n_mutants = settings.split()
     n_children = settings.population - n_parents - n_mutants
     history, best_seen, stale = [], -np.inf, 0
     generation = 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 
@@ -35,7 +37,7 @@ def with_(**changes):
     (with_(w=1.5), "w: expected one of (1.0, 1.2), got 1.5"),
     (with_(r=[224, 160]), "r: expected one resolution, got [224, 160]"),
     ({"ks": [3] * 20, "e": [3] * 20, "r": 224}, "d: missing"),
-    (with_(kernel=[3] * 20), "config: unknown field(s) kernel"),
+    (with_(kernel=[3] * 20), "config: unknown field(s) 'kernel'"),
     ({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5}, "r: missing"),
     ([1, 2, 3], "config: expected a JSON object, got list"),
 ])
@@ -127,3 +129,15 @@ def test_space_size_matches_ofa():
     assert space_size() == 7371 ** 5
     assert math.isclose(space_size(), 2.2e19, rel_tol=0.02)
     assert space_size(25) == 25 * 7371 ** 5
+
+
+def test_a_deeply_nested_file_is_one_line_naming_the_file_not_a_traceback(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
+    for read in (SubnetConfig.from_file, load_configs):
+        with pytest.raises(ValueError, match=r"deep.json(:1)?: not valid JSON \(nested too deeply\)"):
+            read(deep)
+    result = subprocess.run([sys.executable, "-m", "coordinator", "describe", str(deep)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"Error: {deep}: not valid JSON (nested too deeply)"]
