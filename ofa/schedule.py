@@ -15,15 +15,20 @@ Bad files are refused with the file and the field.
 
 from __future__ import annotations
 
-import json
 import math
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from ofa import space
+from ofa import jsonfile, space
+from ofa.config import check_int, show
 
 __all__ = ["Phase", "Chain", "load_phase", "load_chain", "learning_rate"]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_FILE_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
+MAX_EPOCHS = 10**6  # far beyond any schedule; keeps epochs x images a finite step count
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,9 @@ class Phase:
     eval_calibration_images: int = 2000
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name or "/" in self.name:
-            raise ValueError(f"name: expected a non-empty name without '/', got {self.name!r}")
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+            raise ValueError(f"name: expected 1-64 characters of A-Z a-z 0-9 . _ - (it names "
+                             f"the phase's folder), got {show(self.name)}")
         for name in ("batch_size", "subnets_per_step", "log_every", "checkpoint_every"):
             _integer(name, getattr(self, name), minimum=1)
         _integer("seed", self.seed, minimum=0)
@@ -83,7 +89,7 @@ class Phase:
         _number("dropout", self.dropout, maximum=1.0)
         if not isinstance(self.nesterov, bool) or not isinstance(self.sort_channels, bool):
             bad = "nesterov" if not isinstance(self.nesterov, bool) else "sort_channels"
-            raise ValueError(f"{bad}: expected true or false, got {getattr(self, bad)!r}")
+            raise ValueError(f"{bad}: expected true or false, got {show(getattr(self, bad))}")
         self._one_of("steps", "epochs", required=True)
         self._one_of("warmup_steps", "warmup_epochs", required=False)
         for name, allowed in (("ks", space.KERNEL_CHOICES), ("e", space.EXPAND_CHOICES),
@@ -96,7 +102,8 @@ class Phase:
                                  f"{space.MAX_RESOLUTION}")
         object.__setattr__(self, "resolutions", sizes)
         if self.eval_resolution is not None:
-            _integer("eval_resolution", self.eval_resolution, minimum=space.MIN_RESOLUTION)
+            check_int("eval_resolution", self.eval_resolution,
+                      bounds=(space.MIN_RESOLUTION, space.MAX_RESOLUTION))
 
     def _one_of(self, steps: str, epochs: str, required: bool) -> None:
         given = [n for n in (steps, epochs) if getattr(self, n) is not None]
@@ -105,7 +112,7 @@ class Phase:
         if getattr(self, steps) is not None:
             _integer(steps, getattr(self, steps), minimum=0 if steps.startswith("warmup") else 1)
         if getattr(self, epochs) is not None:
-            _number(epochs, getattr(self, epochs))
+            _number(epochs, getattr(self, epochs), maximum=MAX_EPOCHS)
 
     def total_steps(self, n_images: int, world: int = 1) -> tuple[int, int]:
         """(steps, warm-up steps) for a training set of `n_images` and `world` processes."""
@@ -138,9 +145,10 @@ class Phase:
         if not isinstance(data, Mapping):
             raise ValueError(f"phase: expected a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(key) for key in set(data) - known)
         if unknown:
-            raise ValueError(f"{unknown[0]}: unknown field; expected one of "
+            name = unknown[0] if unknown[0].isidentifier() else show(unknown[0])
+            raise ValueError(f"{name}: unknown field; expected one of "
                              f"{', '.join(sorted(known))}")
         for name in ("name", "batch_size", "lr"):
             if name not in data:
@@ -150,42 +158,34 @@ class Phase:
 
 def _integer(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {show(value)}")
 
 
 def _number(name: str, value: Any, maximum: float | None = None) -> None:
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            or value < 0 or (maximum is not None and value > maximum)):
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not 0 <= value < math.inf or (maximum is not None and value > maximum)):
         bound = f"in 0..{maximum}" if maximum is not None else ">= 0"
-        raise ValueError(f"{name}: expected a number {bound}, got {value!r}")
+        raise ValueError(f"{name}: expected a number {bound}, got {show(value)}")
 
 
 def _choices(name: str, value: Any, allowed: tuple[int, ...] | None) -> tuple[int, ...]:
     if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
-        raise ValueError(f"{name}: expected a non-empty list of integers, got {value!r}")
+        raise ValueError(f"{name}: expected a non-empty list of integers, got {show(value)}")
     values = tuple(value)
     if not values:
         raise ValueError(f"{name}: expected a non-empty list of integers, got []")
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, int) or (allowed and v not in allowed):
             expected = f"one of {', '.join(map(str, allowed))}" if allowed else "an integer"
-            raise ValueError(f"{name}[{i}]: expected {expected}, got {v!r}")
+            raise ValueError(f"{name}[{i}]: expected {expected}, got {show(v)}")
     return tuple(sorted(set(values)))
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 def load_phase(path: str | Path) -> Phase:
     path = Path(path)
+    data = jsonfile.read(path)
     try:
-        return Phase.from_dict(_read_json(path))
+        return Phase.from_dict(data)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None
 
@@ -199,7 +199,7 @@ class Chain:
 def load_chain(path: str | Path) -> Chain:
     """A chain file: its phase files (relative to it) in order, and the teacher phase."""
     path = Path(path)
-    data = _read_json(path)
+    data = jsonfile.read(path)
     if not isinstance(data, Mapping):
         raise ValueError(f"{path}: expected a JSON object with 'phases' and 'teacher'")
     if "phases" not in data:
@@ -209,8 +209,12 @@ def load_chain(path: str | Path) -> Chain:
     if unknown:
         raise ValueError(f"{path}: {unknown[0]}: unknown field; expected 'phases', 'teacher'")
     files = data.get("phases")
-    if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+    if not isinstance(files, list) or not files:
         raise ValueError(f"{path}: phases: expected a non-empty list of phase file names")
+    for i, name in enumerate(files):
+        if not isinstance(name, str) or not _FILE_NAME.fullmatch(name) or Path(name).is_absolute():
+            raise ValueError(f"{path}: phases[{i}]: expected a phase file name relative to the "
+                             f"chain file (1-255 printable characters), got {show(name)}")
     phases = tuple(load_phase(path.parent / f) for f in files)
     names = [p.name for p in phases]
     if len(set(names)) != len(names):
