@@ -11,9 +11,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 # derandomize: the same examples on every run and machine (no example database either), so a
-# failure in CI is a failure locally. Example counts are set per test to keep the whole fuzz
-# set well under a minute on 2 cores; deadline=None because a loaded machine is slow, not wrong.
-FUZZ = settings(derandomize=True, database=None, deadline=None, print_blob=True,
+# failure in CI is a failure locally. 60 examples (a test may set its own count) keep the
+# whole fuzz set well under a minute on 2 cores; deadline=None: a loaded machine is slow, not
+# wrong.
+FUZZ = settings(max_examples=60, derandomize=True, database=None, deadline=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # Values that broke parsers somewhere: wrong types, non-finite floats, integers past int32,

@@ -10,6 +10,7 @@ import re
 import time
 
 import grpc
+import pytest
 from google.protobuf.descriptor import FieldDescriptor as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,11 +38,11 @@ class FuzzClient:
     """An authenticated client of the fleet with one registered agent and one lease: the
     ids that valid messages carry, so mutations reach past the first checks."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, name: str) -> None:
         self.channel = grpc.insecure_channel(fleet.address, options=[
             ("grpc.max_send_message_length", 64 * 2**20),
             ("grpc.max_receive_message_length", 64 * 2**20)])
-        self.metadata = (("authorization", f"Bearer {fleet.token('fuzzer').read_text()}"),)
+        self.metadata = (("authorization", f"Bearer {fleet.token(name).read_text()}"),)
         self.stub = pb_grpc.FleetStub(self.channel)
         self.agent_id = self.stub.Register(pb.RegisterRequest(labels=["fuzz"], agent_version="f",
                                                               threads=1),
@@ -154,65 +155,71 @@ def must_refuse(request) -> str | None:
     return None
 
 
-def assert_healthy(fleet: Fleet, models) -> None:
-    """The server is up, a real agent gets a job measured and accepted, the log is clean."""
+def server_log(fleet: Fleet) -> str:
+    return (fleet.folder / "server.log").read_text(errors="replace")
+
+
+def assert_healthy(fleet: Fleet, name: str, log_start: int) -> None:
+    """The server is up, a real agent gets a job measured and accepted, and the log since
+    `log_start` holds no traceback."""
     assert fleet.server.poll() is None, "the server exited"
-    fleet.start_agent("healthy", labels=("healthy",))
-    jobs = fleet.enqueue(models, label="healthy")
+    fleet.start_agent(name, labels=(name,))
+    jobs = fleet.enqueue(fleet.models, label=name)
     fleet.wait_done(jobs, timeout=120)
     assert fleet.store.job(jobs[0])["state"] == "done"
     assert [r["accepted"] for r in fleet.store.results(jobs[0])] == [1]
-    log = (fleet.folder / "server.log").read_text(errors="replace")
+    log = server_log(fleet)[log_start:]
     assert "Traceback" not in log, log[max(0, log.index("Traceback") - 300):][:3000]
 
 
-def start(tmp_path) -> tuple[Fleet, FuzzClient, list]:
-    fleet = Fleet(tmp_path, heartbeat_s=1.0, lease_seconds=30.0)
-    fleet.start_server()
-    models = small_models(1)
-    fleet.enqueue(models, label="fuzz", repeats=300)  # leases for the fuzzer
-    return fleet, FuzzClient(fleet), models
-
-
-def test_mutated_messages_to_every_rpc_leave_the_server_healthy(tmp_path):
-    fleet, client, models = start(tmp_path)
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """One server for both tests (each checks its own healthy agent and the whole log)."""
+    fleet = Fleet(tmp_path_factory.mktemp("fuzz-rpc"), heartbeat_s=1.0, lease_seconds=30.0)
     try:
-        @settings(FUZZ, max_examples=150)
-        @given(st.sampled_from(sorted(METHODS)), st.data())
-        def fuzz(method, data):
-            request = client.valid(method)
-            for _ in range(data.draw(st.integers(1, 3))):
-                _mutate(data.draw, request)
-            code = client.call(method, request.SerializeToString())
-            assert code != grpc.StatusCode.UNKNOWN, f"{method}: an unhandled error in the server"
-            if code == grpc.StatusCode.OK:
-                reason = must_refuse(request)
-                assert reason is None, f"{method} answered OK, but {reason}"
-            assert fleet.server.poll() is None, "the server exited"
-
-        fuzz()
-        assert_healthy(fleet, models)
+        fleet.start_server()
+        fleet.models = small_models(1)
+        fleet.enqueue(fleet.models, label="fuzz", repeats=300)  # leases for the fuzzers
+        yield fleet
     finally:
         fleet.close()
 
 
-def test_undecodable_requests_leave_the_server_healthy(tmp_path):
-    fleet, client, models = start(tmp_path)
-    try:
-        @settings(FUZZ, max_examples=60)
-        @given(st.sampled_from(sorted(METHODS)), st.data())
-        def fuzz(method, data):
-            valid = client.valid(method).SerializeToString()
-            request = data.draw(st.one_of(
-                st.binary(min_size=1, max_size=200),
-                st.integers(1, len(valid) - 1).map(lambda cut: valid[:cut]),  # truncated
-                st.integers(0, len(valid) - 1).map(                          # a flipped byte
-                    lambda at: valid[:at] + bytes([valid[at] ^ 0xFF]) + valid[at + 1:]),
-                st.sampled_from([b"\xff" * 10, b"\x0a\xff\xff\xff\xff\x0f", b"\x08" * 1000])))
-            client.call(method, request)  # any status: the bytes are not a message
-            assert fleet.server.poll() is None, "the server exited"
+def test_mutated_messages_to_every_rpc_leave_the_server_healthy(fleet):
+    client, log_start = FuzzClient(fleet, "mutator"), len(server_log(fleet))
 
-        fuzz()
-        assert_healthy(fleet, models)
-    finally:
-        fleet.close()
+    @settings(FUZZ, max_examples=100)
+    @given(st.sampled_from(sorted(METHODS)), st.data())
+    def fuzz(method, data):
+        request = client.valid(method)
+        for _ in range(data.draw(st.integers(1, 3))):
+            _mutate(data.draw, request)
+        code = client.call(method, request.SerializeToString())
+        assert code != grpc.StatusCode.UNKNOWN, f"{method}: an unhandled error in the server"
+        if code == grpc.StatusCode.OK:
+            reason = must_refuse(request)
+            assert reason is None, f"{method} answered OK, but {reason}"
+        assert fleet.server.poll() is None, "the server exited"
+
+    fuzz()
+    assert_healthy(fleet, "healthy-after-mutations", log_start)
+
+
+def test_undecodable_requests_leave_the_server_healthy(fleet):
+    client, log_start = FuzzClient(fleet, "scrambler"), len(server_log(fleet))
+
+    @settings(FUZZ, max_examples=40)
+    @given(st.sampled_from(sorted(METHODS)), st.data())
+    def fuzz(method, data):
+        valid = client.valid(method).SerializeToString()
+        request = data.draw(st.one_of(
+            st.binary(min_size=1, max_size=200),
+            st.integers(1, len(valid) - 1).map(lambda cut: valid[:cut]),  # truncated
+            st.integers(0, len(valid) - 1).map(                          # a flipped byte
+                lambda at: valid[:at] + bytes([valid[at] ^ 0xFF]) + valid[at + 1:]),
+            st.sampled_from([b"\xff" * 10, b"\x0a\xff\xff\xff\xff\x0f", b"\x08" * 1000])))
+        client.call(method, request)  # any status: the bytes are not a message
+        assert fleet.server.poll() is None, "the server exited"
+
+    fuzz()
+    assert_healthy(fleet, "healthy-after-garbage", log_start)
