@@ -147,13 +147,17 @@ class Phase:
         known = {f.name for f in fields(cls)}
         unknown = sorted(str(key) for key in set(data) - known)
         if unknown:
-            name = unknown[0] if unknown[0].isidentifier() else show(unknown[0])
-            raise ValueError(f"{name}: unknown field; expected one of "
+            raise ValueError(f"{_key(unknown[0])}: unknown field; expected one of "
                              f"{', '.join(sorted(known))}")
         for name in ("name", "batch_size", "lr"):
             if name not in data:
                 raise ValueError(f"{name}: missing")
         return cls(**data)
+
+
+def _key(key: str) -> str:
+    """A field name from a user's file as it can be shown: quoted and cut if it is odd."""
+    return key if key.isidentifier() else show(key)
 
 
 def _integer(name: str, value: Any, minimum: int) -> None:
@@ -205,9 +209,9 @@ def load_chain(path: str | Path) -> Chain:
     if "phases" not in data:
         raise ValueError(f"{path}: phases: missing (a phase file runs with `train run`, a "
                          f"chain file lists phase files)")
-    unknown = sorted(set(data) - {"phases", "teacher"})
+    unknown = sorted(str(key) for key in set(data) - {"phases", "teacher"})
     if unknown:
-        raise ValueError(f"{path}: {unknown[0]}: unknown field; expected 'phases', 'teacher'")
+        raise ValueError(f"{path}: {_key(unknown[0])}: unknown field; expected 'phases', 'teacher'")
     files = data.get("phases")
     if not isinstance(files, list) or not files:
         raise ValueError(f"{path}: phases: expected a non-empty list of phase file names")
