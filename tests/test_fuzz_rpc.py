@@ -103,6 +103,13 @@ def _scalar(draw, field):
     return draw(st.one_of(st.sampled_from(STRINGS), st.text(max_size=40)))
 
 
+def _count(draw, counts: list[int], value) -> int:
+    """How many copies of `value` to send: up to 100k, but at most ~4 MB of strings (the
+    server's limit is 16 MB; larger messages only test gRPC's own refusal, slowly)."""
+    size = len(value) if isinstance(value, (str, bytes)) else 8
+    return min(draw(st.sampled_from(counts)), max(1, 4 * 2**20 // max(1, size)))
+
+
 def _mutate(draw, message) -> None:
     """One mutation of one field, at any depth: odd scalars (NaN, inf, negative, out of
     range, unknown enum values, strings with newlines), cleared fields, huge repeated
@@ -112,7 +119,7 @@ def _mutate(draw, message) -> None:
     if field.message_type is not None and field.message_type.GetOptions().map_entry:
         entries = getattr(message, field.name)
         key, value = draw(st.sampled_from(STRINGS)), draw(st.sampled_from(STRINGS))
-        for i in range(draw(st.sampled_from([1, 100, 10_000]))):
+        for i in range(_count(draw, [1, 100, 10_000], key + value)):
             entries[f"{key}{i}"] = value
     elif field.message_type is not None:
         if draw(st.booleans()):
@@ -123,7 +130,8 @@ def _mutate(draw, message) -> None:
         values = getattr(message, field.name)
         if draw(st.booleans()):
             del values[:]
-        values.extend([_scalar(draw, field)] * draw(st.sampled_from([1, 3, 1000, 100_000])))
+        value = _scalar(draw, field)
+        values.extend([value] * _count(draw, [1, 3, 1000, 100_000], value))
     else:
         setattr(message, field.name, _scalar(draw, field))
 
