@@ -31,7 +31,13 @@ SCHEDULES = Path(__file__).resolve().parents[1] / "ofa" / "schedules" / "digits"
 VALID_CONFIG = sample_configs(1, seed=4, resolutions=(192,), w=1.2)[0].to_dict()
 NET_CONFIG = ASSETS / "ofa_specialized" / "note10_lat-30ms_top1-78.4_finetune-75"
 PHASE = json.loads((SCHEDULES / "kernel.json").read_text())
-FOLDER = Path(tempfile.mkdtemp(prefix="ofa-fuzz-"))  # hypothesis reruns a test body many times
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """Module-scoped: hypothesis runs a test body many times; each run takes a fresh
+    sub-folder of it (tempfile.mkdtemp(dir=folder))."""
+    return tmp_path_factory.mktemp("fuzz-parsers")
 
 
 def parse_or_refuse(parse, *args):
@@ -79,26 +85,26 @@ def test_subnet_config_json_text_parses_or_is_refused(text):
 
 
 @FUZZ
-@given(mutated(json.loads((NET_CONFIG / "net.config").read_text()), max_mutations=2),
-       st.one_of(st.just(None), json_values, mutated(json.loads((NET_CONFIG / "run.config")
-                                                                .read_text()))))
-def test_published_net_configs_mutated_parse_or_are_refused(net, run):
-    folder = Path(tempfile.mkdtemp(dir=FOLDER))
-    (folder / "net.config").write_text(json.dumps(net))
+@given(net=mutated(json.loads((NET_CONFIG / "net.config").read_text()), max_mutations=2),
+       run=st.one_of(st.just(None), json_values,
+                     mutated(json.loads((NET_CONFIG / "run.config").read_text()))))
+def test_published_net_configs_mutated_parse_or_are_refused(folder, net, run):
+    here = Path(tempfile.mkdtemp(dir=folder))
+    (here / "net.config").write_text(json.dumps(net))
     if run is not None:
-        (folder / "run.config").write_text(json.dumps(run))
-    check_config(parse_or_refuse(SubnetConfig.from_file, folder / "net.config"))
+        (here / "run.config").write_text(json.dumps(run))
+    check_config(parse_or_refuse(SubnetConfig.from_file, here / "net.config"))
     check_config(parse_or_refuse(SubnetConfig.from_net_config, net, 224))
 
 
 @FUZZ
-@given(st.one_of(st.binary(max_size=300),
+@given(content=st.one_of(st.binary(max_size=300),
                  st.lists(st.one_of(mutated(VALID_CONFIG).map(json.dumps), st.text(max_size=40)),
                           max_size=4).map(lambda lines: "\n".join(lines).encode()),
                  st.sampled_from([b"", b"\xff\xfe\x00", b"[" * 200_000, b"\n\n",
                                   ("[" * 100_000 + "\n").encode() * 2])))
-def test_config_files_parse_or_are_refused(content):
-    path = Path(tempfile.mkdtemp(dir=FOLDER)) / "configs.jsonl"
+def test_config_files_parse_or_are_refused(folder, content):
+    path = Path(tempfile.mkdtemp(dir=folder)) / "configs.jsonl"
     path.write_bytes(content)
     for config in parse_or_refuse(load_configs, path) or []:
         check_config(config)
@@ -141,9 +147,9 @@ def test_config_batches_parse_or_are_refused(data):
 
 # -------------------------------------------------------------- training schedules
 @FUZZ
-@given(st.one_of(json_values, mutated(PHASE)))
-def test_phase_files_parse_or_are_refused(data):
-    path = Path(tempfile.mkdtemp(dir=FOLDER)) / "phase.json"
+@given(data=st.one_of(json_values, mutated(PHASE)))
+def test_phase_files_parse_or_are_refused(folder, data):
+    path = Path(tempfile.mkdtemp(dir=folder)) / "phase.json"
     path.write_text(json.dumps(data))
     phase = parse_or_refuse(load_phase, path)
     if phase is not None:
@@ -154,14 +160,14 @@ def test_phase_files_parse_or_are_refused(data):
 
 
 @FUZZ
-@given(mutated(json.loads((SCHEDULES / "chain.json").read_text())), mutated(PHASE))
-def test_chain_files_parse_or_are_refused(chain, kernel):
-    folder = Path(tempfile.mkdtemp(dir=FOLDER))
+@given(chain=mutated(json.loads((SCHEDULES / "chain.json").read_text())), kernel=mutated(PHASE))
+def test_chain_files_parse_or_are_refused(folder, chain, kernel):
+    here = Path(tempfile.mkdtemp(dir=folder))
     for phase in SCHEDULES.glob("*.json"):
-        (folder / phase.name).write_text(phase.read_text())
-    (folder / "kernel.json").write_text(json.dumps(kernel))
-    (folder / "chain.json").write_text(json.dumps(chain))
-    parse_or_refuse(load_chain, folder / "chain.json")
+        (here / phase.name).write_text(phase.read_text())
+    (here / "kernel.json").write_text(json.dumps(kernel))
+    (here / "chain.json").write_text(json.dumps(chain))
+    parse_or_refuse(load_chain, here / "chain.json")
 
 
 # ------------------------------------------------------------------ campaign specs
@@ -192,8 +198,8 @@ def test_benchmark_settings_parse_or_are_refused(data):
 
 
 @pytest.fixture(scope="module")
-def store():
-    store = Store(FOLDER / "campaigns.db")
+def store(folder):
+    store = Store(folder / "campaigns.db")
     token = store.token_by_secret(store.create_token("fuzz"))
     store.register_agent(token, "", ["cpu"], {}, 1, "fuzz")
     yield store
@@ -205,7 +211,7 @@ SPEC = json.loads(CampaignSpec(name="fuzz", targets=(Target(label="cpu"),), work
 
 
 @FUZZ
-@given(st.one_of(mutated(SPEC).map(json.dumps), _text_edits(json.dumps(SPEC))))
+@given(text=st.one_of(mutated(SPEC).map(json.dumps), _text_edits(json.dumps(SPEC))))
 def test_stored_campaign_specs_parse_or_are_refused(store, text):
     """The spec `campaign start` reads back from the database: refused, or a spec whose
     every field has the type and range that starting it relies on."""
