@@ -25,8 +25,11 @@ ODD: list[Any] = [
     "3", "224", "nan", "../x", [], [1] * 1000, {}, {"": None}, [[[[[]]]]], [math.nan],
 ]
 
+# A copy each time: mutations change containers in place, and must never change ODD itself.
+odd_values = st.sampled_from(ODD).map(copy.deepcopy)
+
 json_values = st.recursive(
-    st.one_of(st.sampled_from(ODD), st.none(), st.booleans(), st.integers(),
+    st.one_of(odd_values, st.none(), st.booleans(), st.integers(),
               st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30)),
     lambda inner: st.one_of(st.lists(inner, max_size=6),
                             st.dictionaries(st.text(max_size=12), inner, max_size=6)),
@@ -45,7 +48,7 @@ def _mutate_here(draw, value: Any) -> Any:
     if kind == "replace":
         return draw(json_values)
     if kind == "odd":
-        return draw(st.sampled_from(ODD))
+        return draw(odd_values)
     if kind == "drop":
         if isinstance(value, dict):
             del value[draw(st.sampled_from(sorted(value)))]

@@ -25,7 +25,7 @@ from ofa.batch import ConfigBatch
 from ofa.config import SubnetConfig, load_configs, sample_configs
 from ofa.schedule import Phase, load_chain, load_phase
 from tests.conftest import ASSETS
-from tests.fuzzing import FUZZ, ODD, assert_one_clean_line, json_values, mutated
+from tests.fuzzing import FUZZ, assert_one_clean_line, json_values, mutated, odd_values
 
 SCHEDULES = Path(__file__).resolve().parents[1] / "ofa" / "schedules" / "digits"
 VALID_CONFIG = sample_configs(1, seed=4, resolutions=(192,), w=1.2)[0].to_dict()
@@ -135,7 +135,7 @@ def test_config_batches_parse_or_are_refused(data):
     for name in data.draw(st.lists(st.sampled_from(["ks", "e", "d", "r", "w"]), min_size=1,
                                    max_size=3, unique=True)):
         if name == "w":
-            fields["w"] = data.draw(st.sampled_from(ODD + [1.0, 1.2]))
+            fields["w"] = data.draw(st.one_of(odd_values, st.sampled_from([1.0, 1.2])))
             continue
         width = {"ks": space.N_BLOCKS, "e": space.N_BLOCKS, "d": space.N_STAGES}.get(name)
         fields[name] = _as_array(data.draw(_arrays(width)))
