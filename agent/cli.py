@@ -107,7 +107,7 @@ def bench(model: str, threads: int, min_runs: int, min_time: float, max_time: fl
         settings = BenchSettings(threads=threads, min_runs=min_runs, min_time_s=min_time,
                                  max_time_s=max_time, target_precision=precision)
     except ValueError as exc:  # click's FloatRange lets nan through
-        raise click.UsageError(str(exc)) from None
+        raise click.ClickException(str(exc)) from None
     try:
         result = measure(model, settings)
     except Exception as exc:  # onnxruntime raises its own types for unreadable models
