@@ -61,7 +61,8 @@ def run(coordinator: str, token_file: str, labels: tuple[str, ...], threads: int
     logging.getLogger("ofa-agent").setLevel(logging.DEBUG if verbose else logging.INFO)
     try:
         if not math.isfinite(rpc_timeout):
-            raise ValueError(f"--rpc-timeout: expected a finite number of seconds, got {rpc_timeout}")
+            raise ValueError(f"--rpc-timeout: expected a finite number of seconds, "
+                             f"got {rpc_timeout}")
         parse_address(coordinator)
         token = read_token(token_file)
         config = AgentConfig(coordinator=coordinator, token=token, labels=list(labels),

@@ -92,4 +92,5 @@ class Link:
             if self._cause is None:
                 self._since = time.monotonic()
             self._cause = cause
-        log.warning("no answer from coordinator %s (%s); retrying with backoff", self.address, cause)
+        log.warning("no answer from coordinator %s (%s); retrying with backoff", self.address,
+                    cause)

@@ -49,7 +49,8 @@ class BenchSettings:
                 raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
         for name in ("warmup_runs", "warmup_min_s", "min_time_s"):
             if not 0 <= getattr(self, name) < math.inf:  # also refuses nan
-                raise ValueError(f"{name}: expected a finite number >= 0, got {getattr(self, name)}")
+                raise ValueError(f"{name}: expected a finite number >= 0, "
+                                 f"got {getattr(self, name)}")
         if not 0 < self.max_time_s < math.inf:
             raise ValueError(f"max_time_s: expected a finite number > 0, got {self.max_time_s}")
         if not 0 < self.target_precision < 1:

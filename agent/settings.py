@@ -46,7 +46,8 @@ def _read(option: str, path: str | Path, limit: int) -> bytes:
     except OSError as exc:
         raise ValueError(f"{option} {path}: cannot be read ({exc.strerror})") from None
     if len(data) > limit:
-        raise ValueError(f"{option} {path}: over {limit} bytes, too large to be what it should hold")
+        raise ValueError(f"{option} {path}: over {limit} bytes, too large for what it should "
+                         "hold")
     return data
 
 

@@ -271,8 +271,8 @@ def test_torch_jobs_fail_cleanly_without_allow_torch_and_run_with_it(fleet):
     assert result["status"] == "ok" and result["accepted"] == 1
     assert json.loads(result["runtime_versions"])["torch"] == torch.__version__
     # -v job lines name what was measured (logged once the report is answered)
-    wait_for(lambda: lines(fleet.agent_log("torch"),
-                           f"(lut {layer.lut_key}, attempt 1): RESULT_STATUS_OK"), 30, "the job line")
+    ok_line = f"(lut {layer.lut_key}, attempt 1): RESULT_STATUS_OK"
+    wait_for(lambda: lines(fleet.agent_log("torch"), ok_line), 30, "the job line")
     assert lines(fleet.agent_log("plain"), f"(lut {layer.lut_key}, attempt 1) failed")
 
 
