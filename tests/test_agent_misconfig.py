@@ -106,6 +106,17 @@ def test_a_bad_token_or_ca_file_is_one_line_and_exit_3(tmp_path, content, option
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("option", ["--min-time", "--max-time"])
+def test_bench_refuses_a_time_that_is_not_finite(tmp_path, option):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")  # never opened: the settings are refused first
+    for value in ("nan", "inf"):
+        done = subprocess.run([sys.executable, "-m", "agent", "bench", model, option, value],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+        assert "_time_s: expected a finite number" in done.stderr
+
+
 def test_an_invalid_label_stops_the_agent_with_the_fix(fleet):
     fleet.start_server()
     process = fleet.start_agent("a", labels=("pixel 7",))
