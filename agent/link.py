@@ -1,7 +1,10 @@
 """How the connection to the coordinator is doing. An outage is logged once when it starts
-(and again only if its cause changes) and once when it ends, not at every retry; and a
+(and once per other cause it shows, such as each address of a name that has two) and once
+when it ends, not at every retry; and a
 failed TLS handshake that no retry can fix (wrong CA, a certificate for another name, TLS
-on one side only) is told apart from an outage and named with what to change."""
+on one side only) is told apart from an outage and named with what to change. A
+certificate outside its validity dates is an outage: a Pi without a clock battery boots
+with the wrong time and corrects it later."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ __all__ = ["Link", "Misconfigured", "handshake_problem", "speaks_tls", "summary"
 
 log = logging.getLogger("ofa-agent")
 _VERIFY_FAILED = re.compile(r"CERTIFICATE_VERIFY_FAILED: ([^:]+)")
+_OUT_OF_DATE = re.compile(r"expired|not yet valid")
 
 
 class Misconfigured(RuntimeError):
@@ -56,7 +60,7 @@ def handshake_problem(details: str, host: str, port: int, tls: bool) -> str | No
                     "certificate with --tls-ca")
         return None
     verify = _VERIFY_FAILED.search(details)
-    if verify:
+    if verify and not _OUT_OF_DATE.search(verify.group(1)):  # a clock not yet set may be why
         return (f"TLS: the certificate of {address} does not verify against --tls-ca "
                 f"({verify.group(1).strip()}): pass the CA certificate that signed it")
     if "Hostname Verification Check failed" in details:
@@ -74,23 +78,24 @@ class Link:
     def __init__(self, address: str) -> None:
         self.address = address
         self._lock = threading.Lock()
-        self._cause: str | None = None
+        self._causes: set[str] = set()  # of the outage in progress
         self._since = 0.0
 
     def up(self) -> None:
         with self._lock:
-            if self._cause is None:
+            if not self._causes:
                 return
-            self._cause, down_s = None, time.monotonic() - self._since
+            self._causes.clear()
+            down_s = time.monotonic() - self._since
         log.info("coordinator %s answers again after %.0f s", self.address, down_s)
 
     def down(self, exc: grpc.RpcError) -> None:
         cause = summary(exc)
         with self._lock:
-            if cause == self._cause:
+            if cause in self._causes:
                 return
-            if self._cause is None:
+            if not self._causes:
                 self._since = time.monotonic()
-            self._cause = cause
+            self._causes.add(cause)
         log.warning("no answer from coordinator %s (%s); retrying with backoff", self.address,
                     cause)

@@ -10,11 +10,12 @@ import subprocess
 import pytest
 
 from agent.settings import MISCONFIGURED
-from tests.fleet import BIN, Fleet, small_models
+from tests.fleet import BIN, Fleet, small_models, wait_for
 
 
-def make_certificates(folder, names: str = "DNS:localhost,IP:127.0.0.1"):
-    """A throwaway CA and a server certificate for `names` (a subjectAltName), via openssl."""
+def make_certificates(folder, names: str = "DNS:localhost,IP:127.0.0.1", days: int = 1):
+    """A throwaway CA and a server certificate for `names` (a subjectAltName) valid for
+    `days` (-1: expired yesterday), via openssl."""
     folder.mkdir(parents=True, exist_ok=True)
 
     def openssl(*args):
@@ -25,12 +26,12 @@ def make_certificates(folder, names: str = "DNS:localhost,IP:127.0.0.1"):
             "server.csr", "-subj", "/CN=ofa-fleet test server")
     (folder / "san.ext").write_text(f"subjectAltName={names}\n")
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "1", "-extfile", "san.ext")
+            "-CAcreateserial", "-out", "server.pem", "-days", str(days), "-extfile", "san.ext")
     return folder / "ca.pem", folder / "server.pem", folder / "server.key"
 
 
-def tls_server(folder, names: str = "DNS:localhost,IP:127.0.0.1") -> Fleet:
-    ca, cert, key = make_certificates(folder / "certs", names)
+def tls_server(folder, names: str = "DNS:localhost,IP:127.0.0.1", days: int = 1) -> Fleet:
+    ca, cert, key = make_certificates(folder / "certs", names, days)
     fleet = Fleet(folder)
     fleet.start_server(extra=("--tls-cert", str(cert), "--tls-key", str(key)))
     fleet.ca = ca
@@ -100,6 +101,25 @@ def test_a_certificate_for_another_name_is_named(tmp_path):
                                   address=f"localhost:{fleet.port}",
                                   extra=("--tls-ca", str(fleet.ca)))
         assert "connect by a name its subjectAltName lists" in line
+    finally:
+        fleet.close()
+
+
+def test_an_expired_certificate_is_retried_as_the_clock_may_be_wrong(tmp_path):
+    fleet = tls_server(tmp_path, days=-1)
+    try:
+        process = fleet.start_agent("a", address=f"localhost:{fleet.port}",
+                                    extra=("--tls-ca", str(fleet.ca)))
+        wait_for(lambda: "CERTIFICATE_VERIFY_FAILED: certificate has expired" in
+                 fleet.agent_log("a") and fleet.agent_log("a").count("Register: UNAVAILABLE; "
+                                                                     "retrying") >= 4, 90,
+                 "the agent to log the expired certificate and retry four times")
+        assert process.poll() is None  # still trying, not stopped
+        # localhost is ::1 (refused: the coordinator listens on 127.0.0.1) and 127.0.0.1
+        # (expired), tried in turn: each cause is logged once, not at every retry
+        outages = [line.split(" WARNING ")[1] for line in fleet.agent_log("a").splitlines()
+                   if " WARNING no answer from" in line]
+        assert len(outages) == len(set(outages)), outages
     finally:
         fleet.close()
 
