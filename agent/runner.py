@@ -76,11 +76,15 @@ def describe_job(job: pb.Job) -> str:
     """The job and what it measures: the LUT key, the subnet id (sha256 of the canonical
     JSON, first 12 hex digits, as `ofa.config.SubnetConfig.id`) or the reference model."""
     spec = job.spec
-    what = {"lut_key": lambda: f"lut {spec.lut_key}",
-            "subnet_config_json": lambda: "subnet " + hashlib.sha256(
-                spec.subnet_config_json.encode()).hexdigest()[:12],
-            "reference": lambda: f"reference {spec.reference}",
-            None: lambda: f"model {spec.model_digest[:12]}"}[spec.WhichOneof("implements")]()
+    kind = spec.WhichOneof("implements")
+    if kind == "lut_key":
+        what = f"lut {spec.lut_key}"
+    elif kind == "subnet_config_json":
+        what = "subnet " + hashlib.sha256(spec.subnet_config_json.encode()).hexdigest()[:12]
+    elif kind == "reference":
+        what = f"reference {spec.reference}"
+    else:
+        what = f"model {spec.model_digest[:12]}"
     return f"job {job.job_id} ({what}, attempt {job.attempt})"
 
 
