@@ -24,8 +24,8 @@ import grpc
 from agent import __version__
 from agent.cache import ModelCache
 from agent.client import CALL_TIMEOUT_S, AuthError, FleetClient, Forgotten, Rejected
-from agent.link import Misconfigured, summary
 from agent.device import device_info, peak_rss_bytes, reset_peak_rss, telemetry
+from agent.link import Misconfigured, summary
 from agent.measure import BenchSettings, measure
 from agent.retry import RETRYABLE, Backoff
 from agent.settings import MISCONFIGURED
@@ -175,10 +175,12 @@ class Agent:
 
     def _register_hint(self, exc: Misconfigured) -> str:
         """What to change, for the refusals whose cause is on this side."""
-        if isinstance(exc, AuthError) and exc.wrong_agent and self.id_file.exists():
-            return (f" (the agent id {self.agent_id} came from {self.id_file}, which another "
-                    "agent's token registered: give each agent its own --cache-dir, or leave "
-                    "--cache-dir out to get one per token)")
+        if isinstance(exc, AuthError):
+            if exc.wrong_agent and self.id_file.exists():
+                return (f" (the agent id {self.agent_id} came from {self.id_file}; if another "
+                        "agent uses that folder, give each agent its own --cache-dir, or leave "
+                        "--cache-dir out to get one per token)")
+            return ""
         if "labels" in str(exc):
             return "; change --label"
         if "agent_id" in str(exc):
