@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 from concurrent import futures
-from pathlib import Path
 
 import grpc
 import pytest
