@@ -30,13 +30,14 @@ def main() -> None:
 
 @main.command()
 @click.option("--coordinator", required=True, help="HOST:PORT of the coordinator.")
-@click.option("--token-file", required=True,
+@click.option("--token-file", required=True, metavar="FILE",
               help="File holding this agent's token (from `ofa-coord token create`).")
 @click.option("--label", "labels", multiple=True,
               help="Device class this agent measures for (repeatable), e.g. pixel7-cpu.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="Threads to measure with when a job leaves it open.")
-@click.option("--tls-ca", help="PEM CA certificate: connect with TLS and verify the coordinator.")
+@click.option("--tls-ca", metavar="FILE",
+              help="PEM CA certificate: connect with TLS and verify the coordinator.")
 @click.option("--insecure", is_flag=True,
               help="Allow plaintext to a non-loopback coordinator (sends the token in clear).")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
