@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -12,6 +14,13 @@ import click
 
 from agent.device import device_info, machine_summary
 from agent.measure import BenchSettings, measure
+from agent.settings import MISCONFIGURED, default_cache_dir, parse_address, read_ca, read_token
+
+
+class SettingError(click.ClickException):
+    """A setting that no retry can fix: exit code 3, which systemd does not restart."""
+
+    exit_code = MISCONFIGURED
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,43 +30,52 @@ def main() -> None:
 
 @main.command()
 @click.option("--coordinator", required=True, help="HOST:PORT of the coordinator.")
-@click.option("--token-file", type=click.Path(exists=True, dir_okay=False), required=True,
+@click.option("--token-file", required=True, metavar="FILE",
               help="File holding this agent's token (from `ofa-coord token create`).")
 @click.option("--label", "labels", multiple=True,
               help="Device class this agent measures for (repeatable), e.g. pixel7-cpu.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="Threads to measure with when a job leaves it open.")
-@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False),
+@click.option("--tls-ca", metavar="FILE",
               help="PEM CA certificate: connect with TLS and verify the coordinator.")
 @click.option("--insecure", is_flag=True,
               help="Allow plaintext to a non-loopback coordinator (sends the token in clear).")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
-              default=str(Path.home() / ".cache" / "ofa-agent"), show_default=True,
-              help="Model cache and the agent id that survives restarts.")
+              help="Model cache and the agent id that survives restarts  "
+                   "[default: ~/.cache/ofa-agent/HASH, one folder per token].")
 @click.option("--cache-max-mb", type=click.IntRange(min=1), default=2048, show_default=True)
 @click.option("--allow-torch", is_flag=True,
               help="Accept jobs for the torch runtime (TorchScript models; GPU hosts).")
-@click.option("-v", "--verbose", is_flag=True)
+@click.option("--rpc-timeout", type=click.FloatRange(0.1, 3600), default=15.0, show_default=True,
+              help="Seconds each call to the coordinator may take before it is retried.")
+@click.option("-v", "--verbose", is_flag=True, help="Also log each job and each retry.")
 def run(coordinator: str, token_file: str, labels: tuple[str, ...], threads: int,
-        tls_ca: str | None, insecure: bool, cache_dir: str, cache_max_mb: int,
-        allow_torch: bool, verbose: bool) -> None:
-    """Serve benchmark jobs from a coordinator until SIGTERM or Ctrl-C."""
+        tls_ca: str | None, insecure: bool, cache_dir: str | None, cache_max_mb: int,
+        allow_torch: bool, rpc_timeout: float, verbose: bool) -> None:
+    """Serve benchmark jobs from a coordinator until SIGTERM or Ctrl-C. Exit code 3: a
+    setting no retry can fix (the line logged says which, and what to change)."""
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC's own handshake chatter
     from agent.runner import Agent, AgentConfig  # grpc loads only for `run`
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    token = Path(token_file).read_text().strip()
-    if not token:
-        raise click.ClickException(f"{token_file}: empty token file")
-    config = AgentConfig(coordinator=coordinator, token=token, labels=list(labels),
-                         cache_dir=Path(cache_dir), threads=threads,
-                         cache_max_bytes=cache_max_mb * 2**20,
-                         tls_ca=Path(tls_ca).read_bytes() if tls_ca else None, insecure=insecure,
-                         allow_torch=allow_torch)
+    logging.getLogger("ofa-agent").setLevel(logging.DEBUG if verbose else logging.INFO)
     try:
+        if not math.isfinite(rpc_timeout):
+            raise ValueError(f"--rpc-timeout: expected a finite number of seconds, "
+                             f"got {rpc_timeout}")
+        parse_address(coordinator)
+        token = read_token(token_file)
+        config = AgentConfig(coordinator=coordinator, token=token, labels=list(labels),
+                             cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(token),
+                             threads=threads, cache_max_bytes=cache_max_mb * 2**20,
+                             tls_ca=read_ca(tls_ca) if tls_ca else None, insecure=insecure,
+                             allow_torch=allow_torch, call_timeout_s=rpc_timeout)
         agent = Agent(config)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise SettingError(str(exc)) from None
+    except OSError as exc:  # the cache folder cannot be made
+        raise SettingError(f"--cache-dir {exc.filename}: {exc.strerror}") from None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.request_stop())
     sys.exit(agent.run())
@@ -87,8 +105,11 @@ def info() -> None:
 def bench(model: str, threads: int, min_runs: int, min_time: float, max_time: float,
           precision: float, as_json: bool) -> None:
     """Time MODEL (an .onnx file) with the agent's measurement engine."""
-    settings = BenchSettings(threads=threads, min_runs=min_runs, min_time_s=min_time,
-                             max_time_s=max_time, target_precision=precision)
+    try:
+        settings = BenchSettings(threads=threads, min_runs=min_runs, min_time_s=min_time,
+                                 max_time_s=max_time, target_precision=precision)
+    except ValueError as exc:  # click's FloatRange lets nan through
+        raise click.ClickException(str(exc)) from None
     try:
         result = measure(model, settings)
     except Exception as exc:  # onnxruntime raises its own types for unreadable models

@@ -1,5 +1,6 @@
 """The agent's view of the coordinator: one channel, one stub, deadlines on every call, and
-retries only through `agent.retry`. Callers see `AuthError` and `Forgotten`, not gRPC codes."""
+retries only through `agent.retry`. Callers see `Misconfigured` (and its `AuthError`),
+`Forgotten` and `Rejected`, not gRPC codes; outages are logged by `agent.link`."""
 
 from __future__ import annotations
 
@@ -9,20 +10,27 @@ from typing import Sequence
 
 import grpc
 
-from agent.retry import call_with_retry
+from agent.link import Link, Misconfigured, handshake_problem
+from agent.retry import RETRYABLE, call_with_retry
+from agent.settings import parse_address
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
 
-__all__ = ["AuthError", "Forgotten", "Rejected", "FleetClient", "is_loopback",
-           "MAX_MESSAGE_BYTES"]
+__all__ = ["AuthError", "Forgotten", "Misconfigured", "Rejected", "FleetClient", "is_loopback",
+           "MAX_MESSAGE_BYTES", "CALL_TIMEOUT_S"]
 
 MAX_MESSAGE_BYTES = 16 * 2**20
 CALL_TIMEOUT_S = 15.0
 CHUNK_BYTES = 2 * 2**20
 
 
-class AuthError(RuntimeError):
-    """The coordinator refused this agent's token: retrying will not help."""
+class AuthError(Misconfigured):
+    """The coordinator refused this agent's token: retrying will not help. `wrong_agent`:
+    the token is valid, but bound to another agent than the one the request names."""
+
+    def __init__(self, message: str, wrong_agent: bool = False) -> None:
+        super().__init__(message)
+        self.wrong_agent = wrong_agent
 
 
 class Forgotten(RuntimeError):
@@ -35,7 +43,7 @@ class Rejected(RuntimeError):
 
 def is_loopback(address: str) -> bool:
     """Whether HOST:PORT names this machine (localhost, 127.0.0.0/8, ::1)."""
-    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
+    host, _ = parse_address(address)
     if host == "localhost":
         return True
     try:
@@ -48,7 +56,8 @@ def _translate(exc: grpc.RpcError) -> Exception:
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-        return AuthError(f"coordinator refused the token: {details}")
+        return AuthError(f"coordinator refused the token: {details}",
+                         wrong_agent=code == grpc.StatusCode.PERMISSION_DENIED)
     if code == grpc.StatusCode.NOT_FOUND:
         return Forgotten(details)
     if code == grpc.StatusCode.FAILED_PRECONDITION:
@@ -58,25 +67,48 @@ def _translate(exc: grpc.RpcError) -> Exception:
 
 class FleetClient:
     def __init__(self, address: str, token: str, stop: threading.Event,
-                 tls_ca: bytes | None = None, insecure: bool = False) -> None:
+                 tls_ca: bytes | None = None, insecure: bool = False,
+                 timeout_s: float = CALL_TIMEOUT_S) -> None:
+        self.host, self.port = parse_address(address)
         if tls_ca is None and not insecure and not is_loopback(address):
-            raise ValueError(f"coordinator: {address} is not a loopback address; use --tls-ca "
+            raise ValueError(f"--coordinator: {address} is not a loopback address; use --tls-ca "
                              "to connect with TLS, or --insecure to send the token in plaintext")
         options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000)]
+        self.tls = tls_ca is not None
         self.channel = (grpc.secure_channel(address, grpc.ssl_channel_credentials(tls_ca), options)
-                        if tls_ca is not None else grpc.insecure_channel(address, options))
+                        if self.tls else grpc.insecure_channel(address, options))
         self.stub = pb_grpc.FleetStub(self.channel)
         self.metadata = (("authorization", f"Bearer {token}"),)
+        self.timeout_s = timeout_s
         self.stop = stop
+        self.link = Link(address)
 
     def close(self) -> None:
         self.channel.close()
 
+    def _observed(self, call):
+        """Run one attempt; tell the link how it went, and stop at a handshake that cannot
+        succeed rather than retrying it."""
+        try:
+            reply = call()
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            if code == grpc.StatusCode.UNAVAILABLE:
+                problem = handshake_problem(exc.details() or "", self.host, self.port, self.tls)
+                if problem:
+                    raise Misconfigured(problem) from None
+            if code in RETRYABLE:
+                self.link.down(exc)
+            raise
+        self.link.up()
+        return reply
+
     def _call(self, name: str, request, retry: bool = True, max_attempts: int | None = None):
         method = getattr(self.stub, name)
-        call = lambda: method(request, timeout=CALL_TIMEOUT_S, metadata=self.metadata)  # noqa: E731
+        call = lambda: self._observed(  # noqa: E731
+            lambda: method(request, timeout=self.timeout_s, metadata=self.metadata))
         try:
             if not retry:
                 return call()
@@ -88,10 +120,18 @@ class FleetClient:
 
     def register(self, agent_id: str, labels: Sequence[str], device: dict, threads: int,
                  version: str) -> pb.RegisterResponse:
+        """Register; a request the coordinator calls invalid is built from this agent's
+        settings (its labels), so it is a `Misconfigured`, not something to retry."""
         request = pb.RegisterRequest(agent_id=agent_id, labels=list(labels),
                                      device=pb.DeviceInfo(**device), agent_version=version,
                                      threads=threads)
-        return self._call("Register", request)
+        try:
+            return self._call("Register", request)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise Misconfigured(f"coordinator refused the registration: {exc.details()}"
+                                    ) from None
+            raise
 
     def heartbeat(self, agent_id: str, lease_ids: Sequence[str], telemetry: dict
                   ) -> pb.HeartbeatResponse:
@@ -104,7 +144,7 @@ class FleetClient:
         request = pb.LeaseJobsRequest(agent_id=agent_id, max_jobs=max_jobs, wait_s=wait_s)
 
         def poll() -> pb.LeaseJobsResponse:
-            future = self.stub.LeaseJobs.future(request, timeout=wait_s + CALL_TIMEOUT_S,
+            future = self.stub.LeaseJobs.future(request, timeout=wait_s + self.timeout_s,
                                                 metadata=self.metadata)
             while True:  # returns the moment the answer arrives; checks `stop` every 0.1 s
                 try:
@@ -115,7 +155,7 @@ class FleetClient:
                         return pb.LeaseJobsResponse()
 
         try:
-            return list(call_with_retry(poll, "LeaseJobs", self.stop).jobs)
+            return list(call_with_retry(lambda: self._observed(poll), "LeaseJobs", self.stop).jobs)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.CANCELLED and self.stop.is_set():
                 return []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -47,10 +48,11 @@ class BenchSettings:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
         for name in ("warmup_runs", "warmup_min_s", "min_time_s"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
-        if not self.max_time_s > 0:
-            raise ValueError(f"max_time_s: expected > 0, got {self.max_time_s}")
+            if not 0 <= getattr(self, name) < math.inf:  # also refuses nan
+                raise ValueError(f"{name}: expected a finite number >= 0, "
+                                 f"got {getattr(self, name)}")
+        if not 0 < self.max_time_s < math.inf:
+            raise ValueError(f"max_time_s: expected a finite number > 0, got {self.max_time_s}")
         if not 0 < self.target_precision < 1:
             raise ValueError(f"target_precision: expected a fraction in (0, 1), "
                              f"got {self.target_precision}")

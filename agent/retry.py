@@ -1,7 +1,8 @@
 """The one place the agent retries RPCs: exponential backoff with full jitter.
 
 Only UNAVAILABLE and DEADLINE_EXCEEDED are retried (the coordinator is down or slow);
-anything else is an answer and goes straight to the caller.
+anything else is an answer and goes straight to the caller. Each retry is a debug line;
+the outage itself is logged once by `agent.link`.
 """
 
 from __future__ import annotations
@@ -49,8 +50,7 @@ def call_with_retry(call: Callable[[], T], what: str, stop: threading.Event,
             if code not in RETRYABLE or stop.is_set() or out_of_attempts:
                 raise
             pause = backoff.delay(attempt, rng)
-            log.warning("%s: %s (%s); retrying in %.1f s", what, code.name if code else "error",
-                        exc.details() if hasattr(exc, "details") else exc, pause)
+            log.debug("%s: %s; retrying in %.1f s", what, code.name, pause)
             attempt += 1
             if stop.wait(pause):
                 raise

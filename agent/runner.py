@@ -1,13 +1,15 @@
 """The agent's main loop: register, heartbeat, lease one job at a time, measure, report.
 
 It never crashes on a bad job (the job is reported FAILED with the error), re-registers
-when the coordinator has forgotten it, and on SIGTERM finishes the job in hand (or gives
-its lease back) before it exits. Between jobs it re-measures a fixed reference model and
+when the coordinator has forgotten it, stops with exit code 3 on a setting that no retry can
+fix (`Misconfigured`: the token, a label, TLS), and on SIGTERM finishes the job in hand (or
+gives its lease back) before it exits. Between jobs it re-measures a fixed reference model and
 reports the drift with every result.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import statistics
@@ -21,13 +23,15 @@ import grpc
 
 from agent import __version__
 from agent.cache import ModelCache
-from agent.client import AuthError, FleetClient, Forgotten, Rejected
+from agent.client import CALL_TIMEOUT_S, AuthError, FleetClient, Forgotten, Rejected
 from agent.device import device_info, peak_rss_bytes, reset_peak_rss, telemetry
+from agent.link import Misconfigured, summary
 from agent.measure import BenchSettings, measure
-from agent.retry import Backoff
+from agent.retry import RETRYABLE, Backoff
+from agent.settings import MISCONFIGURED
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
-__all__ = ["AgentConfig", "Agent", "settings_from_spec"]
+__all__ = ["AgentConfig", "Agent", "settings_from_spec", "describe_job"]
 
 log = logging.getLogger("ofa-agent")
 REFERENCE_SETTINGS = BenchSettings(warmup_runs=5, warmup_min_s=0.05, min_runs=20,
@@ -48,6 +52,7 @@ class AgentConfig:
     reference_every_jobs: int = 10
     reference_every_s: float = 300.0
     allow_torch: bool = False
+    call_timeout_s: float = CALL_TIMEOUT_S
 
 
 def settings_from_spec(spec: pb.BenchSpec, threads: int = 1) -> BenchSettings:
@@ -67,19 +72,38 @@ def settings_from_spec(spec: pb.BenchSpec, threads: int = 1) -> BenchSettings:
         execution_provider=pick(spec.execution_provider, default.execution_provider))
 
 
+def describe_job(job: pb.Job) -> str:
+    """The job and what it measures: the LUT key, the subnet id (sha256 of the canonical
+    JSON, first 12 hex digits, as `ofa.config.SubnetConfig.id`) or the reference model."""
+    spec = job.spec
+    kind = spec.WhichOneof("implements")
+    if kind == "lut_key":
+        what = f"lut {spec.lut_key}"
+    elif kind == "subnet_config_json":
+        what = "subnet " + hashlib.sha256(spec.subnet_config_json.encode()).hexdigest()[:12]
+    elif kind == "reference":
+        what = f"reference {spec.reference}"
+    else:
+        what = f"model {spec.model_digest[:12]}"
+    return f"job {job.job_id} ({what}, attempt {job.attempt})"
+
+
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.stop = threading.Event()
         self.client = FleetClient(config.coordinator, config.token, self.stop,
-                                  tls_ca=config.tls_ca, insecure=config.insecure)
+                                  tls_ca=config.tls_ca, insecure=config.insecure,
+                                  timeout_s=config.call_timeout_s)
         self.cache = ModelCache(config.cache_dir, config.cache_max_bytes)
         self.id_file = Path(config.cache_dir) / "agent-id"
-        self.agent_id = self.id_file.read_text().strip() if self.id_file.exists() else ""
+        self.agent_id = (self.id_file.read_text(errors="replace").strip()
+                         if self.id_file.exists() else "")  # the coordinator checks it
+        self._registered = False
         self.heartbeat_s = 5.0
         self.current_leases: set[str] = set()
         self.lost_leases: set[str] = set()
-        self._auth_error: AuthError | None = None
+        self._fatal: Misconfigured | None = None
         self._register_lock = threading.Lock()
         self._drift: pb.DriftCheck | None = None
         self._reference_medians: list[float] = []
@@ -115,31 +139,53 @@ class Agent:
                     registered = False
                     continue
                 except grpc.RpcError as exc:  # an answer we did not expect: back off, go on
+                    if self.stop.is_set():  # a call cut short by stopping
+                        break
                     failures += 1
                     pause = Backoff().delay(failures, random.Random())
-                    log.error("coordinator error %s: %s; retrying in %.1f s", exc.code(),
-                              exc.details(), pause)
+                    log.error("coordinator error %s; retrying in %.1f s", summary(exc), pause)
                     self.stop.wait(pause)
-        except AuthError as exc:
-            self._auth_error = exc
+        except Misconfigured as exc:
+            self._fatal = exc
         finally:
             self.stop.set()
             self.client.close()
-        if self._auth_error is not None:
-            log.error("%s; stopping", self._auth_error)
-            return 3
-        log.info("agent %s stopped", self.agent_id)
+        if self._fatal is not None:
+            log.error("%s; stopping", self._fatal)
+            return MISCONFIGURED
+        log.info("stopped%s", f" (agent {self.agent_id})" if self.agent_id else "")
         return 0
 
     def _register(self) -> None:
         with self._register_lock:
-            reply = self.client.register(self.agent_id, self.config.labels, device_info(),
-                                         self.config.threads, __version__)
+            try:
+                reply = self.client.register(self.agent_id, self.config.labels, device_info(),
+                                             self.config.threads, __version__)
+            except Misconfigured as exc:
+                raise Misconfigured(f"{exc}{self._register_hint(exc)}") from None
             self.agent_id = reply.agent_id
             self.heartbeat_s = reply.heartbeat_interval_s or self.heartbeat_s
             self.id_file.parent.mkdir(parents=True, exist_ok=True)
             self.id_file.write_text(self.agent_id)
-            log.info("registered as %s (labels %s)", self.agent_id, ", ".join(self.config.labels))
+            log.info("registered %sas %s (labels %s) with %s",
+                     "again (the coordinator had forgotten it) " if self._registered else "",
+                     self.agent_id, ", ".join(self.config.labels) or "none",
+                     self.config.coordinator)
+            self._registered = True
+
+    def _register_hint(self, exc: Misconfigured) -> str:
+        """What to change, for the refusals whose cause is on this side."""
+        if isinstance(exc, AuthError):
+            if exc.wrong_agent and self.id_file.exists():
+                return (f" (the agent id {self.agent_id} came from {self.id_file}; if another "
+                        "agent uses that folder, give each agent its own --cache-dir, or leave "
+                        "--cache-dir out to get one per token)")
+            return ""
+        if "labels" in str(exc):
+            return "; change --label"
+        if "agent_id" in str(exc):
+            return f"; delete {self.id_file} (it is not an agent id)"
+        return ""
 
     def _heartbeat_loop(self) -> None:
         while not self.stop.wait(self.heartbeat_s):
@@ -151,13 +197,19 @@ class Agent:
             except Forgotten:
                 try:
                     self._register()
+                except Misconfigured as exc:
+                    self._fatal = exc
+                    self.stop.set()
                 except Exception as exc:  # the main loop will meet the same problem
-                    log.warning("re-registering failed: %s", exc)
-            except AuthError as exc:  # revoked while running: stop, and exit with code 3
-                self._auth_error = exc
+                    log.warning("re-registering failed: %s", summary(exc))
+            except Misconfigured as exc:  # e.g. revoked while running: stop, exit with code 3
+                self._fatal = exc
                 self.stop.set()
-            except Exception as exc:  # a missed heartbeat is not fatal; the next one may pass
-                log.warning("heartbeat failed: %s", exc)
+            except grpc.RpcError as exc:  # an outage is logged by the link; the next one may pass
+                if exc.code() not in RETRYABLE:
+                    log.warning("heartbeat failed: %s", summary(exc))
+            except Exception as exc:  # a missed heartbeat is not fatal
+                log.warning("heartbeat failed: %s", summary(exc))
 
     # ---------------------------------------------------------------------- jobs
     def _serve(self, job: pb.Job) -> None:
@@ -172,15 +224,15 @@ class Agent:
             if self._drift is not None:
                 result.drift.CopyFrom(self._drift)
             reply = self.client.report(self.agent_id, job, result)
-            log.info("job %s: %s%s", job.job_id, pb.ResultStatus.Name(result.status),
-                     " (late)" if reply.late else "")
+            log.debug("%s: %s%s", describe_job(job), pb.ResultStatus.Name(result.status),
+                      " (late)" if reply.late else "")
             self._jobs_since_reference += 1
-        except (AuthError, Forgotten):
+        except (Misconfigured, Forgotten):
             raise
         except Rejected as exc:  # the coordinator no longer knows this lease: drop the result
-            log.warning("job %s: result dropped: %s", job.job_id, exc)
+            log.warning("%s: result dropped: %s", describe_job(job), exc)
         except Exception as exc:  # the coordinator is unreachable; the lease will expire
-            log.error("job %s: could not report: %s", job.job_id, exc)
+            log.error("%s: could not report: %s", describe_job(job), summary(exc))
         finally:
             self.current_leases.discard(job.lease_id)
             self.lost_leases.discard(job.lease_id)
@@ -189,11 +241,11 @@ class Agent:
         """Measure one job; any failure becomes a FAILED result with the error."""
         spec = job.spec
         try:
-            model = self._fetch(spec.model_digest, spec.model_size)
             settings = settings_from_spec(spec, self.config.threads)
             if settings.runtime == "torch" and not self.config.allow_torch:
                 raise PermissionError("runtime: torch jobs are disabled on this agent "
                                       "(start it with --allow-torch)")
+            model = self._fetch(spec.model_digest, spec.model_size)
             shapes = [list(t.dims) for t in spec.inputs] or None
             before = telemetry()
             reset_peak_rss()
@@ -208,7 +260,7 @@ class Agent:
                 after=pb.Telemetry(**telemetry()), runtime_versions=measurement.runtime_versions)
             return result
         except Exception as exc:  # a bad job must never take the agent down
-            log.warning("job %s failed: %s", job.job_id, exc)
+            log.warning("%s failed: %s", describe_job(job), exc)
             return pb.Result(status=pb.RESULT_STATUS_FAILED,
                              message=f"{type(exc).__name__}: {exc}"[:4000])
 
@@ -237,4 +289,4 @@ class Agent:
                                     drift=median / baseline - 1, measured_unix_ns=time.time_ns())
         self._jobs_since_reference = 0
         self._reference_at = time.monotonic()
-        log.info("reference model: %.3f ms (drift %+.1f%%)", median, 100 * self._drift.drift)
+        log.debug("reference model: %.3f ms (drift %+.1f%%)", median, 100 * self._drift.drift)

@@ -98,6 +98,10 @@ def test_spec_fields_left_at_zero_take_the_engine_defaults():
     assert settings.warmup_min_s == default.warmup_min_s and settings.runtime == "onnxruntime"
     with pytest.raises(ValueError, match="runtime: expected one of onnxruntime, torch"):
         settings_from_spec(pb.BenchSpec(runtime="tflite"))
+    for field in ("min_time_s", "max_time_s", "warmup_min_s"):  # from the wire: no nan, no inf
+        for value in (float("nan"), float("inf")):
+            with pytest.raises(ValueError, match=f"{field}: expected a finite number"):
+                settings_from_spec(pb.BenchSpec(**{field: value}))
 
 
 @pytest.mark.parametrize("address, loopback", [
