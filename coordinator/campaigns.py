@@ -79,7 +79,8 @@ class CampaignSpec:
             raise ValueError(f"name: expected at most {MAX_NAME} printable characters, "
                              f"got {self.name[:MAX_NAME]!r}")
         if ID_PATTERN.fullmatch(self.name):
-            raise ValueError(f"name: {self.name!r} looks like a campaign id; choose another name")
+            raise ValueError(f"name: expected a name that does not look like a campaign id, "
+                             f"got {self.name!r}")
         _refuse_taken_name(store, self.name)
         if not self.targets:
             raise ValueError("targets: give at least one --label or --agent")

@@ -58,13 +58,15 @@ class Staged:
 class StagedFolder:
     """`with StagedFolder(folder) as staging:` files written into `staging` (a temporary
     folder inside `folder`) replace their namesakes in `folder` when the block ends without
-    an error; the staging folder is removed either way."""
+    an error; the staging folder is removed either way, and `folder` too when the block
+    failed and it had made it."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
 
     def __enter__(self) -> Path:
         try:
+            self.made = not self.folder.exists()
             self.folder.mkdir(parents=True, exist_ok=True)
             self.staging = Path(tempfile.mkdtemp(dir=self.folder, prefix=".staging-"))
         except OSError as exc:
@@ -80,3 +82,5 @@ class StagedFolder:
                     os.replace(path, self.folder / path.name)
         finally:
             shutil.rmtree(self.staging, ignore_errors=True)
+            if exc_type is not None and self.made:
+                self.folder.rmdir()
