@@ -134,6 +134,27 @@ def db_commands(db: Path, out: Path, assets_dir: Path) -> dict[str, list]:
                                             "--kind", "lut", config]}}
 
 
+def prepared(fleet_db: Path, assets_dir: Path, tmp_path: Path) -> tuple[Path, Path, dict]:
+    """A copy of the fleet database with a latency predictor beside it, an empty output
+    folder, and the commands to run on them."""
+    db = copy_fleet(fleet_db, tmp_path / "fleet")
+    store_predictor(db, assets_dir)
+    out = tmp_path / "out"
+    out.mkdir()
+    return db, out, db_commands(db, out, assets_dir)
+
+
+def assert_one_line_where_failed(results: dict[str, dict], must_fail: set[str]) -> None:
+    """No traceback anywhere; each command that failed (those in `must_fail` must) exited 1
+    with one error line."""
+    for name, result in results.items():
+        assert result["exception"] == "", (name, result["exception"])
+        if name in must_fail or result["exit"] != 0:
+            assert result["exit"] == 1, (name, result)
+            lines = result["stderr"].splitlines()
+            assert len(lines) == 1 and lines[0].startswith(ERROR), (name, result["stderr"])
+
+
 def damage(db: Path, how: str) -> None:
     data = db.read_bytes()
     if how == "truncated":  # a copy cut short: the header survives, the pages do not
@@ -147,12 +168,8 @@ def damage(db: Path, how: str) -> None:
 @pytest.mark.parametrize("how", ["truncated", "random", "text"])
 def test_a_damaged_database_gives_one_line_naming_it_with_every_command(
         fleet_db, assets_dir, tmp_path, how):
-    db = copy_fleet(fleet_db, tmp_path / "fleet")
-    store_predictor(db, assets_dir)
+    db, out, commands = prepared(fleet_db, assets_dir, tmp_path)
     damage(db, how)
-    out = tmp_path / "out"
-    out.mkdir()
-    commands = db_commands(db, out, assets_dir)
     for name, args in {**commands["writes"], **commands["reads"]}.items():
         line = assert_one_error_line(invoke(*args), db)
         assert "Traceback" not in line, name
@@ -204,11 +221,7 @@ def _run_commands(commands: dict[str, list], file_modes: bool = False,
 @pytest.mark.parametrize("read_only", ["file", "folder"])
 def test_a_read_only_database_refuses_writes_in_one_line(fleet_db, assets_dir, tmp_path,
                                                          read_only):
-    db = copy_fleet(fleet_db, tmp_path / "fleet")
-    store_predictor(db, assets_dir)
-    out = tmp_path / "out"
-    out.mkdir()
-    commands = db_commands(db, out, assets_dir)
+    db, out, commands = prepared(fleet_db, assets_dir, tmp_path)
     if read_only == "file":
         db.chmod(0o444)
     else:
@@ -217,14 +230,9 @@ def test_a_read_only_database_refuses_writes_in_one_line(fleet_db, assets_dir, t
         results = _run_commands({**commands["writes"], **commands["reads"]}, file_modes=True)
     finally:
         db.parent.chmod(0o755)
-    for name, result in results.items():
-        assert result["exception"] == "", (name, result["exception"])
-        if name in commands["writes"] or result["exit"] != 0:
-            assert result["exit"] == 1, (name, result)
-            lines = result["stderr"].splitlines()
-            assert len(lines) == 1 and lines[0].startswith(ERROR), (name, result["stderr"])
-        if name in commands["writes"]:
-            assert str(db) in result["stderr"], (name, result["stderr"])
+    assert_one_line_where_failed(results, set(commands["writes"]))
+    for name in commands["writes"]:
+        assert str(db) in results[name]["stderr"], (name, results[name]["stderr"])
     assert Store(db).list_tokens()[0]["revoked_at"] is None  # nothing was written
     assert [t["name"] for t in Store(db).list_tokens()] == ["t1", "agent-cpu"]
     assert not (out / "t").exists()  # the token file of a token that could not be made
@@ -233,23 +241,14 @@ def test_a_read_only_database_refuses_writes_in_one_line(fleet_db, assets_dir, t
 
 def test_a_full_disk_gives_one_line_and_leaves_nothing_half_written(fleet_db, assets_dir,
                                                                     tmp_path):
-    db = copy_fleet(fleet_db, tmp_path / "fleet")
-    store_predictor(db, assets_dir)
-    out = tmp_path / "out"
-    out.mkdir()
-    commands = db_commands(db, out, assets_dir)
+    db, out, commands = prepared(fleet_db, assets_dir, tmp_path)
     holder = Store(db)  # a running coordinator keeps -wal and -shm, so reads still work
     try:
         holder.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         results = _run_commands({**commands["writes"], **commands["reads"]}, file_limit=0)
     finally:
         holder.close()
-    for name, result in results.items():
-        assert result["exception"] == "", (name, result["exception"])
-        if name in commands["writes"] or name.endswith("export") or result["exit"] != 0:
-            assert result["exit"] == 1, (name, result)
-            lines = result["stderr"].splitlines()
-            assert len(lines) == 1 and lines[0].startswith(ERROR), (name, result["stderr"])
+    assert_one_line_where_failed(results, {*commands["writes"], "results export", "lut export"})
     for export in ("results export", "lut export"):  # the exports' own writes
         assert "File too large" in results[export]["stderr"], results[export]
     assert_no_exports(out)
@@ -398,3 +397,19 @@ def test_float_options_refuse_nan_and_inf(tmp_path):
     for value in ("nan", "inf"):
         result = invoke("campaign", "wait", "--db", db, "x", "--timeout", value)
         assert result.exit_code == 2 and "expected a finite number" in result.stderr
+
+
+@pytest.mark.parametrize("second, message", [
+    ({}, "scenario 1: name: 'note10' is scenario 0's too"),
+    ({"name": "../elsewhere"}, "scenario 1: name: expected a folder name, got '../elsewhere'"),
+])
+def test_two_scenarios_never_write_into_one_folder(assets_dir, tmp_path, second, message):
+    scenarios = tmp_path / "scenarios.json"
+    scenarios.write_text(json.dumps([{"lut": str(assets_dir / "note10"), "latency_ms": [20]},
+                                     {"lut": str(assets_dir / "note10"), "latency_ms": [30],
+                                      **second}]))
+    out = tmp_path / "out"
+    line = assert_one_error_line(invoke("specialize", "--scenarios", scenarios, "--acc-predictor",
+                                        assets_dir / "acc_predictor.pth", "--out", out))
+    assert message in line
+    assert not out.exists() and not (tmp_path / "elsewhere").exists()  # refused before searching
