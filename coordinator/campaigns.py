@@ -20,8 +20,8 @@ from typing import Callable
 
 from coordinator.artifacts import ArtifactBuilder, Item
 from coordinator.blobs import BlobStore
-from coordinator.liveness import ago, is_online
 from coordinator.jobs import BenchOptions, make_spec
+from coordinator.liveness import ago, is_online
 from coordinator.store import TERMINAL, NotFound, Store
 from ofa import space
 from ofa.config import SubnetConfig, load_configs, sample_configs

@@ -27,7 +27,8 @@ class Staged:
 
     def __enter__(self) -> "Staged":
         try:
-            fd, self.temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+            fd, self.temporary = tempfile.mkstemp(dir=self.path.parent,
+                                                  prefix=f".{self.path.name}.")
         except OSError as exc:  # name the file asked for, not the temporary one
             raise OSError(exc.errno, exc.strerror, str(self.path)) from None
         self.file = os.fdopen(fd, "w", newline=self.newline)

@@ -27,7 +27,7 @@ import pytest
 from click.testing import CliRunner
 
 from coordinator.blobs import BlobStore
-from coordinator.campaigns import CampaignSpec, Target, create_campaign
+from coordinator.campaigns import CampaignSpec, Target, create_campaign, start_campaign
 from coordinator.cli import main as coord
 from coordinator.jobs import BenchOptions
 from coordinator.predictor_data import predictor_path
@@ -193,7 +193,7 @@ def _run_commands(commands: dict[str, list], file_modes: bool = False,
         "out = {}\n"
         "for name, args in json.load(sys.stdin).items():\n"
         "    r = CliRunner().invoke(main, args)\n"
-        "    bug = r.exception if r.exception and not isinstance(r.exception, SystemExit) else None\n"
+        "    bug = None if isinstance(r.exception, (SystemExit, type(None))) else r.exception\n"
         "    out[name] = {'exit': r.exit_code, 'stdout': r.stdout, 'stderr': r.stderr,\n"
         "                 'exception': ''.join(traceback.format_exception(bug)) if bug else ''}\n"
         "print(json.dumps(out))\n")
@@ -292,7 +292,8 @@ def lut_results(store: Store) -> str:
     records an agent's reports."""
     campaign = create_campaign(store, BlobStore(store), CampaignSpec(
         name="lut", targets=(Target(label="cpu"),), workload="lut", resolutions=(48,),
-        repeats=1, reference_every=0), start=True)
+        repeats=1, reference_every=0))
+    start_campaign(store, campaign)
     agent = store.list_agents()[0]["id"]
     while leased := store.lease_jobs(agent, 8, 60):
         for job in leased:
@@ -391,12 +392,19 @@ def test_a_deeply_nested_config_gives_one_line(tmp_path):
     assert_one_error_line(invoke("describe", config), "nested too deeply")
 
 
-def test_float_options_refuse_nan_and_inf(tmp_path):
+def test_float_options_refuse_nan_and_inf(tmp_path, assets_dir):
     db = tmp_path / "fleet.db"
     Store(db).close()
+    specialize = ["specialize", "--lut", assets_dir / "note10", "--acc-predictor",
+                  assets_dir / "acc_predictor.pth", "--out", tmp_path / "out"]
     for value in ("nan", "inf"):
-        result = invoke("campaign", "wait", "--db", db, "x", "--timeout", value)
-        assert result.exit_code == 2 and "expected a finite number" in result.stderr
+        for args in (["campaign", "wait", "--db", db, "x", "--timeout", value],
+                     [*specialize, "--latency-ms", value],
+                     [*specialize, "--pareto", f"10:{value}:3"]):
+            result = invoke(*args)
+            assert result.exit_code == 2 and "expected" in result.stderr, result.output
+            assert "finite" in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("second, message", [
