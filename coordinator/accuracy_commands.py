@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from coordinator.options import FiniteFloat
 from ofa.accuracy import AccuracyPredictor, ResolutionEncoding
 from ofa.accuracy_training import (TrainSettings, evaluate, fit_accuracy_predictor, held_out,
                                    read_accuracy_pairs)
@@ -38,7 +39,7 @@ def _print_metrics(name: str, metrics: dict) -> None:
               show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=TrainSettings.batch_size,
               show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=TrainSettings.lr,
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=TrainSettings.lr,
               show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--holdout-every", type=click.IntRange(min=2), default=5, show_default=True,
@@ -50,10 +51,7 @@ def train(data: str, out: str, epochs: int, batch_size: int, lr: float, seed: in
     accuracy), report held-out RMSE and save it as .npz."""
     if not out.endswith(".npz"):
         raise click.BadParameter("expected a path ending in .npz", param_hint="--out")
-    try:
-        pairs = read_accuracy_pairs(data)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    pairs = read_accuracy_pairs(data)
     mask = held_out(pairs, holdout_every)
     training, test = pairs.subset(~mask), pairs.subset(mask)
     if len(training.configs) < 2 or len(test.configs) < 2:
@@ -89,7 +87,4 @@ def train(data: str, out: str, epochs: int, batch_size: int, lr: float, seed: in
               required=True, help="OFA's acc_predictor.pth or our .npz.")
 def evaluate_command(data: str, path: str) -> None:
     """RMSE and rank agreement of a predictor on every pair of a data file."""
-    try:
-        _print_metrics(path, evaluate(AccuracyPredictor.load(path), read_accuracy_pairs(data)))
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    _print_metrics(path, evaluate(AccuracyPredictor.load(path), read_accuracy_pairs(data)))

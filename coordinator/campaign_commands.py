@@ -13,19 +13,16 @@ import click
 from coordinator.blobs import BlobStore
 from coordinator.campaigns import (WORKLOADS, CampaignSpec, Target, campaign_status,
                                    cancel_campaign, create_campaign, list_campaigns,
-                                   render_progress, start_campaign)
+                                   render_progress, start_campaign, unserved_targets)
 from coordinator.fleet_commands import DB
 from coordinator.jobs import BenchOptions
 from coordinator.lut_export import FORMATS as LUT_FORMATS
 from coordinator.lut_export import collect_lut, write_lut
-from coordinator.options import RESOLUTIONS, WIDTH
+from coordinator.options import RESOLUTIONS, WIDTH, FiniteFloat
+from coordinator.output_files import Staged, StagedFolder
 from coordinator.results_export import FORMATS as RESULT_FORMATS
 from coordinator.results_export import campaign_results, write_results
-from coordinator.store import NotFound, Store
-
-
-def _fail(exc: Exception) -> click.ClickException:
-    return click.ClickException(str(exc))
+from coordinator.store import Store
 
 
 def _progress_bar(label: str):
@@ -78,26 +75,34 @@ def campaign() -> None:
 def create(db, name, labels, agents, workload, resolutions, width, count, seed, configs_file,
            repeats, reference_every, threads, warmup_runs, warmup_min_time, min_runs, min_time,
            max_time, precision, max_attempts, start_now) -> None:
-    """Create a campaign (validates it and builds its ONNX models; nothing is queued)."""
+    """Create a campaign (validates it and builds its ONNX models; nothing is queued unless
+    --start)."""
     store = Store(db)
-    try:
-        options = BenchOptions.from_dict(dict(
-            threads=threads, warmup_runs=warmup_runs, warmup_min_s=warmup_min_time,
-            min_runs=min_runs, min_time_s=min_time, max_time_s=max_time,
-            target_precision=precision))
-        spec = CampaignSpec(name=name, targets=tuple([Target(label=x) for x in labels] +
-                                                     [Target(agent=x) for x in agents]),
-                            workload=workload, resolutions=resolutions, width=float(width),
-                            count=count, seed=seed, configs_file=configs_file, repeats=repeats,
-                            reference_every=reference_every, max_attempts=max_attempts,
-                            options=options)
-        campaign_id = create_campaign(store, BlobStore(store), spec,
-                                      progress=_progress_bar("building models"))
-    except ValueError as exc:
-        raise _fail(exc) from None
+    options = BenchOptions.from_dict(dict(
+        threads=threads, warmup_runs=warmup_runs, warmup_min_s=warmup_min_time,
+        min_runs=min_runs, min_time_s=min_time, max_time_s=max_time, target_precision=precision))
+    spec = CampaignSpec(name=name, targets=tuple([Target(label=x) for x in labels] +
+                                                 [Target(agent=x) for x in agents]),
+                        workload=workload, resolutions=resolutions, width=float(width),
+                        count=count, seed=seed, configs_file=configs_file, repeats=repeats,
+                        reference_every=reference_every, max_attempts=max_attempts,
+                        options=options)
+    campaign_id = create_campaign(store, BlobStore(store), spec, start=start_now,
+                                  progress=_progress_bar("building models"))
     click.echo(f"campaign {campaign_id} ({name}) created")
     if start_now:
-        click.echo(f"{start_campaign(store, campaign_id)} jobs queued")
+        _started(store, campaign_id)
+
+
+def _started(store: Store, campaign_id: str) -> None:
+    current = campaign_status(store, campaign_id)
+    click.echo(f"{current['total']} jobs queued")
+    _warn_unserved(store, current)
+
+
+def _warn_unserved(store: Store, current: dict) -> None:
+    for line in unserved_targets(store, current):
+        click.echo(f"warning: {line}; its jobs wait until one connects", err=True)
 
 
 @campaign.command("start")
@@ -105,17 +110,9 @@ def create(db, name, labels, agents, workload, resolutions, width, count, seed, 
 @click.argument("campaign_id")
 def start(db: str, campaign_id: str) -> None:
     """Queue a created campaign's jobs."""
-    try:
-        click.echo(f"{start_campaign(Store(db), campaign_id)} jobs queued")
-    except (ValueError, NotFound) as exc:
-        raise _fail(exc) from None
-
-
-def _status_or_fail(store: Store, campaign_id: str) -> dict:
-    try:
-        return campaign_status(store, campaign_id)
-    except NotFound as exc:
-        raise _fail(exc) from None
+    store = Store(db)
+    start_campaign(store, campaign_id)
+    _started(store, campaign_id)
 
 
 @campaign.command("status")
@@ -125,7 +122,7 @@ def _status_or_fail(store: Store, campaign_id: str) -> dict:
               show_default=True)
 def status(db: str, campaign_id: str, fmt: str) -> None:
     """Progress of a campaign: bar, rate, ETA, per-device counts and failures."""
-    current = _status_or_fail(Store(db), campaign_id)
+    current = campaign_status(Store(db), campaign_id)
     if fmt == "json":
         click.echo(json.dumps(current, indent=2))
         return
@@ -137,27 +134,47 @@ def status(db: str, campaign_id: str, fmt: str) -> None:
 @campaign.command("wait")
 @DB
 @click.argument("campaign_id")
-@click.option("--timeout", type=float, default=0.0, help="Give up after this many seconds (0: never).")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True)
+@click.option("--timeout", type=FiniteFloat(min=0), default=0.0,
+              help="Give up after this many seconds (0: never).")
+@click.option("--interval", type=FiniteFloat(min=0.1, max=3600), default=1.0,
+              show_default=True)
 def wait(db: str, campaign_id: str, timeout: float, interval: float) -> None:
-    """Show live progress until the campaign finishes. Exit 0 when every job is done,
-    2 when some failed or were cancelled, 1 on timeout."""
+    """Show live progress until the campaign finishes, and say when no online agent serves a
+    target. Exit 0 when every job is done, 2 when some failed or were cancelled, 1 on
+    timeout, 130 on Ctrl-C (the campaign keeps running)."""
     store = Store(db)
+    current = campaign_status(store, campaign_id)
+    if current["state"] == "created":
+        raise click.ClickException(f"campaign {current['id']}: has not been started "
+                                   f"(ofa-coord campaign start {current['id']})")
+    try:
+        _watch(store, current["id"], timeout, interval)
+    except KeyboardInterrupt:
+        click.echo(f"\ncampaign {current['id']} keeps running; to stop it: ofa-coord campaign "
+                   f"cancel --db {db} {current['id']}", err=True)
+        sys.exit(130)
+
+
+def _watch(store: Store, campaign_id: str, timeout: float, interval: float) -> None:
     start_time = time.monotonic()
     live = sys.stdout.isatty()
-    last_print = 0.0
+    last_print, said = -float("inf"), []
     while True:
-        current = _status_or_fail(store, campaign_id)
-        if current["state"] == "created":
-            raise click.ClickException(f"campaign {current['id']} has not been started "
-                                       f"(ofa-coord campaign start {current['id']})")
+        current = campaign_status(store, campaign_id)
         finished = (current["state"] in ("done", "cancelled")
                     or current["finished"] == current["total"])
         now = time.monotonic()
+        due = finished or now - last_print >= 10  # a line every 10 s when not a terminal
+        unserved = [] if finished else unserved_targets(store, current)
+        if unserved and (due or unserved != said):  # said again with every progress line
+            click.echo(("\n" if live else "") + "\n".join(f"waiting: {line}" for line in unserved),
+                       err=True)
+        said = unserved
         if live:
             click.echo("\r" + render_progress(current), nl=False)
-        elif finished or now - last_print >= 10:
+        elif due:
             click.echo(render_progress(current))
+        if due:
             last_print = now
         if finished:
             if live:
@@ -167,7 +184,8 @@ def wait(db: str, campaign_id: str, timeout: float, interval: float) -> None:
             done = sum(c.get("done", 0) for c in current["targets"].values())
             sys.exit(0 if done == current["total"] else 2)
         if timeout and now - start_time > timeout:
-            click.echo(("\n" if live else "") + f"timed out after {timeout:.0f} s")
+            click.echo(("\n" if live else "") + f"timed out after {timeout:g} s; the campaign "
+                       "keeps running", err=True)
             sys.exit(1)
         time.sleep(interval)
 
@@ -177,10 +195,7 @@ def wait(db: str, campaign_id: str, timeout: float, interval: float) -> None:
 @click.argument("campaign_id")
 def cancel(db: str, campaign_id: str) -> None:
     """Stop handing out a campaign's jobs (results already in are kept)."""
-    try:
-        click.echo(f"{cancel_campaign(Store(db), campaign_id)} jobs cancelled")
-    except NotFound as exc:
-        raise _fail(exc) from None
+    click.echo(f"{cancel_campaign(Store(db), campaign_id)} jobs cancelled")
 
 
 @campaign.command("list")
@@ -211,11 +226,10 @@ def results() -> None:
 def results_export(db: str, campaign_id: str, fmt: str, out: str | None) -> None:
     """Every result of a campaign: raw samples, statistics, device state."""
     store = Store(db)
-    current = _status_or_fail(store, campaign_id)
-    records = campaign_results(store, current["id"])
+    records = campaign_results(store, campaign_status(store, campaign_id)["id"])
     if out:
-        with open(out, "w", newline="") as f:
-            count = write_results(records, f, fmt)
+        with Staged(out, newline="") as staged:  # the file appears whole or not at all
+            count = write_results(records, staged.file, fmt)
         click.echo(f"{count} results written to {out}", err=True)
     else:
         write_results(records, sys.stdout, fmt)
@@ -238,13 +252,12 @@ def lut_export(db: str, label: str, out: str, fmt: str, campaign_id: str | None,
                allow_missing: bool) -> None:
     """Write the LUT of device LABEL. Missing entries are listed and make the exit code 1."""
     store = Store(db)
-    try:
-        if campaign_id:
-            campaign_id = _status_or_fail(store, campaign_id)["id"]
-        table = collect_lut(store, label, campaign_id)
-    except ValueError as exc:
-        raise _fail(exc) from None
-    paths = write_lut(table, Path(out), fmt)
+    if campaign_id:
+        campaign_id = campaign_status(store, campaign_id)["id"]
+    table = collect_lut(store, label, campaign_id)
+    with StagedFolder(out) as staging:  # every file appears whole or not at all
+        names = [path.name for path in write_lut(table, staging, fmt)]
+    paths = [Path(out) / name for name in names]
     flagged = sum(e.drift_flag for e in table.entries)
     click.echo(f"{len(table.entries)} entries for {label} ({flagged} drift-flagged) -> "
                + ", ".join(map(str, paths)))

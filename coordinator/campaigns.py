@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -20,15 +21,22 @@ from typing import Callable
 from coordinator.artifacts import ArtifactBuilder, Item
 from coordinator.blobs import BlobStore
 from coordinator.jobs import BenchOptions, make_spec
+from coordinator.liveness import ago, is_online
 from coordinator.store import TERMINAL, NotFound, Store
 from ofa import space
 from ofa.config import SubnetConfig, load_configs, sample_configs
 from ofa.plan import space_lut_specs
 
 __all__ = ["Target", "CampaignSpec", "create_campaign", "start_campaign", "cancel_campaign",
-           "campaign_status", "list_campaigns", "render_progress", "WORKLOADS"]
+           "campaign_status", "list_campaigns", "render_progress", "unserved_targets", "WORKLOADS"]
 
 WORKLOADS = ("lut", "random", "configs", "lut+random")
+MAX_NAME = 200
+ID_PATTERN = re.compile(r"c[0-9a-f]{8}")  # campaign ids; names and ids share one lookup
+# Integer settings: (lowest, highest). A campaign beyond these is a typo, not a plan.
+INT_RANGES = {"count": (0, 100_000), "repeats": (1, 100), "reference_every": (0, 1_000_000),
+              "max_attempts": (1, 100)}
+MAX_JOBS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -65,8 +73,15 @@ class CampaignSpec:
 
     def validate(self, store: Store) -> list[Item]:
         """Raise ValueError naming the first bad field; touches nothing. Returns the items."""
-        if not self.name.strip():
+        if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError("name: expected a non-empty campaign name")
+        if len(self.name) > MAX_NAME or not self.name.isprintable():
+            raise ValueError(f"name: expected at most {MAX_NAME} printable characters, "
+                             f"got {self.name[:MAX_NAME]!r}")
+        if ID_PATTERN.fullmatch(self.name):
+            raise ValueError(f"name: expected a name that does not look like a campaign id, "
+                             f"got {self.name!r}")
+        _refuse_taken_name(store, self.name)
         if not self.targets:
             raise ValueError("targets: give at least one --label or --agent")
         registered = store.list_agents()
@@ -91,13 +106,21 @@ class CampaignSpec:
                     raise ValueError(f"resolutions[{i}]: expected an integer in "
                                      f"{space.MIN_RESOLUTION}..{space.MAX_RESOLUTION}, got {r!r}")
             SubnetConfig.largest(w=self.width)  # validates the width
-        if "random" in self.workload and (isinstance(self.count, bool) or self.count < 1):
-            raise ValueError(f"count: expected a positive number of subnets, got {self.count}")
+        for name, (low, high) in INT_RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name}: expected an integer, got {value!r}")
+            if "random" in self.workload and name == "count" and value < 1:
+                raise ValueError(f"count: expected a positive number of subnets, got {value}")
+            if value < low:
+                raise ValueError(f"{name}: expected an integer >= {low}, got {value}")
+            if value > high:
+                raise ValueError(f"{name}: expected an integer <= {high}, got {value}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed: expected an integer, got {self.seed!r}")
+        BenchOptions.from_dict(asdict(self.options))  # settings built in Python are checked too
         if self.workload == "configs" and not self.configs_file:
             raise ValueError("configs_file: the configs workload needs a JSON/JSONL file")
-        for name, low in (("repeats", 1), ("reference_every", 0), ("max_attempts", 1)):
-            if getattr(self, name) < low:
-                raise ValueError(f"{name}: expected an integer >= {low}, got {getattr(self, name)}")
         try:
             items = self.items()  # a configs file that does not parse fails here
         except OSError as exc:
@@ -105,6 +128,11 @@ class CampaignSpec:
                              f"{exc.strerror or exc}") from None
         if not items:
             raise ValueError(f"workload: the {self.workload} workload has nothing to measure")
+        jobs = len(items) * self.repeats * len(self.targets)
+        if jobs > MAX_JOBS:
+            raise ValueError(f"workload: {len(items)} items x {self.repeats} repeats x "
+                             f"{len(self.targets)} targets make {jobs} jobs; at most {MAX_JOBS} "
+                             "per campaign")
         return items
 
     def items(self) -> list[Item]:
@@ -138,8 +166,9 @@ class CampaignSpec:
 
 
 def create_campaign(store: Store, blobs: BlobStore, spec: CampaignSpec,
-                    progress: Callable[[int, int], None] | None = None) -> str:
-    """Validate, build the artifacts (reusing cached ones) and record the campaign."""
+                    progress: Callable[[int, int], None] | None = None, start: bool = False) -> str:
+    """Validate, build the artifacts (reusing cached ones) and record the campaign (and, with
+    `start`, queue its jobs) in one transaction: it exists whole or not at all."""
     items = spec.validate(store) + ([Item.reference()] if spec.reference_every else [])
     builder = ArtifactBuilder(store, blobs)
     built = []
@@ -148,23 +177,39 @@ def create_campaign(store: Store, blobs: BlobStore, spec: CampaignSpec,
         if progress:
             progress(i + 1, len(items))
     campaign_id = "c" + uuid.uuid4().hex[:8]
+    rows = [(campaign_id, i, item.kind, item.key, item.r, item.w, digest, json.dumps(inputs))
+            for i, (item, (digest, inputs)) in enumerate(zip(items, built))]
+    jobs = _job_specs(store, spec, rows) if start else None
     with store.transaction():
+        _refuse_taken_name(store, spec.name)  # again, under the write lock
         store.db.execute("INSERT INTO campaigns(id, name, spec, state, created_at) "
                          "VALUES (?,?,?,'created',?)",
                          (campaign_id, spec.name, spec.to_json(), time.time()))
-        store.db.executemany(
-            "INSERT INTO campaign_items VALUES (?,?,?,?,?,?,?,?)",
-            [(campaign_id, i, item.kind, item.key, item.r, item.w, digest, json.dumps(inputs))
-             for i, (item, (digest, inputs)) in enumerate(zip(items, built))])
+        store.db.executemany("INSERT INTO campaign_items VALUES (?,?,?,?,?,?,?,?)", rows)
+        if start:
+            _queue(store, campaign_id, spec, rows, jobs)
     return campaign_id
 
 
+def _refuse_taken_name(store: Store, name: str) -> None:
+    taken = store.db.execute("SELECT id FROM campaigns WHERE name=?", (name,)).fetchone()
+    if taken is not None:
+        raise ValueError(f"name: campaign {taken['id']} is already named {name!r}; "
+                         "choose another name")
+
+
 def _campaign(store: Store, campaign_id: str) -> dict:
-    row = store.db.execute("SELECT * FROM campaigns WHERE id=? OR name=? ORDER BY created_at DESC",
-                           (campaign_id, campaign_id)).fetchone()
-    if row is None:
+    """The campaign with this id or, failing that, this name (refused when two share it, as
+    databases from before names were unique may have)."""
+    rows = store.db.execute("SELECT * FROM campaigns WHERE id=?", (campaign_id,)).fetchall() or \
+        store.db.execute("SELECT * FROM campaigns WHERE name=? ORDER BY created_at",
+                         (campaign_id,)).fetchall()
+    if not rows:
         raise NotFound(f"campaign: no campaign {campaign_id!r}")
-    return dict(row)
+    if len(rows) > 1:
+        raise ValueError(f"campaign: {len(rows)} campaigns are named {campaign_id!r} "
+                         f"({', '.join(row['id'] for row in rows)}); give the id")
+    return dict(rows[0])
 
 
 def _job_order(n_items: int, repeats: int, rng: random.Random) -> list[tuple[int, int]]:
@@ -182,37 +227,49 @@ def start_campaign(store: Store, campaign_id: str) -> int:
     """Queue the campaign's jobs for every target; returns how many were queued."""
     campaign = _campaign(store, campaign_id)
     spec = CampaignSpec.from_json(campaign["spec"])
-    items = store.db.execute("SELECT * FROM campaign_items WHERE campaign_id=? ORDER BY item",
-                             (campaign["id"],)).fetchall()
-    reference = next((row["item"] for row in items if row["kind"] == "reference"), None)
-    measured = [row["item"] for row in items if row["kind"] != "reference"]
+    rows = [tuple(row) for row in store.db.execute(
+        "SELECT * FROM campaign_items WHERE campaign_id=? ORDER BY item", (campaign["id"],))]
+    jobs = _job_specs(store, spec, rows)
+    with store.transaction():
+        return _queue(store, campaign["id"], spec, rows, jobs)
+
+
+def _job_specs(store: Store, spec: CampaignSpec, rows: list[tuple]) -> dict[int, tuple[bytes, str]]:
+    """Each item's serialised job spec and model digest, built before any write."""
     specs = {}
-    for row in items:
-        implements = {"reference": {"reference": row["key"]}, "lut": {"lut_key": row["key"]},
-                      "subnet": {"subnet_json": row["key"]}}[row["kind"]]
-        specs[row["item"]] = (make_spec(row["digest"], store.blob_size(row["digest"]),
-                                        json.loads(row["inputs"]), spec.options,
-                                        **implements).SerializeToString(), row["digest"])
+    for _, item, kind, key, _, _, digest, inputs in rows:
+        implements = {"reference": {"reference": key}, "lut": {"lut_key": key},
+                      "subnet": {"subnet_json": key}}[kind]
+        specs[item] = (make_spec(digest, store.blob_size(digest), json.loads(inputs),
+                                 spec.options, **implements).SerializeToString(), digest)
+    return specs
+
+
+def _queue(store: Store, campaign_id: str, spec: CampaignSpec, rows: list[tuple],
+           specs: dict[int, tuple[bytes, str]]) -> int:
+    """Queue every target's jobs; call inside a transaction. Claims the state first, so two
+    starts cannot both queue."""
+    claimed = store.db.execute("UPDATE campaigns SET state='running', started_at=? WHERE "
+                               "id=? AND state='created'", (time.time(), campaign_id))
+    if claimed.rowcount == 0:
+        state = _campaign(store, campaign_id)["state"]
+        raise ValueError(f"campaign {campaign_id}: is {state}, not created")
+    reference = next((row[1] for row in rows if row[2] == "reference"), None)
+    measured = [row[1] for row in rows if row[2] != "reference"]
     total = 0
-    with store.transaction():  # claiming the state first: two starts cannot both queue
-        claimed = store.db.execute("UPDATE campaigns SET state='running', started_at=? WHERE "
-                                   "id=? AND state='created'", (time.time(), campaign["id"]))
-        if claimed.rowcount == 0:
-            state = _campaign(store, campaign["id"])["state"]
-            raise ValueError(f"campaign {campaign['id']}: is {state}, not created")
-        for t, target in enumerate(spec.targets):
-            rng = random.Random(f"{campaign['id']}/{spec.seed}/{t}")
-            order = [(measured[i], repeat) for i, repeat in
-                     _job_order(len(measured), spec.repeats, rng)]
-            if reference is not None:
-                order = _interleave(order, reference, spec.reference_every)
-            ids = store.enqueue([specs[item] for item, _ in order], label=target.label,
-                                agent_id=target.agent, max_attempts=spec.max_attempts,
-                                campaign=campaign["id"])
-            store.db.executemany("INSERT INTO campaign_jobs VALUES (?,?,?,?,?)",
-                                 [(job, campaign["id"], item, target.name, repeat)
-                                  for job, (item, repeat) in zip(ids, order)])
-            total += len(ids)
+    for t, target in enumerate(spec.targets):
+        rng = random.Random(f"{campaign_id}/{spec.seed}/{t}")
+        order = [(measured[i], repeat) for i, repeat in
+                 _job_order(len(measured), spec.repeats, rng)]
+        if reference is not None:
+            order = _interleave(order, reference, spec.reference_every)
+        ids = store.enqueue([specs[item] for item, _ in order], label=target.label,
+                            agent_id=target.agent, max_attempts=spec.max_attempts,
+                            campaign=campaign_id)
+        store.db.executemany("INSERT INTO campaign_jobs VALUES (?,?,?,?,?)",
+                             [(job, campaign_id, item, target.name, repeat)
+                              for job, (item, repeat) in zip(ids, order)])
+        total += len(ids)
     return total
 
 
@@ -266,6 +323,26 @@ def campaign_status(store: Store, campaign_id: str) -> dict:
             "failed": sum(c.get("failed", 0) for c in targets.values()),
             "rate_per_s": rate, "eta_s": (total - finished) / rate if rate else None,
             "errors": errors, "started_at": campaign["started_at"]}
+
+
+def unserved_targets(store: Store, status: dict) -> list[str]:
+    """One line for each target of the campaign with jobs left that no online agent serves."""
+    now = time.time()
+    agents = store.list_agents()
+    lines = []
+    for name, counts in sorted(status["targets"].items()):
+        if not any(n for state, n in counts.items() if state not in TERMINAL):
+            continue
+        target = Target.parse(name)
+        serving = [a for a in agents if (target.label in a["labels"] if target.label is not None
+                                         else a["id"] == target.agent)]
+        if any(is_online(agent, now) for agent in serving):
+            continue
+        what = f"label {target.label}" if target.label is not None else f"id {target.agent}"
+        seen = (f"last seen {ago(now - max(a['last_seen'] for a in serving))}" if serving
+                else "none is registered")
+        lines.append(f"no online agent has {what} ({seen})")
+    return lines
 
 
 def list_campaigns(store: Store) -> list[dict]:

@@ -1,4 +1,5 @@
-"""`ofa-coord`: the coordinator's command line. This module only assembles the commands."""
+"""`ofa-coord`: the coordinator's command line. This module only assembles the commands;
+errors reach the user in one format (see cli_errors)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import click
 from coordinator.accuracy_commands import accuracy
 from coordinator.assets import assets
 from coordinator.campaign_commands import campaign, lut, results
+from coordinator.cli_errors import ErrorMapping
 from coordinator.demo import demo
 from coordinator.fleet_commands import devices, serve, token
 from coordinator.predictor_commands import predictor
@@ -15,7 +17,7 @@ from coordinator.subnet_commands import describe, export, sample
 from coordinator.train_commands import train
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ErrorMapping, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Profile OFA subnets on a fleet of devices, build their latency models, and pick the
     best subnet per device and budget."""

@@ -24,11 +24,11 @@ import click
 
 from coordinator.blobs import BlobStore
 from coordinator.campaigns import (CampaignSpec, Target, campaign_status, create_campaign,
-                                   render_progress, start_campaign)
+                                   render_progress)
 from coordinator.jobs import BenchOptions
 from coordinator.local import start_agent, start_server
 from coordinator.lut_export import collect_lut, write_lut
-from coordinator.options import RESOLUTIONS
+from coordinator.options import RESOLUTIONS, FiniteFloat
 from coordinator.predictor_data import measured_subnets
 from coordinator.results_export import campaign_results
 from coordinator.specialize_commands import allowed_resolutions, lut_folder_predictor, specialise
@@ -58,8 +58,7 @@ def _wait(store: Store, campaign_id: str) -> dict:
 
 def _run(store: Store, spec: CampaignSpec) -> tuple[str, float]:
     started = time.perf_counter()
-    campaign_id = create_campaign(store, BlobStore(store), spec)
-    start_campaign(store, campaign_id)
+    campaign_id = create_campaign(store, BlobStore(store), spec, start=True)
     click.echo(f"campaign {campaign_id}: {spec.name}", err=True)
     _wait(store, campaign_id)
     return campaign_id, time.perf_counter() - started
@@ -89,9 +88,9 @@ def _repeat_spread(rows: list[dict]) -> float | None:
 @click.option("--subnets", type=click.IntRange(min=1), default=10, show_default=True,
               help="Random subnets measured end to end per device.")
 @click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--min-time", type=click.FloatRange(min=0), default=0.3, show_default=True,
+@click.option("--min-time", type=FiniteFloat(min=0), default=0.3, show_default=True,
               help="Seconds of timed runs per measurement at least.")
-@click.option("--warmup-time", type=click.FloatRange(min=0), default=0.2, show_default=True)
+@click.option("--warmup-time", type=FiniteFloat(min=0), default=0.2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--acc-predictor", type=click.Path(exists=True, dir_okay=False),
               help="An accuracy predictor (OFA's acc_predictor.pth, or one from `ofa-coord "

@@ -5,19 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
 import click
 
 from coordinator.fleet import FleetSettings
-from coordinator.store import NotFound, Store
+from coordinator.liveness import ago, is_online
+from coordinator.options import db_option
+from coordinator.output_files import Staged
+from coordinator.store import Store
 
-DB = click.option("--db", type=click.Path(exists=True, dir_okay=False), required=True,
-                  help="The coordinator's SQLite file (blobs live beside it).")
-NEW_DB = click.option("--db", type=click.Path(dir_okay=False), required=True,
-                      help="The coordinator's SQLite file (created if missing).")
+DB = db_option(must_exist=True, help="The coordinator's SQLite file (blobs live beside it).")
+NEW_DB = db_option(must_exist=False, help="The coordinator's SQLite file (created if missing).")
 
 
 @click.command()
@@ -68,18 +68,15 @@ def token() -> None:
               help="Write the token to this file (mode 600) instead of printing it.")
 def token_create(db: str, name: str, agent_id: str | None, out: str | None) -> None:
     """Mint a token. It is shown once; the coordinator keeps only its hash."""
-    try:
-        secret = Store(db).create_token(name, agent_id)
-    except (ValueError, NotFound) as exc:
-        raise click.ClickException(str(exc)) from None
-    if out:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)  # also when the file existed with a wider mode
-        with os.fdopen(fd, "w") as f:
-            f.write(secret + "\n")
-        click.echo(f"token {name!r} written to {out}")
-    else:
-        click.echo(secret)
+    store = Store(db)
+    if not out:
+        click.echo(store.create_token(name, agent_id))
+        return
+    # The secret reaches the disk (mode 600, synced) before the token is committed, and the
+    # file takes its name only after: an unwritable or full --out creates no token.
+    with Staged(out, private=True) as staged, store.transaction():
+        staged.write(store.create_token(name, agent_id) + "\n")
+    click.echo(f"token {name!r} written to {out}")
 
 
 @token.command("revoke")
@@ -87,10 +84,7 @@ def token_create(db: str, name: str, agent_id: str | None, out: str | None) -> N
 @click.option("--name", required=True)
 def token_revoke(db: str, name: str) -> None:
     """Refuse this token from now on."""
-    try:
-        Store(db).revoke_token(name)
-    except NotFound as exc:
-        raise click.ClickException(str(exc)) from None
+    Store(db).revoke_token(name)
     click.echo(f"token {name!r} revoked")
 
 
@@ -103,24 +97,20 @@ def token_list(db: str) -> None:
         click.echo(f"{row['name']:<24} {state:<8} agent {row['agent_id'] or '-'}")
 
 
-def _ago(seconds: float) -> str:
-    return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
-
-
 @click.command()
 @DB
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 def devices(db: str, fmt: str) -> None:
     """List agents: status, labels, device, last seen, jobs done."""
-    agents = Store(db).list_agents()
+    now = time.time()
+    agents = [{**agent, "online": is_online(agent, now)} for agent in Store(db).list_agents()]
     if fmt == "json":
         click.echo(json.dumps(agents, indent=2))
         return
     if not agents:
         click.echo("no agents have registered")
         return
-    now = time.time()
     click.echo(f"{'agent':<13} {'status':<8} {'labels':<20} {'device':<44} {'last seen':<10} jobs")
     for agent in agents:
         device = agent["device"]
@@ -128,4 +118,4 @@ def devices(db: str, fmt: str) -> None:
         summary += f" {device.get('logical_cores', '?')} cpus, {agent['threads']} thr"
         click.echo(f"{agent['id']:<13} {'online' if agent['online'] else 'offline':<8} "
                    f"{','.join(agent['labels']):<20} {summary[:44]:<44} "
-                   f"{_ago(now - agent['last_seen']):<10} {agent['jobs_done']}")
+                   f"{ago(now - agent['last_seen']):<10} {agent['jobs_done']}")

@@ -6,6 +6,7 @@ Campaigns (the next layer up) are built on this.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Mapping, Sequence
 
@@ -18,6 +19,8 @@ from proto.ofafleet.v1 import fleet_pb2 as pb
 __all__ = ["BenchOptions", "model_inputs", "make_spec", "enqueue_model"]
 
 MAX_RUNS = 100_000
+MAX_THREADS = 1024      # more than any device the fleet measures has cores
+MAX_SECONDS = 3600.0    # one measurement's time settings; an hour is already absurd
 
 
 @dataclass(frozen=True)
@@ -48,14 +51,19 @@ class BenchOptions:
                 if isinstance(value, bool) or not isinstance(value, expected):
                     raise ValueError(f"settings.{f.name}: expected {f.type}, got {value!r}")
         options = cls(**data)
-        for name in known - {"runtime", "execution_provider"}:
-            if getattr(options, name) < 0:
-                raise ValueError(f"settings.{name}: expected >= 0, got {getattr(options, name)}")
-        for name in ("warmup_runs", "min_runs"):
-            if getattr(options, name) > MAX_RUNS:
-                raise ValueError(f"settings.{name}: expected at most {MAX_RUNS}, "
-                                 f"got {getattr(options, name)}")
-        if not options.target_precision < 1:
+        for name, high in (("threads", MAX_THREADS), ("warmup_runs", MAX_RUNS),
+                           ("min_runs", MAX_RUNS), ("warmup_min_s", MAX_SECONDS),
+                           ("min_time_s", MAX_SECONDS), ("max_time_s", MAX_SECONDS)):
+            value = getattr(options, name)
+            if value < 0:
+                raise ValueError(f"settings.{name}: expected >= 0, got {value}")
+            if not (math.isfinite(value) and value <= high):
+                raise ValueError(f"settings.{name}: expected a finite number in 0..{high:g} (0 "
+                                 f"for the agent's default), got {value}")
+        if 0 < options.max_time_s < options.min_time_s:
+            raise ValueError(f"settings.max_time_s: expected at least min_time_s "
+                             f"({options.min_time_s:g}), got {options.max_time_s:g}")
+        if not 0 <= options.target_precision < 1:
             raise ValueError(f"settings.target_precision: expected a fraction below 1 (0 for "
                              f"the agent's default), got {options.target_precision}")
         if options.runtime not in ("onnxruntime", "torch"):

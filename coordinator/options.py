@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
+from coordinator.cli_errors import DB_META
 from ofa import space
 
 
@@ -28,5 +31,28 @@ class ResolutionList(click.ParamType):
         return sizes
 
 
+class FiniteFloat(click.FloatRange):
+    """A float range that also refuses nan and inf (click's ranges let both through)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"expected a finite number, got {value!r}", param, ctx)
+        return number
+
+
 RESOLUTIONS = ResolutionList()
 WIDTH = click.Choice([str(w) for w in space.WIDTH_CHOICES])
+
+
+def _remember_db(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Errors of the database are reported against its path (see cli_errors)."""
+    if value is not None:
+        ctx.meta[DB_META] = value
+    return value
+
+
+def db_option(*, must_exist: bool, required: bool = True, help: str):
+    """The `--db` option: the coordinator's SQLite file."""
+    return click.option("--db", type=click.Path(exists=must_exist, dir_okay=False),
+                        required=required, callback=_remember_db, help=help)

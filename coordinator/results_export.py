@@ -1,11 +1,13 @@
 """`ofa-coord results export`: every result of a campaign with its raw samples, statistics
-and device state, as CSV or JSON lines."""
+and device state, as CSV or JSON lines. Both are strict: a non-finite number (a NaN a sensor
+reported, say) is written as null in JSON and as an empty CSV cell, never as `NaN`."""
 
 from __future__ import annotations
 
 import csv
 import json
-from typing import IO, Iterator
+import math
+from typing import IO, Any, Iterator
 
 import numpy as np
 
@@ -36,6 +38,21 @@ def campaign_results(store: Store, campaign_id: str) -> Iterator[dict]:
         yield record
 
 
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float, at any depth, replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _json(value: Any, **kwargs) -> str:
+    return json.dumps(_finite(value), allow_nan=False, **kwargs)
+
+
 def write_results(records: Iterator[dict], out: IO[str], fmt: str) -> int:
     """Write records to `out`; returns how many were written."""
     if fmt not in FORMATS:
@@ -43,14 +60,14 @@ def write_results(records: Iterator[dict], out: IO[str], fmt: str) -> int:
     count = 0
     if fmt == "jsonl":
         for record in records:
-            out.write(json.dumps(record) + "\n")
+            out.write(_json(record) + "\n")
             count += 1
         return count
     writer = csv.DictWriter(out, fieldnames=_COLUMNS)
     writer.writeheader()
-    for record in records:
+    for record in map(_finite, records):
         for column in _JSON_COLUMNS:
-            record[column] = json.dumps(record[column], sort_keys=True)
+            record[column] = _json(record[column], sort_keys=True)
         record["samples_ns"] = " ".join(map(str, record["samples_ns"]))
         writer.writerow(record)
         count += 1

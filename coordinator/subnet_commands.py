@@ -12,13 +12,6 @@ from ofa.config import SubnetConfig, sample_configs
 from ofa.plan import count_macs, count_params, layer_plan
 
 
-def _read_config(path: str) -> SubnetConfig:
-    try:
-        return SubnetConfig.from_file(path)
-    except (ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
-
-
 @click.command()
 @click.option("-n", "--count", type=click.IntRange(min=0), default=5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -39,7 +32,7 @@ def describe(config: str, fmt: str) -> None:
 
     CONFIG is a JSON file: our format, OFA's `{"ks", "e", "d", "r"}`, or a published
     `net.config` (its image size is read from the `run.config` beside it)."""
-    subnet = _read_config(config)
+    subnet = SubnetConfig.from_file(config)
     layers = layer_plan(subnet)
     info = {"id": subnet.id, "config": subnet.to_dict(), "macs": count_macs(subnet),
             "params": count_params(subnet), "lut_keys": [layer.lut_key for layer in layers]}
@@ -68,14 +61,11 @@ def export(config: str, out: str, checkpoint: str | None, lut_entries: bool) -> 
     from ofa.export import export_lut_entries, export_subnet
     from ofa.supernet import OFAMobileNetV3
 
-    subnet = _read_config(config)
-    try:
-        supernet = load_supernet(checkpoint) if checkpoint else OFAMobileNetV3(subnet.w)
-        if supernet.width != subnet.w:
-            raise ValueError(f"w: the config is a w{subnet.w} subnet, {checkpoint} a "
-                             f"w{supernet.width} supernet")
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+    subnet = SubnetConfig.from_file(config)
+    supernet = load_supernet(checkpoint) if checkpoint else OFAMobileNetV3(subnet.w)
+    if supernet.width != subnet.w:
+        raise ValueError(f"w: the config is a w{subnet.w} subnet, {checkpoint} a "
+                         f"w{supernet.width} supernet")
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     artifact = export_subnet(supernet.eval(), subnet)

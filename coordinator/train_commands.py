@@ -34,10 +34,6 @@ def _prepare(source: str, threads: int | None):
     return open_data(source)
 
 
-def _fail(exc: Exception) -> click.ClickException:
-    return click.ClickException(str(exc))
-
-
 @train.command()
 @click.argument("schedule", type=click.Path(exists=True, dir_okay=False))
 @DATA
@@ -57,16 +53,13 @@ def run(schedule: str, source: str, out: str, init: str | None, teacher: str | N
     from ofa.schedule import load_phase
     from ofa.train import CHECKPOINT, Processes, train_phase
 
-    try:
-        phase = load_phase(schedule)
-        data = _prepare(source, threads)
-        with Processes.from_env() as processes:
-            train_phase(phase, data, out, width=float(width), init=init, teacher=teacher,
-                        processes=processes, stop_after=stop_after)
-            if processes.is_main:
-                click.echo(f"{phase.name}: {Path(out) / CHECKPOINT}")
-    except ValueError as exc:
-        raise _fail(exc) from None
+    phase = load_phase(schedule)
+    data = _prepare(source, threads)
+    with Processes.from_env() as processes:
+        train_phase(phase, data, out, width=float(width), init=init, teacher=teacher,
+                    processes=processes, stop_after=stop_after)
+        if processes.is_main:
+            click.echo(f"{phase.name}: {Path(out) / CHECKPOINT}")
 
 
 @train.command()
@@ -81,15 +74,12 @@ def chain(chain_file: str, source: str, out: str, width: str, threads: int | Non
     from ofa.schedule import load_chain
     from ofa.train import CHECKPOINT, Processes, train_chain
 
-    try:
-        plan = load_chain(chain_file)
-        data = _prepare(source, threads)
-        with Processes.from_env() as processes:
-            train_chain(plan, data, out, width=float(width), processes=processes)
-            if processes.is_main:
-                click.echo(f"chain finished: {Path(out) / plan.phases[-1].name / CHECKPOINT}")
-    except ValueError as exc:
-        raise _fail(exc) from None
+    plan = load_chain(chain_file)
+    data = _prepare(source, threads)
+    with Processes.from_env() as processes:
+        train_chain(plan, data, out, width=float(width), processes=processes)
+        if processes.is_main:
+            click.echo(f"chain finished: {Path(out) / plan.phases[-1].name / CHECKPOINT}")
 
 
 @train.command("accuracy-dataset")
@@ -114,11 +104,8 @@ def accuracy_dataset(checkpoint: str, source: str, out: str, n_subnets: int,
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise click.UsageError("accuracy-dataset runs in one process; start it without torchrun")
-    try:
-        data = _prepare(source, threads)
-        rows = build_accuracy_dataset(checkpoint, data, out, n_subnets, resolutions, seed,
-                                      calibration_images, batch_size,
-                                      log=lambda line: click.echo(line, err=True))
-    except ValueError as exc:
-        raise _fail(exc) from None
+    data = _prepare(source, threads)
+    rows = build_accuracy_dataset(checkpoint, data, out, n_subnets, resolutions, seed,
+                                  calibration_images, batch_size,
+                                  log=lambda line: click.echo(line, err=True))
     click.echo(f"{len(rows)} subnets -> {out}")
