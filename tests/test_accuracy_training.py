@@ -92,7 +92,7 @@ def test_bad_data_files_name_the_line_and_field(tmp_path, name, text, message):
         read_accuracy_pairs(tmp_path / name)
     output = cli("accuracy", "train", "--data", tmp_path / name, "--out", tmp_path / "x.npz",
                  expect=1)
-    assert "Error" in output and not (tmp_path / "x.npz").exists()
+    assert "ofa-coord: error: " in output and not (tmp_path / "x.npz").exists()
 
 
 def test_held_out_keeps_an_architectures_resolutions_together_and_encodes_them_all(tmp_path):
