@@ -30,9 +30,13 @@ import numpy as np
 from agent.stats import summarize
 
 __all__ = ["Store", "Token", "LeasedJob", "ReportOutcome", "NotFound", "UnknownAgent",
-           "UnknownLease", "Forbidden", "SCHEMA_VERSION", "hash_token"]
+           "UnknownLease", "Forbidden", "NotAFleetDatabase", "SCHEMA_VERSION", "hash_token",
+           "DEFAULT_OFFLINE_AFTER_S"]
 
 TERMINAL = ("done", "failed", "cancelled")
+# How long an agent may stay silent before listings call it offline when no server has told
+# the store its own window (FleetSettings' default: 3 heartbeats of 5 s).
+DEFAULT_OFFLINE_AFTER_S = 15.0
 
 _MIGRATIONS: list[str] = [
     # 1: the fleet
@@ -97,7 +101,13 @@ _MIGRATIONS: list[str] = [
         digest TEXT NOT NULL REFERENCES blobs(digest), inputs TEXT NOT NULL,
         PRIMARY KEY (kind, key, weights));
     """,
+    # 3: each agent's offline window as the serving coordinator set it, so that a listing
+    # can tell a stale heartbeat from a live one while no sweeper runs
+    """
+    ALTER TABLE agents ADD COLUMN offline_after_s REAL;
+    """,
 ]
+_TABLES = {"tokens", "agents", "jobs", "leases", "results", "blobs"}
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -115,6 +125,13 @@ class UnknownLease(NotFound):
 
 class Forbidden(PermissionError):
     """A caller acting for an agent or lease that is not its own."""
+
+
+class NotAFleetDatabase(sqlite3.DatabaseError):
+    """The file is empty, not SQLite, SQLite without our schema, or of a newer schema."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: not a fleet database ({reason})")
 
 
 @dataclass(frozen=True)
@@ -152,25 +169,45 @@ def _json(value: Any) -> str:
 
 class Store:
     def __init__(self, path: str | Path) -> None:
+        """Open (or create, when missing) a fleet database. Any other file that is not one
+        raises NotAFleetDatabase before anything is written to it."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.path.stat().st_size == 0:
+            raise NotAFleetDatabase(self.path, "the file is empty")
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                   timeout=10.0)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=10000")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            self.db.row_factory = sqlite3.Row
+            version = self._check_schema()
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA busy_timeout=10000")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate(version)
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
 
-    def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+    def _check_schema(self) -> int:
+        """The file's schema version, after checking that it is ours (or new and empty)."""
+        try:
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:  # "file is not a database", or damaged
+            raise NotAFleetDatabase(self.path, str(exc)) from None
         if version > SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path}: schema version {version} is newer than this "
-                               f"coordinator's ({SCHEMA_VERSION}); upgrade ofa-fleet")
+            raise NotAFleetDatabase(self.path, f"schema version {version} is newer than this "
+                                    f"coordinator's ({SCHEMA_VERSION}); upgrade ofa-fleet")
+        if (tables or version) and not (version and _TABLES <= tables):
+            raise NotAFleetDatabase(self.path, "an SQLite file without the fleet's tables")
+        return version
+
+    def _migrate(self, version: int) -> None:
         for number in range(version, SCHEMA_VERSION):
             with self.transaction():  # re-read inside the lock: another process may have migrated
                 if self.db.execute("PRAGMA user_version").fetchone()[0] != number:
@@ -226,8 +263,13 @@ class Store:
 
     # -------------------------------------------------------------------- agents
     def register_agent(self, token: Token, agent_id: str, labels: Sequence[str], device: dict,
-                       threads: int, version: str) -> str:
-        """Create or refresh an agent. A token is bound to the first agent it registers."""
+                       threads: int, version: str,
+                       offline_after_s: float = DEFAULT_OFFLINE_AFTER_S) -> str:
+        """Create or refresh an agent. A token is bound to the first agent it registers.
+
+        An agent registers only when it starts (or was forgotten), so leases it still holds
+        belong to a process that died: they are expired now (counting as an attempt, in case
+        the job is what killed it) instead of waiting out the lease."""
         if token.agent_id and agent_id and token.agent_id != agent_id:
             raise Forbidden(f"token {token.name!r} belongs to agent {token.agent_id}")
         agent_id = agent_id or token.agent_id or uuid.uuid4().hex[:12]
@@ -238,11 +280,16 @@ class Store:
                 raise Forbidden(f"agent {agent_id} is registered with another token")
             self.db.execute(
                 "INSERT INTO agents(id, token_id, labels, device, threads, version, registered_at,"
-                " last_seen, online) VALUES (?,?,?,?,?,?,?,?,1) ON CONFLICT(id) DO UPDATE SET"
+                " last_seen, online, offline_after_s) VALUES (?,?,?,?,?,?,?,?,1,?)"
+                " ON CONFLICT(id) DO UPDATE SET"
                 " labels=excluded.labels, device=excluded.device, threads=excluded.threads,"
                 " version=excluded.version, last_seen=excluded.last_seen, online=1, forgotten=0,"
-                " token_id=excluded.token_id",
-                (agent_id, token.id, _json(sorted(labels)), _json(device), threads, version, now, now))
+                " token_id=excluded.token_id, offline_after_s=excluded.offline_after_s",
+                (agent_id, token.id, _json(sorted(labels)), _json(device), threads, version, now,
+                 now, offline_after_s))
+            self._expire_leases(self.db.execute(
+                "SELECT * FROM leases WHERE agent_id=? AND state='active'", (agent_id,)).fetchall(),
+                reason="was restarted")
             self.db.execute("DELETE FROM agent_labels WHERE agent_id=?", (agent_id,))
             self.db.executemany("INSERT INTO agent_labels VALUES (?,?)",
                                 [(agent_id, label) for label in sorted(set(labels))])
@@ -260,12 +307,14 @@ class Store:
         if cur.rowcount == 0:
             raise UnknownAgent(f"agent {agent_id!r} is not registered")
 
-    def grant_restart_grace(self, lease_seconds: float) -> None:
+    def grant_restart_grace(self, lease_seconds: float,
+                            offline_after_s: float = DEFAULT_OFFLINE_AFTER_S) -> None:
         """After a coordinator restart, give every agent a full offline window (and its
         leases a full lease) to reconnect before the sweeper judges it."""
         now = time.time()
         with self.transaction():
-            self.db.execute("UPDATE agents SET last_seen=? WHERE online=1", (now,))
+            self.db.execute("UPDATE agents SET last_seen=?, offline_after_s=? WHERE online=1",
+                            (now, offline_after_s))
             self.db.execute("UPDATE leases SET expires_at=MAX(expires_at, ?) WHERE state='active'",
                             (now + lease_seconds,))
 
@@ -282,29 +331,32 @@ class Store:
                   lease_seconds: float) -> list[str]:
         """Mark the agent alive and renew its listed leases; returns those no longer active."""
         now = time.time()
+        unique = sorted(set(lease_ids))
+        marks = ",".join("?" * len(unique))
         with self.transaction():
             self.db.execute("UPDATE agents SET last_seen=?, online=1, telemetry=? WHERE id=?",
                             (now, _json(telemetry), agent_id))
-            lost = []
             # Only the listed leases: those a restarted agent no longer knows must run out,
             # or their jobs would stay leased for as long as it keeps beating.
-            for lease_id in lease_ids:
-                cur = self.db.execute(
-                    "UPDATE leases SET expires_at=? WHERE id=? AND agent_id=? AND state='active'",
-                    (now + lease_seconds, lease_id, agent_id))
-                if cur.rowcount == 0:
-                    lost.append(lease_id)
-        return lost
+            renewed = {r[0] for r in self.db.execute(
+                f"UPDATE leases SET expires_at=? WHERE id IN ({marks}) AND agent_id=? AND "
+                "state='active' RETURNING id", (now + lease_seconds, *unique, agent_id))}
+        return [lease_id for lease_id in lease_ids if lease_id not in renewed]
 
     def agent_labels(self, agent_id: str) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT label FROM agent_labels WHERE agent_id=?",
                                               (agent_id,))]
 
     def list_agents(self) -> list[dict]:
+        """Registered agents. `online` is judged from the heartbeat's age now, not only from
+        the sweeper's flag, which goes stale while no coordinator runs."""
         rows = self.db.execute("SELECT * FROM agents WHERE forgotten=0 ORDER BY registered_at")
+        now = time.time()
         agents = []
         for row in rows:
             agent = dict(row)
+            window = agent.pop("offline_after_s") or DEFAULT_OFFLINE_AFTER_S
+            agent["online"] = int(bool(agent["online"]) and now - agent["last_seen"] <= window)
             agent["labels"] = json.loads(agent["labels"])
             agent["device"] = json.loads(agent["device"])
             agent["telemetry"] = json.loads(agent["telemetry"]) if agent["telemetry"] else None
@@ -319,6 +371,20 @@ class Store:
     def blob_size(self, digest: str) -> int | None:
         row = self.db.execute("SELECT size FROM blobs WHERE digest=?", (digest,)).fetchone()
         return None if row is None else row[0]
+
+    def blob_leased_to(self, agent_id: str, digest: str) -> bool:
+        """Whether the agent holds an active lease on a job that measures this blob."""
+        return self.db.execute(
+            "SELECT 1 FROM leases JOIN jobs ON jobs.id=leases.job_id WHERE leases.agent_id=? "
+            "AND leases.state='active' AND jobs.model_digest=? LIMIT 1",
+            (agent_id, digest)).fetchone() is not None
+
+    def job_spec(self, job_id: str) -> bytes:
+        """The serialised BenchSpec of a job (to check a report against its settings)."""
+        row = self.db.execute("SELECT spec FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"job_id: no job {job_id[:80]!r}")
+        return row[0]
 
     # ---------------------------------------------------------------------- jobs
     def enqueue(self, specs: Iterable[tuple[bytes, str]], *, label: str | None = None,
@@ -335,9 +401,11 @@ class Store:
         with self.transaction():
             seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0]
             rows = []
+            known: set[str] = set()  # one look-up per model, not per job: keeps the lock short
             for spec, digest in specs:
-                if self.blob_size(digest) is None:
+                if digest not in known and self.blob_size(digest) is None:
                     raise NotFound(f"model_digest: no blob {digest}; add the model first")
+                known.add(digest)
                 seq += 1
                 job_id = uuid.uuid4().hex
                 ids.append(job_id)
@@ -395,7 +463,9 @@ class Store:
             active = lease["state"] == "active"
             late = not active or now > lease["expires_at"]
             finished = job["state"] in TERMINAL
-            accepted = not finished and status != "released"
+            # A failure counts only from the lease in force: once expired, the job was
+            # requeued (or leased again) and that lease's outcome is the one that decides.
+            accepted = not finished and (status == "ok" or (status == "failed" and active))
             result_id = self._insert_result(job_id, lease_id, agent_id, status, result,
                                             accepted, late, now)
             self.db.execute("UPDATE leases SET state=? WHERE id=?",
@@ -411,7 +481,7 @@ class Store:
             elif status == "released" and active:
                 self.db.execute("UPDATE jobs SET state='queued', attempts=attempts-1 WHERE id=?",
                                 (job_id,))
-            elif status == "failed" and (active or job["state"] == "queued"):
+            elif status == "failed" and active:
                 self._retry_or_fail(job, f"attempt {lease['attempt']} failed on agent "
                                          f"{agent_id}: {result.get('message', '')}")
         return ReportOutcome(accepted, False, late)
