@@ -23,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -417,8 +417,15 @@ class Store:
                 " VALUES (?,?,?,?,?,'queued',?,?,?,?,?)", rows)
         return ids
 
-    def lease_jobs(self, agent_id: str, max_jobs: int, lease_seconds: float) -> list[LeasedJob]:
-        """Lease up to `max_jobs` queued jobs meant for this agent or one of its labels."""
+    def active_leases(self, agent_id: str) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM leases WHERE agent_id=? AND state='active'",
+                               (agent_id,)).fetchone()[0]
+
+    def lease_jobs(self, agent_id: str, max_jobs: int, lease_seconds: float,
+                   check_spec: Callable[[bytes], object] = lambda spec: spec) -> list[LeasedJob]:
+        """Lease up to `max_jobs` queued jobs meant for this agent or one of its labels.
+        A job whose spec `check_spec` refuses (ValueError) is failed with that reason in the
+        same transaction, never committed as leased to an agent it cannot reach."""
         labels = self.agent_labels(agent_id)
         # one indexed sub-query per target (an OR across them would scan the whole queue)
         pick = ("SELECT * FROM (SELECT id, spec, attempts, priority, seq FROM jobs WHERE "
@@ -432,6 +439,12 @@ class Store:
             rows = self.db.execute(f"{query} ORDER BY priority DESC, seq LIMIT ?",
                                    (*params, max_jobs)).fetchall()
             for row in rows:
+                try:
+                    check_spec(row["spec"])
+                except ValueError as exc:
+                    self.db.execute("UPDATE jobs SET state='failed', finished_at=?, error=? "
+                                    "WHERE id=?", (now, f"spec: {exc}"[:500], row["id"]))
+                    continue
                 lease_id = uuid.uuid4().hex
                 attempt = row["attempts"] + 1
                 self.db.execute("UPDATE jobs SET state='leased', attempts=? WHERE id=?",

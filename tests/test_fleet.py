@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from coordinator.jobs import BenchOptions, make_spec, model_inputs
 from coordinator.blobs import BlobStore
+from coordinator.fleet import FleetSettings
+from coordinator.jobs import BenchOptions, make_spec, model_inputs
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
 from tests.fleet import Fleet, kill9, small_models, wait_for
@@ -83,9 +84,8 @@ def test_coordinator_killed_and_restarted_the_work_completes_once(fleet):
     jobs = fleet.enqueue(small_models(6))
     wait_for(lambda: fleet.store.job_counts().get("done", 0) >= 1, 60, "a first result")
     port = fleet.port
-    assert fleet.stop_server(signal.SIGKILL) == -signal.SIGKILL
-    time.sleep(1.0)
-    fleet.start_server(port=port)
+    assert fleet.stop_server(signal.SIGKILL) == -signal.SIGKILL  # reaped: its port is closed
+    fleet.start_server(port=port)  # so_reuseport=0: this binds only if the port is free
     fleet.wait_done(jobs, timeout=90)
     for job_id in jobs:
         assert fleet.store.job(job_id)["state"] == "done"
@@ -128,7 +128,8 @@ def test_a_token_cannot_act_for_another_agent(fleet):
     (job,) = client.LeaseJobs(pb.LeaseJobsRequest(agent_id=agent_a, max_jobs=1, wait_s=5),
                               metadata=bearer(token_a), timeout=15).jobs
     report = pb.ReportResultRequest(agent_id=agent_a, job_id=job.job_id, lease_id=job.lease_id,
-                                    result=pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=[1]))
+                                    result=pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=[1],
+                                                     stop_reason="time_cap"))
     for request in (report, pb.ReportResultRequest(agent_id=agent_b, job_id=job.job_id,
                                                    lease_id=job.lease_id, result=report.result)):
         with pytest.raises(grpc.RpcError) as info:
@@ -227,7 +228,10 @@ def test_sigterm_finishes_the_job_in_hand_then_exits(fleet):
     fleet.agent_id("b")
     t0 = time.monotonic()
     idle.send_signal(signal.SIGTERM)
-    assert idle.wait(timeout=30) == 0 and time.monotonic() - t0 < 5
+    assert idle.wait(timeout=60) == 0
+    # Not a speed figure: the agent is in a long poll the server holds for max_wait_s, and
+    # an agent that waited it out would take at least that long.
+    assert time.monotonic() - t0 < FleetSettings().max_wait_s
 
 
 def test_health_service_and_devices_listing(fleet):
@@ -285,11 +289,12 @@ def test_a_cancelled_job_stops_being_measured(fleet):
     fleet.start_agent("a")
     (job_id,) = fleet.enqueue(small_models(1), options=LONG)
     wait_for(lambda: fleet.store.job(job_id)["state"] == "leased", 30, "the job to be leased")
-    cancelled_at = time.monotonic()
     assert fleet.store.cancel_jobs([job_id]) == 1
     (result,) = wait_for(lambda: fleet.store.results(job_id), 30, "the agent's report")
-    assert time.monotonic() - cancelled_at < 2.5  # LONG jobs time 3 s of runs
+    # 'cancelled' is the agent's own word that it stopped on the lost lease; its runs then
+    # add up to less than the 3 s that LONG times (no wall clock of this machine involved)
     assert result["stop_reason"] == "cancelled" and result["accepted"] == 0
+    assert sum(result["samples_ns"]) < LONG.min_time_s * 1e9
     assert fleet.store.job(job_id)["state"] == "cancelled"
 
 
@@ -298,7 +303,7 @@ def test_lease_size_and_register_fields_are_bounded(fleet):
     token = fleet.token("t")
     for request, field in ((pb.RegisterRequest(labels=["ok", "no spaces"]), "labels[1]"),
                            (pb.RegisterRequest(labels=["x"] * 40), "labels: at most 32"),
-                           (pb.RegisterRequest(agent_id="../../x"), "agent_id[0]")):
+                           (pb.RegisterRequest(agent_id="../../x"), "agent_id:")):
         with pytest.raises(grpc.RpcError) as info:
             client.Register(request, metadata=bearer(token), timeout=10)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -311,7 +316,8 @@ def test_lease_size_and_register_fields_are_bounded(fleet):
     assert len(leased) == 8
     with pytest.raises(grpc.RpcError) as info:  # an unknown lease is not "unknown agent"
         client.ReportResult(pb.ReportResultRequest(
-            agent_id=agent, job_id=leased[0].job_id, lease_id="nope",
-            result=pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=[1])),
+            agent_id=agent, job_id=leased[0].job_id, lease_id="0" * 32,
+            result=pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=[1],
+                             stop_reason="time_cap")),
             metadata=bearer(token), timeout=10)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
