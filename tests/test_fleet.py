@@ -321,3 +321,58 @@ def test_lease_size_and_register_fields_are_bounded(fleet):
                              stop_reason="time_cap")),
             metadata=bearer(token), timeout=10)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_a_lease_expires_in_real_time_while_its_agent_stays_online(tmp_path):
+    """A lease that is not renewed runs out at its expiry (never before it) and the job is
+    queued again, although the agent keeps beating (without listing that lease)."""
+    fleet = Fleet(tmp_path, lease_seconds=2.0)
+    try:
+        fleet.start_server()
+        client, token = stub(fleet), fleet.token("a")
+        agent = client.Register(pb.RegisterRequest(labels=["cpu"]), metadata=bearer(token),
+                                timeout=10).agent_id
+        (job_id,) = fleet.enqueue(small_models(1))
+        (job,) = client.LeaseJobs(pb.LeaseJobsRequest(agent_id=agent, max_jobs=1, wait_s=10),
+                                  metadata=bearer(token), timeout=30).jobs
+
+        def requeued() -> bool:
+            client.Heartbeat(pb.HeartbeatRequest(agent_id=agent), metadata=bearer(token),
+                             timeout=10)
+            return fleet.store.job(job_id)["state"] == "queued"
+        wait_for(requeued, 60, "the lease to expire")
+        assert time.time() * 1000 >= job.lease_expires_unix_ms
+        assert "expired" in fleet.store.job(job_id)["error"]
+        assert fleet.store.list_agents()[0]["online"] == 1
+    finally:
+        fleet.close()
+
+
+def test_a_restarted_coordinator_gives_agents_a_grace_period(tmp_path):
+    """Down for longer than the lease and the offline window, the coordinator comes back
+    and does not judge its agents at once: the lease held across the outage is still
+    honoured by the first heartbeat after the restart."""
+    # a 3 s offline window and a 4 s lease: the first heartbeat after the restart has
+    # seconds to arrive, even on a loaded machine
+    fleet = Fleet(tmp_path, heartbeat_s=1.0, lease_seconds=4.0)
+    try:
+        fleet.start_server()
+        client, token = stub(fleet), fleet.token("a")
+        agent = client.Register(pb.RegisterRequest(labels=["cpu"]), metadata=bearer(token),
+                                timeout=10).agent_id
+        (job_id,) = fleet.enqueue(small_models(1))
+        (job,) = client.LeaseJobs(pb.LeaseJobsRequest(agent_id=agent, max_jobs=1, wait_s=10),
+                                  metadata=bearer(token), timeout=30).jobs
+        port = fleet.port
+        assert fleet.stop_server(signal.SIGKILL) == -signal.SIGKILL
+        # the outage: past the lease's expiry (and so past the offline window)
+        wait_for(lambda: time.time() * 1000 > job.lease_expires_unix_ms + 500, 30,
+                 "the lease's expiry to pass")
+        fleet.start_server(port=port)
+        client = stub(fleet)
+        reply = client.Heartbeat(pb.HeartbeatRequest(agent_id=agent, lease_ids=[job.lease_id]),
+                                 metadata=bearer(token), timeout=30)
+        assert list(reply.lost_lease_ids) == []
+        assert fleet.store.job(job_id)["state"] == "leased"
+    finally:
+        fleet.close()
