@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
+
 from agent.measure import BenchSettings
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
@@ -106,20 +108,20 @@ def check_read_blob(request: pb.ReadBlobRequest) -> None:
     _name("digest", request.digest, _DIGEST)
 
 
-def check_report(request: pb.ReportResultRequest) -> None:
-    """What holds for any result, whatever its job."""
+def check_report(request: pb.ReportResultRequest, samples: np.ndarray) -> None:
+    """What holds for any result, whatever its job (`samples` is its samples_ns as int64)."""
     _name("agent_id", request.agent_id)
     _name("job_id", request.job_id, _HEX_ID)
     _name("lease_id", request.lease_id, _HEX_ID)
     result = request.result
     _text("result.message", result.message, MAX_MESSAGE)
-    _count("result.samples_ns", result.samples_ns, MAX_SAMPLES)
+    _count("result.samples_ns", samples, MAX_SAMPLES)
     if result.status == pb.RESULT_STATUS_OK:
-        if not result.samples_ns:
+        if not samples.size:
             raise ValueError("result.samples_ns: an OK result needs its raw samples")
-        if min(result.samples_ns) <= 0:
+        if samples.min() <= 0:
             raise ValueError(f"result.samples_ns: every sample must be > 0 ns, got "
-                             f"{min(result.samples_ns)}")
+                             f"{samples.min()}")
         if result.stop_reason not in STOP_REASONS:
             raise ValueError(f"result.stop_reason: expected one of {', '.join(STOP_REASONS)}, "
                              f"got {clip(repr(result.stop_reason), 40)}")
@@ -151,7 +153,7 @@ def decode_spec(spec: bytes) -> pb.BenchSpec:
     return message
 
 
-def check_result_against_spec(result: pb.Result, spec: bytes) -> None:
+def check_result_against_spec(result: pb.Result, samples: np.ndarray, spec: bytes) -> None:
     """An OK result's samples fit the job's settings: no sample above the time cap, no run
     started after it (every block but the last began before the cap), no more runs than
     the cap allows, and a 'precision' stop only after the minimum number of runs."""
@@ -160,13 +162,12 @@ def check_result_against_spec(result: pb.Result, spec: bytes) -> None:
     settings = decode_spec(spec)
     cap_ns = (settings.max_time_s or BenchSettings.max_time_s) * 1e9
     min_runs = settings.min_runs or BenchSettings.min_runs
-    samples = result.samples_ns
-    if max(samples) > cap_ns:
-        raise ValueError(f"result.samples_ns: a sample of {max(samples)} ns is above the job's "
+    if samples.max() > cap_ns:
+        raise ValueError(f"result.samples_ns: a sample of {samples.max()} ns is above the job's "
                          f"time cap of {cap_ns:.0f} ns")
-    if len(samples) > cap_ns / MIN_RUN_NS + BLOCK or sum(samples[:-BLOCK]) >= cap_ns:
-        raise ValueError(f"result.samples_ns: {len(samples)} samples totalling "
-                         f"{sum(samples)} ns do not fit the job's time cap of {cap_ns:.0f} ns")
+    if samples.size > cap_ns / MIN_RUN_NS + BLOCK or samples[:-BLOCK].sum() >= cap_ns:
+        raise ValueError(f"result.samples_ns: {samples.size} samples totalling "
+                         f"{samples.sum()} ns do not fit the job's time cap of {cap_ns:.0f} ns")
     if result.stop_reason == "precision" and len(samples) < min_runs:
         raise ValueError(f"result.samples_ns: {len(samples)} samples, but a 'precision' stop "
                          f"comes after at least min_runs={min_runs}")

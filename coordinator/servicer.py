@@ -9,7 +9,9 @@ import logging
 import sqlite3
 
 import grpc
+import numpy as np
 
+from agent.stats import summarize
 from coordinator.auth import authenticate
 from coordinator import limits
 from coordinator.fleet import FleetService
@@ -40,9 +42,10 @@ def _fields(message, with_zeros: bool = False) -> dict:
             for f, v in message.ListFields()}
 
 
-def result_to_dict(result: pb.Result) -> dict:
-    """The measurement fields the store keeps (samples as ints, telemetry as dicts)."""
-    return {"message": result.message, "samples_ns": list(result.samples_ns),
+def result_to_dict(result: pb.Result, samples: np.ndarray) -> dict:
+    """The measurement fields the store keeps (`samples`, the samples_ns as int64;
+    telemetry as dicts)."""
+    return {"message": result.message, "samples_ns": samples,
             "session_create_ns": result.session_create_ns, "first_run_ns": result.first_run_ns,
             "warmup_runs": result.warmup_runs, "warmup_ns": result.warmup_ns,
             "stop_reason": result.stop_reason, "peak_rss_bytes": result.peak_rss_bytes,
@@ -53,8 +56,13 @@ def result_to_dict(result: pb.Result) -> dict:
 
 
 def _checked_result(request: pb.ReportResultRequest) -> dict:
-    limits.check_report(request)
-    return result_to_dict(request.result)
+    """The result as the store takes it, with its statistics: the work of up to 2**20
+    samples is done here, off the event loop and off the store's thread."""
+    samples = np.array(request.result.samples_ns, dtype="<i8")  # one C copy, no Python ints
+    limits.check_report(request, samples)
+    result = result_to_dict(request.result, samples)
+    result["stats"] = summarize(samples) if samples.size else {}
+    return result
 
 
 class _Undecodable:
@@ -154,9 +162,10 @@ class FleetServicer(pb_grpc.FleetServicer):
         if status is None:
             raise ValueError(f"result.status: expected OK, FAILED or RELEASED, got "
                              f"{request.result.status}")
-        result = await asyncio.to_thread(_checked_result, request)  # up to 2**20 samples
+        result = await asyncio.to_thread(_checked_result, request)
         outcome = await self.fleet.report(
             token, request.agent_id, request.job_id, request.lease_id, status, result,
-            functools.partial(limits.check_result_against_spec, request.result))
+            functools.partial(limits.check_result_against_spec, request.result,
+                              result["samples_ns"]))
         return pb.ReportResultResponse(accepted=outcome.accepted, duplicate=outcome.duplicate,
                                        late=outcome.late)

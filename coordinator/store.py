@@ -458,7 +458,8 @@ class Store:
     def report(self, agent_id: str, job_id: str, lease_id: str, status: str,
                result: dict) -> ReportOutcome:
         """Store one lease's result (see the module contract). `status` is ok, failed or
-        released; `result` holds the measurement fields (samples_ns, telemetry, ...)."""
+        released; `result` holds the measurement fields (samples_ns, telemetry, ...) and
+        may hold `stats`, the summary of its samples, if the caller computed it."""
         if status not in ("ok", "failed", "released"):
             raise ValueError(f"status: expected ok, failed or released, got {status!r}")
         now = time.time()
@@ -502,7 +503,9 @@ class Store:
     def _insert_result(self, job_id: str, lease_id: str, agent_id: str, status: str,
                        result: dict, accepted: bool, late: bool, now: float) -> int:
         samples = np.asarray(result.get("samples_ns", []), dtype="<i8")
-        stats = summarize(samples) if samples.size else {}
+        stats = result.get("stats")  # the server computes it off the store's thread
+        if stats is None:
+            stats = summarize(samples) if samples.size else {}
         drift = result.get("drift")
         cur = self.db.execute(
             "INSERT INTO results(job_id, lease_id, agent_id, status, message, samples, n,"
