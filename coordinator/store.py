@@ -396,25 +396,20 @@ class Store:
             raise ValueError("target: give exactly one of label or agent_id")
         if max_attempts < 1:
             raise ValueError(f"max_attempts: expected >= 1, got {max_attempts}")
+        specs = list(specs)
+        ids = [uuid.uuid4().hex for _ in specs]  # made before the write lock is taken
         now = time.time()
-        ids = []
         with self.transaction():
-            seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0]
-            rows = []
-            known: set[str] = set()  # one look-up per model, not per job: keeps the lock short
-            for spec, digest in specs:
-                if digest not in known and self.blob_size(digest) is None:
+            for digest in {digest for _, digest in specs}:  # per model, not per job
+                if self.blob_size(digest) is None:
                     raise NotFound(f"model_digest: no blob {digest}; add the model first")
-                known.add(digest)
-                seq += 1
-                job_id = uuid.uuid4().hex
-                ids.append(job_id)
-                rows.append((job_id, label, agent_id, spec, digest, max_attempts, priority, seq,
-                             campaign, now))
+            seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0]
             self.db.executemany(
                 "INSERT INTO jobs(id, target_label, target_agent, spec, model_digest, state,"
                 " max_attempts, priority, seq, campaign, created_at)"
-                " VALUES (?,?,?,?,?,'queued',?,?,?,?,?)", rows)
+                " VALUES (?,?,?,?,?,'queued',?,?,?,?,?)",
+                ((job_id, label, agent_id, spec, digest, max_attempts, priority, seq + i,
+                  campaign, now) for i, (job_id, (spec, digest)) in enumerate(zip(ids, specs), 1)))
         return ids
 
     def active_leases(self, agent_id: str) -> int:
