@@ -41,7 +41,7 @@ class FleetSettings:
         would be committed, then fail to reach the agent)."""
         limits = {"heartbeat_interval_s": (0.01, 3600), "missed_heartbeats": (1, 1000),
                   "lease_seconds": (0.1, 7 * 86400), "max_wait_s": (0, 3600),
-                  "max_chunk_bytes": (1, 8 * 2**20), "max_jobs_per_lease": (1, 1024),
+                  "max_chunk_bytes": (1, 8 * 2**20), "max_jobs_per_lease": (1, 128),
                   "watch_interval_s": (0.01, 60)}
         for f in fields(self):
             value = getattr(self, f.name)

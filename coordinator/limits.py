@@ -15,7 +15,7 @@ from proto.ofafleet.v1 import fleet_pb2 as pb
 
 __all__ = ["check_register", "check_heartbeat", "check_lease", "check_read_blob",
            "check_report", "check_result_against_spec", "decode_spec", "clip",
-           "MAX_LABELS", "MAX_SAMPLES"]
+           "MAX_LABELS", "MAX_SAMPLES", "MAX_REQUEST_BYTES"]
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _HEX_ID = re.compile(r"[0-9a-f]{1,64}")
@@ -31,6 +31,10 @@ BLOCK = BenchSettings.block_runs
 MIN_RUN_NS = 1_000
 MAX_SAMPLES = 2**20
 STOP_REASONS = ("precision", "time_cap", "cancelled")
+# The largest encoded request each method needs, checked before decoding. A report carries
+# up to MAX_SAMPLES samples of at most 6 bytes each (runs under 2**41 ns, 36 minutes).
+MAX_REQUEST_BYTES = {"Register": 2**17, "Heartbeat": 2**14, "LeaseJobs": 2**10,
+                     "ReadBlob": 2**10, "ReportResult": 6 * MAX_SAMPLES + 2**16}
 
 
 def clip(text: str, limit: int = 200) -> str:

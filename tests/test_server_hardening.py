@@ -12,6 +12,7 @@ import pytest
 
 from coordinator.blobs import BlobStore
 from coordinator.fleet import FleetSettings
+from coordinator.limits import MAX_REQUEST_BYTES
 from coordinator.server import parse_listen
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
@@ -166,14 +167,20 @@ def test_error_details_never_echo_unbounded_input(fleet):
 
 
 def test_repeated_fields_are_bounded_to_what_an_agent_sends(fleet):
-    """The issue's 5 M lease ids blocked the server for 9.8 s; 100 k (3.4 MB) show the bound
-    without making the test slow."""
+    """The issue's 5 M lease ids (15 MB) blocked the server for 9.8 s; 100 k (3.4 MB) are
+    refused by size before decoding, and one id more than an agent may hold by count."""
     client = Client(fleet, "a")
     request = pb.HeartbeatRequest(agent_id=client.agent_id,
                                   lease_ids=[f"{i:032x}" for i in range(100_000)])
     error = client.refused("Heartbeat", request)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert f"lease_ids: at most {FleetSettings().max_jobs_per_lease}" in error.details()
+    assert f"at most {MAX_REQUEST_BYTES['Heartbeat']} for Heartbeat" in error.details()
+    held = FleetSettings().max_jobs_per_lease
+    request = pb.HeartbeatRequest(agent_id=client.agent_id,
+                                  lease_ids=[f"{i:032x}" for i in range(held + 1)])
+    error = client.refused("Heartbeat", request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"lease_ids: at most {held}" in error.details()
     for request in (pb.RegisterRequest(labels=[f"l{i}" for i in range(33)]),
                     pb.RegisterRequest(device=pb.DeviceInfo(
                         temperature_sources=["t"] * 1000)),
@@ -261,3 +268,14 @@ def test_an_agent_that_registers_again_gets_its_old_leases_released(fleet):
     second = client.lease()
     assert (second.job_id, second.attempt) == (job_id, 2) and second.lease_id != first.lease_id
     assert "was restarted" in fleet.store.job(job_id)["error"]
+
+
+def test_an_agent_holds_no_more_leases_than_a_heartbeat_may_list(fleet):
+    client = Client(fleet, "a")
+    held = FleetSettings().max_jobs_per_lease
+    fleet.enqueue(small_models(1) * (held + 2))
+    request = pb.LeaseJobsRequest(agent_id=client.agent_id, max_jobs=held, wait_s=5)
+    assert len(client.call("LeaseJobs", request).jobs) == held
+    request.wait_s = 0
+    assert len(client.call("LeaseJobs", request).jobs) == 0
+    assert fleet.store.job_counts()["queued"] == 2
