@@ -1,5 +1,7 @@
-"""The gRPC servicer: it only translates. Each RPC turns protobuf into plain values, calls
-`FleetService`, and maps domain errors to status codes."""
+"""The gRPC servicer: it only translates. Each RPC checks its request against
+`coordinator/limits.py`, turns protobuf into plain values, calls `FleetService`, and maps
+domain errors to status codes. Requests too large for their method, or not protobuf, are
+refused before they are decoded."""
 
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ import grpc
 import numpy as np
 
 from agent.stats import summarize
-from coordinator.auth import authenticate
 from coordinator import limits
+from coordinator.auth import authenticate
 from coordinator.fleet import FleetService
 from coordinator.store import Forbidden, NotFound, Token, UnknownAgent
 from proto.ofafleet.v1 import fleet_pb2 as pb
