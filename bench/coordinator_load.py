@@ -8,6 +8,14 @@ model blob once, then loops LeaseJobs -> fake measurement (50 samples; it "takes
 `--measure-s` on average, uniform in 0.5x..1.5x, as a device spends ~1 s per job) ->
 ReportResult, and heartbeats every interval. Reported: job round trips per second, the time
 LeaseJobs takes to hand out a queued job (p50/p99), and a loss check against the database.
+
+With `--hostile`, one more client in its own process sends the largest messages the server
+accepts, in a loop: a Register with every field at its bound, Heartbeats with the most
+lease ids and full telemetry, LeaseJobs for as many jobs as it may hold, ReadBlob of the
+largest chunk, and reports of 2**20 samples. The simulated agents' lease latency shows
+whether one client can stall the others (issue 12: p99 <= 100 ms with 200 agents):
+
+    .venv/bin/python -m bench.coordinator_load --agents 200 --seconds 60 --hostile
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import random
 import signal
 import tempfile
@@ -26,12 +35,13 @@ import numpy as np
 
 from agent.device import machine_summary
 from coordinator.blobs import BlobStore
+from coordinator.fleet import FleetSettings
 from coordinator.jobs import BenchOptions, make_spec
+from coordinator.limits import MAX_LABELS, MAX_LIST, MAX_SAMPLES, MAX_TEXT
 from coordinator.local import start_server
 from coordinator.store import Store
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
-
 
 
 def prepare(db: Path, agents: int, jobs: int) -> list[str]:
@@ -42,7 +52,7 @@ def prepare(db: Path, agents: int, jobs: int) -> list[str]:
                      lut_key="fake").SerializeToString()
     for start in range(0, jobs, 5000):
         store.enqueue([(spec, digest)] * min(5000, jobs - start), label="sim")
-    tokens = [store.create_token(f"sim{i}") for i in range(agents)]
+    tokens = [store.create_token(f"sim{i}") for i in range(agents + 1)]  # the last: hostile
     store.close()
     return tokens
 
@@ -69,6 +79,7 @@ async def simulated_agent(address: str, token: str, stop_at: float, stats: dict,
             waited = time.perf_counter() - t0
             for job in leased.jobs:
                 stats["lease_s"].append(waited)
+                stats["lease_at"].append(time.monotonic())
                 if not fetched:
                     await stub.ReadBlob(pb.ReadBlobRequest(digest=job.spec.model_digest,
                                                            limit=2**20), metadata=metadata,
@@ -86,9 +97,73 @@ async def simulated_agent(address: str, token: str, stop_at: float, stats: dict,
                 stats["done_at"].append(time.monotonic())
 
 
+def largest_register() -> pb.RegisterRequest:
+    """Every Register field at the bound the server accepts."""
+    text = "x" * MAX_TEXT
+    device = pb.DeviceInfo(temperature_sources=[text] * MAX_LIST,
+                           onnxruntime_providers=[text] * MAX_LIST,
+                           **{f.name: text for f in pb.DeviceInfo.DESCRIPTOR.fields
+                              if f.type == f.TYPE_STRING and not f.is_repeated})
+    return pb.RegisterRequest(labels=["sim"] + [f"{i:0>64}" for i in range(MAX_LABELS - 1)],
+                              device=device, agent_version="v" * 64, threads=4096)
+
+
+async def hostile_loop(address: str, token: str, stop_at: float, counts: dict) -> None:
+    metadata = (("authorization", f"Bearer {token}"),)
+    telemetry = pb.Telemetry(unix_time_ns=2**62, cpu_freq_mhz=1e6, temperature_c=1000,
+                             load_1m=1e6, cpu_percent=100, cpu_steal_percent=100,
+                             available_memory_bytes=2**62)
+    max_held = FleetSettings().max_jobs_per_lease
+    # 2**20 runs of 20 us: 21 s, inside the default 30 s time cap
+    samples = pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=[20_000] * MAX_SAMPLES,
+                        stop_reason="time_cap", message="m" * 4000, before=telemetry,
+                        after=telemetry)
+    options = [("grpc.max_send_message_length", 64 * 2**20),
+               ("grpc.max_receive_message_length", 64 * 2**20)]
+    async with grpc.aio.insecure_channel(address, options=options) as channel:
+        stub = pb_grpc.FleetStub(channel)
+
+        async def call(method: str, request) -> object:
+            try:
+                reply = await getattr(stub, method)(request, metadata=metadata, timeout=60)
+                counts[method] = counts.get(method, 0) + 1
+                return reply
+            except grpc.RpcError as exc:
+                key = f"{method} {exc.code().name}"
+                counts[key] = counts.get(key, 0) + 1
+                return None
+
+        register = largest_register()
+        reply = await call("Register", register)
+        register.agent_id = reply.agent_id
+        while time.monotonic() < stop_at:
+            await call("Register", register)  # gives back what it held: a restart
+            leased = await call("LeaseJobs", pb.LeaseJobsRequest(
+                agent_id=register.agent_id, max_jobs=2**31 - 1, wait_s=0))
+            jobs = list(leased.jobs) if leased else []
+            await call("Heartbeat", pb.HeartbeatRequest(
+                agent_id=register.agent_id, telemetry=telemetry,
+                lease_ids=[j.lease_id for j in jobs] + ["f" * 64] * (max_held - len(jobs))))
+            for job in jobs:
+                await call("ReadBlob", pb.ReadBlobRequest(digest=job.spec.model_digest,
+                                                          limit=2**62))
+                await call("ReportResult", pb.ReportResultRequest(
+                    agent_id=register.agent_id, job_id=job.job_id, lease_id=job.lease_id,
+                    result=samples))
+
+
+def hostile_process(address: str, token: str, stop_at_unix: float, queue) -> None:
+    """The hostile client in its own process: building its messages must not slow the
+    simulated agents' event loop, only the server can."""
+    counts: dict = {}
+    stop_at = time.monotonic() + (stop_at_unix - time.time())
+    asyncio.run(hostile_loop(address, token, stop_at, counts))
+    queue.put(counts)
+
+
 async def drive(address: str, tokens: list[str], seconds: float, heartbeat_s: float,
                 measure_s: float) -> dict:
-    stats = {"lease_s": [], "reported": 0, "accepted": 0, "done_at": []}
+    stats = {"lease_s": [], "lease_at": [], "reported": 0, "accepted": 0, "done_at": []}
     start = time.monotonic()
     stop_at = start + seconds
     await asyncio.gather(*(simulated_agent(address, t, stop_at, stats, heartbeat_s, measure_s)
@@ -105,16 +180,26 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=60_000)
     parser.add_argument("--heartbeat", type=float, default=5.0)
     parser.add_argument("--measure-s", type=float, default=1.5)
+    parser.add_argument("--hostile", action="store_true",
+                        help="Add one client sending the largest accepted messages in a loop.")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "load.db"
-        tokens = prepare(db, args.agents, args.jobs)
+        *tokens, hostile_token = prepare(db, args.agents, args.jobs)
         server, address = start_server(db, args=["--heartbeat-interval", str(args.heartbeat)])
+        hostile, queue = None, multiprocessing.Queue()
+        if args.hostile:
+            hostile = multiprocessing.Process(target=hostile_process, args=(
+                address, hostile_token, time.time() + args.seconds, queue))
+            hostile.start()
         try:
             stats = asyncio.run(drive(address, tokens, args.seconds, args.heartbeat,
                                       args.measure_s))
+            hostile_counts = queue.get(timeout=120) if hostile else None
         finally:
+            if hostile is not None:
+                hostile.join(timeout=60)
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
         store = Store(db)
@@ -123,10 +208,16 @@ def main() -> None:
         stored = store.db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
         open_leases = store.db.execute(
             "SELECT COUNT(*) FROM leases WHERE state='active'").fetchone()[0]
+        hostile_results = store.db.execute(
+            "SELECT COUNT(*) FROM results JOIN agents ON agents.id=results.agent_id "
+            "JOIN tokens ON tokens.id=agents.token_id WHERE tokens.name=?",
+            (f"sim{args.agents}",)).fetchone()[0]
 
     done_at = np.array(stats["done_at"]) - stats["start"]
     steady = done_at[(done_at >= 5) & (done_at <= args.seconds)]  # after everyone registered
     lease_ms = np.array(stats["lease_s"]) * 1000
+    lease_at = np.array(stats["lease_at"]) - stats["start"]
+    steady_ms = lease_ms[lease_at >= 5]  # after the registrations and first blob reads
     report = {
         "machine": machine_summary(), "agents": args.agents, "seconds": args.seconds,
         "measure_s": args.measure_s,
@@ -135,11 +226,15 @@ def main() -> None:
         "lease_ms_p50": float(np.percentile(lease_ms, 50)),
         "lease_ms_p99": float(np.percentile(lease_ms, 99)),
         "lease_ms_max": float(lease_ms.max()),
-        "loss_check": {"reports_sent": stats["reported"], "accepted_by_agents": stats["accepted"],
+        "steady_lease_ms_p50": float(np.percentile(steady_ms, 50)),
+        "steady_lease_ms_p99": float(np.percentile(steady_ms, 99)),
+        "hostile_calls": hostile_counts,
+        "loss_check": {"reports_sent": stats["reported"] + hostile_results,
+                       "accepted_by_agents": stats["accepted"],
                        "results_in_db": stored, "accepted_in_db": accepted,
                        "jobs_done": counts.get("done", 0), "leases_left_active": open_leases,
-                       "nothing_lost": stored == stats["reported"] == accepted ==
-                       counts.get("done", 0)},
+                       "nothing_lost": stored == stats["reported"] + hostile_results ==
+                       accepted == counts.get("done", 0)},
     }
     print(json.dumps(report, indent=2))
 

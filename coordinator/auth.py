@@ -8,7 +8,7 @@ sha256, so no secret is compared or logged.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Awaitable, Callable, Sequence
 
 import grpc
 
@@ -40,13 +40,16 @@ def authenticate(store: Store, metadata) -> Token | str:
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    """`run(call, *args)` runs a store call off the event loop (FleetService.db)."""
+
+    def __init__(self, store: Store, run: Callable[..., Awaitable]) -> None:
+        self.store, self.run = store, run
 
     async def intercept_service(self, continuation, handler_call_details):
         if not handler_call_details.method.startswith(FLEET_PREFIX):
             return await continuation(handler_call_details)  # health checks need no token
-        outcome = authenticate(self.store, handler_call_details.invocation_metadata)
+        outcome = await self.run(authenticate, self.store,
+                                 handler_call_details.invocation_metadata)
         if isinstance(outcome, Token):
             return await continuation(handler_call_details)
 

@@ -1,7 +1,8 @@
 """Content-addressed model files beside the database: `<db>.blobs/<aa>/<sha256>`.
 
 A blob is written once under the sha256 of its bytes (atomically, so a crash never leaves a
-half file under a digest) and then read in chunks by agents.
+half file under a digest) and then read in chunks by agents. A write that fails (a full
+disk) leaves neither a temp file nor a blob that the database does not list.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from coordinator.store import NotFound, Store
 __all__ = ["BlobStore", "MAX_MODEL_BYTES"]
 
 MAX_MODEL_BYTES = 512 * 2**20
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class BlobStore:
@@ -28,8 +29,8 @@ class BlobStore:
         self.max_bytes = max_bytes
 
     def path(self, digest: str) -> Path:
-        if not _DIGEST.match(digest):
-            raise ValueError(f"digest: expected 64 lowercase hex digits, got {digest!r}")
+        if not _DIGEST.fullmatch(digest):
+            raise ValueError(f"digest: expected 64 lowercase hex digits, got {digest[:80]!r}")
         return self.root / digest[:2] / digest
 
     def put(self, data: bytes, expected_digest: str | None = None) -> str:
@@ -44,12 +45,16 @@ class BlobStore:
         if expected_digest is not None and digest != expected_digest:
             raise ValueError(f"model: bytes hash to {digest}, not to the given {expected_digest}")
         path = self.path(digest)
-        if not path.exists():
+        written = not path.exists()
+        if written:
             path.parent.mkdir(exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-                tmp.write(data)
-            os.replace(tmp.name, path)
-        self.store.add_blob(digest, len(data))
+            _write_atomically(path, data)
+        try:
+            self.store.add_blob(digest, len(data))
+        except BaseException:
+            if written and self.store.blob_size(digest) is None:  # no row names it: an orphan
+                path.unlink(missing_ok=True)
+            raise
         return digest
 
     def read(self, digest: str, offset: int, limit: int) -> tuple[bytes, int]:
@@ -63,3 +68,16 @@ class BlobStore:
         with open(path, "rb") as f:
             f.seek(offset)
             return f.read(max(0, limit)), size
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """`data` under `path` whole or not at all; the temp file goes whatever happens."""
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
+        try:
+            tmp.write(data)
+            tmp.flush()  # a full disk shows here, not in the close below
+        except BaseException:
+            tmp.close()
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, path)

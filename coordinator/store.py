@@ -23,16 +23,20 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from agent.stats import summarize
 
 __all__ = ["Store", "Token", "LeasedJob", "ReportOutcome", "NotFound", "UnknownAgent",
-           "UnknownLease", "Forbidden", "SCHEMA_VERSION", "hash_token"]
+           "UnknownLease", "Forbidden", "NotAFleetDatabase", "SCHEMA_VERSION", "hash_token",
+           "DEFAULT_OFFLINE_AFTER_S"]
 
 TERMINAL = ("done", "failed", "cancelled")
+# How long an agent may stay silent before listings call it offline when no server has told
+# the store its own window (FleetSettings' default: 3 heartbeats of 5 s).
+DEFAULT_OFFLINE_AFTER_S = 15.0
 
 _MIGRATIONS: list[str] = [
     # 1: the fleet
@@ -97,7 +101,13 @@ _MIGRATIONS: list[str] = [
         digest TEXT NOT NULL REFERENCES blobs(digest), inputs TEXT NOT NULL,
         PRIMARY KEY (kind, key, weights));
     """,
+    # 3: each agent's offline window as the serving coordinator set it, so that a listing
+    # can tell a stale heartbeat from a live one while no sweeper runs
+    """
+    ALTER TABLE agents ADD COLUMN offline_after_s REAL;
+    """,
 ]
+_TABLES = {"tokens", "agents", "jobs", "leases", "results", "blobs"}
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -115,6 +125,13 @@ class UnknownLease(NotFound):
 
 class Forbidden(PermissionError):
     """A caller acting for an agent or lease that is not its own."""
+
+
+class NotAFleetDatabase(sqlite3.DatabaseError):
+    """The file is empty, not SQLite, SQLite without our schema, or of a newer schema."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: not a fleet database ({reason})")
 
 
 @dataclass(frozen=True)
@@ -152,25 +169,45 @@ def _json(value: Any) -> str:
 
 class Store:
     def __init__(self, path: str | Path) -> None:
+        """Open (or create, when missing) a fleet database. Any other file that is not one
+        raises NotAFleetDatabase before anything is written to it."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.path.stat().st_size == 0:
+            raise NotAFleetDatabase(self.path, "the file is empty")
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                   timeout=10.0)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=10000")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            self.db.row_factory = sqlite3.Row
+            version = self._check_schema()
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA busy_timeout=10000")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate(version)
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
 
-    def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+    def _check_schema(self) -> int:
+        """The file's schema version, after checking that it is ours (or new and empty)."""
+        try:
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:  # "file is not a database", or damaged
+            raise NotAFleetDatabase(self.path, str(exc)) from None
         if version > SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path}: schema version {version} is newer than this "
-                               f"coordinator's ({SCHEMA_VERSION}); upgrade ofa-fleet")
+            raise NotAFleetDatabase(self.path, f"schema version {version} is newer than this "
+                                    f"coordinator's ({SCHEMA_VERSION}); upgrade ofa-fleet")
+        if (tables or version) and not (version and _TABLES <= tables):
+            raise NotAFleetDatabase(self.path, "an SQLite file without the fleet's tables")
+        return version
+
+    def _migrate(self, version: int) -> None:
         for number in range(version, SCHEMA_VERSION):
             with self.transaction():  # re-read inside the lock: another process may have migrated
                 if self.db.execute("PRAGMA user_version").fetchone()[0] != number:
@@ -226,8 +263,13 @@ class Store:
 
     # -------------------------------------------------------------------- agents
     def register_agent(self, token: Token, agent_id: str, labels: Sequence[str], device: dict,
-                       threads: int, version: str) -> str:
-        """Create or refresh an agent. A token is bound to the first agent it registers."""
+                       threads: int, version: str,
+                       offline_after_s: float = DEFAULT_OFFLINE_AFTER_S) -> str:
+        """Create or refresh an agent. A token is bound to the first agent it registers.
+
+        An agent registers only when it starts (or was forgotten), so leases it still holds
+        belong to a process that died: they are expired now (counting as an attempt, in case
+        the job is what killed it) instead of waiting out the lease."""
         if token.agent_id and agent_id and token.agent_id != agent_id:
             raise Forbidden(f"token {token.name!r} belongs to agent {token.agent_id}")
         agent_id = agent_id or token.agent_id or uuid.uuid4().hex[:12]
@@ -238,11 +280,16 @@ class Store:
                 raise Forbidden(f"agent {agent_id} is registered with another token")
             self.db.execute(
                 "INSERT INTO agents(id, token_id, labels, device, threads, version, registered_at,"
-                " last_seen, online) VALUES (?,?,?,?,?,?,?,?,1) ON CONFLICT(id) DO UPDATE SET"
+                " last_seen, online, offline_after_s) VALUES (?,?,?,?,?,?,?,?,1,?)"
+                " ON CONFLICT(id) DO UPDATE SET"
                 " labels=excluded.labels, device=excluded.device, threads=excluded.threads,"
                 " version=excluded.version, last_seen=excluded.last_seen, online=1, forgotten=0,"
-                " token_id=excluded.token_id",
-                (agent_id, token.id, _json(sorted(labels)), _json(device), threads, version, now, now))
+                " token_id=excluded.token_id, offline_after_s=excluded.offline_after_s",
+                (agent_id, token.id, _json(sorted(labels)), _json(device), threads, version, now,
+                 now, offline_after_s))
+            self._expire_leases(self.db.execute(
+                "SELECT * FROM leases WHERE agent_id=? AND state='active'", (agent_id,)).fetchall(),
+                reason="was restarted")
             self.db.execute("DELETE FROM agent_labels WHERE agent_id=?", (agent_id,))
             self.db.executemany("INSERT INTO agent_labels VALUES (?,?)",
                                 [(agent_id, label) for label in sorted(set(labels))])
@@ -260,12 +307,14 @@ class Store:
         if cur.rowcount == 0:
             raise UnknownAgent(f"agent {agent_id!r} is not registered")
 
-    def grant_restart_grace(self, lease_seconds: float) -> None:
+    def grant_restart_grace(self, lease_seconds: float,
+                            offline_after_s: float = DEFAULT_OFFLINE_AFTER_S) -> None:
         """After a coordinator restart, give every agent a full offline window (and its
         leases a full lease) to reconnect before the sweeper judges it."""
         now = time.time()
         with self.transaction():
-            self.db.execute("UPDATE agents SET last_seen=? WHERE online=1", (now,))
+            self.db.execute("UPDATE agents SET last_seen=?, offline_after_s=? WHERE online=1",
+                            (now, offline_after_s))
             self.db.execute("UPDATE leases SET expires_at=MAX(expires_at, ?) WHERE state='active'",
                             (now + lease_seconds,))
 
@@ -282,29 +331,32 @@ class Store:
                   lease_seconds: float) -> list[str]:
         """Mark the agent alive and renew its listed leases; returns those no longer active."""
         now = time.time()
+        unique = sorted(set(lease_ids))
+        marks = ",".join("?" * len(unique))
         with self.transaction():
             self.db.execute("UPDATE agents SET last_seen=?, online=1, telemetry=? WHERE id=?",
                             (now, _json(telemetry), agent_id))
-            lost = []
             # Only the listed leases: those a restarted agent no longer knows must run out,
             # or their jobs would stay leased for as long as it keeps beating.
-            for lease_id in lease_ids:
-                cur = self.db.execute(
-                    "UPDATE leases SET expires_at=? WHERE id=? AND agent_id=? AND state='active'",
-                    (now + lease_seconds, lease_id, agent_id))
-                if cur.rowcount == 0:
-                    lost.append(lease_id)
-        return lost
+            renewed = {r[0] for r in self.db.execute(
+                f"UPDATE leases SET expires_at=? WHERE id IN ({marks}) AND agent_id=? AND "
+                "state='active' RETURNING id", (now + lease_seconds, *unique, agent_id))}
+        return [lease_id for lease_id in lease_ids if lease_id not in renewed]
 
     def agent_labels(self, agent_id: str) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT label FROM agent_labels WHERE agent_id=?",
                                               (agent_id,))]
 
     def list_agents(self) -> list[dict]:
+        """Registered agents. `online` is judged from the heartbeat's age now, not only from
+        the sweeper's flag, which goes stale while no coordinator runs."""
         rows = self.db.execute("SELECT * FROM agents WHERE forgotten=0 ORDER BY registered_at")
+        now = time.time()
         agents = []
         for row in rows:
             agent = dict(row)
+            window = agent.pop("offline_after_s") or DEFAULT_OFFLINE_AFTER_S
+            agent["online"] = int(bool(agent["online"]) and now - agent["last_seen"] <= window)
             agent["labels"] = json.loads(agent["labels"])
             agent["device"] = json.loads(agent["device"])
             agent["telemetry"] = json.loads(agent["telemetry"]) if agent["telemetry"] else None
@@ -320,6 +372,20 @@ class Store:
         row = self.db.execute("SELECT size FROM blobs WHERE digest=?", (digest,)).fetchone()
         return None if row is None else row[0]
 
+    def blob_leased_to(self, agent_id: str, digest: str) -> bool:
+        """Whether the agent holds an active lease on a job that measures this blob."""
+        return self.db.execute(
+            "SELECT 1 FROM leases JOIN jobs ON jobs.id=leases.job_id WHERE leases.agent_id=? "
+            "AND leases.state='active' AND jobs.model_digest=? LIMIT 1",
+            (agent_id, digest)).fetchone() is not None
+
+    def job_spec(self, job_id: str) -> bytes:
+        """The serialised BenchSpec of a job (to check a report against its settings)."""
+        row = self.db.execute("SELECT spec FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"job_id: no job {job_id[:80]!r}")
+        return row[0]
+
     # ---------------------------------------------------------------------- jobs
     def enqueue(self, specs: Iterable[tuple[bytes, str]], *, label: str | None = None,
                 agent_id: str | None = None, max_attempts: int = 3, priority: int = 0,
@@ -330,27 +396,31 @@ class Store:
             raise ValueError("target: give exactly one of label or agent_id")
         if max_attempts < 1:
             raise ValueError(f"max_attempts: expected >= 1, got {max_attempts}")
+        specs = list(specs)
+        ids = [uuid.uuid4().hex for _ in specs]  # made before the write lock is taken
         now = time.time()
-        ids = []
         with self.transaction():
-            seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0]
-            rows = []
-            for spec, digest in specs:
+            for digest in {digest for _, digest in specs}:  # per model, not per job
                 if self.blob_size(digest) is None:
                     raise NotFound(f"model_digest: no blob {digest}; add the model first")
-                seq += 1
-                job_id = uuid.uuid4().hex
-                ids.append(job_id)
-                rows.append((job_id, label, agent_id, spec, digest, max_attempts, priority, seq,
-                             campaign, now))
+            seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0]
             self.db.executemany(
                 "INSERT INTO jobs(id, target_label, target_agent, spec, model_digest, state,"
                 " max_attempts, priority, seq, campaign, created_at)"
-                " VALUES (?,?,?,?,?,'queued',?,?,?,?,?)", rows)
+                " VALUES (?,?,?,?,?,'queued',?,?,?,?,?)",
+                ((job_id, label, agent_id, spec, digest, max_attempts, priority, seq + i,
+                  campaign, now) for i, (job_id, (spec, digest)) in enumerate(zip(ids, specs), 1)))
         return ids
 
-    def lease_jobs(self, agent_id: str, max_jobs: int, lease_seconds: float) -> list[LeasedJob]:
-        """Lease up to `max_jobs` queued jobs meant for this agent or one of its labels."""
+    def active_leases(self, agent_id: str) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM leases WHERE agent_id=? AND state='active'",
+                               (agent_id,)).fetchone()[0]
+
+    def lease_jobs(self, agent_id: str, max_jobs: int, lease_seconds: float,
+                   check_spec: Callable[[bytes], object] = lambda spec: spec) -> list[LeasedJob]:
+        """Lease up to `max_jobs` queued jobs meant for this agent or one of its labels.
+        A job whose spec `check_spec` refuses (ValueError) is failed with that reason in the
+        same transaction, never committed as leased to an agent it cannot reach."""
         labels = self.agent_labels(agent_id)
         # one indexed sub-query per target (an OR across them would scan the whole queue)
         pick = ("SELECT * FROM (SELECT id, spec, attempts, priority, seq FROM jobs WHERE "
@@ -364,6 +434,12 @@ class Store:
             rows = self.db.execute(f"{query} ORDER BY priority DESC, seq LIMIT ?",
                                    (*params, max_jobs)).fetchall()
             for row in rows:
+                try:
+                    check_spec(row["spec"])
+                except ValueError as exc:
+                    self.db.execute("UPDATE jobs SET state='failed', finished_at=?, error=? "
+                                    "WHERE id=?", (now, f"spec: {exc}"[:500], row["id"]))
+                    continue
                 lease_id = uuid.uuid4().hex
                 attempt = row["attempts"] + 1
                 self.db.execute("UPDATE jobs SET state='leased', attempts=? WHERE id=?",
@@ -377,7 +453,8 @@ class Store:
     def report(self, agent_id: str, job_id: str, lease_id: str, status: str,
                result: dict) -> ReportOutcome:
         """Store one lease's result (see the module contract). `status` is ok, failed or
-        released; `result` holds the measurement fields (samples_ns, telemetry, ...)."""
+        released; `result` holds the measurement fields (samples_ns, telemetry, ...) and
+        may hold `stats`, the summary of its samples, if the caller computed it."""
         if status not in ("ok", "failed", "released"):
             raise ValueError(f"status: expected ok, failed or released, got {status!r}")
         now = time.time()
@@ -395,7 +472,9 @@ class Store:
             active = lease["state"] == "active"
             late = not active or now > lease["expires_at"]
             finished = job["state"] in TERMINAL
-            accepted = not finished and status != "released"
+            # A failure counts only from the lease in force: once expired, the job was
+            # requeued (or leased again) and that lease's outcome is the one that decides.
+            accepted = not finished and (status == "ok" or (status == "failed" and active))
             result_id = self._insert_result(job_id, lease_id, agent_id, status, result,
                                             accepted, late, now)
             self.db.execute("UPDATE leases SET state=? WHERE id=?",
@@ -411,7 +490,7 @@ class Store:
             elif status == "released" and active:
                 self.db.execute("UPDATE jobs SET state='queued', attempts=attempts-1 WHERE id=?",
                                 (job_id,))
-            elif status == "failed" and (active or job["state"] == "queued"):
+            elif status == "failed" and active:
                 self._retry_or_fail(job, f"attempt {lease['attempt']} failed on agent "
                                          f"{agent_id}: {result.get('message', '')}")
         return ReportOutcome(accepted, False, late)
@@ -419,7 +498,9 @@ class Store:
     def _insert_result(self, job_id: str, lease_id: str, agent_id: str, status: str,
                        result: dict, accepted: bool, late: bool, now: float) -> int:
         samples = np.asarray(result.get("samples_ns", []), dtype="<i8")
-        stats = summarize(samples) if samples.size else {}
+        stats = result.get("stats")  # the server computes it off the store's thread
+        if stats is None:
+            stats = summarize(samples) if samples.size else {}
         drift = result.get("drift")
         cur = self.db.execute(
             "INSERT INTO results(job_id, lease_id, agent_id, status, message, samples, n,"

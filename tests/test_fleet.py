@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from coordinator.jobs import BenchOptions, make_spec, model_inputs
 from coordinator.blobs import BlobStore
+from coordinator.fleet import FleetSettings
+from coordinator.jobs import BenchOptions, make_spec, model_inputs
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
 from tests.fleet import Fleet, kill9, small_models, wait_for
@@ -83,9 +84,8 @@ def test_coordinator_killed_and_restarted_the_work_completes_once(fleet):
     jobs = fleet.enqueue(small_models(6))
     wait_for(lambda: fleet.store.job_counts().get("done", 0) >= 1, 60, "a first result")
     port = fleet.port
-    assert fleet.stop_server(signal.SIGKILL) == -signal.SIGKILL
-    time.sleep(1.0)
-    fleet.start_server(port=port)
+    assert fleet.stop_server(signal.SIGKILL) == -signal.SIGKILL  # reaped: its port is closed
+    fleet.start_server(port=port)  # so_reuseport=0: this binds only if the port is free
     fleet.wait_done(jobs, timeout=90)
     for job_id in jobs:
         assert fleet.store.job(job_id)["state"] == "done"
@@ -128,7 +128,8 @@ def test_a_token_cannot_act_for_another_agent(fleet):
     (job,) = client.LeaseJobs(pb.LeaseJobsRequest(agent_id=agent_a, max_jobs=1, wait_s=5),
                               metadata=bearer(token_a), timeout=15).jobs
     report = pb.ReportResultRequest(agent_id=agent_a, job_id=job.job_id, lease_id=job.lease_id,
-                                    result=pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=[1]))
+                                    result=pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=[1],
+                                                     stop_reason="time_cap"))
     for request in (report, pb.ReportResultRequest(agent_id=agent_b, job_id=job.job_id,
                                                    lease_id=job.lease_id, result=report.result)):
         with pytest.raises(grpc.RpcError) as info:
@@ -227,7 +228,10 @@ def test_sigterm_finishes_the_job_in_hand_then_exits(fleet):
     fleet.agent_id("b")
     t0 = time.monotonic()
     idle.send_signal(signal.SIGTERM)
-    assert idle.wait(timeout=30) == 0 and time.monotonic() - t0 < 5
+    assert idle.wait(timeout=60) == 0
+    # Not a speed figure: the agent is in a long poll the server holds for max_wait_s, and
+    # an agent that waited it out would take at least that long.
+    assert time.monotonic() - t0 < FleetSettings().max_wait_s
 
 
 def test_health_service_and_devices_listing(fleet):
@@ -285,11 +289,12 @@ def test_a_cancelled_job_stops_being_measured(fleet):
     fleet.start_agent("a")
     (job_id,) = fleet.enqueue(small_models(1), options=LONG)
     wait_for(lambda: fleet.store.job(job_id)["state"] == "leased", 30, "the job to be leased")
-    cancelled_at = time.monotonic()
     assert fleet.store.cancel_jobs([job_id]) == 1
     (result,) = wait_for(lambda: fleet.store.results(job_id), 30, "the agent's report")
-    assert time.monotonic() - cancelled_at < 2.5  # LONG jobs time 3 s of runs
+    # 'cancelled' is the agent's own word that it stopped on the lost lease; its runs then
+    # add up to less than the 3 s that LONG times (no wall clock of this machine involved)
     assert result["stop_reason"] == "cancelled" and result["accepted"] == 0
+    assert sum(result["samples_ns"]) < LONG.min_time_s * 1e9
     assert fleet.store.job(job_id)["state"] == "cancelled"
 
 
@@ -298,7 +303,7 @@ def test_lease_size_and_register_fields_are_bounded(fleet):
     token = fleet.token("t")
     for request, field in ((pb.RegisterRequest(labels=["ok", "no spaces"]), "labels[1]"),
                            (pb.RegisterRequest(labels=["x"] * 40), "labels: at most 32"),
-                           (pb.RegisterRequest(agent_id="../../x"), "agent_id[0]")):
+                           (pb.RegisterRequest(agent_id="../../x"), "agent_id:")):
         with pytest.raises(grpc.RpcError) as info:
             client.Register(request, metadata=bearer(token), timeout=10)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -311,7 +316,63 @@ def test_lease_size_and_register_fields_are_bounded(fleet):
     assert len(leased) == 8
     with pytest.raises(grpc.RpcError) as info:  # an unknown lease is not "unknown agent"
         client.ReportResult(pb.ReportResultRequest(
-            agent_id=agent, job_id=leased[0].job_id, lease_id="nope",
-            result=pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=[1])),
+            agent_id=agent, job_id=leased[0].job_id, lease_id="0" * 32,
+            result=pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=[1],
+                             stop_reason="time_cap")),
             metadata=bearer(token), timeout=10)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_a_lease_expires_in_real_time_while_its_agent_stays_online(tmp_path):
+    """A lease that is not renewed runs out at its expiry (never before it) and the job is
+    queued again, although the agent keeps beating (without listing that lease)."""
+    fleet = Fleet(tmp_path, lease_seconds=2.0)
+    try:
+        fleet.start_server()
+        client, token = stub(fleet), fleet.token("a")
+        agent = client.Register(pb.RegisterRequest(labels=["cpu"]), metadata=bearer(token),
+                                timeout=10).agent_id
+        (job_id,) = fleet.enqueue(small_models(1))
+        (job,) = client.LeaseJobs(pb.LeaseJobsRequest(agent_id=agent, max_jobs=1, wait_s=10),
+                                  metadata=bearer(token), timeout=30).jobs
+
+        def requeued() -> bool:
+            client.Heartbeat(pb.HeartbeatRequest(agent_id=agent), metadata=bearer(token),
+                             timeout=10)
+            return fleet.store.job(job_id)["state"] == "queued"
+        wait_for(requeued, 60, "the lease to expire")
+        assert time.time() * 1000 >= job.lease_expires_unix_ms
+        assert "expired" in fleet.store.job(job_id)["error"]
+        assert fleet.store.list_agents()[0]["online"] == 1
+    finally:
+        fleet.close()
+
+
+def test_a_restarted_coordinator_gives_agents_a_grace_period(tmp_path):
+    """Down for longer than the lease and the offline window, the coordinator comes back
+    and does not judge its agents at once: the lease held across the outage is still
+    honoured by the first heartbeat after the restart."""
+    # a 3 s offline window and a 4 s lease: the first heartbeat after the restart has
+    # seconds to arrive, even on a loaded machine
+    fleet = Fleet(tmp_path, heartbeat_s=1.0, lease_seconds=4.0)
+    try:
+        fleet.start_server()
+        client, token = stub(fleet), fleet.token("a")
+        agent = client.Register(pb.RegisterRequest(labels=["cpu"]), metadata=bearer(token),
+                                timeout=10).agent_id
+        (job_id,) = fleet.enqueue(small_models(1))
+        (job,) = client.LeaseJobs(pb.LeaseJobsRequest(agent_id=agent, max_jobs=1, wait_s=10),
+                                  metadata=bearer(token), timeout=30).jobs
+        port = fleet.port
+        assert fleet.stop_server(signal.SIGKILL) == -signal.SIGKILL
+        # the outage: past the lease's expiry (and so past the offline window)
+        wait_for(lambda: time.time() * 1000 > job.lease_expires_unix_ms + 500, 30,
+                 "the lease's expiry to pass")
+        fleet.start_server(port=port)
+        client = stub(fleet)
+        reply = client.Heartbeat(pb.HeartbeatRequest(agent_id=agent, lease_ids=[job.lease_id]),
+                                 metadata=bearer(token), timeout=30)
+        assert list(reply.lost_lease_ids) == []
+        assert fleet.store.job(job_id)["state"] == "leased"
+    finally:
+        fleet.close()

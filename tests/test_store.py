@@ -15,7 +15,8 @@ import pytest
 
 from coordinator.blobs import BlobStore
 from coordinator.jobs import BenchOptions, enqueue_model, model_inputs
-from coordinator.store import SCHEMA_VERSION, Forbidden, NotFound, Store, hash_token
+from coordinator.store import (SCHEMA_VERSION, Forbidden, NotAFleetDatabase, NotFound, Store,
+                               hash_token)
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
 SPEC = b"spec-bytes"
@@ -112,7 +113,7 @@ def test_newer_schema_is_refused(tmp_path):
     raw = sqlite3.connect(path)
     raw.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     raw.close()
-    with pytest.raises(RuntimeError, match=r"schema version \d+ is newer.*upgrade"):
+    with pytest.raises(NotAFleetDatabase, match=r"fleet.db: not a fleet database.*schema version \d+ is newer.*upgrade"):
         Store(path)
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
@@ -658,3 +659,108 @@ def test_bench_options_from_dict():
         BenchOptions.from_dict({"min_runs": -1})
     with pytest.raises(ValueError, match=r"^settings\.runtime:"):
         BenchOptions.from_dict({"runtime": "tflite"})
+
+
+# ------------------------------------------------------------------- issue 12 hardening
+def test_a_file_that_is_not_a_fleet_database_is_refused_untouched(tmp_path):
+    """Empty, text, foreign SQLite: NotAFleetDatabase naming the path and the reason, and
+    the file is left exactly as it was."""
+    foreign = tmp_path / "other.db"
+    raw = sqlite3.connect(foreign)
+    raw.execute("CREATE TABLE photos (id INTEGER)")
+    raw.close()
+    cases = {tmp_path / "empty.db": (b"", "empty"),
+             tmp_path / "notes.db": (b"hello, not sqlite\n" * 100, "not a database"),
+             foreign: (foreign.read_bytes(), "without the fleet's tables")}
+    for path, (content, reason) in cases.items():
+        path.write_bytes(content)
+        with pytest.raises(NotAFleetDatabase, match=rf"{path.name}: not a fleet database.*{reason}"):
+            Store(path)
+        assert path.read_bytes() == content
+        assert isinstance(NotAFleetDatabase(path, reason), sqlite3.DatabaseError)
+
+
+def test_a_late_failure_neither_counts_nor_leaves_two_accepted_rows(store, digest):
+    """A FAILED report from an expired lease is stored, flagged late, not accepted, and does
+    not touch the job; the next lease's OK is then the job's only accepted row."""
+    add_agent(store, "a1")
+    add_agent(store, "a2")
+    (job_id,) = enqueue(store, digest)
+    (first,) = lease(store, "a1")
+    expire_all(store)
+    (second,) = lease(store, "a2")
+    failed = store.report("a1", job_id, first.lease_id, "failed", {"message": "boom"})
+    assert (failed.accepted, failed.late) == (False, True)
+    assert store.job(job_id)["state"] == "leased"
+    assert store.report("a2", job_id, second.lease_id, "ok", ok()).accepted
+    assert [(r["status"], r["accepted"]) for r in store.results(job_id)] == [
+        ("failed", 0), ("ok", 1)]
+
+
+def test_an_agent_registering_again_gives_up_its_old_leases(store, digest):
+    """A restarted agent (same id) no longer runs the jobs it held: they are requeued at
+    once, counting the attempt, instead of waiting out the lease."""
+    token = add_agent(store, "a1")
+    (job_id,) = enqueue(store, digest)
+    (held,) = lease(store, "a1")
+    store.register_agent(token, "a1", ["cpu"], {}, 1, "v")
+    assert lease_row(store, held.lease_id)["state"] == "expired"
+    job = store.job(job_id)
+    assert (job["state"], job["attempts"]) == ("queued", 1)
+    assert "restarted" in job["error"]
+    assert lease(store, "a1")[0].attempt == 2
+
+
+def test_listing_judges_online_from_the_heartbeat_age(store):
+    """An agent whose last heartbeat is older than its offline window is listed offline,
+    although no sweeper has run to clear its flag."""
+    token = add_agent(store, "a1")
+    store.register_agent(token, "a1", ["cpu"], {}, 1, "v", offline_after_s=30)
+    assert store.list_agents()[0]["online"] == 1
+    store.db.execute("UPDATE agents SET last_seen=last_seen-31")
+    assert agent_row(store, "a1")["online"] == 1  # the stale flag
+    assert store.list_agents()[0]["online"] == 0
+
+
+def test_heartbeat_of_many_ids_is_one_query(store, digest):
+    """Duplicates and unknown ids come back as lost, in the order given; known ones renew."""
+    add_agent(store, "a1")
+    enqueue(store, digest)
+    (held,) = lease(store, "a1")
+    assert store.heartbeat("a1", ["x", held.lease_id, "x", held.lease_id], {}, HOUR) == ["x", "x"]
+
+
+def test_identifiers_with_a_trailing_newline_are_malformed(store):
+    with pytest.raises(ValueError, match="^digest:"):
+        BlobStore(store).path("ab" * 32 + "\n")
+
+
+def test_a_blob_write_that_fails_leaves_no_file(tmp_path):
+    """A write cut short by the file-size limit (as a full disk would) raises, and leaves
+    neither a temp file nor an unlisted blob. Run in a child process: RLIMIT_FSIZE is
+    per-process and must not reach pytest."""
+    import subprocess
+    import sys
+    import textwrap
+
+    db = tmp_path / "fleet.db"
+    Store(db).close()
+    code = textwrap.dedent(f"""
+        import errno, resource, signal
+        from coordinator.blobs import BlobStore
+        from coordinator.store import Store
+        store = Store({str(db)!r})
+        blobs = BlobStore(store)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))
+        try:
+            blobs.put(b"x" * 3 * 2**20)
+        except OSError as exc:
+            print("refused", errno.errorcode[exc.errno])
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "refused EFBIG", out.stderr
+    assert [p for p in (tmp_path / "fleet.db.blobs").rglob("*") if p.is_file()] == []
+    s = Store(db)
+    assert s.db.execute("SELECT COUNT(*) FROM blobs").fetchone()[0] == 0
+    s.close()
