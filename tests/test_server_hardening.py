@@ -59,7 +59,9 @@ def serve(tmp_path, *args: str, timeout: float = 60) -> subprocess.CompletedProc
 
 def one_line_error(out: subprocess.CompletedProcess) -> str:
     assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
-    (line,) = [line for line in out.stderr.splitlines() if line.startswith("Error:")]
+    # "ofa-coord: error:" for what serve refuses, click's "Error:" for a malformed option
+    (line,) = [line for line in out.stderr.splitlines()
+               if line.startswith(("ofa-coord: error:", "Error:"))]
     return line
 
 
