@@ -167,14 +167,28 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_header(path: Path) -> None:
+    """An existing file must start as an SQLite database does: SQLite itself takes a file
+    shorter than its header for a new, empty database and would write ours into it."""
+    with path.open("rb") as f:
+        head = f.read(len(_SQLITE_HEADER))
+    if not head:
+        raise NotAFleetDatabase(path, "the file is empty")
+    if head != _SQLITE_HEADER:
+        raise NotAFleetDatabase(path, "file is not a database (no SQLite header)")
+
+
 class Store:
     def __init__(self, path: str | Path) -> None:
         """Open (or create, when missing) a fleet database. Any other file that is not one
         raises NotAFleetDatabase before anything is written to it."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() and self.path.stat().st_size == 0:
-            raise NotAFleetDatabase(self.path, "the file is empty")
+        if self.path.exists():
+            _check_header(self.path)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                   timeout=10.0)
         try:
