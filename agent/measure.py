@@ -23,9 +23,12 @@ import onnxruntime as ort
 
 from agent.stats import median_ci, summarize
 
-__all__ = ["BenchSettings", "Measurement", "measure", "RUNTIMES"]
+__all__ = ["BenchSettings", "Measurement", "measure", "RUNTIMES", "MAX_SAMPLES"]
 
 RUNTIMES = ("onnxruntime", "torch")
+# The most samples one result may carry (the coordinator refuses more): a microsecond-scale
+# model timed for a 30 s cap would otherwise report tens of millions.
+MAX_SAMPLES = 2**20
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ def measure(model: str | Path | bytes, settings: BenchSettings = BenchSettings()
             if (high - low) / (2 * float(np.median(samples))) <= settings.target_precision:
                 reason = "precision"
                 break
-        if now >= cap:
+        if now >= cap or len(samples) + settings.block_runs > MAX_SAMPLES:
             reason = "time_cap"
             break
     return Measurement(samples, session_create_ns, first_run_ns, warmups, warmup_ns, reason,

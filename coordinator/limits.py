@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from agent.measure import BenchSettings
+from agent.measure import MAX_SAMPLES, BenchSettings
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
 __all__ = ["check_register", "check_heartbeat", "check_lease", "check_read_blob",
@@ -29,7 +29,6 @@ MAX_LIST = 64              # temperature sources, providers, runtime versions
 # one report costs the server.
 BLOCK = BenchSettings.block_runs
 MIN_RUN_NS = 1_000
-MAX_SAMPLES = 2**20
 STOP_REASONS = ("precision", "time_cap", "cancelled")
 # The largest encoded request each method needs, checked before decoding. A report carries
 # up to MAX_SAMPLES samples of at most 6 bytes each (runs under 2**41 ns, 36 minutes).
