@@ -161,8 +161,8 @@ def _watch(store: Store, campaign_id: str, timeout: float, interval: float) -> N
     last_print, said = -float("inf"), []
     while True:
         current = campaign_status(store, campaign_id)
-        finished = (current["state"] in ("done", "cancelled")
-                    or current["finished"] == current["total"])
+        finished = current["state"] in ("done", "cancelled") or (
+            current["state"] == "running" and current["finished"] == current["total"])
         now = time.monotonic()
         due = finished or now - last_print >= 10  # a line every 10 s when not a terminal
         unserved = [] if finished else unserved_targets(store, current)

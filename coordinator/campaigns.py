@@ -165,10 +165,14 @@ class CampaignSpec:
         return cls(**data)
 
 
+# Jobs queued per transaction when a campaign starts: about 0.1-0.3 s of write lock here.
+QUEUE_CHUNK = 5000
+
+
 def create_campaign(store: Store, blobs: BlobStore, spec: CampaignSpec,
                     progress: Callable[[int, int], None] | None = None, start: bool = False) -> str:
-    """Validate, build the artifacts (reusing cached ones) and record the campaign (and, with
-    `start`, queue its jobs) in one transaction: it exists whole or not at all."""
+    """Validate, build the artifacts (reusing cached ones) and record the campaign in one
+    transaction, so that it exists whole or not at all; with `start`, then queue its jobs."""
     items = spec.validate(store) + ([Item.reference()] if spec.reference_every else [])
     builder = ArtifactBuilder(store, blobs)
     built = []
@@ -186,8 +190,8 @@ def create_campaign(store: Store, blobs: BlobStore, spec: CampaignSpec,
                          "VALUES (?,?,?,'created',?)",
                          (campaign_id, spec.name, spec.to_json(), time.time()))
         store.db.executemany("INSERT INTO campaign_items VALUES (?,?,?,?,?,?,?,?)", rows)
-        if start:
-            _queue(store, campaign_id, spec, rows, jobs)
+    if start:
+        _queue(store, campaign_id, spec, rows, jobs)
     return campaign_id
 
 
@@ -224,14 +228,13 @@ def _job_order(n_items: int, repeats: int, rng: random.Random) -> list[tuple[int
 
 
 def start_campaign(store: Store, campaign_id: str) -> int:
-    """Queue the campaign's jobs for every target; returns how many were queued."""
+    """Queue the campaign's jobs for every target; returns how many it has. A start that was
+    interrupted (the campaign is still `starting`) resumes where it stopped."""
     campaign = _campaign(store, campaign_id)
     spec = CampaignSpec.from_json(campaign["spec"])
     rows = [tuple(row) for row in store.db.execute(
         "SELECT * FROM campaign_items WHERE campaign_id=? ORDER BY item", (campaign["id"],))]
-    jobs = _job_specs(store, spec, rows)
-    with store.transaction():
-        return _queue(store, campaign["id"], spec, rows, jobs)
+    return _queue(store, campaign["id"], spec, rows, _job_specs(store, spec, rows))
 
 
 def _job_specs(store: Store, spec: CampaignSpec, rows: list[tuple]) -> dict[int, tuple[bytes, str]]:
@@ -247,13 +250,18 @@ def _job_specs(store: Store, spec: CampaignSpec, rows: list[tuple]) -> dict[int,
 
 def _queue(store: Store, campaign_id: str, spec: CampaignSpec, rows: list[tuple],
            specs: dict[int, tuple[bytes, str]]) -> int:
-    """Queue every target's jobs; call inside a transaction. Claims the state first, so two
-    starts cannot both queue."""
-    claimed = store.db.execute("UPDATE campaigns SET state='running', started_at=? WHERE "
-                               "id=? AND state='created'", (time.time(), campaign_id))
-    if claimed.rowcount == 0:
-        state = _campaign(store, campaign_id)["state"]
-        raise ValueError(f"campaign {campaign_id}: is {state}, not created")
+    """Queue every target's jobs, QUEUE_CHUNK to a transaction: agents and other commands
+    wait for the write lock a fraction of a second, not for the whole campaign. The campaign
+    is `starting` meanwhile and `running` once all are queued. Each chunk checks that it
+    continues exactly where the stored jobs end (the seeded order makes a resumed start
+    queue what an uninterrupted one would), so two starts never queue one job twice."""
+    with store.transaction():
+        claimed = store.db.execute(
+            "UPDATE campaigns SET state='starting', started_at=COALESCE(started_at, ?) "
+            "WHERE id=? AND state IN ('created','starting')", (time.time(), campaign_id))
+        if claimed.rowcount == 0:
+            state = _campaign(store, campaign_id)["state"]
+            raise ValueError(f"campaign {campaign_id}: is {state}, not created")
     reference = next((row[1] for row in rows if row[2] == "reference"), None)
     measured = [row[1] for row in rows if row[2] != "reference"]
     total = 0
@@ -263,14 +271,36 @@ def _queue(store: Store, campaign_id: str, spec: CampaignSpec, rows: list[tuple]
                  _job_order(len(measured), spec.repeats, rng)]
         if reference is not None:
             order = _interleave(order, reference, spec.reference_every)
-        ids = store.enqueue([specs[item] for item, _ in order], label=target.label,
-                            agent_id=target.agent, max_attempts=spec.max_attempts,
-                            campaign=campaign_id)
-        store.db.executemany("INSERT INTO campaign_jobs VALUES (?,?,?,?,?)",
-                             [(job, campaign_id, item, target.name, repeat)
-                              for job, (item, repeat) in zip(ids, order)])
-        total += len(ids)
+        for begin in range(_queued(store, campaign_id, target.name), len(order), QUEUE_CHUNK):
+            with store.transaction():
+                _check_still_starting(store, campaign_id, target.name, begin)
+                chunk = order[begin:begin + QUEUE_CHUNK]
+                ids = store.enqueue([specs[item] for item, _ in chunk], label=target.label,
+                                    agent_id=target.agent, max_attempts=spec.max_attempts,
+                                    campaign=campaign_id)
+                store.db.executemany("INSERT INTO campaign_jobs VALUES (?,?,?,?,?)",
+                                     [(job, campaign_id, item, target.name, repeat)
+                                      for job, (item, repeat) in zip(ids, chunk)])
+        total += len(order)
+    with store.transaction():
+        store.db.execute("UPDATE campaigns SET state='running' WHERE id=? AND state='starting'",
+                         (campaign_id,))
     return total
+
+
+def _queued(store: Store, campaign_id: str, target: str) -> int:
+    return store.db.execute("SELECT COUNT(*) FROM campaign_jobs WHERE campaign_id=? AND "
+                            "target=?", (campaign_id, target)).fetchone()[0]
+
+
+def _check_still_starting(store: Store, campaign_id: str, target: str, begin: int) -> None:
+    """Inside a chunk's transaction: the campaign was not cancelled, and no other start
+    queued this chunk meanwhile."""
+    state = _campaign(store, campaign_id)["state"]
+    if state != "starting":
+        raise ValueError(f"campaign {campaign_id}: became {state} while its jobs were queued")
+    if _queued(store, campaign_id, target) != begin:
+        raise ValueError(f"campaign {campaign_id}: another process is queueing its jobs")
 
 
 def _interleave(order: list[tuple[int, int]], reference: int, every: int) -> list[tuple[int, int]]:
@@ -290,7 +320,8 @@ def cancel_campaign(store: Store, campaign_id: str) -> int:
             "SELECT job_id FROM campaign_jobs WHERE campaign_id=?", (campaign["id"],))]
         cancelled = store.cancel_jobs(jobs)
         store.db.execute("UPDATE campaigns SET state='cancelled', finished_at=? WHERE id=? AND "
-                         "state IN ('created','running')", (time.time(), campaign["id"]))
+                         "state IN ('created','starting','running')",
+                         (time.time(), campaign["id"]))
     return cancelled
 
 
