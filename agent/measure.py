@@ -27,8 +27,9 @@ __all__ = ["BenchSettings", "Measurement", "measure", "RUNTIMES", "MAX_SAMPLES"]
 
 RUNTIMES = ("onnxruntime", "torch")
 # The most samples one result may carry (the coordinator refuses more): a microsecond-scale
-# model timed for a 30 s cap would otherwise report tens of millions.
-MAX_SAMPLES = 2**20
+# model timed for a 30 s cap would otherwise report tens of millions. 65,536 runs pin a median
+# far tighter than any device holds still, and bound what one report costs the coordinator.
+MAX_SAMPLES = 2**16
 
 
 @dataclass(frozen=True)

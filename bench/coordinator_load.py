@@ -12,7 +12,7 @@ LeaseJobs takes to hand out a queued job (p50/p99), and a loss check against the
 With `--hostile`, one more client in its own process sends the largest messages the server
 accepts, in a loop: a Register with every field at its bound, Heartbeats with the most
 lease ids and full telemetry, LeaseJobs for as many jobs as it may hold, ReadBlob of the
-largest chunk, and reports of 2**20 samples. The simulated agents' lease latency shows
+largest chunk, and reports of MAX_SAMPLES samples. The simulated agents' lease latency shows
 whether one client can stall the others (issue 12: p99 <= 100 ms with 200 agents):
 
     .venv/bin/python -m bench.coordinator_load --agents 200 --seconds 60 --hostile
@@ -114,7 +114,7 @@ async def hostile_loop(address: str, token: str, stop_at: float, counts: dict) -
                              load_1m=1e6, cpu_percent=100, cpu_steal_percent=100,
                              available_memory_bytes=2**62)
     max_held = FleetSettings().max_jobs_per_lease
-    # 2**20 runs of 20 us: 21 s, inside the default 30 s time cap
+    # MAX_SAMPLES runs of 20 us: inside the default 30 s time cap
     samples = pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=[20_000] * MAX_SAMPLES,
                         stop_reason="time_cap", message="m" * 4000, before=telemetry,
                         after=telemetry)

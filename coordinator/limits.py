@@ -24,9 +24,9 @@ MAX_LABELS = 32
 MAX_TEXT = 256             # a device string, a version, a runtime version
 MAX_MESSAGE = 4000         # a FAILED result's message (the agent cuts its own there)
 MAX_LIST = 64              # temperature sources, providers, runtime versions
-# An OK result's samples: the agent times runs in blocks of BLOCK until its time cap, and no
-# run of a real model is under a microsecond; 2**20 samples (8 MiB) also bounds the work
-# one report costs the server.
+# An OK result's samples: the agent times runs in blocks of BLOCK until its time cap or
+# MAX_SAMPLES (the agent's own bound, 512 KiB of samples), and no run of a real model is
+# under a microsecond.
 BLOCK = BenchSettings.block_runs
 MIN_RUN_NS = 1_000
 STOP_REASONS = ("precision", "time_cap", "cancelled")

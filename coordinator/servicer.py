@@ -59,7 +59,7 @@ def result_to_dict(result: pb.Result, samples: np.ndarray) -> dict:
 
 
 def _checked_result(request: pb.ReportResultRequest) -> dict:
-    """The result as the store takes it, with its statistics: the work of up to 2**20
+    """The result as the store takes it, with its statistics: the work of up to MAX_SAMPLES
     samples is done here, off the event loop and off the store's thread."""
     samples = np.array(request.result.samples_ns, dtype="<i8")  # one C copy, no Python ints
     limits.check_report(request, samples)
