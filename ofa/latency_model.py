@@ -232,17 +232,19 @@ class LatencyPredictor:
         checked = {name: _number(params, name, "params.") for name in scalars}
         checked.update({name: _numbers(params, name, shape, "params.").tolist()
                         for name, shape in arrays.items()})
+        source = None
         if kind == "transfer":
             if not isinstance(data.get("source"), Mapping):
                 raise ValueError("source: a transfer predictor needs the source predictor")
+            if data["source"].get("kind") == "transfer":  # `predictor train` never makes one
+                raise ValueError("source.kind: expected lut, lut-corrected or lut-ridge")
             try:
                 source = cls.from_dict(data["source"])
             except ValueError as exc:
                 raise ValueError(f"source.{exc}") from None
-            return cls(kind, None, checked, source, dict(data.get("provenance", {})),
-                       dict(data.get("metrics", {})))
-        return cls(kind, BlockTable.from_dict(data.get("table")), checked, None,
-                   dict(data.get("provenance", {})), dict(data.get("metrics", {})))
+        table = None if kind == "transfer" else BlockTable.from_dict(data.get("table"))
+        return cls(kind, table, checked, source, dict(data.get("provenance", {})),
+                   dict(data.get("metrics", {})))
 
 
 def load_predictor(path: str | Path) -> LatencyPredictor:
@@ -250,6 +252,8 @@ def load_predictor(path: str | Path) -> LatencyPredictor:
         data = json.loads(Path(path).read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not a predictor file (invalid JSON: {exc})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not a predictor file (JSON nested too deeply)") from None
     try:
         return LatencyPredictor.from_dict(data)
     except ValueError as exc:

@@ -145,12 +145,17 @@ def test_a_transfer_predictor_with_a_tampered_source_is_refused(note10, configs,
                         configs[:5], measured[:5]).to_dict()
     for path, value, message in (("source.params.scale", float("nan"), "source.params.scale"),
                                  ("source", None, "source: a transfer predictor needs"),
-                                 ("params.scale", "2", "params.scale: expected a finite number")):
+                                 ("params.scale", "2", "params.scale: expected a finite number"),
+                                 ("source", lambda s: {**s, "kind": "transfer"},
+                                  "source.kind: expected lut, lut-corrected or lut-ridge")):
         tampered = json.loads(json.dumps(data))
         _set(tampered, path, value)
         (tmp_path / "t.json").write_text(json.dumps(tampered))
         with pytest.raises(ValueError, match=message):
             load_predictor(tmp_path / "t.json")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="not a predictor file"):
+        load_predictor(tmp_path / "deep.json")
 
 
 def test_transfer_adapts_another_devices_predictor_from_a_few_measurements(note10, configs):
