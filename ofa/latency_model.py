@@ -59,7 +59,7 @@ def _numbers(data: Mapping, name: str, shape: tuple[int | None, ...],
     if not isinstance(value, list) or array.dtype.kind not in "iuf":
         raise ValueError(f"{field}: expected a (nested) list of numbers of shape {expected}, "
                          f"got {value!r:.40}")
-    if array.ndim != len(shape) or any(n is not None and n != m for n, m in zip(shape, array.shape)):
+    if array.ndim != len(shape) or any(n not in (None, m) for n, m in zip(shape, array.shape)):
         raise ValueError(f"{field}: expected shape {expected}, got {array.shape}")
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{field}: expected finite numbers, got NaN or infinity")

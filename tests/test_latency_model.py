@@ -108,7 +108,8 @@ def _set(data: dict, path: str, value) -> None:
 
 @pytest.mark.parametrize("path, value, message", [
     ("table.blocks", lambda b: b[:-1], r"table.blocks: expected shape \(5, 20, 3, 3\), got \(4,"),
-    ("table.blocks", lambda b: [b[0]] + [[1.0]] * 4, r"table.blocks: expected a \(nested\) list of numbers"),
+    ("table.blocks", lambda b: [b[0]] + [[1.0]] * 4,
+     r"table.blocks: expected a \(nested\) list of numbers"),
     ("table.fixed", lambda f: [float("nan")] + f[1:], "table.fixed: expected finite numbers"),
     ("table.fixed", lambda f: f[:3], r"table.fixed: expected shape \(5\), got \(3,\)"),
     ("table.resolutions", [224, 208, 192, 176, 160], "table.resolutions: expected increasing"),

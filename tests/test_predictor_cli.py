@@ -113,7 +113,8 @@ def test_train_eval_and_predict_for_a_device(measured, db, tmp_path):
         predicted = model.predict(subnets)
         expected = np.mean([rmse_pct(predicted, repeats[:, i]) for i in (0, 1)])
         assert report[kind]["rmse_pct"] == pytest.approx(expected, rel=1e-9)
-    floor = np.mean([rmse_pct(repeats[:, 0], repeats[:, 1]), rmse_pct(repeats[:, 1], repeats[:, 0])])
+    floor = np.mean([rmse_pct(repeats[:, 0], repeats[:, 1]),
+                     rmse_pct(repeats[:, 1], repeats[:, 0])])
     assert report["noise floor"]["rmse_pct"] == pytest.approx(floor, rel=1e-9)
     assert (tmp_path / "cpu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = cli("predictor", "eval", "--db", db, "--device", "cpu")
