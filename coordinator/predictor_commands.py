@@ -75,7 +75,7 @@ def train(db: str, label: str, kind: str, campaigns: tuple[str, ...], lut_campai
             chosen = random.Random(seed).sample(training, min(k or len(training), len(training)))
             model = fit_transfer(source, [m.config for m in chosen], [m.median_ms for m in chosen])
             provenance = {"source_device": source_device, "source_kind": source_kind,
-                          "k": len(chosen)}
+                          "k": len(chosen), "fitted_on": sorted(m.config.id for m in chosen)}
         else:
             lut, width, provenance = device_lut(store, label, lut_campaign)
             table = BlockTable.from_lut(lut, width)
@@ -132,9 +132,9 @@ def eval_(db: str, label: str, kinds: tuple[str, ...], plot: str | None, fmt: st
                                    f"(ofa-coord predictor train --device {label})")
     try:
         models = {kind: load_predictor(predictor_path(db, label, kind)) for kind in kinds}
+        rows = {kind: evaluate(model, held_out) for kind, model in models.items()}
     except (ValueError, FileNotFoundError) as exc:
         raise _fail(exc) from None
-    rows = {kind: evaluate(model, held_out) for kind, model in models.items()}
     rows["noise floor"] = noise_floor(held_out)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))

@@ -39,6 +39,41 @@ KINDS = ("lut", "lut-corrected", "lut-ridge", "transfer")
 N_TYPES = space.N_STAGES * 2 * len(space.KERNEL_CHOICES) * len(space.EXPAND_CHOICES)
 
 
+def _number(data: Mapping, name: str, prefix: str = "") -> float:
+    """`data[name]` as a finite number (a bool, string or null is refused)."""
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise ValueError(f"{prefix}{name}: expected a finite number, got {value!r:.40}")
+    return float(value)
+
+
+def _numbers(data: Mapping, name: str, shape: tuple[int | None, ...],
+             prefix: str = "") -> np.ndarray:
+    """`data[name]` as a float array of `shape` (None: any length), every value finite."""
+    field, value = f"{prefix}{name}", data.get(name)
+    expected = "(" + ", ".join("N" if n is None else str(n) for n in shape) + ")"
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged nesting
+        array = np.asarray(None)
+    if not isinstance(value, list) or array.dtype.kind not in "iuf":
+        raise ValueError(f"{field}: expected a (nested) list of numbers of shape {expected}, "
+                         f"got {value!r:.40}")
+    if array.ndim != len(shape) or any(n not in (None, m) for n, m in zip(shape, array.shape)):
+        raise ValueError(f"{field}: expected shape {expected}, got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{field}: expected finite numbers, got NaN or infinity")
+    return array.astype(float)
+
+
+# The parameters each kind stores: scalars, and arrays with their shapes.
+_PARAMS = {"lut": ((), {}),
+           "lut-corrected": (("scale", "offset", "per_block"), {}),
+           "lut-ridge": (("fixed_scale", "per_block", "offset", "alpha"),
+                         {"multipliers": (N_TYPES,)}),
+           "transfer": (("scale", "offset"), {})}
+
+
 @dataclass(frozen=True)
 class BlockTable:
     """A LUT laid out for vectorised lookups: per resolution the fixed part (first conv,
@@ -101,11 +136,23 @@ class BlockTable:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "BlockTable":
-        blocks = np.array(data["blocks"], float)
-        if blocks.shape[1:] != (space.N_BLOCKS, 3, 3) or len(blocks) != len(data["resolutions"]):
-            raise ValueError(f"table.blocks: expected shape (R, 20, 3, 3), got {blocks.shape}")
-        return cls(float(data["width"]), np.array(data["resolutions"], int),
-                   np.array(data["fixed"], float), blocks)
+        """From a predictor file's `table`: every field checked for type, shape and range."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"table: expected an object, got {type(data).__name__}")
+        width = _number(data, "width", "table.")
+        if width not in space.WIDTH_CHOICES:
+            raise ValueError(f"table.width: expected one of {space.WIDTH_CHOICES}, got {width}")
+        resolutions = _numbers(data, "resolutions", (None,), "table.")
+        count = len(resolutions)
+        if (count == 0 or np.any(resolutions != np.round(resolutions))
+                or np.any(resolutions < space.MIN_RESOLUTION)
+                or np.any(resolutions > space.MAX_RESOLUTION) or np.any(np.diff(resolutions) <= 0)):
+            raise ValueError(f"table.resolutions: expected increasing integers in "
+                             f"{space.MIN_RESOLUTION}..{space.MAX_RESOLUTION}, "
+                             f"got {resolutions.tolist()}")
+        return cls(width, resolutions.astype(int), _numbers(data, "fixed", (count,), "table."),
+                   _numbers(data, "blocks", (count, space.N_BLOCKS, len(space.KERNEL_CHOICES),
+                                             len(space.EXPAND_CHOICES)), "table."))
 
 
 def _type_features(table: BlockTable, batch: ConfigBatch) -> np.ndarray:
@@ -175,14 +222,29 @@ class LatencyPredictor:
                              f"the file is version {data.get('version')!r}")
         kind = data.get("kind")
         if kind not in KINDS:
-            raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
-        try:
-            return cls(kind, BlockTable.from_dict(data["table"]) if data.get("table") else None,
-                       dict(data["params"]),
-                       cls.from_dict(data["source"]) if data.get("source") else None,
-                       dict(data.get("provenance", {})), dict(data.get("metrics", {})))
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"predictor: malformed file ({type(exc).__name__}: {exc})") from None
+            raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r:.40}")
+        for name in ("params", "provenance", "metrics"):
+            if not isinstance(data.get(name, {}), Mapping):
+                raise ValueError(f"{name}: expected an object, got "
+                                 f"{type(data.get(name)).__name__}")
+        params = data.get("params", {})
+        scalars, arrays = _PARAMS[kind]
+        checked = {name: _number(params, name, "params.") for name in scalars}
+        checked.update({name: _numbers(params, name, shape, "params.").tolist()
+                        for name, shape in arrays.items()})
+        source = None
+        if kind == "transfer":
+            if not isinstance(data.get("source"), Mapping):
+                raise ValueError("source: a transfer predictor needs the source predictor")
+            if data["source"].get("kind") == "transfer":  # `predictor train` never makes one
+                raise ValueError("source.kind: expected lut, lut-corrected or lut-ridge")
+            try:
+                source = cls.from_dict(data["source"])
+            except ValueError as exc:
+                raise ValueError(f"source.{exc}") from None
+        table = None if kind == "transfer" else BlockTable.from_dict(data.get("table"))
+        return cls(kind, table, checked, source, dict(data.get("provenance", {})),
+                   dict(data.get("metrics", {})))
 
 
 def load_predictor(path: str | Path) -> LatencyPredictor:
@@ -190,6 +252,8 @@ def load_predictor(path: str | Path) -> LatencyPredictor:
         data = json.loads(Path(path).read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not a predictor file (invalid JSON: {exc})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not a predictor file (JSON nested too deeply)") from None
     try:
         return LatencyPredictor.from_dict(data)
     except ValueError as exc:

@@ -1,17 +1,22 @@
 """Campaigns end to end on loopback with real agents: each workload kind, the exported LUT
-(read by the reference package), failures of agents and coordinator, cancel, bad specs."""
+(read by the reference package), failures of agents and coordinator, cancel, bad specs.
+
+The module's fleet is shared, so each test that exports a LUT measures for a device label of
+its own (agent `a` serves them all): no test sees another's campaigns, and each runs alone
+or in any order."""
 
 from __future__ import annotations
 
 import json
+import math
 import signal
-import time
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from coordinator.cli import main as coord
+from coordinator.lut_export import DRIFT_LIMIT
 from ofa.config import SubnetConfig, sample_configs
 from ofa.lut import LatencyTable
 from ofa.plan import lut_keys, space_lut_specs
@@ -36,15 +41,16 @@ def campaign_id(output: str) -> str:
 def fleet(tmp_path_factory):
     fleet = Fleet(tmp_path_factory.mktemp("campaigns"))
     fleet.start_server()
-    fleet.start_agent("a", labels=("cpu",))
+    fleet.start_agent("a", labels=("cpu", "lut", "partial", "pool"))
     fleet.start_agent("b", labels=("cpu2",))
     fleet.agent_id("a"), fleet.agent_id("b")
     yield fleet
     fleet.close()
 
 
-def run_campaign(fleet: Fleet, *args) -> str:
-    created = cli("campaign", "create", "--db", fleet.db, "--label", "cpu", *QUICK, *args, "--start")
+def run_campaign(fleet: Fleet, *args, label: str = "cpu") -> str:
+    created = cli("campaign", "create", "--db", fleet.db, "--label", label, *QUICK, *args,
+                  "--start")
     cid = campaign_id(created)
     cli("campaign", "wait", "--db", fleet.db, cid, "--timeout", "300", "--interval", "0.2")
     return cid
@@ -52,12 +58,12 @@ def run_campaign(fleet: Fleet, *args) -> str:
 
 def test_lut_campaign_gives_a_complete_table_the_reference_reads(fleet, tmp_path):
     cid = run_campaign(fleet, "--name", "lut64", "--workload", "lut", "--resolutions", "64",
-                       "--repeats", "1")
+                       "--repeats", "1", label="lut")
     status = json.loads(cli("campaign", "status", "--db", fleet.db, cid, "--format", "json"))
     assert status["state"] == "done" and status["failed"] == 0
     assert status["total"] == 96 + 1 + 96 // 25  # entries, then the reference interleaved
     out = tmp_path / "lut"
-    cli("lut", "export", "--db", fleet.db, "--device", "cpu", "--out", out)
+    cli("lut", "export", "--db", fleet.db, "--device", "lut", "--out", out)
     (table_file,) = out.glob("*_lookup_table.yaml")
     assert table_file.name == "64_lookup_table.yaml"
     table = yaml.safe_load(table_file.read_text())
@@ -71,13 +77,39 @@ def test_lut_campaign_gives_a_complete_table_the_reference_reads(fleet, tmp_path
     for config, theirs in zip(configs, reference["subnets"]):
         assert theirs["lut_keys_net"] == lut_keys(config)
         assert ours.predict_ms(config) == pytest.approx(theirs["lut_ms_net"], rel=1e-9)
-    cli("lut", "export", "--db", fleet.db, "--device", "cpu", "--out", out, "--format", "json")
-    provenance = json.loads((out / "cpu_lut.json").read_text())
+    cli("lut", "export", "--db", fleet.db, "--device", "lut", "--out", out, "--format", "json")
+    provenance = json.loads((out / "lut_lut.json").read_text())
     assert provenance["missing"] == []
     assert provenance["provenance"]["runtime_versions"][0]["onnxruntime"]
     assert provenance["provenance"]["campaigns"][0]["id"] == cid
     entry = next(iter(provenance["tables"]["64"].values()))
     assert {"median_ms", "p10_ms", "p90_ms", "n", "drift_flag"} <= set(entry)
+    assert_drift_derived_from_the_reference_checks(fleet, cid, provenance["tables"]["64"])
+
+
+def assert_drift_derived_from_the_reference_checks(fleet: Fleet, cid: str, table: dict) -> None:
+    """Each result's drift is its agent's last reference check, median / baseline - 1 (the
+    baseline being the median of that agent's checks so far, so its first check reads 0),
+    and an entry is flagged exactly when one of its results drifted by more than 3%."""
+    rows = fleet.store.db.execute(
+        "SELECT ci.key, res.drift, res.drift_check, res.agent_id FROM results res JOIN "
+        "campaign_jobs cj ON cj.job_id=res.job_id JOIN campaign_items ci ON "
+        "ci.campaign_id=cj.campaign_id AND ci.item=cj.item WHERE cj.campaign_id=? AND "
+        "res.accepted=1 AND ci.kind='lut'", (cid,)).fetchall()
+    drifts: dict[str, list[float]] = {}
+    for row in rows:
+        check = json.loads(row["drift_check"])
+        median, baseline = check["median_ms"], check["baseline_median_ms"]
+        assert math.isfinite(median) and math.isfinite(baseline) and median > 0 and baseline > 0
+        assert row["drift"] == pytest.approx(median / baseline - 1, rel=1e-9, abs=1e-12)
+        drifts.setdefault(row["key"], []).append(row["drift"])
+    assert set(drifts) == set(table)
+    first = fleet.store.db.execute(
+        "SELECT drift, drift_check FROM results WHERE agent_id=? AND drift_check IS NOT NULL "
+        "ORDER BY id LIMIT 1", (rows[0]["agent_id"],)).fetchone()
+    assert first["drift"] == 0 and json.loads(first["drift_check"])["baseline_median_ms"] > 0
+    for key, entry in table.items():
+        assert entry["drift_flag"] == any(abs(d) > DRIFT_LIMIT for d in drifts[key])
 
 
 def test_random_campaign_measures_each_subnet_twice_on_each_device(fleet, tmp_path):
@@ -160,15 +192,44 @@ def test_bad_campaign_specs_are_refused_and_create_nothing(fleet, tmp_path, args
     assert sum(fleet.store.job_counts().values()) == jobs
 
 
-def test_missing_lut_entries_are_reported_not_zero(fleet, tmp_path):
-    created = cli("campaign", "create", "--db", fleet.db, "--label", "cpu", "--name", "never",
-                  "--workload", "lut", "--resolutions", "48", *QUICK, "--start")
-    cli("campaign", "cancel", "--db", fleet.db, campaign_id(created))
-    result = CliRunner().invoke(coord, ["lut", "export", "--db", str(fleet.db), "--device", "cpu",
-                                        "--out", str(tmp_path), "--campaign",
-                                        campaign_id(created)])
-    assert result.exit_code == 1 and "entries missing (never measured)" in result.output
-    assert "r=48 " in result.output
+def lut_export(fleet: Fleet, label: str, out, *args) -> tuple[int, str, str]:
+    result = CliRunner().invoke(coord, ["lut", "export", "--db", str(fleet.db), "--device", label,
+                                        "--out", str(out), *map(str, args)])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_a_partial_lut_lists_what_is_missing_and_never_writes_it(fleet, tmp_path):
+    """r=48 measured in full, then a campaign at 48 and 56 px cancelled as soon as it starts:
+    the r=56 entries it never measured are missing from the device's LUT."""
+    run_campaign(fleet, "--name", "full48", "--workload", "lut", "--resolutions", "48",
+                 "--repeats", "1", "--reference-every", "0", label="partial")
+    cut = campaign_id(cli("campaign", "create", "--db", fleet.db, "--label", "partial", *QUICK,
+                          "--name", "cut", "--workload", "lut", "--resolutions", "48,56",
+                          "--repeats", "1", "--reference-every", "0", "--start"))
+    cli("campaign", "cancel", "--db", fleet.db, cut)
+    expected = {(r, spec.lut_key) for r in (48, 56) for spec in space_lut_specs(r, 1.0)}
+
+    code, stdout, stderr = lut_export(fleet, "partial", tmp_path / "json", "--format", "json")
+    assert code == 1  # missing entries without --allow-missing
+    exported = json.loads((tmp_path / "json" / "partial_lut.json").read_text())
+    measured = {(int(r), key) for r, table in exported["tables"].items() for key in table}
+    missing = {(m["r"], m["key"]) for m in exported["missing"]}
+    assert measured | missing == expected and not measured & missing
+    assert {(48, spec.lut_key) for spec in space_lut_specs(48, 1.0)} <= measured and missing
+    assert f"{len(missing)} entries missing (never measured):" in stderr
+    assert all(line.startswith("  r=56 ") for line in stderr.splitlines()[1:])
+    assert len(stderr.splitlines()) == 1 + min(20, len(missing))  # the first 20 are listed
+    assert f"{len(measured)} entries for partial" in stdout
+
+    assert lut_export(fleet, "partial", tmp_path / "yaml", "--allow-missing")[0] == 0
+    written = {}
+    for path in (tmp_path / "yaml").glob("*_lookup_table.yaml"):
+        r = int(path.name.split("_")[0])
+        written.update({(r, key): v for key, v in yaml.safe_load(path.read_text()).items()})
+    assert set(written) == measured  # no missing entry written, as zero or otherwise
+    assert all(v["mean"] > 0 and v["count"] >= 10 for v in written.values())
+    code, _, stderr = lut_export(fleet, "partial", tmp_path / "cut", "--campaign", cut)
+    assert code == 1 and "entries missing (never measured)" in stderr
 
 
 def test_campaign_survives_agent_kill_and_coordinator_restart(tmp_path):
@@ -213,7 +274,14 @@ def test_cancel_stops_handing_out_jobs(tmp_path):
             "SELECT COUNT(*) FROM leases l JOIN jobs j ON j.id=l.job_id WHERE j.campaign=?",
             (cid,)).fetchone()[0]
         issued = leases()
-        time.sleep(2)
+        # The positive signal: a job queued after the cancel is leased and done, so the agent
+        # has asked for work since; none of the cancelled campaign's jobs may have been leased.
+        (tmp_path / "one.json").write_text(SubnetConfig.smallest(r=48).to_json())
+        after = campaign_id(cli("campaign", "create", "--db", fleet.db, "--label", "cpu", *QUICK,
+                                "--name", "after", "--workload", "configs", "--configs",
+                                tmp_path / "one.json", "--repeats", "1", "--reference-every",
+                                "0", "--start"))
+        cli("campaign", "wait", "--db", fleet.db, after, "--timeout", "120", "--interval", "0.2")
         assert leases() == issued
         status = json.loads(cli("campaign", "status", "--db", fleet.db, cid, "--format", "json"))
         assert status["state"] == "cancelled" and status["targets"]["label:cpu"]["cancelled"] > 30
@@ -237,12 +305,18 @@ def test_a_campaign_starts_once_and_wait_needs_it_started(fleet):
 
 
 def test_lut_export_refuses_to_pool_results_of_different_settings(fleet, tmp_path):
-    run_campaign(fleet, "--name", "lut64 two threads", "--workload", "lut", "--resolutions",
-                 "64", "--repeats", "1", "--threads", "2", "--reference-every", "0")
-    mixed = CliRunner().invoke(coord, ["lut", "export", "--db", str(fleet.db), "--device", "cpu",
+    for threads in ("1", "2"):  # a few results of each are enough to pool
+        cid = campaign_id(cli("campaign", "create", "--db", fleet.db, "--label", "pool", *QUICK,
+                              "--name", f"{threads} threads", "--workload", "lut",
+                              "--resolutions", "32", "--repeats", "1", "--reference-every", "0",
+                              "--threads", threads, "--start"))
+        wait_for(lambda: fleet.store.job_counts(cid).get("done", 0) >= 2, 120, "two results")
+        cli("campaign", "cancel", "--db", fleet.db, cid)
+    mixed = CliRunner().invoke(coord, ["lut", "export", "--db", str(fleet.db), "--device", "pool",
                                        "--out", str(tmp_path)])
     assert mixed.exit_code == 1 and "measured with different settings" in mixed.output
     assert "export one with --campaign" in mixed.output
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 def test_commands_refuse_a_database_that_does_not_exist(tmp_path):

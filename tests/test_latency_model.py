@@ -95,8 +95,68 @@ def test_predictors_round_trip_through_json_and_refuse_bad_files(note10, configs
         load_predictor(tmp_path / "other.json")
     del data["params"]
     (tmp_path / "broken.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="malformed file"):
+    with pytest.raises(ValueError, match="params.fixed_scale: expected a finite number, got None"):
         load_predictor(tmp_path / "broken.json")
+
+
+def _set(data: dict, path: str, value) -> None:
+    *parents, last = path.split(".")
+    for name in parents:
+        data = data[name]
+    data[last] = value(data[last]) if callable(value) else value
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("table.blocks", lambda b: b[:-1], r"table.blocks: expected shape \(5, 20, 3, 3\), got \(4,"),
+    ("table.blocks", lambda b: [b[0]] + [[1.0]] * 4,
+     r"table.blocks: expected a \(nested\) list of numbers"),
+    ("table.fixed", lambda f: [float("nan")] + f[1:], "table.fixed: expected finite numbers"),
+    ("table.fixed", lambda f: f[:3], r"table.fixed: expected shape \(5\), got \(3,\)"),
+    ("table.resolutions", [224, 208, 192, 176, 160], "table.resolutions: expected increasing"),
+    ("table.resolutions", [160, 176, 192, 208, 224.5], "table.resolutions: expected increasing"),
+    ("table.resolutions", [160, "176", 192, 208, 224], "table.resolutions: expected a .*list"),
+    ("table.width", 1.1, r"table.width: expected one of \(1.0, 1.2\), got 1.1"),
+    ("table.width", "1.2", "table.width: expected a finite number, got '1.2'"),
+    ("table", [1, 2], "table: expected an object, got list"),
+    ("params.multipliers", lambda m: m[:89], r"params.multipliers: expected shape \(90\)"),
+    ("params.multipliers", lambda m: [float("inf")] + m[1:], "params.multipliers: expected finite"),
+    ("params.offset", float("inf"), "params.offset: expected a finite number, got inf"),
+    ("params.per_block", True, "params.per_block: expected a finite number, got True"),
+    ("params.per_block", None, "params.per_block: expected a finite number, got None"),
+    ("params", [], "params: expected an object, got list"),
+    ("kind", "lut-magic", "kind: expected one of lut, lut-corrected, lut-ridge, transfer"),
+])
+def test_a_tampered_predictor_file_is_refused_naming_the_field(note10, configs, tmp_path, path,
+                                                                value, message):
+    """Well-formed JSON whose values are wrong: refused with the field, never a traceback and
+    never a predictor that answers NaN (json.loads reads NaN and Infinity)."""
+    _, table = note10
+    data = fit_predictor("lut-ridge", table, configs[:50], synthetic(table, configs[:50])).to_dict()
+    _set(data, path, value)
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=message) as info:
+        load_predictor(tmp_path / "p.json")
+    assert "\n" not in str(info.value) and str(info.value).startswith(str(tmp_path / "p.json"))
+
+
+def test_a_transfer_predictor_with_a_tampered_source_is_refused(note10, configs, tmp_path):
+    _, table = note10
+    measured = synthetic(table, configs[:50])
+    data = fit_transfer(fit_predictor("lut-corrected", table, configs[:50], measured),
+                        configs[:5], measured[:5]).to_dict()
+    for path, value, message in (("source.params.scale", float("nan"), "source.params.scale"),
+                                 ("source", None, "source: a transfer predictor needs"),
+                                 ("params.scale", "2", "params.scale: expected a finite number"),
+                                 ("source", lambda s: {**s, "kind": "transfer"},
+                                  "source.kind: expected lut, lut-corrected or lut-ridge")):
+        tampered = json.loads(json.dumps(data))
+        _set(tampered, path, value)
+        (tmp_path / "t.json").write_text(json.dumps(tampered))
+        with pytest.raises(ValueError, match=message):
+            load_predictor(tmp_path / "t.json")
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="not a predictor file"):
+        load_predictor(tmp_path / "deep.json")
 
 
 def test_transfer_adapts_another_devices_predictor_from_a_few_measurements(note10, configs):

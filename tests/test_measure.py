@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -33,21 +31,26 @@ def test_stops_on_precision_with_every_raw_sample_kept(model_bytes):
 
 
 def test_stops_at_the_time_cap_and_says_so(model_bytes):
+    """No wall-clock limit (the machine may be loaded): the cap is checked after each block,
+    so every block but the last started before it, and their runs, timed within the timed
+    phase, add up to less than the cap; the last block ends the measurement."""
     settings = BenchSettings(warmup_runs=1, warmup_min_s=0.0, min_runs=5, min_time_s=0.0,
-                             max_time_s=0.3, target_precision=1e-9)
-    t0 = time.perf_counter()
+                             max_time_s=0.3, target_precision=1e-9, block_runs=10)
     result = measure(model_bytes, settings)
     assert result.stop_reason == "time_cap"
-    assert time.perf_counter() - t0 < 3.0
+    assert len(result.samples_ns) % 10 == 0
+    assert sum(result.samples_ns[:-10]) < 0.3e9
 
 
 def test_warmup_runs_by_time_as_well_as_by_count(model_bytes):
-    settings = BenchSettings(warmup_runs=1, warmup_min_s=0.3, min_runs=5, min_time_s=0.0,
-                             target_precision=0.9)
-    result = measure(model_bytes, settings)
-    median_s = np.median(result.samples_ns) / 1e9
-    # 0.3 s of warm-up, allowing warm-up runs to be up to 4x slower than timed ones
-    assert result.warmup_runs > 1 and result.warmup_runs * median_s >= 0.3 / 4
+    """Warm-up by count alone is one run; asking for 0.3 s of it keeps it going that long,
+    by the engine's own clock."""
+    by_count = measure(model_bytes, BenchSettings(warmup_runs=1, warmup_min_s=0.0, min_runs=5,
+                                                  min_time_s=0.0, target_precision=0.9))
+    by_time = measure(model_bytes, BenchSettings(warmup_runs=1, warmup_min_s=0.3, min_runs=5,
+                                                 min_time_s=0.0, target_precision=0.9))
+    assert by_count.warmup_runs == 1
+    assert by_time.warmup_ns >= 0.3e9
 
 
 def test_median_ci_is_distribution_free_and_narrows_with_n():

@@ -1,66 +1,194 @@
-"""`ofa-coord predictor train|eval|predict` on real measurements from a real fleet."""
+"""`ofa-coord predictor train|eval|predict` on real measurements from a real fleet.
+
+The fleet measures once per module; each test works on its own copy of the database (the
+predictors are stored beside it), so the tests run alone and in any order. The checks
+recompute what the commands print from the campaigns' raw results, exported separately."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
+from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from coordinator.cli import main as coord
-from coordinator.predictor_data import measured_subnets, predictor_path, split
+from coordinator.predictor_data import predictor_path
 from ofa.config import SubnetConfig
+from ofa.latency_model import load_predictor
+from ofa.lut import LatencyTable
+from ofa.metrics import kendall_tau
 from tests.fleet import Fleet
 from tests.test_campaigns import QUICK, campaign_id, cli
+
+HELD_OUT_EVERY = 3  # README: a third of the subnets, by id, is never trained on
 
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
+    """A fleet that measured `cpu` (LUT and 15 subnets) and `cpu2` (9 subnets), twice each;
+    yields the database and {label: subnet campaign id}."""
     fleet = Fleet(tmp_path_factory.mktemp("predictors"))
     fleet.start_server()
     fleet.start_agent("a", labels=("cpu",))
     fleet.start_agent("b", labels=("cpu2",), extra=("--threads", "2"))
     fleet.agent_id("a"), fleet.agent_id("b")
+    campaigns = {}
     for args in (["--label", "cpu", "--workload", "lut+random", "--count", "15"],
                  ["--label", "cpu2", "--workload", "random", "--count", "9"]):
         cid = campaign_id(cli("campaign", "create", "--db", fleet.db, "--name", args[1], *QUICK,
                               "--resolutions", "64", "--seed", "3", *args, "--start"))
         cli("campaign", "wait", "--db", fleet.db, cid, "--timeout", "300", "--interval", "0.2")
-    yield fleet
+        campaigns[args[1]] = cid
+    fleet.stop_server()
+    yield fleet.db, campaigns
     fleet.close()
 
 
-def test_train_eval_and_predict_for_a_device(measured, tmp_path):
-    db = measured.db
+@pytest.fixture
+def db(measured, tmp_path) -> Path:
+    """This test's own copy of the measured database."""
+    copy = tmp_path / "fleet.db"
+    with sqlite3.connect(measured[0]) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    return copy
+
+
+def repeat_medians(db: Path, campaign: str) -> dict[str, list[float]]:
+    """{subnet config JSON: [median of repeat 0, of repeat 1]} from `results export`."""
+    rows = [json.loads(line) for line in cli("results", "export", "--db", db, "--campaign",
+                                             campaign, "--format", "jsonl").splitlines()]
+    medians: dict[str, list[float]] = {}
+    for row in sorted((r for r in rows if r["kind"] == "subnet" and r["accepted"]),
+                      key=lambda r: r["repeat"]):
+        medians.setdefault(row["key"], []).append(row["median_ms"])
+    assert all(len(m) == 2 for m in medians.values())
+    return medians
+
+
+def held_out(medians: dict[str, list[float]]) -> tuple[list[SubnetConfig], np.ndarray]:
+    """The held-out subnets and their (subnets, 2) repeat medians."""
+    configs = sorted((SubnetConfig.from_json(k) for k in medians), key=lambda c: c.id)
+    configs = [c for c in configs if int(c.id, 16) % HELD_OUT_EVERY == 0]
+    return configs, np.array([medians[c.to_json()] for c in configs])
+
+
+def rmse_pct(predicted: np.ndarray, measured: np.ndarray) -> float:
+    return float(100 * np.sqrt(np.mean(((predicted - measured) / measured) ** 2)))
+
+
+def sse(model, configs: list[SubnetConfig], measured: np.ndarray) -> float:
+    return float(np.sum((model.predict(configs) - measured) ** 2))
+
+
+def test_train_eval_and_predict_for_a_device(measured, db, tmp_path):
+    medians = repeat_medians(db, measured[1]["cpu"])
+    assert len(medians) == 15
     for kind in ("lut", "lut-corrected", "lut-ridge"):
         out = cli("predictor", "train", "--db", db, "--device", "cpu", "--kind", kind)
         assert f"{kind} predictor for cpu" in out and "noise floor" in out
         saved = json.loads(predictor_path(db, "cpu", kind).read_text())
         assert saved["provenance"]["device"] == "cpu" and saved["metrics"]["held_out"]["n"] >= 2
-    training, held_out = split(measured_subnets(measured.store, "cpu"))
-    assert len(training) + len(held_out) == 15 and held_out
+    models = {k: load_predictor(predictor_path(db, "cpu", k))
+              for k in ("lut", "lut-corrected", "lut-ridge")}
+
+    # Both fits contain the plain LUT sum as a candidate (a=1, b=c=0; every multiplier 1 at
+    # no ridge penalty), so on their training subnets neither may do worse than it.
+    configs = [SubnetConfig.from_json(k) for k in medians]
+    training = [c for c in configs if int(c.id, 16) % HELD_OUT_EVERY]
+    target = np.array([np.median(medians[c.to_json()]) for c in training])
+    for kind in ("lut-corrected", "lut-ridge"):  # 1e-6 ms^2: the solver's 1e-9 diagonal jitter
+        assert sse(models[kind], training, target) <= sse(models["lut"], training, target) + 1e-6
+
     evaluated = CliRunner().invoke(coord, ["predictor", "eval", "--db", str(db), "--device", "cpu",
                                            "--format", "json", "--plot", str(tmp_path / "cpu.png")])
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads(evaluated.stdout)  # the plot's path goes to stderr
     assert set(report) == {"lut", "lut-corrected", "lut-ridge", "noise floor"}
-    assert all(0 < report[k]["rmse_pct"] < 100 for k in ("lut", "lut-ridge"))
+    subnets, repeats = held_out(medians)
+    assert len(subnets) >= 2 and all(report[k]["n"] == len(subnets) for k in report)
+    for kind, model in models.items():  # each repeat in turn, averaged (README)
+        predicted = model.predict(subnets)
+        expected = np.mean([rmse_pct(predicted, repeats[:, i]) for i in (0, 1)])
+        assert report[kind]["rmse_pct"] == pytest.approx(expected, rel=1e-9)
+    floor = np.mean([rmse_pct(repeats[:, 0], repeats[:, 1]),
+                     rmse_pct(repeats[:, 1], repeats[:, 0])])
+    assert report["noise floor"]["rmse_pct"] == pytest.approx(floor, rel=1e-9)
     assert (tmp_path / "cpu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = cli("predictor", "eval", "--db", db, "--device", "cpu")
     assert "noise floor" in text and "RMSE %" in text
-    (tmp_path / "c.json").write_text(SubnetConfig.smallest(r=64).to_json())
-    predicted = cli("predictor", "predict", "--db", db, "--device", "cpu", tmp_path / "c.json")
-    assert SubnetConfig.smallest(r=64).id in predicted and predicted.strip().endswith("ms")
+
+    # `predict --kind lut` is OFA's LUT sum over the exported table
+    cli("lut", "export", "--db", db, "--device", "cpu", "--out", tmp_path / "lut")
+    config = SubnetConfig.smallest(r=64)
+    (tmp_path / "c.json").write_text(config.to_json())
+    predicted = cli("predictor", "predict", "--db", db, "--device", "cpu", "--kind", "lut",
+                    tmp_path / "c.json")
+    subnet, resolution, ms, unit = predicted.split()
+    assert subnet == config.id and resolution == "r=64" and unit == "ms"
+    lut_sum = LatencyTable.from_ofa_yaml(tmp_path / "lut").predict_ms(config)
+    assert float(ms) == pytest.approx(lut_sum, abs=5e-4)  # printed with 3 decimals
 
 
-def test_transfer_to_a_new_device_from_k_measurements(measured):
-    db = measured.db
+def test_transfer_to_a_new_device_from_k_measurements(measured, db, tmp_path):
     cli("predictor", "train", "--db", db, "--device", "cpu", "--kind", "lut-ridge")
     out = cli("predictor", "train", "--db", db, "--device", "cpu2", "--kind", "transfer",
               "--source-device", "cpu", "--k", "3")
     assert "transfer predictor for cpu2 from 3 subnets" in out
     saved = json.loads(predictor_path(db, "cpu2", "transfer").read_text())
     assert saved["source"]["kind"] == "lut-ridge" and saved["provenance"]["k"] == 3
+    medians = repeat_medians(db, measured[1]["cpu2"])
+    by_id = {SubnetConfig.from_json(k).id: SubnetConfig.from_json(k) for k in medians}
+    fitted = [by_id[i] for i in saved["provenance"]["fitted_on"]]
+    assert len(fitted) == 3 and all(int(c.id, 16) % HELD_OUT_EVERY for c in fitted)
+
+    # The predictions, read back through `predictor predict`, against cpu2's measurements:
+    # a least-squares line through the 3 fitted subnets (its residuals sum to zero) ...
+    (tmp_path / "all.jsonl").write_text("\n".join(c.to_json() for c in by_id.values()))
+    printed = {line.split()[0]: float(line.split()[2]) for line in cli(
+        "predictor", "predict", "--db", db, "--device", "cpu2", "--kind", "transfer",
+        tmp_path / "all.jsonl").splitlines()}
+    source = load_predictor(predictor_path(db, "cpu", "lut-ridge"))
+    measured_fitted = np.array([np.median(medians[c.to_json()]) for c in fitted])
+    slope, intercept = np.polyfit(source.predict(fitted), measured_fitted, 1)
+    for config in by_id.values():
+        expected = slope * source.predict([config])[0] + intercept
+        assert printed[config.id] == pytest.approx(expected, abs=5e-4)  # 3 decimals
+    residuals = np.array([printed[c.id] for c in fitted]) - measured_fitted
+    assert abs(residuals.sum()) <= 3 * 5e-4
+    # ... which rescales the source and so keeps its ranking of the held-out subnets.
+    report = json.loads(cli("predictor", "eval", "--db", db, "--device", "cpu2", "--kind",
+                            "transfer", "--format", "json"))
+    subnets, repeats = held_out(medians)
+    source_tau = np.mean([kendall_tau(source.predict(subnets), repeats[:, i]) for i in (0, 1)])
+    assert report["transfer"]["kendall_tau"] == pytest.approx(np.sign(slope) * source_tau)
+
+
+@pytest.mark.parametrize("kind, field, tamper, message", [
+    ("lut", "table.fixed", lambda f: [float("nan")] + f[1:],
+     "table.fixed: expected finite numbers, got NaN or infinity"),
+    ("lut-ridge", "params.multipliers", lambda m: m[:-1],
+     r"params.multipliers: expected shape (90), got (89,)"),
+    ("lut-corrected", "params.scale", str, "params.scale: expected a finite number, got '"),
+    ("lut-corrected", "params.offset", lambda _: float("inf"),
+     "params.offset: expected a finite number, got inf"),
+])
+def test_a_tampered_predictor_is_refused_in_one_line(db, tmp_path, kind, field, tamper, message):
+    cli("predictor", "train", "--db", db, "--device", "cpu", "--kind", kind)
+    path = predictor_path(db, "cpu", kind)
+    data = json.loads(path.read_text())
+    section, name = field.split(".")
+    data[section][name] = tamper(data[section][name])
+    path.write_text(json.dumps(data))  # NaN and Infinity as json.dumps writes them
+    (tmp_path / "c.json").write_text(SubnetConfig.smallest(r=64).to_json())
+    for args in (["eval", "--kind", kind], ["predict", "--kind", kind, str(tmp_path / "c.json")]):
+        result = CliRunner().invoke(coord, ["predictor", args[0], "--db", str(db), "--device",
+                                            "cpu", *args[1:]])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+        assert result.output.startswith(f"Error: {path}: {message}")
+        assert len(result.output.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -70,19 +198,19 @@ def test_transfer_to_a_new_device_from_k_measurements(measured):
     (["predictor", "eval", "--device", "nosuch"], "has 0 held-out subnets"),
     (["predictor", "predict", "--device", "nosuch", "{config}"], "No such file"),
 ])
-def test_mistakes_get_clear_messages(measured, tmp_path, args, message):
+def test_mistakes_get_clear_messages(db, tmp_path, args, message):
     (tmp_path / "c.json").write_text(SubnetConfig.smallest(r=64).to_json())
     args = [a.replace("{config}", str(tmp_path / "c.json")) for a in args]
-    result = CliRunner().invoke(coord, [args[0], args[1], "--db", str(measured.db), *args[2:]])
+    result = CliRunner().invoke(coord, [args[0], args[1], "--db", str(db), *args[2:]])
     assert result.exit_code == 1 and message in result.output
 
 
-def test_a_corrupt_predictor_file_is_reported(measured, tmp_path):
-    path = predictor_path(measured.db, "broken", "lut")
+def test_a_corrupt_predictor_file_is_reported(db, tmp_path):
+    path = predictor_path(db, "broken", "lut")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("{ not json")
     (tmp_path / "c.json").write_text(SubnetConfig.smallest(r=64).to_json())
-    result = CliRunner().invoke(coord, ["predictor", "predict", "--db", str(measured.db),
+    result = CliRunner().invoke(coord, ["predictor", "predict", "--db", str(db),
                                         "--device", "broken", "--kind", "lut",
                                         str(tmp_path / "c.json")])
     assert result.exit_code == 1 and "not a predictor file" in result.output
