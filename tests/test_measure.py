@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from agent import measure as engine
 from agent.measure import BenchSettings, measure
 from agent.stats import median_ci, summarize
 from ofa.config import SubnetConfig
@@ -42,6 +43,17 @@ def test_stops_at_the_time_cap_and_says_so(model_bytes):
     assert sum(result.samples_ns[:-10]) < 0.3e9
 
 
+def test_stops_at_the_sample_bound_the_coordinator_accepts(model_bytes, monkeypatch):
+    """A model far faster than its time cap stops at MAX_SAMPLES (made small here), on a
+    whole block, saying time_cap: the coordinator refuses a report with more."""
+    monkeypatch.setattr(engine, "MAX_SAMPLES", 95)
+    settings = BenchSettings(warmup_runs=1, warmup_min_s=0.0, min_runs=5, min_time_s=0.0,
+                             max_time_s=600, target_precision=1e-9, block_runs=10)
+    result = measure(model_bytes, settings)
+    assert result.stop_reason == "time_cap"
+    assert len(result.samples_ns) == 90
+
+
 def test_warmup_runs_by_time_as_well_as_by_count(model_bytes):
     """Warm-up by count alone is one run; asking for 0.3 s of it keeps it going that long,
     by the engine's own clock."""
@@ -69,9 +81,9 @@ def test_median_ci_is_distribution_free_and_narrows_with_n():
 @pytest.mark.parametrize("field, value, message", [
     ("threads", 0, "threads: expected an integer >= 1"),
     ("min_runs", 0, "min_runs: expected an integer >= 1"),
-    ("max_time_s", 0, "max_time_s: expected > 0"),
+    ("max_time_s", 0, "max_time_s: expected a finite number > 0"),
     ("target_precision", 1.5, "target_precision: expected a fraction in (0, 1)"),
-    ("warmup_min_s", -1, "warmup_min_s: expected >= 0")])
+    ("warmup_min_s", -1, "warmup_min_s: expected a finite number >= 0")])
 def test_bad_settings_name_the_field(field, value, message):
     with pytest.raises(ValueError) as info:
         BenchSettings(**{field: value})
