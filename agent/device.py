@@ -15,7 +15,11 @@ from typing import Any, Callable
 import psutil
 
 __all__ = ["cpu_model", "machine_summary", "device_info", "telemetry", "reset_peak_rss",
-           "peak_rss_bytes"]
+           "peak_rss_bytes", "MAX_LIST"]
+
+# The most entries a list of the device's description holds (sensors, providers): the
+# coordinator refuses longer ones.
+MAX_LIST = 64
 
 
 def _probe(fn: Callable[[], Any]) -> Any:
@@ -52,8 +56,10 @@ def _governor() -> str:
 
 
 def _temperature_sources() -> list[str]:
+    """The first MAX_LIST sensors: a two-socket server has more than the coordinator takes."""
     return sorted(f"{chip}/{entry.label or i}" for chip, entries in
-                  psutil.sensors_temperatures().items() for i, entry in enumerate(entries))
+                  psutil.sensors_temperatures().items()
+                  for i, entry in enumerate(entries))[:MAX_LIST]
 
 
 def _android_release() -> str | None:

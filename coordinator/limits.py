@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 
+from agent.device import MAX_LIST  # temperature sources, providers, runtime versions
 from agent.measure import MAX_SAMPLES, BenchSettings
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
@@ -23,12 +24,12 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 MAX_LABELS = 32
 MAX_TEXT = 256             # a device string, a version, a runtime version
 MAX_MESSAGE = 4000         # a FAILED result's message (the agent cuts its own there)
-MAX_LIST = 64              # temperature sources, providers, runtime versions
 # An OK result's samples: the agent times runs in blocks of BLOCK until its time cap or
 # MAX_SAMPLES (the agent's own bound, 512 KiB of samples), and no run of a real model is
 # under a microsecond.
 BLOCK = BenchSettings.block_runs
 MIN_RUN_NS = 1_000
+MAX_RUN_NS = 3600 * 10**9
 STOP_REASONS = ("precision", "time_cap", "cancelled")
 # The largest encoded request each method needs, checked before decoding. A report carries
 # up to MAX_SAMPLES samples of at most 6 bytes each (runs under 2**41 ns, 36 minutes).
@@ -157,17 +158,18 @@ def decode_spec(spec: bytes) -> pb.BenchSpec:
 
 
 def check_result_against_spec(result: pb.Result, samples: np.ndarray, spec: bytes) -> None:
-    """An OK result's samples fit the job's settings: no sample above the time cap, no run
-    started after it (every block but the last began before the cap), no more runs than
-    the cap allows, and a 'precision' stop only after the minimum number of runs."""
+    """An OK result's samples fit the job's settings: no run started after the time cap
+    (every block but the last began before it; one run of a slow model may itself be longer
+    than the cap), no more runs than the cap allows, no run of an hour or more, and a
+    'precision' stop only after the minimum number of runs."""
     if result.status != pb.RESULT_STATUS_OK:
         return
     settings = decode_spec(spec)
     cap_ns = (settings.max_time_s or BenchSettings.max_time_s) * 1e9
     min_runs = settings.min_runs or BenchSettings.min_runs
-    if samples.max() > cap_ns:
-        raise ValueError(f"result.samples_ns: a sample of {samples.max()} ns is above the job's "
-                         f"time cap of {cap_ns:.0f} ns")
+    if samples.max() >= MAX_RUN_NS:
+        raise ValueError(f"result.samples_ns: a sample of {samples.max()} ns; no run of a "
+                         f"model takes an hour")
     if samples.size > cap_ns / MIN_RUN_NS + BLOCK or samples[:-BLOCK].sum() >= cap_ns:
         raise ValueError(f"result.samples_ns: {samples.size} samples totalling "
                          f"{samples.sum()} ns do not fit the job's time cap of {cap_ns:.0f} ns")

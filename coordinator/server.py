@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import signal
 import ssl
 import sys
@@ -62,6 +63,12 @@ def check_tls(key: bytes, cert: bytes) -> None:
 
 
 
+def _remove_database(path: Path, blobs: Path) -> None:
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        file.unlink(missing_ok=True)
+    shutil.rmtree(blobs, ignore_errors=True)
+
+
 async def serve(db: Path, listen: str, settings: FleetSettings = FleetSettings(),
                 tls: tuple[bytes, bytes] | None = None, max_model_bytes: int = MAX_MODEL_BYTES,
                 grace_s: float = 5.0) -> None:
@@ -71,9 +78,10 @@ async def serve(db: Path, listen: str, settings: FleetSettings = FleetSettings()
     host, _ = parse_listen(listen)
     if tls is not None:
         check_tls(*tls)
+    created = not Path(db).exists()
     store = Store(db)
-    fleet = FleetService(store, BlobStore(store, max_model_bytes), settings,
-                         check_spec=decode_spec)
+    blobs = BlobStore(store, max_model_bytes)
+    fleet = FleetService(store, blobs, settings, check_spec=decode_spec)
     server = grpc.aio.server(interceptors=[TokenInterceptor(store, fleet.db)], options=[
         ("grpc.so_reuseport", 0),  # a second server on a port in use fails instead of sharing
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -91,7 +99,10 @@ async def serve(db: Path, listen: str, settings: FleetSettings = FleetSettings()
             key, cert = tls
             port = server.add_secure_port(listen, grpc.ssl_server_credentials([(key, cert)]))
     except RuntimeError as exc:  # grpc's way of saying the address cannot be bound
+        await fleet.stop()
         store.close()
+        if created:  # a failed start leaves no new database behind
+            _remove_database(store.path, blobs.root)
         raise OSError(f"listen: cannot serve on {listen} ({exc})") from None
     await server.start()
     await fleet.start()

@@ -31,8 +31,11 @@ _STATUS = {pb.RESULT_STATUS_OK: "ok", pb.RESULT_STATUS_FAILED: "failed",
 _ERRORS = ((UnknownAgent, grpc.StatusCode.NOT_FOUND),
            (NotFound, grpc.StatusCode.FAILED_PRECONDITION),
            (Forbidden, grpc.StatusCode.PERMISSION_DENIED),
-           (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
-           (sqlite3.OperationalError, grpc.StatusCode.UNAVAILABLE))  # busy: the client retries
+           (ValueError, grpc.StatusCode.INVALID_ARGUMENT))
+# Database errors that pass (a CLI holding the write lock, a disk the operator can free): the
+# agent retries and keeps its result. Any other (read-only, I/O error, damage) is the
+# operator's to fix, said in the log, and INTERNAL to the agent.
+_TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL")
 log = logging.getLogger("ofa-coord")
 
 
@@ -120,9 +123,16 @@ def _rpc(handler):
             return await handler(self, request, token)
         except tuple(error for error, _ in _ERRORS) as exc:
             code = next(code for error, code in _ERRORS if isinstance(exc, error))
-            if code == grpc.StatusCode.UNAVAILABLE:
-                log.warning("%s: %s", handler.__name__, exc)
             await context.abort(code, limits.clip(str(exc), 300))
+        except sqlite3.Error as exc:
+            name = getattr(exc, "sqlite_errorname", "") or ""
+            transient = name.startswith(_TRANSIENT)
+            (log.warning if name.startswith("SQLITE_BUSY") else log.error)(
+                "%s: the database failed: %s (%s)", handler.__name__, exc, name or "?")
+            await context.abort(grpc.StatusCode.UNAVAILABLE if transient
+                                else grpc.StatusCode.INTERNAL,
+                                f"the coordinator's database failed ({name or exc}); "
+                                "its log says more")
     return wrapper
 
 
