@@ -33,9 +33,14 @@ from tests.oracle import run_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "ofa" / "schedules" / "digits"
-# Top-1 on the 359 validation digits (chance: 0.1). Observed with the shipped schedules:
-# largest and random subnets 0.66-0.91 in every phase, the smallest 0.33-0.46, the full
-# network 0.914 after the full phase and 0.894 after the elastic-kernel phase.
+# Top-1 on the 359 validation digits (chance: 0.1). Measured on an AMD EPYC with the shipped
+# schedules, 6 chains with every phase's seed set to 0-5 (another CPU's float rounding sends a
+# run off like another seed): full network after the full phase 0.903-0.958; largest and
+# random subnets 0.730-0.969 in every phase; smallest 0.393-0.632; the full network changed
+# by -0.011..+0.019 in the elastic-kernel phase; the accuracy-dataset rows 0.549-0.905 (5
+# chains). Each bound sits >= 0.039 below the lowest figure and >= 4 standard deviations of
+# the spread between seeds below their mean. (A 50-step full phase reached 0.77-0.90.)
+FULL_ABOVE = 0.85
 SAMPLED_ABOVE = 0.5
 SMALLEST_ABOVE = 0.25
 KERNEL_TOLERANCE = 0.05  # top-1 the full network may lose in the elastic-kernel phase
@@ -84,7 +89,7 @@ def test_every_phase_of_the_chain_beats_chance_clearly(chain_run):
         assert subnets["largest"] > SAMPLED_ABOVE, phase
         assert subnets["random0"] > SAMPLED_ABOVE, phase
         assert subnets["smallest"] > SMALLEST_ABOVE, phase
-    assert evaluations["full"]["largest"] > 0.85
+    assert evaluations["full"]["largest"] > FULL_ABOVE
 
 
 def test_elastic_kernel_keeps_the_full_networks_accuracy(chain_run):
