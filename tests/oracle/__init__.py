@@ -6,7 +6,8 @@ the test process; `run_reference` hands it a JSON request and reads back a JSON 
 Request fields (see run_reference.py): width (1.0 or 1.2), n_classes (default 1000), seed,
 state_dict (path of a torch.save({"state_dict": sd, ...}) file or None), save_state_dict
 (optional path), subnets (list of {"ks": [20], "e": [20], "d": [5], "r": int, "input":
-"x.npy" or None}), lut_dir (optional folder of {r}_lookup_table.yaml), net_configs (optional
+"x.npy" or None, "state_dict": optional path of weights loaded for this subnet and those
+after it}), lut_dir (optional folder of {r}_lookup_table.yaml), net_configs (optional
 list of net.config paths), accuracy (optional {"predictor": .pth path, "subnets": [{"ks",
 "e", "d", "r"}]}: the tutorial accuracy predictor's outputs come back as a list under
 "accuracy").

@@ -152,6 +152,9 @@ def run(req):
               and set(spec["e"]) <= {3, 4, 6} and len(spec["d"]) == 5 and set(spec["d"]) <= {2, 3, 4})
         if not ok:
             raise ValueError(f"subnet outside the ks 3/5/7, e 3/4/6, d 2/3/4 space: {spec}")
+        if spec.get("state_dict"):  # this subnet's own weights (e.g. BN recalibrated for it)
+            net.load_state_dict(torch.load(spec["state_dict"], map_location="cpu",
+                                           weights_only=True)["state_dict"])
         net.set_active_subnet(ks=spec["ks"], e=spec["e"], d=spec["d"])
         sub = net.get_active_subnet(preserve_weight=True)
         sub.eval()
