@@ -129,6 +129,15 @@ def status(db: str, campaign_id: str, fmt: str) -> None:
     click.echo(render_progress(current))
     for error in current["errors"]:
         click.echo(f"  failed: {error}")
+    _say_if_starting(db, current)
+
+
+def _say_if_starting(db: str, current: dict) -> None:
+    """A campaign left `starting` by an interrupted start waits for someone to resume it."""
+    if current["state"] == "starting":
+        click.echo(f"campaign {current['id']} is still being started; if that start was "
+                   f"interrupted, resume it: ofa-coord campaign start --db {db} "
+                   f"{current['id']}", err=True)
 
 
 @campaign.command("wait")
@@ -147,6 +156,7 @@ def wait(db: str, campaign_id: str, timeout: float, interval: float) -> None:
     if current["state"] == "created":
         raise click.ClickException(f"campaign {current['id']}: has not been started "
                                    f"(ofa-coord campaign start {current['id']})")
+    _say_if_starting(db, current)
     try:
         _watch(store, current["id"], timeout, interval)
     except KeyboardInterrupt:

@@ -273,7 +273,8 @@ def _queue(store: Store, campaign_id: str, spec: CampaignSpec, rows: list[tuple]
             order = _interleave(order, reference, spec.reference_every)
         for begin in range(_queued(store, campaign_id, target.name), len(order), QUEUE_CHUNK):
             with store.transaction():
-                _check_still_starting(store, campaign_id, target.name, begin)
+                if not _may_queue(store, campaign_id, target.name, begin):
+                    return _queued(store, campaign_id)  # another start finished the work
                 chunk = order[begin:begin + QUEUE_CHUNK]
                 ids = store.enqueue([specs[item] for item, _ in chunk], label=target.label,
                                     agent_id=target.agent, max_attempts=spec.max_attempts,
@@ -288,19 +289,26 @@ def _queue(store: Store, campaign_id: str, spec: CampaignSpec, rows: list[tuple]
     return total
 
 
-def _queued(store: Store, campaign_id: str, target: str) -> int:
-    return store.db.execute("SELECT COUNT(*) FROM campaign_jobs WHERE campaign_id=? AND "
-                            "target=?", (campaign_id, target)).fetchone()[0]
+def _queued(store: Store, campaign_id: str, target: str | None = None) -> int:
+    """Jobs queued for the campaign so far (for one target, or all)."""
+    query, args = "SELECT COUNT(*) FROM campaign_jobs WHERE campaign_id=?", (campaign_id,)
+    if target is not None:
+        query, args = query + " AND target=?", (campaign_id, target)
+    return store.db.execute(query, args).fetchone()[0]
 
 
-def _check_still_starting(store: Store, campaign_id: str, target: str, begin: int) -> None:
-    """Inside a chunk's transaction: the campaign was not cancelled, and no other start
-    queued this chunk meanwhile."""
+def _may_queue(store: Store, campaign_id: str, target: str, begin: int) -> bool:
+    """Inside a chunk's transaction: whether this start goes on. False when another start
+    has queued everything; an error when the campaign was cancelled, or another start is
+    queueing this very chunk."""
     state = _campaign(store, campaign_id)["state"]
+    if state == "running":
+        return False
     if state != "starting":
         raise ValueError(f"campaign {campaign_id}: became {state} while its jobs were queued")
     if _queued(store, campaign_id, target) != begin:
         raise ValueError(f"campaign {campaign_id}: another process is queueing its jobs")
+    return True
 
 
 def _interleave(order: list[tuple[int, int]], reference: int, every: int) -> list[tuple[int, int]]:

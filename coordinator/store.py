@@ -486,9 +486,9 @@ class Store:
             active = lease["state"] == "active"
             late = not active or now > lease["expires_at"]
             finished = job["state"] in TERMINAL
-            # A failure counts only from the lease in force: once expired, the job was
-            # requeued (or leased again) and that lease's outcome is the one that decides.
-            accepted = not finished and (status == "ok" or (status == "failed" and active))
+            # A failure counts only from the lease in force: once expired, the job was (or,
+            # before the next sweep, is now) requeued, and the next lease's outcome decides.
+            accepted = not finished and (status == "ok" or (status == "failed" and not late))
             result_id = self._insert_result(job_id, lease_id, agent_id, status, result,
                                             accepted, late, now)
             self.db.execute("UPDATE leases SET state=? WHERE id=?",

@@ -8,11 +8,13 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from click.testing import CliRunner
 
 from coordinator import campaigns
 from coordinator.blobs import BlobStore
 from coordinator.campaigns import (CampaignSpec, Target, cancel_campaign, create_campaign,
                                    start_campaign)
+from coordinator.cli import main
 from coordinator.store import Store
 from ofa.config import SubnetConfig
 
@@ -91,6 +93,8 @@ def test_an_interrupted_start_resumes_where_it_stopped(created, monkeypatch):
     assert sum(sum(c.values()) for c in queued(store, campaign).values()) == 2 * 4
     monkeypatch.setattr(store, "enqueue", real_enqueue)
 
+    output = CliRunner().invoke(main, ["campaign", "status", "--db", str(store.path), campaign])
+    assert f"resume it: ofa-coord campaign start --db {store.path} {campaign}" in output.stderr
     assert start_campaign(store, campaign) == 2 * 14
     assert state(store, campaign) == "running"
     for target, pairs in queued(store, campaign).items():
@@ -119,3 +123,26 @@ def test_a_campaign_cancelled_while_starting_stops_queueing(created, monkeypatch
     states = Counter(row[0] for row in store.db.execute(
         "SELECT state FROM jobs WHERE campaign=?", (campaign,)))
     assert states == {"cancelled": 4}  # the first chunk, and nothing queued after the cancel
+
+
+def test_a_start_overtaken_by_another_that_finished_returns_quietly(created, monkeypatch,
+                                                                      tmp_path):
+    """Two `campaign start`s at once: the second finishes the queue while the first waits
+    between chunks; the first then stops, and every job was queued once."""
+    store, campaign = created
+    other = Store(tmp_path / "fleet.db")
+    real_transaction, begun = store.transaction, []
+
+    def transaction():
+        if not store.db.in_transaction:
+            begun.append(1)
+            if len(begun) == 3:  # after the claim and the first chunk
+                assert start_campaign(other, campaign) == 2 * 14
+        return real_transaction()
+
+    monkeypatch.setattr(store, "transaction", transaction)
+    assert start_campaign(store, campaign) == 2 * 14
+    other.close()
+    assert state(store, campaign) == "running"
+    for target, pairs in queued(store, campaign).items():
+        assert sum(pairs.values()) == 14 and set(pairs.values()) == {1}, target

@@ -352,9 +352,9 @@ def test_a_restarted_coordinator_gives_agents_a_grace_period(tmp_path):
     """Down for longer than the lease and the offline window, the coordinator comes back
     and does not judge its agents at once: the lease held across the outage is still
     honoured by the first heartbeat after the restart."""
-    # a 3 s offline window and a 4 s lease: the first heartbeat after the restart has
-    # seconds to arrive, even on a loaded machine
-    fleet = Fleet(tmp_path, heartbeat_s=1.0, lease_seconds=4.0)
+    # a 6 s offline window and lease: the test's first heartbeat, sent as soon as the server
+    # says it listens, has 6 s to arrive (it takes well under 1 s on a loaded 2-core machine)
+    fleet = Fleet(tmp_path, heartbeat_s=2.0, lease_seconds=6.0)
     try:
         fleet.start_server()
         client, token = stub(fleet), fleet.token("a")

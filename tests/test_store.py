@@ -697,6 +697,20 @@ def test_a_late_failure_neither_counts_nor_leaves_two_accepted_rows(store, diges
         ("failed", 0), ("ok", 1)]
 
 
+def test_a_failure_reported_after_expiry_but_before_the_sweep_is_not_accepted(store, digest):
+    """The lease is overdue but still `active` (no sweep yet): the failure is late, not
+    accepted, and the job is requeued as the sweep would have done."""
+    add_agent(store, "a1")
+    (job_id,) = enqueue(store, digest)
+    (first,) = lease(store, "a1")
+    store.db.execute("UPDATE leases SET expires_at=expires_at-2*?", (HOUR,))  # no sweep
+    failed = store.report("a1", job_id, first.lease_id, "failed", {"message": "boom"})
+    assert (failed.accepted, failed.late) == (False, True)
+    assert store.job(job_id)["state"] == "queued"
+    (again,) = lease(store, "a1")
+    assert store.report("a1", job_id, again.lease_id, "ok", ok()).accepted
+
+
 def test_an_agent_registering_again_gives_up_its_old_leases(store, digest):
     """A restarted agent (same id) no longer runs the jobs it held: they are requeued at
     once, counting the attempt, instead of waiting out the lease."""
