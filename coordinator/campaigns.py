@@ -14,7 +14,7 @@ import random
 import re
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -24,7 +24,7 @@ from coordinator.jobs import BenchOptions, make_spec
 from coordinator.timeago import ago
 from coordinator.store import TERMINAL, NotFound, Store
 from ofa import space
-from ofa.config import SubnetConfig, load_configs, sample_configs
+from ofa.config import SubnetConfig, load_configs, sample_configs, show
 from ofa.plan import space_lut_specs
 
 __all__ = ["Target", "CampaignSpec", "create_campaign", "start_campaign", "cancel_campaign",
@@ -158,7 +158,21 @@ class CampaignSpec:
 
     @classmethod
     def from_json(cls, text: str) -> "CampaignSpec":
-        data = json.loads(text)
+        """A stored spec; ValueError naming the field for one that is not a campaign's (the
+        values themselves are checked by `validate`)."""
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"campaign spec: not JSON ({show(str(exc))})") from None
+        known = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or set(data) != known:
+            raise ValueError(f"campaign spec: expected an object with the fields "
+                             f"{', '.join(sorted(known))}, got {show(data)}")
+        for name, kind in (("targets", list), ("resolutions", list), ("options", dict)):
+            if not isinstance(data[name], kind):
+                raise ValueError(f"{name}: expected a {kind.__name__}, got {show(data[name])}")
+        if not all(isinstance(t, str) for t in data["targets"]):
+            raise ValueError(f"targets: expected names like label:cpu, got {show(data['targets'])}")
         data["targets"] = tuple(Target.parse(t) for t in data["targets"])
         data["resolutions"] = tuple(data["resolutions"])
         data["options"] = BenchOptions.from_dict(data["options"])

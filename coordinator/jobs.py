@@ -14,6 +14,7 @@ import onnx
 
 from coordinator.blobs import BlobStore
 from coordinator.store import Store
+from ofa.config import show
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
 __all__ = ["BenchOptions", "model_inputs", "make_spec", "enqueue_model"]
@@ -49,25 +50,25 @@ class BenchOptions:
             if f.name in data:
                 value, expected = data[f.name], {"int": int, "float": (int, float), "str": str}[f.type]
                 if isinstance(value, bool) or not isinstance(value, expected):
-                    raise ValueError(f"settings.{f.name}: expected {f.type}, got {value!r}")
+                    raise ValueError(f"settings.{f.name}: expected {f.type}, got {show(value)}")
         options = cls(**data)
         for name, high in (("threads", MAX_THREADS), ("warmup_runs", MAX_RUNS),
                            ("min_runs", MAX_RUNS), ("warmup_min_s", MAX_SECONDS),
                            ("min_time_s", MAX_SECONDS), ("max_time_s", MAX_SECONDS)):
             value = getattr(options, name)
             if value < 0:
-                raise ValueError(f"settings.{name}: expected >= 0, got {value}")
-            if not (math.isfinite(value) and value <= high):
+                raise ValueError(f"settings.{name}: expected >= 0, got {show(value)}")
+            if not (value <= high and math.isfinite(value)):  # in that order: 10**400 is int
                 raise ValueError(f"settings.{name}: expected a finite number in 0..{high:g} (0 "
-                                 f"for the agent's default), got {value}")
+                                 f"for the agent's default), got {show(value)}")
         if 0 < options.max_time_s < options.min_time_s:
             raise ValueError(f"settings.max_time_s: expected at least min_time_s "
                              f"({options.min_time_s:g}), got {options.max_time_s:g}")
         if not 0 <= options.target_precision < 1:
             raise ValueError(f"settings.target_precision: expected a fraction below 1 (0 for "
-                             f"the agent's default), got {options.target_precision}")
+                             f"the agent's default), got {show(options.target_precision)}")
         if options.runtime not in ("onnxruntime", "torch"):
-            raise ValueError(f"settings.runtime: expected onnxruntime or torch, got {options.runtime!r}")
+            raise ValueError(f"settings.runtime: expected onnxruntime or torch, got {show(options.runtime)}")
         return options
 
 

@@ -44,10 +44,6 @@ def noise_floor(held_out: list[Measured]) -> dict | None:
     return {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
 
 
-def _fail(exc: Exception) -> click.ClickException:
-    return click.ClickException(str(exc))
-
-
 @predictor.command()
 @DB
 @click.option("--device", "label", required=True)
@@ -65,25 +61,22 @@ def train(db: str, label: str, kind: str, campaigns: tuple[str, ...], lut_campai
           source_device: str | None, source_kind: str, k: int | None, seed: int) -> None:
     """Fit a predictor of end-to-end latency for device LABEL and store it beside the DB."""
     store = Store(db)
-    try:
-        training, held_out = split(measured_subnets(store, label, list(campaigns) or None))
-        if kind == "transfer":
-            if not source_device:
-                raise ValueError("source_device: transfer adapts another device's predictor; "
-                                 "give --source-device")
-            source = load_predictor(predictor_path(db, source_device, source_kind))
-            chosen = random.Random(seed).sample(training, min(k or len(training), len(training)))
-            model = fit_transfer(source, [m.config for m in chosen], [m.median_ms for m in chosen])
-            provenance = {"source_device": source_device, "source_kind": source_kind,
-                          "k": len(chosen), "fitted_on": sorted(m.config.id for m in chosen)}
-        else:
-            lut, width, provenance = device_lut(store, label, lut_campaign)
-            table = BlockTable.from_lut(lut, width)
-            chosen = [m for m in training if m.config.w == width] if kind != "lut" else []
-            model = fit_predictor(kind, table, [m.config for m in chosen] or None,
-                                  [m.median_ms for m in chosen] if chosen else None, seed=seed)
-    except (ValueError, FileNotFoundError) as exc:
-        raise _fail(exc) from None
+    training, held_out = split(measured_subnets(store, label, list(campaigns) or None))
+    if kind == "transfer":
+        if not source_device:
+            raise ValueError("source_device: transfer adapts another device's predictor; "
+                             "give --source-device")
+        source = load_predictor(predictor_path(db, source_device, source_kind))
+        chosen = random.Random(seed).sample(training, min(k or len(training), len(training)))
+        model = fit_transfer(source, [m.config for m in chosen], [m.median_ms for m in chosen])
+        provenance = {"source_device": source_device, "source_kind": source_kind,
+                      "k": len(chosen), "fitted_on": sorted(m.config.id for m in chosen)}
+    else:
+        lut, width, provenance = device_lut(store, label, lut_campaign)
+        table = BlockTable.from_lut(lut, width)
+        chosen = [m for m in training if m.config.w == width] if kind != "lut" else []
+        model = fit_predictor(kind, table, [m.config for m in chosen] or None,
+                              [m.median_ms for m in chosen] if chosen else None, seed=seed)
     model.provenance = {**provenance, "device": label, "training_subnets": len(chosen),
                         "subnet_campaigns": list(campaigns) or "all"}
     if held_out:
@@ -130,11 +123,8 @@ def eval_(db: str, label: str, kinds: tuple[str, ...], plot: str | None, fmt: st
     if not kinds:
         raise click.ClickException(f"device: no predictor trained for {label!r} "
                                    f"(ofa-coord predictor train --device {label})")
-    try:
-        models = {kind: load_predictor(predictor_path(db, label, kind)) for kind in kinds}
-        rows = {kind: evaluate(model, held_out) for kind, model in models.items()}
-    except (ValueError, FileNotFoundError) as exc:
-        raise _fail(exc) from None
+    models = {kind: load_predictor(predictor_path(db, label, kind)) for kind in kinds}
+    rows = {kind: evaluate(model, held_out) for kind, model in models.items()}
     rows["noise floor"] = noise_floor(held_out)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
@@ -156,11 +146,8 @@ def eval_(db: str, label: str, kinds: tuple[str, ...], plot: str | None, fmt: st
 @click.argument("configs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 def predict(db: str, label: str, kind: str, configs: tuple[str, ...]) -> None:
     """Predicted latency (ms) of each subnet in CONFIGS (JSON, JSONL or net.config files)."""
-    try:
-        model = load_predictor(predictor_path(db, label, kind))
-        subnets = [c for path in configs for c in load_configs(path)]
-        latencies = model.predict(subnets)
-    except (ValueError, FileNotFoundError) as exc:
-        raise _fail(exc) from None
+    model = load_predictor(predictor_path(db, label, kind))
+    subnets = [c for path in configs for c in load_configs(path)]
+    latencies = model.predict(subnets)
     for subnet, ms in zip(subnets, latencies):
         click.echo(f"{subnet.id}  r={subnet.r}  {ms:.3f} ms")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fleet import Fleet
+
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT.parent / "shared" / "ofa-assets"
 
@@ -16,3 +18,13 @@ def assets() -> Path:
     if not (ASSETS / "PROVENANCE.md").is_file():
         pytest.fail(f"OFA assets not found at {ASSETS}; they are expected beside the checkout")
     return ASSETS
+
+
+@pytest.fixture
+def fleet(tmp_path) -> Fleet:
+    """A coordinator serving on loopback with its own database, stopped after the test
+    (modules that need another kind of fleet define their own)."""
+    fleet = Fleet(tmp_path)
+    fleet.start_server()
+    yield fleet
+    fleet.close()

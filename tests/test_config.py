@@ -140,4 +140,4 @@ def test_a_deeply_nested_file_is_one_line_naming_the_file_not_a_traceback(tmp_pa
     result = subprocess.run([sys.executable, "-m", "coordinator", "describe", str(deep)],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == [f"Error: {deep}: not valid JSON (nested too deeply)"]
+    assert result.stderr.strip().splitlines() == [f"ofa-coord: error: {deep}: not valid JSON (nested too deeply)"]

@@ -22,14 +22,6 @@ LONG = BenchOptions(warmup_runs=2, warmup_min_s=0.02, min_runs=10, min_time_s=3.
                     max_time_s=3.0, target_precision=1e-6)
 
 
-@pytest.fixture
-def fleet(tmp_path):
-    fleet = Fleet(tmp_path)
-    fleet.start_server()
-    yield fleet
-    fleet.close()
-
-
 def stub(fleet: Fleet) -> pb_grpc.FleetStub:
     return pb_grpc.FleetStub(grpc.insecure_channel(fleet.address))
 
@@ -323,18 +315,25 @@ def test_lease_size_and_register_fields_are_bounded(fleet):
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
+def serving_one_leased_job(fleet: Fleet):
+    """Start the server; a raw client registers and leases one job. Returns the client, its
+    token file, agent id, the job's id and the leased job."""
+    fleet.start_server()
+    client, token = stub(fleet), fleet.token("a")
+    agent = client.Register(pb.RegisterRequest(labels=["cpu"]), metadata=bearer(token),
+                            timeout=10).agent_id
+    (job_id,) = fleet.enqueue(small_models(1))
+    (job,) = client.LeaseJobs(pb.LeaseJobsRequest(agent_id=agent, max_jobs=1, wait_s=10),
+                              metadata=bearer(token), timeout=30).jobs
+    return client, token, agent, job_id, job
+
+
 def test_a_lease_expires_in_real_time_while_its_agent_stays_online(tmp_path):
     """A lease that is not renewed runs out at its expiry (never before it) and the job is
     queued again, although the agent keeps beating (without listing that lease)."""
     fleet = Fleet(tmp_path, lease_seconds=2.0)
     try:
-        fleet.start_server()
-        client, token = stub(fleet), fleet.token("a")
-        agent = client.Register(pb.RegisterRequest(labels=["cpu"]), metadata=bearer(token),
-                                timeout=10).agent_id
-        (job_id,) = fleet.enqueue(small_models(1))
-        (job,) = client.LeaseJobs(pb.LeaseJobsRequest(agent_id=agent, max_jobs=1, wait_s=10),
-                                  metadata=bearer(token), timeout=30).jobs
+        client, token, agent, job_id, job = serving_one_leased_job(fleet)
 
         def requeued() -> bool:
             client.Heartbeat(pb.HeartbeatRequest(agent_id=agent), metadata=bearer(token),
@@ -356,13 +355,7 @@ def test_a_restarted_coordinator_gives_agents_a_grace_period(tmp_path):
     # says it listens, has 6 s to arrive (it takes well under 1 s on a loaded 2-core machine)
     fleet = Fleet(tmp_path, heartbeat_s=2.0, lease_seconds=6.0)
     try:
-        fleet.start_server()
-        client, token = stub(fleet), fleet.token("a")
-        agent = client.Register(pb.RegisterRequest(labels=["cpu"]), metadata=bearer(token),
-                                timeout=10).agent_id
-        (job_id,) = fleet.enqueue(small_models(1))
-        (job,) = client.LeaseJobs(pb.LeaseJobsRequest(agent_id=agent, max_jobs=1, wait_s=10),
-                                  metadata=bearer(token), timeout=30).jobs
+        client, token, agent, job_id, job = serving_one_leased_job(fleet)
         port = fleet.port
         assert fleet.stop_server(signal.SIGKILL) == -signal.SIGKILL
         # the outage: past the lease's expiry (and so past the offline window)

@@ -187,7 +187,7 @@ def test_a_tampered_predictor_is_refused_in_one_line(db, tmp_path, kind, field, 
         result = CliRunner().invoke(coord, ["predictor", args[0], "--db", str(db), "--device",
                                             "cpu", *args[1:]])
         assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
-        assert result.output.startswith(f"Error: {path}: {message}")
+        assert result.output.startswith(f"ofa-coord: error: {path}: {message}")
         assert len(result.output.strip().splitlines()) == 1
 
 

@@ -20,14 +20,6 @@ from tests.fleet import QUICK, Fleet, small_models
 from tests.test_tls import make_certificates
 
 
-@pytest.fixture
-def fleet(tmp_path):
-    fleet = Fleet(tmp_path)
-    fleet.start_server()
-    yield fleet
-    fleet.close()
-
-
 class Client:
     """A raw client with one token: what a hostile one would use."""
 

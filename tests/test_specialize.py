@@ -135,7 +135,7 @@ def test_verify_measures_the_chosen_subnet_on_the_device(assets, tmp_path):
         # the machine's load (a loaded run measured 5x the LUT sum), so no margin is imposed
         # between the two; error_pct must be their relative difference.
         (verify,) = [r[0] for r in fleet.store.db.execute(
-            "SELECT id FROM campaigns WHERE name='verify cpu'")]
+            "SELECT id FROM campaigns WHERE name LIKE 'verify cpu %'")]
         results = [json.loads(line) for line in cli("results", "export", "--db", fleet.db,
                                                      "--campaign", verify, "--format",
                                                      "jsonl").splitlines()]
