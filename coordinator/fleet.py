@@ -116,7 +116,7 @@ class FleetService:
         deadline = loop.time() + max(0.0, min(wait_s, self.settings.max_wait_s))
         while True:
             wakeup = self._wakeup
-            jobs = await self.db(self._lease_once, agent_id, max(1, max_jobs))
+            jobs = await self._lease_or_give_back(agent_id, max(1, max_jobs))
             remaining = deadline - loop.time()
             if jobs or remaining <= 0:
                 return jobs
@@ -124,6 +124,22 @@ class FleetService:
                 await asyncio.wait_for(wakeup.wait(), remaining)
             except asyncio.TimeoutError:
                 pass
+
+    async def _lease_or_give_back(self, agent_id: str, wanted: int) -> list[LeasedJob]:
+        """`_lease_once` on the worker thread. When the agent's call is cancelled meanwhile
+        (it stopped, or gave up waiting), the leases committed for it would never reach it:
+        they are given back at once rather than waiting out their expiry."""
+        future = asyncio.get_running_loop().run_in_executor(self._worker, self._lease_once,
+                                                            agent_id, wanted)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            jobs = await future
+            if jobs:
+                await self.db(self.store.give_back, [job.lease_id for job in jobs])
+                log.info("agent %s: its call was cancelled; %d lease(s) given back", agent_id,
+                         len(jobs))
+            raise
 
     def _lease_once(self, agent_id: str, wanted: int) -> list[LeasedJob]:
         """Up to `wanted` jobs, never more than `max_jobs_per_lease` held at once."""

@@ -543,6 +543,22 @@ class Store:
             self.db.execute("UPDATE jobs SET state='queued', error=? WHERE id=?",
                             (reason, job["id"]))
 
+    def give_back(self, lease_ids: Sequence[str]) -> int:
+        """Undo active leases that never reached their agent (its call was cancelled while
+        they were committed): the jobs are queued again and the attempts not counted."""
+        given = 0
+        with self.transaction():
+            for lease_id in lease_ids:
+                lease = self.db.execute("SELECT job_id FROM leases WHERE id=? AND state='active'",
+                                        (lease_id,)).fetchone()
+                if lease is None:
+                    continue
+                self.db.execute("UPDATE leases SET state='released' WHERE id=?", (lease_id,))
+                self.db.execute("UPDATE jobs SET state='queued', attempts=attempts-1 WHERE id=? "
+                                "AND state='leased'", (lease["job_id"],))
+                given += 1
+        return given
+
     def _expire_leases(self, leases: Sequence[sqlite3.Row], reason: str) -> int:
         for lease in leases:
             self.db.execute("UPDATE leases SET state='expired' WHERE id=?", (lease["id"],))
