@@ -15,10 +15,10 @@ from pathlib import Path
 
 from coordinator.store import NotFound, Store
 
-__all__ = ["BlobStore", "MAX_MODEL_BYTES"]
+__all__ = ["BlobStore", "MAX_MODEL_BYTES", "DIGEST"]
 
 MAX_MODEL_BYTES = 512 * 2**20
-_DIGEST = re.compile(r"[0-9a-f]{64}")
+DIGEST = re.compile(r"[0-9a-f]{64}")  # sha256, lowercase hex
 
 
 class BlobStore:
@@ -29,7 +29,7 @@ class BlobStore:
         self.max_bytes = max_bytes
 
     def path(self, digest: str) -> Path:
-        if not _DIGEST.fullmatch(digest):
+        if not DIGEST.fullmatch(digest):
             raise ValueError(f"digest: expected 64 lowercase hex digits, got {digest[:80]!r}")
         return self.root / digest[:2] / digest
 

@@ -111,12 +111,11 @@ class FleetService:
 
     async def lease(self, token: Token, agent_id: str, max_jobs: int,
                     wait_s: float) -> list[LeasedJob]:
-        await self.db(self.store.check_agent, agent_id, token)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, min(wait_s, self.settings.max_wait_s))
         while True:
             wakeup = self._wakeup
-            jobs = await self._lease_or_give_back(agent_id, max(1, max_jobs))
+            jobs = await self._lease_or_give_back(token, agent_id, max(1, max_jobs))
             remaining = deadline - loop.time()
             if jobs or remaining <= 0:
                 return jobs
@@ -125,12 +124,13 @@ class FleetService:
             except asyncio.TimeoutError:
                 pass
 
-    async def _lease_or_give_back(self, agent_id: str, wanted: int) -> list[LeasedJob]:
+    async def _lease_or_give_back(self, token: Token, agent_id: str,
+                                  wanted: int) -> list[LeasedJob]:
         """`_lease_once` on the worker thread. When the agent's call is cancelled meanwhile
         (it stopped, or gave up waiting), the leases committed for it would never reach it:
         they are given back at once rather than waiting out their expiry."""
         future = asyncio.get_running_loop().run_in_executor(self._worker, self._lease_once,
-                                                            agent_id, wanted)
+                                                            token, agent_id, wanted)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -141,8 +141,10 @@ class FleetService:
                          len(jobs))
             raise
 
-    def _lease_once(self, agent_id: str, wanted: int) -> list[LeasedJob]:
-        """Up to `wanted` jobs, never more than `max_jobs_per_lease` held at once."""
+    def _lease_once(self, token: Token, agent_id: str, wanted: int) -> list[LeasedJob]:
+        """Up to `wanted` jobs, never more than `max_jobs_per_lease` held at once. The agent
+        is checked each time: one forgotten during a long poll leases nothing more."""
+        self.store.check_agent(agent_id, token)
         room = self.settings.max_jobs_per_lease - self.store.active_leases(agent_id)
         if room <= 0:
             return []

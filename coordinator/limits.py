@@ -12,6 +12,7 @@ import numpy as np
 
 from agent.device import MAX_LIST  # temperature sources, providers, runtime versions
 from agent.measure import MAX_SAMPLES, BenchSettings
+from coordinator.blobs import DIGEST
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
 __all__ = ["check_register", "check_heartbeat", "check_lease", "check_read_blob",
@@ -20,7 +21,6 @@ __all__ = ["check_register", "check_heartbeat", "check_lease", "check_read_blob"
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _HEX_ID = re.compile(r"[0-9a-f]{1,64}")
-_DIGEST = re.compile(r"[0-9a-f]{64}")
 MAX_LABELS = 32
 MAX_TEXT = 256             # a device string, a version, a runtime version
 MAX_MESSAGE = 4000         # a FAILED result's message (the agent cuts its own there)
@@ -45,7 +45,7 @@ def clip(text: str, limit: int = 200) -> str:
 def _name(field: str, value: str, pattern: re.Pattern = _NAME, allow_empty: bool = False) -> None:
     if not (allow_empty and value == "") and not pattern.fullmatch(value):
         what = ("1-64 characters of A-Z a-z 0-9 . _ -" if pattern is _NAME
-                else "64 lowercase hex digits" if pattern is _DIGEST else "a hex id")
+                else "64 lowercase hex digits" if pattern is DIGEST else "a hex id")
         raise ValueError(f"{field}: expected {what}, got {clip(repr(value), 80)}")
 
 
@@ -109,7 +109,7 @@ def check_lease(request: pb.LeaseJobsRequest) -> None:
 
 
 def check_read_blob(request: pb.ReadBlobRequest) -> None:
-    _name("digest", request.digest, _DIGEST)
+    _name("digest", request.digest, DIGEST)
 
 
 def check_report(request: pb.ReportResultRequest, samples: np.ndarray) -> None:

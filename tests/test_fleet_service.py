@@ -11,7 +11,7 @@ import pytest
 
 from coordinator.blobs import BlobStore
 from coordinator.fleet import FleetService, FleetSettings
-from coordinator.store import Store
+from coordinator.store import Store, UnknownAgent
 
 
 def test_leases_committed_for_a_cancelled_call_are_given_back(tmp_path):
@@ -45,4 +45,38 @@ def test_leases_committed_for_a_cancelled_call_are_given_back(tmp_path):
     states = [row[0] for row in store.db.execute("SELECT state FROM leases WHERE job_id=?",
                                                  (job_id,))]
     assert states == ["released"]
+    store.close()
+
+
+def test_an_agent_forgotten_during_its_long_poll_leases_nothing(tmp_path):
+    store = Store(tmp_path / "fleet.db")
+    secret = store.create_token("a")
+    agent = store.register_agent(store.token_by_secret(secret), "", ["cpu"],
+                                 {"machine": "x86_64"}, 1, "test")
+    token = store.token_by_secret(secret)
+    fleet = FleetService(store, BlobStore(store), FleetSettings())
+    operator = Store(tmp_path / "fleet.db")  # the CLI, in another process
+    real_lease_jobs, polled = store.lease_jobs, threading.Event()
+
+    def lease_jobs(*args, **kwargs):
+        jobs = real_lease_jobs(*args, **kwargs)
+        polled.set()  # the poll found nothing and goes on to wait for work
+        return jobs
+
+    store.lease_jobs = lease_jobs
+
+    async def forgotten_while_polling() -> None:
+        call = asyncio.create_task(fleet.lease(token, agent, 1, 10))
+        await asyncio.get_running_loop().run_in_executor(None, polled.wait)
+        assert not call.done()
+        operator.forget_agent(agent)
+        operator.enqueue([(b"spec", BlobStore(operator).put(b"model"))], agent_id=agent)
+        fleet.notify()
+        with pytest.raises(UnknownAgent):
+            await call
+        await fleet.stop()
+
+    asyncio.run(forgotten_while_polling())
+    assert operator.job_counts() == {"queued": 1}
+    operator.close()
     store.close()
