@@ -300,6 +300,7 @@ def _queue(store: Store, campaign_id: str, spec: CampaignSpec, rows: list[tuple]
     with store.transaction():
         store.db.execute("UPDATE campaigns SET state='running' WHERE id=? AND state='starting'",
                          (campaign_id,))
+        store.close_campaign_if_finished(campaign_id)  # its agents may have been that quick
     return total
 
 
@@ -367,10 +368,6 @@ def campaign_status(store: Store, campaign_id: str) -> dict:
     rate = recent / elapsed
     errors = [r[0] for r in store.db.execute(
         "SELECT error FROM jobs WHERE campaign=? AND state='failed' LIMIT 3", (campaign["id"],))]
-    if campaign["state"] == "running" and total and finished == total:
-        store.db.execute("UPDATE campaigns SET state='done', finished_at=? WHERE id=?",
-                         (now, campaign["id"]))
-        campaign["state"] = "done"
     return {"id": campaign["id"], "name": campaign["name"], "state": campaign["state"],
             "targets": targets, "total": total, "finished": finished,
             "failed": sum(c.get("failed", 0) for c in targets.values()),

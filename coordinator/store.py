@@ -106,6 +106,14 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE agents ADD COLUMN offline_after_s REAL;
     """,
+    # 4: campaigns are now marked done when their last job finishes; close the ones that
+    # finished before, when only reading their status marked them
+    """
+    UPDATE campaigns SET state='done', finished_at=(SELECT MAX(finished_at) FROM jobs
+        WHERE campaign=campaigns.id)
+    WHERE state='running' AND NOT EXISTS (SELECT 1 FROM jobs WHERE campaign=campaigns.id
+        AND state IN ('queued','leased'));
+    """,
 ]
 _TABLES = {"tokens", "agents", "jobs", "leases", "results", "blobs"}
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -437,8 +445,8 @@ class Store:
         same transaction, never committed as leased to an agent it cannot reach."""
         labels = self.agent_labels(agent_id)
         # one indexed sub-query per target (an OR across them would scan the whole queue)
-        pick = ("SELECT * FROM (SELECT id, spec, attempts, priority, seq FROM jobs WHERE "
-                "state='queued' AND {} = ? ORDER BY priority DESC, seq LIMIT ?)")
+        pick = ("SELECT * FROM (SELECT id, spec, attempts, priority, seq, campaign FROM jobs "
+                "WHERE state='queued' AND {} = ? ORDER BY priority DESC, seq LIMIT ?)")
         query = " UNION ALL ".join([pick.format("target_agent")] +
                                    [pick.format("target_label")] * len(labels))
         params = [value for target in (agent_id, *labels) for value in (target, max_jobs)]
@@ -453,6 +461,7 @@ class Store:
                 except ValueError as exc:
                     self.db.execute("UPDATE jobs SET state='failed', finished_at=?, error=? "
                                     "WHERE id=?", (now, f"spec: {exc}"[:500], row["id"]))
+                    self.close_campaign_if_finished(row["campaign"])
                     continue
                 lease_id = uuid.uuid4().hex
                 attempt = row["attempts"] + 1
@@ -507,6 +516,7 @@ class Store:
             elif status == "failed" and active:
                 self._retry_or_fail(job, f"attempt {lease['attempt']} failed on agent "
                                          f"{agent_id}: {result.get('message', '')}")
+            self.close_campaign_if_finished(job["campaign"])
         return ReportOutcome(accepted, False, late)
 
     def _insert_result(self, job_id: str, lease_id: str, agent_id: str, status: str,
@@ -539,9 +549,21 @@ class Store:
             self.db.execute("UPDATE jobs SET state='failed', finished_at=?, error=? WHERE id=?",
                             (time.time(), f"{reason} (attempt {job['attempts']} of "
                                           f"{job['max_attempts']})", job["id"]))
+            self.close_campaign_if_finished(job["campaign"])
         else:
             self.db.execute("UPDATE jobs SET state='queued', error=? WHERE id=?",
                             (reason, job["id"]))
+
+    def close_campaign_if_finished(self, campaign_id: str | None) -> None:
+        """A running campaign is done in the transaction that finishes its last job, so it
+        never waits for someone to read its status."""
+        if campaign_id is None:
+            return
+        with self.transaction():
+            self.db.execute(
+                "UPDATE campaigns SET state='done', finished_at=? WHERE id=? AND state='running' "
+                "AND NOT EXISTS (SELECT 1 FROM jobs WHERE campaign=? AND state IN "
+                "('queued','leased'))", (time.time(), campaign_id, campaign_id))
 
     def give_back(self, lease_ids: Sequence[str]) -> int:
         """Undo active leases that never reached their agent (its call was cancelled while

@@ -146,3 +146,25 @@ def test_a_start_overtaken_by_another_that_finished_returns_quietly(created, mon
     assert state(store, campaign) == "running"
     for target, pairs in queued(store, campaign).items():
         assert sum(pairs.values()) == 14 and set(pairs.values()) == {1}, target
+
+
+def test_a_campaign_is_done_when_its_last_job_is_without_anyone_asking(created):
+    """The report that finishes the last job marks the campaign done (nothing reads its
+    status here); a failed job counts as finished too."""
+    store, campaign = created
+    start_campaign(store, campaign)
+    agents = {row["labels"][0]: row["id"] for row in store.list_agents()}
+    leased = [job for label in ("cpu", "pi") for job in store.lease_jobs(agents[label], 100, 60)]
+    assert len(leased) == 2 * 14
+    *most, last = leased
+    for job in most:
+        agent = store.db.execute("SELECT agent_id FROM leases WHERE id=?",
+                                 (job.lease_id,)).fetchone()[0]
+        store.report(agent, job.job_id, job.lease_id, "ok",
+                     {"samples_ns": [1_000_000] * 10, "stop_reason": "time_cap"})
+        assert state(store, campaign) == "running"
+    store.db.execute("UPDATE jobs SET max_attempts=1 WHERE id=?", (last.job_id,))
+    agent = store.db.execute("SELECT agent_id FROM leases WHERE id=?",
+                             (last.lease_id,)).fetchone()[0]
+    store.report(agent, last.job_id, last.lease_id, "failed", {"message": "boom"})
+    assert state(store, campaign) == "done"

@@ -778,3 +778,25 @@ def test_a_blob_write_that_fails_leaves_no_file(tmp_path):
     s = Store(db)
     assert s.db.execute("SELECT COUNT(*) FROM blobs").fetchone()[0] == 0
     s.close()
+
+
+def test_migration_4_closes_campaigns_that_finished_before(tmp_path, digest):
+    """Before version 4 a campaign became done only when its status was read: opening such
+    a database marks the finished ones done, and leaves the others running."""
+    path = tmp_path / "fleet.db"
+    store = Store(path)
+    add_agent(store, "a1")
+    for name, finished in (("finished", True), ("unfinished", False)):
+        store.db.execute("INSERT INTO campaigns(id, name, spec, state, created_at) VALUES "
+                         "(?, ?, '{}', 'running', 0)", (name, name))
+        (job_id,) = enqueue(store, digest, campaign=name, label="cpu")
+        if finished:
+            store.db.execute("UPDATE jobs SET state='done', finished_at=5 WHERE id=?", (job_id,))
+    store.db.execute("PRAGMA user_version=3")
+    store.close()
+    store = Store(path)
+    states = dict(store.db.execute("SELECT id, state FROM campaigns").fetchall())
+    assert states == {"finished": "done", "unfinished": "running"}
+    finished_at = store.db.execute("SELECT finished_at FROM campaigns WHERE id='finished'")
+    assert finished_at.fetchone()[0] == 5
+    store.close()
