@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 import click
 import numpy as np
 
+from coordinator import strict_json
 from coordinator.fleet_commands import DB
 from coordinator.predictor_data import (Measured, device_lut, measured_subnets, predictor_path,
                                         split)
@@ -127,7 +127,7 @@ def eval_(db: str, label: str, kinds: tuple[str, ...], plot: str | None, fmt: st
     rows = {kind: evaluate(model, held_out) for kind, model in models.items()}
     rows["noise floor"] = noise_floor(held_out)
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(strict_json.dumps(rows, indent=2))
     else:
         click.echo(_table(rows))
     if plot:

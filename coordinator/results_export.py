@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
-import math
-from typing import IO, Any, Iterator
+from typing import IO, Iterator
 
 import numpy as np
 
+from coordinator import strict_json
 from coordinator.store import Store
 
 __all__ = ["campaign_results", "write_results", "FORMATS"]
@@ -19,9 +19,10 @@ FORMATS = ("csv", "jsonl")
 _COLUMNS = ("campaign", "target", "agent_id", "kind", "key", "r", "w", "repeat", "status",
             "accepted", "late", "message", "n", "median_ms", "mean_ms", "std_ms", "p10_ms",
             "p90_ms", "p99_ms", "cv", "stop_reason", "session_create_ns", "first_run_ns",
-            "warmup_runs", "warmup_ns", "peak_rss_bytes", "drift", "received_at",
+            "warmup_runs", "warmup_ns", "peak_rss_bytes", "drift", "drift_check", "received_at",
             "runtime_versions", "telemetry_before", "telemetry_after", "samples_ns")
-_JSON_COLUMNS = ("runtime_versions", "telemetry_before", "telemetry_after")
+# drift_check: the reference model's baseline and current medians behind `drift`, to audit it
+_JSON_COLUMNS = ("drift_check", "runtime_versions", "telemetry_before", "telemetry_after")
 
 
 def campaign_results(store: Store, campaign_id: str) -> Iterator[dict]:
@@ -38,21 +39,6 @@ def campaign_results(store: Store, campaign_id: str) -> Iterator[dict]:
         yield record
 
 
-def _finite(value: Any) -> Any:
-    """`value` with every non-finite float, at any depth, replaced by None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    return value
-
-
-def _json(value: Any, **kwargs) -> str:
-    return json.dumps(_finite(value), allow_nan=False, **kwargs)
-
-
 def write_results(records: Iterator[dict], out: IO[str], fmt: str) -> int:
     """Write records to `out`; returns how many were written."""
     if fmt not in FORMATS:
@@ -60,14 +46,14 @@ def write_results(records: Iterator[dict], out: IO[str], fmt: str) -> int:
     count = 0
     if fmt == "jsonl":
         for record in records:
-            out.write(_json(record) + "\n")
+            out.write(strict_json.dumps(record) + "\n")
             count += 1
         return count
     writer = csv.DictWriter(out, fieldnames=_COLUMNS)
     writer.writeheader()
-    for record in map(_finite, records):
+    for record in map(strict_json.finite, records):
         for column in _JSON_COLUMNS:
-            record[column] = _json(record[column], sort_keys=True)
+            record[column] = strict_json.dumps(record[column], sort_keys=True)
         record["samples_ns"] = " ".join(map(str, record["samples_ns"]))
         writer.writerow(record)
         count += 1

@@ -128,6 +128,11 @@ def test_random_campaign_measures_each_subnet_twice_on_each_device(fleet, tmp_pa
     for row in subnets:
         assert row["status"] == "ok" and row["accepted"] and len(row["samples_ns"]) == row["n"]
         assert row["telemetry_before"]["unix_time_ns"] > 0
+        if row["drift"] is not None:  # the reference medians behind it, to audit it
+            check = row["drift_check"]
+            assert row["drift"] == pytest.approx(check["median_ms"] / check["baseline_median_ms"]
+                                                 - 1, rel=1e-6, abs=1e-9)
+    assert any(r["drift"] is not None for r in subnets)
     assert any(r["kind"] == "reference" for r in rows)
     artifacts = fleet.store.db.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0]
     again = run_campaign(fleet, "--name", "rand again", "--workload", "random", "--count", "3",
