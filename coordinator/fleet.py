@@ -20,10 +20,18 @@ from typing import Callable, TypeVar
 from coordinator.blobs import BlobStore
 from coordinator.store import Forbidden, LeasedJob, ReportOutcome, Store, Token
 
-__all__ = ["FleetSettings", "FleetService"]
+__all__ = ["FleetSettings", "FleetService", "SETTINGS_RANGES"]
 
 log = logging.getLogger("ofa-coord")
 T = TypeVar("T")
+
+
+# (lowest, highest) of each FleetSettings field: a range a fleet can run with. `serve`'s
+# options take theirs from here.
+SETTINGS_RANGES = {"heartbeat_interval_s": (0.01, 3600), "missed_heartbeats": (1, 1000),
+                   "lease_seconds": (0.1, 7 * 86400), "max_wait_s": (0, 3600),
+                   "max_chunk_bytes": (1, 8 * 2**20), "max_jobs_per_lease": (1, 128),
+                   "watch_interval_s": (0.01, 60)}
 
 
 @dataclass(frozen=True)
@@ -39,13 +47,9 @@ class FleetSettings:
     def __post_init__(self) -> None:
         """Every value finite and in a range a fleet can run with (a lease of `inf` seconds
         would be committed, then fail to reach the agent)."""
-        limits = {"heartbeat_interval_s": (0.01, 3600), "missed_heartbeats": (1, 1000),
-                  "lease_seconds": (0.1, 7 * 86400), "max_wait_s": (0, 3600),
-                  "max_chunk_bytes": (1, 8 * 2**20), "max_jobs_per_lease": (1, 128),
-                  "watch_interval_s": (0.01, 60)}
         for f in fields(self):
             value = getattr(self, f.name)
-            low, high = limits[f.name]
+            low, high = SETTINGS_RANGES[f.name]
             if (isinstance(value, bool) or not isinstance(value, (int, float))
                     or not math.isfinite(value) or not low <= value <= high
                     or (f.type == "int" and not isinstance(value, int))):

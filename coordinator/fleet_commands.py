@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from coordinator.fleet import FleetSettings
+from coordinator.fleet import SETTINGS_RANGES, FleetSettings
 from coordinator.options import FiniteFloat, db_option
 from coordinator.output_files import Staged
 from coordinator.store import Store
@@ -27,13 +27,15 @@ NEW_DB = db_option(must_exist=False, help="The coordinator's SQLite file (create
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False),
               help="PEM certificate chain; with --tls-key serves TLS.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key.")
-@click.option("--heartbeat-interval", type=FiniteFloat(min=0.1, max=3600), default=5.0,
-              show_default=True, help="Seconds between agent heartbeats.")
-@click.option("--missed-heartbeats", type=click.IntRange(min=1, max=1000), default=3,
-              show_default=True,
+@click.option("--heartbeat-interval", type=FiniteFloat(*SETTINGS_RANGES["heartbeat_interval_s"]),
+              default=FleetSettings.heartbeat_interval_s, show_default=True,
+              help="Seconds between agent heartbeats.")
+@click.option("--missed-heartbeats", type=click.IntRange(*SETTINGS_RANGES["missed_heartbeats"]),
+              default=FleetSettings.missed_heartbeats, show_default=True,
               help="An agent silent this many intervals is offline; its leases are requeued.")
-@click.option("--lease-seconds", type=FiniteFloat(min=1, max=7 * 86400), default=60.0,
-              show_default=True, help="Lease lifetime, renewed by heartbeats.")
+@click.option("--lease-seconds", type=FiniteFloat(*SETTINGS_RANGES["lease_seconds"]),
+              default=FleetSettings.lease_seconds, show_default=True,
+              help="Lease lifetime, renewed by heartbeats.")
 @click.option("--max-model-mb", type=click.IntRange(min=1, max=64 * 1024), default=512,
               show_default=True)
 @click.option("-v", "--verbose", is_flag=True, help="Log every registration and sweep.")
