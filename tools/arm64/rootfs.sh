@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # An arm64 Debian bookworm userland under qemu-user, for running the agent as a real aarch64
-# process on an x86 host (`make test-arm`). Needs root. The recipe and its traps are in
-# ../shared/docs/arm64.md.
+# process on an x86 host (`make test-arm`). Needs root. Its traps: binfmt_misc may need
+# mounting; onnxruntime segfaults on the host's x86 /proc/cpuinfo (a fake arm64 one is bound
+# over it); QEMU_CPU=max makes onnxruntime ~10x slower (cortex-a72 is used); the host's PIP_*
+# variables break pip in the chroot (a clean environment is used); and a rootfs must never be
+# deleted while /dev is bind-mounted into it (everything is unmounted in a trap).
 #
 #   rootfs.sh build CACHE        host tools, binfmt_misc, CACHE/rootfs (reused once complete)
 #   rootfs.sh with CACHE CMD...  mount, run CMD on the host, unmount (also on failure or Ctrl-C)
