@@ -5,13 +5,13 @@ sums so that a changed or truncated file is refused instead of used."""
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import click
+
+from coordinator.output_files import Staged
 
 # The authors' data repository, which their code (`mit-han-lab/once-for-all`) downloads from.
 AUTHORS_URL = "https://raw.githubusercontent.com/han-cai/files/master/"
@@ -44,21 +44,14 @@ def fetch_one(url: str, target: Path, expected: str, timeout_s: float) -> None:
     """Download to a temporary file beside `target`, check its sha256, then rename: `target`
     exists only when complete and correct."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as response:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-        got = sha256_of(Path(temporary))
+    with Staged(target, binary=True) as staged, \
+            urllib.request.urlopen(url, timeout=timeout_s) as response:
+        while chunk := response.read(1 << 20):
+            staged.file.write(chunk)
+        staged.sync()
+        got = sha256_of(Path(staged.temporary))
         if got != expected:
             raise ValueError(f"{url}: sha256 {got}, expected {expected}; the file was not kept")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would hide a shared --dest
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 @click.group()

@@ -8,11 +8,10 @@ disk) leaves neither a temp file nor a blob that the database does not list.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 
+from coordinator.output_files import Staged
 from coordinator.store import NotFound, Store
 
 __all__ = ["BlobStore", "MAX_MODEL_BYTES", "DIGEST"]
@@ -48,7 +47,8 @@ class BlobStore:
         written = not path.exists()
         if written:
             path.parent.mkdir(exist_ok=True)
-            _write_atomically(path, data)
+            with Staged(path, binary=True) as staged:  # whole or not at all
+                staged.write(data)
         try:
             self.store.add_blob(digest, len(data))
         except BaseException:
@@ -68,16 +68,3 @@ class BlobStore:
         with open(path, "rb") as f:
             f.seek(offset)
             return f.read(max(0, limit)), size
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """`data` under `path` whole or not at all; the temp file goes whatever happens."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-        try:
-            tmp.write(data)
-            tmp.flush()  # a full disk shows here, not in the close below
-        except BaseException:
-            tmp.close()
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, path)

@@ -20,10 +20,13 @@ def _umask() -> int:
 class Staged:
     """`with Staged(path) as staged:` writes go to a temporary file in `path`'s folder, which
     becomes `path` (mode 0666 less the umask, or 0600 when `private`) when the block ends
-    without an error, and is removed otherwise. `staged.file` is the open text file."""
+    without an error, and is removed otherwise. `staged.file` is the open file (text, or
+    bytes when `binary`); `staged.temporary` its path until then."""
 
-    def __init__(self, path: str | Path, *, private: bool = False, newline: str | None = None):
+    def __init__(self, path: str | Path, *, private: bool = False, newline: str | None = None,
+                 binary: bool = False):
         self.path, self.private, self.newline = Path(path), private, newline
+        self.binary = binary
 
     def __enter__(self) -> "Staged":
         try:
@@ -31,12 +34,13 @@ class Staged:
                                                   prefix=f".{self.path.name}.")
         except OSError as exc:  # name the file asked for, not the temporary one
             raise OSError(exc.errno, exc.strerror, str(self.path)) from None
-        self.file = os.fdopen(fd, "w", newline=self.newline)
+        self.file = (os.fdopen(fd, "wb") if self.binary
+                     else os.fdopen(fd, "w", newline=self.newline))
         return self
 
-    def write(self, text: str) -> None:
+    def write(self, data: str | bytes) -> None:
         """Write, flush and sync: a full disk fails here, not later."""
-        self.file.write(text)
+        self.file.write(data)
         self.sync()
 
     def sync(self) -> None:
