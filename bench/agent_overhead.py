@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from agent.device import machine_summary
-from coordinator.jobs import BenchOptions
+from coordinator.services.jobs import BenchOptions
 from ofa.config import SubnetConfig
-from ofa.export import export_lut_entries, export_subnet
-from ofa.supernet import OFAMobileNetV3
+from ofa.nn.export import export_lut_entries, export_subnet
+from ofa.nn.supernet import OFAMobileNetV3
 from tests.fleet import Fleet
 
 

@@ -34,12 +34,12 @@ import grpc
 import numpy as np
 
 from agent.device import machine_summary
-from coordinator.blobs import BlobStore
-from coordinator.fleet import FleetSettings
-from coordinator.jobs import BenchOptions, make_spec
-from coordinator.limits import MAX_LABELS, MAX_LIST, MAX_SAMPLES, MAX_TEXT
-from coordinator.local import start_server
-from coordinator.store import Store
+from coordinator.state import BlobStore
+from coordinator.server.fleet import FleetSettings
+from coordinator.services.jobs import BenchOptions, make_spec
+from coordinator.server.limits import MAX_LABELS, MAX_LIST, MAX_SAMPLES, MAX_TEXT
+from coordinator.services.local import start_server
+from coordinator.state import Store
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
 

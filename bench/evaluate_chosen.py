@@ -16,10 +16,10 @@ import json
 
 import numpy as np
 
-from ofa.accuracy_dataset import subnet_accuracy
-from ofa.checkpoint import load_supernet
+from ofa.nn.accuracy_dataset import subnet_accuracy
+from ofa.nn.checkpoint import load_supernet
 from ofa.config import SubnetConfig
-from ofa.data import fixed_indices, open_data
+from ofa.nn.data import fixed_indices, open_data
 
 
 def main() -> None:

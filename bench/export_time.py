@@ -18,8 +18,8 @@ import torch
 
 from agent.device import machine_summary
 from ofa.config import SubnetConfig, sample_configs
-from ofa.export import export_lut_entries, export_module
-from ofa.supernet import OFAMobileNetV3
+from ofa.nn.export import export_lut_entries, export_module
+from ofa.nn.supernet import OFAMobileNetV3
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from agent.device import machine_summary
 from agent.measure import BenchSettings, measure
 from ofa.accuracy import AccuracyPredictor
 from ofa.config import SubnetConfig
-from ofa.export import export_lut_entry
+from ofa.nn.export import export_lut_entry
 from ofa.latency_model import BlockTable, fit_predictor
 from ofa.lut import LatencyTable
 from ofa.plan import layer_plan

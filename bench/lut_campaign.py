@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from agent.device import machine_summary
-from coordinator.blobs import BlobStore
-from coordinator.campaigns import CampaignSpec, Target, campaign_status, create_campaign, start_campaign
-from coordinator.jobs import BenchOptions
+from coordinator.state import BlobStore
+from coordinator.services.campaigns import CampaignSpec, Target, campaign_status, create_campaign, start_campaign
+from coordinator.services.jobs import BenchOptions
 from tests.fleet import Fleet
 
 

@@ -16,12 +16,12 @@ import signal
 import time
 from pathlib import Path
 
-from coordinator.blobs import BlobStore
-from coordinator.campaigns import (CampaignSpec, Target, campaign_status, create_campaign,
+from coordinator.state import BlobStore
+from coordinator.services.campaigns import (CampaignSpec, Target, campaign_status, create_campaign,
                                    render_progress, start_campaign)
-from coordinator.jobs import BenchOptions
-from coordinator.local import start_agent, start_server
-from coordinator.store import Store
+from coordinator.services.jobs import BenchOptions
+from coordinator.services.local import start_agent, start_server
+from coordinator.state import Store
 
 RESOLUTIONS = (160, 176, 192, 208, 224)
 

@@ -22,9 +22,9 @@ import time
 import numpy as np
 
 from agent.device import machine_summary
-from coordinator.predictor_commands import evaluate, noise_floor
-from coordinator.predictor_data import device_lut, measured_subnets, split
-from coordinator.store import Store
+from coordinator.cli.predictor import evaluate, noise_floor
+from coordinator.services.predictor_data import device_lut, measured_subnets, split
+from coordinator.state import Store
 from ofa.batch import ConfigBatch
 from ofa.config import sample_configs
 from ofa.latency_model import BlockTable, fit_predictor, fit_transfer

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.device import machine_summary
-from coordinator.specialize_commands import _latency_model
+from coordinator.cli.specialize import _latency_model
 from ofa.search import fastest_configs
 from tests.conftest import ASSETS
 

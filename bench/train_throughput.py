@@ -23,8 +23,8 @@ import torch
 
 from agent.device import machine_summary
 from ofa.schedule import Phase
-from ofa.supernet import OFAMobileNetV3
-from ofa.train import make_optimizer, sample_subnet, teacher_network, train_step
+from ofa.nn.supernet import OFAMobileNetV3
+from ofa.nn.train import make_optimizer, sample_subnet, teacher_network, train_step
 
 SETTINGS = (  # (name, classes, batch, resolution)
     ("ofa-224px", 1000, 64, 224),

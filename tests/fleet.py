@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from coordinator.blobs import BlobStore
-from coordinator.jobs import BenchOptions, enqueue_model
-from coordinator.local import start_agent, start_server
-from coordinator.store import Store
+from coordinator.state import BlobStore
+from coordinator.services.jobs import BenchOptions, enqueue_model
+from coordinator.services.local import start_agent, start_server
+from coordinator.state import Store
 from ofa.config import SubnetConfig
-from ofa.export import export_lut_entries
+from ofa.nn.export import export_lut_entries
 
 BIN = Path(sys.executable).parent
 QUICK = BenchOptions(warmup_runs=2, warmup_min_s=0.02, min_runs=10, min_time_s=0.05,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ofa.supernet import OFAMobileNetV3
+from ofa.nn.supernet import OFAMobileNetV3
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ofa.accuracy import AccuracyPredictor, ResolutionEncoding
-from ofa.accuracy_training import (AccuracyPairs, TrainSettings, evaluate, fit_accuracy_predictor, held_out,
+from ofa.nn.accuracy_training import (AccuracyPairs, TrainSettings, evaluate, fit_accuracy_predictor, held_out,
                                    read_accuracy_pairs)
 from ofa.config import SubnetConfig, sample_configs
 from tests.test_campaigns import cli

@@ -9,7 +9,7 @@ import venv
 from pathlib import Path
 
 from ofa.config import SubnetConfig
-from ofa.export import export_lut_entries
+from ofa.nn.export import export_lut_entries
 from tests.fleet import Fleet, small_models
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,8 +22,8 @@ import pytest
 
 from agent.runner import describe_job
 from agent.settings import MISCONFIGURED
-from coordinator.blobs import BlobStore
-from coordinator.jobs import make_spec
+from coordinator.state import BlobStore
+from coordinator.services.jobs import make_spec
 from ofa.config import SubnetConfig
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
@@ -255,7 +255,7 @@ def test_a_call_the_coordinator_does_not_answer_times_out_at_the_deadline_and_is
 def test_torch_jobs_fail_cleanly_without_allow_torch_and_run_with_it(fleet):
     import torch
 
-    from ofa.export import input_shape, lut_entry_module
+    from ofa.nn.export import input_shape, lut_entry_module
     from ofa.plan import layer_plan
 
     fleet.start_server()

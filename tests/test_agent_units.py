@@ -132,7 +132,7 @@ def test_the_optional_torch_runtime_times_a_torchscript_model(tmp_path):
     import torch
 
     from ofa.config import SubnetConfig
-    from ofa.export import input_shape, lut_entry_module
+    from ofa.nn.export import input_shape, lut_entry_module
     from ofa.plan import layer_plan
 
     spec = layer_plan(SubnetConfig.largest(r=64))[3]
@@ -154,7 +154,7 @@ def test_a_result_the_coordinator_rejects_is_dropped_not_fatal(tmp_path):
     from agent.client import Rejected
     from agent.runner import Agent, AgentConfig
     from ofa.config import SubnetConfig
-    from ofa.export import export_lut_entry
+    from ofa.nn.export import export_lut_entry
     from ofa.plan import layer_plan
 
     model = export_lut_entry(layer_plan(SubnetConfig.smallest(r=32))[0]).onnx

@@ -10,12 +10,12 @@ from collections import Counter
 import pytest
 from click.testing import CliRunner
 
-from coordinator import campaigns
-from coordinator.blobs import BlobStore
-from coordinator.campaigns import (CampaignSpec, Target, cancel_campaign, create_campaign,
+from coordinator.services import campaigns
+from coordinator.state import BlobStore
+from coordinator.services.campaigns import (CampaignSpec, Target, cancel_campaign, create_campaign,
                                    start_campaign)
-from coordinator.cli import main
-from coordinator.store import Store
+from coordinator.cli.app import main
+from coordinator.state import Store
 from ofa.config import SubnetConfig
 
 REPEATS = 5

@@ -13,8 +13,8 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
-from coordinator.cli import main as coord
-from coordinator.predictor_data import predictor_path
+from coordinator.cli.app import main as coord
+from coordinator.services.predictor_data import predictor_path
 from ofa.config import SubnetConfig
 from ofa.latency_model import BlockTable, fit_predictor
 from ofa.lut import LatencyTable

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from coordinator.cli import main as coord
-from coordinator.lut_export import DRIFT_LIMIT
+from coordinator.cli.app import main as coord
+from coordinator.services.lut_export import DRIFT_LIMIT
 from ofa.config import SubnetConfig, sample_configs
 from ofa.lut import LatencyTable
 from ofa.plan import lut_keys, space_lut_specs

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ofa.checkpoint import load_checkpoint, read_state_dict, remap_state_dict_keys
-from ofa.supernet import OFAMobileNetV3
+from ofa.nn.checkpoint import load_checkpoint, read_state_dict, remap_state_dict_keys
+from ofa.nn.supernet import OFAMobileNetV3
 from tests.models import randomized_supernet
 from tests.oracle import run_reference
 

@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import main as agent_main
-from coordinator.cli import main as coord_main
-from coordinator.store import Store
-from ofa.accuracy_training import AccuracyPairs, TrainSettings, fit_accuracy_predictor
+from coordinator.cli.app import main as coord_main
+from coordinator.state import Store
+from ofa.nn.accuracy_training import AccuracyPairs, TrainSettings, fit_accuracy_predictor
 from ofa.config import SubnetConfig, sample_configs
 from ofa.lut import LatencyTable
 from ofa.plan import count_macs, lut_keys
@@ -78,7 +78,7 @@ def test_export_writes_the_subnet_and_its_lut_entries(tmp_path):
 
 def test_export_refuses_a_checkpoint_that_does_not_fit(tmp_path):
     import torch
-    from ofa.supernet import OFAMobileNetV3
+    from ofa.nn.supernet import OFAMobileNetV3
     (tmp_path / "c.json").write_text(SubnetConfig.smallest().to_json())
     partial = {"first_conv.conv.weight": torch.zeros(16, 3, 3, 3),
                "classifier.linear.weight": torch.zeros(1000, 1280)}

@@ -26,12 +26,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from coordinator.blobs import BlobStore
-from coordinator.campaigns import CampaignSpec, Target, create_campaign, start_campaign
-from coordinator.cli import main as coord
-from coordinator.jobs import BenchOptions
-from coordinator.predictor_data import predictor_path
-from coordinator.store import Store
+from coordinator.state import BlobStore
+from coordinator.services.campaigns import CampaignSpec, Target, create_campaign, start_campaign
+from coordinator.cli.app import main as coord
+from coordinator.services.jobs import BenchOptions
+from coordinator.services.predictor_data import predictor_path
+from coordinator.state import Store
 from ofa.config import SubnetConfig
 from ofa.latency_model import BlockTable, fit_predictor
 from ofa.lut import LatencyTable
@@ -189,7 +189,7 @@ def _run_commands(commands: dict[str, list], file_modes: bool = False,
     driver = (
         "import json, sys, traceback\n"
         "from click.testing import CliRunner\n"
-        "from coordinator.cli import main\n"
+        "from coordinator.cli.app import main\n"
         "out = {}\n"
         "for name, args in json.load(sys.stdin).items():\n"
         "    r = CliRunner().invoke(main, args)\n"

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ofa.config import SubnetConfig, sample_configs
-from ofa.export import (OPSET, export_lut_entries, export_lut_entry, export_subnet, input_shape,
+from ofa.nn.export import (OPSET, export_lut_entries, export_lut_entry, export_subnet, input_shape,
                         lut_entry_module)
 from ofa.plan import layer_plan, lut_keys
 from tests.models import randomized_supernet
@@ -51,8 +51,8 @@ def test_export_is_deterministic_within_and_across_processes(tmp_path):
     assert first.onnx == second.onnx
     torch.save(supernet.state_dict(), tmp_path / "w.pt")
     script = (
-        "import sys, torch; from ofa.supernet import OFAMobileNetV3; "
-        "from ofa.config import SubnetConfig; from ofa.export import export_subnet; "
+        "import sys, torch; from ofa.nn.supernet import OFAMobileNetV3; "
+        "from ofa.config import SubnetConfig; from ofa.nn.export import export_subnet; "
         "m = OFAMobileNetV3(1.0); m.load_state_dict(torch.load(sys.argv[1], weights_only=True)); "
         "print(export_subnet(m.eval(), SubnetConfig.from_json(sys.argv[2])).sha256)")
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "w.pt"), config.to_json()],

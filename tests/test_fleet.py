@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from coordinator.blobs import BlobStore
-from coordinator.fleet import FleetSettings
-from coordinator.jobs import BenchOptions, make_spec, model_inputs
+from coordinator.state import BlobStore
+from coordinator.server.fleet import FleetSettings
+from coordinator.services.jobs import BenchOptions, make_spec, model_inputs
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
 from tests.fleet import Fleet, kill9, small_models, wait_for

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from coordinator.blobs import BlobStore
-from coordinator.fleet import FleetService, FleetSettings
-from coordinator.store import Store, UnknownAgent
+from coordinator.state import BlobStore
+from coordinator.server.fleet import FleetService, FleetSettings
+from coordinator.state import Store, UnknownAgent
 
 
 def test_leases_committed_for_a_cancelled_call_are_given_back(tmp_path):

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.cli import main
-from coordinator.jobs import BenchOptions, make_spec
-from coordinator.store import Store
+from coordinator.cli.app import main
+from coordinator.services.jobs import BenchOptions, make_spec
+from coordinator.state import Store
 from tests.fuzzing import FUZZ
 
 COMMANDS = [["token", "list"], ["devices"], ["campaign", "list"], ["campaign", "status", "c1"],

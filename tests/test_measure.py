@@ -9,7 +9,7 @@ from agent import measure as engine
 from agent.measure import BenchSettings, measure
 from agent.stats import median_ci, summarize
 from ofa.config import SubnetConfig
-from ofa.export import export_lut_entry
+from ofa.nn.export import export_lut_entry
 from ofa.plan import layer_plan
 
 

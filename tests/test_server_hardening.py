@@ -10,10 +10,10 @@ import sys
 import grpc
 import pytest
 
-from coordinator.blobs import BlobStore
-from coordinator.fleet import FleetSettings
-from coordinator.limits import MAX_REQUEST_BYTES
-from coordinator.server import parse_listen
+from coordinator.state import BlobStore
+from coordinator.server.fleet import FleetSettings
+from coordinator.server.limits import MAX_REQUEST_BYTES
+from coordinator.server.serve import parse_listen
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
 from tests.fleet import QUICK, Fleet, small_models

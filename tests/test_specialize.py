@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from coordinator.cli import main as coord
-from coordinator.predictor_data import predictor_path
-from coordinator.store import Store
+from coordinator.cli.app import main as coord
+from coordinator.services.predictor_data import predictor_path
+from coordinator.state import Store
 from ofa.config import SubnetConfig
 from ofa.latency_model import BlockTable, fit_predictor
 from ofa.lut import LatencyTable
@@ -155,10 +155,10 @@ def test_a_supernet_checkpoint_gives_each_subnets_weights_and_onnx(assets, tmp_p
     import onnxruntime as ort
     import torch
 
-    from ofa.checkpoint import load_checkpoint, save_checkpoint
-    from ofa.layers import build_network
+    from ofa.nn.checkpoint import load_checkpoint, save_checkpoint
+    from ofa.nn.layers import build_network
     from ofa.plan import layer_plan
-    from ofa.supernet import OFAMobileNetV3
+    from ofa.nn.supernet import OFAMobileNetV3
 
     torch.manual_seed(0)
     supernet = OFAMobileNetV3(1.2).eval()

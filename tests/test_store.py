@@ -1,7 +1,7 @@
 """The coordinator's state store, blob store and job API, against a real SQLite file.
 
 No mocks: every test opens `Store` on a file in `tmp_path` and checks what the module
-docstring of `coordinator/store.py` promises (plus the small BlobStore / jobs API).
+docstring of `coordinator/state/sqlite.py` promises (plus the small BlobStore / jobs API).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import time
 import numpy as np
 import pytest
 
-from coordinator.blobs import BlobStore
-from coordinator.jobs import BenchOptions, enqueue_model, model_inputs
-from coordinator.store import (SCHEMA_VERSION, Forbidden, NotAFleetDatabase, NotFound, Store,
+from coordinator.state import BlobStore
+from coordinator.services.jobs import BenchOptions, enqueue_model, model_inputs
+from coordinator.state import (SCHEMA_VERSION, Forbidden, NotAFleetDatabase, NotFound, Store,
                                hash_token)
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
@@ -595,7 +595,7 @@ def test_blob_unknown_and_malformed_digests(store):
 def lut_model():
     """(lut_key, Artifact) of one real exported LUT entry."""
     from ofa.config import SubnetConfig
-    from ofa.export import export_lut_entries
+    from ofa.nn.export import export_lut_entries
 
     return next(iter(export_lut_entries(SubnetConfig.smallest(r=64)).items()))
 
@@ -761,8 +761,8 @@ def test_a_blob_write_that_fails_leaves_no_file(tmp_path):
     Store(db).close()
     code = textwrap.dedent(f"""
         import errno, resource, signal
-        from coordinator.blobs import BlobStore
-        from coordinator.store import Store
+        from coordinator.state import BlobStore
+        from coordinator.state import Store
         store = Store({str(db)!r})
         blobs = BlobStore(store)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed

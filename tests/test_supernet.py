@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from ofa.bn_calibration import recalibrate_bn
+from ofa.nn.bn_calibration import recalibrate_bn
 from ofa.config import SubnetConfig, sample_configs
 from ofa.plan import count_params
-from ofa.supernet import OFAMobileNetV3
+from ofa.nn.supernet import OFAMobileNetV3
 from tests.models import randomized_supernet
 
 

@@ -19,15 +19,15 @@ import torch
 from click.testing import CliRunner
 from torch.nn import functional as F
 
-from coordinator.cli import main
-from ofa.accuracy_training import read_accuracy_pairs
-from ofa.bn_calibration import recalibrate_bn
-from ofa.checkpoint import load_checkpoint, load_supernet
+from coordinator.cli.app import main
+from ofa.nn.accuracy_training import read_accuracy_pairs
+from ofa.nn.bn_calibration import recalibrate_bn
+from ofa.nn.checkpoint import load_checkpoint, load_supernet
 from ofa.config import SubnetConfig
-from ofa.data import digits, fixed_indices, step_indices
+from ofa.nn.data import digits, fixed_indices, step_indices
 from ofa.schedule import learning_rate, load_chain, load_phase
-from ofa.supernet import OFAMobileNetV3
-from ofa.train import (CHECKPOINT, EVALUATION, _loss, make_optimizer, sample_subnet,
+from ofa.nn.supernet import OFAMobileNetV3
+from ofa.nn.train import (CHECKPOINT, EVALUATION, _loss, make_optimizer, sample_subnet,
                        teacher_network, train_phase)
 from tests.oracle import run_reference
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from ofa import space
-from ofa.channel_sort import grouped_order, sort_channels
+from ofa.nn.channel_sort import grouped_order, sort_channels
 from ofa.config import SubnetConfig
-from ofa.data import ImageFolder, digits, fixed_indices, open_data, step_indices
+from ofa.nn.data import ImageFolder, digits, fixed_indices, open_data, step_indices
 from ofa.schedule import Phase, learning_rate, load_chain, load_phase
-from ofa.train import _param_groups, phase_subnets
+from ofa.nn.train import _param_groups, phase_subnets
 from tests.models import randomized_supernet
 
 SCHEDULES = Path(__file__).resolve().parents[1] / "ofa" / "schedules"

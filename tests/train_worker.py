@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from ofa.data import digits
+from ofa.nn.data import digits
 from ofa.schedule import Phase
-from ofa.train import Processes, train_phase
+from ofa.nn.train import Processes, train_phase
 
 
 def main() -> None:

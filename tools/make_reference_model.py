@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ofa.export import export_lut_entry
+from ofa.nn.export import export_lut_entry
 from ofa.plan import LayerSpec
 
 TARGET = Path(__file__).resolve().parents[1] / "agent" / "data" / "reference.onnx"

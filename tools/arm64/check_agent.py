@@ -23,9 +23,9 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from coordinator.campaigns import campaign_status, render_progress
-from coordinator.local import start_agent, start_server
-from coordinator.store import Store
+from coordinator.services.campaigns import campaign_status, render_progress
+from coordinator.services.local import start_agent, start_server
+from coordinator.state import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 ROOTFS_SH = ROOT / "tools" / "arm64" / "rootfs.sh"

@@ -1,0 +1,28 @@
+"""`ofa-coord`: the coordinator's command line. This module only assembles the command groups;
+errors reach the user in one format (see cli_errors)."""
+
+from __future__ import annotations
+
+import click
+
+from coordinator.cli.accuracy import accuracy
+from coordinator.cli.assets import assets
+from coordinator.cli.campaign import campaign, lut, results
+from coordinator.cli.errors import ErrorMapping
+from coordinator.cli.demo import demo
+from coordinator.cli.fleet import devices, serve, token
+from coordinator.cli.predictor import predictor
+from coordinator.cli.specialize import specialize
+from coordinator.cli.subnet import describe, export, sample
+from coordinator.cli.train import train
+
+
+@click.group(cls=ErrorMapping, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Profile OFA subnets on a fleet of devices, build their latency models, and pick the
+    best subnet per device and budget."""
+
+
+for command in (serve, token, devices, campaign, results, lut, predictor, specialize, accuracy,
+                assets, sample, describe, export, demo, train):
+    main.add_command(command)

@@ -1,0 +1,58 @@
+"""Click parameter types shared by the coordinator's commands."""
+
+from __future__ import annotations
+
+import math
+
+import click
+
+from coordinator.cli.errors import DB_META
+from ofa import space
+
+
+class ResolutionList(click.ParamType):
+    """A comma-separated list of input resolutions, e.g. `160,192,224`."""
+
+    name = "R[,R...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            sizes = tuple(int(v) for v in str(value).split(",") if v.strip())
+        except ValueError:
+            self.fail(f"expected comma-separated integers, got {value!r}", param, ctx)
+        if not sizes:
+            self.fail("expected at least one resolution", param, ctx)
+        for size in sizes:
+            if not space.MIN_RESOLUTION <= size <= space.MAX_RESOLUTION:
+                self.fail(f"resolution {size} is outside {space.MIN_RESOLUTION}.."
+                          f"{space.MAX_RESOLUTION}", param, ctx)
+        return sizes
+
+
+class FiniteFloat(click.FloatRange):
+    """A float range that also refuses nan and inf (click's ranges let both through)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"expected a finite number, got {value!r}", param, ctx)
+        return number
+
+
+RESOLUTIONS = ResolutionList()
+WIDTH = click.Choice([str(w) for w in space.WIDTH_CHOICES])
+
+
+def _remember_db(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Errors of the database are reported against its path (see cli_errors)."""
+    if value is not None:
+        ctx.meta[DB_META] = value
+    return value
+
+
+def db_option(*, must_exist: bool, required: bool = True, help: str):
+    """The `--db` option: the coordinator's SQLite file."""
+    return click.option("--db", type=click.Path(exists=must_exist, dir_okay=False),
+                        required=required, callback=_remember_db, help=help)

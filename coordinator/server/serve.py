@@ -1,0 +1,125 @@
+"""`ofa-coord serve`: the gRPC server process (asyncio), with TLS, message-size limits,
+keepalive policy, the standard health service, and graceful shutdown on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import signal
+import ssl
+import sys
+import tempfile
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from coordinator.server.auth import TokenInterceptor
+from coordinator.state import MAX_MODEL_BYTES, BlobStore
+from coordinator.server.fleet import FleetService, FleetSettings
+from coordinator.server.limits import decode_spec
+from coordinator.server.servicer import FleetServicer, add_to_server
+from coordinator.state import Store
+
+__all__ = ["serve", "parse_listen", "check_tls", "MAX_MESSAGE_BYTES", "SERVICE_NAME"]
+
+log = logging.getLogger("ofa-coord")
+MAX_MESSAGE_BYTES = 16 * 2**20
+SERVICE_NAME = "ofafleet.v1.Fleet"
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """HOST:PORT (HOST may be empty, or [v6]); refused unless PORT is 0..65535 written out
+    (grpc would take a missing or out-of-range port as 443 or a random one)."""
+    host, colon, port = listen.rpartition(":")
+    bare_v6 = ":" in host and not (host.startswith("[") and host.endswith("]"))
+    if not colon or bare_v6 or not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--listen: expected HOST:PORT with a port in 0..65535, "
+                         f"got {listen[:100]!r}")
+    return host, int(port)
+
+
+def check_tls(key: bytes, cert: bytes) -> None:
+    """Refuse a key/certificate pair that TLS could not serve, saying why (grpc would only
+    fail later, at each handshake or with a message that names nothing)."""
+    if b"PRIVATE KEY-----" in cert and b"CERTIFICATE-----" in key:
+        raise ValueError("--tls-cert holds a private key and --tls-key a certificate: "
+                         "they are swapped")
+    if b"-----BEGIN CERTIFICATE-----" not in cert:
+        raise ValueError("--tls-cert: not a PEM certificate (no BEGIN CERTIFICATE block)")
+    if b"PRIVATE KEY-----" not in key:
+        raise ValueError("--tls-key: not a PEM private key (no BEGIN ... PRIVATE KEY block)")
+    with tempfile.TemporaryDirectory() as folder:
+        cert_file, key_file = Path(folder, "cert.pem"), Path(folder, "key.pem")
+        cert_file.write_bytes(cert)
+        key_file.write_bytes(key)
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
+        except ssl.SSLError as exc:
+            raise ValueError(f"--tls-cert/--tls-key: the key does not match the certificate, "
+                             f"or one is damaged ({exc.reason or exc})") from None
+
+
+
+
+def _remove_database(path: Path, blobs: Path) -> None:
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        file.unlink(missing_ok=True)
+    shutil.rmtree(blobs, ignore_errors=True)
+
+
+async def serve(db: Path, listen: str, settings: FleetSettings = FleetSettings(),
+                tls: tuple[bytes, bytes] | None = None, max_model_bytes: int = MAX_MODEL_BYTES,
+                grace_s: float = 5.0) -> None:
+    """Serve until SIGTERM/SIGINT. Prints `listening on HOST:PORT` once bound (port 0 picks
+    a free port). A port in use, a bad address or TLS pair, or a file that is not a fleet
+    database raise before anything is served."""
+    host, _ = parse_listen(listen)
+    if tls is not None:
+        check_tls(*tls)
+    created = not Path(db).exists()
+    store = Store(db)
+    blobs = BlobStore(store, max_model_bytes)
+    fleet = FleetService(store, blobs, settings, check_spec=decode_spec)
+    server = grpc.aio.server(interceptors=[TokenInterceptor(store, fleet.db)], options=[
+        ("grpc.so_reuseport", 0),  # a second server on a port in use fails instead of sharing
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+        ("grpc.http2.max_pings_without_data", 0)])
+    add_to_server(FleetServicer(fleet), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    try:
+        if tls is None:
+            port = server.add_insecure_port(listen)
+        else:
+            key, cert = tls
+            port = server.add_secure_port(listen, grpc.ssl_server_credentials([(key, cert)]))
+    except RuntimeError as exc:  # grpc's way of saying the address cannot be bound
+        await fleet.stop()
+        store.close()
+        if created:  # a failed start leaves no new database behind
+            _remove_database(store.path, blobs.root)
+        raise OSError(f"listen: cannot serve on {listen} ({exc})") from None
+    await server.start()
+    await fleet.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    print(f"listening on {host}:{port}", flush=True)
+    log.info("serving %s on %s:%d (%s)", db, host, port, "TLS" if tls else "plaintext")
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("shutting down (grace %.0f s)", grace_s)
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.stop(grace_s)
+    await fleet.stop()
+    store.close()
+    print("stopped", file=sys.stderr, flush=True)

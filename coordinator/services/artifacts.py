@@ -1,0 +1,86 @@
+"""ONNX artifacts for campaign items, built once per (kind, key, weights) and reused across
+campaigns and devices. Building needs torch; everything else in the coordinator does not."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+
+from coordinator.state import BlobStore
+from coordinator.services.jobs import model_inputs
+from coordinator.state import Store
+from ofa.config import SubnetConfig
+from ofa.plan import LayerSpec
+
+__all__ = ["Item", "ArtifactBuilder", "REFERENCE_KEY"]
+
+REFERENCE_KEY = "agent-reference"
+RANDOM_WEIGHTS = "seed0"  # latency does not depend on weight values
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing a campaign measures: a LUT entry, a whole subnet, or the drift reference."""
+
+    kind: str                        # "lut" | "subnet" | "reference"
+    key: str                         # LUT key, canonical subnet JSON, or REFERENCE_KEY
+    r: int | None = None
+    w: float | None = None
+    layer: LayerSpec | None = None   # for "lut"
+    subnet: SubnetConfig | None = None  # for "subnet"
+
+    @classmethod
+    def lut(cls, layer: LayerSpec, r: int, w: float) -> "Item":
+        return cls("lut", layer.lut_key, r, w, layer=layer)
+
+    @classmethod
+    def whole(cls, subnet: SubnetConfig) -> "Item":
+        return cls("subnet", subnet.to_json(), subnet.r, subnet.w, subnet=subnet)
+
+    @classmethod
+    def reference(cls) -> "Item":
+        return cls("reference", REFERENCE_KEY)
+
+
+class ArtifactBuilder:
+    """Digest and input shapes of each item's model, exporting only what is not cached."""
+
+    def __init__(self, store: Store, blobs: BlobStore) -> None:
+        self.store, self.blobs = store, blobs
+        self._supernets: dict[float, object] = {}
+        self.exported = 0
+
+    def build(self, item: Item) -> tuple[str, list]:
+        weights = RANDOM_WEIGHTS if item.kind == "subnet" else "-"
+        row = self.store.db.execute(
+            "SELECT digest, inputs FROM artifacts WHERE kind=? AND key=? AND weights=?",
+            (item.kind, item.key, weights)).fetchone()
+        if row is not None and self.blobs.path(row["digest"]).exists():
+            return row["digest"], json.loads(row["inputs"])
+        model = self._export(item)
+        inputs = model_inputs(model)
+        digest = self.blobs.put(model)
+        with self.store.transaction():
+            self.store.db.execute("INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?,?)",
+                                  (item.kind, item.key, weights, digest, json.dumps(inputs)))
+        self.exported += 1
+        return digest, inputs
+
+    def _export(self, item: Item) -> bytes:
+        if item.kind == "reference":
+            return resources.files("agent").joinpath("data/reference.onnx").read_bytes()
+        from ofa.nn.export import export_lut_entry, export_subnet  # torch only when exporting
+        if item.kind == "lut":
+            return export_lut_entry(item.layer).onnx
+        return export_subnet(self._supernet(item.subnet.w), item.subnet).onnx
+
+    def _supernet(self, width: float):
+        if width not in self._supernets:
+            import torch
+
+            from ofa.nn.supernet import OFAMobileNetV3
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                self._supernets[width] = OFAMobileNetV3(width).eval()
+        return self._supernets[width]

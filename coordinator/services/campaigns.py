@@ -1,0 +1,416 @@
+"""Profiling campaigns: "measure this workload on these devices", turned into jobs.
+
+A campaign names its targets (device labels or agent ids; each measured separately), a
+workload (`lut`: every LUT entry the space needs; `random`: N sampled subnets; `configs`:
+subnets from a file) and the benchmark settings. Starting it queues every item `repeats`
+times per target, in a shuffled order with the drift-reference model interleaved, so each
+repeat lands in its own lease window and no kind of item is measured all in one stretch.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+from coordinator.services.artifacts import ArtifactBuilder, Item
+from coordinator.state import BlobStore
+from coordinator.services.jobs import BenchOptions, make_spec
+from coordinator.timeago import ago
+from coordinator.state import TERMINAL, NotFound, Store
+from ofa import space
+from ofa.config import SubnetConfig, load_configs, sample_configs, show
+from ofa.plan import space_lut_specs
+
+__all__ = ["Target", "CampaignSpec", "create_campaign", "start_campaign", "cancel_campaign",
+           "campaign_status", "list_campaigns", "render_progress", "unserved_targets", "WORKLOADS"]
+
+WORKLOADS = ("lut", "random", "configs", "lut+random")
+MAX_NAME = 200
+ID_PATTERN = re.compile(r"c[0-9a-f]{8}")  # campaign ids; names and ids share one lookup
+# Integer settings: (lowest, highest). A campaign beyond these is a typo, not a plan.
+INT_RANGES = {"count": (0, 100_000), "repeats": (1, 100), "reference_every": (0, 1_000_000),
+              "max_attempts": (1, 100)}
+MAX_JOBS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Target:
+    """A device class (label) or one agent; each target gets its own copy of every job."""
+
+    label: str | None = None
+    agent: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"label:{self.label}" if self.label is not None else f"agent:{self.agent}"
+
+    @classmethod
+    def parse(cls, name: str) -> "Target":
+        kind, _, value = name.partition(":")
+        return cls(label=value) if kind == "label" else cls(agent=value)
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    name: str
+    targets: tuple[Target, ...]
+    workload: str
+    resolutions: tuple[int, ...] = (224,)
+    width: float = 1.0
+    count: int = 0
+    seed: int = 0
+    configs_file: str | None = None
+    repeats: int = 2
+    reference_every: int = 25
+    max_attempts: int = 3
+    options: BenchOptions = field(default_factory=BenchOptions)
+
+    def validate(self, store: Store) -> list[Item]:
+        """Raise ValueError naming the first bad field; touches nothing. Returns the items."""
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError("name: expected a non-empty campaign name")
+        if len(self.name) > MAX_NAME or not self.name.isprintable():
+            raise ValueError(f"name: expected at most {MAX_NAME} printable characters, "
+                             f"got {self.name[:MAX_NAME]!r}")
+        if ID_PATTERN.fullmatch(self.name):
+            raise ValueError(f"name: expected a name that does not look like a campaign id, "
+                             f"got {self.name!r}")
+        _refuse_taken_name(store, self.name)
+        if not self.targets:
+            raise ValueError("targets: give at least one --label or --agent")
+        registered = store.list_agents()
+        labels = {label for agent in registered for label in agent["labels"]}
+        agents = {agent["id"] for agent in registered}
+        for target in self.targets:
+            if target.label is not None and target.label not in labels:
+                known = ", ".join(sorted(labels)) or "none yet"
+                raise ValueError(f"targets: no registered agent has label {target.label!r} "
+                                 f"(known labels: {known})")
+            if target.agent is not None and target.agent not in agents:
+                raise ValueError(f"targets: no registered agent {target.agent!r}")
+        if self.workload not in WORKLOADS:
+            raise ValueError(f"workload: expected one of {', '.join(WORKLOADS)}, "
+                             f"got {self.workload!r}")
+        if self.workload != "configs":  # lut, random and lut+random use resolutions
+            if not self.resolutions:
+                raise ValueError("resolutions: expected at least one resolution")
+            for i, r in enumerate(self.resolutions):
+                if isinstance(r, bool) or not isinstance(r, int) or not (
+                        space.MIN_RESOLUTION <= r <= space.MAX_RESOLUTION):
+                    raise ValueError(f"resolutions[{i}]: expected an integer in "
+                                     f"{space.MIN_RESOLUTION}..{space.MAX_RESOLUTION}, got {r!r}")
+            SubnetConfig.largest(w=self.width)  # validates the width
+        for name, (low, high) in INT_RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name}: expected an integer, got {value!r}")
+            if "random" in self.workload and name == "count" and value < 1:
+                raise ValueError(f"count: expected a positive number of subnets, got {value}")
+            if value < low:
+                raise ValueError(f"{name}: expected an integer >= {low}, got {value}")
+            if value > high:
+                raise ValueError(f"{name}: expected an integer <= {high}, got {value}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed: expected an integer, got {self.seed!r}")
+        BenchOptions.from_dict(asdict(self.options))  # settings built in Python are checked too
+        if self.workload == "configs" and not self.configs_file:
+            raise ValueError("configs_file: the configs workload needs a JSON/JSONL file")
+        try:
+            items = self.items()  # a configs file that does not parse fails here
+        except OSError as exc:
+            raise ValueError(f"configs_file: cannot read {self.configs_file}: "
+                             f"{exc.strerror or exc}") from None
+        if not items:
+            raise ValueError(f"workload: the {self.workload} workload has nothing to measure")
+        jobs = len(items) * self.repeats * len(self.targets)
+        if jobs > MAX_JOBS:
+            raise ValueError(f"workload: {len(items)} items x {self.repeats} repeats x "
+                             f"{len(self.targets)} targets make {jobs} jobs; at most {MAX_JOBS} "
+                             "per campaign")
+        return items
+
+    def items(self) -> list[Item]:
+        """The workload as items, in a stable order (duplicates removed). `lut+random`
+        measures both in one shuffled queue, so LUT entries and whole subnets see the same
+        machine state (what a latency predictor trained on both needs)."""
+        items = []
+        if "lut" in self.workload:
+            items += [Item.lut(layer, r, self.width) for r in self.resolutions
+                      for layer in space_lut_specs(r, self.width)]
+        if "random" in self.workload:
+            items += [Item.whole(c) for c in
+                      sample_configs(self.count, self.seed, self.resolutions, self.width)]
+        if self.workload == "configs":
+            items += [Item.whole(c) for c in load_configs(Path(self.configs_file))]
+        unique = {(item.kind, item.key, item.r): item for item in items}
+        return list(unique.values())
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["targets"] = [t.name for t in self.targets]
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "CampaignSpec":
+        """A stored spec; ValueError naming the field for one that is not a campaign's (the
+        values themselves are checked by `validate`)."""
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"campaign spec: not JSON ({show(str(exc))})") from None
+        known = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or set(data) != known:
+            raise ValueError(f"campaign spec: expected an object with the fields "
+                             f"{', '.join(sorted(known))}, got {show(data)}")
+        for name, kind in (("targets", list), ("resolutions", list), ("options", dict)):
+            if not isinstance(data[name], kind):
+                raise ValueError(f"{name}: expected a {kind.__name__}, got {show(data[name])}")
+        if not all(isinstance(t, str) for t in data["targets"]):
+            raise ValueError(f"targets: expected names like label:cpu, got {show(data['targets'])}")
+        data["targets"] = tuple(Target.parse(t) for t in data["targets"])
+        data["resolutions"] = tuple(data["resolutions"])
+        data["options"] = BenchOptions.from_dict(data["options"])
+        return cls(**data)
+
+
+# Jobs queued per transaction when a campaign starts: about 0.1-0.3 s of write lock here.
+QUEUE_CHUNK = 5000
+
+
+def create_campaign(store: Store, blobs: BlobStore, spec: CampaignSpec,
+                    progress: Callable[[int, int], None] | None = None, start: bool = False) -> str:
+    """Validate, build the artifacts (reusing cached ones) and record the campaign in one
+    transaction, so that it exists whole or not at all; with `start`, then queue its jobs."""
+    items = spec.validate(store) + ([Item.reference()] if spec.reference_every else [])
+    builder = ArtifactBuilder(store, blobs)
+    built = []
+    for i, item in enumerate(items):
+        built.append(builder.build(item))
+        if progress:
+            progress(i + 1, len(items))
+    campaign_id = "c" + uuid.uuid4().hex[:8]
+    rows = [(campaign_id, i, item.kind, item.key, item.r, item.w, digest, json.dumps(inputs))
+            for i, (item, (digest, inputs)) in enumerate(zip(items, built))]
+    jobs = _job_specs(store, spec, rows) if start else None
+    with store.transaction():
+        _refuse_taken_name(store, spec.name)  # again, under the write lock
+        store.db.execute("INSERT INTO campaigns(id, name, spec, state, created_at) "
+                         "VALUES (?,?,?,'created',?)",
+                         (campaign_id, spec.name, spec.to_json(), time.time()))
+        store.db.executemany("INSERT INTO campaign_items VALUES (?,?,?,?,?,?,?,?)", rows)
+    if start:
+        _queue(store, campaign_id, spec, rows, jobs)
+    return campaign_id
+
+
+def _refuse_taken_name(store: Store, name: str) -> None:
+    taken = store.db.execute("SELECT id FROM campaigns WHERE name=?", (name,)).fetchone()
+    if taken is not None:
+        raise ValueError(f"name: campaign {taken['id']} is already named {name!r}; "
+                         "choose another name")
+
+
+def _campaign(store: Store, campaign_id: str) -> dict:
+    """The campaign with this id or, failing that, this name (refused when two share it, as
+    databases from before names were unique may have)."""
+    rows = store.db.execute("SELECT * FROM campaigns WHERE id=?", (campaign_id,)).fetchall() or \
+        store.db.execute("SELECT * FROM campaigns WHERE name=? ORDER BY created_at",
+                         (campaign_id,)).fetchall()
+    if not rows:
+        raise NotFound(f"campaign: no campaign {campaign_id!r}")
+    if len(rows) > 1:
+        raise ValueError(f"campaign: {len(rows)} campaigns are named {campaign_id!r} "
+                         f"({', '.join(row['id'] for row in rows)}); give the id")
+    return dict(rows[0])
+
+
+def _job_order(n_items: int, repeats: int, rng: random.Random) -> list[tuple[int, int]]:
+    """(item index, repeat) pairs, shuffled within each repeat round, so that a model's
+    repeats fall in different stretches of the campaign."""
+    order = []
+    for repeat in range(repeats):
+        round_ = list(range(n_items))
+        rng.shuffle(round_)
+        order += [(item, repeat) for item in round_]
+    return order
+
+
+def start_campaign(store: Store, campaign_id: str) -> int:
+    """Queue the campaign's jobs for every target; returns how many it has. A start that was
+    interrupted (the campaign is still `starting`) resumes where it stopped."""
+    campaign = _campaign(store, campaign_id)
+    spec = CampaignSpec.from_json(campaign["spec"])
+    rows = [tuple(row) for row in store.db.execute(
+        "SELECT * FROM campaign_items WHERE campaign_id=? ORDER BY item", (campaign["id"],))]
+    return _queue(store, campaign["id"], spec, rows, _job_specs(store, spec, rows))
+
+
+def _job_specs(store: Store, spec: CampaignSpec, rows: list[tuple]) -> dict[int, tuple[bytes, str]]:
+    """Each item's serialised job spec and model digest, built before any write."""
+    specs = {}
+    for _, item, kind, key, _, _, digest, inputs in rows:
+        implements = {"reference": {"reference": key}, "lut": {"lut_key": key},
+                      "subnet": {"subnet_json": key}}[kind]
+        specs[item] = (make_spec(digest, store.blob_size(digest), json.loads(inputs),
+                                 spec.options, **implements).SerializeToString(), digest)
+    return specs
+
+
+def _queue(store: Store, campaign_id: str, spec: CampaignSpec, rows: list[tuple],
+           specs: dict[int, tuple[bytes, str]]) -> int:
+    """Queue every target's jobs, QUEUE_CHUNK to a transaction: agents and other commands
+    wait for the write lock a fraction of a second, not for the whole campaign. The campaign
+    is `starting` meanwhile and `running` once all are queued. Each chunk checks that it
+    continues exactly where the stored jobs end (the seeded order makes a resumed start
+    queue what an uninterrupted one would), so two starts never queue one job twice."""
+    with store.transaction():
+        claimed = store.db.execute(
+            "UPDATE campaigns SET state='starting', started_at=COALESCE(started_at, ?) "
+            "WHERE id=? AND state IN ('created','starting')", (time.time(), campaign_id))
+        if claimed.rowcount == 0:
+            state = _campaign(store, campaign_id)["state"]
+            raise ValueError(f"campaign {campaign_id}: is {state}, not created")
+    reference = next((row[1] for row in rows if row[2] == "reference"), None)
+    measured = [row[1] for row in rows if row[2] != "reference"]
+    total = 0
+    for t, target in enumerate(spec.targets):
+        rng = random.Random(f"{campaign_id}/{spec.seed}/{t}")
+        order = [(measured[i], repeat) for i, repeat in
+                 _job_order(len(measured), spec.repeats, rng)]
+        if reference is not None:
+            order = _interleave(order, reference, spec.reference_every)
+        for begin in range(_queued(store, campaign_id, target.name), len(order), QUEUE_CHUNK):
+            with store.transaction():
+                if not _may_queue(store, campaign_id, target.name, begin):
+                    return _queued(store, campaign_id)  # another start finished the work
+                chunk = order[begin:begin + QUEUE_CHUNK]
+                ids = store.enqueue([specs[item] for item, _ in chunk], label=target.label,
+                                    agent_id=target.agent, max_attempts=spec.max_attempts,
+                                    campaign=campaign_id)
+                store.db.executemany("INSERT INTO campaign_jobs VALUES (?,?,?,?,?)",
+                                     [(job, campaign_id, item, target.name, repeat)
+                                      for job, (item, repeat) in zip(ids, chunk)])
+        total += len(order)
+    with store.transaction():
+        store.db.execute("UPDATE campaigns SET state='running' WHERE id=? AND state='starting'",
+                         (campaign_id,))
+        store.close_campaign_if_finished(campaign_id)  # its agents may have been that quick
+    return total
+
+
+def _queued(store: Store, campaign_id: str, target: str | None = None) -> int:
+    """Jobs queued for the campaign so far (for one target, or all)."""
+    query, args = "SELECT COUNT(*) FROM campaign_jobs WHERE campaign_id=?", (campaign_id,)
+    if target is not None:
+        query, args = query + " AND target=?", (campaign_id, target)
+    return store.db.execute(query, args).fetchone()[0]
+
+
+def _may_queue(store: Store, campaign_id: str, target: str, begin: int) -> bool:
+    """Inside a chunk's transaction: whether this start goes on. False when another start
+    has queued everything; an error when the campaign was cancelled, or another start is
+    queueing this very chunk."""
+    state = _campaign(store, campaign_id)["state"]
+    if state == "running":
+        return False
+    if state != "starting":
+        raise ValueError(f"campaign {campaign_id}: became {state} while its jobs were queued")
+    if _queued(store, campaign_id, target) != begin:
+        raise ValueError(f"campaign {campaign_id}: another process is queueing its jobs")
+    return True
+
+
+def _interleave(order: list[tuple[int, int]], reference: int, every: int) -> list[tuple[int, int]]:
+    """The reference first and then after every `every` jobs (its repeat counts the checks)."""
+    out = [(reference, 0)]
+    for i, pair in enumerate(order, 1):
+        out.append(pair)
+        if i % every == 0:
+            out.append((reference, i // every))
+    return out
+
+
+def cancel_campaign(store: Store, campaign_id: str) -> int:
+    campaign = _campaign(store, campaign_id)
+    with store.transaction():
+        jobs = [r[0] for r in store.db.execute(
+            "SELECT job_id FROM campaign_jobs WHERE campaign_id=?", (campaign["id"],))]
+        cancelled = store.cancel_jobs(jobs)
+        store.db.execute("UPDATE campaigns SET state='cancelled', finished_at=? WHERE id=? AND "
+                         "state IN ('created','starting','running')",
+                         (time.time(), campaign["id"]))
+    return cancelled
+
+
+def campaign_status(store: Store, campaign_id: str) -> dict:
+    """Counts per target and state, failures, rate (jobs/s over the last minute) and ETA."""
+    campaign = _campaign(store, campaign_id)
+    rows = store.db.execute(
+        "SELECT cj.target, j.state, COUNT(*) AS n FROM campaign_jobs cj JOIN jobs j ON "
+        "j.id = cj.job_id WHERE cj.campaign_id=? GROUP BY cj.target, j.state",
+        (campaign["id"],)).fetchall()
+    targets: dict[str, dict[str, int]] = {}
+    for row in rows:
+        targets.setdefault(row["target"], {})[row["state"]] = row["n"]
+    total = sum(sum(c.values()) for c in targets.values())
+    finished = sum(n for c in targets.values() for s, n in c.items() if s in TERMINAL)
+    now = time.time()
+    recent = store.db.execute(
+        "SELECT COUNT(*) FROM jobs WHERE campaign=? AND finished_at>=?",
+        (campaign["id"], now - 60)).fetchone()[0]
+    elapsed = min(60.0, now - (campaign["started_at"] or now)) or 1.0
+    rate = recent / elapsed
+    errors = [r[0] for r in store.db.execute(
+        "SELECT error FROM jobs WHERE campaign=? AND state='failed' LIMIT 3", (campaign["id"],))]
+    return {"id": campaign["id"], "name": campaign["name"], "state": campaign["state"],
+            "targets": targets, "total": total, "finished": finished,
+            "failed": sum(c.get("failed", 0) for c in targets.values()),
+            "rate_per_s": rate, "eta_s": (total - finished) / rate if rate else None,
+            "errors": errors, "started_at": campaign["started_at"]}
+
+
+def unserved_targets(store: Store, status: dict) -> list[str]:
+    """One line for each target of the campaign with jobs left that no online agent serves."""
+    now = time.time()
+    agents = store.list_agents()
+    lines = []
+    for name, counts in sorted(status["targets"].items()):
+        if not any(n for state, n in counts.items() if state not in TERMINAL):
+            continue
+        target = Target.parse(name)
+        serving = [a for a in agents if (target.label in a["labels"] if target.label is not None
+                                         else a["id"] == target.agent)]
+        if any(agent["online"] for agent in serving):  # judged by heartbeat age
+            continue
+        what = f"label {target.label}" if target.label is not None else f"id {target.agent}"
+        seen = (f"last seen {ago(now - max(a['last_seen'] for a in serving))}" if serving
+                else "none is registered")
+        lines.append(f"no online agent has {what} ({seen})")
+    return lines
+
+
+def list_campaigns(store: Store) -> list[dict]:
+    return [campaign_status(store, row[0]) for row in
+            store.db.execute("SELECT id FROM campaigns ORDER BY created_at")]
+
+
+def render_progress(status: dict, width: int = 30) -> str:
+    """One line: bar, counts, rate, ETA, per-target counts and failures."""
+    total, done = status["total"], status["finished"]
+    filled = int(width * done / total) if total else width
+    eta = status["eta_s"]
+    parts = [f"{status['id']} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+             f"{status['rate_per_s']:.1f} jobs/s",
+             f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}" if eta else "ETA -",
+             status["state"]]
+    for target, counts in sorted(status["targets"].items()):
+        finished = sum(counts.get(s, 0) for s in ("done", "failed", "cancelled"))
+        failed = f", {counts['failed']} failed" if counts.get("failed") else ""
+        parts.append(f"{target} {finished}/{sum(counts.values())}{failed}")
+    return " | ".join(parts)

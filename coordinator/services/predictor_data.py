@@ -1,0 +1,78 @@
+"""What a device's latency predictor learns from: its LUT and the end-to-end medians of the
+subnets measured on it, split into training and held-out subnets.
+
+The split is a pure function of each subnet's id (about a third held out), so every command,
+run at any time, agrees on which subnets were never trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from coordinator.services.lut_export import collect_lut
+from coordinator.state import Store
+from ofa.config import SubnetConfig
+
+__all__ = ["Measured", "device_lut", "measured_subnets", "split", "predictor_path"]
+
+HELD_OUT_EVERY = 3
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One subnet and the medians of its independent measurements (one per repeat)."""
+
+    config: SubnetConfig
+    medians_ms: tuple[float, ...]
+
+    @property
+    def median_ms(self) -> float:
+        ordered = sorted(self.medians_ms)
+        mid = len(ordered) // 2
+        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def device_lut(store: Store, label: str, campaign: str | None = None
+               ) -> tuple[dict[int, dict[str, float]], float, dict]:
+    """`{r: {key: median ms}}`, the width it was measured at, and its provenance."""
+    table = collect_lut(store, label, campaign)
+    widths = {spec["width"] for spec in table.provenance["campaigns"]}
+    if len(widths) != 1:
+        raise ValueError(f"device: LUT results of {label!r} span widths {sorted(widths)}")
+    lut: dict[int, dict[str, float]] = {}
+    for entry in table.entries:
+        lut.setdefault(entry.r, {})[entry.key] = entry.median_ms
+    return lut, widths.pop(), table.provenance
+
+
+def measured_subnets(store: Store, label: str, campaigns: list[str] | None = None
+                     ) -> list[Measured]:
+    """Every subnet measured end to end on `label`, with its repeat medians."""
+    where = "cj.target=? AND ci.kind='subnet' AND res.accepted=1 AND res.status='ok'"
+    params: list = [f"label:{label}"]
+    if campaigns:
+        where += f" AND cj.campaign_id IN ({','.join('?' * len(campaigns))})"
+        params += campaigns
+    rows = store.db.execute(
+        f"SELECT ci.key, res.median_ms FROM results res JOIN campaign_jobs cj ON "
+        f"cj.job_id=res.job_id JOIN campaign_items ci ON ci.campaign_id=cj.campaign_id AND "
+        f"ci.item=cj.item WHERE {where} ORDER BY res.id", params)
+    medians: dict[str, list[float]] = {}
+    for key, median in rows:
+        medians.setdefault(key, []).append(median)
+    return [Measured(SubnetConfig.from_json(key), tuple(values))
+            for key, values in sorted(medians.items())]
+
+
+def split(measured: list[Measured]) -> tuple[list[Measured], list[Measured]]:
+    """(training, held out): a subnet is held out when its id, as a number, is 0 mod 3."""
+    held = [m for m in measured if int(m.config.id, 16) % HELD_OUT_EVERY == 0]
+    return [m for m in measured if int(m.config.id, 16) % HELD_OUT_EVERY != 0], held
+
+
+def predictor_path(db: str | Path, label: str, kind: str) -> Path:
+    """Where the coordinator keeps a device's predictor: beside the database."""
+    return Path(f"{db}.predictors") / label / f"{kind}.json"
+
+

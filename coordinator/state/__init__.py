@@ -1,0 +1,17 @@
+"""The fleet's state: tokens, agents, jobs, leases, results, blobs and campaigns.
+
+This package is the only place that speaks SQL; everything else uses the names exported
+here. `Store` is the SQLite backend of the state's interface (its contract is in
+`coordinator/state/sqlite.py`'s docstring, and the contract tests in `tests/state/`)."""
+
+from coordinator.state.blobs import DIGEST, MAX_MODEL_BYTES, BlobStore
+from coordinator.state.errors import (STORAGE_ERRORS, Forbidden, NotAFleetDatabase, NotFound,
+                                      UnknownAgent, UnknownLease, is_transient,
+                                      storage_error_name, storage_problem)
+from coordinator.state.sqlite import (DEFAULT_OFFLINE_AFTER_S, SCHEMA_VERSION, TERMINAL,
+                                      LeasedJob, ReportOutcome, Store, Token, hash_token)
+
+__all__ = ["Store", "BlobStore", "Token", "LeasedJob", "ReportOutcome", "NotFound",
+           "UnknownAgent", "UnknownLease", "Forbidden", "NotAFleetDatabase", "STORAGE_ERRORS",
+           "is_transient", "storage_error_name", "storage_problem", "SCHEMA_VERSION",
+           "DEFAULT_OFFLINE_AFTER_S", "TERMINAL", "hash_token", "DIGEST", "MAX_MODEL_BYTES"]

@@ -1,0 +1,233 @@
+"""The elastic OFA MobileNetV3 supernet (kernel, expand ratio, depth, any resolution).
+
+The subnet to run is passed to `forward` (or set on the instance with `set_active_subnet`):
+no class-level flags and no global state, so two threads can run two subnets of one
+supernet. State-dict keys are the reference's, so official checkpoints load unchanged.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import replace
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ofa import space
+from ofa.config import SubnetConfig
+from ofa.nn.layers import (ConvLayer, LinearLayer, MBConv, MobileNetV3, ResidualBlock, activation,
+                        batch_norm, build_network)
+from ofa.plan import MBCONV, layer_plan
+
+__all__ = ["OFAMobileNetV3"]
+
+
+class ElasticConv2d(nn.Module):
+    """A 1x1 convolution that uses the first `out` filters over the first `in` channels."""
+
+    def __init__(self, max_in: int, max_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(max_in, max_out, 1, bias=False)
+
+    def active_weight(self, out_channels: int, in_channels: int) -> torch.Tensor:
+        return self.conv.weight[:out_channels, :in_channels]
+
+    def forward(self, x: torch.Tensor, out_channels: int) -> torch.Tensor:
+        return F.conv2d(x, self.active_weight(out_channels, x.size(1)).contiguous())
+
+
+class ElasticDepthwiseConv2d(nn.Module):
+    """Depthwise conv with one 7x7 kernel per channel; smaller kernels are its centre,
+    passed through learned per-layer transforms (`7to5_matrix`, `5to3_matrix`)."""
+
+    def __init__(self, max_channels: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.kernel_sizes = tuple(sorted(space.KERNEL_CHOICES))
+        largest = self.kernel_sizes[-1]
+        self.conv = nn.Conv2d(max_channels, max_channels, largest, stride, groups=max_channels,
+                              bias=False)
+        for small, large in zip(self.kernel_sizes, self.kernel_sizes[1:]):
+            self.register_parameter(f"{large}to{small}_matrix", nn.Parameter(torch.eye(small ** 2)))
+
+    def active_weight(self, channels: int, kernel_size: int) -> torch.Tensor:
+        weight = self.conv.weight[:channels]
+        for large, small in zip(self.kernel_sizes[::-1], self.kernel_sizes[-2::-1]):
+            if large <= kernel_size:
+                break
+            start = (large - small) // 2
+            centre = weight[:, :, start:start + small, start:start + small].reshape(-1, small ** 2)
+            matrix = getattr(self, f"{large}to{small}_matrix")
+            weight = F.linear(centre, matrix).reshape(channels, 1, small, small)
+        return weight
+
+    def forward(self, x: torch.Tensor, kernel_size: int) -> torch.Tensor:
+        channels = x.size(1)
+        weight = self.active_weight(channels, kernel_size).contiguous()
+        return F.conv2d(x, weight, None, self.stride, kernel_size // 2, 1, channels)
+
+
+class ElasticBatchNorm2d(nn.Module):
+    """Batch norm over the first C channels of a wider one (statistics updated in place)."""
+
+    def __init__(self, max_channels: int) -> None:
+        super().__init__()
+        self.bn = batch_norm(max_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bn, channels = self.bn, x.size(1)
+        momentum = 0.0
+        if bn.training and bn.track_running_stats:
+            bn.num_batches_tracked += 1
+            momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+        return F.batch_norm(x, bn.running_mean[:channels], bn.running_var[:channels],
+                            bn.weight[:channels], bn.bias[:channels],
+                            bn.training or not bn.track_running_stats, momentum, bn.eps)
+
+
+class ElasticSqueezeExcite(nn.Module):
+    """Squeeze-excite over the first C channels, hidden width `se_channels(C)`."""
+
+    def __init__(self, max_channels: int) -> None:
+        super().__init__()
+        hidden = space.se_channels(max_channels)
+        self.fc = nn.Sequential(OrderedDict(
+            reduce=nn.Conv2d(max_channels, hidden, 1, bias=True),
+            relu=nn.ReLU(inplace=True),
+            expand=nn.Conv2d(hidden, max_channels, 1, bias=True),
+            h_sigmoid=nn.Hardsigmoid(inplace=True)))
+
+    def active_params(self, channels: int) -> tuple[torch.Tensor, ...]:
+        """(reduce weight, reduce bias, expand weight, expand bias) for C channels."""
+        hidden = space.se_channels(channels)
+        reduce, expand = self.fc.reduce, self.fc.expand
+        return (reduce.weight[:hidden, :channels], reduce.bias[:hidden],
+                expand.weight[:channels, :hidden], expand.bias[:channels])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w1, b1, w2, b2 = self.active_params(x.size(1))
+        y = F.relu(F.conv2d(x.mean((2, 3), keepdim=True), w1.contiguous(), b1))
+        return x * F.hardsigmoid(F.conv2d(y, w2.contiguous(), b2))
+
+
+class ElasticMBConv(nn.Module):
+    """MBConv whose kernel size and expand ratio are chosen per call."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, act: str,
+                 use_se: bool) -> None:
+        super().__init__()
+        self.out_channels = out_channels
+        max_mid = space.middle_channels(in_channels, max(space.EXPAND_CHOICES))
+        self.inverted_bottleneck = nn.ModuleDict(OrderedDict(
+            conv=ElasticConv2d(in_channels, max_mid),
+            bn=ElasticBatchNorm2d(max_mid),
+            act=activation(act)))
+        depth_conv = OrderedDict(
+            conv=ElasticDepthwiseConv2d(max_mid, stride),
+            bn=ElasticBatchNorm2d(max_mid),
+            act=activation(act))
+        if use_se:
+            depth_conv["se"] = ElasticSqueezeExcite(max_mid)
+        self.depth_conv = nn.ModuleDict(depth_conv)
+        self.point_linear = nn.ModuleDict(OrderedDict(
+            conv=ElasticConv2d(max_mid, out_channels),
+            bn=ElasticBatchNorm2d(out_channels)))
+
+    def forward(self, x: torch.Tensor, kernel_size: int, expand_ratio: int) -> torch.Tensor:
+        mid = space.middle_channels(x.size(1), expand_ratio)
+        ib, dw, pl = self.inverted_bottleneck, self.depth_conv, self.point_linear
+        x = ib["act"](ib["bn"](ib["conv"](x, mid)))
+        x = dw["act"](dw["bn"](dw["conv"](x, kernel_size)))
+        if "se" in dw:
+            x = dw["se"](x)
+        return pl["bn"](pl["conv"](x, self.out_channels))
+
+
+def _copy_bn(target: nn.BatchNorm2d, source: nn.BatchNorm2d) -> None:
+    channels = target.num_features
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        getattr(target, name).data.copy_(getattr(source, name).data[:channels])
+
+
+class OFAMobileNetV3(nn.Module):
+    """OFA's elastic MobileNetV3 (`ofa_mbv3_d234_e346_k357_w{width}`)."""
+
+    def __init__(self, width: float = 1.0, n_classes: int = space.N_CLASSES,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        self.width = SubnetConfig.largest(w=width).w  # validates the width
+        widths = space.stage_widths(self.width)
+        first, block0 = widths[0], widths[1]
+        self.first_conv = ConvLayer(3, first, 3, 2, "h_swish")
+        blocks: list[nn.Module] = [ResidualBlock(
+            MBConv(first, block0, first, 3, 1, "relu", False, expand=False), first == block0)]
+        channels = block0
+        for stage, out in enumerate(widths[2:7]):
+            for i in range(space.MAX_DEPTH):
+                stride = space.STAGE_STRIDES[stage] if i == 0 else 1
+                conv = ElasticMBConv(channels, out, stride, space.STAGE_ACTS[stage],
+                                     space.STAGE_SE[stage])
+                blocks.append(ResidualBlock(conv, residual=i > 0))
+                channels = out
+        self.blocks = nn.ModuleList(blocks)
+        self.final_expand_layer = ConvLayer(channels, widths[7], 1, 1, "h_swish")
+        self.feature_mix_layer = ConvLayer(widths[7], widths[8], 1, 1, "h_swish", use_bn=False)
+        self.classifier = LinearLayer(widths[8], n_classes, dropout)
+        self.active_subnet = SubnetConfig.largest(w=self.width)
+
+    def set_active_subnet(self, subnet: SubnetConfig) -> None:
+        """The subnet `forward` runs when it is not given one."""
+        self.active_subnet = self._check(subnet)
+
+    def _check(self, subnet: SubnetConfig) -> SubnetConfig:
+        if not isinstance(subnet, SubnetConfig):
+            raise TypeError(f"subnet: expected a SubnetConfig, got {type(subnet).__name__}")
+        if subnet.w != self.width:
+            raise ValueError(f"w: the subnet is for width {subnet.w}, this supernet is w{self.width}")
+        return subnet
+
+    def forward(self, x: torch.Tensor, subnet: SubnetConfig | None = None) -> torch.Tensor:
+        subnet = self.active_subnet if subnet is None else self._check(subnet)
+        x = self.blocks[0](self.first_conv(x))
+        for b in subnet.active_blocks:
+            block = self.blocks[b + 1]
+            y = block.conv(x, subnet.ks[b], subnet.e[b])
+            x = y + x if block.residual else y
+        x = F.adaptive_avg_pool2d(self.final_expand_layer(x), 1)
+        return self.classifier(self.feature_mix_layer(x))
+
+    @torch.no_grad()
+    def get_active_subnet(self, subnet: SubnetConfig | None = None) -> MobileNetV3:
+        """A static `MobileNetV3` with this subnet's weights and BN statistics copied in."""
+        subnet = self.active_subnet if subnet is None else self._check(subnet)
+        plan = layer_plan(subnet)
+        # the plan counts ImageNet's 1000 classes; a supernet trained on other data has others
+        plan[-1] = replace(plan[-1], out_shape=(self.classifier.linear.out_features,))
+        net = build_network(plan, dropout=self.classifier.dropout.p)
+        net.first_conv.load_state_dict(self.first_conv.state_dict())
+        net.blocks[0].load_state_dict(self.blocks[0].state_dict())
+        net.final_expand_layer.load_state_dict(self.final_expand_layer.state_dict())
+        net.feature_mix_layer.load_state_dict(self.feature_mix_layer.state_dict())
+        net.classifier.load_state_dict(self.classifier.state_dict())
+        block_specs = [spec for spec in plan if spec.kind == MBCONV][1:]
+        for target, b, spec in zip(net.blocks[1:], subnet.active_blocks, block_specs):
+            self._copy_block(self.blocks[b + 1].conv, target.conv, spec.in_channels, spec.mid,
+                             spec.kernel)
+        return net.train(self.training)
+
+    @staticmethod
+    def _copy_block(source: ElasticMBConv, target: MBConv, in_channels: int, mid: int,
+                    kernel_size: int) -> None:
+        ib, dw, pl = source.inverted_bottleneck, source.depth_conv, source.point_linear
+        target.inverted_bottleneck.conv.weight.copy_(ib["conv"].active_weight(mid, in_channels))
+        _copy_bn(target.inverted_bottleneck.bn, ib["bn"].bn)
+        target.depth_conv.conv.weight.copy_(dw["conv"].active_weight(mid, kernel_size))
+        _copy_bn(target.depth_conv.bn, dw["bn"].bn)
+        if "se" in dw:
+            fc = target.depth_conv.se.fc
+            for param, value in zip((fc.reduce.weight, fc.reduce.bias, fc.expand.weight,
+                                     fc.expand.bias), dw["se"].active_params(mid)):
+                param.copy_(value)
+        target.point_linear.conv.weight.copy_(pl["conv"].active_weight(target.point_linear.conv.out_channels, mid))
+        _copy_bn(target.point_linear.bn, pl["bn"].bn)
