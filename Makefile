@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 REFERENCE := .cache/ofa-reference
 
-.PHONY: venv test test-arm demo bench reference proto check-proto clean
+.PHONY: venv test lint test-arm demo bench reference proto check-proto clean
 
 venv: $(STAMP)
 
@@ -27,8 +27,15 @@ $(STAMP): pyproject.toml Makefile
 reference: $(STAMP)
 	PYTHON=$(PY) bash tests/oracle/install_reference.sh $(REFERENCE)
 
-test: $(STAMP) reference check-proto
+test: $(STAMP) reference check-proto lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Style, import contracts and types; each tool reads its settings from pyproject.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 # The agent as a real aarch64 process (qemu-user, arm64 Debian chroot) serving a small LUT
 # campaign from a coordinator on this host. Needs root and binfmt_misc; see tools/arm64/.
