@@ -48,8 +48,10 @@ class ModelCache:
         if actual != digest:
             raise DigestMismatch(f"model bytes hash to {actual}, expected {digest}")
         if len(data) > self.max_bytes:
-            raise ValueError(f"model of {len(data)} bytes exceeds the cache bound of "
-                             f"{self.max_bytes} bytes (--cache-max-mb)")
+            raise ValueError(
+                f"model of {len(data)} bytes exceeds the cache bound of "
+                f"{self.max_bytes} bytes (--cache-max-mb)"
+            )
         path = self.path(digest)
         with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".part", delete=False) as tmp:
             tmp.write(data)

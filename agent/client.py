@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import grpc
 
@@ -16,8 +16,16 @@ from agent.settings import parse_address
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
 
-__all__ = ["AuthError", "Forgotten", "Misconfigured", "Rejected", "FleetClient", "is_loopback",
-           "MAX_MESSAGE_BYTES", "CALL_TIMEOUT_S"]
+__all__ = [
+    "AuthError",
+    "Forgotten",
+    "Misconfigured",
+    "Rejected",
+    "FleetClient",
+    "is_loopback",
+    "MAX_MESSAGE_BYTES",
+    "CALL_TIMEOUT_S",
+]
 
 MAX_MESSAGE_BYTES = 16 * 2**20
 CALL_TIMEOUT_S = 15.0
@@ -56,8 +64,10 @@ def _translate(exc: grpc.RpcError) -> Exception:
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-        return AuthError(f"coordinator refused the token: {details}",
-                         wrong_agent=code == grpc.StatusCode.PERMISSION_DENIED)
+        return AuthError(
+            f"coordinator refused the token: {details}",
+            wrong_agent=code == grpc.StatusCode.PERMISSION_DENIED,
+        )
     if code == grpc.StatusCode.NOT_FOUND:
         return Forgotten(details)
     if code == grpc.StatusCode.FAILED_PRECONDITION:
@@ -66,19 +76,33 @@ def _translate(exc: grpc.RpcError) -> Exception:
 
 
 class FleetClient:
-    def __init__(self, address: str, token: str, stop: threading.Event,
-                 tls_ca: bytes | None = None, insecure: bool = False,
-                 timeout_s: float = CALL_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        address: str,
+        token: str,
+        stop: threading.Event,
+        tls_ca: bytes | None = None,
+        insecure: bool = False,
+        timeout_s: float = CALL_TIMEOUT_S,
+    ) -> None:
         self.host, self.port = parse_address(address)
         if tls_ca is None and not insecure and not is_loopback(address):
-            raise ValueError(f"--coordinator: {address} is not a loopback address; use --tls-ca "
-                             "to connect with TLS, or --insecure to send the token in plaintext")
-        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000)]
+            raise ValueError(
+                f"--coordinator: {address} is not a loopback address; use --tls-ca "
+                "to connect with TLS, or --insecure to send the token in plaintext"
+            )
+        options = [
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+        ]
         self.tls = tls_ca is not None
-        self.channel = (grpc.secure_channel(address, grpc.ssl_channel_credentials(tls_ca), options)
-                        if self.tls else grpc.insecure_channel(address, options))
+        self.channel = (
+            grpc.secure_channel(address, grpc.ssl_channel_credentials(tls_ca), options)
+            if self.tls
+            else grpc.insecure_channel(address, options)
+        )
         self.stub = pb_grpc.FleetStub(self.channel)
         self.metadata = (("authorization", f"Bearer {token}"),)
         self.timeout_s = timeout_s
@@ -108,7 +132,8 @@ class FleetClient:
     def _call(self, name: str, request, retry: bool = True, max_attempts: int | None = None):
         method = getattr(self.stub, name)
         call = lambda: self._observed(  # noqa: E731
-            lambda: method(request, timeout=self.timeout_s, metadata=self.metadata))
+            lambda: method(request, timeout=self.timeout_s, metadata=self.metadata)
+        )
         try:
             if not retry:
                 return call()
@@ -118,25 +143,33 @@ class FleetClient:
         except grpc.RpcError as exc:
             raise _translate(exc) from None
 
-    def register(self, agent_id: str, labels: Sequence[str], device: dict, threads: int,
-                 version: str) -> pb.RegisterResponse:
+    def register(
+        self, agent_id: str, labels: Sequence[str], device: dict, threads: int, version: str
+    ) -> pb.RegisterResponse:
         """Register; a request the coordinator calls invalid is built from this agent's
         settings (its labels), so it is a `Misconfigured`, not something to retry."""
-        request = pb.RegisterRequest(agent_id=agent_id, labels=list(labels),
-                                     device=pb.DeviceInfo(**device), agent_version=version,
-                                     threads=threads)
+        request = pb.RegisterRequest(
+            agent_id=agent_id,
+            labels=list(labels),
+            device=pb.DeviceInfo(**device),
+            agent_version=version,
+            threads=threads,
+        )
         try:
             return self._call("Register", request)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise Misconfigured(f"coordinator refused the registration: {exc.details()}"
-                                    ) from None
+                raise Misconfigured(
+                    f"coordinator refused the registration: {exc.details()}"
+                ) from None
             raise
 
-    def heartbeat(self, agent_id: str, lease_ids: Sequence[str], telemetry: dict
-                  ) -> pb.HeartbeatResponse:
-        request = pb.HeartbeatRequest(agent_id=agent_id, lease_ids=list(lease_ids),
-                                      telemetry=pb.Telemetry(**telemetry))
+    def heartbeat(
+        self, agent_id: str, lease_ids: Sequence[str], telemetry: dict
+    ) -> pb.HeartbeatResponse:
+        request = pb.HeartbeatRequest(
+            agent_id=agent_id, lease_ids=list(lease_ids), telemetry=pb.Telemetry(**telemetry)
+        )
         return self._call("Heartbeat", request, retry=False)
 
     def lease_jobs(self, agent_id: str, max_jobs: int, wait_s: float) -> list[pb.Job]:
@@ -144,8 +177,9 @@ class FleetClient:
         request = pb.LeaseJobsRequest(agent_id=agent_id, max_jobs=max_jobs, wait_s=wait_s)
 
         def poll() -> pb.LeaseJobsResponse:
-            future = self.stub.LeaseJobs.future(request, timeout=wait_s + self.timeout_s,
-                                                metadata=self.metadata)
+            future = self.stub.LeaseJobs.future(
+                request, timeout=wait_s + self.timeout_s, metadata=self.metadata
+            )
             while True:  # returns the moment the answer arrives; checks `stop` every 0.1 s
                 try:
                     return future.result(timeout=0.1)
@@ -165,8 +199,9 @@ class FleetClient:
         """The whole blob, read in chunks (verification is the cache's job)."""
         chunks, offset = [], 0
         while offset < size:
-            reply = self._call("ReadBlob", pb.ReadBlobRequest(digest=digest, offset=offset,
-                                                              limit=CHUNK_BYTES))
+            reply = self._call(
+                "ReadBlob", pb.ReadBlobRequest(digest=digest, offset=offset, limit=CHUNK_BYTES)
+            )
             if not reply.data:
                 raise ValueError(f"blob {digest}: coordinator sent no data at offset {offset}")
             chunks.append(reply.data)
@@ -175,6 +210,7 @@ class FleetClient:
 
     def report(self, agent_id: str, job: pb.Job, result: pb.Result) -> pb.ReportResultResponse:
         """Report a result; once stopping, only a few tries are made before giving up."""
-        request = pb.ReportResultRequest(agent_id=agent_id, job_id=job.job_id,
-                                         lease_id=job.lease_id, result=result)
+        request = pb.ReportResultRequest(
+            agent_id=agent_id, job_id=job.job_id, lease_id=job.lease_id, result=result
+        )
         return self._call("ReportResult", request, max_attempts=3 if self.stop.is_set() else None)

@@ -9,13 +9,21 @@ import os
 import platform
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
-__all__ = ["cpu_model", "machine_summary", "device_info", "telemetry", "reset_peak_rss",
-           "peak_rss_bytes", "MAX_LIST"]
+__all__ = [
+    "cpu_model",
+    "machine_summary",
+    "device_info",
+    "telemetry",
+    "reset_peak_rss",
+    "peak_rss_bytes",
+    "MAX_LIST",
+]
 
 # The most entries a list of the device's description holds (sensors, providers): the
 # coordinator refuses longer ones.
@@ -46,9 +54,13 @@ def cpu_model() -> str | None:
 
 def machine_summary() -> dict[str, Any]:
     """The facts every benchmark figure is printed with."""
-    return {"machine": platform.machine(), "system": platform.system(),
-            "cpu_model": cpu_model(), "logical_cpus": os.cpu_count(),
-            "python": platform.python_version()}
+    return {
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "cpu_model": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
 
 
 def _governor() -> str:
@@ -57,17 +69,21 @@ def _governor() -> str:
 
 def _temperature_sources() -> list[str]:
     """The first MAX_LIST sensors: a two-socket server has more than the coordinator takes."""
-    return sorted(f"{chip}/{entry.label or i}" for chip, entries in
-                  psutil.sensors_temperatures().items()
-                  for i, entry in enumerate(entries))[:MAX_LIST]
+    return sorted(
+        f"{chip}/{entry.label or i}"
+        for chip, entries in psutil.sensors_temperatures().items()
+        for i, entry in enumerate(entries)
+    )[:MAX_LIST]
 
 
 def _android_release() -> str | None:
     if "ANDROID_ROOT" not in os.environ:
         return None
     import subprocess
-    return subprocess.run(["getprop", "ro.build.version.release"], capture_output=True,
-                          text=True, timeout=2).stdout.strip()
+
+    return subprocess.run(
+        ["getprop", "ro.build.version.release"], capture_output=True, text=True, timeout=2
+    ).stdout.strip()
 
 
 def _onnxruntime() -> tuple[str | None, list[str] | None]:
@@ -96,8 +112,10 @@ def device_info() -> dict[str, Any]:
     torch_version, cuda = _torch()
     freq = _probe(psutil.cpu_freq)
     info = {
-        "os": _probe(platform.system), "os_release": _probe(platform.release),
-        "machine": _probe(platform.machine), "cpu_model": _probe(cpu_model),
+        "os": _probe(platform.system),
+        "os_release": _probe(platform.release),
+        "machine": _probe(platform.machine),
+        "cpu_model": _probe(cpu_model),
         "physical_cores": _probe(lambda: psutil.cpu_count(logical=False)),
         "logical_cores": _probe(lambda: psutil.cpu_count(logical=True)),
         "cpu_min_mhz": freq.min if freq and freq.min else None,
@@ -105,17 +123,24 @@ def device_info() -> dict[str, Any]:
         "cpu_governor": _probe(_governor),
         "memory_bytes": _probe(lambda: psutil.virtual_memory().total),
         "temperature_sources": _probe(_temperature_sources),
-        "onnxruntime_version": ort_version, "onnxruntime_providers": providers,
-        "torch_version": torch_version, "cuda_device": cuda,
-        "python_version": _probe(platform.python_version), "hostname": _probe(socket.gethostname),
+        "onnxruntime_version": ort_version,
+        "onnxruntime_providers": providers,
+        "torch_version": torch_version,
+        "cuda_device": cuda,
+        "python_version": _probe(platform.python_version),
+        "hostname": _probe(socket.gethostname),
         "android_release": _probe(_android_release),
     }
     return {k: v for k, v in info.items() if v is not None}
 
 
 def _temperature() -> float | None:
-    readings = [e.current for entries in psutil.sensors_temperatures().values() for e in entries
-                if e.current is not None]
+    readings = [
+        e.current
+        for entries in psutil.sensors_temperatures().values()
+        for e in entries
+        if e.current is not None
+    ]
     return max(readings) if readings else None
 
 
@@ -157,6 +182,7 @@ def peak_rss_bytes() -> int | None:
         pass
     try:
         import resource
+
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     except Exception:
         return None

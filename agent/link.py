@@ -43,8 +43,10 @@ def speaks_tls(host: str, port: int, timeout_s: float = 5.0) -> bool:
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     context.set_alpn_protocols(["h2"])
     try:
-        with socket.create_connection((host, port), timeout=timeout_s) as raw, \
-                context.wrap_socket(raw, server_hostname=host):
+        with (
+            socket.create_connection((host, port), timeout=timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
             return True
     except (OSError, ssl.SSLError):
         return False
@@ -56,19 +58,27 @@ def handshake_problem(details: str, host: str, port: int, tls: bool) -> str | No
     address = f"{host}:{port}"
     if not tls:  # a TLS server drops a plaintext client; confirm it is TLS before giving up
         if "Socket closed" in details and speaks_tls(host, port):
-            return (f"{address} speaks TLS and this agent does not: pass the coordinator's CA "
-                    "certificate with --tls-ca")
+            return (
+                f"{address} speaks TLS and this agent does not: pass the coordinator's CA "
+                "certificate with --tls-ca"
+            )
         return None
     verify = _VERIFY_FAILED.search(details)
     if verify and not _OUT_OF_DATE.search(verify.group(1)):  # a clock not yet set may be why
-        return (f"TLS: the certificate of {address} does not verify against --tls-ca "
-                f"({verify.group(1).strip()}): pass the CA certificate that signed it")
+        return (
+            f"TLS: the certificate of {address} does not verify against --tls-ca "
+            f"({verify.group(1).strip()}): pass the CA certificate that signed it"
+        )
     if "Hostname Verification Check failed" in details:
-        return (f"TLS: the certificate of {address} is not issued for {host!r}: connect by a "
-                f"name its subjectAltName lists, or reissue it for {host}")
+        return (
+            f"TLS: the certificate of {address} is not issued for {host!r}: connect by a "
+            f"name its subjectAltName lists, or reissue it for {host}"
+        )
     if "WRONG_VERSION_NUMBER" in details:
-        return (f"TLS: {address} does not speak TLS: start the coordinator with --tls-cert and "
-                "--tls-key, or drop --tls-ca to connect in plaintext")
+        return (
+            f"TLS: {address} does not speak TLS: start the coordinator with --tls-cert and "
+            "--tls-key, or drop --tls-ca to connect in plaintext"
+        )
     return None
 
 
@@ -97,5 +107,6 @@ class Link:
             if not self._causes:
                 self._since = time.monotonic()
             self._causes.add(cause)
-        log.warning("no answer from coordinator %s (%s); retrying with backoff", self.address,
-                    cause)
+        log.warning(
+            "no answer from coordinator %s (%s); retrying with backoff", self.address, cause
+        )

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import grpc
 
@@ -31,12 +32,17 @@ class Backoff:
     multiplier: float = 2.0
 
     def delay(self, attempt: int, rng: random.Random) -> float:
-        return rng.uniform(0, min(self.max_s, self.initial_s * self.multiplier ** attempt))
+        return rng.uniform(0, min(self.max_s, self.initial_s * self.multiplier**attempt))
 
 
-def call_with_retry(call: Callable[[], T], what: str, stop: threading.Event,
-                    backoff: Backoff = Backoff(), rng: random.Random | None = None,
-                    max_attempts: int | None = None) -> T:
+def call_with_retry(
+    call: Callable[[], T],
+    what: str,
+    stop: threading.Event,
+    backoff: Backoff = Backoff(),
+    rng: random.Random | None = None,
+    max_attempts: int | None = None,
+) -> T:
     """Run `call` until it succeeds, fails with a non-retryable status, `stop` is set or
     `max_attempts` calls have failed (then the last error is raised)."""
     rng = rng or random.Random()

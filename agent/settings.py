@@ -9,12 +9,18 @@ import re
 import ssl
 from pathlib import Path
 
-__all__ = ["parse_address", "read_token", "read_ca", "default_cache_dir", "MAX_TOKEN_BYTES",
-           "MISCONFIGURED"]
+__all__ = [
+    "parse_address",
+    "read_token",
+    "read_ca",
+    "default_cache_dir",
+    "MAX_TOKEN_BYTES",
+    "MISCONFIGURED",
+]
 
 MISCONFIGURED = 3  # the exit code of a setting no retry can fix; systemd does not restart it
 
-MAX_TOKEN_BYTES = 4096     # `ofa-coord token create` writes 47; anything this large is not one
+MAX_TOKEN_BYTES = 4096  # `ofa-coord token create` writes 47; anything this large is not one
 MAX_CA_BYTES = 1 << 20
 _PORT = re.compile(r"[0-9]{1,5}")
 
@@ -27,11 +33,13 @@ def parse_address(address: str) -> tuple[str, int]:
     elif ":" in host:
         raise ValueError(f"--coordinator: write an IPv6 address as [ADDRESS]:PORT, got {address!r}")
     if not sep or not host or any(c.isspace() for c in host):
-        raise ValueError(f"--coordinator: expected HOST:PORT, e.g. coord.lab:50051, "
-                         f"got {address[:200]!r}")
+        raise ValueError(
+            f"--coordinator: expected HOST:PORT, e.g. coord.lab:50051, got {address[:200]!r}"
+        )
     if not _PORT.fullmatch(port) or not 1 <= int(port) <= 65535:
-        raise ValueError(f"--coordinator: the port must be 1-65535, got {port[:20]!r} "
-                         f"in {address[:200]!r}")
+        raise ValueError(
+            f"--coordinator: the port must be 1-65535, got {port[:20]!r} in {address[:200]!r}"
+        )
     return host, int(port)
 
 
@@ -46,8 +54,7 @@ def _read(option: str, path: str | Path, limit: int) -> bytes:
     except OSError as exc:
         raise ValueError(f"{option} {path}: cannot be read ({exc.strerror})") from None
     if len(data) > limit:
-        raise ValueError(f"{option} {path}: over {limit} bytes, too large for what it should "
-                         "hold")
+        raise ValueError(f"{option} {path}: over {limit} bytes, too large for what it should hold")
     return data
 
 
@@ -58,13 +65,16 @@ def read_token(path: str | Path) -> str:
     try:
         token = _read("--token-file", path, MAX_TOKEN_BYTES).decode("ascii").strip()
     except UnicodeDecodeError:
-        raise ValueError(f"--token-file {path}: holds binary or non-ASCII data, not a token; "
-                         f"{fix}") from None
+        raise ValueError(
+            f"--token-file {path}: holds binary or non-ASCII data, not a token; {fix}"
+        ) from None
     if not token:
         raise ValueError(f"--token-file {path}: is empty; {fix}")
     if not all(33 <= ord(c) <= 126 for c in token):
-        raise ValueError(f"--token-file {path}: holds more than one word or control characters, "
-                         f"not a token; {fix}")
+        raise ValueError(
+            f"--token-file {path}: holds more than one word or control characters, "
+            f"not a token; {fix}"
+        )
     return token
 
 
@@ -74,8 +84,10 @@ def read_ca(path: str | Path) -> bytes:
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=data.decode("ascii"))
     except (UnicodeDecodeError, ssl.SSLError, ValueError):
-        raise ValueError(f"--tls-ca {path}: holds no PEM certificate; pass the CA certificate "
-                         "(-----BEGIN CERTIFICATE-----) that signed the coordinator's") from None
+        raise ValueError(
+            f"--tls-ca {path}: holds no PEM certificate; pass the CA certificate "
+            "(-----BEGIN CERTIFICATE-----) that signed the coordinator's"
+        ) from None
     return data
 
 

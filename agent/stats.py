@@ -29,8 +29,16 @@ def summarize(samples_ns) -> dict[str, float]:
     median = float(np.median(ms))
     mean = float(ms.mean())
     std = float(ms.std(ddof=1)) if ms.size > 1 else 0.0
-    return {"n": int(ms.size), "median_ms": median, "mean_ms": mean, "std_ms": std,
-            "p10_ms": float(np.percentile(ms, 10)), "p90_ms": float(np.percentile(ms, 90)),
-            "p99_ms": float(np.percentile(ms, 99)), "cv": std / mean if mean else 0.0,
-            "ci_low_ms": low, "ci_high_ms": high,
-            "ci_rel_half_width": (high - low) / (2 * median) if median else 0.0}
+    return {
+        "n": int(ms.size),
+        "median_ms": median,
+        "mean_ms": mean,
+        "std_ms": std,
+        "p10_ms": float(np.percentile(ms, 10)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "cv": std / mean if mean else 0.0,
+        "ci_low_ms": low,
+        "ci_high_ms": high,
+        "ci_rel_half_width": (high - low) / (2 * median) if median else 0.0,
+    }

@@ -50,13 +50,23 @@ def main() -> None:
 
     def q(values: list[float]) -> dict[str, float]:
         ordered = sorted(values)
-        return {"median_s": statistics.median(values),
-                "p90_s": ordered[int(0.9 * (len(ordered) - 1))], "max_s": ordered[-1]}
+        return {
+            "median_s": statistics.median(values),
+            "p90_s": ordered[int(0.9 * (len(ordered) - 1))],
+            "max_s": ordered[-1],
+        }
 
-    whole = [a + b for a, b in zip(extract, export)]
-    report = {"machine": machine_summary(), "torch": torch.__version__, "count": args.count,
-              "width": args.width, "first_export_s": first_s, "subnet_export": q(whole),
-              "of_which_extraction": q(extract), "lut_entry_export": q(lut)}
+    whole = [a + b for a, b in zip(extract, export, strict=True)]
+    report = {
+        "machine": machine_summary(),
+        "torch": torch.__version__,
+        "count": args.count,
+        "width": args.width,
+        "first_export_s": first_s,
+        "subnet_export": q(whole),
+        "of_which_extraction": q(extract),
+        "lut_entry_export": q(lut),
+    }
     print(json.dumps(report, indent=2))
 
 

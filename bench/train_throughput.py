@@ -22,9 +22,9 @@ import time
 import torch
 
 from agent.device import machine_summary
-from ofa.schedule import Phase
 from ofa.nn.supernet import OFAMobileNetV3
 from ofa.nn.train import make_optimizer, sample_subnet, teacher_network, train_step
+from ofa.schedule import Phase
 
 SETTINGS = (  # (name, classes, batch, resolution)
     ("ofa-224px", 1000, 64, 224),
@@ -34,9 +34,18 @@ SETTINGS = (  # (name, classes, batch, resolution)
 
 
 def measure(classes: int, batch: int, resolution: int, steps: int) -> dict:
-    phase = Phase(name="expand-2", batch_size=batch, lr=0.0075, steps=steps, kd_ratio=1.0,
-                  subnets_per_step=4, ks=(3, 5, 7), e=(3, 4, 6), d=(2, 3, 4),
-                  resolutions=(resolution,))
+    phase = Phase(
+        name="expand-2",
+        batch_size=batch,
+        lr=0.0075,
+        steps=steps,
+        kd_ratio=1.0,
+        subnets_per_step=4,
+        ks=(3, 5, 7),
+        e=(3, 4, 6),
+        d=(2, 3, 4),
+        resolutions=(resolution,),
+    )
     torch.manual_seed(0)
     model = OFAMobileNetV3(1.0, n_classes=classes).train()
     teacher = teacher_network(model)
@@ -46,16 +55,24 @@ def measure(classes: int, batch: int, resolution: int, steps: int) -> dict:
     for _ in range(steps + 1):
         images = torch.randn(batch, 3, resolution, resolution)
         labels = torch.randint(0, classes, (batch,))
-        subnets = [sample_subnet(rng, phase, resolution, 1.0) for _ in range(phase.subnets_per_step)]
+        subnets = [
+            sample_subnet(rng, phase, resolution, 1.0) for _ in range(phase.subnets_per_step)
+        ]
         started = time.perf_counter()
         train_step(model, optimizer, teacher, phase, images, labels, subnets)
         times.append(time.perf_counter() - started)
     step_s = statistics.median(times[1:])
-    return {"batch": batch, "resolution": resolution, "classes": classes,
-            "subnets_per_step": phase.subnets_per_step, "first_step_s": round(times[0], 3),
-            "step_s_median": round(step_s, 3), "step_s_all": [round(t, 3) for t in times[1:]],
-            "images_per_s": round(batch / step_s, 2),
-            "subnet_passes_images_per_s": round(batch * phase.subnets_per_step / step_s, 2)}
+    return {
+        "batch": batch,
+        "resolution": resolution,
+        "classes": classes,
+        "subnets_per_step": phase.subnets_per_step,
+        "first_step_s": round(times[0], 3),
+        "step_s_median": round(step_s, 3),
+        "step_s_all": [round(t, 3) for t in times[1:]],
+        "images_per_s": round(batch / step_s, 2),
+        "subnet_passes_images_per_s": round(batch * phase.subnets_per_step / step_s, 2),
+    }
 
 
 def main() -> None:
@@ -66,9 +83,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = {"machine": machine_summary(), "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "phase": "expand-2 (4 subnets/step, KD)",
-              "settings": {}}
+    report = {
+        "machine": machine_summary(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "phase": "expand-2 (4 subnets/step, KD)",
+        "settings": {},
+    }
     for name, classes, batch, resolution in SETTINGS:
         if args.only and name not in args.only:
             continue

@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 import warnings
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -48,9 +48,9 @@ class ResolutionEncoding:
         return self.r_min + self.step * self.slots - 1
 
     @classmethod
-    def for_resolutions(cls, resolutions: Sequence[int]) -> "ResolutionEncoding":
+    def for_resolutions(cls, resolutions: Sequence[int]) -> ResolutionEncoding:
         """One slot per distinct step between the data's resolutions."""
-        found = sorted(set(int(r) for r in resolutions))
+        found = sorted({int(r) for r in resolutions})
         step = int(np.gcd.reduce(np.diff(found))) if len(found) > 1 else 16
         return cls(found[0], step, (found[-1] - found[0]) // step + 1, (found[0], found[-1]))
 
@@ -62,8 +62,10 @@ def features(batch: ConfigBatch, encoding: ResolutionEncoding = OFFICIAL_ENCODIN
     """(n, 120 + slots) float32 encoding of a batch (see the module docstring)."""
     outside = (batch.r < encoding.r_min) | (batch.r > encoding.r_max)
     if outside.any():
-        raise ValueError(f"r: the accuracy predictor encodes resolutions "
-                         f"{encoding.r_min}..{encoding.r_max}, got {int(batch.r[outside][0])}")
+        raise ValueError(
+            f"r: the accuracy predictor encodes resolutions "
+            f"{encoding.r_min}..{encoding.r_max}, got {int(batch.r[outside][0])}"
+        )
     n = len(batch)
     active = batch.active[:, :, None]
     kernels = np.eye(len(space.KERNEL_CHOICES), dtype=np.float32)[batch.ks] * active
@@ -87,35 +89,46 @@ class AccuracyPredictor:
         """Predicted top-1 (fraction) of each config."""
         batch = configs if isinstance(configs, ConfigBatch) else ConfigBatch.from_configs(configs)
         if batch.w != self.width:
-            raise ValueError(f"w: this accuracy predictor is for the w{self.width} supernet, "
-                             f"the configs are w{batch.w}")
+            raise ValueError(
+                f"w: this accuracy predictor is for the w{self.width} supernet, "
+                f"the configs are w{batch.w}"
+            )
         x = features(batch, self.encoding).astype(np.float64)
         low, high = self.encoding.trained
         if ((batch.r < low) | (batch.r > high)).any():
-            warnings.warn(f"accuracy predictor: resolutions outside {low}..{high} are outside "
-                          "what it was trained on", stacklevel=2)
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            warnings.warn(
+                f"accuracy predictor: resolutions outside {low}..{high} are outside "
+                "what it was trained on",
+                stacklevel=2,
+            )
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = x @ weight.T + bias
             if i < len(self.weights) - 1:
                 x = np.maximum(x, 0.0)
         return x[:, 0]
 
     @classmethod
-    def from_state_dict(cls, state: dict, width: float = 1.2,
-                        encoding: ResolutionEncoding = OFFICIAL_ENCODING) -> "AccuracyPredictor":
+    def from_state_dict(
+        cls, state: dict, width: float = 1.2, encoding: ResolutionEncoding = OFFICIAL_ENCODING
+    ) -> AccuracyPredictor:
         """From `{"0.weight", "0.bias", "2.weight", ...}` arrays (the tutorial's layout)."""
         linear = sorted({int(k.split(".")[0]) for k in state if k.split(".")[0].isdigit()})
         expected = {f"{i}.{p}" for i in linear for p in ("weight", "bias")}
         n_in = _ARCH_FEATURES + encoding.slots
         if set(state) != expected or np.shape(state.get("0.weight"))[1:] != (n_in,):
-            raise ValueError(f"accuracy predictor: expected keys 0/2/4/6 .weight/.bias with a "
-                             f"first layer taking {n_in} inputs, got {sorted(state)}")
-        return cls(tuple(np.asarray(state[f"{i}.weight"], np.float64) for i in linear),
-                   tuple(np.asarray(state[f"{i}.bias"], np.float64) for i in linear), width,
-                   encoding)
+            raise ValueError(
+                f"accuracy predictor: expected keys 0/2/4/6 .weight/.bias with a "
+                f"first layer taking {n_in} inputs, got {sorted(state)}"
+            )
+        return cls(
+            tuple(np.asarray(state[f"{i}.weight"], np.float64) for i in linear),
+            tuple(np.asarray(state[f"{i}.bias"], np.float64) for i in linear),
+            width,
+            encoding,
+        )
 
     @classmethod
-    def load(cls, path: str | Path) -> "AccuracyPredictor":
+    def load(cls, path: str | Path) -> AccuracyPredictor:
         """The official `.pth` (read with torch, weights only; it is for the w1.2 supernet)
         or our `.npz` (which records its width and resolution encoding)."""
         path = Path(path)
@@ -127,13 +140,17 @@ class AccuracyPredictor:
                     encoding = OFFICIAL_ENCODING  # files saved before encodings were recorded
                     if "r_min" in meta:
                         encoding = ResolutionEncoding(
-                            int(meta["r_min"]), int(meta["r_step"]), int(meta["r_slots"]),
-                            tuple(int(r) for r in meta["r_trained"]))
+                            int(meta["r_min"]),
+                            int(meta["r_step"]),
+                            int(meta["r_slots"]),
+                            tuple(int(r) for r in meta["r_trained"]),
+                        )
                     state = {k: data[k] for k in data.files if k not in _META}
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
                 raise ValueError(f"{path}: not an accuracy predictor .npz ({exc!r})") from None
             return cls.from_state_dict(state, width, encoding)
         import torch  # only for the official file
+
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises several types for a file that is not one
@@ -143,14 +160,19 @@ class AccuracyPredictor:
     def save(self, path: str | Path) -> None:
         """As `.npz` (no pickle), loadable without torch."""
         arrays = {}
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
             arrays[f"{2 * i}.weight"], arrays[f"{2 * i}.bias"] = weight, bias
         e = self.encoding
         path = Path(path)
         partial = path.with_name(path.name + ".partial")
         with open(partial, "wb") as f:  # np.savez would add ".npz" to a bare name
-            np.savez(f, width=np.array(self.width), r_min=np.array(e.r_min),
-                     r_step=np.array(e.step), r_slots=np.array(e.slots),
-                     r_trained=np.array(e.trained), **arrays)
+            np.savez(
+                f,
+                width=np.array(self.width),
+                r_min=np.array(e.r_min),
+                r_step=np.array(e.step),
+                r_slots=np.array(e.slots),
+                r_trained=np.array(e.trained),
+                **arrays,
+            )
         os.replace(partial, path)  # never a half-written predictor under its own name
-

@@ -3,8 +3,8 @@ populations at once (no Python loop per config)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -17,9 +17,16 @@ _KERNEL_INDEX = {k: i for i, k in enumerate(space.KERNEL_CHOICES)}
 _EXPAND_INDEX = {e: i for i, e in enumerate(space.EXPAND_CHOICES)}
 
 
-def check_array(field: str, values, n: int | None, columns: int | None, dtype: type,
-             allowed: Sequence[int] | None = None, bounds: tuple[int, int] | None = None,
-             note: str = "") -> np.ndarray:
+def check_array(
+    field: str,
+    values,
+    n: int | None,
+    columns: int | None,
+    dtype: type,
+    allowed: Sequence[int] | None = None,
+    bounds: tuple[int, int] | None = None,
+    note: str = "",
+) -> np.ndarray:
     """`values` as a `dtype` array of shape (n, columns), or (n,) when `columns` is None,
     every entry in `allowed` or `bounds`. One vectorised pass; the first bad entry is named
     with SubnetConfig's message (`d[3][2]: expected one of 2, 3, 4, got 5`) and `note`."""
@@ -46,8 +53,13 @@ def check_array(field: str, values, n: int | None, columns: int | None, dtype: t
         entry = field if columns is None else f"{field}[{where[0]}]"
         value = array[where]
         try:
-            check_int(entry, value.item() if isinstance(value, np.generic) else value,
-                      allowed, bounds, index=where[-1])
+            check_int(
+                entry,
+                value.item() if isinstance(value, np.generic) else value,
+                allowed,
+                bounds,
+                index=where[-1],
+            )
         except ValueError as exc:
             raise ValueError(f"{exc}{note}") from None
     return array.astype(dtype, copy=False)
@@ -69,35 +81,53 @@ class ConfigBatch:
     w: float = 1.0
 
     def __post_init__(self) -> None:
-        ks = check_array("ks", self.ks, None, space.N_BLOCKS, np.int8,
-                         range(len(space.KERNEL_CHOICES)),
-                         note=f" (indices into {space.KERNEL_CHOICES})")
+        ks = check_array(
+            "ks",
+            self.ks,
+            None,
+            space.N_BLOCKS,
+            np.int8,
+            range(len(space.KERNEL_CHOICES)),
+            note=f" (indices into {space.KERNEL_CHOICES})",
+        )
         n = len(ks)
         checked = {
             "ks": ks,
-            "e": check_array("e", self.e, n, space.N_BLOCKS, np.int8,
-                             range(len(space.EXPAND_CHOICES)),
-                             note=f" (indices into {space.EXPAND_CHOICES})"),
+            "e": check_array(
+                "e",
+                self.e,
+                n,
+                space.N_BLOCKS,
+                np.int8,
+                range(len(space.EXPAND_CHOICES)),
+                note=f" (indices into {space.EXPAND_CHOICES})",
+            ),
             "d": check_array("d", self.d, n, space.N_STAGES, np.int8, space.DEPTH_CHOICES),
-            "r": check_array("r", self.r, n, None, np.int32,
-                             bounds=(space.MIN_RESOLUTION, space.MAX_RESOLUTION)),
-            "w": check_width(self.w)}
+            "r": check_array(
+                "r", self.r, n, None, np.int32, bounds=(space.MIN_RESOLUTION, space.MAX_RESOLUTION)
+            ),
+            "w": check_width(self.w),
+        }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
     @classmethod
-    def from_configs(cls, configs: Sequence[SubnetConfig]) -> "ConfigBatch":
+    def from_configs(cls, configs: Sequence[SubnetConfig]) -> ConfigBatch:
         widths = {c.w for c in configs}
         if len(widths) > 1:
             raise ValueError(f"w: a batch holds one width, got {sorted(widths)}")
         n = len(configs)
-        return cls(ks=np.array([[_KERNEL_INDEX[k] for k in c.ks] for c in configs],
-                               np.int8).reshape(n, space.N_BLOCKS),
-                   e=np.array([[_EXPAND_INDEX[x] for x in c.e] for c in configs],
-                              np.int8).reshape(n, space.N_BLOCKS),
-                   d=np.array([c.d for c in configs], np.int8).reshape(n, space.N_STAGES),
-                   r=np.array([c.r for c in configs], np.int32),
-                   w=widths.pop() if widths else 1.0)
+        return cls(
+            ks=np.array([[_KERNEL_INDEX[k] for k in c.ks] for c in configs], np.int8).reshape(
+                n, space.N_BLOCKS
+            ),
+            e=np.array([[_EXPAND_INDEX[x] for x in c.e] for c in configs], np.int8).reshape(
+                n, space.N_BLOCKS
+            ),
+            d=np.array([c.d for c in configs], np.int8).reshape(n, space.N_STAGES),
+            r=np.array([c.r for c in configs], np.int32),
+            w=widths.pop() if widths else 1.0,
+        )
 
     def __len__(self) -> int:
         return len(self.r)
@@ -110,6 +140,10 @@ class ConfigBatch:
         return position < depth
 
     def config(self, i: int) -> SubnetConfig:
-        return SubnetConfig(ks=[space.KERNEL_CHOICES[k] for k in self.ks[i]],
-                            e=[space.EXPAND_CHOICES[x] for x in self.e[i]],
-                            d=self.d[i].tolist(), r=int(self.r[i]), w=self.w)
+        return SubnetConfig(
+            ks=[space.KERNEL_CHOICES[k] for k in self.ks[i]],
+            e=[space.EXPAND_CHOICES[x] for x in self.e[i]],
+            d=self.d[i].tolist(),
+            r=int(self.r[i]),
+            w=self.w,
+        )

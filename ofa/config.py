@@ -12,14 +12,22 @@ import hashlib
 import json
 import math
 import random
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from ofa import jsonfile, space
 
-__all__ = ["SubnetConfig", "sample_configs", "space_size", "load_configs", "check_int",
-           "check_width", "show"]
+__all__ = [
+    "SubnetConfig",
+    "sample_configs",
+    "space_size",
+    "load_configs",
+    "check_int",
+    "check_width",
+    "show",
+]
 
 
 def show(value: Any, limit: int = 80) -> str:
@@ -28,32 +36,44 @@ def show(value: Any, limit: int = 80) -> str:
         text = repr(value)
     except ValueError:  # an integer too long to print
         text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def check_int(field: str, value: Any, allowed: Sequence[int] | None = None,
-              bounds: tuple[int, int] | None = None, index: int | None = None) -> int:
+def check_int(
+    field: str,
+    value: Any,
+    allowed: Sequence[int] | None = None,
+    bounds: tuple[int, int] | None = None,
+    index: int | None = None,
+) -> int:
     """`value` as an int, or a ValueError naming `field[index]` and what it may be. Also
     the message of ConfigBatch, which checks whole arrays and reports their first bad entry."""
     where = f"{field}[{index}]" if index is not None else field
-    expected = (f"one of {', '.join(map(str, allowed))}" if allowed is not None
-                else f"an integer in {bounds[0]}..{bounds[1]}")
+    expected = (
+        f"one of {', '.join(map(str, allowed))}"
+        if allowed is not None
+        else f"an integer in {bounds[0]}..{bounds[1]}"
+    )
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             value = int(value)
         else:
-            raise ValueError(f"{where}: expected {expected}, got {show(value)} "
-                             f"({type(value).__name__})")
-    if ((allowed is not None and value not in allowed)
-            or (bounds is not None and not bounds[0] <= value <= bounds[1])):
+            raise ValueError(
+                f"{where}: expected {expected}, got {show(value)} ({type(value).__name__})"
+            )
+    if (allowed is not None and value not in allowed) or (
+        bounds is not None and not bounds[0] <= value <= bounds[1]
+    ):
         raise ValueError(f"{where}: expected {expected}, got {show(value)}")
     return value
 
 
 def _check_list(field: str, value: Any, length: int, allowed: Sequence[int]) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise ValueError(f"{field}: expected a list of {length} integers from "
-                         f"{{{', '.join(map(str, allowed))}}}, got {show(value)}")
+        raise ValueError(
+            f"{field}: expected a list of {length} integers from "
+            f"{{{', '.join(map(str, allowed))}}}, got {show(value)}"
+        )
     if len(value) != length:
         raise ValueError(f"{field}: expected {length} entries, got {len(value)}")
     return tuple(check_int(field, v, allowed, index=i) for i, v in enumerate(value))
@@ -90,8 +110,8 @@ class SubnetConfig:
         r = check_int("r", self.r, bounds=(space.MIN_RESOLUTION, space.MAX_RESOLUTION))
         w = check_width(self.w)
         active = [self._block_active(b, d) for b in range(space.N_BLOCKS)]
-        ks = tuple(k if on else min(space.KERNEL_CHOICES) for k, on in zip(ks, active))
-        e = tuple(x if on else min(space.EXPAND_CHOICES) for x, on in zip(e, active))
+        ks = tuple(k if on else min(space.KERNEL_CHOICES) for k, on in zip(ks, active, strict=True))
+        e = tuple(x if on else min(space.EXPAND_CHOICES) for x, on in zip(e, active, strict=True))
         for name, value in (("ks", ks), ("e", e), ("d", d), ("r", r), ("w", w)):
             object.__setattr__(self, name, value)
 
@@ -122,7 +142,7 @@ class SubnetConfig:
         """A stable 12-hex-digit id of the canonical form."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
 
-    def replace(self, **changes: Any) -> "SubnetConfig":
+    def replace(self, **changes: Any) -> SubnetConfig:
         """A copy with some fields changed (validated again)."""
         fields = self.to_dict()
         fields.update(changes)
@@ -130,7 +150,7 @@ class SubnetConfig:
 
     # ---------------------------------------------------------------- parsing
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, w: float | None = None) -> "SubnetConfig":
+    def from_dict(cls, data: Mapping[str, Any], *, w: float | None = None) -> SubnetConfig:
         """Parse our JSON or OFA's (`"r": [224]`, `"image_size"`, `"width_mult"`).
 
         `w` is used when the data does not name a width; the default width is 1.0.
@@ -144,8 +164,10 @@ class SubnetConfig:
         unknown = [key for key in data if key not in known]
         if unknown:
             more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
-            raise ValueError(f"config: unknown field(s) {', '.join(map(show, unknown[:3]))}"
-                             f"{more}; expected {', '.join(sorted(known))}")
+            raise ValueError(
+                f"config: unknown field(s) {', '.join(map(show, unknown[:3]))}"
+                f"{more}; expected {', '.join(sorted(known))}"
+            )
         for name in ("ks", "e", "d"):
             if name not in data:
                 raise ValueError(f"{name}: missing (a subnet needs ks, e, d and r)")
@@ -162,18 +184,20 @@ class SubnetConfig:
         return cls(ks=data["ks"], e=data["e"], d=data["d"], r=r, w=width)
 
     @classmethod
-    def from_json(cls, text: str, *, w: float | None = None) -> "SubnetConfig":
+    def from_json(cls, text: str, *, w: float | None = None) -> SubnetConfig:
         return cls.from_dict(jsonfile.parse(text, "config"), w=w)
 
     @classmethod
-    def from_net_config(cls, net: Mapping[str, Any], image_size: int | None = None) -> "SubnetConfig":
+    def from_net_config(cls, net: Mapping[str, Any], image_size: int | None = None) -> SubnetConfig:
         """Read an OFA `net.config` (a built MobileNetV3, old or new block naming)."""
         if not isinstance(net, Mapping):
             raise ValueError(f"net.config: expected a JSON object, got {type(net).__name__}")
         name = net.get("name")
         if name != "MobileNetV3":
-            raise ValueError(f"net.config: name is {show(name)}; only OFA MobileNetV3 subnets "
-                             "are in this space (ProxylessNAS nets are not)")
+            raise ValueError(
+                f"net.config: name is {show(name)}; only OFA MobileNetV3 subnets "
+                "are in this space (ProxylessNAS nets are not)"
+            )
         first_conv, raw = net.get("first_conv"), net.get("blocks")
         if not isinstance(first_conv, Mapping) or "out_channels" not in first_conv:
             raise ValueError("net.config: first_conv.out_channels: missing")
@@ -182,35 +206,45 @@ class SubnetConfig:
         blocks = [b.get("conv") or b.get("mobile_inverted_conv") for b in raw]
         for i, block in enumerate(blocks):
             if not isinstance(block, Mapping):
-                raise ValueError(f"net.config: blocks[{i}]: expected a 'conv' (or "
-                                 "'mobile_inverted_conv') object")
+                raise ValueError(
+                    f"net.config: blocks[{i}]: expected a 'conv' (or 'mobile_inverted_conv') object"
+                )
         shortcuts = [b.get("shortcut") for b in raw]
         first_out = first_conv["out_channels"]
-        width = next((w for w in space.WIDTH_CHOICES if space.stage_widths(w)[0] == first_out), None)
+        width = next(
+            (w for w in space.WIDTH_CHOICES if space.stage_widths(w)[0] == first_out), None
+        )
         if width is None:
-            raise ValueError(f"net.config: first_conv.out_channels is {show(first_out)}; expected "
-                             f"{space.stage_widths(1.0)[0]} (w1.0) or {space.stage_widths(1.2)[0]} (w1.2)")
+            raise ValueError(
+                f"net.config: first_conv.out_channels is {show(first_out)}; expected "
+                f"{space.stage_widths(1.0)[0]} (w1.0) or {space.stage_widths(1.2)[0]} (w1.2)"
+            )
         stages: list[list[Mapping[str, Any]]] = []
-        for block, shortcut in zip(blocks[1:], shortcuts[1:]):
+        for block, shortcut in zip(blocks[1:], shortcuts[1:], strict=True):
             if shortcut is None:
                 stages.append([])
             if not stages:
                 raise ValueError("net.config: blocks[1] must start a stage (no shortcut)")
             stages[-1].append(block)
         if len(stages) != space.N_STAGES:
-            raise ValueError(f"net.config: expected {space.N_STAGES} stages after blocks[0], "
-                             f"found {len(stages)}")
+            raise ValueError(
+                f"net.config: expected {space.N_STAGES} stages after blocks[0], found {len(stages)}"
+            )
         widths = space.stage_widths(width)[2:7]
         ks, e, d = [], [], []
         for s, stage in enumerate(stages):
             if not 1 <= len(stage) <= space.MAX_DEPTH:
-                raise ValueError(f"net.config: stage {s} has {len(stage)} blocks, expected "
-                                 f"{min(space.DEPTH_CHOICES)}..{space.MAX_DEPTH}")
+                raise ValueError(
+                    f"net.config: stage {s} has {len(stage)} blocks, expected "
+                    f"{min(space.DEPTH_CHOICES)}..{space.MAX_DEPTH}"
+                )
             for i, block in enumerate(stage):
                 if block.get("out_channels") != widths[s]:
-                    raise ValueError(f"net.config: stage {s} block {i} has out_channels "
-                                     f"{show(block.get('out_channels'))}, expected {widths[s]} "
-                                     f"for w{width}")
+                    raise ValueError(
+                        f"net.config: stage {s} block {i} has out_channels "
+                        f"{show(block.get('out_channels'))}, expected {widths[s]} "
+                        f"for w{width}"
+                    )
             d.append(len(stage))
             pad = space.MAX_DEPTH - len(stage)
             ks += [b.get("kernel_size") for b in stage] + [min(space.KERNEL_CHOICES)] * pad
@@ -222,7 +256,7 @@ class SubnetConfig:
         return cls(ks=ks, e=e, d=d, r=image_size, w=width)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "SubnetConfig":
+    def from_file(cls, path: str | Path) -> SubnetConfig:
         """Read one config from a JSON file; for an OFA `net.config`, the image size comes
         from the `run.config` beside it when present."""
         path = Path(path)
@@ -236,25 +270,37 @@ class SubnetConfig:
 
     # ---------------------------------------------------------------- special
     @classmethod
-    def largest(cls, r: int = 224, w: float = 1.0) -> "SubnetConfig":
-        return cls(ks=[max(space.KERNEL_CHOICES)] * space.N_BLOCKS,
-                   e=[max(space.EXPAND_CHOICES)] * space.N_BLOCKS,
-                   d=[max(space.DEPTH_CHOICES)] * space.N_STAGES, r=r, w=w)
+    def largest(cls, r: int = 224, w: float = 1.0) -> SubnetConfig:
+        return cls(
+            ks=[max(space.KERNEL_CHOICES)] * space.N_BLOCKS,
+            e=[max(space.EXPAND_CHOICES)] * space.N_BLOCKS,
+            d=[max(space.DEPTH_CHOICES)] * space.N_STAGES,
+            r=r,
+            w=w,
+        )
 
     @classmethod
-    def smallest(cls, r: int = 224, w: float = 1.0) -> "SubnetConfig":
-        return cls(ks=[min(space.KERNEL_CHOICES)] * space.N_BLOCKS,
-                   e=[min(space.EXPAND_CHOICES)] * space.N_BLOCKS,
-                   d=[min(space.DEPTH_CHOICES)] * space.N_STAGES, r=r, w=w)
+    def smallest(cls, r: int = 224, w: float = 1.0) -> SubnetConfig:
+        return cls(
+            ks=[min(space.KERNEL_CHOICES)] * space.N_BLOCKS,
+            e=[min(space.EXPAND_CHOICES)] * space.N_BLOCKS,
+            d=[min(space.DEPTH_CHOICES)] * space.N_STAGES,
+            r=r,
+            w=w,
+        )
 
     @classmethod
-    def sample(cls, rng: random.Random, resolutions: Sequence[int] = (224,),
-               w: float = 1.0) -> "SubnetConfig":
+    def sample(
+        cls, rng: random.Random, resolutions: Sequence[int] = (224,), w: float = 1.0
+    ) -> SubnetConfig:
         """Uniform per choice, like OFA's `sample_active_subnet`."""
-        return cls(ks=[rng.choice(space.KERNEL_CHOICES) for _ in range(space.N_BLOCKS)],
-                   e=[rng.choice(space.EXPAND_CHOICES) for _ in range(space.N_BLOCKS)],
-                   d=[rng.choice(space.DEPTH_CHOICES) for _ in range(space.N_STAGES)],
-                   r=rng.choice(list(resolutions)), w=w)
+        return cls(
+            ks=[rng.choice(space.KERNEL_CHOICES) for _ in range(space.N_BLOCKS)],
+            e=[rng.choice(space.EXPAND_CHOICES) for _ in range(space.N_BLOCKS)],
+            d=[rng.choice(space.DEPTH_CHOICES) for _ in range(space.N_STAGES)],
+            r=rng.choice(list(resolutions)),
+            w=w,
+        )
 
 
 def _image_size_beside(net_config: Path) -> Any:
@@ -268,8 +314,9 @@ def _image_size_beside(net_config: Path) -> Any:
     return run.get("image_size")
 
 
-def sample_configs(n: int, seed: int, resolutions: Sequence[int] = (224,),
-                   w: float = 1.0) -> list[SubnetConfig]:
+def sample_configs(
+    n: int, seed: int, resolutions: Sequence[int] = (224,), w: float = 1.0
+) -> list[SubnetConfig]:
     """`n` configs drawn with their own RNG (same seed, same list; the global RNG is untouched)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n: expected a non-negative integer, got {show(n)}")
@@ -280,8 +327,8 @@ def sample_configs(n: int, seed: int, resolutions: Sequence[int] = (224,),
 def space_size(n_resolutions: int = 1) -> int:
     """Number of distinct subnets (canonical forms) times the number of resolutions."""
     per_block = len(space.KERNEL_CHOICES) * len(space.EXPAND_CHOICES)
-    per_stage = sum(per_block ** depth for depth in space.DEPTH_CHOICES)
-    return per_stage ** space.N_STAGES * n_resolutions
+    per_stage = sum(per_block**depth for depth in space.DEPTH_CHOICES)
+    return per_stage**space.N_STAGES * n_resolutions
 
 
 def load_configs(path: str | Path) -> list[SubnetConfig]:
@@ -291,8 +338,11 @@ def load_configs(path: str | Path) -> list[SubnetConfig]:
     try:
         data = jsonfile.parse(text, str(path))
     except ValueError:  # not one JSON value: JSON lines, each named by its number if bad
-        items: Iterable[Any] = [jsonfile.parse(line, f"{path}:{lineno}")
-                                for lineno, line in enumerate(text.splitlines(), 1) if line.strip()]
+        items: Iterable[Any] = [
+            jsonfile.parse(line, f"{path}:{lineno}")
+            for lineno, line in enumerate(text.splitlines(), 1)
+            if line.strip()
+        ]
     else:
         if isinstance(data, Mapping) and "blocks" in data:
             return [SubnetConfig.from_file(path)]

@@ -31,8 +31,9 @@ def read_text(path: str | Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON (not UTF-8 text: {exc.reason} at byte "
-                         f"{exc.start})") from None
+        raise ValueError(
+            f"{path}: not valid JSON (not UTF-8 text: {exc.reason} at byte {exc.start})"
+        ) from None
 
 
 def read(path: str | Path) -> Any:

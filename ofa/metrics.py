@@ -35,15 +35,19 @@ def regression_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str,
     """Errors of `predicted` against `measured` (both ms, same order)."""
     predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
     if predicted.shape != measured.shape or predicted.size < 2:
-        raise ValueError(f"predicted/measured: need two equal-length series of >= 2 values, "
-                         f"got {predicted.shape} and {measured.shape}")
+        raise ValueError(
+            f"predicted/measured: need two equal-length series of >= 2 values, "
+            f"got {predicted.shape} and {measured.shape}"
+        )
     error = predicted - measured
     relative = error / measured
-    return {"n": int(measured.size),
-            "rmse_ms": float(np.sqrt(np.mean(error ** 2))),
-            "rmse_pct": float(100 * np.sqrt(np.mean(relative ** 2))),
-            "mape_pct": float(100 * np.mean(np.abs(relative))),
-            "within_5pct": float(np.mean(np.abs(relative) <= 0.05)),
-            "within_10pct": float(np.mean(np.abs(relative) <= 0.10)),
-            "kendall_tau": kendall_tau(predicted, measured),
-            "spearman_rho": spearman_rho(predicted, measured)}
+    return {
+        "n": int(measured.size),
+        "rmse_ms": float(np.sqrt(np.mean(error**2))),
+        "rmse_pct": float(100 * np.sqrt(np.mean(relative**2))),
+        "mape_pct": float(100 * np.mean(np.abs(relative))),
+        "within_5pct": float(np.mean(np.abs(relative) <= 0.05)),
+        "within_10pct": float(np.mean(np.abs(relative) <= 0.10)),
+        "kendall_tau": kendall_tau(predicted, measured),
+        "spearman_rho": spearman_rho(predicted, measured),
+    }

@@ -43,12 +43,20 @@ class LayerSpec:
     @property
     def lut_key(self) -> str:
         """The key of this layer in an OFA `{r}_lookup_table.yaml`."""
-        parts = [self.kind, "input:" + "x".join(map(str, self.in_shape)),
-                 "output:" + "x".join(map(str, self.out_shape))]
+        parts = [
+            self.kind,
+            "input:" + "x".join(map(str, self.in_shape)),
+            "output:" + "x".join(map(str, self.out_shape)),
+        ]
         if self.kind == MBCONV:
-            parts += [f"expand:{self.mid}", f"kernel:{self.kernel}", f"stride:{self.stride}",
-                      f"idskip:{int(self.idskip)}", f"se:{int(self.se)}",
-                      f"hs:{int(self.act == 'h_swish')}"]
+            parts += [
+                f"expand:{self.mid}",
+                f"kernel:{self.kernel}",
+                f"stride:{self.stride}",
+                f"idskip:{int(self.idskip)}",
+                f"se:{int(self.se)}",
+                f"hs:{int(self.act == 'h_swish')}",
+            ]
         return "-".join(parts)
 
     @property
@@ -62,7 +70,9 @@ class LayerSpec:
     def macs(self) -> int:
         """Multiply-accumulates of convolutions and linear layers, as OFA's counter counts."""
         h_in, w_in, c_in = self.in_shape if len(self.in_shape) == 3 else (1, 1, self.in_shape[-1])
-        h_out, w_out = (self.out_shape[0], self.out_shape[1]) if len(self.out_shape) == 3 else (1, 1)
+        h_out, w_out = (
+            (self.out_shape[0], self.out_shape[1]) if len(self.out_shape) == 3 else (1, 1)
+        )
         c_out = self.out_channels
         if self.kind == FIRST_CONV:
             return c_in * 9 * h_out * w_out * c_out
@@ -71,7 +81,7 @@ class LayerSpec:
         if self.kind == AVG_POOL:
             return 0
         macs = c_in * h_in * w_in * self.mid if self.has_expand else 0
-        macs += self.mid * self.kernel ** 2 * h_out * w_out
+        macs += self.mid * self.kernel**2 * h_out * w_out
         if self.se:
             macs += 2 * self.mid * space.se_channels(self.mid)
         macs += self.mid * h_out * w_out * c_out
@@ -91,7 +101,7 @@ class LayerSpec:
         if self.kind == AVG_POOL:
             return 0
         params = (c_in * self.mid + 2 * self.mid) if self.has_expand else 0
-        params += self.mid * self.kernel ** 2 + 2 * self.mid
+        params += self.mid * self.kernel**2 + 2 * self.mid
         if self.se:
             hidden = space.se_channels(self.mid)
             params += 2 * self.mid * hidden + hidden + self.mid
@@ -104,22 +114,47 @@ def layer_plan(config: SubnetConfig) -> list[LayerSpec]:
     elastic blocks, final expand, pooling, feature mix, classifier."""
     widths = space.stage_widths(config.w)
     first, block0, stage_out, final_expand, feature_mix = (
-        widths[0], widths[1], widths[2:7], widths[7], widths[8])
+        widths[0],
+        widths[1],
+        widths[2:7],
+        widths[7],
+        widths[8],
+    )
     size = (config.r + 1) // 2
     plan = [LayerSpec(FIRST_CONV, (config.r, config.r, 3), (size, size, first), act="h_swish")]
-    plan.append(LayerSpec(MBCONV, (size, size, first), (size, size, block0), mid=first,
-                          kernel=3, stride=1, idskip=first == block0, se=False, act="relu"))
+    plan.append(
+        LayerSpec(
+            MBCONV,
+            (size, size, first),
+            (size, size, block0),
+            mid=first,
+            kernel=3,
+            stride=1,
+            idskip=first == block0,
+            se=False,
+            act="relu",
+        )
+    )
     channels = block0
     for block in config.active_blocks:
         stage = space.stage_of(block)
         first_in_stage = block % space.MAX_DEPTH == 0
         stride = space.STAGE_STRIDES[stage] if first_in_stage else 1
         out_size = int((size - 1) / stride + 1)
-        plan.append(LayerSpec(
-            MBCONV, (size, size, channels), (out_size, out_size, stage_out[stage]),
-            mid=space.middle_channels(channels, config.e[block]), kernel=config.ks[block],
-            stride=stride, idskip=not first_in_stage, se=space.STAGE_SE[stage],
-            act=space.STAGE_ACTS[stage], has_expand=True))
+        plan.append(
+            LayerSpec(
+                MBCONV,
+                (size, size, channels),
+                (out_size, out_size, stage_out[stage]),
+                mid=space.middle_channels(channels, config.e[block]),
+                kernel=config.ks[block],
+                stride=stride,
+                idskip=not first_in_stage,
+                se=space.STAGE_SE[stage],
+                act=space.STAGE_ACTS[stage],
+                has_expand=True,
+            )
+        )
         size, channels = out_size, stage_out[stage]
     plan += [
         LayerSpec(FINAL_EXPAND, (size, size, channels), (size, size, final_expand), act="h_swish"),
@@ -155,6 +190,9 @@ def space_lut_specs(r: int, w: float = 1.0) -> list[LayerSpec]:
             spec = largest[2 + stage * space.MAX_DEPTH + position]
             for kernel in space.KERNEL_CHOICES:
                 for expand in space.EXPAND_CHOICES:
-                    blocks.append(dataclasses.replace(
-                        spec, kernel=kernel, mid=space.middle_channels(spec.in_channels, expand)))
+                    blocks.append(
+                        dataclasses.replace(
+                            spec, kernel=kernel, mid=space.middle_channels(spec.in_channels, expand)
+                        )
+                    )
     return head + blocks + tail

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ofa import jsonfile, space
 from ofa.config import check_int, show
@@ -76,8 +77,10 @@ class Phase:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
-            raise ValueError(f"name: expected 1-64 characters of A-Z a-z 0-9 . _ - (it names "
-                             f"the phase's folder), got {show(self.name)}")
+            raise ValueError(
+                f"name: expected 1-64 characters of A-Z a-z 0-9 . _ - (it names "
+                f"the phase's folder), got {show(self.name)}"
+            )
         for name in ("batch_size", "subnets_per_step", "log_every", "checkpoint_every"):
             _integer(name, getattr(self, name), minimum=1)
         _integer("seed", self.seed, minimum=0)
@@ -92,18 +95,25 @@ class Phase:
             raise ValueError(f"{bad}: expected true or false, got {show(getattr(self, bad))}")
         self._one_of("steps", "epochs", required=True)
         self._one_of("warmup_steps", "warmup_epochs", required=False)
-        for name, allowed in (("ks", space.KERNEL_CHOICES), ("e", space.EXPAND_CHOICES),
-                              ("d", space.DEPTH_CHOICES)):
+        for name, allowed in (
+            ("ks", space.KERNEL_CHOICES),
+            ("e", space.EXPAND_CHOICES),
+            ("d", space.DEPTH_CHOICES),
+        ):
             object.__setattr__(self, name, _choices(name, getattr(self, name), allowed))
         sizes = _choices("resolutions", self.resolutions, None)
         for size in sizes:
             if not space.MIN_RESOLUTION <= size <= space.MAX_RESOLUTION:
-                raise ValueError(f"resolutions: {size} is outside {space.MIN_RESOLUTION}.."
-                                 f"{space.MAX_RESOLUTION}")
+                raise ValueError(
+                    f"resolutions: {size} is outside {space.MIN_RESOLUTION}..{space.MAX_RESOLUTION}"
+                )
         object.__setattr__(self, "resolutions", sizes)
         if self.eval_resolution is not None:
-            check_int("eval_resolution", self.eval_resolution,
-                      bounds=(space.MIN_RESOLUTION, space.MAX_RESOLUTION))
+            check_int(
+                "eval_resolution",
+                self.eval_resolution,
+                bounds=(space.MIN_RESOLUTION, space.MAX_RESOLUTION),
+            )
 
     def _one_of(self, steps: str, epochs: str, required: bool) -> None:
         given = [n for n in (steps, epochs) if getattr(self, n) is not None]
@@ -123,8 +133,10 @@ class Phase:
         else:
             warmup = math.ceil((self.warmup_epochs or 0.0) * per_epoch)
         if warmup >= steps:
-            raise ValueError(f"warmup_steps: {warmup} warm-up steps leave none of the {steps} "
-                             f"steps of phase {self.name!r} for the cosine schedule")
+            raise ValueError(
+                f"warmup_steps: {warmup} warm-up steps leave none of the {steps} "
+                f"steps of phase {self.name!r} for the cosine schedule"
+            )
         return steps, warmup
 
     @property
@@ -141,14 +153,15 @@ class Phase:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Phase":
+    def from_dict(cls, data: Mapping[str, Any]) -> Phase:
         if not isinstance(data, Mapping):
             raise ValueError(f"phase: expected a JSON object, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(str(key) for key in set(data) - known)
         if unknown:
-            raise ValueError(f"{_key(unknown[0])}: unknown field; expected one of "
-                             f"{', '.join(sorted(known))}")
+            raise ValueError(
+                f"{_key(unknown[0])}: unknown field; expected one of {', '.join(sorted(known))}"
+            )
         for name in ("name", "batch_size", "lr"):
             if name not in data:
                 raise ValueError(f"{name}: missing")
@@ -166,8 +179,12 @@ def _integer(name: str, value: Any, minimum: int) -> None:
 
 
 def _number(name: str, value: Any, maximum: float | None = None) -> None:
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not 0 <= value < math.inf or (maximum is not None and value > maximum)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value < math.inf
+        or (maximum is not None and value > maximum)
+    ):
         bound = f"in 0..{maximum}" if maximum is not None else ">= 0"
         raise ValueError(f"{name}: expected a number {bound}, got {show(value)}")
 
@@ -207,8 +224,10 @@ def load_chain(path: str | Path) -> Chain:
     if not isinstance(data, Mapping):
         raise ValueError(f"{path}: expected a JSON object with 'phases' and 'teacher'")
     if "phases" not in data:
-        raise ValueError(f"{path}: phases: missing (a phase file runs with `train run`, a "
-                         f"chain file lists phase files)")
+        raise ValueError(
+            f"{path}: phases: missing (a phase file runs with `train run`, a "
+            f"chain file lists phase files)"
+        )
     unknown = sorted(str(key) for key in set(data) - {"phases", "teacher"})
     if unknown:
         raise ValueError(f"{path}: {_key(unknown[0])}: unknown field; expected 'phases', 'teacher'")
@@ -217,20 +236,25 @@ def load_chain(path: str | Path) -> Chain:
         raise ValueError(f"{path}: phases: expected a non-empty list of phase file names")
     for i, name in enumerate(files):
         if not isinstance(name, str) or not _FILE_NAME.fullmatch(name) or Path(name).is_absolute():
-            raise ValueError(f"{path}: phases[{i}]: expected a phase file name relative to the "
-                             f"chain file (1-255 printable characters), got {show(name)}")
+            raise ValueError(
+                f"{path}: phases[{i}]: expected a phase file name relative to the "
+                f"chain file (1-255 printable characters), got {show(name)}"
+            )
     phases = tuple(load_phase(path.parent / f) for f in files)
     names = [p.name for p in phases]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: phases: two phases share a name ({', '.join(names)})")
     teacher = data.get("teacher")
     if teacher is not None and teacher not in names:
-        raise ValueError(f"{path}: teacher: {teacher!r} is not one of the phases "
-                         f"({', '.join(names)})")
+        raise ValueError(
+            f"{path}: teacher: {teacher!r} is not one of the phases ({', '.join(names)})"
+        )
     for i, phase in enumerate(phases):
         if phase.kd_ratio > 0 and (teacher is None or teacher not in names[:i]):
-            raise ValueError(f"{path}: teacher: phase {phase.name!r} distils (kd_ratio "
-                             f"{phase.kd_ratio}) but no earlier phase is the teacher")
+            raise ValueError(
+                f"{path}: teacher: phase {phase.name!r} distils (kd_ratio "
+                f"{phase.kd_ratio}) but no earlier phase is the teacher"
+            )
     return Chain(phases, teacher)
 
 

@@ -8,19 +8,24 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from coordinator.state import BlobStore
 from coordinator.services.jobs import BenchOptions, enqueue_model
 from coordinator.services.local import start_agent, start_server
-from coordinator.state import Store
+from coordinator.state import BlobStore, Store
 from ofa.config import SubnetConfig
 from ofa.nn.export import export_lut_entries
 
 BIN = Path(sys.executable).parent
-QUICK = BenchOptions(warmup_runs=2, warmup_min_s=0.02, min_runs=10, min_time_s=0.05,
-                     max_time_s=2.0, target_precision=0.5)
+QUICK = BenchOptions(
+    warmup_runs=2,
+    warmup_min_s=0.02,
+    min_runs=10,
+    min_time_s=0.05,
+    max_time_s=2.0,
+    target_precision=0.5,
+)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.1):
@@ -53,9 +58,18 @@ class Fleet:
     # ----------------------------------------------------------------- coordinator
     def start_server(self, port: int = 0, extra: tuple[str, ...] = ()) -> str:
         self.server, self.address = start_server(
-            self.db, f"127.0.0.1:{port}", ["--heartbeat-interval", str(self.heartbeat_s),
-                                           "--lease-seconds", str(self.lease_seconds), "-v", *extra],
-            log=open(self.folder / "server.log", "ab"))
+            self.db,
+            f"127.0.0.1:{port}",
+            [
+                "--heartbeat-interval",
+                str(self.heartbeat_s),
+                "--lease-seconds",
+                str(self.lease_seconds),
+                "-v",
+                *extra,
+            ],
+            log=open(self.folder / "server.log", "ab"),
+        )
         return self.address
 
     @property
@@ -77,21 +91,41 @@ class Fleet:
         path.write_text(self.store.create_token(name))
         return path
 
-    def enqueue(self, models: list[tuple[str, bytes]], label: str = "cpu",
-                options: BenchOptions = QUICK, **kwargs) -> list[str]:
+    def enqueue(
+        self,
+        models: list[tuple[str, bytes]],
+        label: str = "cpu",
+        options: BenchOptions = QUICK,
+        **kwargs,
+    ) -> list[str]:
         blobs = BlobStore(self.store)
-        return [job for key, model in models for job in
-                enqueue_model(self.store, blobs, model, label=label, lut_key=key,
-                              options=options, **kwargs)]
+        return [
+            job
+            for key, model in models
+            for job in enqueue_model(
+                self.store, blobs, model, label=label, lut_key=key, options=options, **kwargs
+            )
+        ]
 
     # ---------------------------------------------------------------------- agents
-    def start_agent(self, name: str, labels: tuple[str, ...] = ("cpu",), token: Path | None = None,
-                    address: str | None = None, extra: tuple[str, ...] = (),
-                    executable: Path | None = None) -> subprocess.Popen:
-        process = start_agent(address or self.address, token or self.token(name),
-                              self.folder / f"cache-{name}", labels, ["-v", *extra],
-                              log=open(self.folder / f"agent-{name}.log", "ab"),
-                              executable=[str(executable)] if executable else None)
+    def start_agent(
+        self,
+        name: str,
+        labels: tuple[str, ...] = ("cpu",),
+        token: Path | None = None,
+        address: str | None = None,
+        extra: tuple[str, ...] = (),
+        executable: Path | None = None,
+    ) -> subprocess.Popen:
+        process = start_agent(
+            address or self.address,
+            token or self.token(name),
+            self.folder / f"cache-{name}",
+            labels,
+            ["-v", *extra],
+            log=open(self.folder / f"agent-{name}.log", "ab"),
+            executable=[str(executable)] if executable else None,
+        )
         self.agents[name] = process
         return process
 
@@ -99,8 +133,11 @@ class Fleet:
         return (self.folder / f"agent-{name}.log").read_text()
 
     def agent_id(self, name: str) -> str:
-        return wait_for(lambda: _read(self.folder / f"cache-{name}" / "agent-id"), 30,
-                        f"agent {name} to register")
+        return wait_for(
+            lambda: _read(self.folder / f"cache-{name}" / "agent-id"),
+            30,
+            f"agent {name} to register",
+        )
 
     # --------------------------------------------------------------------- results
     def done(self, job_ids: list[str]) -> bool:

@@ -14,26 +14,73 @@ from hypothesis import strategies as st
 # failure in CI is a failure locally. 60 examples (a test may set its own count) keep the
 # whole fuzz set well under a minute on 2 cores; deadline=None: a loaded machine is slow, not
 # wrong.
-FUZZ = settings(max_examples=60, derandomize=True, database=None, deadline=None, print_blob=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=60,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 # Values that broke parsers somewhere: wrong types, non-finite floats, integers past int32,
 # int64 and float range, strings with newlines, NUL and non-ASCII, nesting.
 ODD: list[Any] = [
-    None, True, False, 0, -1, 1, 2, 3, 224, 2**31, 2**40, 2**63, -2**63, 10**400, 0.5, -0.0,
-    1e308, math.nan, math.inf, -math.inf, "", "x", "label\n", "a" * 10_000, "\x00", "é✓",
-    "3", "224", "nan", "../x", [], [1] * 1000, {}, {"": None}, [[[[[]]]]], [math.nan],
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    2,
+    3,
+    224,
+    2**31,
+    2**40,
+    2**63,
+    -(2**63),
+    10**400,
+    0.5,
+    -0.0,
+    1e308,
+    math.nan,
+    math.inf,
+    -math.inf,
+    "",
+    "x",
+    "label\n",
+    "a" * 10_000,
+    "\x00",
+    "é✓",
+    "3",
+    "224",
+    "nan",
+    "../x",
+    [],
+    [1] * 1000,
+    {},
+    {"": None},
+    [[[[[]]]]],
+    [math.nan],
 ]
 
 # A copy each time: mutations change containers in place, and must never change ODD itself.
 odd_values = st.sampled_from(ODD).map(copy.deepcopy)
 
 json_values = st.recursive(
-    st.one_of(odd_values, st.none(), st.booleans(), st.integers(),
-              st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30)),
-    lambda inner: st.one_of(st.lists(inner, max_size=6),
-                            st.dictionaries(st.text(max_size=12), inner, max_size=6)),
-    max_leaves=20)
+    st.one_of(
+        odd_values,
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=30),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=6), st.dictionaries(st.text(max_size=12), inner, max_size=6)
+    ),
+    max_leaves=20,
+)
 
 
 def _mutate_here(draw, value: Any) -> Any:
@@ -74,8 +121,11 @@ def _mutate(draw, value: Any) -> Any:
     """One mutation at a random depth (each level descends with probability 3/4)."""
     containers = isinstance(value, (dict, list)) and value
     if containers and draw(st.integers(0, 3)) > 0:
-        key = (draw(st.sampled_from(sorted(value))) if isinstance(value, dict)
-               else draw(st.integers(0, len(value) - 1)))
+        key = (
+            draw(st.sampled_from(sorted(value)))
+            if isinstance(value, dict)
+            else draw(st.integers(0, len(value) - 1))
+        )
         value[key] = _mutate(draw, value[key])
         return value
     return _mutate_here(draw, value)

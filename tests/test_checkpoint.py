@@ -13,11 +13,17 @@ from tests.oracle import run_reference
 
 
 def test_remap_is_a_pure_function_of_the_keys():
-    old = {"blocks.3.mobile_inverted_conv.depth_conv.conv.conv.weight": torch.zeros(1),
-           "module.first_conv.conv.weight": torch.ones(1), "classifier.linear.bias": torch.ones(2)}
+    old = {
+        "blocks.3.mobile_inverted_conv.depth_conv.conv.conv.weight": torch.zeros(1),
+        "module.first_conv.conv.weight": torch.ones(1),
+        "classifier.linear.bias": torch.ones(2),
+    }
     new = remap_state_dict_keys(old)
-    assert list(new) == ["blocks.3.conv.depth_conv.conv.conv.weight", "first_conv.conv.weight",
-                         "classifier.linear.bias"]
+    assert list(new) == [
+        "blocks.3.conv.depth_conv.conv.conv.weight",
+        "first_conv.conv.weight",
+        "classifier.linear.bias",
+    ]
     assert new["classifier.linear.bias"] is old["classifier.linear.bias"]
     assert "module.first_conv.conv.weight" in old  # input untouched
 
@@ -35,8 +41,10 @@ def test_a_checkpoint_written_by_the_reference_loads(tmp_path):
 
 def test_old_mobile_inverted_conv_naming_loads(tmp_path):
     source = randomized_supernet(1.0, seed=1)
-    old = {k.replace(".conv.", ".mobile_inverted_conv.", 1) if k.startswith("blocks.") else k: v
-           for k, v in source.state_dict().items()}
+    old = {
+        k.replace(".conv.", ".mobile_inverted_conv.", 1) if k.startswith("blocks.") else k: v
+        for k, v in source.state_dict().items()
+    }
     assert sum(".mobile_inverted_conv." in k for k in old) > 400
     torch.save({"state_dict": old}, tmp_path / "old.pth")
     model = OFAMobileNetV3(1.0)

@@ -19,28 +19,31 @@ def with_(**changes):
     return {**BASE, **changes}
 
 
-@pytest.mark.parametrize("data, message", [
-    (with_(ks=[3] * 19), "ks: expected 20 entries, got 19"),
-    (with_(e=[3] * 21), "e: expected 20 entries, got 21"),
-    (with_(d=[2] * 4), "d: expected 5 entries, got 4"),
-    (with_(ks=[3] * 5 + [9] + [3] * 14), "ks[5]: expected one of 3, 5, 7, got 9"),
-    (with_(e=[3] * 7 + [5] + [3] * 12), "e[7]: expected one of 3, 4, 6, got 5"),
-    (with_(d=[2, 2, 5, 2, 2]), "d[2]: expected one of 2, 3, 4, got 5"),
-    (with_(r=0), "r: expected an integer in 32..1024, got 0"),
-    (with_(r=-224), "r: expected an integer in 32..1024, got -224"),
-    (with_(r="224"), "r: expected an integer in 32..1024, got '224' (str)"),
-    (with_(r=float("nan")), "r: expected an integer in 32..1024, got nan (float)"),
-    (with_(ks=["3"] * 20), "ks[0]: expected one of 3, 5, 7, got '3' (str)"),
-    (with_(e=[float("nan")] * 20), "e[0]: expected one of 3, 4, 6, got nan (float)"),
-    (with_(d=[True] * 5), "d[0]: expected one of 2, 3, 4, got True (bool)"),
-    (with_(ks="3" * 20), "ks: expected a list of 20 integers"),
-    (with_(w=1.5), "w: expected one of (1.0, 1.2), got 1.5"),
-    (with_(r=[224, 160]), "r: expected one resolution, got [224, 160]"),
-    ({"ks": [3] * 20, "e": [3] * 20, "r": 224}, "d: missing"),
-    (with_(kernel=[3] * 20), "config: unknown field(s) 'kernel'"),
-    ({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5}, "r: missing"),
-    ([1, 2, 3], "config: expected a JSON object, got list"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (with_(ks=[3] * 19), "ks: expected 20 entries, got 19"),
+        (with_(e=[3] * 21), "e: expected 20 entries, got 21"),
+        (with_(d=[2] * 4), "d: expected 5 entries, got 4"),
+        (with_(ks=[3] * 5 + [9] + [3] * 14), "ks[5]: expected one of 3, 5, 7, got 9"),
+        (with_(e=[3] * 7 + [5] + [3] * 12), "e[7]: expected one of 3, 4, 6, got 5"),
+        (with_(d=[2, 2, 5, 2, 2]), "d[2]: expected one of 2, 3, 4, got 5"),
+        (with_(r=0), "r: expected an integer in 32..1024, got 0"),
+        (with_(r=-224), "r: expected an integer in 32..1024, got -224"),
+        (with_(r="224"), "r: expected an integer in 32..1024, got '224' (str)"),
+        (with_(r=float("nan")), "r: expected an integer in 32..1024, got nan (float)"),
+        (with_(ks=["3"] * 20), "ks[0]: expected one of 3, 5, 7, got '3' (str)"),
+        (with_(e=[float("nan")] * 20), "e[0]: expected one of 3, 4, 6, got nan (float)"),
+        (with_(d=[True] * 5), "d[0]: expected one of 2, 3, 4, got True (bool)"),
+        (with_(ks="3" * 20), "ks: expected a list of 20 integers"),
+        (with_(w=1.5), "w: expected one of (1.0, 1.2), got 1.5"),
+        (with_(r=[224, 160]), "r: expected one resolution, got [224, 160]"),
+        ({"ks": [3] * 20, "e": [3] * 20, "r": 224}, "d: missing"),
+        (with_(kernel=[3] * 20), "config: unknown field(s) 'kernel'"),
+        ({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5}, "r: missing"),
+        ([1, 2, 3], "config: expected a JSON object, got list"),
+    ],
+)
 def test_malformed_configs_are_refused_with_a_message_naming_the_problem(data, message):
     with pytest.raises(ValueError) as info:
         SubnetConfig.from_dict(data)
@@ -65,8 +68,13 @@ def test_skipped_blocks_are_canonicalised_so_two_spellings_are_one_subnet():
 def test_json_round_trip_and_ofa_spellings():
     config = sample_configs(1, seed=5, resolutions=(192,), w=1.2)[0]
     assert SubnetConfig.from_json(config.to_json()) == config
-    ofa_style = {"ks": list(config.ks), "e": list(config.e), "d": list(config.d),
-                 "image_size": 192, "width_mult": 1.2}
+    ofa_style = {
+        "ks": list(config.ks),
+        "e": list(config.e),
+        "d": list(config.d),
+        "image_size": 192,
+        "width_mult": 1.2,
+    }
     assert SubnetConfig.from_dict(ofa_style) == config
     list_r = {k: v for k, v in ofa_style.items() if k != "image_size"} | {"r": [192]}
     assert SubnetConfig.from_dict(list_r) == config
@@ -87,8 +95,9 @@ def test_published_mobilenetv3_net_configs_are_read(assets):
     assert (note10.w, note10.r, note10.d) == (1.2, 224, (2, 3, 3, 3, 4))
     assert read["LG-G8_lat-11ms_top1-73.0_finetune-25"].w == 1.0
     assert read["note10_lat-64ms_top1-80.2_finetune-75"].r == 260
-    raw = json.loads((assets / "ofa_specialized/note10_lat-30ms_top1-78.4_finetune-75/net.config")
-                     .read_text())
+    raw = json.loads(
+        (assets / "ofa_specialized/note10_lat-30ms_top1-78.4_finetune-75/net.config").read_text()
+    )
     assert SubnetConfig.from_net_config(raw, image_size=224) == note10
     with pytest.raises(ValueError, match="r: net.config has no image size"):
         SubnetConfig.from_net_config(raw)
@@ -110,6 +119,7 @@ def test_load_configs_reads_json_lists_jsonl_and_names_the_bad_line(tmp_path):
 
 def test_sampling_is_seeded_uniform_and_leaves_the_global_rng_alone():
     import random
+
     random.seed(123)
     before = random.random()
     random.seed(123)
@@ -126,18 +136,26 @@ def test_sampling_is_seeded_uniform_and_leaves_the_global_rng_alone():
 
 
 def test_space_size_matches_ofa():
-    assert space_size() == 7371 ** 5
+    assert space_size() == 7371**5
     assert math.isclose(space_size(), 2.2e19, rel_tol=0.02)
-    assert space_size(25) == 25 * 7371 ** 5
+    assert space_size(25) == 25 * 7371**5
 
 
 def test_a_deeply_nested_file_is_one_line_naming_the_file_not_a_traceback(tmp_path):
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 200_000 + "]" * 200_000)
     for read in (SubnetConfig.from_file, load_configs):
-        with pytest.raises(ValueError, match=r"deep.json(:1)?: not valid JSON \(nested too deeply\)"):
+        with pytest.raises(
+            ValueError, match=r"deep.json(:1)?: not valid JSON \(nested too deeply\)"
+        ):
             read(deep)
-    result = subprocess.run([sys.executable, "-m", "coordinator", "describe", str(deep)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "coordinator", "describe", str(deep)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines() == [f"ofa-coord: error: {deep}: not valid JSON (nested too deeply)"]
+    assert result.stderr.strip().splitlines() == [
+        f"ofa-coord: error: {deep}: not valid JSON (nested too deeply)"
+    ]

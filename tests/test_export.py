@@ -13,8 +13,14 @@ import pytest
 import torch
 
 from ofa.config import SubnetConfig, sample_configs
-from ofa.nn.export import (OPSET, export_lut_entries, export_lut_entry, export_subnet, input_shape,
-                        lut_entry_module)
+from ofa.nn.export import (
+    OPSET,
+    export_lut_entries,
+    export_lut_entry,
+    export_subnet,
+    input_shape,
+    lut_entry_module,
+)
 from ofa.plan import layer_plan, lut_keys
 from tests.models import randomized_supernet
 
@@ -54,9 +60,14 @@ def test_export_is_deterministic_within_and_across_processes(tmp_path):
         "import sys, torch; from ofa.nn.supernet import OFAMobileNetV3; "
         "from ofa.config import SubnetConfig; from ofa.nn.export import export_subnet; "
         "m = OFAMobileNetV3(1.0); m.load_state_dict(torch.load(sys.argv[1], weights_only=True)); "
-        "print(export_subnet(m.eval(), SubnetConfig.from_json(sys.argv[2])).sha256)")
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "w.pt"), config.to_json()],
-                         capture_output=True, text=True, check=True)
+        "print(export_subnet(m.eval(), SubnetConfig.from_json(sys.argv[2])).sha256)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "w.pt"), config.to_json()],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == first.sha256
     other = export_subnet(supernet, config.replace(r=164))
     assert other.sha256 != first.sha256
@@ -71,8 +82,11 @@ def test_every_lut_entry_exports_under_its_key_and_runs():
         spec = specs[key]
         x = np.random.default_rng(1).standard_normal(input_shape(spec)).astype(np.float32)
         out = run_onnx(artifact.onnx, x)
-        expected_shape = ((1, spec.out_shape[0]) if len(spec.out_shape) == 1 else
-                          (1, spec.out_channels, spec.out_shape[0], spec.out_shape[1]))
+        expected_shape = (
+            (1, spec.out_shape[0])
+            if len(spec.out_shape) == 1
+            else (1, spec.out_channels, spec.out_shape[0], spec.out_shape[1])
+        )
         assert out.shape == expected_shape, key
     assert export_lut_entry(specs[lut_keys(config)[5]]).onnx == entries[lut_keys(config)[5]].onnx
 

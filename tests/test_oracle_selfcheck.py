@@ -11,12 +11,19 @@ def spec(ks, e, d, r=224):
 
 
 def test_reference_oracle_matches_published_numbers(tmp_path, assets):
-    resp = run_reference({
-        "width": 1.2, "seed": 0, "state_dict": None,
-        "subnets": [spec(7, 6, 4), spec(3, 3, 2)],
-        "lut_dir": str(assets / "note10"),
-        "net_configs": [str(assets / "ofa_specialized/flops-389M_top1-79.1_finetune-75/net.config")],
-    }, tmp_path)
+    resp = run_reference(
+        {
+            "width": 1.2,
+            "seed": 0,
+            "state_dict": None,
+            "subnets": [spec(7, 6, 4), spec(3, 3, 2)],
+            "lut_dir": str(assets / "note10"),
+            "net_configs": [
+                str(assets / "ofa_specialized/flops-389M_top1-79.1_finetune-75/net.config")
+            ],
+        },
+        tmp_path,
+    )
     largest, smallest = resp["subnets"]
     assert largest["lut_ms"] == pytest.approx(92.40, abs=0.01)
     assert smallest["lut_ms"] == pytest.approx(17.77, abs=0.01)

@@ -41,11 +41,16 @@ def parity(request, tmp_path_factory):
         requests.append({**config.to_dict(), "input": str(work / f"x{i}.npy")})
         with torch.no_grad():
             subnet = model.get_active_subnet(config).eval()
-            ours.append({"super": model(torch.from_numpy(x), config).numpy(),
-                         "sub": subnet(torch.from_numpy(x)).numpy(),
-                         "sub_state": {k: list(v.shape) for k, v in subnet.state_dict().items()}})
-    reference = run_reference({"width": width, "state_dict": str(work / "weights.pt"),
-                               "subnets": requests}, work)
+            ours.append(
+                {
+                    "super": model(torch.from_numpy(x), config).numpy(),
+                    "sub": subnet(torch.from_numpy(x)).numpy(),
+                    "sub_state": {k: list(v.shape) for k, v in subnet.state_dict().items()},
+                }
+            )
+    reference = run_reference(
+        {"width": width, "state_dict": str(work / "weights.pt"), "subnets": requests}, work
+    )
     return model, configs, ours, reference
 
 
@@ -57,7 +62,7 @@ def test_supernet_state_dict_keys_and_shapes_match(parity):
 
 def test_logits_match_reference_within_1e5(parity):
     _, configs, ours, reference = parity
-    for config, mine, theirs in zip(configs, ours, reference["subnets"]):
+    for config, mine, theirs in zip(configs, ours, reference["subnets"], strict=True):
         ref_super = np.load(theirs["logits_super"])
         ref_sub = np.load(theirs["logits_sub"])
         for name, logits in (("supernet", mine["super"]), ("subnet", mine["sub"])):
@@ -70,13 +75,13 @@ def test_logits_match_reference_within_1e5(parity):
 
 def test_subnet_state_dicts_match(parity):
     _, configs, ours, reference = parity
-    for config, mine, theirs in zip(configs, ours, reference["subnets"]):
+    for config, mine, theirs in zip(configs, ours, reference["subnets"], strict=True):
         assert mine["sub_state"] == theirs["state_dict"], config.id
 
 
 def test_macs_and_params_match_reference_counter(parity):
     _, configs, _, reference = parity
-    for config, theirs in zip(configs, reference["subnets"]):
+    for config, theirs in zip(configs, reference["subnets"], strict=True):
         # the reference accumulates its counts in float32 tensors (64-MAC steps near 5e8),
         # so its MACs carry a rounding error of a few tens; ours are exact integers
         assert plan.count_macs(config) == pytest.approx(theirs["macs"], rel=1e-6), config.id
@@ -87,30 +92,47 @@ def test_published_net_configs_count_like_the_reference(assets, tmp_path):
     paths = sorted(assets.glob("ofa_specialized/*/net.config"))
     mbv3 = [p for p in paths if '"MobileNetV3"' in p.read_text()]
     assert len(mbv3) == 34
-    reference = run_reference({"width": 1.0, "subnets": [], "lut_dir": str(assets / "note10"),
-                               "net_configs": [str(p) for p in mbv3]}, tmp_path)
+    reference = run_reference(
+        {
+            "width": 1.0,
+            "subnets": [],
+            "lut_dir": str(assets / "note10"),
+            "net_configs": [str(p) for p in mbv3],
+        },
+        tmp_path,
+    )
     with_lut = 0
-    for path, theirs in zip(mbv3, reference["net_configs"]):
+    for path, theirs in zip(mbv3, reference["net_configs"], strict=True):
         config = SubnetConfig.from_file(path)
         assert config.r == theirs["image_size"], path.parent.name
         assert plan.count_macs(config) == pytest.approx(theirs["macs"], rel=1e-6), path.parent.name
         assert plan.count_params(config) == theirs["params"], path.parent.name
         if theirs.get("lut_ms_net") is not None:  # w1.2 nets at a Note10 resolution
             assert plan.lut_keys(config) == theirs["lut_keys_net"], path.parent.name
-            assert LatencyTable.from_ofa_yaml(assets / "note10").predict_ms(config) == \
-                pytest.approx(theirs["lut_ms_net"], rel=1e-12)
+            assert LatencyTable.from_ofa_yaml(assets / "note10").predict_ms(
+                config
+            ) == pytest.approx(theirs["lut_ms_net"], rel=1e-12)
             with_lut += 1
     assert with_lut == 4
 
 
 def test_lut_keys_and_sums_match_reference_on_note10(assets, tmp_path):
-    configs = [c.replace(r=r) for c, r in zip(sample_configs(10, seed=3, w=1.2),
-                                              [160, 176, 192, 208, 224] * 2)]
-    reference = run_reference({"width": 1.2, "subnets": [{**c.to_dict(), "input": None}
-                                                         for c in configs],
-                               "lut_dir": str(assets / "note10")}, tmp_path)
+    configs = [
+        c.replace(r=r)
+        for c, r in zip(
+            sample_configs(10, seed=3, w=1.2), [160, 176, 192, 208, 224] * 2, strict=True
+        )
+    ]
+    reference = run_reference(
+        {
+            "width": 1.2,
+            "subnets": [{**c.to_dict(), "input": None} for c in configs],
+            "lut_dir": str(assets / "note10"),
+        },
+        tmp_path,
+    )
     table = LatencyTable.from_ofa_yaml(assets / "note10")
-    for config, theirs in zip(configs, reference["subnets"]):
+    for config, theirs in zip(configs, reference["subnets"], strict=True):
         assert plan.lut_keys(config) == theirs["lut_keys"]
         assert plan.lut_keys(config) == theirs["lut_keys_net"]
         assert table.predict_ms(config) == pytest.approx(theirs["lut_ms"], rel=1e-12)

@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from ofa.nn.bn_calibration import recalibrate_bn
 from ofa.config import SubnetConfig, sample_configs
-from ofa.plan import count_params
+from ofa.nn.bn_calibration import recalibrate_bn
 from ofa.nn.supernet import OFAMobileNetV3
+from ofa.plan import count_params
 from tests.models import randomized_supernet
 
 

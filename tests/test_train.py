@@ -20,15 +20,22 @@ from click.testing import CliRunner
 from torch.nn import functional as F
 
 from coordinator.cli.app import main
+from ofa.config import SubnetConfig
 from ofa.nn.accuracy_training import read_accuracy_pairs
 from ofa.nn.bn_calibration import recalibrate_bn
 from ofa.nn.checkpoint import load_checkpoint, load_supernet
-from ofa.config import SubnetConfig
 from ofa.nn.data import digits, fixed_indices, step_indices
-from ofa.schedule import learning_rate, load_chain, load_phase
 from ofa.nn.supernet import OFAMobileNetV3
-from ofa.nn.train import (CHECKPOINT, EVALUATION, _loss, make_optimizer, sample_subnet,
-                       teacher_network, train_phase)
+from ofa.nn.train import (
+    CHECKPOINT,
+    EVALUATION,
+    _loss,
+    make_optimizer,
+    sample_subnet,
+    teacher_network,
+    train_phase,
+)
+from ofa.schedule import learning_rate, load_chain, load_phase
 from tests.oracle import run_reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,8 +73,20 @@ def one_thread():
 def chain_run(tmp_path_factory, one_thread) -> Path:
     """The shipped digits chain, all six phases, run once through `ofa-coord train chain`."""
     out = tmp_path_factory.mktemp("ps-chain")
-    result = CliRunner().invoke(main, ["train", "chain", str(DIGITS / "chain.json"),
-                                       "--data", "digits", "--out", str(out), "--threads", "1"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "chain",
+            str(DIGITS / "chain.json"),
+            "--data",
+            "digits",
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert f"chain finished: {out / 'expand-2' / CHECKPOINT}" in result.output
     assert "[kernel] step 15/15 loss" in result.output and "images/s" in result.output
@@ -76,9 +95,13 @@ def chain_run(tmp_path_factory, one_thread) -> Path:
 
 def _evaluations(out: Path) -> dict[str, dict[str, float]]:
     phases = load_chain(DIGITS / "chain.json").phases
-    return {p.name: {name: r["accuracy"] for name, r in
-                     json.loads((out / p.name / EVALUATION).read_text())["subnets"].items()}
-            for p in phases}
+    return {
+        p.name: {
+            name: r["accuracy"]
+            for name, r in json.loads((out / p.name / EVALUATION).read_text())["subnets"].items()
+        }
+        for p in phases
+    }
 
 
 def test_every_phase_of_the_chain_beats_chance_clearly(chain_run):
@@ -99,8 +122,10 @@ def test_elastic_kernel_keeps_the_full_networks_accuracy(chain_run):
 
 def test_a_finished_chain_is_not_trained_again(chain_run):
     before = (chain_run / "expand-2" / CHECKPOINT).stat().st_mtime_ns
-    result = CliRunner().invoke(main, ["train", "chain", str(DIGITS / "chain.json"),
-                                       "--data", "digits", "--out", str(chain_run)])
+    result = CliRunner().invoke(
+        main,
+        ["train", "chain", str(DIGITS / "chain.json"), "--data", "digits", "--out", str(chain_run)],
+    )
     assert result.exit_code == 0, result.output
     assert result.output.count("already finished") == 6 and "loss" not in result.output
     assert (chain_run / "expand-2" / CHECKPOINT).stat().st_mtime_ns == before
@@ -108,22 +133,30 @@ def test_a_finished_chain_is_not_trained_again(chain_run):
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(chain_run, tmp_path, one_thread):
     """The hardest phase: distillation, four subnets per step, channel sorting at its start."""
-    phase = replace(load_phase(DIGITS / "expand-2.json"), steps=8, warmup_steps=2,
-                    batch_size=16, log_every=2)
+    phase = replace(
+        load_phase(DIGITS / "expand-2.json"), steps=8, warmup_steps=2, batch_size=16, log_every=2
+    )
     data = digits()
-    kwargs = dict(init=chain_run / "expand-1" / CHECKPOINT, teacher=chain_run / "full" / CHECKPOINT,
-                  log=lambda line: None)
+    kwargs = {
+        "init": chain_run / "expand-1" / CHECKPOINT,
+        "teacher": chain_run / "full" / CHECKPOINT,
+        "log": lambda line: None,
+    }
     whole = train_phase(phase, data, tmp_path / "whole", stop_after=6, **kwargs)
     train_phase(phase, data, tmp_path / "parts", stop_after=3, **kwargs)
     resumed = train_phase(phase, data, tmp_path / "parts", stop_after=6, **kwargs)
     for key, value in whole.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
-    saved = [torch.load(tmp_path / run / CHECKPOINT, weights_only=True) for run in ("whole", "parts")]
+    saved = [
+        torch.load(tmp_path / run / CHECKPOINT, weights_only=True) for run in ("whole", "parts")
+    ]
     assert saved[0]["step"] == saved[1]["step"] == 6
     momenta = [s["optimizer"]["state"] for s in saved]
     assert momenta[0].keys() == momenta[1].keys()
-    assert all(torch.equal(momenta[0][k]["momentum_buffer"], momenta[1][k]["momentum_buffer"])
-               for k in momenta[0])
+    assert all(
+        torch.equal(momenta[0][k]["momentum_buffer"], momenta[1][k]["momentum_buffer"])
+        for k in momenta[0]
+    )
 
 
 def test_resuming_with_another_schedule_is_refused(tmp_path):
@@ -147,25 +180,57 @@ def test_resuming_with_another_schedule_is_refused(tmp_path):
 
 def _distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     """Euclidean distance between two networks' parameters (BN statistics left out)."""
-    return math.sqrt(sum(float((a[k] - b[k]).double().square().sum()) for k in a
-                         if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))))
+    return math.sqrt(
+        sum(
+            float((a[k] - b[k]).double().square().sum())
+            for k in a
+            if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+        )
+    )
 
 
 def test_two_torchrun_processes_average_their_gradients(chain_run, tmp_path, one_thread):
     """Two processes of 8 images each end with identical weights, and with those of one
     process that averages the two shares' gradients itself (a sum would move them twice as
     far). Not 1 process x 16 images: each process normalises its own 8 images in BN."""
-    phase = replace(load_phase(DIGITS / "depth-1.json"), steps=4, batch_size=8, log_every=1,
-                    eval_calibration_images=64, dropout=0.0)
+    phase = replace(
+        load_phase(DIGITS / "depth-1.json"),
+        steps=4,
+        batch_size=8,
+        log_every=1,
+        eval_calibration_images=64,
+        dropout=0.0,
+    )
     init, teacher = chain_run / "kernel" / CHECKPOINT, chain_run / "full" / CHECKPOINT
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"phase": phase.to_dict(), "out": str(tmp_path / "out"),
-                                "init": str(init), "teacher": str(teacher)}))
+    spec.write_text(
+        json.dumps(
+            {
+                "phase": phase.to_dict(),
+                "out": str(tmp_path / "out"),
+                "init": str(init),
+                "teacher": str(teacher),
+            }
+        )
+    )
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node", "2", str(ROOT / "tests" / "train_worker.py"),
-                           str(spec)], capture_output=True, text=True, timeout=300, env=env,
-                          cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(ROOT / "tests" / "train_worker.py"),
+            str(spec),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[depth-1] step 4/4" in proc.stdout
     ranks = [torch.load(tmp_path / "out" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
@@ -201,8 +266,10 @@ def _one_process_as_two(phase, init: Path, teacher: Path) -> dict[str, torch.Ten
             group["lr"] = learning_rate(phase, step, steps, warmup, scale=world)
         rng = random.Random(f"{phase.seed}/{step}")
         resolution = rng.choice(phase.resolutions)
-        subnets = [sample_subnet(rng, phase, resolution, model.width)
-                   for _ in range(phase.subnets_per_step)]
+        subnets = [
+            sample_subnet(rng, phase, resolution, model.width)
+            for _ in range(phase.subnets_per_step)
+        ]
         optimizer.zero_grad()
         for rank in range(world):
             indices = step_indices(len(data.train), step, phase.batch_size, phase.seed, rank, world)
@@ -222,8 +289,10 @@ def test_our_checkpoint_loads_in_the_reference_with_the_same_logits(chain_run, t
     and a mixed subnet's a near-constant ~0.7."""
     path = chain_run / "expand-2" / CHECKPOINT
     model = load_supernet(path).eval()
-    configs = [SubnetConfig.largest(r=40),
-               SubnetConfig(ks=[3, 5, 7, 5] * 5, e=[3, 4, 6, 4] * 5, d=[2, 3, 4, 3, 2], r=32)]
+    configs = [
+        SubnetConfig.largest(r=40),
+        SubnetConfig(ks=[3, 5, 7, 5] * 5, e=[3, 4, 6, 4] * 5, d=[2, 3, 4, 3, 2], r=32),
+    ]
     data = digits()
     calibration = fixed_indices(len(data.train), CALIBRATION_IMAGES)
     requests, ours = [], []
@@ -234,18 +303,30 @@ def test_our_checkpoint_loads_in_the_reference_with_the_same_logits(chain_run, t
         torch.save({"state_dict": recalibrated.state_dict()}, tmp_path / f"recalibrated{i}.pt")
         images = data.val.batch(list(range(4 * i, 4 * i + 4)), config.r)[0].numpy()
         np.save(tmp_path / f"x{i}.npy", images)
-        requests.append({**config.to_dict(), "input": str(tmp_path / f"x{i}.npy"),
-                         "state_dict": str(tmp_path / f"recalibrated{i}.pt")})
+        requests.append(
+            {
+                **config.to_dict(),
+                "input": str(tmp_path / f"x{i}.npy"),
+                "state_dict": str(tmp_path / f"recalibrated{i}.pt"),
+            }
+        )
         with torch.no_grad():
             ours.append(recalibrated(torch.from_numpy(images)).numpy())
-    reference = run_reference({"width": 1.0, "n_classes": 10, "state_dict": str(path),
-                               "save_state_dict": str(tmp_path / "as_loaded.pt"),
-                               "subnets": requests}, tmp_path)
+    reference = run_reference(
+        {
+            "width": 1.0,
+            "n_classes": 10,
+            "state_dict": str(path),
+            "save_state_dict": str(tmp_path / "as_loaded.pt"),
+            "subnets": requests,
+        },
+        tmp_path,
+    )
     assert reference["loaded_keys"] == {"missing": [], "unexpected": []}
     as_loaded = torch.load(tmp_path / "as_loaded.pt", weights_only=True)["state_dict"]
     assert as_loaded.keys() == model.state_dict().keys()
     assert all(torch.equal(as_loaded[k], v) for k, v in model.state_dict().items())
-    for mine, theirs in zip(ours, reference["subnets"]):
+    for mine, theirs in zip(ours, reference["subnets"], strict=True):
         scale = np.abs(mine).max()
         assert 0.1 < mine.std() and scale < LOGIT_SCALE_BELOW  # sane: BN was recalibrated
         for logits in ("logits_super", "logits_sub"):
@@ -255,10 +336,26 @@ def test_our_checkpoint_loads_in_the_reference_with_the_same_logits(chain_run, t
 def test_accuracy_dataset_follows_the_predictor_contract(chain_run, tmp_path, one_thread):
     out = tmp_path / "acc.jsonl"
     checkpoint = chain_run / "expand-2" / CHECKPOINT
-    result = CliRunner().invoke(main, [
-        "train", "accuracy-dataset", str(checkpoint), "--data", "digits", "--out", str(out),
-        "--subnets", "2", "--resolutions", "32,40", "--calibration-images", "300",
-        "--threads", "1"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "accuracy-dataset",
+            str(checkpoint),
+            "--data",
+            "digits",
+            "--out",
+            str(out),
+            "--subnets",
+            "2",
+            "--resolutions",
+            "32,40",
+            "--calibration-images",
+            "300",
+            "--threads",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 4

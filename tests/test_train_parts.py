@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from ofa import space
-from ofa.nn.channel_sort import grouped_order, sort_channels
 from ofa.config import SubnetConfig
+from ofa.nn.channel_sort import grouped_order, sort_channels
 from ofa.nn.data import ImageFolder, digits, fixed_indices, open_data, step_indices
-from ofa.schedule import Phase, learning_rate, load_chain, load_phase
 from ofa.nn.train import _param_groups, phase_subnets
+from ofa.schedule import Phase, learning_rate, load_chain, load_phase
 from tests.models import randomized_supernet
 
 SCHEDULES = Path(__file__).resolve().parents[1] / "ofa" / "schedules"
@@ -33,8 +33,9 @@ def test_digits_split_is_fixed_disjoint_and_upscaled():
     images, labels = first.train.batch([0, 5, 7], 40)
     assert images.shape == (3, 3, 40, 40) and images.dtype == torch.float32
     assert labels.tolist() == first.train.labels[[0, 5, 7]].tolist()
-    grey = images * torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) + \
-        torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    grey = images * torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) + torch.tensor(
+        [0.485, 0.456, 0.406]
+    ).view(1, 3, 1, 1)
     assert torch.allclose(grey[:, 0], grey[:, 2], atol=1e-6) and grey.std() > 0.2
 
 
@@ -93,8 +94,14 @@ def test_step_indices_shard_the_global_batch_and_depend_on_the_step_only():
 def test_shipped_schedules_parse_and_follow_ofa_order():
     for folder in ("imagenet", "digits"):
         chain = load_chain(SCHEDULES / folder / "chain.json")
-        assert [p.name for p in chain.phases] == ["full", "kernel", "depth-1", "depth-2",
-                                                  "expand-1", "expand-2"]
+        assert [p.name for p in chain.phases] == [
+            "full",
+            "kernel",
+            "depth-1",
+            "depth-2",
+            "expand-1",
+            "expand-2",
+        ]
         assert chain.teacher == "full"
         full, kernel, depth1, depth2, expand1, expand2 = chain.phases
         assert (full.ks, full.e, full.d, full.kd_ratio) == ((7,), (6,), (4,), 0.0)
@@ -106,21 +113,26 @@ def test_shipped_schedules_parse_and_follow_ofa_order():
     imagenet = load_chain(SCHEDULES / "imagenet" / "chain.json").phases
     assert imagenet[0].resolutions == tuple(space.TRAIN_RESOLUTIONS)
     per_epoch = 1_281_167 / (64 * 32)  # ImageNet on OFA's 32 GPUs
-    assert imagenet[1].total_steps(1_281_167, world=32) == (math.ceil(125 * per_epoch),
-                                                            math.ceil(5 * per_epoch))
+    assert imagenet[1].total_steps(1_281_167, world=32) == (
+        math.ceil(125 * per_epoch),
+        math.ceil(5 * per_epoch),
+    )
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"batch_size": 0}, r"batch_size: expected an integer >= 1, got 0"),
-    ({"ks": [3, 9]}, r"ks\[1\]: expected one of 3, 5, 7, got 9"),
-    ({"e": "6"}, r"e: expected a non-empty list"),
-    ({"lr": -1}, r"lr: expected a number >= 0"),
-    ({"label_smoothing": 2}, r"label_smoothing: expected a number in 0..1.0"),
-    ({"resolutions": [16]}, r"resolutions: 16 is outside"),
-    ({"epochs": 3}, r"steps: give exactly one of 'steps' and 'epochs'"),
-    ({"sort_channel": True}, r"sort_channel: unknown field"),
-    ({"sort_channels": "yes"}, r"sort_channels: expected true or false"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"batch_size": 0}, r"batch_size: expected an integer >= 1, got 0"),
+        ({"ks": [3, 9]}, r"ks\[1\]: expected one of 3, 5, 7, got 9"),
+        ({"e": "6"}, r"e: expected a non-empty list"),
+        ({"lr": -1}, r"lr: expected a number >= 0"),
+        ({"label_smoothing": 2}, r"label_smoothing: expected a number in 0..1.0"),
+        ({"resolutions": [16]}, r"resolutions: 16 is outside"),
+        ({"epochs": 3}, r"steps: give exactly one of 'steps' and 'epochs'"),
+        ({"sort_channel": True}, r"sort_channel: unknown field"),
+        ({"sort_channels": "yes"}, r"sort_channels: expected true or false"),
+    ],
+)
 def test_bad_phase_files_name_the_file_and_field(tmp_path, change, message):
     data = json.loads((SCHEDULES / "digits" / "kernel.json").read_text())
     path = tmp_path / "phase.json"
@@ -204,7 +216,8 @@ def test_no_weight_decay_on_batch_norm_and_biases():
     names = {id(p): n for n, p in model.named_parameters()}
     assert decay["weight_decay"] == 3e-5 and no_decay["weight_decay"] == 0.0
     assert all(".bn." in names[id(p)] or names[id(p)].endswith(".bias") for p in no_decay["params"])
-    assert not any(".bn." in names[id(p)] or names[id(p)].endswith(".bias")
-                   for p in decay["params"])
+    assert not any(
+        ".bn." in names[id(p)] or names[id(p)].endswith(".bias") for p in decay["params"]
+    )
     assert len(decay["params"]) + len(no_decay["params"]) == len(names)
     assert any(names[id(p)].endswith("7to5_matrix") for p in decay["params"])

@@ -11,16 +11,22 @@ from pathlib import Path
 import torch
 
 from ofa.nn.data import digits
-from ofa.schedule import Phase
 from ofa.nn.train import Processes, train_phase
+from ofa.schedule import Phase
 
 
 def main() -> None:
     spec = json.loads(Path(sys.argv[1]).read_text())
     torch.set_num_threads(1)
     with Processes.from_env() as processes:
-        model = train_phase(Phase.from_dict(spec["phase"]), digits(), spec["out"],
-                            init=spec["init"], teacher=spec["teacher"], processes=processes)
+        model = train_phase(
+            Phase.from_dict(spec["phase"]),
+            digits(),
+            spec["out"],
+            init=spec["init"],
+            teacher=spec["teacher"],
+            processes=processes,
+        )
         torch.save(model.state_dict(), Path(spec["out"]) / f"rank{processes.rank}.pt")
 
 

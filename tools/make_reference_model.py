@@ -16,8 +16,18 @@ from ofa.nn.export import export_lut_entry
 from ofa.plan import LayerSpec
 
 TARGET = Path(__file__).resolve().parents[1] / "agent" / "data" / "reference.onnx"
-REFERENCE_SPEC = LayerSpec("expanded_conv", (28, 28, 40), (28, 28, 40), mid=240, kernel=7,
-                           stride=1, idskip=True, se=True, act="relu", has_expand=True)
+REFERENCE_SPEC = LayerSpec(
+    "expanded_conv",
+    (28, 28, 40),
+    (28, 28, 40),
+    mid=240,
+    kernel=7,
+    stride=1,
+    idskip=True,
+    se=True,
+    act="relu",
+    has_expand=True,
+)
 
 
 def main() -> int:

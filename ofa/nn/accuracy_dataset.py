@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from ofa.config import SubnetConfig, sample_configs
 from ofa.nn.bn_calibration import recalibrate_bn
 from ofa.nn.checkpoint import load_supernet
-from ofa.config import SubnetConfig, sample_configs
 from ofa.nn.data import ImageSet, Splits, fixed_indices
 from ofa.nn.supernet import OFAMobileNetV3
 
@@ -29,40 +29,57 @@ CALIBRATION_IMAGES = 2000
 BATCH_SIZE = 200
 
 
-def _batches(data: ImageSet, indices: np.ndarray, resolution: int, batch_size: int,
-             device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(
+    data: ImageSet, indices: np.ndarray, resolution: int, batch_size: int, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for start in range(0, len(indices), batch_size):
-        images, labels = data.batch(indices[start:start + batch_size], resolution)
+        images, labels = data.batch(indices[start : start + batch_size], resolution)
         yield images.to(device), labels.to(device)
 
 
 @torch.no_grad()
-def subnet_accuracy(supernet: OFAMobileNetV3, config: SubnetConfig, data: Splits,
-                    calibration: np.ndarray, batch_size: int = BATCH_SIZE,
-                    device: torch.device = torch.device("cpu")) -> float:
+def subnet_accuracy(
+    supernet: OFAMobileNetV3,
+    config: SubnetConfig,
+    data: Splits,
+    calibration: np.ndarray,
+    batch_size: int = BATCH_SIZE,
+    device: torch.device = torch.device("cpu"),
+) -> float:
     """Top-1 (fraction) of `config` on the validation split, after BN recalibration on the
     training images `calibration`. The supernet is left untouched."""
     net = supernet.get_active_subnet(config).to(device)
-    recalibrate_bn(net, (images for images, _ in _batches(data.train, calibration, config.r,
-                                                           batch_size, device)))
+    recalibrate_bn(
+        net,
+        (images for images, _ in _batches(data.train, calibration, config.r, batch_size, device)),
+    )
     correct = 0
-    for images, labels in _batches(data.val, np.arange(len(data.val)), config.r, batch_size,
-                                   device):
+    for images, labels in _batches(
+        data.val, np.arange(len(data.val)), config.r, batch_size, device
+    ):
         correct += int((net(images).argmax(1) == labels).sum())
     return correct / len(data.val)
 
 
-def build_accuracy_dataset(checkpoint: str | Path, data: Splits, out: str | Path, n_subnets: int,
-                           resolutions: Sequence[int], seed: int = 0,
-                           calibration_images: int = CALIBRATION_IMAGES,
-                           batch_size: int = BATCH_SIZE,
-                           log: Callable[[str], None] = print) -> list[dict]:
+def build_accuracy_dataset(
+    checkpoint: str | Path,
+    data: Splits,
+    out: str | Path,
+    n_subnets: int,
+    resolutions: Sequence[int],
+    seed: int = 0,
+    calibration_images: int = CALIBRATION_IMAGES,
+    batch_size: int = BATCH_SIZE,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
     """Evaluate `n_subnets` sampled architectures, each at every resolution, and write one
     JSONL line per (subnet, resolution) as soon as it is measured."""
     supernet = load_supernet(checkpoint).eval()
     if supernet.classifier.linear.out_features != data.n_classes:
-        raise ValueError(f"data: {data.n_classes} classes, but {checkpoint} was trained for "
-                         f"{supernet.classifier.linear.out_features}")
+        raise ValueError(
+            f"data: {data.n_classes} classes, but {checkpoint} was trained for "
+            f"{supernet.classifier.linear.out_features}"
+        )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     calibration = fixed_indices(len(data.train), calibration_images, seed)
     architectures = sample_configs(n_subnets, seed, w=supernet.width)
@@ -73,15 +90,23 @@ def build_accuracy_dataset(checkpoint: str | Path, data: Splits, out: str | Path
         for i, architecture in enumerate(architectures):
             for r in resolutions:
                 config = architecture.replace(r=r)
-                row = {"config": config.to_dict(),
-                       "accuracy": subnet_accuracy(supernet, config, data, calibration,
-                                                   batch_size, device),
-                       "n_images": len(data.val), "split": "val", "checkpoint": str(checkpoint),
-                       "calibration_images": len(calibration)}
+                row = {
+                    "config": config.to_dict(),
+                    "accuracy": subnet_accuracy(
+                        supernet, config, data, calibration, batch_size, device
+                    ),
+                    "n_images": len(data.val),
+                    "split": "val",
+                    "checkpoint": str(checkpoint),
+                    "calibration_images": len(calibration),
+                }
                 fp.write(json.dumps(row) + "\n")
                 fp.flush()
                 rows.append(row)
             done = (i + 1) * len(resolutions)
-            log(f"{done}/{n_subnets * len(resolutions)} subnets evaluated, "
-                f"{done / (time.perf_counter() - started):.2f}/s, last top-1 {rows[-1]['accuracy']:.3f}")
+            rate = done / (time.perf_counter() - started)
+            log(
+                f"{done}/{n_subnets * len(resolutions)} subnets evaluated, "
+                f"{rate:.2f}/s, last top-1 {rows[-1]['accuracy']:.3f}"
+            )
     return rows

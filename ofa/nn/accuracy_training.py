@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -20,8 +20,15 @@ from ofa.batch import ConfigBatch
 from ofa.config import SubnetConfig
 from ofa.metrics import kendall_tau
 
-__all__ = ["AccuracyPairs", "read_accuracy_pairs", "TrainSettings", "fit_accuracy_predictor",
-           "held_out", "rmse", "evaluate"]
+__all__ = [
+    "AccuracyPairs",
+    "read_accuracy_pairs",
+    "TrainSettings",
+    "fit_accuracy_predictor",
+    "held_out",
+    "rmse",
+    "evaluate",
+]
 
 
 @dataclass(frozen=True)
@@ -29,9 +36,11 @@ class AccuracyPairs:
     configs: tuple[SubnetConfig, ...]
     accuracy: np.ndarray
 
-    def subset(self, mask: np.ndarray) -> "AccuracyPairs":
-        return AccuracyPairs(tuple(c for c, keep in zip(self.configs, mask) if keep),
-                             self.accuracy[mask])
+    def subset(self, mask: np.ndarray) -> AccuracyPairs:
+        return AccuracyPairs(
+            tuple(c for c, keep in zip(self.configs, mask, strict=True) if keep),
+            self.accuracy[mask],
+        )
 
 
 def _pair(where: str, config: object, accuracy: object) -> tuple[SubnetConfig, float]:
@@ -62,10 +71,14 @@ def read_accuracy_pairs(path: str | Path) -> AccuracyPairs:
             reader = csv.DictReader(f)
             missing = {"config", "accuracy"} - set(reader.fieldnames or ())
             if missing:
-                raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
-                                 "expected 'config' (JSON) and 'accuracy'")
-            rows = [_pair(f"{path}:{i}", row["config"], row["accuracy"])
-                    for i, row in enumerate(reader, 2)]
+                raise ValueError(
+                    f"{path}: missing column(s) {', '.join(sorted(missing))}; "
+                    "expected 'config' (JSON) and 'accuracy'"
+                )
+            rows = [
+                _pair(f"{path}:{i}", row["config"], row["accuracy"])
+                for i, row in enumerate(reader, 2)
+            ]
         else:
             for i, line in enumerate(f, 1):
                 if not line.strip():
@@ -75,8 +88,7 @@ def read_accuracy_pairs(path: str | Path) -> AccuracyPairs:
                 except json.JSONDecodeError as exc:
                     raise ValueError(f"{path}:{i}: not valid JSON ({exc})") from None
                 if not isinstance(item, dict) or "config" not in item or "accuracy" not in item:
-                    raise ValueError(f"{path}:{i}: expected an object with 'config' and "
-                                     "'accuracy'")
+                    raise ValueError(f"{path}:{i}: expected an object with 'config' and 'accuracy'")
                 rows.append(_pair(f"{path}:{i}", item["config"], item["accuracy"]))
     if not rows:
         raise ValueError(f"{path}: no (config, accuracy) pairs")
@@ -90,8 +102,9 @@ def held_out(pairs: AccuracyPairs, every: int = 5) -> np.ndarray:
     """Mask of the held-out pairs: one architecture in `every`, chosen by its id at a fixed
     resolution, so one subnet evaluated twice or at several resolutions never sits on both
     sides."""
-    return np.array([int(c.replace(r=space.MAX_RESOLUTION).id, 16) % every == 0
-                     for c in pairs.configs])
+    return np.array(
+        [int(c.replace(r=space.MAX_RESOLUTION).id, 16) % every == 0 for c in pairs.configs]
+    )
 
 
 def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
@@ -108,9 +121,12 @@ class TrainSettings:
     seed: int = 0
 
 
-def fit_accuracy_predictor(pairs: AccuracyPairs, settings: TrainSettings = TrainSettings(),
-                           progress: Callable[[int, float], None] | None = None,
-                           encoding: ResolutionEncoding | None = None) -> AccuracyPredictor:
+def fit_accuracy_predictor(
+    pairs: AccuracyPairs,
+    settings: TrainSettings = TrainSettings(),
+    progress: Callable[[int, float], None] | None = None,
+    encoding: ResolutionEncoding | None = None,
+) -> AccuracyPredictor:
     """Train the tutorial MLP on `pairs`; `progress(epoch, train_rmse)` after each epoch.
     `encoding` defaults to one for the pairs' resolutions; give one built from all the data
     when some resolutions occur only in a held-out part."""
@@ -123,18 +139,26 @@ def fit_accuracy_predictor(pairs: AccuracyPairs, settings: TrainSettings = Train
     x = torch.from_numpy(features(batch, encoding))
     y = torch.from_numpy(pairs.accuracy.astype(np.float32))
     h = settings.hidden
-    model = nn.Sequential(nn.Linear(x.shape[1], h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
-                          nn.Linear(h, h), nn.ReLU(), nn.Linear(h, 1))
+    model = nn.Sequential(
+        nn.Linear(x.shape[1], h),
+        nn.ReLU(),
+        nn.Linear(h, h),
+        nn.ReLU(),
+        nn.Linear(h, h),
+        nn.ReLU(),
+        nn.Linear(h, 1),
+    )
     with torch.no_grad():
         model[-1].bias.fill_(float(y.mean()))
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr,
-                                 weight_decay=settings.weight_decay)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
     generator = torch.Generator().manual_seed(settings.seed)
     for epoch in range(1, settings.epochs + 1):
         order = torch.randperm(len(y), generator=generator)
         squared = 0.0
         for start in range(0, len(y), settings.batch_size):
-            index = order[start:start + settings.batch_size]
+            index = order[start : start + settings.batch_size]
             loss = nn.functional.mse_loss(model(x[index])[:, 0], y[index])
             optimizer.zero_grad()
             loss.backward()
@@ -143,9 +167,12 @@ def fit_accuracy_predictor(pairs: AccuracyPairs, settings: TrainSettings = Train
         if progress:
             progress(epoch, (squared / len(y)) ** 0.5)
     layers = [m for m in model if isinstance(m, nn.Linear)]
-    return AccuracyPredictor(tuple(m.weight.detach().double().numpy() for m in layers),
-                             tuple(m.bias.detach().double().numpy() for m in layers),
-                             batch.w, encoding)
+    return AccuracyPredictor(
+        tuple(m.weight.detach().double().numpy() for m in layers),
+        tuple(m.bias.detach().double().numpy() for m in layers),
+        batch.w,
+        encoding,
+    )
 
 
 def evaluate(predictor: AccuracyPredictor, pairs: AccuracyPairs) -> dict[str, float]:
@@ -153,6 +180,9 @@ def evaluate(predictor: AccuracyPredictor, pairs: AccuracyPairs) -> dict[str, fl
     (what a search needs is the ranking)."""
     predicted = predictor.predict(pairs.configs)
     constant = np.full_like(pairs.accuracy, pairs.accuracy.mean())
-    return {"n": len(pairs.configs), "rmse_points": 100 * rmse(predicted, pairs.accuracy),
-            "constant_rmse_points": 100 * rmse(constant, pairs.accuracy),
-            "kendall_tau": kendall_tau(predicted, pairs.accuracy)}
+    return {
+        "n": len(pairs.configs),
+        "rmse_points": 100 * rmse(predicted, pairs.accuracy),
+        "constant_rmse_points": 100 * rmse(constant, pairs.accuracy),
+        "kendall_tau": kendall_tau(predicted, pairs.accuracy),
+    }

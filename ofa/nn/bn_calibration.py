@@ -6,7 +6,7 @@ running statistics on ~2,000 training images after `get_active_subnet`.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -32,7 +32,7 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
             model(images)
             seen += images.size(0)
     finally:
-        for m, momentum in zip(norms, momenta):
+        for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum
         model.eval()
     if seen == 0:

@@ -11,7 +11,8 @@ trained can be kept as sets (sorted only inside).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from itertools import pairwise
 
 import torch
 
@@ -24,8 +25,10 @@ __all__ = ["sort_channels", "grouped_order"]
 def grouped_order(importance: torch.Tensor, bounds: Sequence[int]) -> torch.Tensor:
     """Indices sorting `importance` descending inside each segment cut at `bounds`."""
     cuts = [0, *sorted(b for b in set(bounds) if 0 < b < len(importance)), len(importance)]
-    parts = [start + torch.argsort(importance[start:end], descending=True, stable=True)
-             for start, end in zip(cuts, cuts[1:])]
+    parts = [
+        start + torch.argsort(importance[start:end], descending=True, stable=True)
+        for start, end in pairwise(cuts)
+    ]
     return torch.cat(parts)
 
 

@@ -6,8 +6,8 @@ match, instead of the reference's chain of string replacements inside the model.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from torch import nn
@@ -15,8 +15,13 @@ from torch import nn
 from ofa import space
 from ofa.nn.supernet import OFAMobileNetV3
 
-__all__ = ["remap_state_dict_keys", "read_state_dict", "load_checkpoint", "save_checkpoint",
-           "load_supernet"]
+__all__ = [
+    "remap_state_dict_keys",
+    "read_state_dict",
+    "load_checkpoint",
+    "save_checkpoint",
+    "load_supernet",
+]
 
 _OLD_NAMES = ((".mobile_inverted_conv.", ".conv."),)
 
@@ -26,7 +31,7 @@ def remap_state_dict_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, t
     become `.conv.`, and a DistributedDataParallel `module.` prefix is dropped."""
     remapped = {}
     for key, value in state_dict.items():
-        new = key[len("module."):] if key.startswith("module.") else key
+        new = key[len("module.") :] if key.startswith("module.") else key
         for old, current in _OLD_NAMES:
             new = new.replace(old, current)
         remapped[new] = value
@@ -54,20 +59,33 @@ def load_checkpoint(model: nn.Module, path: str | Path, max_listed: int = 10) ->
     _load_strict(model, read_state_dict(path), path, max_listed)
 
 
-def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path,
-                 max_listed: int = 10) -> None:
+def _load_strict(
+    model: nn.Module, state: dict[str, torch.Tensor], path: str | Path, max_listed: int = 10
+) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong_shape = sorted(f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
-                         for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    wrong_shape = sorted(
+        f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}"
+        for k in set(state) & set(expected)
+        if state[k].shape != expected[k].shape
+    )
     if missing or unexpected or wrong_shape:
+
         def listed(name: str, keys: list[str]) -> str:
             more = f" (+{len(keys) - max_listed} more)" if len(keys) > max_listed else ""
             return f"{name} ({len(keys)}): {', '.join(keys[:max_listed])}{more}" if keys else ""
-        problems = "; ".join(filter(None, (listed("missing", missing),
-                                           listed("unexpected", unexpected),
-                                           listed("wrong shape", wrong_shape))))
+
+        problems = "; ".join(
+            filter(
+                None,
+                (
+                    listed("missing", missing),
+                    listed("unexpected", unexpected),
+                    listed("wrong shape", wrong_shape),
+                ),
+            )
+        )
         raise ValueError(f"{path}: does not fit {type(model).__name__}: {problems}")
     model.load_state_dict(state, strict=True)
 
@@ -84,11 +102,14 @@ def load_supernet(path: str | Path, dropout: float = 0.1) -> OFAMobileNetV3:
         first, classes = state["first_conv.conv.weight"], state["classifier.linear.weight"]
     except KeyError as exc:
         raise ValueError(f"{path}: not an OFA MobileNetV3 checkpoint (no {exc})") from None
-    width = next((w for w in space.WIDTH_CHOICES if space.stage_widths(w)[0] == first.shape[0]),
-                 None)
+    width = next(
+        (w for w in space.WIDTH_CHOICES if space.stage_widths(w)[0] == first.shape[0]), None
+    )
     if width is None:
-        raise ValueError(f"{path}: first_conv has {first.shape[0]} filters, which is no "
-                         f"supported width ({', '.join(map(str, space.WIDTH_CHOICES))})")
+        raise ValueError(
+            f"{path}: first_conv has {first.shape[0]} filters, which is no "
+            f"supported width ({', '.join(map(str, space.WIDTH_CHOICES))})"
+        )
     model = OFAMobileNetV3(width, n_classes=classes.shape[0], dropout=dropout)
     _load_strict(model, state, path)
     return model

@@ -15,17 +15,27 @@ batch. Two sources, neither needing torchvision:
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-__all__ = ["ImageSet", "TensorImages", "ImageFolder", "Splits", "open_data", "digits",
-           "step_indices", "fixed_indices", "IMAGE_SUFFIXES"]
+__all__ = [
+    "ImageSet",
+    "TensorImages",
+    "ImageFolder",
+    "Splits",
+    "open_data",
+    "digits",
+    "step_indices",
+    "fixed_indices",
+    "IMAGE_SUFFIXES",
+]
 
 # ImageNet statistics, as OFA normalises; every source is normalised the same way.
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -65,8 +75,9 @@ class TensorImages:
     def batch(self, indices: Sequence[int], resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         images = _normalise(self.pixels[index])
-        images = F.interpolate(images, size=(resolution, resolution), mode="bilinear",
-                               align_corners=False)
+        images = F.interpolate(
+            images, size=(resolution, resolution), mode="bilinear", align_corners=False
+        )
         return images, self.labels[index]
 
 
@@ -74,8 +85,9 @@ class ImageFolder:
     """`root/<class>/<image>` files, classes in name order, decoded on demand with Pillow
     (a few threads: Pillow releases the GIL while decoding)."""
 
-    def __init__(self, root: str | Path, classes: Sequence[str] | None = None,
-                 threads: int = 4) -> None:
+    def __init__(
+        self, root: str | Path, classes: Sequence[str] | None = None, threads: int = 4
+    ) -> None:
         root = Path(root)
         if not root.is_dir():
             raise ValueError(f"data: {root} is not a folder")
@@ -84,15 +96,19 @@ class ImageFolder:
             classes = found
         unknown = sorted(set(found) - set(classes))
         if unknown:
-            raise ValueError(f"data: {root} has class folders not in the training set: "
-                             f"{', '.join(unknown)}")
+            raise ValueError(
+                f"data: {root} has class folders not in the training set: {', '.join(unknown)}"
+            )
         self.classes = tuple(classes)
         self.files: list[Path] = []
         labels = []
         for label, name in enumerate(self.classes):
             folder = root / name
-            files = sorted(p for p in folder.iterdir()
-                           if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+            files = (
+                sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+                if folder.is_dir()
+                else []
+            )
             self.files += files
             labels += [label] * len(files)
         if not self.files:
@@ -108,7 +124,9 @@ class ImageFolder:
         with ThreadPoolExecutor(self.threads) as pool:
             arrays = list(pool.map(load, [self.files[i] for i in indices]))
         pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-        return _normalise(pixels), self.labels[torch.as_tensor(np.asarray(indices), dtype=torch.long)]
+        return _normalise(pixels), self.labels[
+            torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        ]
 
 
 def _decode(path: Path, resolution: int) -> np.ndarray:
@@ -123,7 +141,10 @@ def _decode(path: Path, resolution: int) -> np.ndarray:
     with image:
         image = image.convert("RGB")
         scale = resolution / CROP_FRACTION / min(image.size)
-        size = (max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale)))
+        size = (
+            max(resolution, round(image.width * scale)),
+            max(resolution, round(image.height * scale)),
+        )
         image = image.resize(size, Image.Resampling.BILINEAR)
         left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
         return np.asarray(image.crop((left, top, left + resolution, top + resolution)))
@@ -151,8 +172,10 @@ def digits() -> Splits:
     n_val = round(len(labels) * DIGITS_VAL_FRACTION)
     classes = tuple(str(c) for c in range(10))
     val, train = order[:n_val], order[n_val:]
-    return Splits(TensorImages(pixels[train], labels[train], classes),
-                  TensorImages(pixels[val], labels[val], classes))
+    return Splits(
+        TensorImages(pixels[train], labels[train], classes),
+        TensorImages(pixels[val], labels[val], classes),
+    )
 
 
 def open_data(source: str | Path) -> Splits:
@@ -162,8 +185,10 @@ def open_data(source: str | Path) -> Splits:
     root = Path(source)
     for split in ("train", "val"):
         if not (root / split).is_dir():
-            raise ValueError(f"data: expected 'digits' or a folder with train/<class>/ and "
-                             f"val/<class>/ images; {root / split} is missing")
+            raise ValueError(
+                f"data: expected 'digits' or a folder with train/<class>/ and "
+                f"val/<class>/ images; {root / split} is missing"
+            )
     train = ImageFolder(root / "train")
     return Splits(train, ImageFolder(root / "val", classes=train.classes))
 
@@ -175,8 +200,9 @@ def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return order
 
 
-def step_indices(n: int, step: int, batch_size: int, seed: int, rank: int = 0,
-                 world: int = 1) -> np.ndarray:
+def step_indices(
+    n: int, step: int, batch_size: int, seed: int, rank: int = 0, world: int = 1
+) -> np.ndarray:
     """Indices of this process's part of the global batch of `step`.
 
     Global batches (`batch_size * world` images) are consecutive slices of an endless chain of
@@ -189,12 +215,12 @@ def step_indices(n: int, step: int, batch_size: int, seed: int, rank: int = 0,
     taken = 0
     while taken < size:
         epoch, offset = divmod(start + taken, n)
-        part = _epoch_order(n, seed, epoch)[offset:offset + size - taken]
+        part = _epoch_order(n, seed, epoch)[offset : offset + size - taken]
         picked.append(part)
         taken += len(part)
-    return np.concatenate(picked)[rank * batch_size:(rank + 1) * batch_size]
+    return np.concatenate(picked)[rank * batch_size : (rank + 1) * batch_size]
 
 
 def fixed_indices(n: int, count: int, seed: int = 0) -> np.ndarray:
     """The same `count` indices every time (e.g. the images for BN recalibration)."""
-    return np.random.default_rng(seed).permutation(n)[:min(count, n)]
+    return np.random.default_rng(seed).permutation(n)[: min(count, n)]

@@ -18,11 +18,19 @@ from torch import nn
 
 from ofa.config import SubnetConfig
 from ofa.nn.layers import build_layer
-from ofa.plan import LOGITS, LayerSpec, layer_plan
 from ofa.nn.supernet import OFAMobileNetV3
+from ofa.plan import LOGITS, LayerSpec, layer_plan
 
-__all__ = ["OPSET", "Artifact", "export_module", "export_subnet", "export_lut_entry",
-           "export_lut_entries", "input_shape", "lut_entry_module"]
+__all__ = [
+    "OPSET",
+    "Artifact",
+    "export_module",
+    "export_subnet",
+    "export_lut_entry",
+    "export_lut_entries",
+    "input_shape",
+    "lut_entry_module",
+]
 
 OPSET = 17
 
@@ -53,9 +61,16 @@ def export_module(module: nn.Module, shape: tuple[int, ...]) -> Artifact:
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(module, (torch.zeros(shape),), buffer, dynamo=False,
-                          opset_version=OPSET, input_names=["input"], output_names=["output"],
-                          do_constant_folding=True)
+        torch.onnx.export(
+            module,
+            (torch.zeros(shape),),
+            buffer,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["input"],
+            output_names=["output"],
+            do_constant_folding=True,
+        )
     return Artifact(buffer.getvalue(), tuple(shape))
 
 
@@ -81,5 +96,7 @@ def export_lut_entry(spec: LayerSpec) -> Artifact:
 
 def export_lut_entries(subnet: SubnetConfig) -> dict[str, Artifact]:
     """Every distinct LUT entry of `subnet`, keyed as OFA spells it."""
-    return {spec.lut_key: export_lut_entry(spec)
-            for spec in {spec.lut_key: spec for spec in layer_plan(subnet)}.values()}
+    return {
+        spec.lut_key: export_lut_entry(spec)
+        for spec in {spec.lut_key: spec for spec in layer_plan(subnet)}.values()
+    }

@@ -14,11 +14,20 @@ from torch import nn
 from torch.nn import functional as F
 
 from ofa import space
-from ofa.plan import (AVG_POOL, FEATURE_MIX, FINAL_EXPAND, FIRST_CONV, LOGITS, MBCONV,
-                      LayerSpec)
+from ofa.plan import AVG_POOL, FEATURE_MIX, FINAL_EXPAND, FIRST_CONV, LOGITS, MBCONV, LayerSpec
 
-__all__ = ["activation", "ConvLayer", "SqueezeExcite", "MBConv", "ResidualBlock",
-           "LinearLayer", "GlobalAvgPool", "MobileNetV3", "build_layer", "build_network"]
+__all__ = [
+    "activation",
+    "ConvLayer",
+    "SqueezeExcite",
+    "MBConv",
+    "ResidualBlock",
+    "LinearLayer",
+    "GlobalAvgPool",
+    "MobileNetV3",
+    "build_layer",
+    "build_network",
+]
 
 
 def activation(name: str) -> nn.Module:
@@ -37,11 +46,20 @@ def batch_norm(channels: int) -> nn.BatchNorm2d:
 class ConvLayer(nn.Sequential):
     """conv -> [bn] -> act with 'same' padding; keys `conv.weight`, `bn.*`."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1,
-                 stride: int = 1, act: str = "h_swish", use_bn: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        act: str = "h_swish",
+        use_bn: bool = True,
+    ) -> None:
         layers: OrderedDict[str, nn.Module] = OrderedDict(
-            conv=nn.Conv2d(in_channels, out_channels, kernel_size, stride,
-                           kernel_size // 2, bias=False))
+            conv=nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False
+            )
+        )
         if use_bn:
             layers["bn"] = batch_norm(out_channels)
         layers["act"] = activation(act)
@@ -54,11 +72,14 @@ class SqueezeExcite(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         hidden = space.se_channels(channels)
-        self.fc = nn.Sequential(OrderedDict(
-            reduce=nn.Conv2d(channels, hidden, 1, bias=True),
-            relu=nn.ReLU(inplace=True),
-            expand=nn.Conv2d(hidden, channels, 1, bias=True),
-            h_sigmoid=nn.Hardsigmoid(inplace=True)))
+        self.fc = nn.Sequential(
+            OrderedDict(
+                reduce=nn.Conv2d(channels, hidden, 1, bias=True),
+                relu=nn.ReLU(inplace=True),
+                expand=nn.Conv2d(hidden, channels, 1, bias=True),
+                h_sigmoid=nn.Hardsigmoid(inplace=True),
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.fc(x.mean((2, 3), keepdim=True))
@@ -67,24 +88,51 @@ class SqueezeExcite(nn.Module):
 class MBConv(nn.Module):
     """Inverted residual: [1x1 expand] -> kxk depthwise [-> SE] -> 1x1 project."""
 
-    def __init__(self, in_channels: int, out_channels: int, mid_channels: int, kernel_size: int,
-                 stride: int, act: str, use_se: bool, expand: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        mid_channels: int,
+        kernel_size: int,
+        stride: int,
+        act: str,
+        use_se: bool,
+        expand: bool = True,
+    ) -> None:
         super().__init__()
-        self.inverted_bottleneck = nn.Sequential(OrderedDict(
-            conv=nn.Conv2d(in_channels, mid_channels, 1, bias=False),
-            bn=batch_norm(mid_channels),
-            act=activation(act))) if expand else None
+        self.inverted_bottleneck = (
+            nn.Sequential(
+                OrderedDict(
+                    conv=nn.Conv2d(in_channels, mid_channels, 1, bias=False),
+                    bn=batch_norm(mid_channels),
+                    act=activation(act),
+                )
+            )
+            if expand
+            else None
+        )
         depth_conv: OrderedDict[str, nn.Module] = OrderedDict(
-            conv=nn.Conv2d(mid_channels, mid_channels, kernel_size, stride, kernel_size // 2,
-                           groups=mid_channels, bias=False),
+            conv=nn.Conv2d(
+                mid_channels,
+                mid_channels,
+                kernel_size,
+                stride,
+                kernel_size // 2,
+                groups=mid_channels,
+                bias=False,
+            ),
             bn=batch_norm(mid_channels),
-            act=activation(act))
+            act=activation(act),
+        )
         if use_se:
             depth_conv["se"] = SqueezeExcite(mid_channels)
         self.depth_conv = nn.Sequential(depth_conv)
-        self.point_linear = nn.Sequential(OrderedDict(
-            conv=nn.Conv2d(mid_channels, out_channels, 1, bias=False),
-            bn=batch_norm(out_channels)))
+        self.point_linear = nn.Sequential(
+            OrderedDict(
+                conv=nn.Conv2d(mid_channels, out_channels, 1, bias=False),
+                bn=batch_norm(out_channels),
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.inverted_bottleneck is not None:
@@ -126,8 +174,14 @@ class GlobalAvgPool(nn.Module):
 class MobileNetV3(nn.Module):
     """A static subnet: what `OFAMobileNetV3.get_active_subnet` returns and what we export."""
 
-    def __init__(self, first_conv: nn.Module, blocks: list[nn.Module], final_expand_layer: nn.Module,
-                 feature_mix_layer: nn.Module, classifier: nn.Module) -> None:
+    def __init__(
+        self,
+        first_conv: nn.Module,
+        blocks: list[nn.Module],
+        final_expand_layer: nn.Module,
+        feature_mix_layer: nn.Module,
+        classifier: nn.Module,
+    ) -> None:
         super().__init__()
         self.first_conv = first_conv
         self.blocks = nn.ModuleList(blocks)
@@ -149,8 +203,16 @@ def build_layer(spec: LayerSpec, dropout: float = 0.0) -> nn.Module:
     if spec.kind == FIRST_CONV:
         return ConvLayer(spec.in_channels, spec.out_channels, 3, 2, spec.act)
     if spec.kind == MBCONV:
-        conv = MBConv(spec.in_channels, spec.out_channels, spec.mid, spec.kernel, spec.stride,
-                      spec.act, spec.se, expand=spec.has_expand)
+        conv = MBConv(
+            spec.in_channels,
+            spec.out_channels,
+            spec.mid,
+            spec.kernel,
+            spec.stride,
+            spec.act,
+            spec.se,
+            expand=spec.has_expand,
+        )
         return ResidualBlock(conv, residual=spec.idskip)
     if spec.kind == FINAL_EXPAND:
         return ConvLayer(spec.in_channels, spec.out_channels, 1, 1, spec.act)
@@ -167,5 +229,10 @@ def build_network(plan: list[LayerSpec], dropout: float = 0.0) -> MobileNetV3:
     """The static network of a layer plan, freshly initialised."""
     by_kind = {spec.kind: spec for spec in plan if spec.kind != MBCONV}
     blocks = [build_layer(spec) for spec in plan if spec.kind == MBCONV]
-    return MobileNetV3(build_layer(by_kind[FIRST_CONV]), blocks, build_layer(by_kind[FINAL_EXPAND]),
-                       build_layer(by_kind[FEATURE_MIX]), build_layer(by_kind[LOGITS], dropout))
+    return MobileNetV3(
+        build_layer(by_kind[FIRST_CONV]),
+        blocks,
+        build_layer(by_kind[FINAL_EXPAND]),
+        build_layer(by_kind[FEATURE_MIX]),
+        build_layer(by_kind[LOGITS], dropout),
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import replace
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -16,8 +17,16 @@ from torch.nn import functional as F
 
 from ofa import space
 from ofa.config import SubnetConfig
-from ofa.nn.layers import (ConvLayer, LinearLayer, MBConv, MobileNetV3, ResidualBlock, activation,
-                        batch_norm, build_network)
+from ofa.nn.layers import (
+    ConvLayer,
+    LinearLayer,
+    MBConv,
+    MobileNetV3,
+    ResidualBlock,
+    activation,
+    batch_norm,
+    build_network,
+)
 from ofa.plan import MBCONV, layer_plan
 
 __all__ = ["OFAMobileNetV3"]
@@ -46,18 +55,21 @@ class ElasticDepthwiseConv2d(nn.Module):
         self.stride = stride
         self.kernel_sizes = tuple(sorted(space.KERNEL_CHOICES))
         largest = self.kernel_sizes[-1]
-        self.conv = nn.Conv2d(max_channels, max_channels, largest, stride, groups=max_channels,
-                              bias=False)
-        for small, large in zip(self.kernel_sizes, self.kernel_sizes[1:]):
-            self.register_parameter(f"{large}to{small}_matrix", nn.Parameter(torch.eye(small ** 2)))
+        self.conv = nn.Conv2d(
+            max_channels, max_channels, largest, stride, groups=max_channels, bias=False
+        )
+        for small, large in pairwise(self.kernel_sizes):
+            self.register_parameter(f"{large}to{small}_matrix", nn.Parameter(torch.eye(small**2)))
 
     def active_weight(self, channels: int, kernel_size: int) -> torch.Tensor:
         weight = self.conv.weight[:channels]
-        for large, small in zip(self.kernel_sizes[::-1], self.kernel_sizes[-2::-1]):
+        for large, small in pairwise(self.kernel_sizes[::-1]):
             if large <= kernel_size:
                 break
             start = (large - small) // 2
-            centre = weight[:, :, start:start + small, start:start + small].reshape(-1, small ** 2)
+            centre = weight[:, :, start : start + small, start : start + small].reshape(
+                -1, small**2
+            )
             matrix = getattr(self, f"{large}to{small}_matrix")
             weight = F.linear(centre, matrix).reshape(channels, 1, small, small)
         return weight
@@ -80,10 +92,19 @@ class ElasticBatchNorm2d(nn.Module):
         momentum = 0.0
         if bn.training and bn.track_running_stats:
             bn.num_batches_tracked += 1
-            momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
-        return F.batch_norm(x, bn.running_mean[:channels], bn.running_var[:channels],
-                            bn.weight[:channels], bn.bias[:channels],
-                            bn.training or not bn.track_running_stats, momentum, bn.eps)
+            momentum = (
+                bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+            )
+        return F.batch_norm(
+            x,
+            bn.running_mean[:channels],
+            bn.running_var[:channels],
+            bn.weight[:channels],
+            bn.bias[:channels],
+            bn.training or not bn.track_running_stats,
+            momentum,
+            bn.eps,
+        )
 
 
 class ElasticSqueezeExcite(nn.Module):
@@ -92,18 +113,25 @@ class ElasticSqueezeExcite(nn.Module):
     def __init__(self, max_channels: int) -> None:
         super().__init__()
         hidden = space.se_channels(max_channels)
-        self.fc = nn.Sequential(OrderedDict(
-            reduce=nn.Conv2d(max_channels, hidden, 1, bias=True),
-            relu=nn.ReLU(inplace=True),
-            expand=nn.Conv2d(hidden, max_channels, 1, bias=True),
-            h_sigmoid=nn.Hardsigmoid(inplace=True)))
+        self.fc = nn.Sequential(
+            OrderedDict(
+                reduce=nn.Conv2d(max_channels, hidden, 1, bias=True),
+                relu=nn.ReLU(inplace=True),
+                expand=nn.Conv2d(hidden, max_channels, 1, bias=True),
+                h_sigmoid=nn.Hardsigmoid(inplace=True),
+            )
+        )
 
     def active_params(self, channels: int) -> tuple[torch.Tensor, ...]:
         """(reduce weight, reduce bias, expand weight, expand bias) for C channels."""
         hidden = space.se_channels(channels)
         reduce, expand = self.fc.reduce, self.fc.expand
-        return (reduce.weight[:hidden, :channels], reduce.bias[:hidden],
-                expand.weight[:channels, :hidden], expand.bias[:channels])
+        return (
+            reduce.weight[:hidden, :channels],
+            reduce.bias[:hidden],
+            expand.weight[:channels, :hidden],
+            expand.bias[:channels],
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w1, b1, w2, b2 = self.active_params(x.size(1))
@@ -114,25 +142,32 @@ class ElasticSqueezeExcite(nn.Module):
 class ElasticMBConv(nn.Module):
     """MBConv whose kernel size and expand ratio are chosen per call."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, act: str,
-                 use_se: bool) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int, act: str, use_se: bool
+    ) -> None:
         super().__init__()
         self.out_channels = out_channels
         max_mid = space.middle_channels(in_channels, max(space.EXPAND_CHOICES))
-        self.inverted_bottleneck = nn.ModuleDict(OrderedDict(
-            conv=ElasticConv2d(in_channels, max_mid),
-            bn=ElasticBatchNorm2d(max_mid),
-            act=activation(act)))
+        self.inverted_bottleneck = nn.ModuleDict(
+            OrderedDict(
+                conv=ElasticConv2d(in_channels, max_mid),
+                bn=ElasticBatchNorm2d(max_mid),
+                act=activation(act),
+            )
+        )
         depth_conv = OrderedDict(
             conv=ElasticDepthwiseConv2d(max_mid, stride),
             bn=ElasticBatchNorm2d(max_mid),
-            act=activation(act))
+            act=activation(act),
+        )
         if use_se:
             depth_conv["se"] = ElasticSqueezeExcite(max_mid)
         self.depth_conv = nn.ModuleDict(depth_conv)
-        self.point_linear = nn.ModuleDict(OrderedDict(
-            conv=ElasticConv2d(max_mid, out_channels),
-            bn=ElasticBatchNorm2d(out_channels)))
+        self.point_linear = nn.ModuleDict(
+            OrderedDict(
+                conv=ElasticConv2d(max_mid, out_channels), bn=ElasticBatchNorm2d(out_channels)
+            )
+        )
 
     def forward(self, x: torch.Tensor, kernel_size: int, expand_ratio: int) -> torch.Tensor:
         mid = space.middle_channels(x.size(1), expand_ratio)
@@ -153,21 +188,26 @@ def _copy_bn(target: nn.BatchNorm2d, source: nn.BatchNorm2d) -> None:
 class OFAMobileNetV3(nn.Module):
     """OFA's elastic MobileNetV3 (`ofa_mbv3_d234_e346_k357_w{width}`)."""
 
-    def __init__(self, width: float = 1.0, n_classes: int = space.N_CLASSES,
-                 dropout: float = 0.1) -> None:
+    def __init__(
+        self, width: float = 1.0, n_classes: int = space.N_CLASSES, dropout: float = 0.1
+    ) -> None:
         super().__init__()
         self.width = SubnetConfig.largest(w=width).w  # validates the width
         widths = space.stage_widths(self.width)
         first, block0 = widths[0], widths[1]
         self.first_conv = ConvLayer(3, first, 3, 2, "h_swish")
-        blocks: list[nn.Module] = [ResidualBlock(
-            MBConv(first, block0, first, 3, 1, "relu", False, expand=False), first == block0)]
+        blocks: list[nn.Module] = [
+            ResidualBlock(
+                MBConv(first, block0, first, 3, 1, "relu", False, expand=False), first == block0
+            )
+        ]
         channels = block0
         for stage, out in enumerate(widths[2:7]):
             for i in range(space.MAX_DEPTH):
                 stride = space.STAGE_STRIDES[stage] if i == 0 else 1
-                conv = ElasticMBConv(channels, out, stride, space.STAGE_ACTS[stage],
-                                     space.STAGE_SE[stage])
+                conv = ElasticMBConv(
+                    channels, out, stride, space.STAGE_ACTS[stage], space.STAGE_SE[stage]
+                )
                 blocks.append(ResidualBlock(conv, residual=i > 0))
                 channels = out
         self.blocks = nn.ModuleList(blocks)
@@ -184,7 +224,9 @@ class OFAMobileNetV3(nn.Module):
         if not isinstance(subnet, SubnetConfig):
             raise TypeError(f"subnet: expected a SubnetConfig, got {type(subnet).__name__}")
         if subnet.w != self.width:
-            raise ValueError(f"w: the subnet is for width {subnet.w}, this supernet is w{self.width}")
+            raise ValueError(
+                f"w: the subnet is for width {subnet.w}, this supernet is w{self.width}"
+            )
         return subnet
 
     def forward(self, x: torch.Tensor, subnet: SubnetConfig | None = None) -> torch.Tensor:
@@ -211,14 +253,16 @@ class OFAMobileNetV3(nn.Module):
         net.feature_mix_layer.load_state_dict(self.feature_mix_layer.state_dict())
         net.classifier.load_state_dict(self.classifier.state_dict())
         block_specs = [spec for spec in plan if spec.kind == MBCONV][1:]
-        for target, b, spec in zip(net.blocks[1:], subnet.active_blocks, block_specs):
-            self._copy_block(self.blocks[b + 1].conv, target.conv, spec.in_channels, spec.mid,
-                             spec.kernel)
+        for target, b, spec in zip(net.blocks[1:], subnet.active_blocks, block_specs, strict=True):
+            self._copy_block(
+                self.blocks[b + 1].conv, target.conv, spec.in_channels, spec.mid, spec.kernel
+            )
         return net.train(self.training)
 
     @staticmethod
-    def _copy_block(source: ElasticMBConv, target: MBConv, in_channels: int, mid: int,
-                    kernel_size: int) -> None:
+    def _copy_block(
+        source: ElasticMBConv, target: MBConv, in_channels: int, mid: int, kernel_size: int
+    ) -> None:
         ib, dw, pl = source.inverted_bottleneck, source.depth_conv, source.point_linear
         target.inverted_bottleneck.conv.weight.copy_(ib["conv"].active_weight(mid, in_channels))
         _copy_bn(target.inverted_bottleneck.bn, ib["bn"].bn)
@@ -226,8 +270,13 @@ class OFAMobileNetV3(nn.Module):
         _copy_bn(target.depth_conv.bn, dw["bn"].bn)
         if "se" in dw:
             fc = target.depth_conv.se.fc
-            for param, value in zip((fc.reduce.weight, fc.reduce.bias, fc.expand.weight,
-                                     fc.expand.bias), dw["se"].active_params(mid)):
+            for param, value in zip(
+                (fc.reduce.weight, fc.reduce.bias, fc.expand.weight, fc.expand.bias),
+                dw["se"].active_params(mid),
+                strict=True,
+            ):
                 param.copy_(value)
-        target.point_linear.conv.weight.copy_(pl["conv"].active_weight(target.point_linear.conv.out_channels, mid))
+        target.point_linear.conv.weight.copy_(
+            pl["conv"].active_weight(target.point_linear.conv.out_channels, mid)
+        )
         _copy_bn(target.point_linear.bn, pl["bn"].bn)

@@ -4,8 +4,8 @@ A phase (see `ofa.schedule.Phase`) runs SGD steps; each step draws one resolutio
 phase's number of subnets from a random generator seeded by (seed, step), takes the global
 batch of that step (`ofa.nn.data.step_indices`), distils the teacher (the full network, BN on
 batch statistics and no dropout, as OFA), accumulates the subnets' gradients, averages them
-over processes and takes one SGD step. Everything random is a function of the step, so a checkpoint needs
-only the weights, the optimizer state and the step to resume bit for bit.
+over processes and takes one SGD step. Everything random is a function of the step, so a
+checkpoint needs only the weights, the optimizer state and the step to resume bit for bit.
 
 Distributed: start with `torchrun --nproc_per_node N`. Each process computes its share of
 the batch for every sampled subnet; one all-reduce per step averages the accumulated
@@ -25,9 +25,9 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import distributed as dist
@@ -35,16 +35,26 @@ from torch import nn
 from torch.nn import functional as F
 
 from ofa import space
+from ofa.config import SubnetConfig
 from ofa.nn.accuracy_dataset import subnet_accuracy
 from ofa.nn.channel_sort import sort_channels
 from ofa.nn.checkpoint import load_checkpoint, load_supernet
-from ofa.config import SubnetConfig
 from ofa.nn.data import Splits, fixed_indices, step_indices
-from ofa.schedule import Chain, Phase, learning_rate
 from ofa.nn.supernet import OFAMobileNetV3
+from ofa.schedule import Chain, Phase, learning_rate
 
-__all__ = ["Processes", "train_phase", "train_chain", "train_step", "sample_subnet",
-           "phase_subnets", "make_optimizer", "teacher_network", "CHECKPOINT", "EVALUATION"]
+__all__ = [
+    "Processes",
+    "train_phase",
+    "train_chain",
+    "train_step",
+    "sample_subnet",
+    "phase_subnets",
+    "make_optimizer",
+    "teacher_network",
+    "CHECKPOINT",
+    "EVALUATION",
+]
 
 CHECKPOINT = "checkpoint.pt"
 EVALUATION = "eval.json"
@@ -59,7 +69,7 @@ class Processes:
     device: torch.device = torch.device("cpu")
 
     @classmethod
-    def from_env(cls) -> "Processes":
+    def from_env(cls) -> Processes:
         """Join the process group torchrun describes in the environment, if any."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         cuda = torch.cuda.is_available()
@@ -73,7 +83,7 @@ class Processes:
             dist.init_process_group("nccl" if cuda else "gloo")
         return cls(dist.get_rank(), world, device)
 
-    def __enter__(self) -> "Processes":
+    def __enter__(self) -> Processes:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -98,26 +108,35 @@ class Processes:
         flat /= self.world
         offset = 0
         for t in tensors:
-            t.copy_(flat[offset:offset + t.numel()].view_as(t))
+            t.copy_(flat[offset : offset + t.numel()].view_as(t))
             offset += t.numel()
 
 
 def sample_subnet(rng: random.Random, phase: Phase, resolution: int, width: float) -> SubnetConfig:
     """A subnet whose choices are drawn uniformly from the phase's `ks`, `e` and `d`."""
-    return SubnetConfig(ks=[rng.choice(phase.ks) for _ in range(space.N_BLOCKS)],
-                        e=[rng.choice(phase.e) for _ in range(space.N_BLOCKS)],
-                        d=[rng.choice(phase.d) for _ in range(space.N_STAGES)], r=resolution,
-                        w=width)
+    return SubnetConfig(
+        ks=[rng.choice(phase.ks) for _ in range(space.N_BLOCKS)],
+        e=[rng.choice(phase.e) for _ in range(space.N_BLOCKS)],
+        d=[rng.choice(phase.d) for _ in range(space.N_STAGES)],
+        r=resolution,
+        w=width,
+    )
 
 
 def phase_subnets(phase: Phase, width: float) -> dict[str, SubnetConfig]:
     """The subnets evaluated at the end of a phase: its largest, its smallest, and
     `eval_subnets` random ones (seeded by the phase's seed)."""
     r = phase.eval_size
-    subnets = {name: SubnetConfig(ks=[pick(phase.ks)] * space.N_BLOCKS,
-                                  e=[pick(phase.e)] * space.N_BLOCKS,
-                                  d=[pick(phase.d)] * space.N_STAGES, r=r, w=width)
-               for name, pick in (("largest", max), ("smallest", min))}
+    subnets = {
+        name: SubnetConfig(
+            ks=[pick(phase.ks)] * space.N_BLOCKS,
+            e=[pick(phase.e)] * space.N_BLOCKS,
+            d=[pick(phase.d)] * space.N_STAGES,
+            r=r,
+            w=width,
+        )
+        for name, pick in (("largest", max), ("smallest", min))
+    }
     rng = random.Random(f"eval/{phase.seed}")
     for i in range(phase.eval_subnets):
         subnets[f"random{i}"] = sample_subnet(rng, phase, r, width)
@@ -134,14 +153,20 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
         if name.endswith(".bias"):
             no_decay.add(id(param))
     params = list(model.parameters())
-    return [{"params": [p for p in params if id(p) not in no_decay], "weight_decay": weight_decay},
-            {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0}]
+    return [
+        {"params": [p for p in params if id(p) not in no_decay], "weight_decay": weight_decay},
+        {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0},
+    ]
 
 
 def make_optimizer(model: nn.Module, phase: Phase) -> torch.optim.SGD:
     """The phase's SGD over two parameter groups (with and without weight decay)."""
-    return torch.optim.SGD(_param_groups(model, phase.weight_decay), lr=phase.lr,
-                           momentum=phase.momentum, nesterov=phase.nesterov)
+    return torch.optim.SGD(
+        _param_groups(model, phase.weight_decay),
+        lr=phase.lr,
+        momentum=phase.momentum,
+        nesterov=phase.nesterov,
+    )
 
 
 def teacher_network(supernet: OFAMobileNetV3) -> nn.Module:
@@ -152,18 +177,25 @@ def teacher_network(supernet: OFAMobileNetV3) -> nn.Module:
     return teacher.train()
 
 
-def _loss(logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None,
-          phase: Phase) -> torch.Tensor:
+def _loss(
+    logits: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None, phase: Phase
+) -> torch.Tensor:
     loss = F.cross_entropy(logits, labels, label_smoothing=phase.label_smoothing)
     if soft is not None:
         loss = loss + phase.kd_ratio * torch.sum(-soft * F.log_softmax(logits, 1), 1).mean()
     return loss
 
 
-def train_step(model: OFAMobileNetV3, optimizer: torch.optim.Optimizer,
-               teacher: nn.Module | None, phase: Phase, images: torch.Tensor,
-               labels: torch.Tensor, subnets: list[SubnetConfig],
-               processes: Processes = Processes()) -> list[float]:
+def train_step(
+    model: OFAMobileNetV3,
+    optimizer: torch.optim.Optimizer,
+    teacher: nn.Module | None,
+    phase: Phase,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    subnets: list[SubnetConfig],
+    processes: Processes = Processes(),
+) -> list[float]:
     """One SGD step: the teacher's soft labels, then each subnet's loss and gradients
     accumulated, averaged over processes; returns the subnets' losses."""
     soft = None
@@ -178,43 +210,72 @@ def train_step(model: OFAMobileNetV3, optimizer: torch.optim.Optimizer,
         losses.append(loss.item())
     processes.average([p.grad for p in model.parameters() if p.grad is not None])
     optimizer.step()
-    processes.average([b for name, b in model.named_buffers()
-                       if name.endswith(("running_mean", "running_var"))])
+    processes.average(
+        [b for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var"))]
+    )
     return losses
 
 
-def _save(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: int,
-          phase: Phase, steps: int) -> None:
+def _save(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    phase: Phase,
+    steps: int,
+) -> None:
     """Write the checkpoint beside, then rename: an interruption never leaves half a file."""
     partial = path.with_suffix(".partial")
-    torch.save({"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "step": step, "steps": steps, "phase": phase.to_dict(), "width": model.width},
-               partial)
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "steps": steps,
+            "phase": phase.to_dict(),
+            "width": model.width,
+        },
+        partial,
+    )
     os.replace(partial, path)
 
 
-def _resume_state(path: Path, phase: Phase, width: float, steps: int,
-                  n_classes: int) -> dict | None:
+def _resume_state(
+    path: Path, phase: Phase, width: float, steps: int, n_classes: int
+) -> dict | None:
     """The checkpoint to resume from, if it was written by this very run."""
     if not path.exists():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("phase") != phase.to_dict() or state.get("width") != width:
-        raise ValueError(f"{path}: written by another schedule or width; resume it with the "
-                         f"same phase file and --width, or choose another --out")
+        raise ValueError(
+            f"{path}: written by another schedule or width; resume it with the "
+            f"same phase file and --width, or choose another --out"
+        )
     if state.get("steps") != steps:
-        raise ValueError(f"{path}: steps: the run there has {state.get('steps')} steps, this one "
-                         f"{steps} (another number of processes or another data set); resume "
-                         f"it as it was started, or choose another --out")
+        raise ValueError(
+            f"{path}: steps: the run there has {state.get('steps')} steps, this one "
+            f"{steps} (another number of processes or another data set); resume "
+            f"it as it was started, or choose another --out"
+        )
     classes = state["state_dict"]["classifier.linear.weight"].shape[0]
     if classes != n_classes:
-        raise ValueError(f"{path}: the supernet there has {classes} classes, the data "
-                         f"{n_classes}; choose another --out")
+        raise ValueError(
+            f"{path}: the supernet there has {classes} classes, the data "
+            f"{n_classes}; choose another --out"
+        )
     return state
 
 
-def _start(phase: Phase, n_classes: int, width: float, path: Path, init: str | Path | None,
-           device: torch.device, steps: int) -> tuple[OFAMobileNetV3, torch.optim.SGD, int]:
+def _start(
+    phase: Phase,
+    n_classes: int,
+    width: float,
+    path: Path,
+    init: str | Path | None,
+    device: torch.device,
+    steps: int,
+) -> tuple[OFAMobileNetV3, torch.optim.SGD, int]:
     """(model, optimizer, first step): from the phase's own checkpoint when there is one,
     else from `init` (or a seeded initialisation), channels sorted if the phase asks."""
     with torch.random.fork_rng(devices=[]):
@@ -234,18 +295,28 @@ def _start(phase: Phase, n_classes: int, width: float, path: Path, init: str | P
     return model.to(device), optimizer, 0
 
 
-def train_phase(phase: Phase, data: Splits, out: str | Path, *, width: float = 1.0,
-                init: str | Path | None = None, teacher: str | Path | None = None,
-                processes: Processes = Processes(), stop_after: int | None = None,
-                log: Callable[[str], None] = print) -> OFAMobileNetV3:
+def train_phase(
+    phase: Phase,
+    data: Splits,
+    out: str | Path,
+    *,
+    width: float = 1.0,
+    init: str | Path | None = None,
+    teacher: str | Path | None = None,
+    processes: Processes = Processes(),
+    stop_after: int | None = None,
+    log: Callable[[str], None] = print,
+) -> OFAMobileNetV3:
     """Run (or resume) one phase, writing `out/checkpoint.pt` and, when finished,
     `out/eval.json`. `init` starts from another phase's weights; `teacher` is required
     when the phase distils. `stop_after` ends this invocation after that step (resumable)."""
     out = Path(out)
     path = out / CHECKPOINT
     if phase.kd_ratio > 0 and teacher is None:
-        raise ValueError(f"teacher: phase {phase.name!r} distils (kd_ratio {phase.kd_ratio}); "
-                         f"give the checkpoint of the full network")
+        raise ValueError(
+            f"teacher: phase {phase.name!r} distils (kd_ratio {phase.kd_ratio}); "
+            f"give the checkpoint of the full network"
+        )
     steps, warmup = phase.total_steps(len(data.train), processes.world)
     say = log if processes.is_main else (lambda _: None)
     device = processes.device
@@ -268,21 +339,29 @@ def train_phase(phase: Phase, data: Splits, out: str | Path, *, width: float = 1
             group["lr"] = lr
         rng = random.Random(f"{phase.seed}/{step}")
         resolution = rng.choice(phase.resolutions)
-        subnets = [sample_subnet(rng, phase, resolution, model.width)
-                   for _ in range(phase.subnets_per_step)]
-        indices = step_indices(len(data.train), step, phase.batch_size, phase.seed,
-                               processes.rank, processes.world)
+        subnets = [
+            sample_subnet(rng, phase, resolution, model.width)
+            for _ in range(phase.subnets_per_step)
+        ]
+        indices = step_indices(
+            len(data.train), step, phase.batch_size, phase.seed, processes.rank, processes.world
+        )
         images, labels = (t.to(device) for t in data.train.batch(indices, resolution))
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(random.Random(f"{phase.seed}/{step}/{processes.rank}").getrandbits(63))
-            losses += train_step(model, optimizer, soft_teacher, phase, images, labels, subnets,
-                                 processes)
+            torch.manual_seed(
+                random.Random(f"{phase.seed}/{step}/{processes.rank}").getrandbits(63)
+            )
+            losses += train_step(
+                model, optimizer, soft_teacher, phase, images, labels, subnets, processes
+            )
         window_images += len(indices) * processes.world
         done = step + 1
         if done % phase.log_every == 0 or done == stop:
             rate = window_images / (time.perf_counter() - window_start)
-            say(f"[{phase.name}] step {done}/{steps} loss {sum(losses) / len(losses):.4f} "
-                f"lr {lr:.3g} r {resolution} {rate:.1f} images/s")
+            say(
+                f"[{phase.name}] step {done}/{steps} loss {sum(losses) / len(losses):.4f} "
+                f"lr {lr:.3g} r {resolution} {rate:.1f} images/s"
+            )
             window_images, window_start, losses = 0, time.perf_counter(), []
         if processes.is_main and (done % phase.checkpoint_every == 0 or done == stop):
             _save(path, model, optimizer, done, phase, steps)
@@ -293,8 +372,14 @@ def train_phase(phase: Phase, data: Splits, out: str | Path, *, width: float = 1
     return model
 
 
-def _evaluate(model: OFAMobileNetV3, phase: Phase, data: Splits, path: Path,
-              device: torch.device, say: Callable[[str], None]) -> None:
+def _evaluate(
+    model: OFAMobileNetV3,
+    phase: Phase,
+    data: Splits,
+    path: Path,
+    device: torch.device,
+    say: Callable[[str], None],
+) -> None:
     calibration = fixed_indices(len(data.train), phase.eval_calibration_images, phase.seed)
     results, measured = {}, {}
     for name, config in phase_subnets(phase, model.width).items():
@@ -302,13 +387,21 @@ def _evaluate(model: OFAMobileNetV3, phase: Phase, data: Splits, path: Path,
             measured[config] = subnet_accuracy(model, config, data, calibration, device=device)
         results[name] = {"config": config.to_dict(), "accuracy": measured[config]}
     path.write_text(json.dumps({"phase": phase.name, "subnets": results}, indent=1))
-    say(f"[{phase.name}] top-1 " + ", ".join(f"{name} {r['accuracy']:.3f}"
-                                             for name, r in results.items()))
+    say(
+        f"[{phase.name}] top-1 "
+        + ", ".join(f"{name} {r['accuracy']:.3f}" for name, r in results.items())
+    )
 
 
-def train_chain(chain: Chain, data: Splits, out: str | Path, *, width: float = 1.0,
-                processes: Processes = Processes(),
-                log: Callable[[str], None] = print) -> OFAMobileNetV3:
+def train_chain(
+    chain: Chain,
+    data: Splits,
+    out: str | Path,
+    *,
+    width: float = 1.0,
+    processes: Processes = Processes(),
+    log: Callable[[str], None] = print,
+) -> OFAMobileNetV3:
     """All phases in order, each starting from the previous one's checkpoint and distilling
     the teacher phase's; `out/<phase>/`. Finished phases are skipped, so a stopped chain
     resumes where it stopped when run again."""
@@ -317,6 +410,14 @@ def train_chain(chain: Chain, data: Splits, out: str | Path, *, width: float = 1
     for i, phase in enumerate(chain.phases):
         init = out / chain.phases[i - 1].name / CHECKPOINT if i else None
         teacher = out / chain.teacher / CHECKPOINT if phase.kd_ratio > 0 else None
-        model = train_phase(phase, data, out / phase.name, width=width, init=init,
-                            teacher=teacher, processes=processes, log=log)
+        model = train_phase(
+            phase,
+            data,
+            out / phase.name,
+            width=width,
+            init=init,
+            teacher=teacher,
+            processes=processes,
+            log=log,
+        )
     return model

@@ -33,8 +33,13 @@ def reference_dir() -> Path:
     dest = ROOT / ".cache" / "ofa-reference"
     if not (dest / ".installed").exists():
         env = dict(os.environ, PYTHON=os.environ.get("PYTHON", sys.executable))
-        proc = subprocess.run(["bash", str(HERE / "install_reference.sh"), str(dest)],
-                              cwd=ROOT, env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            ["bash", str(HERE / "install_reference.sh"), str(dest)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"installing the reference failed:\n{proc.stderr}")
     return dest
@@ -49,7 +54,11 @@ def run_reference(request: dict, workdir: Path) -> dict:
     try:
         proc = subprocess.run(
             [sys.executable, str(HERE / "run_reference.py"), str(req_path), str(resp_path)],
-            cwd=workdir, capture_output=True, text=True, timeout=TIMEOUT_S)
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired as e:
         raise RuntimeError(f"reference timed out after {TIMEOUT_S}s:\n{e.stderr}") from e
     if proc.returncode != 0:

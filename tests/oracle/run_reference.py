@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import types
+from operator import methodcaller
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # project root: must not shadow the reference
@@ -49,8 +50,13 @@ def install_standins():
             setattr(self, name, cls)
             return cls
 
-    names = ["torchvision", "torchvision.transforms", "torchvision.transforms.functional",
-             "torchvision.datasets", "gdown"]
+    names = [
+        "torchvision",
+        "torchvision.transforms",
+        "torchvision.transforms.functional",
+        "torchvision.datasets",
+        "gdown",
+    ]
     mods = {n: StandIn(n) for n in names}
     for n, m in mods.items():
         sys.modules[n] = m
@@ -89,7 +95,8 @@ def shapes(sd):
 
 
 def lut_eval(estimators, lut_dir, r, fn):
-    """Run one reference latency prediction on the table for size r; returns (ms, keys, error)."""
+    """Run one reference latency prediction, `fn(estimator)`, on the table for size r; returns
+    (ms, keys, error)."""
     from ofa.tutorial.latency_table import LatencyEstimator
 
     path = Path(lut_dir) / f"{r}_lookup_table.yaml"
@@ -114,24 +121,32 @@ def run(req):
     import torch
 
     import ofa
+
     if not Path(ofa.__file__).resolve().is_relative_to(Path(req["ref_path"]).resolve()):
         raise RuntimeError(f"imported the wrong `ofa`: {ofa.__file__}")
     from importlib.metadata import distributions
+
     from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
     from ofa.imagenet_classification.networks import get_net_by_name
     from ofa.utils.flops_counter import profile
 
-    version = next(d.version for d in distributions(path=[req["ref_path"]])
-                   if d.metadata["Name"] == "ofa")
+    version = next(
+        d.version for d in distributions(path=[req["ref_path"]]) if d.metadata["Name"] == "ofa"
+    )
     lut_dir = req.get("lut_dir")
     if lut_dir:
         patch_yaml_load()
     estimators = {}
 
     torch.manual_seed(req.get("seed", 0))
-    net = OFAMobileNetV3(n_classes=req.get("n_classes", 1000), dropout_rate=0,
-                         width_mult=req["width"], ks_list=[3, 5, 7],
-                         expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    net = OFAMobileNetV3(
+        n_classes=req.get("n_classes", 1000),
+        dropout_rate=0,
+        width_mult=req["width"],
+        ks_list=[3, 5, 7],
+        expand_ratio_list=[3, 4, 6],
+        depth_list=[2, 3, 4],
+    )
     net.eval()
     loaded_keys = None
     if req.get("state_dict"):
@@ -148,13 +163,20 @@ def run(req):
     for spec in req.get("subnets", []):
         r = spec["r"]
         # the reference accepts out-of-space choices (e.g. ks=9) silently; refuse them here
-        ok = (len(spec["ks"]) == 20 and set(spec["ks"]) <= {3, 5, 7} and len(spec["e"]) == 20
-              and set(spec["e"]) <= {3, 4, 6} and len(spec["d"]) == 5 and set(spec["d"]) <= {2, 3, 4})
+        ok = (
+            len(spec["ks"]) == 20
+            and set(spec["ks"]) <= {3, 5, 7}
+            and len(spec["e"]) == 20
+            and set(spec["e"]) <= {3, 4, 6}
+            and len(spec["d"]) == 5
+            and set(spec["d"]) <= {2, 3, 4}
+        )
         if not ok:
             raise ValueError(f"subnet outside the ks 3/5/7, e 3/4/6, d 2/3/4 space: {spec}")
         if spec.get("state_dict"):  # this subnet's own weights (e.g. BN recalibrated for it)
-            net.load_state_dict(torch.load(spec["state_dict"], map_location="cpu",
-                                           weights_only=True)["state_dict"])
+            net.load_state_dict(
+                torch.load(spec["state_dict"], map_location="cpu", weights_only=True)["state_dict"]
+            )
         net.set_active_subnet(ks=spec["ks"], e=spec["e"], d=spec["d"])
         sub = net.get_active_subnet(preserve_weight=True)
         sub.eval()
@@ -174,12 +196,14 @@ def run(req):
         res.update(macs=int(macs), params=int(params))
         if lut_dir:
             arch = {"ks": spec["ks"], "e": spec["e"], "d": spec["d"], "r": [r]}
-            got = lut_eval(estimators, lut_dir, r,
-                           lambda est: est.predict_network_latency_given_spec(arch))
+            got = lut_eval(
+                estimators, lut_dir, r, methodcaller("predict_network_latency_given_spec", arch)
+            )
             if got is not None:
                 res["lut_ms"], res["lut_keys"], err = got
                 res["lut_ms_net"], res["lut_keys_net"], err_net = lut_eval(
-                    estimators, lut_dir, r, lambda est: est.predict_network_latency(sub, r))
+                    estimators, lut_dir, r, methodcaller("predict_network_latency", sub, r)
+                )
                 res["lut_error"] = err or err_net
         out_subnets.append(res)
 
@@ -194,14 +218,20 @@ def run(req):
         built = get_net_by_name(config["name"]).build_from_config(config)
         built.eval()
         macs, params = profile(built, (1, 3, size, size))
-        res = {"path": str(path), "name": config["name"], "image_size": size,
-               "macs": int(macs), "params": int(params)}
+        res = {
+            "path": str(path),
+            "name": config["name"],
+            "image_size": size,
+            "macs": int(macs),
+            "params": int(params),
+        }
         if lut_dir:
             if config["name"] != "MobileNetV3":
                 res["lut_error"] = "LatencyEstimator only handles MobileNetV3"
             else:
-                got = lut_eval(estimators, lut_dir, size,
-                               lambda est: est.predict_network_latency(built, size))
+                got = lut_eval(
+                    estimators, lut_dir, size, methodcaller("predict_network_latency", built, size)
+                )
                 if got is not None:
                     res["lut_ms_net"], res["lut_keys_net"], res["lut_error"] = got
         out_configs.append(res)
@@ -210,20 +240,30 @@ def run(req):
     if req.get("accuracy"):
         # the tutorial's predictor, with the weights file given instead of its download
         from ofa.tutorial.accuracy_predictor import AccuracyPredictor
+
         predictor = AccuracyPredictor(pretrained=False, device="cpu")
-        predictor.model.load_state_dict(torch.load(req["accuracy"]["predictor"],
-                                                   map_location="cpu", weights_only=True))
-        population = [{"ks": a["ks"], "e": a["e"], "d": a["d"], "r": [a["r"]]}
-                      for a in req["accuracy"]["subnets"]]
+        predictor.model.load_state_dict(
+            torch.load(req["accuracy"]["predictor"], map_location="cpu", weights_only=True)
+        )
+        population = [
+            {"ks": a["ks"], "e": a["e"], "d": a["d"], "r": [a["r"]]}
+            for a in req["accuracy"]["subnets"]
+        ]
         accuracy = predictor.predict_accuracy(population).reshape(-1).tolist()
 
     evolution = None
     if req.get("evolution"):
         evolution = run_evolution(req["evolution"], torch)
 
-    return {"supernet_state_dict": shapes(net.state_dict()), "loaded_keys": loaded_keys,
-            "subnets": out_subnets, "net_configs": out_configs, "accuracy": accuracy, "evolution": evolution,
-            "reference_version": version}
+    return {
+        "supernet_state_dict": shapes(net.state_dict()),
+        "loaded_keys": loaded_keys,
+        "subnets": out_subnets,
+        "net_configs": out_configs,
+        "accuracy": accuracy,
+        "evolution": evolution,
+        "reference_version": version,
+    }
 
 
 def run_evolution(spec, torch):
@@ -237,21 +277,29 @@ def run_evolution(spec, torch):
 
     patch_yaml_load()
     predictor = AccuracyPredictor(pretrained=False, device="cpu")
-    predictor.model.load_state_dict(torch.load(spec["predictor"], map_location="cpu",
-                                               weights_only=True))
+    predictor.model.load_state_dict(
+        torch.load(spec["predictor"], map_location="cpu", weights_only=True)
+    )
     table = LatencyTable.__new__(LatencyTable)  # its constructor downloads; give it files
-    table.latency_tables = {r: LatencyEstimator(url=str(Path(spec["lut_dir"]) /
-                                                    f"{r}_lookup_table.yaml"))
-                            for r in (160, 176, 192, 208, 224)}
-    finder = EvolutionFinder("note10", spec["budget"], table, predictor,
-                             max_time_budget=spec.get("generations", 500))
+    table.latency_tables = {
+        r: LatencyEstimator(url=str(Path(spec["lut_dir"]) / f"{r}_lookup_table.yaml"))
+        for r in (160, 176, 192, 208, 224)
+    }
+    finder = EvolutionFinder(
+        "note10", spec["budget"], table, predictor, max_time_budget=spec.get("generations", 500)
+    )
     random.seed(spec.get("seed", 0))
     import numpy as np
+
     np.random.seed(spec.get("seed", 0))
     started = time.perf_counter()
     _, (best_acc, best_config, latency) = finder.run_evolution_search()
-    return {"seconds": time.perf_counter() - started, "accuracy": float(best_acc),
-            "latency_ms": float(latency), "config": best_config}
+    return {
+        "seconds": time.perf_counter() - started,
+        "accuracy": float(best_acc),
+        "latency_ms": float(latency),
+        "config": best_config,
+    }
 
 
 def main():
@@ -264,6 +312,7 @@ def main():
         resp = run(req)
     except Exception as e:
         import traceback
+
         traceback.print_exc()
         sys.exit(f"run_reference.py failed: {type(e).__name__}: {e}")
     Path(sys.argv[2]).write_text(json.dumps(resp))
