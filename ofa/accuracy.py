@@ -16,9 +16,10 @@ from __future__ import annotations
 import os
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -109,13 +110,16 @@ class AccuracyPredictor:
 
     @classmethod
     def from_state_dict(
-        cls, state: dict, width: float = 1.2, encoding: ResolutionEncoding = OFFICIAL_ENCODING
+        cls,
+        state: Mapping[str, Any],
+        width: float = 1.2,
+        encoding: ResolutionEncoding = OFFICIAL_ENCODING,
     ) -> AccuracyPredictor:
         """From `{"0.weight", "0.bias", "2.weight", ...}` arrays (the tutorial's layout)."""
         linear = sorted({int(k.split(".")[0]) for k in state if k.split(".")[0].isdigit()})
         expected = {f"{i}.{p}" for i in linear for p in ("weight", "bias")}
         n_in = _ARCH_FEATURES + encoding.slots
-        if set(state) != expected or np.shape(state.get("0.weight"))[1:] != (n_in,):
+        if set(state) != expected or np.shape(state.get("0.weight", ()))[1:] != (n_in,):
             raise ValueError(
                 f"accuracy predictor: expected keys 0/2/4/6 .weight/.bias with a "
                 f"first layer taking {n_in} inputs, got {sorted(state)}"
@@ -139,11 +143,12 @@ class AccuracyPredictor:
                     width = float(meta.get("width", 1.2))
                     encoding = OFFICIAL_ENCODING  # files saved before encodings were recorded
                     if "r_min" in meta:
+                        low, high = (int(r) for r in meta["r_trained"])
                         encoding = ResolutionEncoding(
                             int(meta["r_min"]),
                             int(meta["r_step"]),
                             int(meta["r_slots"]),
-                            tuple(int(r) for r in meta["r_trained"]),
+                            (low, high),
                         )
                     state = {k: data[k] for k in data.files if k not in _META}
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
@@ -159,20 +164,19 @@ class AccuracyPredictor:
 
     def save(self, path: str | Path) -> None:
         """As `.npz` (no pickle), loadable without torch."""
-        arrays = {}
+        e = self.encoding
+        arrays = {
+            "width": np.array(self.width),
+            "r_min": np.array(e.r_min),
+            "r_step": np.array(e.step),
+            "r_slots": np.array(e.slots),
+            "r_trained": np.array(e.trained),
+        }
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
             arrays[f"{2 * i}.weight"], arrays[f"{2 * i}.bias"] = weight, bias
-        e = self.encoding
         path = Path(path)
         partial = path.with_name(path.name + ".partial")
         with open(partial, "wb") as f:  # np.savez would add ".npz" to a bare name
-            np.savez(
-                f,
-                width=np.array(self.width),
-                r_min=np.array(e.r_min),
-                r_step=np.array(e.step),
-                r_slots=np.array(e.slots),
-                r_trained=np.array(e.trained),
-                **arrays,
-            )
+            # mypy matches **arrays against savez's `allow_pickle: bool` keyword too
+            np.savez(f, **arrays)  # type: ignore[arg-type]
         os.replace(partial, path)  # never a half-written predictor under its own name

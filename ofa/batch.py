@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ _EXPAND_INDEX = {e: i for i, e in enumerate(space.EXPAND_CHOICES)}
 
 def check_array(
     field: str,
-    values,
+    values: Any,
     n: int | None,
     columns: int | None,
     dtype: type,
@@ -40,7 +41,12 @@ def check_array(
     if n is not None and len(array) != n:
         raise ValueError(f"{field}: expected {n} rows (one per config, as in ks), got {len(array)}")
     if array.dtype.kind in "iuf":
-        low, high = (min(allowed), max(allowed)) if allowed is not None else bounds
+        if allowed is not None:
+            low, high = min(allowed), max(allowed)
+        elif bounds is not None:
+            low, high = bounds
+        else:
+            raise TypeError("check_array: give `allowed` or `bounds`")
         ok = (array >= low) & (array <= high)  # False for NaN
         if array.dtype.kind == "f":
             ok &= array == np.round(array)
@@ -141,9 +147,9 @@ class ConfigBatch:
 
     def config(self, i: int) -> SubnetConfig:
         return SubnetConfig(
-            ks=[space.KERNEL_CHOICES[k] for k in self.ks[i]],
-            e=[space.EXPAND_CHOICES[x] for x in self.e[i]],
-            d=self.d[i].tolist(),
+            ks=tuple(space.KERNEL_CHOICES[k] for k in self.ks[i]),
+            e=tuple(space.EXPAND_CHOICES[x] for x in self.e[i]),
+            d=tuple(self.d[i].tolist()),
             r=int(self.r[i]),
             w=self.w,
         )

@@ -49,11 +49,12 @@ def check_int(
     """`value` as an int, or a ValueError naming `field[index]` and what it may be. Also
     the message of ConfigBatch, which checks whole arrays and reports their first bad entry."""
     where = f"{field}[{index}]" if index is not None else field
-    expected = (
-        f"one of {', '.join(map(str, allowed))}"
-        if allowed is not None
-        else f"an integer in {bounds[0]}..{bounds[1]}"
-    )
+    if allowed is not None:
+        expected = f"one of {', '.join(map(str, allowed))}"
+    elif bounds is not None:
+        expected = f"an integer in {bounds[0]}..{bounds[1]}"
+    else:
+        raise TypeError("check_int: give `allowed` or `bounds`")
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             value = int(value)
@@ -231,7 +232,9 @@ class SubnetConfig:
                 f"net.config: expected {space.N_STAGES} stages after blocks[0], found {len(stages)}"
             )
         widths = space.stage_widths(width)[2:7]
-        ks, e, d = [], [], []
+        ks: list[Any] = []  # as the file has them; the constructor checks them
+        e: list[Any] = []
+        d: list[int] = []
         for s, stage in enumerate(stages):
             if not 1 <= len(stage) <= space.MAX_DEPTH:
                 raise ValueError(
@@ -253,7 +256,7 @@ class SubnetConfig:
             image_size = net.get("image_size")
         if image_size is None:
             raise ValueError("r: net.config has no image size; pass it (run.config's image_size)")
-        return cls(ks=ks, e=e, d=d, r=image_size, w=width)
+        return cls(ks=tuple(ks), e=tuple(e), d=tuple(d), r=image_size, w=width)
 
     @classmethod
     def from_file(cls, path: str | Path) -> SubnetConfig:
@@ -272,9 +275,9 @@ class SubnetConfig:
     @classmethod
     def largest(cls, r: int = 224, w: float = 1.0) -> SubnetConfig:
         return cls(
-            ks=[max(space.KERNEL_CHOICES)] * space.N_BLOCKS,
-            e=[max(space.EXPAND_CHOICES)] * space.N_BLOCKS,
-            d=[max(space.DEPTH_CHOICES)] * space.N_STAGES,
+            ks=(max(space.KERNEL_CHOICES),) * space.N_BLOCKS,
+            e=(max(space.EXPAND_CHOICES),) * space.N_BLOCKS,
+            d=(max(space.DEPTH_CHOICES),) * space.N_STAGES,
             r=r,
             w=w,
         )
@@ -282,9 +285,9 @@ class SubnetConfig:
     @classmethod
     def smallest(cls, r: int = 224, w: float = 1.0) -> SubnetConfig:
         return cls(
-            ks=[min(space.KERNEL_CHOICES)] * space.N_BLOCKS,
-            e=[min(space.EXPAND_CHOICES)] * space.N_BLOCKS,
-            d=[min(space.DEPTH_CHOICES)] * space.N_STAGES,
+            ks=(min(space.KERNEL_CHOICES),) * space.N_BLOCKS,
+            e=(min(space.EXPAND_CHOICES),) * space.N_BLOCKS,
+            d=(min(space.DEPTH_CHOICES),) * space.N_STAGES,
             r=r,
             w=w,
         )
@@ -295,9 +298,9 @@ class SubnetConfig:
     ) -> SubnetConfig:
         """Uniform per choice, like OFA's `sample_active_subnet`."""
         return cls(
-            ks=[rng.choice(space.KERNEL_CHOICES) for _ in range(space.N_BLOCKS)],
-            e=[rng.choice(space.EXPAND_CHOICES) for _ in range(space.N_BLOCKS)],
-            d=[rng.choice(space.DEPTH_CHOICES) for _ in range(space.N_STAGES)],
+            ks=tuple(rng.choice(space.KERNEL_CHOICES) for _ in range(space.N_BLOCKS)),
+            e=tuple(rng.choice(space.EXPAND_CHOICES) for _ in range(space.N_BLOCKS)),
+            d=tuple(rng.choice(space.DEPTH_CHOICES) for _ in range(space.N_STAGES)),
             r=rng.choice(list(resolutions)),
             w=w,
         )

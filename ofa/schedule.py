@@ -127,7 +127,11 @@ class Phase:
     def total_steps(self, n_images: int, world: int = 1) -> tuple[int, int]:
         """(steps, warm-up steps) for a training set of `n_images` and `world` processes."""
         per_epoch = n_images / (self.batch_size * world)
-        steps = self.steps if self.steps is not None else max(1, math.ceil(self.epochs * per_epoch))
+        if self.steps is not None:
+            steps = self.steps
+        else:
+            assert self.epochs is not None  # construction requires one of steps and epochs
+            steps = max(1, math.ceil(self.epochs * per_epoch))
         if self.warmup_steps is not None:
             warmup = self.warmup_steps
         else:

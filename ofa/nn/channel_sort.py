@@ -37,34 +37,36 @@ def _permute(tensor: torch.Tensor, dim: int, order: torch.Tensor) -> None:
 
 
 def _permute_bn(norm: torch.nn.BatchNorm2d, order: torch.Tensor) -> None:
-    for tensor in (norm.weight, norm.bias, norm.running_mean, norm.running_var):
+    mean, var = norm.running_mean, norm.running_var
+    assert mean is not None and var is not None  # batch_norm() tracks running statistics
+    for tensor in (norm.weight, norm.bias, mean, var):
         _permute(tensor, 0, order)
 
 
 @torch.no_grad()
 def _sort_block(block: ElasticMBConv, keep_expand: Sequence[int]) -> None:
     ib, dw, pl = block.inverted_bottleneck, block.depth_conv, block.point_linear
-    in_channels = ib["conv"].conv.weight.shape[1]
-    importance = pl["conv"].conv.weight.abs().sum((0, 2, 3))
+    in_channels = ib.conv.conv.weight.shape[1]
+    importance = pl.conv.conv.weight.abs().sum((0, 2, 3))
     order = grouped_order(importance, [space.middle_channels(in_channels, e) for e in keep_expand])
-    _permute(pl["conv"].conv.weight, 1, order)
-    _permute(dw["conv"].conv.weight, 0, order)
-    _permute_bn(dw["bn"].bn, order)
-    _permute(ib["conv"].conv.weight, 0, order)
-    _permute_bn(ib["bn"].bn, order)
+    _permute(pl.conv.conv.weight, 1, order)
+    _permute(dw.conv.conv.weight, 0, order)
+    _permute_bn(dw.bn.bn, order)
+    _permute(ib.conv.conv.weight, 0, order)
+    _permute_bn(ib.bn.bn, order)
     if "se" in dw:
-        reduce, expand = dw["se"].fc.reduce, dw["se"].fc.expand
-        _permute(expand.weight, 0, order)
-        _permute(expand.bias, 0, order)
-        _permute(reduce.weight, 1, order)
-        hidden = grouped_order(expand.weight.abs().sum((0, 2, 3)), [])
-        _permute(expand.weight, 1, hidden)
-        _permute(reduce.weight, 0, hidden)
-        _permute(reduce.bias, 0, hidden)
+        reduce_weight, reduce_bias, expand_weight, expand_bias = dw.se.fc.weights_and_biases()
+        _permute(expand_weight, 0, order)
+        _permute(expand_bias, 0, order)
+        _permute(reduce_weight, 1, order)
+        hidden = grouped_order(expand_weight.abs().sum((0, 2, 3)), [])
+        _permute(expand_weight, 1, hidden)
+        _permute(reduce_weight, 0, hidden)
+        _permute(reduce_bias, 0, hidden)
 
 
 def sort_channels(supernet: OFAMobileNetV3, keep_expand: Sequence[int] = ()) -> None:
     """Sort the middle channels of every elastic block in place, keeping the channel set of
     each expand ratio in `keep_expand` (e.g. (4, 6) when adding 3 to {4, 6})."""
-    for block in supernet.blocks[1:]:
-        _sort_block(block.conv, keep_expand)
+    for b in range(space.N_BLOCKS):
+        _sort_block(supernet.elastic_block(b).conv, keep_expand)

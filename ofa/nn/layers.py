@@ -8,6 +8,7 @@ them casually.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Generic, TypeVar
 
 import torch
 from torch import nn
@@ -66,13 +67,26 @@ class ConvLayer(nn.Sequential):
         super().__init__(layers)
 
 
+class SqueezeExciteFC(nn.Sequential):
+    """Squeeze-excite's `fc` (keys `fc.reduce.*`, `fc.expand.*`), its layers' types declared."""
+
+    reduce: nn.Conv2d
+    expand: nn.Conv2d
+
+    def weights_and_biases(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(reduce weight, reduce bias, expand weight, expand bias)."""
+        reduce, expand = self.reduce, self.expand
+        assert reduce.bias is not None and expand.bias is not None  # built with bias=True
+        return reduce.weight, reduce.bias, expand.weight, expand.bias
+
+
 class SqueezeExcite(nn.Module):
     """x * hsigmoid(expand(relu(reduce(mean(x))))); keys `fc.reduce.*`, `fc.expand.*`."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         hidden = space.se_channels(channels)
-        self.fc = nn.Sequential(
+        self.fc = SqueezeExciteFC(
             OrderedDict(
                 reduce=nn.Conv2d(channels, hidden, 1, bias=True),
                 relu=nn.ReLU(inplace=True),
@@ -83,6 +97,14 @@ class SqueezeExcite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.fc(x.mean((2, 3), keepdim=True))
+
+
+class ConvBN(nn.Sequential):
+    """One conv -> bn [-> act] [-> se] stage of an MBConv, its layers' types declared."""
+
+    conv: nn.Conv2d
+    bn: nn.BatchNorm2d
+    se: SqueezeExcite  # depthwise stages of squeeze-excite stages only: test `"se" in ...`
 
 
 class MBConv(nn.Module):
@@ -101,7 +123,7 @@ class MBConv(nn.Module):
     ) -> None:
         super().__init__()
         self.inverted_bottleneck = (
-            nn.Sequential(
+            ConvBN(
                 OrderedDict(
                     conv=nn.Conv2d(in_channels, mid_channels, 1, bias=False),
                     bn=batch_norm(mid_channels),
@@ -126,8 +148,8 @@ class MBConv(nn.Module):
         )
         if use_se:
             depth_conv["se"] = SqueezeExcite(mid_channels)
-        self.depth_conv = nn.Sequential(depth_conv)
-        self.point_linear = nn.Sequential(
+        self.depth_conv = ConvBN(depth_conv)
+        self.point_linear = ConvBN(
             OrderedDict(
                 conv=nn.Conv2d(mid_channels, out_channels, 1, bias=False),
                 bn=batch_norm(out_channels),
@@ -140,10 +162,13 @@ class MBConv(nn.Module):
         return self.point_linear(self.depth_conv(x))
 
 
-class ResidualBlock(nn.Module):
+ConvT = TypeVar("ConvT", bound=nn.Module)
+
+
+class ResidualBlock(nn.Module, Generic[ConvT]):
     """`conv(x) + x` when the block keeps its shape, else `conv(x)`; key prefix `conv.`."""
 
-    def __init__(self, conv: nn.Module, residual: bool) -> None:
+    def __init__(self, conv: ConvT, residual: bool) -> None:
         super().__init__()
         self.conv = conv
         self.residual = residual

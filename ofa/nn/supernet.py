@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import replace
 from itertools import pairwise
+from typing import cast
 
 import torch
 from torch import nn
@@ -23,6 +24,7 @@ from ofa.nn.layers import (
     MBConv,
     MobileNetV3,
     ResidualBlock,
+    SqueezeExciteFC,
     activation,
     batch_norm,
     build_network,
@@ -89,16 +91,16 @@ class ElasticBatchNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bn, channels = self.bn, x.size(1)
+        mean, var, tracked = bn.running_mean, bn.running_var, bn.num_batches_tracked
+        assert mean is not None and var is not None and tracked is not None  # batch_norm() tracks
         momentum = 0.0
         if bn.training and bn.track_running_stats:
-            bn.num_batches_tracked += 1
-            momentum = (
-                bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
-            )
+            tracked += 1
+            momentum = bn.momentum if bn.momentum is not None else 1.0 / float(tracked)
         return F.batch_norm(
             x,
-            bn.running_mean[:channels],
-            bn.running_var[:channels],
+            mean[:channels],
+            var[:channels],
             bn.weight[:channels],
             bn.bias[:channels],
             bn.training or not bn.track_running_stats,
@@ -113,7 +115,7 @@ class ElasticSqueezeExcite(nn.Module):
     def __init__(self, max_channels: int) -> None:
         super().__init__()
         hidden = space.se_channels(max_channels)
-        self.fc = nn.Sequential(
+        self.fc = SqueezeExciteFC(
             OrderedDict(
                 reduce=nn.Conv2d(max_channels, hidden, 1, bias=True),
                 relu=nn.ReLU(inplace=True),
@@ -125,18 +127,38 @@ class ElasticSqueezeExcite(nn.Module):
     def active_params(self, channels: int) -> tuple[torch.Tensor, ...]:
         """(reduce weight, reduce bias, expand weight, expand bias) for C channels."""
         hidden = space.se_channels(channels)
-        reduce, expand = self.fc.reduce, self.fc.expand
+        reduce_weight, reduce_bias, expand_weight, expand_bias = self.fc.weights_and_biases()
         return (
-            reduce.weight[:hidden, :channels],
-            reduce.bias[:hidden],
-            expand.weight[:channels, :hidden],
-            expand.bias[:channels],
+            reduce_weight[:hidden, :channels],
+            reduce_bias[:hidden],
+            expand_weight[:channels, :hidden],
+            expand_bias[:channels],
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w1, b1, w2, b2 = self.active_params(x.size(1))
         y = F.relu(F.conv2d(x.mean((2, 3), keepdim=True), w1.contiguous(), b1))
         return x * F.hardsigmoid(F.conv2d(y, w2.contiguous(), b2))
+
+
+class _InvertedBottleneck(nn.ModuleDict):
+    """OFA's layer dicts (keys `conv.*`, `bn.*`) with their entries' types declared."""
+
+    conv: ElasticConv2d
+    bn: ElasticBatchNorm2d
+    act: nn.Module
+
+
+class _DepthConv(nn.ModuleDict):
+    conv: ElasticDepthwiseConv2d
+    bn: ElasticBatchNorm2d
+    act: nn.Module
+    se: ElasticSqueezeExcite  # only in stages with squeeze-excite: test `"se" in depth_conv`
+
+
+class _PointLinear(nn.ModuleDict):
+    conv: ElasticConv2d
+    bn: ElasticBatchNorm2d
 
 
 class ElasticMBConv(nn.Module):
@@ -148,7 +170,7 @@ class ElasticMBConv(nn.Module):
         super().__init__()
         self.out_channels = out_channels
         max_mid = space.middle_channels(in_channels, max(space.EXPAND_CHOICES))
-        self.inverted_bottleneck = nn.ModuleDict(
+        self.inverted_bottleneck = _InvertedBottleneck(
             OrderedDict(
                 conv=ElasticConv2d(in_channels, max_mid),
                 bn=ElasticBatchNorm2d(max_mid),
@@ -162,8 +184,8 @@ class ElasticMBConv(nn.Module):
         )
         if use_se:
             depth_conv["se"] = ElasticSqueezeExcite(max_mid)
-        self.depth_conv = nn.ModuleDict(depth_conv)
-        self.point_linear = nn.ModuleDict(
+        self.depth_conv = _DepthConv(depth_conv)
+        self.point_linear = _PointLinear(
             OrderedDict(
                 conv=ElasticConv2d(max_mid, out_channels), bn=ElasticBatchNorm2d(out_channels)
             )
@@ -172,11 +194,11 @@ class ElasticMBConv(nn.Module):
     def forward(self, x: torch.Tensor, kernel_size: int, expand_ratio: int) -> torch.Tensor:
         mid = space.middle_channels(x.size(1), expand_ratio)
         ib, dw, pl = self.inverted_bottleneck, self.depth_conv, self.point_linear
-        x = ib["act"](ib["bn"](ib["conv"](x, mid)))
-        x = dw["act"](dw["bn"](dw["conv"](x, kernel_size)))
+        x = ib.act(ib.bn(ib.conv(x, mid)))
+        x = dw.act(dw.bn(dw.conv(x, kernel_size)))
         if "se" in dw:
-            x = dw["se"](x)
-        return pl["bn"](pl["conv"](x, self.out_channels))
+            x = dw.se(x)
+        return pl.bn(pl.conv(x, self.out_channels))
 
 
 def _copy_bn(target: nn.BatchNorm2d, source: nn.BatchNorm2d) -> None:
@@ -229,11 +251,15 @@ class OFAMobileNetV3(nn.Module):
             )
         return subnet
 
+    def elastic_block(self, b: int) -> ResidualBlock[ElasticMBConv]:
+        """Elastic block `b` (0..19), `blocks[b + 1]`."""
+        return cast("ResidualBlock[ElasticMBConv]", self.blocks[b + 1])  # ModuleList: Module
+
     def forward(self, x: torch.Tensor, subnet: SubnetConfig | None = None) -> torch.Tensor:
         subnet = self.active_subnet if subnet is None else self._check(subnet)
         x = self.blocks[0](self.first_conv(x))
         for b in subnet.active_blocks:
-            block = self.blocks[b + 1]
+            block = self.elastic_block(b)
             y = block.conv(x, subnet.ks[b], subnet.e[b])
             x = y + x if block.residual else y
         x = F.adaptive_avg_pool2d(self.final_expand_layer(x), 1)
@@ -253,9 +279,10 @@ class OFAMobileNetV3(nn.Module):
         net.feature_mix_layer.load_state_dict(self.feature_mix_layer.state_dict())
         net.classifier.load_state_dict(self.classifier.state_dict())
         block_specs = [spec for spec in plan if spec.kind == MBCONV][1:]
-        for target, b, spec in zip(net.blocks[1:], subnet.active_blocks, block_specs, strict=True):
+        targets = [cast("ResidualBlock[MBConv]", block) for block in net.blocks[1:]]
+        for target, b, spec in zip(targets, subnet.active_blocks, block_specs, strict=True):
             self._copy_block(
-                self.blocks[b + 1].conv, target.conv, spec.in_channels, spec.mid, spec.kernel
+                self.elastic_block(b).conv, target.conv, spec.in_channels, spec.mid, spec.kernel
             )
         return net.train(self.training)
 
@@ -264,19 +291,20 @@ class OFAMobileNetV3(nn.Module):
         source: ElasticMBConv, target: MBConv, in_channels: int, mid: int, kernel_size: int
     ) -> None:
         ib, dw, pl = source.inverted_bottleneck, source.depth_conv, source.point_linear
-        target.inverted_bottleneck.conv.weight.copy_(ib["conv"].active_weight(mid, in_channels))
-        _copy_bn(target.inverted_bottleneck.bn, ib["bn"].bn)
-        target.depth_conv.conv.weight.copy_(dw["conv"].active_weight(mid, kernel_size))
-        _copy_bn(target.depth_conv.bn, dw["bn"].bn)
+        expand = target.inverted_bottleneck
+        assert expand is not None  # every elastic block has its 1x1 expansion
+        expand.conv.weight.copy_(ib.conv.active_weight(mid, in_channels))
+        _copy_bn(expand.bn, ib.bn.bn)
+        target.depth_conv.conv.weight.copy_(dw.conv.active_weight(mid, kernel_size))
+        _copy_bn(target.depth_conv.bn, dw.bn.bn)
         if "se" in dw:
-            fc = target.depth_conv.se.fc
             for param, value in zip(
-                (fc.reduce.weight, fc.reduce.bias, fc.expand.weight, fc.expand.bias),
-                dw["se"].active_params(mid),
+                target.depth_conv.se.fc.weights_and_biases(),
+                dw.se.active_params(mid),
                 strict=True,
             ):
                 param.copy_(value)
         target.point_linear.conv.weight.copy_(
-            pl["conv"].active_weight(target.point_linear.conv.out_channels, mid)
+            pl.conv.active_weight(target.point_linear.conv.out_channels, mid)
         )
-        _copy_bn(target.point_linear.bn, pl["bn"].bn)
+        _copy_bn(target.point_linear.bn, pl.bn.bn)
