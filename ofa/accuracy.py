@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import warnings
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ class ResolutionEncoding:
         return self.r_min + self.step * self.slots - 1
 
     @classmethod
-    def for_resolutions(cls, resolutions: Sequence[int]) -> ResolutionEncoding:
+    def for_resolutions(cls, resolutions: Iterable[int]) -> ResolutionEncoding:
         """One slot per distinct step between the data's resolutions."""
         found = sorted({int(r) for r in resolutions})
         step = int(np.gcd.reduce(np.diff(found))) if len(found) > 1 else 16

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class AccuracyPairs:
         )
 
 
-def _pair(where: str, config: object, accuracy: object) -> tuple[SubnetConfig, float]:
+def _pair(where: str, config: Any, accuracy: Any) -> tuple[SubnetConfig, float]:
     if isinstance(config, str):
         try:
             config = json.loads(config)
@@ -139,6 +140,7 @@ def fit_accuracy_predictor(
     x = torch.from_numpy(features(batch, encoding))
     y = torch.from_numpy(pairs.accuracy.astype(np.float32))
     h = settings.hidden
+    head = nn.Linear(h, 1)
     model = nn.Sequential(
         nn.Linear(x.shape[1], h),
         nn.ReLU(),
@@ -146,10 +148,10 @@ def fit_accuracy_predictor(
         nn.ReLU(),
         nn.Linear(h, h),
         nn.ReLU(),
-        nn.Linear(h, 1),
+        head,
     )
     with torch.no_grad():
-        model[-1].bias.fill_(float(y.mean()))
+        head.bias.fill_(float(y.mean()))
     optimizer = torch.optim.Adam(
         model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
     )

@@ -46,14 +46,19 @@ DIGITS_VAL_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
 
 
+# Rows of a data set: a list, or an index array as the trainer draws them.
+Indices = Sequence[int] | np.ndarray
+
+
 class ImageSet(Protocol):
     """What the trainer needs from a data set."""
 
-    classes: tuple[str, ...]
+    @property
+    def classes(self) -> tuple[str, ...]: ...
 
     def __len__(self) -> int: ...
 
-    def batch(self, indices: Sequence[int], resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, indices: Indices, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(images (n, 3, r, r) float32 normalised, labels (n,) int64)."""
 
 
@@ -72,7 +77,7 @@ class TensorImages:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def batch(self, indices: Sequence[int], resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, indices: Indices, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         images = _normalise(self.pixels[index])
         images = F.interpolate(
@@ -119,7 +124,7 @@ class ImageFolder:
     def __len__(self) -> int:
         return len(self.files)
 
-    def batch(self, indices: Sequence[int], resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, indices: Indices, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
         load = functools.partial(_decode, resolution=resolution)
         with ThreadPoolExecutor(self.threads) as pool:
             arrays = list(pool.map(load, [self.files[i] for i in indices]))
@@ -139,15 +144,15 @@ def _decode(path: Path, resolution: int) -> np.ndarray:
     except OSError as exc:  # PIL's "cannot identify image file" is an OSError too
         raise ValueError(f"{path}: not a readable image ({exc})") from None
     with image:
-        image = image.convert("RGB")
-        scale = resolution / CROP_FRACTION / min(image.size)
+        rgb = image.convert("RGB")
+        scale = resolution / CROP_FRACTION / min(rgb.size)
         size = (
-            max(resolution, round(image.width * scale)),
-            max(resolution, round(image.height * scale)),
+            max(resolution, round(rgb.width * scale)),
+            max(resolution, round(rgb.height * scale)),
         )
-        image = image.resize(size, Image.Resampling.BILINEAR)
+        resized = rgb.resize(size, Image.Resampling.BILINEAR)
         left, top = (size[0] - resolution) // 2, (size[1] - resolution) // 2
-        return np.asarray(image.crop((left, top, left + resolution, top + resolution)))
+        return np.asarray(resized.crop((left, top, left + resolution, top + resolution)))
 
 
 @dataclass(frozen=True)

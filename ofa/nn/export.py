@@ -64,7 +64,7 @@ def export_module(module: nn.Module, shape: tuple[int, ...]) -> Artifact:
         torch.onnx.export(
             module,
             (torch.zeros(shape),),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # the TorchScript exporter takes a file object
             dynamo=False,
             opset_version=OPSET,
             input_names=["input"],

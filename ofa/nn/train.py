@@ -115,9 +115,9 @@ class Processes:
 def sample_subnet(rng: random.Random, phase: Phase, resolution: int, width: float) -> SubnetConfig:
     """A subnet whose choices are drawn uniformly from the phase's `ks`, `e` and `d`."""
     return SubnetConfig(
-        ks=[rng.choice(phase.ks) for _ in range(space.N_BLOCKS)],
-        e=[rng.choice(phase.e) for _ in range(space.N_BLOCKS)],
-        d=[rng.choice(phase.d) for _ in range(space.N_STAGES)],
+        ks=tuple(rng.choice(phase.ks) for _ in range(space.N_BLOCKS)),
+        e=tuple(rng.choice(phase.e) for _ in range(space.N_BLOCKS)),
+        d=tuple(rng.choice(phase.d) for _ in range(space.N_STAGES)),
         r=resolution,
         w=width,
     )
@@ -129,9 +129,9 @@ def phase_subnets(phase: Phase, width: float) -> dict[str, SubnetConfig]:
     r = phase.eval_size
     subnets = {
         name: SubnetConfig(
-            ks=[pick(phase.ks)] * space.N_BLOCKS,
-            e=[pick(phase.e)] * space.N_BLOCKS,
-            d=[pick(phase.d)] * space.N_STAGES,
+            ks=(pick(phase.ks),) * space.N_BLOCKS,
+            e=(pick(phase.e),) * space.N_BLOCKS,
+            d=(pick(phase.d),) * space.N_STAGES,
             r=r,
             w=width,
         )
@@ -145,7 +145,7 @@ def phase_subnets(phase: Phase, width: float) -> dict[str, SubnetConfig]:
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on weights only: never on batch-norm parameters nor biases (OFA)."""
-    no_decay = set()
+    no_decay: set[int] = set()  # parameter ids
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             no_decay.update(id(p) for p in module.parameters(recurse=False))
@@ -173,7 +173,9 @@ def teacher_network(supernet: OFAMobileNetV3) -> nn.Module:
     """The supernet's full network as a static net without dropout, in training mode: BN
     on batch statistics, as OFA's teacher."""
     teacher = supernet.get_active_subnet(SubnetConfig.largest(w=supernet.width))
-    teacher.classifier.dropout.p = 0.0
+    for module in teacher.modules():
+        if isinstance(module, nn.Dropout):  # the classifier's
+            module.p = 0.0
     return teacher.train()
 
 
@@ -327,7 +329,7 @@ def train_phase(
     elif start > 0:
         say(f"[{phase.name}] resuming {path} at step {start}/{steps}")
     soft_teacher = None
-    if phase.kd_ratio > 0 and start < stop:
+    if teacher is not None and phase.kd_ratio > 0 and start < stop:
         soft_teacher = teacher_network(load_supernet(teacher)).to(device)
     if processes.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -409,7 +411,9 @@ def train_chain(
     model = None
     for i, phase in enumerate(chain.phases):
         init = out / chain.phases[i - 1].name / CHECKPOINT if i else None
-        teacher = out / chain.teacher / CHECKPOINT if phase.kd_ratio > 0 else None
+        teacher: Path | None = None
+        if chain.teacher is not None and phase.kd_ratio > 0:
+            teacher = out / chain.teacher / CHECKPOINT
         model = train_phase(
             phase,
             data,
@@ -420,4 +424,5 @@ def train_chain(
             processes=processes,
             log=log,
         )
+    assert model is not None  # a chain has at least one phase
     return model
