@@ -14,7 +14,7 @@ ASSETS = ROOT.parent / "shared" / "ofa-assets"
 
 @pytest.fixture(scope="session")
 def assets() -> Path:
-    """`../shared/ofa-assets`: tests read the authors' files from there, never from the repo."""
+    """The OFA authors' published files, kept beside the checkout: never copied into the repo."""
     if not (ASSETS / "PROVENANCE.md").is_file():
         pytest.fail(f"OFA assets not found at {ASSETS}; they are expected beside the checkout")
     return ASSETS
