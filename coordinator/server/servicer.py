@@ -15,7 +15,7 @@ import numpy as np
 
 from agent.stats import summarize
 from coordinator.server import limits
-from coordinator.server.auth import authenticate
+from coordinator.server.auth import caller
 from coordinator.server.fleet import FleetService
 from coordinator.state import (REPORTED_AS_IS, STORAGE_ERRORS, Forbidden, NotFound, Token,
                                UnknownAgent, is_transient, storage_error_name)
@@ -103,13 +103,12 @@ def add_to_server(servicer: "FleetServicer", server) -> None:
 
 
 def _rpc(handler):
-    """Resolve the caller's token and map domain errors to gRPC status codes (with details
-    cut short: they may quote what the client sent)."""
+    """Hand the handler the caller's token (resolved by the interceptor) and map domain
+    errors to gRPC status codes (with details cut short: they may quote what the client
+    sent)."""
     @functools.wraps(handler)
     async def wrapper(self, request, context):
-        token = await self.fleet.db(authenticate, self.fleet.store, context.invocation_metadata())
-        if not isinstance(token, Token):  # the interceptor refuses these already
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, token)
+        token = caller()
         if isinstance(request, _Refused):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
         try:

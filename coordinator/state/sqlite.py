@@ -131,14 +131,16 @@ class Store:
         try:
             with self.transaction():
                 self.db.execute("INSERT INTO tokens(name, hash, created_at, agent_id) "
-                                "VALUES (?,?,?,?)", (name, hash_token(secret), time.time(), agent_id))
+                                "VALUES (?,?,?,?)",
+                                (name, hash_token(secret), time.time(), agent_id))
         except sqlite3.IntegrityError:
             raise ValueError(f"name: a token named {name!r} exists already") from None
         return secret
 
     def revoke_token(self, name: str) -> None:
         with self.transaction():
-            cur = self.db.execute("UPDATE tokens SET revoked_at=? WHERE name=? AND revoked_at IS NULL",
+            cur = self.db.execute("UPDATE tokens SET revoked_at=? WHERE name=? AND "
+                                  "revoked_at IS NULL",
                                   (time.time(), name))
         if cur.rowcount == 0:
             raise NotFound(f"name: no active token named {name!r}")
@@ -150,7 +152,8 @@ class Store:
         return Token(row["id"], row["name"], row["agent_id"], row["revoked_at"] is not None)
 
     def list_tokens(self) -> list[dict]:
-        rows = self.db.execute("SELECT name, created_at, revoked_at, agent_id FROM tokens ORDER BY id")
+        rows = self.db.execute("SELECT name, created_at, revoked_at, agent_id FROM tokens "
+                               "ORDER BY id")
         return [dict(row) for row in rows]
 
     # -------------------------------------------------------------------- agents
@@ -167,7 +170,8 @@ class Store:
         agent_id = agent_id or token.agent_id or uuid.uuid4().hex[:12]
         now = time.time()
         with self.transaction():
-            owner = self.db.execute("SELECT token_id FROM agents WHERE id=?", (agent_id,)).fetchone()
+            owner = self.db.execute("SELECT token_id FROM agents WHERE id=?",
+                                    (agent_id,)).fetchone()
             if owner is not None and owner["token_id"] != token.id and token.agent_id != agent_id:
                 raise Forbidden(f"agent {agent_id} is registered with another token")
             self.db.execute(
@@ -258,7 +262,8 @@ class Store:
     # --------------------------------------------------------------------- blobs
     def add_blob(self, digest: str, size: int) -> None:
         with self.transaction():
-            self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?,?,?)", (digest, size, time.time()))
+            self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?,?,?)",
+                            (digest, size, time.time()))
 
     def blob_size(self, digest: str) -> int | None:
         row = self.db.execute("SELECT size FROM blobs WHERE digest=?", (digest,)).fetchone()

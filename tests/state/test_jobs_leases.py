@@ -169,7 +169,8 @@ def test_cancel_jobs(store, digest):
     assert not outcome.accepted and not outcome.duplicate
     assert outcome.late  # the lease ended with the cancel, though its time had not run out
     assert store.results(leased)[0]["accepted"] == 0
-    assert store.job(leased)["state"] == "cancelled" and store.job(leased)["accepted_result"] is None
+    assert store.job(leased)["state"] == "cancelled"
+    assert store.job(leased)["accepted_result"] is None
     assert agent_row(store, "a1")["jobs_done"] == 1  # only `done`
 
 

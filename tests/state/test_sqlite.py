@@ -57,7 +57,8 @@ def test_newer_schema_is_refused(tmp_path):
     raw = sqlite3.connect(path)
     raw.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     raw.close()
-    with pytest.raises(NotAFleetDatabase, match=r"fleet.db: not a fleet database.*schema version \d+ is newer.*upgrade"):
+    with pytest.raises(NotAFleetDatabase, match=r"fleet.db: not a fleet database.*"
+                       r"schema version \d+ is newer.*upgrade"):
         Store(path)
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
@@ -113,7 +114,8 @@ def test_a_file_that_is_not_a_fleet_database_is_refused_untouched(tmp_path):
              foreign: (foreign.read_bytes(), "without the fleet's tables")}
     for path, (content, reason) in cases.items():
         path.write_bytes(content)
-        with pytest.raises(NotAFleetDatabase, match=rf"{path.name}: not a fleet database.*{reason}"):
+        with pytest.raises(NotAFleetDatabase,
+                           match=rf"{path.name}: not a fleet database.*{reason}"):
             Store(path)
         assert path.read_bytes() == content
         assert isinstance(NotAFleetDatabase(path, reason), sqlite3.DatabaseError)
