@@ -523,7 +523,7 @@ class Store:
         out = []
         for row in rows:
             result = dict(row)
-            result["samples_ns"] = np.frombuffer(result.pop("samples") or b"", dtype="<i8").tolist()
+            result["samples_ns"] = _samples(result.pop("samples")).tolist()
             out.append(result)
         return out
 
