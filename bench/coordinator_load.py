@@ -204,14 +204,13 @@ def main() -> None:
             server.wait(timeout=60)
         store = Store(db)
         counts = store.job_counts()
-        accepted = store.db.execute("SELECT COUNT(*) FROM results WHERE accepted=1").fetchone()[0]
-        stored = store.db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-        open_leases = store.db.execute(
-            "SELECT COUNT(*) FROM leases WHERE state='active'").fetchone()[0]
-        hostile_results = store.db.execute(
-            "SELECT COUNT(*) FROM results JOIN agents ON agents.id=results.agent_id "
-            "JOIN tokens ON tokens.id=agents.token_id WHERE tokens.name=?",
-            (f"sim{args.agents}",)).fetchone()[0]
+        results = store.result_counts()
+        accepted, stored = results["accepted"], results["stored"]
+        open_leases = sum(store.active_leases(agent["id"]) for agent in store.list_agents())
+        hostile_agent = next((token["agent_id"] for token in store.list_tokens()
+                              if token["name"] == f"sim{args.agents}"), None)
+        hostile_results = (store.result_counts(hostile_agent)["stored"]
+                           if hostile_agent is not None else 0)
 
     done_at = np.array(stats["done_at"]) - stats["start"]
     steady = done_at[(done_at >= 5) & (done_at <= args.seconds)]  # after everyone registered

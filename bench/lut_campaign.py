@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from agent.device import machine_summary
-from coordinator.state import BlobStore
-from coordinator.services.campaigns import CampaignSpec, Target, campaign_status, create_campaign, start_campaign
+from coordinator.services.campaigns import (CampaignSpec, campaign_status, create_campaign,
+                                            start_campaign)
 from coordinator.services.jobs import BenchOptions
+from coordinator.services.results_export import campaign_results
+from coordinator.state import BlobStore, Target
 from tests.fleet import Fleet
 
 
@@ -50,14 +52,12 @@ def main() -> None:
             started = time.time()
             while campaign_status(store, campaign)["state"] != "done":
                 time.sleep(0.5)
-            rows = store.db.execute(
-                "SELECT r.received_at, r.warmup_ns, r.samples FROM results r JOIN jobs j ON "
-                "j.id=r.job_id WHERE j.campaign=? AND r.accepted=1", (campaign,)).fetchall()
+            rows = [r for r in campaign_results(store, campaign) if r["accepted"]]
         finally:
             fleet.close()
 
     wall = max(r["received_at"] for r in rows) - started
-    timed = sum(np.frombuffer(r["samples"], dtype="<i8").sum() for r in rows) / 1e9
+    timed = sum(np.sum(r["samples_ns"], dtype=np.int64) for r in rows) / 1e9
     warmup = sum(r["warmup_ns"] for r in rows) / 1e9
     print(json.dumps({
         "machine": machine_summary(), "resolution": args.resolution, "repeats": args.repeats,

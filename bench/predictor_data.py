@@ -16,12 +16,11 @@ import signal
 import time
 from pathlib import Path
 
-from coordinator.state import BlobStore
-from coordinator.services.campaigns import (CampaignSpec, Target, campaign_status, create_campaign,
-                                   render_progress, start_campaign)
+from coordinator.services.campaigns import (CampaignSpec, campaign_status, create_campaign,
+                                            render_progress, start_campaign)
 from coordinator.services.jobs import BenchOptions
 from coordinator.services.local import start_agent, start_server
-from coordinator.state import Store
+from coordinator.state import BlobStore, Store, Target
 
 RESOLUTIONS = (160, 176, 192, 208, 224)
 

@@ -50,7 +50,7 @@ def queued(store: Store, campaign: str) -> dict[str, Counter]:
 
 
 def state(store: Store, campaign: str) -> str:
-    return store.db.execute("SELECT state FROM campaigns WHERE id=?", (campaign,)).fetchone()[0]
+    return store.campaign(campaign).state
 
 
 def test_a_start_queues_every_job_once_in_several_transactions(created):
@@ -61,8 +61,8 @@ def test_a_start_queues_every_job_once_in_several_transactions(created):
     store.db.set_trace_callback(None)
     # claim + 4 chunks of at most 4 jobs per target (14 each) + the flip to running
     assert len(commits) == 1 + 2 * 4 + 1
-    (reference,) = [row[0] for row in store.db.execute(
-        "SELECT item FROM campaign_items WHERE campaign_id=? AND kind='reference'", (campaign,))]
+    (reference,) = [item.item for item in store.campaign_items(campaign)
+                    if item.kind == "reference"]
     counts = queued(store, campaign)
     assert set(counts) == {t.name for t in TARGETS}
     for target, pairs in counts.items():
@@ -99,8 +99,7 @@ def test_an_interrupted_start_resumes_where_it_stopped(created, monkeypatch):
     assert state(store, campaign) == "running"
     for target, pairs in queued(store, campaign).items():
         assert sum(pairs.values()) == 14 and set(pairs.values()) == {1}, target
-    jobs = store.db.execute("SELECT COUNT(*) FROM jobs WHERE campaign=?", (campaign,)).fetchone()
-    assert jobs[0] == 2 * 14  # no job row outside campaign_jobs either
+    assert sum(store.job_counts(campaign).values()) == 2 * 14  # no job outside campaign_jobs
 
 
 def test_a_campaign_cancelled_while_starting_stops_queueing(created, monkeypatch, tmp_path):
@@ -120,9 +119,8 @@ def test_a_campaign_cancelled_while_starting_stops_queueing(created, monkeypatch
         start_campaign(store, campaign)
     other.close()
     assert state(store, campaign) == "cancelled"
-    states = Counter(row[0] for row in store.db.execute(
-        "SELECT state FROM jobs WHERE campaign=?", (campaign,)))
-    assert states == {"cancelled": 4}  # the first chunk, and nothing queued after the cancel
+    # the first chunk, and nothing queued after the cancel
+    assert store.job_counts(campaign) == {"cancelled": 4}
 
 
 def test_a_start_overtaken_by_another_that_finished_returns_quietly(created, monkeypatch,
@@ -154,17 +152,14 @@ def test_a_campaign_is_done_when_its_last_job_is_without_anyone_asking(created):
     store, campaign = created
     start_campaign(store, campaign)
     agents = {row["labels"][0]: row["id"] for row in store.list_agents()}
-    leased = [job for label in ("cpu", "pi") for job in store.lease_jobs(agents[label], 100, 60)]
+    leased = [(agents[label], job) for label in ("cpu", "pi")
+              for job in store.lease_jobs(agents[label], 100, 60)]
     assert len(leased) == 2 * 14
-    *most, last = leased
-    for job in most:
-        agent = store.db.execute("SELECT agent_id FROM leases WHERE id=?",
-                                 (job.lease_id,)).fetchone()[0]
-        store.report(agent, job.job_id, job.lease_id, "ok",
+    *most, (agent, last) = leased
+    for job_agent, job in most:
+        store.report(job_agent, job.job_id, job.lease_id, "ok",
                      {"samples_ns": [1_000_000] * 10, "stop_reason": "time_cap"})
         assert state(store, campaign) == "running"
-    store.db.execute("UPDATE jobs SET max_attempts=1 WHERE id=?", (last.job_id,))
-    agent = store.db.execute("SELECT agent_id FROM leases WHERE id=?",
-                             (last.lease_id,)).fetchone()[0]
+    store.db.execute("UPDATE jobs SET max_attempts=1 WHERE id=?", (last.job_id,))  # white box
     store.report(agent, last.job_id, last.lease_id, "failed", {"message": "boom"})
     assert state(store, campaign) == "done"

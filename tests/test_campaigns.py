@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from coordinator.cli.app import main as coord
 from coordinator.services.lut_export import DRIFT_LIMIT
+from coordinator.services.results_export import campaign_results
 from ofa.config import SubnetConfig, sample_configs
 from ofa.lut import LatencyTable
 from ofa.plan import lut_keys, space_lut_specs
@@ -91,14 +92,11 @@ def assert_drift_derived_from_the_reference_checks(fleet: Fleet, cid: str, table
     """Each result's drift is its agent's last reference check, median / baseline - 1 (the
     baseline being the median of that agent's checks so far, so its first check reads 0),
     and an entry is flagged exactly when one of its results drifted by more than 3%."""
-    rows = fleet.store.db.execute(
-        "SELECT ci.key, res.drift, res.drift_check, res.agent_id FROM results res JOIN "
-        "campaign_jobs cj ON cj.job_id=res.job_id JOIN campaign_items ci ON "
-        "ci.campaign_id=cj.campaign_id AND ci.item=cj.item WHERE cj.campaign_id=? AND "
-        "res.accepted=1 AND ci.kind='lut'", (cid,)).fetchall()
+    rows = [row for row in campaign_results(fleet.store, cid)
+            if row["accepted"] and row["kind"] == "lut"]
     drifts: dict[str, list[float]] = {}
     for row in rows:
-        check = json.loads(row["drift_check"])
+        check = row["drift_check"]
         median, baseline = check["median_ms"], check["baseline_median_ms"]
         assert math.isfinite(median) and math.isfinite(baseline) and median > 0 and baseline > 0
         assert row["drift"] == pytest.approx(median / baseline - 1, rel=1e-9, abs=1e-12)
@@ -138,8 +136,7 @@ def test_random_campaign_measures_each_subnet_twice_on_each_device(fleet, tmp_pa
     again = run_campaign(fleet, "--name", "rand again", "--workload", "random", "--count", "3",
                          "--resolutions", "64,96", "--seed", "5", "--repeats", "1")
     assert fleet.store.db.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0] == artifacts
-    digests = lambda c: {r[0] for r in fleet.store.db.execute(  # noqa: E731
-        "SELECT digest FROM campaign_items WHERE campaign_id=?", (c,))}
+    digests = lambda c: {item.digest for item in fleet.store.campaign_items(c)}  # noqa: E731
     assert digests(again) == digests(cid)  # built once, reused by the second campaign
     csv_text = cli("results", "export", "--db", fleet.db, "--campaign", cid, "--format", "csv")
     assert csv_text.splitlines()[0].startswith("campaign,target,agent_id,kind,key")
@@ -188,12 +185,12 @@ def test_bad_campaign_specs_are_refused_and_create_nothing(fleet, tmp_path, args
                                                         "d": [2] * 5, "r": 64}]))
     args = [a.replace("{bad}", str(tmp_path / "bad.json")).replace("{empty}", str(
         tmp_path / "empty.json")).replace("{invalid}", str(tmp_path / "invalid.json")) for a in args]
-    before = fleet.store.db.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0]
+    before = len(fleet.store.list_campaigns())
     jobs = sum(fleet.store.job_counts().values())
     result = CliRunner().invoke(coord, ["campaign", "create", "--db", str(fleet.db),
                                         "--name", "bad", *args])
     assert result.exit_code in (1, 2) and message in result.output
-    assert fleet.store.db.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0] == before
+    assert len(fleet.store.list_campaigns()) == before
     assert sum(fleet.store.job_counts().values()) == jobs
 
 

@@ -1,22 +1,32 @@
 """Bearer-token authentication for the fleet API.
 
 Agents send `authorization: Bearer <token>`. The interceptor refuses a missing, unknown or
-revoked token with UNAUTHENTICATED before any handler runs; handlers then check that the
-agent named in a request is the one bound to the token. Tokens are looked up by their
-sha256, so no secret is compared or logged.
+revoked token with UNAUTHENTICATED before any handler runs (or the request is decoded), and
+hands the resolved token to the handler (`caller()`), which checks that the agent named in
+a request is the one bound to it. Tokens are looked up by their sha256, so no secret is
+compared or logged.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Awaitable, Callable, Sequence
 
 import grpc
 
 from coordinator.state import Store, Token
 
-__all__ = ["TokenInterceptor", "token_from_metadata", "FLEET_PREFIX"]
+__all__ = ["TokenInterceptor", "caller", "token_from_metadata", "FLEET_PREFIX"]
 
 FLEET_PREFIX = "/ofafleet.v1.Fleet/"
+# The token of the RPC being handled: set by the interceptor's wrapper, in the handler's task.
+_CALLER: ContextVar[Token] = ContextVar("caller")
+
+
+def caller() -> Token:
+    """The token the interceptor resolved for the RPC being handled (LookupError outside
+    one: every fleet method runs behind TokenInterceptor)."""
+    return _CALLER.get()
 
 
 def token_from_metadata(metadata: Sequence[tuple[str, str]] | None) -> str | None:
@@ -51,9 +61,25 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
         outcome = await self.run(authenticate, self.store,
                                  handler_call_details.invocation_metadata)
         if isinstance(outcome, Token):
-            return await continuation(handler_call_details)
+            return _with_caller(await continuation(handler_call_details), outcome)
 
         async def refuse(request, context):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, outcome)
 
         return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+def _with_caller(handler: grpc.RpcMethodHandler | None,
+                 token: Token) -> grpc.RpcMethodHandler | None:
+    """The (unary) handler, run with `caller()` answering `token`."""
+    if handler is None:  # an unknown method: grpc answers UNIMPLEMENTED
+        return None
+    behaviour = handler.unary_unary
+
+    async def handle(request, context):
+        _CALLER.set(token)
+        return await behaviour(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(
+        handle, request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer)

@@ -158,7 +158,8 @@ class FleetService:
     async def read_blob(self, token: Token, digest: str, offset: int,
                         limit: int) -> tuple[bytes, int]:
         """A chunk of a model the caller's agent has an active lease to measure."""
-        limit = self.settings.max_chunk_bytes if limit <= 0 else min(limit, self.settings.max_chunk_bytes)
+        most = self.settings.max_chunk_bytes
+        limit = most if limit <= 0 else min(limit, most)
 
         def read() -> tuple[bytes, int]:
             self.blobs.path(digest)  # a malformed digest is a bad argument

@@ -15,11 +15,10 @@ import numpy as np
 
 from agent.stats import summarize
 from coordinator.server import limits
-from coordinator.server.auth import authenticate
+from coordinator.server.auth import caller
 from coordinator.server.fleet import FleetService
-from coordinator.state import (STORAGE_ERRORS, Forbidden, NotFound, UnknownAgent,
-                                      is_transient, storage_error_name)
-from coordinator.state import Token
+from coordinator.state import (REPORTED_AS_IS, STORAGE_ERRORS, Forbidden, NotFound, Token,
+                               UnknownAgent, is_transient, storage_error_name)
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
 
@@ -49,13 +48,10 @@ def result_to_dict(result: pb.Result, samples: np.ndarray) -> dict:
     """The measurement fields the store keeps (`samples`, the samples_ns as int64;
     telemetry as dicts)."""
     return {"message": result.message, "samples_ns": samples,
-            "session_create_ns": result.session_create_ns, "first_run_ns": result.first_run_ns,
-            "warmup_runs": result.warmup_runs, "warmup_ns": result.warmup_ns,
-            "stop_reason": result.stop_reason, "peak_rss_bytes": result.peak_rss_bytes,
+            **{name: getattr(result, name) for name in REPORTED_AS_IS},
             "before": _fields(result.before), "after": _fields(result.after),
             "runtime_versions": dict(result.runtime_versions),
-            "drift": _fields(result.drift, with_zeros=True) if result.HasField("drift") else None,
-            "lease_to_report_ns": result.lease_to_report_ns}
+            "drift": _fields(result.drift, with_zeros=True) if result.HasField("drift") else None}
 
 
 def _checked_result(request: pb.ReportResultRequest) -> dict:
@@ -107,13 +103,12 @@ def add_to_server(servicer: "FleetServicer", server) -> None:
 
 
 def _rpc(handler):
-    """Resolve the caller's token and map domain errors to gRPC status codes (with details
-    cut short: they may quote what the client sent)."""
+    """Hand the handler the caller's token (resolved by the interceptor) and map domain
+    errors to gRPC status codes (with details cut short: they may quote what the client
+    sent)."""
     @functools.wraps(handler)
     async def wrapper(self, request, context):
-        token = await self.fleet.db(authenticate, self.fleet.store, context.invocation_metadata())
-        if not isinstance(token, Token):  # the interceptor refuses these already
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, token)
+        token = caller()
         if isinstance(request, _Refused):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
         try:

@@ -3,13 +3,11 @@ campaigns and devices. Building needs torch; everything else in the coordinator 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from importlib import resources
 
-from coordinator.state import BlobStore
 from coordinator.services.jobs import model_inputs
-from coordinator.state import Store
+from coordinator.state import Artifact, BlobStore, Store
 from ofa.config import SubnetConfig
 from ofa.plan import LayerSpec
 
@@ -53,17 +51,13 @@ class ArtifactBuilder:
 
     def build(self, item: Item) -> tuple[str, list]:
         weights = RANDOM_WEIGHTS if item.kind == "subnet" else "-"
-        row = self.store.db.execute(
-            "SELECT digest, inputs FROM artifacts WHERE kind=? AND key=? AND weights=?",
-            (item.kind, item.key, weights)).fetchone()
-        if row is not None and self.blobs.path(row["digest"]).exists():
-            return row["digest"], json.loads(row["inputs"])
+        cached = self.store.cached_artifact(item.kind, item.key, weights)
+        if cached is not None and self.blobs.path(cached.digest).exists():
+            return cached.digest, cached.inputs
         model = self._export(item)
         inputs = model_inputs(model)
         digest = self.blobs.put(model)
-        with self.store.transaction():
-            self.store.db.execute("INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?,?)",
-                                  (item.kind, item.key, weights, digest, json.dumps(inputs)))
+        self.store.cache_artifact(item.kind, item.key, weights, Artifact(digest, inputs))
         self.exported += 1
         return digest, inputs
 

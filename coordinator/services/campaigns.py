@@ -19,15 +19,15 @@ from pathlib import Path
 from typing import Callable
 
 from coordinator.services.artifacts import ArtifactBuilder, Item
-from coordinator.state import BlobStore
 from coordinator.services.jobs import BenchOptions, make_spec
+from coordinator.state import (TERMINAL, BlobStore, Campaign, CampaignItem, NotFound, Store,
+                               Target)
 from coordinator.timeago import ago
-from coordinator.state import TERMINAL, NotFound, Store
 from ofa import space
 from ofa.config import SubnetConfig, load_configs, sample_configs, show
 from ofa.plan import space_lut_specs
 
-__all__ = ["Target", "CampaignSpec", "create_campaign", "start_campaign", "cancel_campaign",
+__all__ = ["CampaignSpec", "create_campaign", "start_campaign", "cancel_campaign",
            "campaign_status", "list_campaigns", "render_progress", "unserved_targets", "WORKLOADS"]
 
 WORKLOADS = ("lut", "random", "configs", "lut+random")
@@ -37,23 +37,6 @@ ID_PATTERN = re.compile(r"c[0-9a-f]{8}")  # campaign ids; names and ids share on
 INT_RANGES = {"count": (0, 100_000), "repeats": (1, 100), "reference_every": (0, 1_000_000),
               "max_attempts": (1, 100)}
 MAX_JOBS = 1_000_000
-
-
-@dataclass(frozen=True)
-class Target:
-    """A device class (label) or one agent; each target gets its own copy of every job."""
-
-    label: str | None = None
-    agent: str | None = None
-
-    @property
-    def name(self) -> str:
-        return f"label:{self.label}" if self.label is not None else f"agent:{self.agent}"
-
-    @classmethod
-    def parse(cls, name: str) -> "Target":
-        kind, _, value = name.partition(":")
-        return cls(label=value) if kind == "label" else cls(agent=value)
 
 
 @dataclass(frozen=True)
@@ -195,39 +178,29 @@ def create_campaign(store: Store, blobs: BlobStore, spec: CampaignSpec,
         if progress:
             progress(i + 1, len(items))
     campaign_id = "c" + uuid.uuid4().hex[:8]
-    rows = [(campaign_id, i, item.kind, item.key, item.r, item.w, digest, json.dumps(inputs))
+    rows = [CampaignItem(i, item.kind, item.key, item.r, item.w, digest, inputs)
             for i, (item, (digest, inputs)) in enumerate(zip(items, built))]
     jobs = _job_specs(store, spec, rows) if start else None
-    with store.transaction():
-        _refuse_taken_name(store, spec.name)  # again, under the write lock
-        store.db.execute("INSERT INTO campaigns(id, name, spec, state, created_at) "
-                         "VALUES (?,?,?,'created',?)",
-                         (campaign_id, spec.name, spec.to_json(), time.time()))
-        store.db.executemany("INSERT INTO campaign_items VALUES (?,?,?,?,?,?,?,?)", rows)
+    store.add_campaign(campaign_id, spec.name, spec.to_json(), rows)
     if start:
         _queue(store, campaign_id, spec, rows, jobs)
     return campaign_id
 
 
 def _refuse_taken_name(store: Store, name: str) -> None:
-    taken = store.db.execute("SELECT id FROM campaigns WHERE name=?", (name,)).fetchone()
-    if taken is not None:
-        raise ValueError(f"name: campaign {taken['id']} is already named {name!r}; "
-                         "choose another name")
+    store.refuse_taken_campaign_name(name)
 
 
-def _campaign(store: Store, campaign_id: str) -> dict:
+def _campaign(store: Store, campaign_id: str) -> Campaign:
     """The campaign with this id or, failing that, this name (refused when two share it, as
     databases from before names were unique may have)."""
-    rows = store.db.execute("SELECT * FROM campaigns WHERE id=?", (campaign_id,)).fetchall() or \
-        store.db.execute("SELECT * FROM campaigns WHERE name=? ORDER BY created_at",
-                         (campaign_id,)).fetchall()
-    if not rows:
+    found = store.find_campaigns(campaign_id)
+    if not found:
         raise NotFound(f"campaign: no campaign {campaign_id!r}")
-    if len(rows) > 1:
-        raise ValueError(f"campaign: {len(rows)} campaigns are named {campaign_id!r} "
-                         f"({', '.join(row['id'] for row in rows)}); give the id")
-    return dict(rows[0])
+    if len(found) > 1:
+        raise ValueError(f"campaign: {len(found)} campaigns are named {campaign_id!r} "
+                         f"({', '.join(c.id for c in found)}); give the id")
+    return found[0]
 
 
 def _job_order(n_items: int, repeats: int, rng: random.Random) -> list[tuple[int, int]]:
@@ -245,39 +218,34 @@ def start_campaign(store: Store, campaign_id: str) -> int:
     """Queue the campaign's jobs for every target; returns how many it has. A start that was
     interrupted (the campaign is still `starting`) resumes where it stopped."""
     campaign = _campaign(store, campaign_id)
-    spec = CampaignSpec.from_json(campaign["spec"])
-    rows = [tuple(row) for row in store.db.execute(
-        "SELECT * FROM campaign_items WHERE campaign_id=? ORDER BY item", (campaign["id"],))]
-    return _queue(store, campaign["id"], spec, rows, _job_specs(store, spec, rows))
+    spec = CampaignSpec.from_json(campaign.spec)
+    items = store.campaign_items(campaign.id)
+    return _queue(store, campaign.id, spec, items, _job_specs(store, spec, items))
 
 
-def _job_specs(store: Store, spec: CampaignSpec, rows: list[tuple]) -> dict[int, tuple[bytes, str]]:
+def _job_specs(store: Store, spec: CampaignSpec,
+               items: list[CampaignItem]) -> dict[int, tuple[bytes, str]]:
     """Each item's serialised job spec and model digest, built before any write."""
     specs = {}
-    for _, item, kind, key, _, _, digest, inputs in rows:
-        implements = {"reference": {"reference": key}, "lut": {"lut_key": key},
-                      "subnet": {"subnet_json": key}}[kind]
-        specs[item] = (make_spec(digest, store.blob_size(digest), json.loads(inputs),
-                                 spec.options, **implements).SerializeToString(), digest)
+    for item in items:
+        implements = {"reference": {"reference": item.key}, "lut": {"lut_key": item.key},
+                      "subnet": {"subnet_json": item.key}}[item.kind]
+        specs[item.item] = (make_spec(item.digest, store.blob_size(item.digest), item.inputs,
+                                      spec.options, **implements).SerializeToString(),
+                            item.digest)
     return specs
 
 
-def _queue(store: Store, campaign_id: str, spec: CampaignSpec, rows: list[tuple],
+def _queue(store: Store, campaign_id: str, spec: CampaignSpec, items: list[CampaignItem],
            specs: dict[int, tuple[bytes, str]]) -> int:
     """Queue every target's jobs, QUEUE_CHUNK to a transaction: agents and other commands
     wait for the write lock a fraction of a second, not for the whole campaign. The campaign
-    is `starting` meanwhile and `running` once all are queued. Each chunk checks that it
-    continues exactly where the stored jobs end (the seeded order makes a resumed start
-    queue what an uninterrupted one would), so two starts never queue one job twice."""
-    with store.transaction():
-        claimed = store.db.execute(
-            "UPDATE campaigns SET state='starting', started_at=COALESCE(started_at, ?) "
-            "WHERE id=? AND state IN ('created','starting')", (time.time(), campaign_id))
-        if claimed.rowcount == 0:
-            state = _campaign(store, campaign_id)["state"]
-            raise ValueError(f"campaign {campaign_id}: is {state}, not created")
-    reference = next((row[1] for row in rows if row[2] == "reference"), None)
-    measured = [row[1] for row in rows if row[2] != "reference"]
+    is `starting` meanwhile and `running` once all are queued. Each chunk continues exactly
+    where the stored jobs end (the seeded order makes a resumed start queue what an
+    uninterrupted one would), so two starts never queue one job twice."""
+    store.begin_campaign_start(campaign_id)
+    reference = next((i.item for i in items if i.kind == "reference"), None)
+    measured = [i.item for i in items if i.kind != "reference"]
     total = 0
     for t, target in enumerate(spec.targets):
         rng = random.Random(f"{campaign_id}/{spec.seed}/{t}")
@@ -285,45 +253,16 @@ def _queue(store: Store, campaign_id: str, spec: CampaignSpec, rows: list[tuple]
                  _job_order(len(measured), spec.repeats, rng)]
         if reference is not None:
             order = _interleave(order, reference, spec.reference_every)
-        for begin in range(_queued(store, campaign_id, target.name), len(order), QUEUE_CHUNK):
-            with store.transaction():
-                if not _may_queue(store, campaign_id, target.name, begin):
-                    return _queued(store, campaign_id)  # another start finished the work
-                chunk = order[begin:begin + QUEUE_CHUNK]
-                ids = store.enqueue([specs[item] for item, _ in chunk], label=target.label,
-                                    agent_id=target.agent, max_attempts=spec.max_attempts,
-                                    campaign=campaign_id)
-                store.db.executemany("INSERT INTO campaign_jobs VALUES (?,?,?,?,?)",
-                                     [(job, campaign_id, item, target.name, repeat)
-                                      for job, (item, repeat) in zip(ids, chunk)])
+        for begin in range(store.campaign_jobs_queued(campaign_id, target), len(order),
+                           QUEUE_CHUNK):
+            chunk = [(item, repeat, *specs[item])
+                     for item, repeat in order[begin:begin + QUEUE_CHUNK]]
+            if not store.queue_campaign_jobs(campaign_id, target, begin, chunk,
+                                             spec.max_attempts):
+                return store.campaign_jobs_queued(campaign_id)  # another start did the work
         total += len(order)
-    with store.transaction():
-        store.db.execute("UPDATE campaigns SET state='running' WHERE id=? AND state='starting'",
-                         (campaign_id,))
-        store.close_campaign_if_finished(campaign_id)  # its agents may have been that quick
+    store.finish_campaign_start(campaign_id)
     return total
-
-
-def _queued(store: Store, campaign_id: str, target: str | None = None) -> int:
-    """Jobs queued for the campaign so far (for one target, or all)."""
-    query, args = "SELECT COUNT(*) FROM campaign_jobs WHERE campaign_id=?", (campaign_id,)
-    if target is not None:
-        query, args = query + " AND target=?", (campaign_id, target)
-    return store.db.execute(query, args).fetchone()[0]
-
-
-def _may_queue(store: Store, campaign_id: str, target: str, begin: int) -> bool:
-    """Inside a chunk's transaction: whether this start goes on. False when another start
-    has queued everything; an error when the campaign was cancelled, or another start is
-    queueing this very chunk."""
-    state = _campaign(store, campaign_id)["state"]
-    if state == "running":
-        return False
-    if state != "starting":
-        raise ValueError(f"campaign {campaign_id}: became {state} while its jobs were queued")
-    if _queued(store, campaign_id, target) != begin:
-        raise ValueError(f"campaign {campaign_id}: another process is queueing its jobs")
-    return True
 
 
 def _interleave(order: list[tuple[int, int]], reference: int, every: int) -> list[tuple[int, int]]:
@@ -337,42 +276,27 @@ def _interleave(order: list[tuple[int, int]], reference: int, every: int) -> lis
 
 
 def cancel_campaign(store: Store, campaign_id: str) -> int:
-    campaign = _campaign(store, campaign_id)
-    with store.transaction():
-        jobs = [r[0] for r in store.db.execute(
-            "SELECT job_id FROM campaign_jobs WHERE campaign_id=?", (campaign["id"],))]
-        cancelled = store.cancel_jobs(jobs)
-        store.db.execute("UPDATE campaigns SET state='cancelled', finished_at=? WHERE id=? AND "
-                         "state IN ('created','starting','running')",
-                         (time.time(), campaign["id"]))
-    return cancelled
+    return store.cancel_campaign(_campaign(store, campaign_id).id)
 
 
 def campaign_status(store: Store, campaign_id: str) -> dict:
     """Counts per target and state, failures, rate (jobs/s over the last minute) and ETA."""
-    campaign = _campaign(store, campaign_id)
-    rows = store.db.execute(
-        "SELECT cj.target, j.state, COUNT(*) AS n FROM campaign_jobs cj JOIN jobs j ON "
-        "j.id = cj.job_id WHERE cj.campaign_id=? GROUP BY cj.target, j.state",
-        (campaign["id"],)).fetchall()
-    targets: dict[str, dict[str, int]] = {}
-    for row in rows:
-        targets.setdefault(row["target"], {})[row["state"]] = row["n"]
+    return _status(store, _campaign(store, campaign_id))
+
+
+def _status(store: Store, campaign: Campaign) -> dict:
+    now = time.time()
+    progress = store.campaign_progress(campaign.id, since=now - 60)
+    targets = progress.counts
     total = sum(sum(c.values()) for c in targets.values())
     finished = sum(n for c in targets.values() for s, n in c.items() if s in TERMINAL)
-    now = time.time()
-    recent = store.db.execute(
-        "SELECT COUNT(*) FROM jobs WHERE campaign=? AND finished_at>=?",
-        (campaign["id"], now - 60)).fetchone()[0]
-    elapsed = min(60.0, now - (campaign["started_at"] or now)) or 1.0
-    rate = recent / elapsed
-    errors = [r[0] for r in store.db.execute(
-        "SELECT error FROM jobs WHERE campaign=? AND state='failed' LIMIT 3", (campaign["id"],))]
-    return {"id": campaign["id"], "name": campaign["name"], "state": campaign["state"],
+    elapsed = min(60.0, now - (campaign.started_at or now)) or 1.0
+    rate = progress.finished_since / elapsed
+    return {"id": campaign.id, "name": campaign.name, "state": campaign.state,
             "targets": targets, "total": total, "finished": finished,
             "failed": sum(c.get("failed", 0) for c in targets.values()),
             "rate_per_s": rate, "eta_s": (total - finished) / rate if rate else None,
-            "errors": errors, "started_at": campaign["started_at"]}
+            "errors": progress.errors, "started_at": campaign.started_at}
 
 
 def unserved_targets(store: Store, status: dict) -> list[str]:
@@ -396,8 +320,7 @@ def unserved_targets(store: Store, status: dict) -> list[str]:
 
 
 def list_campaigns(store: Store) -> list[dict]:
-    return [campaign_status(store, row[0]) for row in
-            store.db.execute("SELECT id FROM campaigns ORDER BY created_at")]
+    return [_status(store, campaign) for campaign in store.list_campaigns()]
 
 
 def render_progress(status: dict, width: int = 30) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from coordinator.state import Store
+from coordinator.state import Campaign, ItemResult, Store, Target
 
 __all__ = ["LutEntry", "DeviceLut", "collect_lut", "write_lut", "FORMATS", "DRIFT_LIMIT"]
 
@@ -49,50 +49,37 @@ class DeviceLut:
 
 def collect_lut(store: Store, label: str, campaign: str | None = None) -> DeviceLut:
     """Aggregate the accepted LUT results measured for device `label`."""
-    target = f"label:{label}"
-    where = "cj.target=? AND ci.kind='lut'" + (" AND cj.campaign_id=?" if campaign else "")
-    params = (target, campaign) if campaign else (target,)
-    expected = {(row[0], row[1]) for row in store.db.execute(
-        f"SELECT DISTINCT ci.r, ci.key FROM campaign_jobs cj JOIN campaign_items ci ON "
-        f"ci.campaign_id=cj.campaign_id AND ci.item=cj.item WHERE {where}", params)}
+    target = Target(label=label)
+    expected = store.targeted_items(target, "lut", campaign)
     if not expected:
         raise ValueError(f"device: no LUT campaign has targeted label {label!r}"
                          + (f" in campaign {campaign}" if campaign else ""))
-    rows = store.db.execute(
-        f"SELECT ci.r, ci.key, res.median_ms, res.samples, res.drift, res.agent_id, "
-        f"res.runtime_versions, cj.campaign_id FROM results res "
-        f"JOIN campaign_jobs cj ON cj.job_id=res.job_id "
-        f"JOIN campaign_items ci ON ci.campaign_id=cj.campaign_id AND ci.item=cj.item "
-        f"WHERE {where} AND res.accepted=1 AND res.status='ok' ORDER BY res.id", params)
-    grouped: dict[tuple[int, str], list] = {}
-    agents, runtimes, campaigns = set(), set(), set()
-    for row in rows:
-        grouped.setdefault((row["r"], row["key"]), []).append(row)
-        agents.add(row["agent_id"])
-        runtimes.add(row["runtime_versions"])
-        campaigns.add(row["campaign_id"])
-    _refuse_mixed_settings(store, campaigns)
+    grouped: dict[tuple[int, str], list[ItemResult]] = {}
+    for result in store.item_results(target, "lut", [campaign] if campaign else ()):
+        grouped.setdefault((result.r, result.key), []).append(result)
+    every = [result for results in grouped.values() for result in results]
+    campaigns = [store.campaign(c) for c in sorted({result.campaign_id for result in every})]
+    _refuse_mixed_settings(campaigns)
     entries = []
     for (r, key), results in sorted(grouped.items()):
-        samples = np.concatenate([np.frombuffer(x["samples"], dtype="<i8") for x in results]) / 1e6
+        samples = np.concatenate([x.samples_ns for x in results]) / 1e6
         entries.append(LutEntry(
-            r, key, float(np.median([x["median_ms"] for x in results])),
+            r, key, float(np.median([x.median_ms for x in results])),
             float(np.percentile(samples, 10)), float(np.percentile(samples, 90)),
             float(samples.std(ddof=1)) if samples.size > 1 else 0.0, int(samples.size),
-            len(results), any(abs(x["drift"] or 0.0) > DRIFT_LIMIT for x in results)))
+            len(results), any(abs(x.drift or 0.0) > DRIFT_LIMIT for x in results)))
     missing = sorted(expected - set(grouped))
-    return DeviceLut(label, entries, missing, _provenance(store, label, agents, runtimes, campaigns))
+    return DeviceLut(label, entries, missing, _provenance(store, label, every, campaigns))
 
 
-def _refuse_mixed_settings(store: Store, campaigns: set[str]) -> None:
+def _refuse_mixed_settings(campaigns: list[Campaign]) -> None:
     """Pooling results measured with different settings (threads, say) would give a table
     of no device state at all."""
     settings: dict[str, list[str]] = {}
-    for campaign_id in sorted(campaigns):
-        spec = json.loads(store.db.execute("SELECT spec FROM campaigns WHERE id=?",
-                                           (campaign_id,)).fetchone()[0])
+    for campaign in campaigns:
+        spec = json.loads(campaign.spec)
         key = json.dumps({"options": spec["options"], "width": spec["width"]}, sort_keys=True)
-        settings.setdefault(key, []).append(campaign_id)
+        settings.setdefault(key, []).append(campaign.id)
     if len(settings) > 1:
         groups = "; ".join(f"{', '.join(ids)}: {json.loads(k)['options']}"
                            for k, ids in settings.items())
@@ -100,19 +87,20 @@ def _refuse_mixed_settings(store: Store, campaigns: set[str]) -> None:
                          "export one with --campaign")
 
 
-def _provenance(store: Store, label: str, agents: set, runtimes: set, campaigns: set) -> dict:
+def _provenance(store: Store, label: str, results: list[ItemResult],
+                campaigns: list[Campaign]) -> dict:
+    agents = {result.agent_id for result in results}
     devices = [{"agent_id": a["id"], "device": a["device"], "threads": a["threads"]}
                for a in store.list_agents() if a["id"] in agents]
     specs = []
-    for campaign_id in sorted(campaigns):
-        row = store.db.execute("SELECT name, spec, started_at FROM campaigns WHERE id=?",
-                               (campaign_id,)).fetchone()
-        spec = json.loads(row["spec"])
-        specs.append({"id": campaign_id, "name": row["name"], "started_at": row["started_at"],
+    for campaign in campaigns:
+        spec = json.loads(campaign.spec)
+        specs.append({"id": campaign.id, "name": campaign.name, "started_at": campaign.started_at,
                       "threads": spec["options"]["threads"], "repeats": spec["repeats"],
                       "width": spec["width"], "settings": spec["options"]})
+    runtimes = sorted({result.runtime_versions for result in results})
     return {"device_label": label, "agents": devices,
-            "runtime_versions": [json.loads(r) for r in sorted(runtimes)],
+            "runtime_versions": [json.loads(r) for r in runtimes],
             "campaigns": specs, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "value": "median of repeat medians, ms"}
 

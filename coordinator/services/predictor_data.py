@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coordinator.services.lut_export import collect_lut
-from coordinator.state import Store
+from coordinator.state import Store, Target
 from ofa.config import SubnetConfig
 
 __all__ = ["Measured", "device_lut", "measured_subnets", "split", "predictor_path"]
@@ -49,18 +49,10 @@ def device_lut(store: Store, label: str, campaign: str | None = None
 def measured_subnets(store: Store, label: str, campaigns: list[str] | None = None
                      ) -> list[Measured]:
     """Every subnet measured end to end on `label`, with its repeat medians."""
-    where = "cj.target=? AND ci.kind='subnet' AND res.accepted=1 AND res.status='ok'"
-    params: list = [f"label:{label}"]
-    if campaigns:
-        where += f" AND cj.campaign_id IN ({','.join('?' * len(campaigns))})"
-        params += campaigns
-    rows = store.db.execute(
-        f"SELECT ci.key, res.median_ms FROM results res JOIN campaign_jobs cj ON "
-        f"cj.job_id=res.job_id JOIN campaign_items ci ON ci.campaign_id=cj.campaign_id AND "
-        f"ci.item=cj.item WHERE {where} ORDER BY res.id", params)
+    results = store.item_results(Target(label=label), "subnet", campaigns or ())
     medians: dict[str, list[float]] = {}
-    for key, median in rows:
-        medians.setdefault(key, []).append(median)
+    for result in results:
+        medians.setdefault(result.key, []).append(result.median_ms)
     return [Measured(SubnetConfig.from_json(key), tuple(values))
             for key, values in sorted(medians.items())]
 

@@ -1,7 +1,9 @@
-"""The coordinator's state in SQLite: tokens, agents, jobs, leases, results, blob index.
+"""The coordinator's state in SQLite: tokens, agents, jobs, leases, results, blob index,
+campaigns and the artifact cache. The schema and its migrations are in `schema.py`.
 
 Contract (what callers may rely on):
 - Every method is one transaction; a crash leaves the database as before or after it.
+  Reads of several queries see one snapshot; `campaign_results` streams one snapshot.
 - A job is `queued`, `leased`, `done`, `failed` or `cancelled`. Leasing moves it to `leased`
   with a new lease (attempt = leases issued so far). Expiry or an agent going offline
   requeues it, or fails it with the reason once `max_attempts` leases have been issued.
@@ -9,6 +11,11 @@ Contract (what callers may rely on):
   for a job that is already finished are stored with `accepted = 0`, and results of a lease
   that was no longer active are flagged `late = 1`.
 - Statistics are computed from the raw samples, which are stored as int64 little-endian.
+- A campaign is `created`, `starting` (its jobs being queued, a chunk per transaction),
+  `running`, `done` or `cancelled`. It is done in the transaction that finishes its last
+  job (a report, an expiry, a spec refused at lease, a cancelled job, or its start when its
+  agents were that quick), and cancelled, with its queued and leased jobs, in one.
+- Campaign names are unique.
 
 The database uses WAL so that CLI processes can read (and enqueue) while the server runs.
 """
@@ -21,128 +28,26 @@ import secrets
 import sqlite3
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from agent.stats import summarize
-from coordinator.state.errors import (Forbidden, NotAFleetDatabase, NotFound, UnknownAgent,
-                                      UnknownLease)
+from coordinator.state.errors import Forbidden, NotFound, UnknownAgent, UnknownLease
+from coordinator.state.rows import (CAMPAIGN_RESULT_KEYS, JSON_RESULT_FIELDS, REPORTED_AS_IS,
+                                    RESULT_FIELDS, TERMINAL, Artifact, Campaign, CampaignItem,
+                                    CampaignProgress, ItemResult, LeasedJob, ReportOutcome,
+                                    Target, Token)
+from coordinator.state.schema import check_header, check_schema, migrate
 
-__all__ = ["Store", "Token", "LeasedJob", "ReportOutcome", "NotFound", "UnknownAgent",
-           "UnknownLease", "Forbidden", "NotAFleetDatabase", "SCHEMA_VERSION", "hash_token",
-           "DEFAULT_OFFLINE_AFTER_S"]
+__all__ = ["Store", "hash_token", "DEFAULT_OFFLINE_AFTER_S"]
 
-TERMINAL = ("done", "failed", "cancelled")
 # How long an agent may stay silent before listings call it offline when no server has told
 # the store its own window (FleetSettings' default: 3 heartbeats of 5 s).
 DEFAULT_OFFLINE_AFTER_S = 15.0
-
-_MIGRATIONS: list[str] = [
-    # 1: the fleet
-    """
-    CREATE TABLE tokens (
-        id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, hash TEXT NOT NULL UNIQUE,
-        created_at REAL NOT NULL, revoked_at REAL, agent_id TEXT);
-    CREATE TABLE agents (
-        id TEXT PRIMARY KEY, token_id INTEGER NOT NULL REFERENCES tokens(id),
-        labels TEXT NOT NULL, device TEXT NOT NULL, threads INTEGER, version TEXT,
-        registered_at REAL NOT NULL, last_seen REAL NOT NULL, online INTEGER NOT NULL,
-        jobs_done INTEGER NOT NULL DEFAULT 0, telemetry TEXT,
-        forgotten INTEGER NOT NULL DEFAULT 0);
-    CREATE TABLE agent_labels (
-        agent_id TEXT NOT NULL REFERENCES agents(id), label TEXT NOT NULL,
-        PRIMARY KEY (agent_id, label));
-    CREATE TABLE blobs (digest TEXT PRIMARY KEY, size INTEGER NOT NULL, created_at REAL NOT NULL);
-    CREATE TABLE jobs (
-        id TEXT PRIMARY KEY, target_label TEXT, target_agent TEXT, spec BLOB NOT NULL,
-        model_digest TEXT NOT NULL REFERENCES blobs(digest), state TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,
-        priority INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL, campaign TEXT,
-        created_at REAL NOT NULL, finished_at REAL, error TEXT, accepted_result INTEGER);
-    CREATE INDEX jobs_by_label ON jobs(state, target_label, priority DESC, seq);
-    CREATE INDEX jobs_by_agent ON jobs(state, target_agent, priority DESC, seq);
-    CREATE INDEX jobs_by_campaign ON jobs(campaign, state);
-    CREATE TABLE leases (
-        id TEXT PRIMARY KEY, job_id TEXT NOT NULL REFERENCES jobs(id),
-        agent_id TEXT NOT NULL REFERENCES agents(id), attempt INTEGER NOT NULL,
-        issued_at REAL NOT NULL, expires_at REAL NOT NULL, state TEXT NOT NULL);
-    CREATE INDEX leases_active ON leases(state, expires_at);
-    CREATE INDEX leases_by_agent ON leases(agent_id, state);
-    CREATE INDEX leases_by_job ON leases(job_id);
-    CREATE TABLE results (
-        id INTEGER PRIMARY KEY, job_id TEXT NOT NULL REFERENCES jobs(id),
-        lease_id TEXT NOT NULL UNIQUE REFERENCES leases(id), agent_id TEXT NOT NULL,
-        status TEXT NOT NULL, message TEXT, samples BLOB, n INTEGER,
-        median_ms REAL, mean_ms REAL, std_ms REAL, p10_ms REAL, p90_ms REAL, p99_ms REAL,
-        cv REAL, session_create_ns INTEGER, first_run_ns INTEGER, warmup_runs INTEGER,
-        warmup_ns INTEGER, stop_reason TEXT, peak_rss_bytes INTEGER, telemetry_before TEXT,
-        telemetry_after TEXT, runtime_versions TEXT, drift REAL, drift_check TEXT,
-        lease_to_report_ns INTEGER, accepted INTEGER NOT NULL, late INTEGER NOT NULL,
-        received_at REAL NOT NULL);
-    CREATE INDEX results_by_job ON results(job_id);
-    """,
-    # 2: campaigns, and the ONNX artifacts they share across campaigns and devices
-    """
-    CREATE TABLE campaigns (
-        id TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL, state TEXT NOT NULL,
-        created_at REAL NOT NULL, started_at REAL, finished_at REAL);
-    CREATE TABLE campaign_items (
-        campaign_id TEXT NOT NULL REFERENCES campaigns(id), item INTEGER NOT NULL,
-        kind TEXT NOT NULL, key TEXT NOT NULL, r INTEGER, w REAL,
-        digest TEXT NOT NULL REFERENCES blobs(digest), inputs TEXT NOT NULL,
-        PRIMARY KEY (campaign_id, item));
-    CREATE TABLE campaign_jobs (
-        job_id TEXT PRIMARY KEY REFERENCES jobs(id), campaign_id TEXT NOT NULL,
-        item INTEGER NOT NULL, target TEXT NOT NULL, repeat INTEGER NOT NULL);
-    CREATE INDEX campaign_jobs_by_campaign ON campaign_jobs(campaign_id, target);
-    CREATE TABLE artifacts (
-        kind TEXT NOT NULL, key TEXT NOT NULL, weights TEXT NOT NULL,
-        digest TEXT NOT NULL REFERENCES blobs(digest), inputs TEXT NOT NULL,
-        PRIMARY KEY (kind, key, weights));
-    """,
-    # 3: each agent's offline window as the serving coordinator set it, so that a listing
-    # can tell a stale heartbeat from a live one while no sweeper runs
-    """
-    ALTER TABLE agents ADD COLUMN offline_after_s REAL;
-    """,
-    # 4: campaigns are now marked done when their last job finishes; close the ones that
-    # finished before, when only reading their status marked them
-    """
-    UPDATE campaigns SET state='done', finished_at=(SELECT MAX(finished_at) FROM jobs
-        WHERE campaign=campaigns.id)
-    WHERE state='running' AND NOT EXISTS (SELECT 1 FROM jobs WHERE campaign=campaigns.id
-        AND state IN ('queued','leased'));
-    """,
-]
-_TABLES = {"tokens", "agents", "jobs", "leases", "results", "blobs"}
-SCHEMA_VERSION = len(_MIGRATIONS)
-
-
-@dataclass(frozen=True)
-class Token:
-    id: int
-    name: str
-    agent_id: str | None
-    revoked: bool
-
-
-@dataclass(frozen=True)
-class LeasedJob:
-    job_id: str
-    lease_id: str
-    expires_at: float
-    attempt: int
-    spec: bytes
-
-
-@dataclass(frozen=True)
-class ReportOutcome:
-    accepted: bool
-    duplicate: bool
-    late: bool
+# The campaign states in which its jobs may still be queued or leased.
+_OPEN_CAMPAIGN = ("created", "starting", "running")
 
 
 def hash_token(secret: str) -> str:
@@ -154,18 +59,26 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-_SQLITE_HEADER = b"SQLite format 3\x00"
+def _samples(blob: bytes | None) -> np.ndarray:
+    return np.frombuffer(blob or b"", dtype="<i8")
 
 
-def _check_header(path: Path) -> None:
-    """An existing file must start as an SQLite database does: SQLite itself takes a file
-    shorter than its header for a new, empty database and would write ours into it."""
-    with path.open("rb") as f:
-        head = f.read(len(_SQLITE_HEADER))
-    if not head:
-        raise NotAFleetDatabase(path, "the file is empty")
-    if head != _SQLITE_HEADER:
-        raise NotAFleetDatabase(path, "file is not a database (no SQLite header)")
+# A campaign's jobs with the items they measure, and their results with both: the one place
+# these joins are written.
+_ITEM_OF_JOB = "JOIN campaign_items ci ON ci.campaign_id=cj.campaign_id AND ci.item=cj.item"
+_ITEM_JOBS = f"campaign_jobs cj {_ITEM_OF_JOB}"
+_ITEM_RESULTS = f"results res JOIN campaign_jobs cj ON cj.job_id=res.job_id {_ITEM_OF_JOB}"
+
+
+def _item_filter(target: Target, kind: str,
+                 campaign_ids: Sequence[str]) -> tuple[str, list[Any]]:
+    """The WHERE clause (on _ITEM_JOBS) for a target's items of one kind, of some campaigns
+    (or any, when none are given)."""
+    where, params = "cj.target=? AND ci.kind=?", [target.name, kind]
+    if campaign_ids:
+        where += f" AND cj.campaign_id IN ({','.join('?' * len(campaign_ids))})"
+        params += list(campaign_ids)
+    return where, params
 
 
 class Store:
@@ -175,17 +88,17 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
-            _check_header(self.path)
+            check_header(self.path)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                   timeout=10.0)
         try:
             self.db.row_factory = sqlite3.Row
-            version = self._check_schema()
+            version = check_schema(self.db, self.path)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA busy_timeout=10000")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self._migrate(version)
+            migrate(self.db, version, self.transaction)
         except BaseException:
             self.db.close()
             raise
@@ -193,35 +106,13 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
-    def _check_schema(self) -> int:
-        """The file's schema version, after checking that it is ours (or new and empty)."""
-        try:
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            tables = {r[0] for r in self.db.execute(
-                "SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.DatabaseError as exc:  # "file is not a database", or damaged
-            raise NotAFleetDatabase(self.path, str(exc)) from None
-        if version > SCHEMA_VERSION:
-            raise NotAFleetDatabase(self.path, f"schema version {version} is newer than this "
-                                    f"coordinator's ({SCHEMA_VERSION}); upgrade ofa-fleet")
-        if (tables or version) and not (version and _TABLES <= tables):
-            raise NotAFleetDatabase(self.path, "an SQLite file without the fleet's tables")
-        return version
-
-    def _migrate(self, version: int) -> None:
-        for number in range(version, SCHEMA_VERSION):
-            with self.transaction():  # re-read inside the lock: another process may have migrated
-                if self.db.execute("PRAGMA user_version").fetchone()[0] != number:
-                    continue
-                for statement in _MIGRATIONS[number].split(";"):  # no ';' inside statements
-                    if statement.strip():
-                        self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version={number + 1}")
-
-    def transaction(self):
+    def transaction(self) -> "_Transaction":
         """One transaction; methods called inside it join it instead of opening their own."""
         return _Transaction(self.db)
 
+    def _snapshot(self) -> "_Transaction":
+        """A read transaction: several queries see one state, without the write lock."""
+        return _Transaction(self.db, "DEFERRED")
 
     def data_version(self) -> int:
         """Changes when another connection (another process) commits."""
@@ -240,14 +131,16 @@ class Store:
         try:
             with self.transaction():
                 self.db.execute("INSERT INTO tokens(name, hash, created_at, agent_id) "
-                                "VALUES (?,?,?,?)", (name, hash_token(secret), time.time(), agent_id))
+                                "VALUES (?,?,?,?)",
+                                (name, hash_token(secret), time.time(), agent_id))
         except sqlite3.IntegrityError:
             raise ValueError(f"name: a token named {name!r} exists already") from None
         return secret
 
     def revoke_token(self, name: str) -> None:
         with self.transaction():
-            cur = self.db.execute("UPDATE tokens SET revoked_at=? WHERE name=? AND revoked_at IS NULL",
+            cur = self.db.execute("UPDATE tokens SET revoked_at=? WHERE name=? AND "
+                                  "revoked_at IS NULL",
                                   (time.time(), name))
         if cur.rowcount == 0:
             raise NotFound(f"name: no active token named {name!r}")
@@ -259,7 +152,8 @@ class Store:
         return Token(row["id"], row["name"], row["agent_id"], row["revoked_at"] is not None)
 
     def list_tokens(self) -> list[dict]:
-        rows = self.db.execute("SELECT name, created_at, revoked_at, agent_id FROM tokens ORDER BY id")
+        rows = self.db.execute("SELECT name, created_at, revoked_at, agent_id FROM tokens "
+                               "ORDER BY id")
         return [dict(row) for row in rows]
 
     # -------------------------------------------------------------------- agents
@@ -276,7 +170,8 @@ class Store:
         agent_id = agent_id or token.agent_id or uuid.uuid4().hex[:12]
         now = time.time()
         with self.transaction():
-            owner = self.db.execute("SELECT token_id FROM agents WHERE id=?", (agent_id,)).fetchone()
+            owner = self.db.execute("SELECT token_id FROM agents WHERE id=?",
+                                    (agent_id,)).fetchone()
             if owner is not None and owner["token_id"] != token.id and token.agent_id != agent_id:
                 raise Forbidden(f"agent {agent_id} is registered with another token")
             self.db.execute(
@@ -367,7 +262,8 @@ class Store:
     # --------------------------------------------------------------------- blobs
     def add_blob(self, digest: str, size: int) -> None:
         with self.transaction():
-            self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?,?,?)", (digest, size, time.time()))
+            self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?,?,?)",
+                            (digest, size, time.time()))
 
     def blob_size(self, digest: str) -> int | None:
         row = self.db.execute("SELECT size FROM blobs WHERE digest=?", (digest,)).fetchone()
@@ -505,22 +401,20 @@ class Store:
         if stats is None:
             stats = summarize(samples) if samples.size else {}
         drift = result.get("drift")
-        cur = self.db.execute(
-            "INSERT INTO results(job_id, lease_id, agent_id, status, message, samples, n,"
-            " median_ms, mean_ms, std_ms, p10_ms, p90_ms, p99_ms, cv, session_create_ns,"
-            " first_run_ns, warmup_runs, warmup_ns, stop_reason, peak_rss_bytes,"
-            " telemetry_before, telemetry_after, runtime_versions, drift, drift_check,"
-            " lease_to_report_ns, accepted, late, received_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (job_id, lease_id, agent_id, status, result.get("message", ""), samples.tobytes(),
-             int(samples.size), stats.get("median_ms"), stats.get("mean_ms"),
-             stats.get("std_ms"), stats.get("p10_ms"), stats.get("p90_ms"), stats.get("p99_ms"),
-             stats.get("cv"), result.get("session_create_ns"), result.get("first_run_ns"),
-             result.get("warmup_runs"), result.get("warmup_ns"), result.get("stop_reason"),
-             result.get("peak_rss_bytes"), _json(result.get("before", {})),
-             _json(result.get("after", {})), _json(result.get("runtime_versions", {})),
-             drift.get("drift") if drift else None, _json(drift) if drift else None,
-             result.get("lease_to_report_ns"), int(accepted), int(late), now))
+        row = {"job_id": job_id, "lease_id": lease_id, "agent_id": agent_id, "status": status,
+               "message": result.get("message", ""), "samples": samples.tobytes(),
+               "n": int(samples.size),
+               **{name: stats.get(name) for name in ("median_ms", "mean_ms", "std_ms", "p10_ms",
+                                                     "p90_ms", "p99_ms", "cv")},
+               **{name: result.get(name) for name in REPORTED_AS_IS},
+               "telemetry_before": _json(result.get("before", {})),
+               "telemetry_after": _json(result.get("after", {})),
+               "runtime_versions": _json(result.get("runtime_versions", {})),
+               "drift": drift.get("drift") if drift else None,
+               "drift_check": _json(drift) if drift else None,
+               "accepted": int(accepted), "late": int(late), "received_at": now}
+        cur = self.db.execute(f"INSERT INTO results({', '.join(row)}) "
+                              f"VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
         return cur.lastrowid
 
     def _retry_or_fail(self, job: sqlite3.Row, reason: str) -> None:
@@ -587,14 +481,21 @@ class Store:
         return {"expired": expired, "offline": len(silent), "requeued_from_offline": released}
 
     def cancel_jobs(self, job_ids: Sequence[str]) -> int:
+        """Cancel the queued and leased ones of these jobs; a running campaign whose last
+        jobs they were is done."""
         with self.transaction():
             cancelled = 0
+            campaigns = set()
             for job_id in job_ids:
-                cur = self.db.execute("UPDATE jobs SET state='cancelled', finished_at=? WHERE "
-                                      "id=? AND state IN ('queued','leased')", (time.time(), job_id))
-                cancelled += cur.rowcount
+                rows = self.db.execute("UPDATE jobs SET state='cancelled', finished_at=? WHERE "
+                                       "id=? AND state IN ('queued','leased') RETURNING campaign",
+                                       (time.time(), job_id)).fetchall()
+                cancelled += len(rows)
+                campaigns.update(row[0] for row in rows)
                 self.db.execute("UPDATE leases SET state='superseded' WHERE job_id=? AND "
                                 "state='active'", (job_id,))
+            for campaign_id in campaigns:
+                self.close_campaign_if_finished(campaign_id)
         return cancelled
 
     # ------------------------------------------------------------------- queries
@@ -610,27 +511,204 @@ class Store:
                 if campaign else self.db.execute(query + " GROUP BY state"))
         return {state: count for state, count in rows}
 
+    def result_counts(self, agent_id: str | None = None) -> dict[str, int]:
+        """How many results are stored and how many were accepted (of one agent, or all)."""
+        query = "SELECT COUNT(*), COALESCE(SUM(accepted), 0) FROM results"
+        row = (self.db.execute(query + " WHERE agent_id=?", (agent_id,)) if agent_id is not None
+               else self.db.execute(query)).fetchone()
+        return {"stored": row[0], "accepted": row[1]}
+
     def results(self, job_id: str) -> list[dict]:
         rows = self.db.execute("SELECT * FROM results WHERE job_id=? ORDER BY id", (job_id,))
         out = []
         for row in rows:
             result = dict(row)
-            result["samples_ns"] = np.frombuffer(result.pop("samples") or b"", dtype="<i8").tolist()
+            result["samples_ns"] = _samples(result.pop("samples")).tolist()
             out.append(result)
         return out
+
+
+    # ----------------------------------------------------------------- artifacts
+    def cached_artifact(self, kind: str, key: str, weights: str) -> Artifact | None:
+        """The model built before for this campaign item (its blob may since be gone)."""
+        row = self.db.execute("SELECT digest, inputs FROM artifacts WHERE kind=? AND key=? AND "
+                              "weights=?", (kind, key, weights)).fetchone()
+        return None if row is None else Artifact(row["digest"], json.loads(row["inputs"]))
+
+    def cache_artifact(self, kind: str, key: str, weights: str, artifact: Artifact) -> None:
+        with self.transaction():
+            self.db.execute("INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?,?)",
+                            (kind, key, weights, artifact.digest, json.dumps(artifact.inputs)))
+
+    # ----------------------------------------------------------------- campaigns
+    def refuse_taken_campaign_name(self, name: str) -> None:
+        """ValueError when a campaign has this name already (names are unique)."""
+        taken = self.db.execute("SELECT id FROM campaigns WHERE name=?", (name,)).fetchone()
+        if taken is not None:
+            raise ValueError(f"name: campaign {taken['id']} is already named {name!r}; "
+                             "choose another name")
+
+    def add_campaign(self, campaign_id: str, name: str, spec: str,
+                     items: Sequence[CampaignItem]) -> None:
+        """Record a `created` campaign with its items, whole or not at all; its name is
+        checked again under the write lock."""
+        with self.transaction():
+            self.refuse_taken_campaign_name(name)
+            self.db.execute("INSERT INTO campaigns(id, name, spec, state, created_at) "
+                            "VALUES (?,?,?,'created',?)", (campaign_id, name, spec, time.time()))
+            self.db.executemany("INSERT INTO campaign_items VALUES (?,?,?,?,?,?,?,?)",
+                                [(campaign_id, i.item, i.kind, i.key, i.r, i.w, i.digest,
+                                  json.dumps(i.inputs)) for i in items])
+
+    def find_campaigns(self, id_or_name: str) -> list[Campaign]:
+        """The campaign with this id or, failing that, those with this name, oldest first
+        (databases from before names were unique may have several)."""
+        rows = self.db.execute(
+            "SELECT * FROM campaigns WHERE id=?1 OR (name=?1 AND NOT EXISTS "
+            "(SELECT 1 FROM campaigns WHERE id=?1)) ORDER BY created_at", (id_or_name,))
+        return [Campaign(**row) for row in rows]
+
+    def campaign(self, campaign_id: str) -> Campaign:
+        row = self.db.execute("SELECT * FROM campaigns WHERE id=?", (campaign_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"campaign: no campaign {campaign_id!r}")
+        return Campaign(**row)
+
+    def list_campaigns(self) -> list[Campaign]:
+        """Every campaign, oldest first."""
+        rows = self.db.execute("SELECT * FROM campaigns ORDER BY created_at")
+        return [Campaign(**row) for row in rows]
+
+    def campaign_items(self, campaign_id: str) -> list[CampaignItem]:
+        rows = self.db.execute("SELECT item, kind, key, r, w, digest, inputs FROM campaign_items "
+                               "WHERE campaign_id=? ORDER BY item", (campaign_id,))
+        return [CampaignItem(**{**row, "inputs": json.loads(row["inputs"])}) for row in rows]
+
+    def begin_campaign_start(self, campaign_id: str) -> None:
+        """Mark a created campaign `starting` (a start that was interrupted, still
+        `starting`, may resume); ValueError for a campaign in any other state."""
+        with self.transaction():
+            claimed = self.db.execute(
+                "UPDATE campaigns SET state='starting', started_at=COALESCE(started_at, ?) "
+                "WHERE id=? AND state IN ('created','starting')", (time.time(), campaign_id))
+            if claimed.rowcount == 0:
+                state = self.campaign(campaign_id).state
+                raise ValueError(f"campaign {campaign_id}: is {state}, not created")
+
+    def campaign_jobs_queued(self, campaign_id: str, target: Target | None = None) -> int:
+        """Jobs queued for the campaign so far (for one target, or all)."""
+        query, args = "SELECT COUNT(*) FROM campaign_jobs WHERE campaign_id=?", (campaign_id,)
+        if target is not None:
+            query, args = query + " AND target=?", (campaign_id, target.name)
+        return self.db.execute(query, args).fetchone()[0]
+
+    def queue_campaign_jobs(self, campaign_id: str, target: Target, begin: int,
+                            jobs: Sequence[tuple[int, int, bytes, str]],
+                            max_attempts: int) -> bool:
+        """Queue a chunk of a starting campaign's jobs for `target`, each (item, repeat,
+        spec, model digest), continuing that target's jobs at index `begin`. False, queueing
+        nothing, when another start has queued them all; ValueError when the campaign was
+        cancelled meanwhile, or another start is queueing this very chunk."""
+        with self.transaction():
+            state = self.campaign(campaign_id).state
+            if state == "running":
+                return False
+            if state != "starting":
+                raise ValueError(f"campaign {campaign_id}: became {state} while its jobs were "
+                                 "queued")
+            if self.campaign_jobs_queued(campaign_id, target) != begin:
+                raise ValueError(f"campaign {campaign_id}: another process is queueing its jobs")
+            ids = self.enqueue([(spec, digest) for _, _, spec, digest in jobs],
+                               label=target.label, agent_id=target.agent,
+                               max_attempts=max_attempts, campaign=campaign_id)
+            self.db.executemany("INSERT INTO campaign_jobs VALUES (?,?,?,?,?)",
+                                [(job_id, campaign_id, item, target.name, repeat)
+                                 for job_id, (item, repeat, _, _) in zip(ids, jobs)])
+        return True
+
+    def finish_campaign_start(self, campaign_id: str) -> None:
+        """All its jobs are queued: the campaign runs, or is done already if its agents
+        were that quick."""
+        with self.transaction():
+            self.db.execute("UPDATE campaigns SET state='running' WHERE id=? AND "
+                            "state='starting'", (campaign_id,))
+            self.close_campaign_if_finished(campaign_id)
+
+    def cancel_campaign(self, campaign_id: str) -> int:
+        """Mark an unfinished campaign cancelled and cancel its queued and leased jobs;
+        returns how many jobs were cancelled."""
+        with self.transaction():
+            self.db.execute(f"UPDATE campaigns SET state='cancelled', finished_at=? WHERE id=? "
+                            f"AND state IN {_OPEN_CAMPAIGN}", (time.time(), campaign_id))
+            jobs = [r[0] for r in self.db.execute(
+                "SELECT job_id FROM campaign_jobs WHERE campaign_id=?", (campaign_id,))]
+            return self.cancel_jobs(jobs)
+
+    def campaign_progress(self, campaign_id: str, since: float,
+                          max_errors: int = 3) -> CampaignProgress:
+        with self._snapshot():
+            counts: dict[str, dict[str, int]] = {}
+            for row in self.db.execute(
+                    "SELECT cj.target, j.state, COUNT(*) AS n FROM campaign_jobs cj JOIN jobs j "
+                    "ON j.id = cj.job_id WHERE cj.campaign_id=? GROUP BY cj.target, j.state",
+                    (campaign_id,)):
+                counts.setdefault(row["target"], {})[row["state"]] = row["n"]
+            recent = self.db.execute("SELECT COUNT(*) FROM jobs WHERE campaign=? AND "
+                                     "finished_at>=?", (campaign_id, since)).fetchone()[0]
+            errors = [r[0] for r in self.db.execute(
+                "SELECT error FROM jobs WHERE campaign=? AND state='failed' LIMIT ?",
+                (campaign_id, max_errors))]
+        return CampaignProgress(counts, recent, errors)
+
+    # ----------------------------------------------------- results of campaign items
+    def targeted_items(self, target: Target, kind: str,
+                       campaign_id: str | None = None) -> set[tuple[int | None, str]]:
+        """(r, key) of every item of this kind that campaigns (or one) queued for `target`."""
+        where, params = _item_filter(target, kind, [campaign_id] if campaign_id else [])
+        rows = self.db.execute(f"SELECT DISTINCT ci.r, ci.key FROM {_ITEM_JOBS} WHERE {where}",
+                               params)
+        return {(row[0], row[1]) for row in rows}
+
+    def item_results(self, target: Target, kind: str,
+                     campaign_ids: Sequence[str] = ()) -> list[ItemResult]:
+        """The accepted OK results of items of this kind measured for `target` (by the
+        given campaigns, or any), in the order they arrived."""
+        where, params = _item_filter(target, kind, campaign_ids)
+        rows = self.db.execute(
+            f"SELECT ci.r, ci.key, res.median_ms, res.samples, res.drift, res.agent_id, "
+            f"res.runtime_versions, cj.campaign_id FROM {_ITEM_RESULTS} WHERE {where} "
+            f"AND res.accepted=1 AND res.status='ok' ORDER BY res.id", params)
+        return [ItemResult(row["r"], row["key"], row["median_ms"], _samples(row["samples"]),
+                           row["drift"], row["agent_id"], row["runtime_versions"],
+                           row["campaign_id"]) for row in rows]
+
+    def campaign_results(self, campaign_id: str) -> Iterator[dict]:
+        """Every result of the campaign, accepted or not, in the order they arrived: the
+        CAMPAIGN_RESULT_KEYS, RESULT_FIELDS (objects decoded) and samples_ns (int list).
+        A generator over one read snapshot: it streams campaigns of any size."""
+        rows = self.db.execute(
+            f"SELECT cj.campaign_id AS campaign, cj.target, cj.repeat, ci.kind, ci.key, ci.r, "
+            f"ci.w, res.* FROM {_ITEM_RESULTS} WHERE cj.campaign_id=? ORDER BY res.id",
+            (campaign_id,))
+        for row in rows:
+            record = {column: row[column] for column in CAMPAIGN_RESULT_KEYS + RESULT_FIELDS}
+            for column in JSON_RESULT_FIELDS:
+                record[column] = json.loads(record[column]) if record[column] else {}
+            record["samples_ns"] = _samples(row["samples"]).tolist()
+            yield record
 
 
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error (the connection is in autocommit).
     Inside an open transaction it does nothing, so store methods compose."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    def __init__(self, db: sqlite3.Connection, mode: str = "IMMEDIATE") -> None:
+        self.db, self.mode = db, mode
         self.outermost = False
 
     def __enter__(self) -> None:
         if not self.db.in_transaction:
-            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(f"BEGIN {self.mode}")
             self.outermost = True
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -1,0 +1,130 @@
+"""What the state's methods take and return: typed, immutable rows, never a database
+driver's row objects, plus the one list of a stored result's fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Token", "LeasedJob", "ReportOutcome", "Target", "Campaign", "CampaignItem",
+           "CampaignProgress", "Artifact", "ItemResult", "REPORTED_AS_IS", "RESULT_FIELDS",
+           "CAMPAIGN_RESULT_KEYS", "JSON_RESULT_FIELDS", "TERMINAL"]
+
+# A job in one of these states is finished: nothing will lease it again.
+TERMINAL = ("done", "failed", "cancelled")
+
+# Report fields stored as they came, under the same names on the wire (proto Result), in
+# the result dict `Store.report` takes, and in the results table.
+REPORTED_AS_IS = ("session_create_ns", "first_run_ns", "warmup_runs", "warmup_ns",
+                  "stop_reason", "peak_rss_bytes", "lease_to_report_ns")
+# A stored result's fields as a campaign's results list them (`Store.campaign_results`),
+# in the order exports write them.
+RESULT_FIELDS = ("status", "accepted", "late", "message", "n", "median_ms", "mean_ms", "std_ms",
+                 "p10_ms", "p90_ms", "p99_ms", "cv", "stop_reason", "session_create_ns",
+                 "first_run_ns", "warmup_runs", "warmup_ns", "peak_rss_bytes", "drift",
+                 "drift_check", "received_at", "runtime_versions", "telemetry_before",
+                 "telemetry_after")
+# Of those, the ones that hold an object (stored as JSON). drift_check: the reference model's
+# baseline and current medians behind `drift`, to audit it.
+JSON_RESULT_FIELDS = ("drift_check", "runtime_versions", "telemetry_before", "telemetry_after")
+# Where a campaign's result belongs, listed before its RESULT_FIELDS.
+CAMPAIGN_RESULT_KEYS = ("campaign", "target", "agent_id", "kind", "key", "r", "w", "repeat")
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int
+    name: str
+    agent_id: str | None
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class LeasedJob:
+    job_id: str
+    lease_id: str
+    expires_at: float
+    attempt: int
+    spec: bytes
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    accepted: bool
+    duplicate: bool
+    late: bool
+
+
+@dataclass(frozen=True)
+class Target:
+    """A device class (label) or one agent; each target gets its own copy of every job.
+    `name` is how the state stores it (`label:cpu`, `agent:a1`)."""
+
+    label: str | None = None
+    agent: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"label:{self.label}" if self.label is not None else f"agent:{self.agent}"
+
+    @classmethod
+    def parse(cls, name: str) -> "Target":
+        kind, _, value = name.partition(":")
+        return cls(label=value) if kind == "label" else cls(agent=value)
+
+
+@dataclass(frozen=True)
+class Campaign:
+    id: str
+    name: str
+    spec: str               # CampaignSpec as JSON
+    state: str              # created, starting, running, done or cancelled
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True)
+class CampaignItem:
+    """One model a campaign measures, as its jobs refer to it (`item` is its index)."""
+
+    item: int
+    kind: str               # lut, subnet or reference
+    key: str
+    r: int | None
+    w: float | None
+    digest: str
+    inputs: list            # the model's input names and shapes
+
+
+@dataclass(frozen=True)
+class CampaignProgress:
+    """A campaign's jobs in one snapshot: counts by target and state, how many finished
+    since a moment, and the first few failures' reasons."""
+
+    counts: dict[str, dict[str, int]]
+    finished_since: int
+    errors: list[str]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A cached model of a campaign item: its blob and input shapes."""
+
+    digest: str
+    inputs: list
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """An accepted OK result of a campaign item, with the item it measured."""
+
+    r: int | None
+    key: str
+    median_ms: float
+    samples_ns: np.ndarray  # int64
+    drift: float | None
+    agent_id: str
+    runtime_versions: str   # JSON with sorted keys: equal versions compare equal
+    campaign_id: str

@@ -1,0 +1,134 @@
+"""The fleet database's schema: its versioned migrations, and the checks that a file is a
+fleet database this coordinator can use (before anything is written to it)."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Callable
+
+from coordinator.state.errors import NotAFleetDatabase
+
+__all__ = ["SCHEMA_VERSION", "check_header", "check_schema", "migrate"]
+
+_MIGRATIONS: list[str] = [
+    # 1: the fleet
+    """
+    CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, hash TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL, revoked_at REAL, agent_id TEXT);
+    CREATE TABLE agents (
+        id TEXT PRIMARY KEY, token_id INTEGER NOT NULL REFERENCES tokens(id),
+        labels TEXT NOT NULL, device TEXT NOT NULL, threads INTEGER, version TEXT,
+        registered_at REAL NOT NULL, last_seen REAL NOT NULL, online INTEGER NOT NULL,
+        jobs_done INTEGER NOT NULL DEFAULT 0, telemetry TEXT,
+        forgotten INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE agent_labels (
+        agent_id TEXT NOT NULL REFERENCES agents(id), label TEXT NOT NULL,
+        PRIMARY KEY (agent_id, label));
+    CREATE TABLE blobs (digest TEXT PRIMARY KEY, size INTEGER NOT NULL, created_at REAL NOT NULL);
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY, target_label TEXT, target_agent TEXT, spec BLOB NOT NULL,
+        model_digest TEXT NOT NULL REFERENCES blobs(digest), state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL, campaign TEXT,
+        created_at REAL NOT NULL, finished_at REAL, error TEXT, accepted_result INTEGER);
+    CREATE INDEX jobs_by_label ON jobs(state, target_label, priority DESC, seq);
+    CREATE INDEX jobs_by_agent ON jobs(state, target_agent, priority DESC, seq);
+    CREATE INDEX jobs_by_campaign ON jobs(campaign, state);
+    CREATE TABLE leases (
+        id TEXT PRIMARY KEY, job_id TEXT NOT NULL REFERENCES jobs(id),
+        agent_id TEXT NOT NULL REFERENCES agents(id), attempt INTEGER NOT NULL,
+        issued_at REAL NOT NULL, expires_at REAL NOT NULL, state TEXT NOT NULL);
+    CREATE INDEX leases_active ON leases(state, expires_at);
+    CREATE INDEX leases_by_agent ON leases(agent_id, state);
+    CREATE INDEX leases_by_job ON leases(job_id);
+    CREATE TABLE results (
+        id INTEGER PRIMARY KEY, job_id TEXT NOT NULL REFERENCES jobs(id),
+        lease_id TEXT NOT NULL UNIQUE REFERENCES leases(id), agent_id TEXT NOT NULL,
+        status TEXT NOT NULL, message TEXT, samples BLOB, n INTEGER,
+        median_ms REAL, mean_ms REAL, std_ms REAL, p10_ms REAL, p90_ms REAL, p99_ms REAL,
+        cv REAL, session_create_ns INTEGER, first_run_ns INTEGER, warmup_runs INTEGER,
+        warmup_ns INTEGER, stop_reason TEXT, peak_rss_bytes INTEGER, telemetry_before TEXT,
+        telemetry_after TEXT, runtime_versions TEXT, drift REAL, drift_check TEXT,
+        lease_to_report_ns INTEGER, accepted INTEGER NOT NULL, late INTEGER NOT NULL,
+        received_at REAL NOT NULL);
+    CREATE INDEX results_by_job ON results(job_id);
+    """,
+    # 2: campaigns, and the ONNX artifacts they share across campaigns and devices
+    """
+    CREATE TABLE campaigns (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL, state TEXT NOT NULL,
+        created_at REAL NOT NULL, started_at REAL, finished_at REAL);
+    CREATE TABLE campaign_items (
+        campaign_id TEXT NOT NULL REFERENCES campaigns(id), item INTEGER NOT NULL,
+        kind TEXT NOT NULL, key TEXT NOT NULL, r INTEGER, w REAL,
+        digest TEXT NOT NULL REFERENCES blobs(digest), inputs TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, item));
+    CREATE TABLE campaign_jobs (
+        job_id TEXT PRIMARY KEY REFERENCES jobs(id), campaign_id TEXT NOT NULL,
+        item INTEGER NOT NULL, target TEXT NOT NULL, repeat INTEGER NOT NULL);
+    CREATE INDEX campaign_jobs_by_campaign ON campaign_jobs(campaign_id, target);
+    CREATE TABLE artifacts (
+        kind TEXT NOT NULL, key TEXT NOT NULL, weights TEXT NOT NULL,
+        digest TEXT NOT NULL REFERENCES blobs(digest), inputs TEXT NOT NULL,
+        PRIMARY KEY (kind, key, weights));
+    """,
+    # 3: each agent's offline window as the serving coordinator set it, so that a listing
+    # can tell a stale heartbeat from a live one while no sweeper runs
+    """
+    ALTER TABLE agents ADD COLUMN offline_after_s REAL;
+    """,
+    # 4: campaigns are now marked done when their last job finishes; close the ones that
+    # finished before, when only reading their status marked them
+    """
+    UPDATE campaigns SET state='done', finished_at=(SELECT MAX(finished_at) FROM jobs
+        WHERE campaign=campaigns.id)
+    WHERE state='running' AND NOT EXISTS (SELECT 1 FROM jobs WHERE campaign=campaigns.id
+        AND state IN ('queued','leased'));
+    """,
+]
+_TABLES = {"tokens", "agents", "jobs", "leases", "results", "blobs"}
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_header(path: Path) -> None:
+    """An existing file must start as an SQLite database does: SQLite itself takes a file
+    shorter than its header for a new, empty database and would write ours into it."""
+    with path.open("rb") as f:
+        head = f.read(len(_SQLITE_HEADER))
+    if not head:
+        raise NotAFleetDatabase(path, "the file is empty")
+    if head != _SQLITE_HEADER:
+        raise NotAFleetDatabase(path, "file is not a database (no SQLite header)")
+
+
+def check_schema(db: sqlite3.Connection, path: Path) -> int:
+    """The file's schema version, after checking that it is ours (or new and empty)."""
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:  # "file is not a database", or damaged
+        raise NotAFleetDatabase(path, str(exc)) from None
+    if version > SCHEMA_VERSION:
+        raise NotAFleetDatabase(path, f"schema version {version} is newer than this "
+                                f"coordinator's ({SCHEMA_VERSION}); upgrade ofa-fleet")
+    if (tables or version) and not (version and _TABLES <= tables):
+        raise NotAFleetDatabase(path, "an SQLite file without the fleet's tables")
+    return version
+
+
+def migrate(db: sqlite3.Connection, version: int,
+            transaction: Callable[[], AbstractContextManager]) -> None:
+    """Apply the migrations after `version`, each in its own transaction."""
+    for number in range(version, SCHEMA_VERSION):
+        with transaction():  # re-read inside the lock: another process may have migrated
+            if db.execute("PRAGMA user_version").fetchone()[0] != number:
+                continue
+            for statement in _MIGRATIONS[number].split(";"):  # no ';' inside statements
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={number + 1}")

@@ -1,0 +1,184 @@
+"""The state's contract for reports: statistics from the raw samples, idempotence by lease,
+exactly one accepted OK result per job, late results, releases and failures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from coordinator.state import Forbidden, NotFound
+from tests.state.helpers import (HOUR, SPEC, add_agent, age_leases, agent_row, enqueue,
+                                 expire_all, lease, lease_row, ok)
+
+
+def test_ok_report_completes_the_job_with_stats_from_raw_samples(store, digest):
+    add_agent(store)
+    job_id = enqueue(store, digest)[0]
+    held = lease(store)[0]
+    samples = [5_123_457, 4_999_999, 5_500_001, 7_000_003, 5_000_000, 4_800_000]
+    drift = {"drift": 0.02, "reference_ms": 1.5}
+    outcome = store.report("a1", job_id, held.lease_id, "ok",
+                           ok(samples, drift=drift, stop_reason="min_runs", warmup_runs=3))
+    assert (outcome.accepted, outcome.duplicate, outcome.late) == (True, False, False)
+    job = store.job(job_id)
+    [result] = store.results(job_id)
+    assert job["state"] == "done" and job["finished_at"] is not None and job["error"] is None
+    assert job["accepted_result"] == result["id"]
+    assert agent_row(store, "a1")["jobs_done"] == 1
+    assert lease_row(store, held.lease_id)["state"] == "reported"
+    ms = np.asarray(samples) / 1e6
+    assert result["n"] == len(samples)
+    assert result["median_ms"] == pytest.approx(float(np.median(samples)) / 1e6, rel=1e-12)
+    assert result["mean_ms"] == pytest.approx(float(ms.mean()), rel=1e-12)
+    assert result["p90_ms"] == pytest.approx(float(np.percentile(ms, 90)), rel=1e-12)
+    assert result["std_ms"] == pytest.approx(float(ms.std(ddof=1)), rel=1e-12)
+    assert (result["accepted"], result["late"], result["status"]) == (1, 0, "ok")
+    assert (result["stop_reason"], result["warmup_runs"]) == ("min_runs", 3)
+    assert result["drift"] == pytest.approx(0.02)
+
+
+def test_raw_samples_round_trip_exactly(store, digest):
+    add_agent(store)
+    job_id = enqueue(store, digest)[0]
+    held = lease(store)[0]
+    samples = [1, 0, 2**62 + 7, 123_456_789_012, 999_999_999_999_999_999, 3]
+    store.report("a1", job_id, held.lease_id, "ok", ok(samples))
+    got = store.results(job_id)[0]["samples_ns"]
+    assert got == samples and all(type(v) is int for v in got)
+
+
+def test_duplicate_report_is_idempotent(store, digest):
+    add_agent(store)
+    job_id = enqueue(store, digest)[0]
+    held = lease(store)[0]
+    first = store.report("a1", job_id, held.lease_id, "ok", ok())
+    again = store.report("a1", job_id, held.lease_id, "ok", ok([9, 9, 9]))
+    assert again.duplicate and not first.duplicate
+    assert (again.accepted, again.late) == (first.accepted, first.late)
+    [result] = store.results(job_id)
+    assert result["samples_ns"] == ok()["samples_ns"]
+    assert agent_row(store, "a1")["jobs_done"] == 1
+
+
+def test_late_report_is_accepted_while_the_job_is_not_done(store, digest):
+    add_agent(store)
+    job_id = enqueue(store, digest)[0]
+    held = lease(store, lease_seconds=-1)[0]
+    store.sweep(offline_after_s=HOUR)
+    assert store.job(job_id)["state"] == "queued"
+    outcome = store.report("a1", job_id, held.lease_id, "ok", ok())
+    assert (outcome.accepted, outcome.late) == (True, True)
+    assert store.job(job_id)["state"] == "done"
+    assert store.results(job_id)[0]["late"] == 1
+    assert lease(store) == []  # no longer queued
+
+
+def test_late_report_for_a_done_job_is_stored_but_not_accepted(store, digest):
+    add_agent(store, "slow")
+    add_agent(store, "fast")
+    job_id = enqueue(store, digest)[0]
+    stale = lease(store, "slow", lease_seconds=-1)[0]
+    store.sweep(offline_after_s=HOUR)
+    fresh = lease(store, "fast")[0]
+    assert store.report("fast", job_id, fresh.lease_id, "ok", ok()).accepted
+    outcome = store.report("slow", job_id, stale.lease_id, "ok", ok([7, 8, 9]))
+    assert (outcome.accepted, outcome.duplicate, outcome.late) == (False, False, True)
+    results = store.results(job_id)
+    assert [(r["agent_id"], r["accepted"], r["late"]) for r in results] == [
+        ("fast", 1, 0), ("slow", 0, 1)]
+    assert store.job(job_id)["accepted_result"] == results[0]["id"]
+    assert agent_row(store, "slow")["jobs_done"] == 0
+
+
+def test_exactly_one_ok_result_is_accepted_per_job(store, digest):
+    """The stale lease reports first and wins; the current lease's report is refused."""
+    add_agent(store, "a1")
+    add_agent(store, "a2")
+    job_id = enqueue(store, digest)[0]
+    first = lease(store, "a1", lease_seconds=-1)[0]
+    store.sweep(offline_after_s=HOUR)
+    second = lease(store, "a2")[0]
+    assert store.report("a1", job_id, first.lease_id, "ok", ok()).accepted
+    assert lease_row(store, second.lease_id)["state"] == "superseded"
+    assert store.heartbeat("a2", [second.lease_id], {}, HOUR) == [second.lease_id]
+    outcome = store.report("a2", job_id, second.lease_id, "ok", ok())
+    assert not outcome.accepted and outcome.late  # its lease was no longer active
+    accepted = [r for r in store.results(job_id) if r["accepted"] and r["status"] == "ok"]
+    assert len(accepted) == 1 and accepted[0]["agent_id"] == "a1"
+    assert store.job(job_id)["accepted_result"] == accepted[0]["id"]
+
+
+def test_report_checks_agent_and_lease(store, digest):
+    add_agent(store, "a1")
+    add_agent(store, "a2")
+    job_a, job_b = enqueue(store, digest, 2)
+    held = lease(store, "a1")[0]
+    with pytest.raises(Forbidden):
+        store.report("a2", job_a, held.lease_id, "ok", ok())
+    with pytest.raises(NotFound, match="lease_id"):
+        store.report("a1", job_a, "no-such-lease", "ok", ok())
+    with pytest.raises(NotFound):
+        store.report("a1", job_b, held.lease_id, "ok", ok())  # lease of another job
+    assert store.results(job_a) == [] and store.job(job_a)["state"] == "leased"
+
+
+def test_released_requeues_without_consuming_an_attempt(store, digest):
+    add_agent(store)
+    job_id = store.enqueue([(SPEC, digest)], label="cpu", max_attempts=1)[0]
+    held = lease(store)[0]
+    outcome = store.report("a1", job_id, held.lease_id, "released", {"message": "stopping"})
+    assert not outcome.accepted
+    job = store.job(job_id)
+    assert (job["state"], job["attempts"]) == ("queued", 0)
+    assert lease_row(store, held.lease_id)["state"] == "released"
+    again = lease(store)[0]  # max_attempts=1 and still leasable
+    assert again.attempt == 1
+    assert store.report("a1", job_id, again.lease_id, "ok", ok()).accepted
+
+
+def test_failed_requeues_until_max_attempts_then_fails(store, digest):
+    add_agent(store)
+    job_id = store.enqueue([(SPEC, digest)], label="cpu", max_attempts=2)[0]
+    first = lease(store)[0]
+    store.report("a1", job_id, first.lease_id, "failed", {"message": "boom one"})
+    job = store.job(job_id)
+    assert job["state"] == "queued" and "boom one" in job["error"]
+    second = lease(store)[0]
+    assert second.attempt == 2
+    store.report("a1", job_id, second.lease_id, "failed", {"message": "boom two"})
+    job = store.job(job_id)
+    assert job["state"] == "failed" and job["finished_at"] is not None
+    assert "boom two" in job["error"] and "attempt 2 of 2" in job["error"]
+    assert lease(store) == []
+    assert [r["message"] for r in store.results(job_id)] == ["boom one", "boom two"]
+
+
+def test_a_late_failure_neither_counts_nor_leaves_two_accepted_rows(store, digest):
+    """A FAILED report from an expired lease is stored, flagged late, not accepted, and does
+    not touch the job; the next lease's OK is then the job's only accepted row."""
+    add_agent(store, "a1")
+    add_agent(store, "a2")
+    (job_id,) = enqueue(store, digest)
+    (first,) = lease(store, "a1")
+    expire_all(store)
+    (second,) = lease(store, "a2")
+    failed = store.report("a1", job_id, first.lease_id, "failed", {"message": "boom"})
+    assert (failed.accepted, failed.late) == (False, True)
+    assert store.job(job_id)["state"] == "leased"
+    assert store.report("a2", job_id, second.lease_id, "ok", ok()).accepted
+    assert [(r["status"], r["accepted"]) for r in store.results(job_id)] == [
+        ("failed", 0), ("ok", 1)]
+
+
+def test_a_failure_reported_after_expiry_but_before_the_sweep_is_not_accepted(store, digest):
+    """The lease is overdue but still `active` (no sweep yet): the failure is late, not
+    accepted, and the job is requeued as the sweep would have done."""
+    add_agent(store, "a1")
+    (job_id,) = enqueue(store, digest)
+    (first,) = lease(store, "a1")
+    age_leases(store, 2 * HOUR)  # no sweep
+    failed = store.report("a1", job_id, first.lease_id, "failed", {"message": "boom"})
+    assert (failed.accepted, failed.late) == (False, True)
+    assert store.job(job_id)["state"] == "queued"
+    (again,) = lease(store, "a1")
+    assert store.report("a1", job_id, again.lease_id, "ok", ok()).accepted
