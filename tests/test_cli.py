@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import main as agent_main
+from agent.measure import BenchSettings
 from coordinator.cli.app import main as coord_main
 from coordinator.state import Store
 from ofa.nn.accuracy_training import AccuracyPairs, TrainSettings, fit_accuracy_predictor
@@ -32,6 +33,20 @@ def test_both_entry_points_print_help():
                         (agent_main, ["run", "info", "bench"])):
         result = invoke(main, "--help")
         assert result.exit_code == 0 and all(w in result.output for w in words)
+
+
+def test_measurement_settings_say_the_engine_defaults():
+    """Both command lines take the settings from one table; the defaults come from
+    BenchSettings, and a job's 0 is said to mean them."""
+    defaults = BenchSettings()
+    create = " ".join(invoke(coord_main, "campaign", "create", "--help").output.split())
+    bench = " ".join(invoke(agent_main, "bench", "--help").output.split())
+    assert f"--warmup-runs INTEGER 0: the agent's default ({defaults.warmup_runs})" in create
+    assert f"--max-time FLOAT 0: the agent's default ({defaults.max_time_s:g} s)" in create
+    assert "--threads INTEGER 0: each agent's own --threads" in create
+    assert f"[default: {defaults.min_runs}]" in bench and "95% CI" in bench
+    result = CliRunner().invoke(agent_main, ["bench", __file__, "--min-runs", "0"])
+    assert result.exit_code == 1 and "min_runs: expected an integer >= 1" in result.output
 
 
 def test_sample_prints_valid_jsonl_and_refuses_bad_resolutions():

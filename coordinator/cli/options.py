@@ -1,4 +1,4 @@
-"""Click parameter types shared by the coordinator's commands."""
+"""Options and parameter types shared by the coordinator's commands."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ WIDTH = click.Choice([str(w) for w in space.WIDTH_CHOICES])
 
 
 def _remember_db(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Errors of the database are reported against its path (see cli_errors)."""
+    """Errors of the database are reported against its path (see cli/errors.py)."""
     if value is not None:
         ctx.meta[DB_META] = value
     return value
@@ -56,3 +56,7 @@ def db_option(*, must_exist: bool, required: bool = True, help: str):
     """The `--db` option: the coordinator's SQLite file."""
     return click.option("--db", type=click.Path(exists=must_exist, dir_okay=False),
                         required=required, callback=_remember_db, help=help)
+
+
+DB = db_option(must_exist=True, help="The coordinator's SQLite file (blobs live beside it).")
+NEW_DB = db_option(must_exist=False, help="The coordinator's SQLite file (created if missing).")

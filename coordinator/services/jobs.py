@@ -17,7 +17,14 @@ from coordinator.state import Store
 from ofa.config import show
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
-__all__ = ["BenchOptions", "model_inputs", "make_spec", "enqueue_model"]
+__all__ = ["BenchOptions", "SPEC_SETTINGS", "model_inputs", "make_spec", "enqueue_model"]
+
+# The proto is the settings' one schema: BenchSpec's fields other than those saying which model
+# a job measures are its settings, and BenchOptions has exactly these (a test holds it to them).
+JOB_IDENTITY = frozenset({"model_digest", "model_size", "subnet_config_json", "lut_key",
+                          "reference", "inputs"})
+SPEC_SETTINGS = tuple(f.name for f in pb.BenchSpec.DESCRIPTOR.fields
+                      if f.name not in JOB_IDENTITY)
 
 MAX_RUNS = 100_000
 MAX_THREADS = 1024      # more than any device the fleet measures has cores
@@ -26,8 +33,8 @@ MAX_SECONDS = 3600.0    # one measurement's time settings; an hour is already ab
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """Measurement settings sent with a job; 0 or '' means the agent's default (for
-    `threads`, the agent's own --threads)."""
+    """Measurement settings sent with a job, one field per BenchSpec setting (SPEC_SETTINGS);
+    0 or '' means the agent's default (for `threads`, the agent's own --threads)."""
 
     threads: int = 0
     warmup_runs: int = 0
@@ -101,7 +108,7 @@ def make_spec(digest: str, size: int, inputs: Sequence[tuple[str, Sequence[int]]
               lut_key: str | None = None, reference: str | None = None) -> pb.BenchSpec:
     spec = pb.BenchSpec(model_digest=digest, model_size=size,
                         inputs=[pb.TensorShape(name=n, dims=list(d)) for n, d in inputs],
-                        **{f.name: getattr(options, f.name) for f in fields(options)})
+                        **{name: getattr(options, name) for name in SPEC_SETTINGS})
     if sum(x is not None for x in (subnet_json, lut_key, reference)) > 1:
         raise ValueError("implements: give at most one of subnet_json, lut_key, reference")
     if subnet_json is not None:
