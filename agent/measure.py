@@ -64,7 +64,8 @@ class BenchSettings:
             raise ValueError(f"target_precision: expected a fraction in (0, 1), "
                              f"got {self.target_precision}")
         if self.runtime not in RUNTIMES:
-            raise ValueError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+            raise ValueError(f"runtime: expected one of {', '.join(RUNTIMES)}, "
+                             f"got {self.runtime!r}")
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,8 @@ def test_demo_profiles_two_device_classes_and_specialises_each(tmp_path):
     assert [row["label"] for row in chosen] == ["cpu-1t", "cpu-1t", "cpu-2t", "cpu-2t"]
     for row in chosen:
         assert row["latency_ms"] <= row["budget_ms"] and row["measured_ms"] > 0
-        assert (run / "specialised" / row["label"] / f"{row['budget_ms']:g}ms" / "subnet.json").is_file()
+        budget = f"{row['budget_ms']:g}ms"
+        assert (run / "specialised" / row["label"] / budget / "subnet.json").is_file()
     assert chosen[0]["accuracy"] < chosen[1]["accuracy"]  # more time buys accuracy
     assert "specialised: the most accurate subnet" in done.stdout
 
@@ -177,7 +178,8 @@ def test_token_commands_show_the_secret_once_and_store_only_its_hash(tmp_path):
     assert secret.startswith("ofa_")
     assert secret.encode() not in db.read_bytes() and secret not in invoke(
         coord_main, "token", "list", "--db", db).output
-    again = CliRunner().invoke(coord_main, ["token", "create", "--db", str(db), "--name", "pixel7-1"])
+    again = CliRunner().invoke(coord_main, ["token", "create", "--db", str(db),
+                                            "--name", "pixel7-1"])
     assert again.exit_code == 1 and "a token named 'pixel7-1' exists already" in again.output
     invoke(coord_main, "token", "create", "--db", db, "--name", "pi", "--out", tmp_path / "pi.tok")
     assert (tmp_path / "pi.tok").stat().st_mode & 0o777 == 0o600

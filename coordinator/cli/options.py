@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import click
 
@@ -15,7 +16,8 @@ class ResolutionList(click.ParamType):
 
     name = "R[,R...]"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[int, ...]:
         if isinstance(value, tuple):
             return value
         try:
@@ -34,7 +36,8 @@ class ResolutionList(click.ParamType):
 class FiniteFloat(click.FloatRange):
     """A float range that also refuses nan and inf (click's ranges let both through)."""
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"expected a finite number, got {value!r}", param, ctx)
@@ -52,7 +55,8 @@ def _remember_db(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value
 
 
-def db_option(*, must_exist: bool, required: bool = True, help: str):
+def db_option(*, must_exist: bool, required: bool = True,
+              help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The `--db` option: the coordinator's SQLite file."""
     return click.option("--db", type=click.Path(exists=must_exist, dir_okay=False),
                         required=required, callback=_remember_db, help=help)

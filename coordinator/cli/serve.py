@@ -35,7 +35,7 @@ def serve(db: str, listen: str, tls_cert: str | None, tls_key: str | None,
           heartbeat_interval: float, missed_heartbeats: int, lease_seconds: float,
           max_model_mb: int, verbose: bool) -> None:
     """Run the coordinator's gRPC server until SIGTERM or Ctrl-C."""
-    from coordinator.server.serve import serve as run_server  # grpc server imports only when serving
+    from coordinator.server.serve import serve as run_server  # grpc loads only for serving
 
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")

@@ -55,7 +55,8 @@ class BenchOptions:
                              f"{', '.join(sorted(known))}")
         for f in fields(cls):
             if f.name in data:
-                value, expected = data[f.name], {"int": int, "float": (int, float), "str": str}[f.type]
+                value = data[f.name]
+                expected = {"int": int, "float": (int, float), "str": str}[str(f.type)]
                 if isinstance(value, bool) or not isinstance(value, expected):
                     raise ValueError(f"settings.{f.name}: expected {f.type}, got {show(value)}")
         options = cls(**data)
@@ -75,7 +76,8 @@ class BenchOptions:
             raise ValueError(f"settings.target_precision: expected a fraction below 1 (0 for "
                              f"the agent's default), got {show(options.target_precision)}")
         if options.runtime not in ("onnxruntime", "torch"):
-            raise ValueError(f"settings.runtime: expected onnxruntime or torch, got {show(options.runtime)}")
+            raise ValueError(f"settings.runtime: expected onnxruntime or torch, "
+                             f"got {show(options.runtime)}")
         return options
 
 
@@ -123,7 +125,8 @@ def make_spec(digest: str, size: int, inputs: Sequence[tuple[str, Sequence[int]]
 def enqueue_model(store: Store, blobs: BlobStore, model: bytes, *, label: str | None = None,
                   agent_id: str | None = None, options: BenchOptions = BenchOptions(),
                   subnet_json: str | None = None, lut_key: str | None = None,
-                  repeats: int = 1, max_attempts: int = 3, campaign: str | None = None) -> list[str]:
+                  repeats: int = 1, max_attempts: int = 3,
+                  campaign: str | None = None) -> list[str]:
     """Store `model` (if new) and queue `repeats` jobs measuring it; returns the job ids."""
     inputs = model_inputs(model)
     digest = blobs.put(model)
