@@ -35,8 +35,8 @@ __all__ = ["AgentConfig", "Agent", "SPEC_SETTINGS", "settings_from_spec", "descr
 
 log = logging.getLogger("ofa-agent")
 # The engine's settings a job's spec can carry (BenchSpec's fields that BenchSettings has).
-SPEC_SETTINGS = tuple(sorted(set(pb.BenchSpec.DESCRIPTOR.fields_by_name)
-                             & {f.name for f in fields(BenchSettings)}))
+SPEC_SETTINGS = tuple(spec_field.name for spec_field in pb.BenchSpec.DESCRIPTOR.fields
+                      if spec_field.name in {f.name for f in fields(BenchSettings)})
 REFERENCE_SETTINGS = BenchSettings(warmup_runs=5, warmup_min_s=0.05, min_runs=20,
                                    min_time_s=0.2, max_time_s=2.0)
 

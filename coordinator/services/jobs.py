@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 
 import onnx
 
+from agent.measure import RUNTIMES
 from coordinator.state import BlobStore
 from coordinator.state import Store
 from ofa.config import show
@@ -75,8 +76,8 @@ class BenchOptions:
         if not 0 <= options.target_precision < 1:
             raise ValueError(f"settings.target_precision: expected a fraction below 1 (0 for "
                              f"the agent's default), got {show(options.target_precision)}")
-        if options.runtime not in ("onnxruntime", "torch"):
-            raise ValueError(f"settings.runtime: expected onnxruntime or torch, "
+        if options.runtime not in RUNTIMES:
+            raise ValueError(f"settings.runtime: expected {' or '.join(RUNTIMES)}, "
                              f"got {show(options.runtime)}")
         return options
 
