@@ -9,12 +9,16 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 import click
 
 from agent.device import device_info, machine_summary
-from agent.measure import BenchSettings, measure
+from agent.measure import SETTING_FLAGS, BenchSettings, measure
 from agent.settings import MISCONFIGURED, default_cache_dir, parse_address, read_ca, read_token
+
+
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 class SettingError(click.ClickException):
@@ -87,31 +91,29 @@ def info() -> None:
     click.echo(json.dumps(device_info(), indent=2))
 
 
+def bench_setting_options(command: Command) -> Command:
+    """One option per measurement setting (measure.py's table), defaulting to the engine's;
+    BenchSettings checks the values."""
+    defaults = BenchSettings()
+    for setting in reversed(SETTING_FLAGS):
+        command = click.option(setting.flag, setting.field, type=setting.kind,
+                               default=getattr(defaults, setting.field), show_default=True,
+                               help=setting.help)(command)
+    return command
+
+
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="onnxruntime intra-op threads.")
-@click.option("--min-runs", type=click.IntRange(min=1), default=BenchSettings.min_runs,
-              show_default=True, help="Timed runs at least.")
-@click.option("--min-time", type=click.FloatRange(min=0), default=BenchSettings.min_time_s,
-              show_default=True, help="Seconds of timed runs at least.")
-@click.option("--max-time", type=click.FloatRange(min=0, min_open=True),
-              default=BenchSettings.max_time_s, show_default=True,
-              help="Stop after this many seconds of timed runs even if imprecise.")
-@click.option("--precision", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=BenchSettings.target_precision, show_default=True,
-              help="Stop once the 95%% CI of the median is within this fraction of it.")
+@bench_setting_options
 @click.option("--json", "as_json", is_flag=True, help="Print the raw samples and stats as JSON.")
-def bench(model: str, threads: int, min_runs: int, min_time: float, max_time: float,
-          precision: float, as_json: bool) -> None:
+def bench(model: str, as_json: bool, **settings: Any) -> None:
     """Time MODEL (an .onnx file) with the agent's measurement engine."""
     try:
-        settings = BenchSettings(threads=threads, min_runs=min_runs, min_time_s=min_time,
-                                 max_time_s=max_time, target_precision=precision)
-    except ValueError as exc:  # click's FloatRange lets nan through
+        checked = BenchSettings(**settings)
+    except ValueError as exc:  # the one line naming the setting, exit 1
         raise click.ClickException(str(exc)) from None
     try:
-        result = measure(model, settings)
+        result = measure(model, checked)
     except Exception as exc:  # onnxruntime raises its own types for unreadable models
         raise click.ClickException(f"{model}: cannot be measured: {exc}") from None
     stats = result.stats()

@@ -14,7 +14,7 @@ import io
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -23,7 +23,8 @@ import onnxruntime as ort
 
 from agent.stats import median_ci, summarize
 
-__all__ = ["BenchSettings", "Measurement", "measure", "RUNTIMES", "MAX_SAMPLES"]
+__all__ = ["BenchSettings", "SettingFlag", "SETTING_FLAGS", "Measurement", "measure", "RUNTIMES",
+           "MAX_SAMPLES"]
 
 RUNTIMES = ("onnxruntime", "torch")
 # The most samples one result may carry (the coordinator refuses more): a microsecond-scale
@@ -63,7 +64,49 @@ class BenchSettings:
             raise ValueError(f"target_precision: expected a fraction in (0, 1), "
                              f"got {self.target_precision}")
         if self.runtime not in RUNTIMES:
-            raise ValueError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+            raise ValueError(f"runtime: expected one of {', '.join(RUNTIMES)}, "
+                             f"got {self.runtime!r}")
+
+
+@dataclass(frozen=True)
+class SettingFlag:
+    """A measurement setting as the command lines take it (`ofa-agent bench`, and `ofa-coord
+    campaign create` for the jobs it queues). Its type and default are BenchSettings'."""
+
+    flag: str
+    field: str          # the BenchSettings field (and BenchSpec's, on the wire)
+    help: str           # what it means
+    when_zero: str = ""  # what a job's 0 means, where not the engine's default
+
+    @property
+    def kind(self) -> type:
+        """int, float or str: the BenchSettings field's type."""
+        (field_,) = [f for f in fields(BenchSettings) if f.name == self.field]
+        return {"int": int, "float": float, "str": str}[str(field_.type)]
+
+    def show(self, value: float) -> str:
+        """A value as the help texts show it: `0.5 s` for the seconds fields."""
+        return f"{value:g}" + (" s" if self.field.endswith("_s") else "")
+
+    @property
+    def job_default(self) -> str:
+        """What a job's 0 means: the agent's own setting or the engine's default."""
+        default = getattr(BenchSettings(), self.field)
+        return self.when_zero or f"the agent's default ({self.show(default)})"
+
+
+SETTING_FLAGS = (
+    SettingFlag("--threads", "threads", "Threads to measure with.",
+                when_zero="each agent's own --threads"),
+    SettingFlag("--warmup-runs", "warmup_runs", "Warm-up runs at least."),
+    SettingFlag("--warmup-min-time", "warmup_min_s", "Seconds of warm-up at least."),
+    SettingFlag("--min-runs", "min_runs", "Timed runs at least."),
+    SettingFlag("--min-time", "min_time_s", "Seconds of timed runs at least."),
+    SettingFlag("--max-time", "max_time_s",
+                "Stop after this many seconds of timed runs even if imprecise."),
+    SettingFlag("--precision", "target_precision",
+                "Stop once the 95% CI of the median is within this fraction of it."),
+)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import random
 import statistics
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from importlib import resources
 from pathlib import Path
 
@@ -31,9 +31,12 @@ from agent.retry import RETRYABLE, Backoff
 from agent.settings import MISCONFIGURED
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
-__all__ = ["AgentConfig", "Agent", "settings_from_spec", "describe_job"]
+__all__ = ["AgentConfig", "Agent", "SPEC_SETTINGS", "settings_from_spec", "describe_job"]
 
 log = logging.getLogger("ofa-agent")
+# The engine's settings a job's spec can carry (BenchSpec's fields that BenchSettings has).
+SPEC_SETTINGS = tuple(spec_field.name for spec_field in pb.BenchSpec.DESCRIPTOR.fields
+                      if spec_field.name in {f.name for f in fields(BenchSettings)})
 REFERENCE_SETTINGS = BenchSettings(warmup_runs=5, warmup_min_s=0.05, min_runs=20,
                                    min_time_s=0.2, max_time_s=2.0)
 
@@ -56,20 +59,10 @@ class AgentConfig:
 
 
 def settings_from_spec(spec: pb.BenchSpec, threads: int = 1) -> BenchSettings:
-    """The spec's settings; where it leaves a field at 0, the engine's default (and the
-    agent's own `threads`)."""
-    default = BenchSettings()
-    pick = lambda value, fallback: value if value else fallback  # noqa: E731
-    return BenchSettings(
-        threads=pick(spec.threads, threads),
-        warmup_runs=pick(spec.warmup_runs, default.warmup_runs),
-        warmup_min_s=pick(spec.warmup_min_s, default.warmup_min_s),
-        min_runs=pick(spec.min_runs, default.min_runs),
-        min_time_s=pick(spec.min_time_s, default.min_time_s),
-        max_time_s=pick(spec.max_time_s, default.max_time_s),
-        target_precision=pick(spec.target_precision, default.target_precision),
-        runtime=pick(spec.runtime, default.runtime),
-        execution_provider=pick(spec.execution_provider, default.execution_provider))
+    """The spec's settings: every BenchSpec field the engine has; where the spec leaves one at
+    0 or '', the engine's default (and for `threads`, the agent's own)."""
+    given = {name: value for name in SPEC_SETTINGS if (value := getattr(spec, name))}
+    return replace(BenchSettings(threads=threads), **given)
 
 
 def describe_job(job: pb.Job) -> str:

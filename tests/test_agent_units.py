@@ -7,17 +7,21 @@ import hashlib
 import os
 import random
 import threading
+from dataclasses import fields
 
 import grpc
 import psutil
 import pytest
+from google.protobuf.descriptor import FieldDescriptor
 
 from agent import device
 from agent.cache import DigestMismatch, ModelCache
 from agent.client import is_loopback
-from agent.measure import BenchSettings, measure
+from agent.measure import SETTING_FLAGS, BenchSettings, measure
 from agent.retry import Backoff, call_with_retry
+from agent.runner import SPEC_SETTINGS as AGENT_SPEC_SETTINGS
 from agent.runner import settings_from_spec
+from coordinator.services.jobs import SPEC_SETTINGS, BenchOptions, make_spec
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
 
@@ -102,6 +106,22 @@ def test_spec_fields_left_at_zero_take_the_engine_defaults():
         for value in (float("nan"), float("inf")):
             with pytest.raises(ValueError, match=f"{field}: expected a finite number"):
                 settings_from_spec(pb.BenchSpec(**{field: value}))
+
+
+def test_the_proto_is_the_one_schema_of_the_benchmark_settings():
+    """A setting added to BenchSpec without BenchOptions (or the engine) fails here."""
+    python_type = {FieldDescriptor.CPPTYPE_INT32: "int", FieldDescriptor.CPPTYPE_DOUBLE: "float",
+                   FieldDescriptor.CPPTYPE_STRING: "str"}
+    wire = {name: python_type[pb.BenchSpec.DESCRIPTOR.fields_by_name[name].cpp_type]
+            for name in SPEC_SETTINGS}
+    assert {f.name: f.type for f in fields(BenchOptions)} == wire
+    engine = {f.name: f.type for f in fields(BenchSettings)}
+    assert {name: engine[name] for name in wire} == wire  # the agent understands every one
+    assert AGENT_SPEC_SETTINGS == SPEC_SETTINGS
+    assert {setting.field for setting in SETTING_FLAGS} <= set(wire)
+    spec = make_spec("d", 1, [], BenchOptions(**{name: {"int": 3, "float": 0.25, "str": "torch"}[
+        kind] for name, kind in wire.items()}))
+    assert all(getattr(spec, name) for name in wire)  # make_spec copies every one
 
 
 @pytest.mark.parametrize("address, loopback", [

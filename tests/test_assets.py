@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from coordinator.cli.assets import PINNED, sha256_of
+from coordinator.services.assets import PINNED, sha256_of
 from tests.test_campaigns import cli
 
 

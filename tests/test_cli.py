@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import main as agent_main
+from agent.measure import BenchSettings
 from coordinator.cli.app import main as coord_main
 from coordinator.state import Store
 from ofa.nn.accuracy_training import AccuracyPairs, TrainSettings, fit_accuracy_predictor
@@ -32,6 +33,20 @@ def test_both_entry_points_print_help():
                         (agent_main, ["run", "info", "bench"])):
         result = invoke(main, "--help")
         assert result.exit_code == 0 and all(w in result.output for w in words)
+
+
+def test_measurement_settings_say_the_engine_defaults():
+    """Both command lines take the settings from one table; the defaults come from
+    BenchSettings, and a job's 0 is said to mean them."""
+    defaults = BenchSettings()
+    create = " ".join(invoke(coord_main, "campaign", "create", "--help").output.split())
+    bench = " ".join(invoke(agent_main, "bench", "--help").output.split())
+    assert f"--warmup-runs INTEGER 0: the agent's default ({defaults.warmup_runs})" in create
+    assert f"--max-time FLOAT 0: the agent's default ({defaults.max_time_s:g} s)" in create
+    assert "--threads INTEGER 0: each agent's own --threads" in create
+    assert f"[default: {defaults.min_runs}]" in bench and "95% CI" in bench
+    result = CliRunner().invoke(agent_main, ["bench", __file__, "--min-runs", "0"])
+    assert result.exit_code == 1 and "min_runs: expected an integer >= 1" in result.output
 
 
 def test_sample_prints_valid_jsonl_and_refuses_bad_resolutions():
@@ -151,7 +166,8 @@ def test_demo_profiles_two_device_classes_and_specialises_each(tmp_path):
     assert [row["label"] for row in chosen] == ["cpu-1t", "cpu-1t", "cpu-2t", "cpu-2t"]
     for row in chosen:
         assert row["latency_ms"] <= row["budget_ms"] and row["measured_ms"] > 0
-        assert (run / "specialised" / row["label"] / f"{row['budget_ms']:g}ms" / "subnet.json").is_file()
+        budget = f"{row['budget_ms']:g}ms"
+        assert (run / "specialised" / row["label"] / budget / "subnet.json").is_file()
     assert chosen[0]["accuracy"] < chosen[1]["accuracy"]  # more time buys accuracy
     assert "specialised: the most accurate subnet" in done.stdout
 
@@ -162,7 +178,8 @@ def test_token_commands_show_the_secret_once_and_store_only_its_hash(tmp_path):
     assert secret.startswith("ofa_")
     assert secret.encode() not in db.read_bytes() and secret not in invoke(
         coord_main, "token", "list", "--db", db).output
-    again = CliRunner().invoke(coord_main, ["token", "create", "--db", str(db), "--name", "pixel7-1"])
+    again = CliRunner().invoke(coord_main, ["token", "create", "--db", str(db),
+                                            "--name", "pixel7-1"])
     assert again.exit_code == 1 and "a token named 'pixel7-1' exists already" in again.output
     invoke(coord_main, "token", "create", "--db", db, "--name", "pi", "--out", tmp_path / "pi.tok")
     assert (tmp_path / "pi.tok").stat().st_mode & 0o777 == 0o600

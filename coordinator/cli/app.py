@@ -1,5 +1,5 @@
 """`ofa-coord`: the coordinator's command line. This module only assembles the command groups;
-errors reach the user in one format (see cli_errors)."""
+errors reach the user in one format (see cli/errors.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ import click
 
 from coordinator.cli.accuracy import accuracy
 from coordinator.cli.assets import assets
-from coordinator.cli.campaign import campaign, lut, results
-from coordinator.cli.errors import ErrorMapping
+from coordinator.cli.campaign import campaign
 from coordinator.cli.demo import demo
-from coordinator.cli.fleet import devices, serve, token
+from coordinator.cli.devices import devices
+from coordinator.cli.errors import ErrorMapping
+from coordinator.cli.lut import lut
 from coordinator.cli.predictor import predictor
+from coordinator.cli.results import results
+from coordinator.cli.serve import serve
 from coordinator.cli.specialize import specialize
 from coordinator.cli.subnet import describe, export, sample
+from coordinator.cli.token import token
 from coordinator.cli.train import train
 
 

@@ -1,43 +1,34 @@
-"""Commands over campaigns and their outputs: campaign create|start|status|wait|cancel|list,
-results export, lut export."""
+"""`ofa-coord campaign create|start|status|wait|cancel|list`: profiling campaigns."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
 
 import click
 
-from coordinator.state import BlobStore
+from agent.measure import SETTING_FLAGS
+from coordinator.cli.options import DB, RESOLUTIONS, WIDTH, FiniteFloat
+from coordinator.cli.output import progress_bar
 from coordinator.services.campaigns import (WORKLOADS, CampaignSpec, Target, campaign_status,
-                                   cancel_campaign, create_campaign, list_campaigns,
-                                   render_progress, start_campaign, unserved_targets)
-from coordinator.cli.fleet import DB
+                                            cancel_campaign, create_campaign, list_campaigns,
+                                            render_progress, start_campaign, unserved_targets)
 from coordinator.services.jobs import BenchOptions
-from coordinator.services.lut_export import FORMATS as LUT_FORMATS
-from coordinator.services.lut_export import collect_lut, write_lut
-from coordinator.cli.options import RESOLUTIONS, WIDTH, FiniteFloat
-from coordinator.output_files import Staged, StagedFolder
-from coordinator.services.results_export import FORMATS as RESULT_FORMATS
-from coordinator.services.results_export import campaign_results, write_results
-from coordinator.state import Store
+from coordinator.services.waiting import CampaignTimeout, Progress, follow_campaign
+from coordinator.state import BlobStore, Store
+
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 
-def _progress_bar(label: str):
-    """A progress callback (done, total) drawing a bar on stderr once the total is known."""
-    bar = None
-
-    def update(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = click.progressbar(length=total, label=label, file=sys.stderr)
-            bar.__enter__()
-        bar.update(done - bar.pos)
-        if done == total:
-            bar.__exit__(None, None, None)
-    return update
+def bench_setting_options(command: Command) -> Command:
+    """One option per measurement setting (agent/measure.py's table); 0 leaves it to the
+    agent. The values are checked by BenchOptions.from_dict."""
+    for setting in reversed(SETTING_FLAGS):
+        command = click.option(setting.flag, setting.field, type=setting.kind,
+                               default=setting.kind(), help=f"0: {setting.job_default}.")(command)
+    return command
 
 
 @click.group()
@@ -63,24 +54,17 @@ def campaign() -> None:
               help="Times each model is measured, each in its own lease window.")
 @click.option("--reference-every", type=int, default=25, show_default=True,
               help="Interleave the drift-reference model every N jobs (0: never).")
-@click.option("--threads", type=int, default=0, help="0: each agent's own --threads.")
-@click.option("--warmup-runs", type=int, default=0, help="0: the agent's default (10).")
-@click.option("--warmup-min-time", type=float, default=0.0, help="0: the agent's default (0.5 s).")
-@click.option("--min-runs", type=int, default=0, help="0: the agent's default (50).")
-@click.option("--min-time", type=float, default=0.0, help="0: the agent's default (1 s).")
-@click.option("--max-time", type=float, default=0.0, help="0: the agent's default (30 s).")
-@click.option("--precision", type=float, default=0.0, help="0: the agent's default (0.02).")
+@bench_setting_options
 @click.option("--max-attempts", type=int, default=3, show_default=True)
 @click.option("--start", "start_now", is_flag=True, help="Start it right away.")
-def create(db, name, labels, agents, workload, resolutions, width, count, seed, configs_file,
-           repeats, reference_every, threads, warmup_runs, warmup_min_time, min_runs, min_time,
-           max_time, precision, max_attempts, start_now) -> None:
+def create(db: str, name: str, labels: tuple[str, ...], agents: tuple[str, ...], workload: str,
+           resolutions: tuple[int, ...], width: str, count: int, seed: int,
+           configs_file: str | None, repeats: int, reference_every: int, max_attempts: int,
+           start_now: bool, **settings: Any) -> None:
     """Create a campaign (validates it and builds its ONNX models; nothing is queued unless
     --start)."""
     store = Store(db)
-    options = BenchOptions.from_dict(dict(
-        threads=threads, warmup_runs=warmup_runs, warmup_min_s=warmup_min_time,
-        min_runs=min_runs, min_time_s=min_time, max_time_s=max_time, target_precision=precision))
+    options = BenchOptions.from_dict(settings)
     spec = CampaignSpec(name=name, targets=tuple([Target(label=x) for x in labels] +
                                                  [Target(agent=x) for x in agents]),
                         workload=workload, resolutions=resolutions, width=float(width),
@@ -88,7 +72,7 @@ def create(db, name, labels, agents, workload, resolutions, width, count, seed, 
                         reference_every=reference_every, max_attempts=max_attempts,
                         options=options)
     campaign_id = create_campaign(store, BlobStore(store), spec, start=start_now,
-                                  progress=_progress_bar("building models"))
+                                  progress=progress_bar("building models"))
     click.echo(f"campaign {campaign_id} ({name}) created")
     if start_now:
         _started(store, campaign_id)
@@ -154,50 +138,52 @@ def wait(db: str, campaign_id: str, timeout: float, interval: float) -> None:
     store = Store(db)
     current = campaign_status(store, campaign_id)
     if current["state"] == "created":
-        raise click.ClickException(f"campaign {current['id']}: has not been started "
-                                   f"(ofa-coord campaign start {current['id']})")
+        raise ValueError(f"campaign {current['id']}: has not been started "
+                         f"(ofa-coord campaign start {current['id']})")
     _say_if_starting(db, current)
     try:
-        _watch(store, current["id"], timeout, interval)
+        code = _show_until_finished(follow_campaign(store, current["id"], interval, timeout),
+                                    timeout)
     except KeyboardInterrupt:
         click.echo(f"\ncampaign {current['id']} keeps running; to stop it: ofa-coord campaign "
                    f"cancel --db {db} {current['id']}", err=True)
-        sys.exit(130)
+        code = 130
+    sys.exit(code)
 
 
-def _watch(store: Store, campaign_id: str, timeout: float, interval: float) -> None:
-    start_time = time.monotonic()
+def _show_until_finished(looks: Iterator[Progress], timeout: float) -> int:
+    """Render each look at the campaign, live on a terminal and every 10 s otherwise, with the
+    targets no online agent serves; the exit code: 0 all done, 2 some failed or cancelled, 1
+    timed out."""
     live = sys.stdout.isatty()
-    last_print, said = -float("inf"), []
-    while True:
-        current = campaign_status(store, campaign_id)
-        finished = current["state"] in ("done", "cancelled") or (
-            current["state"] == "running" and current["finished"] == current["total"])
-        now = time.monotonic()
-        due = finished or now - last_print >= 10  # a line every 10 s when not a terminal
-        unserved = [] if finished else unserved_targets(store, current)
-        if unserved and (due or unserved != said):  # said again with every progress line
-            click.echo(("\n" if live else "") + "\n".join(f"waiting: {line}" for line in unserved),
-                       err=True)
-        said = unserved
-        if live:
-            click.echo("\r" + render_progress(current), nl=False)
-        elif due:
-            click.echo(render_progress(current))
-        if due:
-            last_print = now
-        if finished:
+    last_line = -float("inf")
+    said: list[str] = []
+    progress: Progress | None = None
+    try:
+        for progress in looks:
+            now = time.monotonic()
+            due = progress.finished or now - last_line >= 10
+            if progress.unserved and (due or progress.unserved != said):  # again every line
+                click.echo(("\n" if live else "")
+                           + "\n".join(f"waiting: {line}" for line in progress.unserved),
+                           err=True)
+            said = progress.unserved
             if live:
-                click.echo()
-            for error in current["errors"]:
-                click.echo(f"  failed: {error}")
-            done = sum(c.get("done", 0) for c in current["targets"].values())
-            sys.exit(0 if done == current["total"] else 2)
-        if timeout and now - start_time > timeout:
-            click.echo(("\n" if live else "") + f"timed out after {timeout:g} s; the campaign "
-                       "keeps running", err=True)
-            sys.exit(1)
-        time.sleep(interval)
+                click.echo("\r" + render_progress(progress.status), nl=False)
+            elif due:
+                click.echo(render_progress(progress.status))
+            if due:
+                last_line = now
+    except CampaignTimeout:
+        click.echo(("\n" if live else "") + f"timed out after {timeout:g} s; the campaign "
+                   "keeps running", err=True)
+        return 1
+    assert progress is not None  # follow_campaign yields at least once
+    if live:
+        click.echo()
+    for error in progress.status["errors"]:
+        click.echo(f"  failed: {error}")
+    return 0 if progress.all_done else 2
 
 
 @campaign.command("cancel")
@@ -221,59 +207,3 @@ def list_(db: str) -> None:
         click.echo(f"{c['id']:<10} {c['name'][:24]:<24} {c['state']:<10} "
                    f"{c['finished']:>5}/{c['total']:<5} {c['failed']:>6}  "
                    f"{', '.join(sorted(c['targets']))}")
-
-
-@click.group()
-def results() -> None:
-    """Export measurements."""
-
-
-@results.command("export")
-@DB
-@click.option("--campaign", "campaign_id", required=True)
-@click.option("--format", "fmt", type=click.Choice(RESULT_FORMATS), default="csv", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
-def results_export(db: str, campaign_id: str, fmt: str, out: str | None) -> None:
-    """Every result of a campaign: raw samples, statistics, device state."""
-    store = Store(db)
-    records = campaign_results(store, campaign_status(store, campaign_id)["id"])
-    if out:
-        with Staged(out, newline="") as staged:  # the file appears whole or not at all
-            count = write_results(records, staged.file, fmt)
-        click.echo(f"{count} results written to {out}", err=True)
-    else:
-        write_results(records, sys.stdout, fmt)
-
-
-@click.group()
-def lut() -> None:
-    """Per-device latency lookup tables."""
-
-
-@lut.command("export")
-@DB
-@click.option("--device", "label", required=True, help="The device label the LUT is for.")
-@click.option("--out", type=click.Path(file_okay=False), required=True)
-@click.option("--format", "fmt", type=click.Choice(LUT_FORMATS), default="ofa-yaml",
-              show_default=True)
-@click.option("--campaign", "campaign_id", help="Only this campaign's results.")
-@click.option("--allow-missing", is_flag=True, help="Exit 0 even when entries are missing.")
-def lut_export(db: str, label: str, out: str, fmt: str, campaign_id: str | None,
-               allow_missing: bool) -> None:
-    """Write the LUT of device LABEL. Missing entries are listed and make the exit code 1."""
-    store = Store(db)
-    if campaign_id:
-        campaign_id = campaign_status(store, campaign_id)["id"]
-    table = collect_lut(store, label, campaign_id)
-    with StagedFolder(out) as staging:  # every file appears whole or not at all
-        names = [path.name for path in write_lut(table, staging, fmt)]
-    paths = [Path(out) / name for name in names]
-    flagged = sum(e.drift_flag for e in table.entries)
-    click.echo(f"{len(table.entries)} entries for {label} ({flagged} drift-flagged) -> "
-               + ", ".join(map(str, paths)))
-    if table.missing:
-        click.echo(f"{len(table.missing)} entries missing (never measured):", err=True)
-        for r, key in table.missing[:20]:
-            click.echo(f"  r={r} {key}", err=True)
-        if not allow_missing:
-            sys.exit(1)

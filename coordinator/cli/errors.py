@@ -4,8 +4,8 @@ damaged, read-only or full database, a missing or unwritable file) ends as one l
 mistakes (an unknown option, a value of the wrong type) keep click's usage message and exit 2.
 
 Commands raise plain domain errors (ValueError naming its field, NotFound, OSError, the state's
-storage errors); `ErrorMapping` turns them into that line at the boundary, so no command needs its own
-try/except. Anything else is a bug and keeps its traceback.
+storage errors); `ErrorMapping` turns them into that line at the boundary, so no command needs
+its own try/except. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""Click parameter types shared by the coordinator's commands."""
+"""Options and parameter types shared by the coordinator's commands."""
 
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import click
 
@@ -15,7 +16,8 @@ class ResolutionList(click.ParamType):
 
     name = "R[,R...]"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[int, ...]:
         if isinstance(value, tuple):
             return value
         try:
@@ -34,7 +36,8 @@ class ResolutionList(click.ParamType):
 class FiniteFloat(click.FloatRange):
     """A float range that also refuses nan and inf (click's ranges let both through)."""
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"expected a finite number, got {value!r}", param, ctx)
@@ -46,13 +49,18 @@ WIDTH = click.Choice([str(w) for w in space.WIDTH_CHOICES])
 
 
 def _remember_db(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Errors of the database are reported against its path (see cli_errors)."""
+    """Errors of the database are reported against its path (see cli/errors.py)."""
     if value is not None:
         ctx.meta[DB_META] = value
     return value
 
 
-def db_option(*, must_exist: bool, required: bool = True, help: str):
+def db_option(*, must_exist: bool, required: bool = True,
+              help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The `--db` option: the coordinator's SQLite file."""
     return click.option("--db", type=click.Path(exists=must_exist, dir_okay=False),
                         required=required, callback=_remember_db, help=help)
+
+
+DB = db_option(must_exist=True, help="The coordinator's SQLite file (blobs live beside it).")
+NEW_DB = db_option(must_exist=False, help="The coordinator's SQLite file (created if missing).")

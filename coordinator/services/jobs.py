@@ -12,12 +12,20 @@ from typing import Mapping, Sequence
 
 import onnx
 
+from agent.measure import RUNTIMES
 from coordinator.state import BlobStore
 from coordinator.state import Store
 from ofa.config import show
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
-__all__ = ["BenchOptions", "model_inputs", "make_spec", "enqueue_model"]
+__all__ = ["BenchOptions", "SPEC_SETTINGS", "model_inputs", "make_spec", "enqueue_model"]
+
+# The proto is the settings' one schema: BenchSpec's fields other than those saying which model
+# a job measures are its settings, and BenchOptions has exactly these (a test holds it to them).
+JOB_IDENTITY = frozenset({"model_digest", "model_size", "subnet_config_json", "lut_key",
+                          "reference", "inputs"})
+SPEC_SETTINGS = tuple(f.name for f in pb.BenchSpec.DESCRIPTOR.fields
+                      if f.name not in JOB_IDENTITY)
 
 MAX_RUNS = 100_000
 MAX_THREADS = 1024      # more than any device the fleet measures has cores
@@ -26,8 +34,8 @@ MAX_SECONDS = 3600.0    # one measurement's time settings; an hour is already ab
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """Measurement settings sent with a job; 0 or '' means the agent's default (for
-    `threads`, the agent's own --threads)."""
+    """Measurement settings sent with a job, one field per BenchSpec setting (SPEC_SETTINGS);
+    0 or '' means the agent's default (for `threads`, the agent's own --threads)."""
 
     threads: int = 0
     warmup_runs: int = 0
@@ -48,7 +56,8 @@ class BenchOptions:
                              f"{', '.join(sorted(known))}")
         for f in fields(cls):
             if f.name in data:
-                value, expected = data[f.name], {"int": int, "float": (int, float), "str": str}[f.type]
+                value = data[f.name]
+                expected = {"int": int, "float": (int, float), "str": str}[str(f.type)]
                 if isinstance(value, bool) or not isinstance(value, expected):
                     raise ValueError(f"settings.{f.name}: expected {f.type}, got {show(value)}")
         options = cls(**data)
@@ -67,8 +76,9 @@ class BenchOptions:
         if not 0 <= options.target_precision < 1:
             raise ValueError(f"settings.target_precision: expected a fraction below 1 (0 for "
                              f"the agent's default), got {show(options.target_precision)}")
-        if options.runtime not in ("onnxruntime", "torch"):
-            raise ValueError(f"settings.runtime: expected onnxruntime or torch, got {show(options.runtime)}")
+        if options.runtime not in RUNTIMES:
+            raise ValueError(f"settings.runtime: expected {' or '.join(RUNTIMES)}, "
+                             f"got {show(options.runtime)}")
         return options
 
 
@@ -101,7 +111,7 @@ def make_spec(digest: str, size: int, inputs: Sequence[tuple[str, Sequence[int]]
               lut_key: str | None = None, reference: str | None = None) -> pb.BenchSpec:
     spec = pb.BenchSpec(model_digest=digest, model_size=size,
                         inputs=[pb.TensorShape(name=n, dims=list(d)) for n, d in inputs],
-                        **{f.name: getattr(options, f.name) for f in fields(options)})
+                        **{name: getattr(options, name) for name in SPEC_SETTINGS})
     if sum(x is not None for x in (subnet_json, lut_key, reference)) > 1:
         raise ValueError("implements: give at most one of subnet_json, lut_key, reference")
     if subnet_json is not None:
@@ -116,7 +126,8 @@ def make_spec(digest: str, size: int, inputs: Sequence[tuple[str, Sequence[int]]
 def enqueue_model(store: Store, blobs: BlobStore, model: bytes, *, label: str | None = None,
                   agent_id: str | None = None, options: BenchOptions = BenchOptions(),
                   subnet_json: str | None = None, lut_key: str | None = None,
-                  repeats: int = 1, max_attempts: int = 3, campaign: str | None = None) -> list[str]:
+                  repeats: int = 1, max_attempts: int = 3,
+                  campaign: str | None = None) -> list[str]:
     """Store `model` (if new) and queue `repeats` jobs measuring it; returns the job ids."""
     inputs = model_inputs(model)
     digest = blobs.put(model)

@@ -1,0 +1,52 @@
+"""`ofa-coord token create|revoke|list`: the agents' tokens."""
+
+from __future__ import annotations
+
+import click
+
+from coordinator.cli.options import DB, NEW_DB
+from coordinator.output_files import Staged
+from coordinator.state import Store
+
+
+@click.group()
+def token() -> None:
+    """Create, list and revoke agent tokens."""
+
+
+@token.command("create")
+@NEW_DB
+@click.option("--name", required=True, help="A name for the agent this token is for.")
+@click.option("--agent", "agent_id", help="Bind it to this registered agent (token rotation: "
+              "the agent keeps its id; revoke the old token).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Write the token to this file (mode 600) instead of printing it.")
+def token_create(db: str, name: str, agent_id: str | None, out: str | None) -> None:
+    """Mint a token. It is shown once; the coordinator keeps only its hash."""
+    store = Store(db)
+    if not out:
+        click.echo(store.create_token(name, agent_id))
+        return
+    # The secret reaches the disk (mode 600, synced) before the token is committed, and the
+    # file takes its name only after: an unwritable or full --out creates no token.
+    with Staged(out, private=True) as staged, store.transaction():
+        staged.write(store.create_token(name, agent_id) + "\n")
+    click.echo(f"token {name!r} written to {out}")
+
+
+@token.command("revoke")
+@DB
+@click.option("--name", required=True)
+def token_revoke(db: str, name: str) -> None:
+    """Refuse this token from now on."""
+    Store(db).revoke_token(name)
+    click.echo(f"token {name!r} revoked")
+
+
+@token.command("list")
+@DB
+def token_list(db: str) -> None:
+    """Names, states and bound agents of all tokens (never the secrets)."""
+    for row in Store(db).list_tokens():
+        state = "revoked" if row["revoked_at"] else "active"
+        click.echo(f"{row['name']:<24} {state:<8} agent {row['agent_id'] or '-'}")
