@@ -9,7 +9,7 @@ import click
 import numpy as np
 
 from coordinator import strict_json
-from coordinator.cli.fleet import DB
+from coordinator.cli.options import DB
 from coordinator.services.predictor_data import (Measured, device_lut, measured_subnets, predictor_path,
                                         split)
 from coordinator.state import Store
