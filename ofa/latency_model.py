@@ -31,7 +31,7 @@ from ofa.config import SubnetConfig
 from ofa.plan import layer_plan
 
 __all__ = ["BlockTable", "LatencyPredictor", "TablePredictor", "LutSum", "LutCorrected",
-           "LutRidge", "Transfer", "PREDICTORS", "KINDS", "fit_predictor",
+           "LutRidge", "Transfer", "PREDICTORS", "KINDS", "TABLE_KINDS", "fit_predictor",
            "predictor_from_dict", "load_predictor", "FORMAT", "VERSION"]
 
 FORMAT = "ofa-fleet/latency-predictor"
@@ -393,8 +393,7 @@ class LutRidge(TablePredictor):
 
 def _table_kinds() -> str:
     """'lut, lut-corrected or lut-ridge': the kinds made from a LUT, for messages."""
-    names = [kind for kind, cls in PREDICTORS.items() if issubclass(cls, TablePredictor)]
-    return f"{', '.join(names[:-1])} or {names[-1]}"
+    return f"{', '.join(TABLE_KINDS[:-1])} or {TABLE_KINDS[-1]}"
 
 
 @register
@@ -459,6 +458,7 @@ class Transfer(LatencyPredictor):
 
 
 KINDS = tuple(PREDICTORS)
+TABLE_KINDS = tuple(kind for kind, cls in PREDICTORS.items() if issubclass(cls, TablePredictor))
 
 
 def fit_predictor(kind: str, table: BlockTable, configs: Sequence[SubnetConfig] | None = None,
