@@ -33,8 +33,9 @@ KEYS = ("rmse_ms", "rmse_pct", "mape_pct", "within_5pct", "within_10pct", "kenda
         "spearman_rho")
 
 
-def rounded(metrics: dict) -> dict:
-    return {k: round(metrics[k], 4) for k in KEYS}
+def rounded(metrics: dict | None) -> dict | None:
+    """The metrics to 4 decimals; None where there were none (no noise floor)."""
+    return None if metrics is None else {k: round(metrics[k], 4) for k in KEYS}
 
 
 def speed(model, width: float, n: int = 100_000) -> float:

@@ -46,8 +46,8 @@ def main() -> None:
     for source in sources:
         model = models[source["name"]]
         known = model.resolutions
-        fastest = float(model.predict(fastest_configs(known[known >= 160] if (known >= 160).any()
-                                                      else known, model.width)).min())
+        allowed = known[known >= 160] if (known >= 160).any() else known
+        fastest = float(model.predict(fastest_configs(allowed.tolist(), model.width)).min())
         source["latency_ms"] = np.round(np.linspace(1.2, 5.0, per_source) * fastest, 2).tolist()
     with tempfile.TemporaryDirectory() as tmp:
         scenarios = Path(tmp) / "scenarios.json"

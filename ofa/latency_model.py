@@ -36,7 +36,6 @@ __all__ = ["BlockTable", "LatencyPredictor", "TablePredictor", "LutSum", "LutCor
 
 FORMAT = "ofa-fleet/latency-predictor"
 VERSION = 1
-KINDS = ("lut", "lut-corrected", "lut-ridge", "transfer")
 N_TYPES = space.N_STAGES * 2 * len(space.KERNEL_CHOICES) * len(space.EXPAND_CHOICES)
 
 
@@ -128,7 +127,7 @@ class BlockTable:
                 "fixed": self.fixed.tolist(), "blocks": self.blocks.tolist()}
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "BlockTable":
+    def from_dict(cls, data: object) -> "BlockTable":
         """From a predictor file's `table`: every field checked for type, shape and range."""
         if not isinstance(data, Mapping):
             raise ValueError(f"table: expected an object, got {type(data).__name__}")
@@ -220,7 +219,7 @@ class LatencyPredictor(ABC):
     @classmethod
     @abstractmethod
     def _read(cls, data: Mapping[str, Any], params: Mapping[str, Any],
-              details: dict[str, dict]) -> Self:
+              details: dict[str, Any]) -> Self:
         """From a file whose envelope is checked: every number checked, errors naming the
         field; `details` are the keyword arguments provenance and metrics."""
 
@@ -274,16 +273,17 @@ class TablePredictor(LatencyPredictor):
 
     @classmethod
     def _read(cls, data: Mapping[str, Any], params: Mapping[str, Any],
-              details: dict[str, dict]) -> Self:
+              details: dict[str, Any]) -> Self:
         fitted = cls._read_params(params)
         return cls(table=BlockTable.from_dict(data.get("table")), **fitted, **details)
 
-    @staticmethod
-    def _training_set(kind: str, configs: Sequence[SubnetConfig] | None,
+    @classmethod
+    def _training_set(cls, configs: Sequence[SubnetConfig] | None,
                       measured_ms: Sequence[float] | None) -> tuple[ConfigBatch, np.ndarray]:
+        """The learned kinds' training data: at least 4 subnets, one median each."""
         if not configs or measured_ms is None or len(configs) != len(measured_ms) \
                 or len(configs) < 4:
-            raise ValueError(f"configs: {kind} needs end-to-end measurements of at least "
+            raise ValueError(f"configs: {cls.kind} needs end-to-end measurements of at least "
                              "4 subnets")
         return ConfigBatch.from_configs(configs), np.asarray(measured_ms, float)
 
@@ -327,7 +327,7 @@ class LutCorrected(TablePredictor):
     def fit(cls, table: BlockTable, configs: Sequence[SubnetConfig] | None = None,
             measured_ms: Sequence[float] | None = None, *, folds: int = 5, seed: int = 0,
             provenance: Mapping[str, Any] | None = None) -> Self:
-        batch, target = cls._training_set(cls.kind, configs, measured_ms)
+        batch, target = cls._training_set(configs, measured_ms)
         features = np.column_stack([table.lut_sum(batch), np.ones(len(batch)),
                                     batch.active.sum(axis=1)])
         scale, offset, per_block = _least_squares(features, target)
@@ -365,7 +365,7 @@ class LutRidge(TablePredictor):
     def fit(cls, table: BlockTable, configs: Sequence[SubnetConfig] | None = None,
             measured_ms: Sequence[float] | None = None, *, folds: int = 5, seed: int = 0,
             provenance: Mapping[str, Any] | None = None) -> Self:
-        batch, target = cls._training_set(cls.kind, configs, measured_ms)
+        batch, target = cls._training_set(configs, measured_ms)
         penalised, free = _ridge_design(table, batch)
         alpha = _choose_alpha(penalised, free, target, folds, seed)
         multipliers, (fixed_scale, per_block, offset) = _fit_ridge(penalised, free, target,
@@ -442,8 +442,8 @@ class Transfer(LatencyPredictor):
 
     @classmethod
     def _read(cls, data: Mapping[str, Any], params: Mapping[str, Any],
-              details: dict[str, dict]) -> Self:
-        fitted = _scalars(params, "scale", "offset")
+              details: dict[str, Any]) -> Self:
+        scale, offset = (_number(params, name, "params.") for name in ("scale", "offset"))
         source = data.get("source")
         if not isinstance(source, Mapping):
             raise ValueError("source: a transfer predictor needs the source predictor")
@@ -454,11 +454,12 @@ class Transfer(LatencyPredictor):
         except ValueError as exc:
             raise ValueError(f"source.{exc}") from None
         # every kind but this one is made from a table
-        return cls(source=cast(TablePredictor, loaded), **fitted, **details)
+        return cls(source=cast(TablePredictor, loaded), scale=scale, offset=offset, **details)
 
 
-KINDS = tuple(PREDICTORS)
-TABLE_KINDS = tuple(kind for kind, cls in PREDICTORS.items() if issubclass(cls, TablePredictor))
+KINDS: tuple[str, ...] = tuple(PREDICTORS)
+TABLE_KINDS: tuple[str, ...] = tuple(kind for kind, cls in PREDICTORS.items()
+                                      if issubclass(cls, TablePredictor))
 
 
 def fit_predictor(kind: str, table: BlockTable, configs: Sequence[SubnetConfig] | None = None,

@@ -177,9 +177,9 @@ class _Demo:
         """LUT and random-subnet campaigns, the LUT exported, and how the LUT sum compares
         with the subnets measured whole."""
         s = self.settings
-        common = dict(targets=(Target(label=label),), resolutions=s.resolutions,
-                      width=self.width, repeats=s.repeats, seed=s.seed,
-                      options=self._options(threads))
+        common: dict[str, Any] = dict(
+            targets=(Target(label=label),), resolutions=s.resolutions, width=self.width,
+            repeats=s.repeats, seed=s.seed, options=self._options(threads))
         lut_id, lut_s = self._run(CampaignSpec(name=f"{label} LUT", workload="lut", **common))
         random_id, random_s = self._run(CampaignSpec(
             name=f"{label} random subnets", workload="random", count=s.subnets, **common))

@@ -167,8 +167,13 @@ def lut_folder_predictor(folder: str | Path) -> LutSum:
     Such a folder says nothing of the width it was measured at, so it is read off the first
     conv's key (its output channels): the only source there is."""
     tables = LatencyTable.from_ofa_yaml(folder)
-    first = next(k for k in next(iter(tables.entries.values())) if k.startswith("Conv-"))
-    channels = int(re.search(r"output:\d+x\d+x(\d+)", first).group(1))
+    r, table = next(iter(tables.entries.items()))
+    first = next((key for key in table if key.startswith("Conv-")), "")
+    match = re.search(r"output:\d+x\d+x(\d+)", first)
+    if match is None:
+        raise ValueError(f"lut: the r={r} table has no first conv key (Conv-...output:HxWxC) "
+                         "to read the width off")
+    channels = int(match.group(1))
     width = next((w for w in space.WIDTH_CHOICES if space.stage_widths(w)[0] == channels), None)
     if width is None:
         raise ValueError(f"lut: first conv has {channels} channels; not an OFA MobileNetV3 width")
