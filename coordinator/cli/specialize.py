@@ -3,6 +3,7 @@ predictor and the device's latency predictor (or any OFA LUT folder, such as Not
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -16,6 +17,26 @@ from coordinator.state import Store
 from ofa.accuracy import AccuracyPredictor
 from ofa.latency_model import KINDS
 
+MAX_PARETO_POINTS = 1000
+
+
+def _pareto_range(ctx: click.Context, param: click.Parameter, value: str | None
+                  ) -> tuple[float, float, int] | None:
+    """`--pareto MIN:MAX:COUNT` as (MIN, MAX, COUNT): finite, 0 < MIN <= MAX, and a count
+    of points a front can use."""
+    if not value:
+        return None
+    try:
+        low_text, high_text, count_text = value.split(":")
+        low, high, count = float(low_text), float(high_text), int(count_text)
+    except ValueError:
+        raise click.BadParameter(f"expected MIN:MAX:COUNT, got {value!r}",
+                                 param_hint="--pareto") from None
+    if not (0 < low <= high < math.inf and 1 <= count <= MAX_PARETO_POINTS):
+        raise click.BadParameter(f"expected 0 < MIN <= MAX (finite, ms) and COUNT in "
+                                 f"1..{MAX_PARETO_POINTS}, got {value!r}", param_hint="--pareto")
+    return low, high, count
+
 
 @click.command()
 @db_option(must_exist=True, required=False, help="The coordinator's database (with --device).")
@@ -26,7 +47,8 @@ from ofa.latency_model import KINDS
               help="Or: a folder of OFA {r}_lookup_table.yaml files (e.g. Note10).")
 @click.option("--latency-ms", type=FiniteFloat(min=0, min_open=True), multiple=True,
               help="Latency budget (repeatable).")
-@click.option("--pareto", help="Also budgets MIN:MAX:COUNT, for the accuracy-latency front.")
+@click.option("--pareto", callback=_pareto_range,
+              help="Also budgets MIN:MAX:COUNT, for the accuracy-latency front.")
 @click.option("--scenarios", "scenarios_file", type=click.Path(exists=True, dir_okay=False),
               help="Or: a JSON list of {lut|device, kind?, name?, latency_ms: [...]}; one table.")
 @click.option("--acc-predictor", type=click.Path(exists=True, dir_okay=False), required=True,

@@ -32,12 +32,10 @@ from ofa.search import SearchSettings, evolutionary_search
 if TYPE_CHECKING:  # torch only when weights are asked for
     from ofa.nn.supernet import OFAMobileNetV3
 
-__all__ = ["Chosen", "Scenario", "SpecialiseSettings", "Verified", "MAX_PARETO_POINTS",
-           "latency_budgets", "read_scenarios", "lut_folder_predictor", "latency_model",
+__all__ = ["Chosen", "Scenario", "SpecialiseSettings", "Verified", "latency_budgets", "read_scenarios", "lut_folder_predictor", "latency_model",
            "allowed_resolutions", "specialise", "specialise_scenarios", "write_front",
            "write_scenarios", "verify"]
 
-MAX_PARETO_POINTS = 1000
 DEFAULT_KIND = "lut-ridge"
 
 
@@ -103,19 +101,13 @@ class Verified:
         return 100 * (self.predicted_ms - self.measured_ms) / self.measured_ms
 
 
-def latency_budgets(latency_ms: Sequence[float], pareto: str | None) -> list[float]:
-    """The budgets given one by one plus, with `pareto` "MIN:MAX:COUNT", COUNT evenly spaced
-    from MIN to MAX (ms, rounded to 3 decimals); sorted, each once."""
+def latency_budgets(latency_ms: Sequence[float],
+                    pareto: tuple[float, float, int] | None = None) -> list[float]:
+    """The budgets given one by one plus, with `pareto` (MIN, MAX, COUNT), COUNT budgets
+    evenly spaced from MIN to MAX ms (rounded to 3 decimals); sorted, each once."""
     budgets = list(latency_ms)
     if pareto:
-        try:
-            low_text, high_text, count_text = pareto.split(":")
-            low, high, count = float(low_text), float(high_text), int(count_text)
-        except ValueError:
-            raise ValueError(f"--pareto: expected MIN:MAX:COUNT, got {pareto!r}") from None
-        if not (0 < low <= high < math.inf and 1 <= count <= MAX_PARETO_POINTS):
-            raise ValueError(f"--pareto: expected 0 < MIN <= MAX (finite, ms) and COUNT in "
-                             f"1..{MAX_PARETO_POINTS}, got {pareto!r}")
+        low, high, count = pareto
         budgets += np.linspace(low, high, count).round(3).tolist()
     return sorted(set(budgets))
 
