@@ -27,7 +27,7 @@ from agent.measure import BenchSettings, measure
 from ofa.accuracy import AccuracyPredictor
 from ofa.config import SubnetConfig
 from ofa.nn.export import export_lut_entry
-from ofa.latency_model import BlockTable, fit_predictor
+from ofa.latency_model import BlockTable, LutSum
 from ofa.lut import LatencyTable
 from ofa.plan import layer_plan
 from ofa.search import ImpossibleBudget, SearchSettings, evolutionary_search
@@ -50,7 +50,7 @@ def main() -> None:
     capped = BenchSettings(warmup_runs=1, warmup_min_s=0.0, min_runs=5, min_time_s=0.0,
                            max_time_s=args.max_time, target_precision=1e-9)
     accuracy = AccuracyPredictor.load(ASSETS / "acc_predictor.pth")
-    latency = fit_predictor("lut", BlockTable.from_lut(
+    latency = LutSum.fit(BlockTable.from_lut(
         LatencyTable.from_ofa_yaml(ASSETS / "note10").means(), 1.2))
     quick = SearchSettings(generations=40, seed=0)
 

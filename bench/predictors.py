@@ -22,19 +22,20 @@ import time
 import numpy as np
 
 from agent.device import machine_summary
-from coordinator.cli.predictor import evaluate, noise_floor
 from coordinator.services.predictor_data import device_lut, measured_subnets, split
+from coordinator.services.predictors import evaluate, noise_floor
 from coordinator.state import Store
 from ofa.batch import ConfigBatch
 from ofa.config import sample_configs
-from ofa.latency_model import BlockTable, fit_predictor, fit_transfer
+from ofa.latency_model import BlockTable, Transfer, fit_predictor
 
 KEYS = ("rmse_ms", "rmse_pct", "mape_pct", "within_5pct", "within_10pct", "kendall_tau",
         "spearman_rho")
 
 
-def rounded(metrics: dict) -> dict:
-    return {k: round(metrics[k], 4) for k in KEYS}
+def rounded(metrics: dict | None) -> dict | None:
+    """The metrics to 4 decimals; None where there were none (no noise floor)."""
+    return None if metrics is None else {k: round(metrics[k], 4) for k in KEYS}
 
 
 def speed(model, width: float, n: int = 100_000) -> float:
@@ -79,7 +80,7 @@ def main() -> None:
         runs = []
         for draw in range(5):
             chosen = random.Random(draw).sample(new_training, min(k, len(new_training)))
-            adapted = fit_transfer(models["lut-ridge"], [m.config for m in chosen],
+            adapted = Transfer.fit(models["lut-ridge"], [m.config for m in chosen],
                                    [m.median_ms for m in chosen])
             runs.append(evaluate(adapted, new_held_out))
         adaptation[f"K={k}"] = rounded({key: np.mean([r[key] for r in runs]) for key in KEYS})

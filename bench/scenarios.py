@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.device import machine_summary
-from coordinator.cli.specialize import _latency_model
+from coordinator.services.specialise import Scenario, latency_model
 from ofa.search import fastest_configs
 from tests.conftest import ASSETS
 
@@ -38,15 +38,16 @@ def main() -> None:
     for path in sorted(Path(f"{args.db}.predictors").glob("*/*.json")):
         sources.append({"device": path.parent.name, "kind": path.stem,
                         "name": f"{path.parent.name}-{path.stem}"})
-    models = {s["name"]: _latency_model(args.db, s.get("device"), s.get("kind", "lut-ridge"),
-                                        s.get("lut")) for s in sources}
+    models = {s["name"]: latency_model(args.db, Scenario(s["name"], (), s.get("device"),
+                                                        s.get("kind", "lut-ridge"), s.get("lut")))
+              for s in sources}
     sources = [s for s in sources if models[s["name"]].width == 1.2]
     per_source = -(-args.scenarios // len(sources))
     for source in sources:
         model = models[source["name"]]
-        known = (model.source or model).table.resolutions
-        fastest = float(model.predict(fastest_configs(known[known >= 160] if (known >= 160).any()
-                                                      else known, model.width)).min())
+        known = model.resolutions
+        allowed = known[known >= 160] if (known >= 160).any() else known
+        fastest = float(model.predict(fastest_configs(allowed.tolist(), model.width)).min())
         source["latency_ms"] = np.round(np.linspace(1.2, 5.0, per_source) * fastest, 2).tolist()
     with tempfile.TemporaryDirectory() as tmp:
         scenarios = Path(tmp) / "scenarios.json"

@@ -5,7 +5,8 @@ Run: .venv/bin/python -m bench.search_vs_reference [--rounds 3]
 
 Each round runs the reference (500 generations, in its own process from the oracle folder;
 only its search is timed) and then ours at 100, 200 and 500 generations, alternating, so
-machine drift hits both; each round uses its own seed on both sides. Target: predicted accuracy >= the reference's at >= 20x less time.
+machine drift hits both; each round uses its own seed on both sides. Target: predicted accuracy
+>= the reference's at >= 20x less time.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from agent.device import machine_summary
 from ofa.accuracy import AccuracyPredictor
-from ofa.latency_model import BlockTable, fit_predictor
+from ofa.latency_model import BlockTable, LutSum
 from ofa.lut import LatencyTable
 from ofa.search import SearchSettings, evolutionary_search
 from tests.conftest import ASSETS
@@ -36,8 +37,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tables = LatencyTable.from_ofa_yaml(ASSETS / "note10")
-    latency = fit_predictor("lut", BlockTable.from_lut(
-        tables.means(), 1.2))
+    latency = LutSum.fit(BlockTable.from_lut(tables.means(), 1.2))
     accuracy = AccuracyPredictor.load(ASSETS / "acc_predictor.pth")
     runs: dict[str, list[dict]] = {"reference (500 generations)": []}
     runs.update({f"ours, {g} generations": [] for g in GENERATIONS})

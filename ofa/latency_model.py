@@ -1,16 +1,15 @@
 """Latency predictors for one device, vectorised over configs (numpy only).
 
-Kinds, from OFA's own method to ours:
-- `lut`: the sum of the device's LUT entries (OFA's latency model; biased, since layers
-  timed alone do not add up to the network timed whole).
-- `lut-corrected`: `a * lut_sum + b + c * active_blocks`, fitted on end-to-end subnet
-  measurements (three numbers: a scale, a fixed cost, a cost per block).
-- `lut-ridge`: every block type (stage, first-or-not, kernel, expand: 90 types) gets its own
-  multiplier of its LUT latency, plus a fixed cost and a cost per block. Multipliers are
-  pulled towards 1 (the LUT being right) by a ridge penalty chosen by cross-validation, so
-  a few hundred subnets suffice.
-- `transfer`: another device's predictor rescaled, `a * source(x) + b`, from K end-to-end
-  measurements of the new device (few-sample adaptation).
+Kinds, from OFA's own method to ours, each a class registered under its name (the `kind`
+its files carry and the command line's `--kind`):
+- `lut` (LutSum): the sum of the device's LUT entries (OFA's latency model; biased, since
+  layers timed alone do not add up to the network timed whole).
+- `lut-corrected` (LutCorrected): `a * lut_sum + b + c * active_blocks`, fitted on
+  end-to-end subnet measurements (three numbers: a scale, a fixed cost, a cost per block).
+- `lut-ridge` (LutRidge): every block type gets its own multiplier of its LUT latency,
+  pulled towards 1 by a ridge penalty chosen by cross-validation.
+- `transfer` (Transfer): another device's predictor rescaled, `a * source(x) + b`, from K
+  end-to-end measurements of the new device (few-sample adaptation).
 
 Predictors are saved as JSON with a format version; nothing is pickled.
 """
@@ -19,9 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Self, Sequence, TypeVar, cast
 
 import numpy as np
 
@@ -30,12 +30,12 @@ from ofa.batch import ConfigBatch
 from ofa.config import SubnetConfig
 from ofa.plan import layer_plan
 
-__all__ = ["BlockTable", "LatencyPredictor", "fit_predictor", "fit_transfer", "load_predictor",
-           "KINDS", "FORMAT", "VERSION"]
+__all__ = ["BlockTable", "LatencyPredictor", "TablePredictor", "LutSum", "LutCorrected",
+           "LutRidge", "Transfer", "PREDICTORS", "KINDS", "TABLE_KINDS", "fit_predictor",
+           "predictor_from_dict", "load_predictor", "FORMAT", "VERSION"]
 
 FORMAT = "ofa-fleet/latency-predictor"
 VERSION = 1
-KINDS = ("lut", "lut-corrected", "lut-ridge", "transfer")
 N_TYPES = space.N_STAGES * 2 * len(space.KERNEL_CHOICES) * len(space.EXPAND_CHOICES)
 
 
@@ -64,14 +64,6 @@ def _numbers(data: Mapping, name: str, shape: tuple[int | None, ...],
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{field}: expected finite numbers, got NaN or infinity")
     return array.astype(float)
-
-
-# The parameters each kind stores: scalars, and arrays with their shapes.
-_PARAMS = {"lut": ((), {}),
-           "lut-corrected": (("scale", "offset", "per_block"), {}),
-           "lut-ridge": (("fixed_scale", "per_block", "offset", "alpha"),
-                         {"multipliers": (N_TYPES,)}),
-           "transfer": (("scale", "offset"), {})}
 
 
 @dataclass(frozen=True)
@@ -135,7 +127,7 @@ class BlockTable:
                 "fixed": self.fixed.tolist(), "blocks": self.blocks.tolist()}
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "BlockTable":
+    def from_dict(cls, data: object) -> "BlockTable":
         """From a predictor file's `table`: every field checked for type, shape and range."""
         if not isinstance(data, Mapping):
             raise ValueError(f"table: expected an object, got {type(data).__name__}")
@@ -167,84 +159,337 @@ def _type_features(table: BlockTable, batch: ConfigBatch) -> np.ndarray:
     return features
 
 
-@dataclass
-class LatencyPredictor:
-    """End-to-end latency (ms) of configs on one device. `params` depend on the kind."""
 
-    kind: str
-    table: BlockTable | None
-    params: dict = field(default_factory=dict)
-    source: "LatencyPredictor | None" = None
-    provenance: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
+# ---------------------------------------------------------------------------- predictors
+
+PREDICTORS: dict[str, type["LatencyPredictor"]] = {}
+P = TypeVar("P", bound="LatencyPredictor")
+
+
+def register(cls: type[P]) -> type[P]:
+    """Make a predictor kind loadable by the name its files carry."""
+    PREDICTORS[cls.kind] = cls
+    return cls
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatencyPredictor(ABC):
+    """End-to-end latency (ms) of configs on one device; each kind is a registered subclass.
+
+    A predictor is complete when made: `provenance` (what it was fitted on) and `metrics`
+    (how it scored on held-out subnets) are given to `fit` or to `with_details`, which
+    returns a copy; nothing is patched on afterwards."""
+
+    kind: ClassVar[str]
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
 
     @property
+    @abstractmethod
     def width(self) -> float:
-        return self.source.width if self.kind == "transfer" else self.table.width
+        """The supernet width of the configs it predicts."""
+
+    @property
+    @abstractmethod
+    def resolutions(self) -> np.ndarray:
+        """The resolutions its LUT has: the only ones it can predict."""
 
     def predict(self, configs: ConfigBatch | Sequence[SubnetConfig]) -> np.ndarray:
         batch = configs if isinstance(configs, ConfigBatch) else ConfigBatch.from_configs(configs)
         if batch.w != self.width:
             raise ValueError(f"w: the configs are w{batch.w}, this predictor is w{self.width}")
-        p = self.params
-        if self.kind == "transfer":
-            return p["scale"] * self.source.predict(batch) + p["offset"]
-        lut_sum = self.table.lut_sum(batch)
-        if self.kind == "lut":
-            return lut_sum
-        n_blocks = batch.active.sum(axis=1)
-        if self.kind == "lut-corrected":
-            return p["scale"] * lut_sum + p["offset"] + p["per_block"] * n_blocks
-        rows = self.table.rows(batch.r)
-        return (_type_features(self.table, batch) @ np.asarray(p["multipliers"])
-                + self.table.fixed[rows] * p["fixed_scale"] + p["offset"]
-                + p["per_block"] * n_blocks)
+        return self._predict(batch)
+
+    @abstractmethod
+    def _predict(self, batch: ConfigBatch) -> np.ndarray:
+        """Latencies of a batch already checked to be of this predictor's width."""
+
+    def with_details(self, *, provenance: Mapping[str, Any] | None = None,
+                     metrics: Mapping[str, Any] | None = None) -> Self:
+        """A copy with this provenance and/or these metrics."""
+        changes = {"provenance": provenance, "metrics": metrics}
+        return dataclasses.replace(self, **{k: dict(v) for k, v in changes.items()
+                                            if v is not None})
 
     # ------------------------------------------------------------------ files
-    def to_dict(self) -> dict:
-        return {"format": FORMAT, "version": VERSION, "kind": self.kind,
-                "table": self.table.to_dict() if self.table is not None else None,
-                "params": self.params,
-                "source": self.source.to_dict() if self.source is not None else None,
-                "provenance": self.provenance, "metrics": self.metrics}
+    @abstractmethod
+    def _content(self) -> dict[str, Any]:
+        """The file's `table`, `params` and `source` fields."""
+
+    @classmethod
+    @abstractmethod
+    def _read(cls, data: Mapping[str, Any], params: Mapping[str, Any],
+              details: dict[str, Any]) -> Self:
+        """From a file whose envelope is checked: every number checked, errors naming the
+        field; `details` are the keyword arguments provenance and metrics."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "kind": self.kind, **self._content(),
+                "provenance": dict(self.provenance), "metrics": dict(self.metrics)}
 
     def save(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(self.to_dict()))
 
+
+def _scalars(params: Mapping[str, Any], *names: str) -> dict[str, float]:
+    return {name: _number(params, name, "params.") for name in names}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TablePredictor(LatencyPredictor):
+    """A predictor made from the device's own LUT (`table`); `fit` makes any kind of it
+    from the table and end-to-end medians of `configs` (which the plain LUT sum ignores)."""
+
+    table: BlockTable
+
+    @property
+    def width(self) -> float:
+        return self.table.width
+
+    @property
+    def resolutions(self) -> np.ndarray:
+        return self.table.resolutions
+
     @classmethod
-    def from_dict(cls, data: Mapping) -> "LatencyPredictor":
-        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
-            raise ValueError(f"format: not an ofa-fleet latency predictor (expected format "
-                             f"{FORMAT!r})")
-        if data.get("version") != VERSION:
-            raise ValueError(f"version: this ofa-fleet reads predictor format version {VERSION}, "
-                             f"the file is version {data.get('version')!r}")
-        kind = data.get("kind")
-        if kind not in KINDS:
-            raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r:.40}")
-        for name in ("params", "provenance", "metrics"):
-            if not isinstance(data.get(name, {}), Mapping):
-                raise ValueError(f"{name}: expected an object, got "
-                                 f"{type(data.get(name)).__name__}")
-        params = data.get("params", {})
-        scalars, arrays = _PARAMS[kind]
-        checked = {name: _number(params, name, "params.") for name in scalars}
-        checked.update({name: _numbers(params, name, shape, "params.").tolist()
-                        for name, shape in arrays.items()})
-        source = None
-        if kind == "transfer":
-            if not isinstance(data.get("source"), Mapping):
-                raise ValueError("source: a transfer predictor needs the source predictor")
-            if data["source"].get("kind") == "transfer":  # `predictor train` never makes one
-                raise ValueError("source.kind: expected lut, lut-corrected or lut-ridge")
-            try:
-                source = cls.from_dict(data["source"])
-            except ValueError as exc:
-                raise ValueError(f"source.{exc}") from None
-        table = None if kind == "transfer" else BlockTable.from_dict(data.get("table"))
-        return cls(kind, table, checked, source, dict(data.get("provenance", {})),
-                   dict(data.get("metrics", {})))
+    @abstractmethod
+    def fit(cls, table: BlockTable, configs: Sequence[SubnetConfig] | None = None,
+            measured_ms: Sequence[float] | None = None, *, folds: int = 5, seed: int = 0,
+            provenance: Mapping[str, Any] | None = None) -> Self:
+        """Fit this kind; `folds` and `seed` drive the cross-validation of the kinds that
+        choose a hyper-parameter."""
+
+    @abstractmethod
+    def params(self) -> dict[str, Any]:
+        """The fitted numbers, as the file stores them."""
+
+    @classmethod
+    @abstractmethod
+    def _read_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The checked fitted numbers, as keyword arguments."""
+
+    def _content(self) -> dict[str, Any]:
+        return {"table": self.table.to_dict(), "params": self.params(), "source": None}
+
+    @classmethod
+    def _read(cls, data: Mapping[str, Any], params: Mapping[str, Any],
+              details: dict[str, Any]) -> Self:
+        fitted = cls._read_params(params)
+        return cls(table=BlockTable.from_dict(data.get("table")), **fitted, **details)
+
+    @classmethod
+    def _training_set(cls, configs: Sequence[SubnetConfig] | None,
+                      measured_ms: Sequence[float] | None) -> tuple[ConfigBatch, np.ndarray]:
+        """The learned kinds' training data: at least 4 subnets, one median each."""
+        if not configs or measured_ms is None or len(configs) != len(measured_ms) \
+                or len(configs) < 4:
+            raise ValueError(f"configs: {cls.kind} needs end-to-end measurements of at least "
+                             "4 subnets")
+        return ConfigBatch.from_configs(configs), np.asarray(measured_ms, float)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class LutSum(TablePredictor):
+    """OFA's latency model: the sum of the device's LUT entries (biased, since layers
+    timed alone do not add up to the network timed whole)."""
+
+    kind: ClassVar[str] = "lut"
+
+    @classmethod
+    def fit(cls, table: BlockTable, configs: Sequence[SubnetConfig] | None = None,
+            measured_ms: Sequence[float] | None = None, *, folds: int = 5, seed: int = 0,
+            provenance: Mapping[str, Any] | None = None) -> Self:
+        return cls(table=table, provenance=dict(provenance or {}))
+
+    def _predict(self, batch: ConfigBatch) -> np.ndarray:
+        return self.table.lut_sum(batch)
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def _read_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        return {}
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class LutCorrected(TablePredictor):
+    """`scale * lut_sum + offset + per_block * active_blocks`, fitted by least squares."""
+
+    kind: ClassVar[str] = "lut-corrected"
+    scale: float
+    offset: float
+    per_block: float
+
+    @classmethod
+    def fit(cls, table: BlockTable, configs: Sequence[SubnetConfig] | None = None,
+            measured_ms: Sequence[float] | None = None, *, folds: int = 5, seed: int = 0,
+            provenance: Mapping[str, Any] | None = None) -> Self:
+        batch, target = cls._training_set(configs, measured_ms)
+        features = np.column_stack([table.lut_sum(batch), np.ones(len(batch)),
+                                    batch.active.sum(axis=1)])
+        scale, offset, per_block = _least_squares(features, target)
+        return cls(table=table, scale=float(scale), offset=float(offset),
+                   per_block=float(per_block), provenance=dict(provenance or {}))
+
+    def _predict(self, batch: ConfigBatch) -> np.ndarray:
+        return (self.scale * self.table.lut_sum(batch) + self.offset
+                + self.per_block * batch.active.sum(axis=1))
+
+    def params(self) -> dict[str, Any]:
+        return {"scale": self.scale, "offset": self.offset, "per_block": self.per_block}
+
+    @classmethod
+    def _read_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        return _scalars(params, "scale", "offset", "per_block")
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class LutRidge(TablePredictor):
+    """Every block type (stage, first-or-not, kernel, expand: 90 types) gets its own
+    multiplier of its LUT latency, plus a scale of the fixed part, a fixed cost and a cost
+    per block. Multipliers are pulled towards 1 (the LUT being right) by a ridge penalty
+    `alpha` chosen by cross-validation, so a few hundred subnets suffice."""
+
+    kind: ClassVar[str] = "lut-ridge"
+    multipliers: tuple[float, ...]
+    fixed_scale: float
+    per_block: float
+    offset: float
+    alpha: float
+
+    @classmethod
+    def fit(cls, table: BlockTable, configs: Sequence[SubnetConfig] | None = None,
+            measured_ms: Sequence[float] | None = None, *, folds: int = 5, seed: int = 0,
+            provenance: Mapping[str, Any] | None = None) -> Self:
+        batch, target = cls._training_set(configs, measured_ms)
+        penalised, free = _ridge_design(table, batch)
+        alpha = _choose_alpha(penalised, free, target, folds, seed)
+        multipliers, (fixed_scale, per_block, offset) = _fit_ridge(penalised, free, target,
+                                                                   alpha)
+        return cls(table=table, multipliers=tuple(multipliers.tolist()),
+                   fixed_scale=float(fixed_scale), per_block=float(per_block),
+                   offset=float(offset), alpha=alpha, provenance=dict(provenance or {}))
+
+    def _predict(self, batch: ConfigBatch) -> np.ndarray:
+        rows = self.table.rows(batch.r)
+        return (_type_features(self.table, batch) @ np.asarray(self.multipliers)
+                + self.table.fixed[rows] * self.fixed_scale + self.offset
+                + self.per_block * batch.active.sum(axis=1))
+
+    def params(self) -> dict[str, Any]:
+        return {"multipliers": list(self.multipliers), "fixed_scale": self.fixed_scale,
+                "per_block": self.per_block, "offset": self.offset, "alpha": self.alpha}
+
+    @classmethod
+    def _read_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        scalars = _scalars(params, "fixed_scale", "per_block", "offset", "alpha")
+        multipliers = _numbers(params, "multipliers", (N_TYPES,), "params.")
+        return {**scalars, "multipliers": tuple(multipliers.tolist())}
+
+
+def _table_kinds() -> str:
+    """'lut, lut-corrected or lut-ridge': the kinds made from a LUT, for messages."""
+    return f"{', '.join(TABLE_KINDS[:-1])} or {TABLE_KINDS[-1]}"
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class Transfer(LatencyPredictor):
+    """Another device's predictor rescaled, `scale * source(x) + offset`, from K end-to-end
+    measurements of this device (few-sample adaptation)."""
+
+    kind: ClassVar[str] = "transfer"
+    source: TablePredictor
+    scale: float
+    offset: float
+
+    @property
+    def width(self) -> float:
+        return self.source.width
+
+    @property
+    def resolutions(self) -> np.ndarray:
+        return self.source.resolutions
+
+    @classmethod
+    def fit(cls, source: LatencyPredictor, configs: Sequence[SubnetConfig],
+            measured_ms: Sequence[float], *,
+            provenance: Mapping[str, Any] | None = None) -> Self:
+        """A scale and an offset (only a scale below 3 measurements)."""
+        if not isinstance(source, TablePredictor):
+            raise ValueError(f"source.kind: expected {_table_kinds()}, got {source.kind!r}")
+        if not configs or len(configs) != len(measured_ms):
+            raise ValueError("configs: transfer needs at least one end-to-end measurement")
+        predicted = source.predict(configs)
+        target = np.asarray(measured_ms, float)
+        if len(target) < 3:
+            scale, offset = float(np.median(target / predicted)), 0.0
+        else:
+            scale, offset = (float(x) for x in _least_squares(
+                np.column_stack([predicted, np.ones(len(target))]), target))
+        return cls(source=source, scale=scale, offset=offset, provenance=dict(provenance or {}))
+
+    def _predict(self, batch: ConfigBatch) -> np.ndarray:
+        return self.scale * self.source.predict(batch) + self.offset
+
+    def _content(self) -> dict[str, Any]:
+        return {"table": None, "params": {"scale": self.scale, "offset": self.offset},
+                "source": self.source.to_dict()}
+
+    @classmethod
+    def _read(cls, data: Mapping[str, Any], params: Mapping[str, Any],
+              details: dict[str, Any]) -> Self:
+        scale, offset = (_number(params, name, "params.") for name in ("scale", "offset"))
+        source = data.get("source")
+        if not isinstance(source, Mapping):
+            raise ValueError("source: a transfer predictor needs the source predictor")
+        if source.get("kind") == cls.kind:  # `predictor train` never makes one
+            raise ValueError(f"source.kind: expected {_table_kinds()}")
+        try:
+            loaded = predictor_from_dict(source)
+        except ValueError as exc:
+            raise ValueError(f"source.{exc}") from None
+        # every kind but this one is made from a table
+        return cls(source=cast(TablePredictor, loaded), scale=scale, offset=offset, **details)
+
+
+KINDS: tuple[str, ...] = tuple(PREDICTORS)
+TABLE_KINDS: tuple[str, ...] = tuple(kind for kind, cls in PREDICTORS.items()
+                                      if issubclass(cls, TablePredictor))
+
+
+def fit_predictor(kind: str, table: BlockTable, configs: Sequence[SubnetConfig] | None = None,
+                  measured_ms: Sequence[float] | None = None, *, folds: int = 5, seed: int = 0,
+                  provenance: Mapping[str, Any] | None = None) -> TablePredictor:
+    """Fit the LUT-made kind named `kind` (the command line's `--kind`) from a device's LUT
+    and, for the learned kinds, end-to-end medians of `configs`."""
+    cls = PREDICTORS.get(kind)
+    if cls is None or not issubclass(cls, TablePredictor):
+        raise ValueError(f"kind: expected {_table_kinds()}, got {kind!r}")
+    return cls.fit(table, configs, measured_ms, folds=folds, seed=seed, provenance=provenance)
+
+
+def predictor_from_dict(data: Mapping[str, Any]) -> LatencyPredictor:
+    """A predictor of any kind from its file's content, every field checked."""
+    if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+        raise ValueError(f"format: not an ofa-fleet latency predictor (expected format "
+                         f"{FORMAT!r})")
+    if data.get("version") != VERSION:
+        raise ValueError(f"version: this ofa-fleet reads predictor format version {VERSION}, "
+                         f"the file is version {data.get('version')!r}")
+    kind = data.get("kind")
+    if kind not in KINDS:  # a tuple: an unhashable kind is refused too
+        raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r:.40}")
+    for name in ("params", "provenance", "metrics"):
+        if not isinstance(data.get(name, {}), Mapping):
+            raise ValueError(f"{name}: expected an object, got "
+                             f"{type(data.get(name)).__name__}")
+    details = {name: dict(data.get(name, {})) for name in ("provenance", "metrics")}
+    return PREDICTORS[kind]._read(data, data.get("params", {}), details)
 
 
 def load_predictor(path: str | Path) -> LatencyPredictor:
@@ -255,10 +500,12 @@ def load_predictor(path: str | Path) -> LatencyPredictor:
     except RecursionError:
         raise ValueError(f"{path}: not a predictor file (JSON nested too deeply)") from None
     try:
-        return LatencyPredictor.from_dict(data)
+        return predictor_from_dict(data)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
 
+
+# ---------------------------------------------------------------------------- fitting
 
 def _least_squares(features: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(features, target, rcond=None)[0]
@@ -284,34 +531,6 @@ def _fit_ridge(penalised: np.ndarray, free: np.ndarray, target: np.ndarray,
     return 1.0 + solution[:n_pen], solution[n_pen:]
 
 
-def fit_predictor(kind: str, table: BlockTable, configs: Sequence[SubnetConfig] | None = None,
-                  measured_ms: Sequence[float] | None = None, folds: int = 5,
-                  seed: int = 0) -> LatencyPredictor:
-    """Fit a `lut`, `lut-corrected` or `lut-ridge` predictor from a device's LUT and (for
-    the learned kinds) end-to-end medians of `configs`."""
-    if kind == "lut":
-        return LatencyPredictor("lut", table)
-    if kind not in ("lut-corrected", "lut-ridge"):
-        raise ValueError(f"kind: expected lut, lut-corrected or lut-ridge, got {kind!r}")
-    if not configs or measured_ms is None or len(configs) != len(measured_ms) or len(configs) < 4:
-        raise ValueError(f"configs: {kind} needs end-to-end measurements of at least 4 subnets")
-    batch = ConfigBatch.from_configs(configs)
-    target = np.asarray(measured_ms, float)
-    if kind == "lut-corrected":
-        features = np.column_stack([table.lut_sum(batch), np.ones(len(batch)),
-                                    batch.active.sum(axis=1)])
-        scale, offset, per_block = _least_squares(features, target)
-        return LatencyPredictor(kind, table, {"scale": float(scale), "offset": float(offset),
-                                              "per_block": float(per_block)})
-    penalised, free = _ridge_design(table, batch)
-    alpha = _choose_alpha(penalised, free, target, folds, seed)
-    multipliers, (fixed_scale, per_block, offset) = _fit_ridge(penalised, free, target, alpha)
-    return LatencyPredictor(kind, table, {"multipliers": multipliers.tolist(),
-                                          "fixed_scale": float(fixed_scale),
-                                          "per_block": float(per_block), "offset": float(offset),
-                                          "alpha": alpha})
-
-
 def _choose_alpha(penalised: np.ndarray, free: np.ndarray, target: np.ndarray, folds: int,
                   seed: int) -> float:
     """The ridge strength with the lowest cross-validated relative RMSE."""
@@ -329,19 +548,3 @@ def _choose_alpha(penalised: np.ndarray, free: np.ndarray, target: np.ndarray, f
         if error < best_error:
             best, best_error = alpha, error
     return best
-
-
-def fit_transfer(source: LatencyPredictor, configs: Sequence[SubnetConfig],
-                 measured_ms: Sequence[float]) -> LatencyPredictor:
-    """Adapt another device's predictor from K end-to-end measurements of this device:
-    a scale and an offset (only a scale below 3 measurements)."""
-    if not configs or len(configs) != len(measured_ms):
-        raise ValueError("configs: transfer needs at least one end-to-end measurement")
-    predicted = source.predict(configs)
-    target = np.asarray(measured_ms, float)
-    if len(target) < 3:
-        scale, offset = float(np.median(target / predicted)), 0.0
-    else:
-        scale, offset = (float(x) for x in _least_squares(
-            np.column_stack([predicted, np.ones(len(target))]), target))
-    return LatencyPredictor("transfer", None, {"scale": scale, "offset": offset}, source=source)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,8 +11,8 @@ import pytest
 
 from ofa.batch import ConfigBatch
 from ofa.config import SubnetConfig, sample_configs
-from ofa.latency_model import (BlockTable, LatencyPredictor, fit_predictor, fit_transfer,
-                               load_predictor)
+from ofa.latency_model import (KINDS, PREDICTORS, BlockTable, Transfer, fit_predictor,
+                               load_predictor, predictor_from_dict)
 from ofa.lut import LatencyTable
 from ofa.metrics import kendall_tau, regression_metrics, spearman_rho
 
@@ -77,8 +78,8 @@ def test_learned_predictors_recover_what_the_lut_sum_misses(note10, configs):
 def test_predictors_round_trip_through_json_and_refuse_bad_files(note10, configs, tmp_path):
     _, table = note10
     measured = synthetic(table, configs)
-    model = fit_predictor("lut-ridge", table, configs[:100], measured[:100])
-    model.provenance = {"device": "note10"}
+    model = fit_predictor("lut-ridge", table, configs[:100], measured[:100],
+                          provenance={"device": "note10"})
     model.save(tmp_path / "p.json")
     loaded = load_predictor(tmp_path / "p.json")
     assert np.array_equal(loaded.predict(configs), model.predict(configs))
@@ -142,7 +143,7 @@ def test_a_tampered_predictor_file_is_refused_naming_the_field(note10, configs, 
 def test_a_transfer_predictor_with_a_tampered_source_is_refused(note10, configs, tmp_path):
     _, table = note10
     measured = synthetic(table, configs[:50])
-    data = fit_transfer(fit_predictor("lut-corrected", table, configs[:50], measured),
+    data = Transfer.fit(fit_predictor("lut-corrected", table, configs[:50], measured),
                         configs[:5], measured[:5]).to_dict()
     for path, value, message in (("source.params.scale", float("nan"), "source.params.scale"),
                                  ("source", None, "source: a transfer predictor needs"),
@@ -163,13 +164,52 @@ def test_transfer_adapts_another_devices_predictor_from_a_few_measurements(note1
     _, table = note10
     source = fit_predictor("lut-corrected", table, configs[:200], synthetic(table, configs[:200]))
     target = 0.5 * synthetic(table, configs, seed=3) + 0.7  # a faster device
-    adapted = fit_transfer(source, configs[:10], target[:10])
-    assert adapted.params["scale"] == pytest.approx(0.5, rel=0.05)
+    adapted = Transfer.fit(source, configs[:10], target[:10])
+    assert adapted.scale == pytest.approx(0.5, rel=0.05)
     assert regression_metrics(adapted.predict(configs[200:]), target[200:])["within_5pct"] > 0.9
-    again = LatencyPredictor.from_dict(json.loads(json.dumps(adapted.to_dict())))
+    again = predictor_from_dict(json.loads(json.dumps(adapted.to_dict())))
     assert np.allclose(again.predict(configs[:5]), adapted.predict(configs[:5]))
     with pytest.raises(ValueError, match="at least 4 subnets"):
         fit_predictor("lut-ridge", table, configs[:2], target[:2])
+    with pytest.raises(ValueError, match="source.kind: expected lut, lut-corrected or lut-ridge"):
+        Transfer.fit(adapted, configs[:10], target[:10])
+    with pytest.raises(ValueError, match="kind: expected lut, lut-corrected or lut-ridge, got"):
+        fit_predictor("transfer", table, configs[:10], target[:10])
+
+
+def test_each_kind_keeps_the_version_1_file_layout(note10, configs):
+    """Files written before the kinds became classes still load: every kind saves the same
+    fields, its numbers under the same names."""
+    _, table = note10
+    measured = synthetic(table, configs[:50])
+    fitted = {kind: fit_predictor(kind, table, configs[:50], measured)
+              for kind in ("lut", "lut-corrected", "lut-ridge")}
+    fitted["transfer"] = Transfer.fit(fitted["lut-ridge"], configs[:5], measured[:5])
+    params = {"lut": set(), "lut-corrected": {"scale", "offset", "per_block"},
+              "lut-ridge": {"multipliers", "fixed_scale", "per_block", "offset", "alpha"},
+              "transfer": {"scale", "offset"}}
+    assert KINDS == tuple(PREDICTORS) == ("lut", "lut-corrected", "lut-ridge", "transfer")
+    for kind, model in fitted.items():
+        data = model.to_dict()
+        assert list(data) == ["format", "version", "kind", "table", "params", "source",
+                              "provenance", "metrics"]
+        assert (data["format"], data["version"], data["kind"]) == (
+            "ofa-fleet/latency-predictor", 1, kind)
+        assert set(data["params"]) == params[kind]
+        assert (data["table"] is None) == (kind == "transfer") == (data["source"] is not None)
+        assert type(predictor_from_dict(data)) is PREDICTORS[kind]
+
+
+def test_details_are_given_when_a_predictor_is_made(note10, configs):
+    _, table = note10
+    model = fit_predictor("lut", table, provenance={"device": "note10"})
+    scored = model.with_details(metrics={"held_out": {"n": 3}})
+    assert scored.provenance == {"device": "note10"} and scored.metrics == {"held_out": {"n": 3}}
+    assert model.metrics == {}  # a copy: the fitted predictor is unchanged
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        model.metrics = {}  # type: ignore[misc]
+    assert np.array_equal(scored.predict(configs[:5]), model.predict(configs[:5]))
+    assert model.resolutions.tolist() == list(RESOLUTIONS) and model.width == 1.2
 
 
 def test_metrics_on_known_values():

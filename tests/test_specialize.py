@@ -38,7 +38,8 @@ def test_budgets_and_front_from_the_note10_tables(assets, tmp_path):
         config = SubnetConfig.from_file(tmp_path / f"{float(row['budget_ms']):g}ms" / "subnet.json")
         assert config.w == 1.2 and tables.predict_ms(config) <= float(row["budget_ms"])
     result = json.loads((tmp_path / "25ms" / "result.json").read_text())
-    assert result["latency_model"]["kind"] == "lut" and result["config"]["r"] in (160, 176, 192, 208, 224)
+    assert result["latency_model"]["kind"] == "lut"
+    assert result["config"]["r"] in (160, 176, 192, 208, 224)
     assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -182,3 +183,45 @@ def test_a_supernet_checkpoint_gives_each_subnets_weights_and_onnx(assets, tmp_p
               "--latency-ms", "20", "--supernet", tmp_path / "narrow.pth", "--out",
               tmp_path / "x", expect=1)
     assert "the checkpoint is a w1.0 supernet, the latency model is for w1.2" in out
+
+
+def test_a_configs_campaign_carries_its_subnets_in_the_spec(tmp_path):
+    """What `--verify` and the demo measure: subnets held in memory, stored in the spec (no
+    file to read back); specs stored before the field existed still load."""
+    from coordinator.services.campaigns import CampaignSpec, Target
+
+    store = Store(tmp_path / "fleet.db")
+    store.register_agent(store.token_by_secret(store.create_token("t")), "", ["cpu"], {}, 1, "t")
+    small, large = SubnetConfig.smallest(r=160), SubnetConfig.largest(r=160)
+    spec = CampaignSpec(name="chosen", targets=(Target(label="cpu"),), workload="configs",
+                        subnets=(small.to_json(), large.to_json(), small.to_json()))
+    assert [item.key for item in spec.validate(store)] == [small.to_json(), large.to_json()]
+    assert CampaignSpec.from_json(spec.to_json()) == spec
+    before = json.loads(spec.to_json())
+    del before["subnets"]
+    assert CampaignSpec.from_json(json.dumps(before)).subnets == ()
+    for subnets, message in (((small.to_json().replace(",", ", "),), "subnets[0]: expected a "
+                              "subnet's canonical JSON"),
+                             (("{",), "subnets[0]: "), ((7,), "subnets[0]: expected a subnet's")):
+        with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            CampaignSpec(name="bad", targets=(Target(label="cpu"),), workload="configs",
+                         subnets=subnets).validate(store)
+    with pytest.raises(ValueError, match="subnets: only the configs workload"):
+        CampaignSpec(name="bad", targets=(Target(label="cpu"),), workload="random", count=1,
+                     subnets=(small.to_json(),)).validate(store)
+    with pytest.raises(ValueError, match="subnets: expected a list"):
+        CampaignSpec.from_json(json.dumps({**before, "subnets": "x"}))
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"device": 7, "latency_ms": [1]}, "scenario 0: device: expected a non-empty string"),
+    ({"lut": "x", "kind": "magic", "latency_ms": [1]}, "scenario 0: kind: expected one of lut,"),
+    ({"lut": "x", "latency_ms": [0]}, "scenario 0: latency_ms: expected a list of positive"),
+    ({"lut": "x", "name": "a/b", "latency_ms": [1]}, "scenario 0: name: expected a folder name"),
+])
+def test_a_bad_scenario_is_refused_naming_its_field(tmp_path, entry, message):
+    from coordinator.services.specialise import read_scenarios
+
+    (tmp_path / "s.json").write_text(json.dumps([entry]))
+    with pytest.raises(ValueError, match=message):
+        read_scenarios(tmp_path / "s.json")

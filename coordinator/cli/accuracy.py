@@ -55,8 +55,8 @@ def train(data: str, out: str, epochs: int, batch_size: int, lr: float, seed: in
     mask = held_out(pairs, holdout_every)
     training, test = pairs.subset(~mask), pairs.subset(mask)
     if len(training.configs) < 2 or len(test.configs) < 2:
-        raise click.ClickException(f"{data}: {len(pairs.configs)} pairs are too few to hold "
-                                   f"one architecture in {holdout_every} out")
+        raise ValueError(f"{data}: {len(pairs.configs)} pairs are too few to hold one "
+                         f"architecture in {holdout_every} out")
     click.echo(f"training on {len(training.configs)} pairs, holding out {len(test.configs)}",
                err=True)
     started = time.perf_counter()

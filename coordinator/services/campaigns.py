@@ -41,6 +41,10 @@ MAX_JOBS = 1_000_000
 
 @dataclass(frozen=True)
 class CampaignSpec:
+    """What a campaign measures. The `configs` workload's subnets come from `configs_file`
+    or, for callers that hold them in memory, `subnets` (canonical subnet JSON, stored in
+    the spec itself)."""
+
     name: str
     targets: tuple[Target, ...]
     workload: str
@@ -49,6 +53,7 @@ class CampaignSpec:
     count: int = 0
     seed: int = 0
     configs_file: str | None = None
+    subnets: tuple[str, ...] = ()
     repeats: int = 2
     reference_every: int = 25
     max_attempts: int = 3
@@ -102,8 +107,20 @@ class CampaignSpec:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed: expected an integer, got {self.seed!r}")
         BenchOptions.from_dict(asdict(self.options))  # settings built in Python are checked too
-        if self.workload == "configs" and not self.configs_file:
+        if self.workload == "configs" and not self.configs_file and not self.subnets:
             raise ValueError("configs_file: the configs workload needs a JSON/JSONL file")
+        if self.subnets and self.workload != "configs":
+            raise ValueError(f"subnets: only the configs workload measures given subnets, "
+                             f"not {self.workload}")
+        for i, subnet in enumerate(self.subnets):
+            try:
+                canonical = isinstance(subnet, str) and \
+                    SubnetConfig.from_json(subnet).to_json() == subnet
+            except ValueError as exc:
+                raise ValueError(f"subnets[{i}]: {exc}") from None
+            if not canonical:
+                raise ValueError(f"subnets[{i}]: expected a subnet's canonical JSON "
+                                 f"(SubnetConfig.to_json), got {show(subnet)}")
         try:
             items = self.items()  # a configs file that does not parse fails here
         except OSError as exc:
@@ -129,8 +146,9 @@ class CampaignSpec:
         if "random" in self.workload:
             items += [Item.whole(c) for c in
                       sample_configs(self.count, self.seed, self.resolutions, self.width)]
-        if self.workload == "configs":
+        if self.workload == "configs" and self.configs_file:
             items += [Item.whole(c) for c in load_configs(Path(self.configs_file))]
+        items += [Item.whole(SubnetConfig.from_json(subnet)) for subnet in self.subnets]
         unique = {(item.kind, item.key, item.r): item for item in items}
         return list(unique.values())
 
@@ -148,16 +166,19 @@ class CampaignSpec:
         except (ValueError, RecursionError) as exc:
             raise ValueError(f"campaign spec: not JSON ({show(str(exc))})") from None
         known = {f.name for f in fields(cls)}
-        if not isinstance(data, dict) or set(data) != known:
+        if not isinstance(data, dict) or set(data) not in (known, known - {"subnets"}):
             raise ValueError(f"campaign spec: expected an object with the fields "
                              f"{', '.join(sorted(known))}, got {show(data)}")
-        for name, kind in (("targets", list), ("resolutions", list), ("options", dict)):
+        data.setdefault("subnets", [])  # specs stored before the field existed
+        for name, kind in (("targets", list), ("resolutions", list), ("subnets", list),
+                           ("options", dict)):
             if not isinstance(data[name], kind):
                 raise ValueError(f"{name}: expected a {kind.__name__}, got {show(data[name])}")
         if not all(isinstance(t, str) for t in data["targets"]):
             raise ValueError(f"targets: expected names like label:cpu, got {show(data['targets'])}")
         data["targets"] = tuple(Target.parse(t) for t in data["targets"])
         data["resolutions"] = tuple(data["resolutions"])
+        data["subnets"] = tuple(data["subnets"])
         data["options"] = BenchOptions.from_dict(data["options"])
         return cls(**data)
 
