@@ -8,15 +8,15 @@ import math
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import click
 
 from agent.device import device_info, machine_summary
 from agent.measure import SETTING_FLAGS, BenchSettings, measure
 from agent.settings import MISCONFIGURED, default_cache_dir, parse_address, read_ca, read_token
-
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -34,47 +34,98 @@ def main() -> None:
 
 @main.command()
 @click.option("--coordinator", required=True, help="HOST:PORT of the coordinator.")
-@click.option("--token-file", required=True, metavar="FILE",
-              help="File holding this agent's token (from `ofa-coord token create`).")
-@click.option("--label", "labels", multiple=True,
-              help="Device class this agent measures for (repeatable), e.g. pixel7-cpu.")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Threads to measure with when a job leaves it open.")
-@click.option("--tls-ca", metavar="FILE",
-              help="PEM CA certificate: connect with TLS and verify the coordinator.")
-@click.option("--insecure", is_flag=True,
-              help="Allow plaintext to a non-loopback coordinator (sends the token in clear).")
-@click.option("--cache-dir", type=click.Path(file_okay=False),
-              help="Model cache and the agent id that survives restarts  "
-                   "[default: ~/.cache/ofa-agent/HASH, one folder per token].")
+@click.option(
+    "--token-file",
+    required=True,
+    metavar="FILE",
+    help="File holding this agent's token (from `ofa-coord token create`).",
+)
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    help="Device class this agent measures for (repeatable), e.g. pixel7-cpu.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Threads to measure with when a job leaves it open.",
+)
+@click.option(
+    "--tls-ca",
+    metavar="FILE",
+    help="PEM CA certificate: connect with TLS and verify the coordinator.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow plaintext to a non-loopback coordinator (sends the token in clear).",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    help="Model cache and the agent id that survives restarts  "
+    "[default: ~/.cache/ofa-agent/HASH, one folder per token].",
+)
 @click.option("--cache-max-mb", type=click.IntRange(min=1), default=2048, show_default=True)
-@click.option("--allow-torch", is_flag=True,
-              help="Accept jobs for the torch runtime (TorchScript models; GPU hosts).")
-@click.option("--rpc-timeout", type=click.FloatRange(0.1, 3600), default=15.0, show_default=True,
-              help="Seconds each call to the coordinator may take before it is retried.")
+@click.option(
+    "--allow-torch",
+    is_flag=True,
+    help="Accept jobs for the torch runtime (TorchScript models; GPU hosts).",
+)
+@click.option(
+    "--rpc-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=15.0,
+    show_default=True,
+    help="Seconds each call to the coordinator may take before it is retried.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Also log each job and each retry.")
-def run(coordinator: str, token_file: str, labels: tuple[str, ...], threads: int,
-        tls_ca: str | None, insecure: bool, cache_dir: str | None, cache_max_mb: int,
-        allow_torch: bool, rpc_timeout: float, verbose: bool) -> None:
+def run(
+    coordinator: str,
+    token_file: str,
+    labels: tuple[str, ...],
+    threads: int,
+    tls_ca: str | None,
+    insecure: bool,
+    cache_dir: str | None,
+    cache_max_mb: int,
+    allow_torch: bool,
+    rpc_timeout: float,
+    verbose: bool,
+) -> None:
     """Serve benchmark jobs from a coordinator until SIGTERM or Ctrl-C. Exit code 3: a
     setting no retry can fix (the line logged says which, and what to change)."""
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC's own handshake chatter
     from agent.runner import Agent, AgentConfig  # grpc loads only for `run`
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     logging.getLogger("ofa-agent").setLevel(logging.DEBUG if verbose else logging.INFO)
     try:
         if not math.isfinite(rpc_timeout):
-            raise ValueError(f"--rpc-timeout: expected a finite number of seconds, "
-                             f"got {rpc_timeout}")
+            raise ValueError(
+                f"--rpc-timeout: expected a finite number of seconds, got {rpc_timeout}"
+            )
         parse_address(coordinator)
         token = read_token(token_file)
-        config = AgentConfig(coordinator=coordinator, token=token, labels=list(labels),
-                             cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(token),
-                             threads=threads, cache_max_bytes=cache_max_mb * 2**20,
-                             tls_ca=read_ca(tls_ca) if tls_ca else None, insecure=insecure,
-                             allow_torch=allow_torch, call_timeout_s=rpc_timeout)
+        config = AgentConfig(
+            coordinator=coordinator,
+            token=token,
+            labels=list(labels),
+            cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(token),
+            threads=threads,
+            cache_max_bytes=cache_max_mb * 2**20,
+            tls_ca=read_ca(tls_ca) if tls_ca else None,
+            insecure=insecure,
+            allow_torch=allow_torch,
+            call_timeout_s=rpc_timeout,
+        )
         agent = Agent(config)
     except ValueError as exc:
         raise SettingError(str(exc)) from None
@@ -96,9 +147,14 @@ def bench_setting_options(command: Command) -> Command:
     BenchSettings checks the values."""
     defaults = BenchSettings()
     for setting in reversed(SETTING_FLAGS):
-        command = click.option(setting.flag, setting.field, type=setting.kind,
-                               default=getattr(defaults, setting.field), show_default=True,
-                               help=setting.help)(command)
+        command = click.option(
+            setting.flag,
+            setting.field,
+            type=setting.kind,
+            default=getattr(defaults, setting.field),
+            show_default=True,
+            help=setting.help,
+        )(command)
     return command
 
 
@@ -118,16 +174,28 @@ def bench(model: str, as_json: bool, **settings: Any) -> None:
         raise click.ClickException(f"{model}: cannot be measured: {exc}") from None
     stats = result.stats()
     if as_json:
-        click.echo(json.dumps({"model": model, "stats": stats, "samples_ns": result.samples_ns,
-                               "session_create_ns": result.session_create_ns,
-                               "first_run_ns": result.first_run_ns,
-                               "warmup_runs": result.warmup_runs, "warmup_ns": result.warmup_ns,
-                               "stop_reason": result.stop_reason,
-                               "runtime_versions": result.runtime_versions,
-                               "settings": result.settings, "device": machine_summary()}))
+        click.echo(
+            json.dumps(
+                {
+                    "model": model,
+                    "stats": stats,
+                    "samples_ns": result.samples_ns,
+                    "session_create_ns": result.session_create_ns,
+                    "first_run_ns": result.first_run_ns,
+                    "warmup_runs": result.warmup_runs,
+                    "warmup_ns": result.warmup_ns,
+                    "stop_reason": result.stop_reason,
+                    "runtime_versions": result.runtime_versions,
+                    "settings": result.settings,
+                    "device": machine_summary(),
+                }
+            )
+        )
         return
-    click.echo(f"{model}: median {stats['median_ms']:.3f} ms "
-               f"(p10 {stats['p10_ms']:.3f}, p90 {stats['p90_ms']:.3f}, CV {stats['cv']:.1%}), "
-               f"{stats['n']} runs, stopped on {result.stop_reason}; "
-               f"session {result.session_create_ns / 1e6:.1f} ms, "
-               f"first run {result.first_run_ns / 1e6:.1f} ms, {result.runtime_versions}")
+    click.echo(
+        f"{model}: median {stats['median_ms']:.3f} ms "
+        f"(p10 {stats['p10_ms']:.3f}, p90 {stats['p90_ms']:.3f}, CV {stats['cv']:.1%}), "
+        f"{stats['n']} runs, stopped on {result.stop_reason}; "
+        f"session {result.session_create_ns / 1e6:.1f} ms, "
+        f"first run {result.first_run_ns / 1e6:.1f} ms, {result.runtime_versions}"
+    )

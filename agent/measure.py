@@ -14,17 +14,24 @@ import io
 import math
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import onnxruntime as ort
 
 from agent.stats import median_ci, summarize
 
-__all__ = ["BenchSettings", "SettingFlag", "SETTING_FLAGS", "Measurement", "measure", "RUNTIMES",
-           "MAX_SAMPLES"]
+__all__ = [
+    "BenchSettings",
+    "SettingFlag",
+    "SETTING_FLAGS",
+    "Measurement",
+    "measure",
+    "RUNTIMES",
+    "MAX_SAMPLES",
+]
 
 RUNTIMES = ("onnxruntime", "torch")
 # The most samples one result may carry (the coordinator refuses more): a microsecond-scale
@@ -56,16 +63,19 @@ class BenchSettings:
                 raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
         for name in ("warmup_runs", "warmup_min_s", "min_time_s"):
             if not 0 <= getattr(self, name) < math.inf:  # also refuses nan
-                raise ValueError(f"{name}: expected a finite number >= 0, "
-                                 f"got {getattr(self, name)}")
+                raise ValueError(
+                    f"{name}: expected a finite number >= 0, got {getattr(self, name)}"
+                )
         if not 0 < self.max_time_s < math.inf:
             raise ValueError(f"max_time_s: expected a finite number > 0, got {self.max_time_s}")
         if not 0 < self.target_precision < 1:
-            raise ValueError(f"target_precision: expected a fraction in (0, 1), "
-                             f"got {self.target_precision}")
+            raise ValueError(
+                f"target_precision: expected a fraction in (0, 1), got {self.target_precision}"
+            )
         if self.runtime not in RUNTIMES:
-            raise ValueError(f"runtime: expected one of {', '.join(RUNTIMES)}, "
-                             f"got {self.runtime!r}")
+            raise ValueError(
+                f"runtime: expected one of {', '.join(RUNTIMES)}, got {self.runtime!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -74,8 +84,8 @@ class SettingFlag:
     campaign create` for the jobs it queues). Its type and default are BenchSettings'."""
 
     flag: str
-    field: str          # the BenchSettings field (and BenchSpec's, on the wire)
-    help: str           # what it means
+    field: str  # the BenchSettings field (and BenchSpec's, on the wire)
+    help: str  # what it means
     when_zero: str = ""  # what a job's 0 means, where not the engine's default
 
     @property
@@ -96,16 +106,21 @@ class SettingFlag:
 
 
 SETTING_FLAGS = (
-    SettingFlag("--threads", "threads", "Threads to measure with.",
-                when_zero="each agent's own --threads"),
+    SettingFlag(
+        "--threads", "threads", "Threads to measure with.", when_zero="each agent's own --threads"
+    ),
     SettingFlag("--warmup-runs", "warmup_runs", "Warm-up runs at least."),
     SettingFlag("--warmup-min-time", "warmup_min_s", "Seconds of warm-up at least."),
     SettingFlag("--min-runs", "min_runs", "Timed runs at least."),
     SettingFlag("--min-time", "min_time_s", "Seconds of timed runs at least."),
-    SettingFlag("--max-time", "max_time_s",
-                "Stop after this many seconds of timed runs even if imprecise."),
-    SettingFlag("--precision", "target_precision",
-                "Stop once the 95% CI of the median is within this fraction of it."),
+    SettingFlag(
+        "--max-time", "max_time_s", "Stop after this many seconds of timed runs even if imprecise."
+    ),
+    SettingFlag(
+        "--precision",
+        "target_precision",
+        "Stop once the 95% CI of the median is within this fraction of it.",
+    ),
 )
 
 
@@ -129,8 +144,9 @@ class Measurement:
 Runner = Callable[[], object]
 
 
-def _onnxruntime_runner(model: str | bytes, settings: BenchSettings,
-                        input_shapes: Sequence[Sequence[int]] | None) -> tuple[Runner, dict]:
+def _onnxruntime_runner(
+    model: str | bytes, settings: BenchSettings, input_shapes: Sequence[Sequence[int]] | None
+) -> tuple[Runner, dict]:
     options = ort.SessionOptions()
     options.intra_op_num_threads = settings.threads
     options.inter_op_num_threads = 1
@@ -140,11 +156,15 @@ def _onnxruntime_runner(model: str | bytes, settings: BenchSettings,
     feeds = {}
     for i, meta in enumerate(session.get_inputs()):
         if any(not isinstance(d, int) for d in meta.shape):
-            raise ValueError(f"model input {meta.name!r} has a dynamic shape {meta.shape}; "
-                             "export with static shapes")
+            raise ValueError(
+                f"model input {meta.name!r} has a dynamic shape {meta.shape}; "
+                "export with static shapes"
+            )
         if input_shapes and list(input_shapes[i]) != list(meta.shape):
-            raise ValueError(f"inputs[{i}]: the job says shape {list(input_shapes[i])}, "
-                             f"the model takes {meta.shape}")
+            raise ValueError(
+                f"inputs[{i}]: the job says shape {list(input_shapes[i])}, "
+                f"the model takes {meta.shape}"
+            )
         feeds[meta.name] = rng.standard_normal(meta.shape).astype(np.float32)
     run = session.run
     return (lambda: run(None, feeds)), {"onnxruntime": ort.__version__}
@@ -153,11 +173,14 @@ def _onnxruntime_runner(model: str | bytes, settings: BenchSettings,
 def _torch_device(provider: str) -> str:
     """'cpu', 'cuda' or 'cuda:N'; onnxruntime's provider names are accepted as aliases."""
     name = provider.strip().lower()
-    return {"": "cpu", "cpuexecutionprovider": "cpu", "cudaexecutionprovider": "cuda"}.get(name, name)
+    return {"": "cpu", "cpuexecutionprovider": "cpu", "cudaexecutionprovider": "cuda"}.get(
+        name, name
+    )
 
 
-def _torch_runner(model: str | bytes, settings: BenchSettings,
-                  input_shapes: Sequence[Sequence[int]] | None) -> tuple[Runner, dict]:
+def _torch_runner(
+    model: str | bytes, settings: BenchSettings, input_shapes: Sequence[Sequence[int]] | None
+) -> tuple[Runner, dict]:
     """A TorchScript model on `settings.execution_provider` ('cpu' or 'cuda[:N]').
 
     TorchScript rather than `torch.export`: its loader rebuilds only TorchScript types and
@@ -188,16 +211,20 @@ def _torch_runner(model: str | bytes, settings: BenchSettings,
     return run, versions
 
 
-def measure(model: str | Path | bytes, settings: BenchSettings = BenchSettings(),
-            input_shapes: Sequence[Sequence[int]] | None = None,
-            cancelled: Callable[[], bool] = lambda: False) -> Measurement:
+def measure(
+    model: str | Path | bytes,
+    settings: BenchSettings = BenchSettings(),
+    input_shapes: Sequence[Sequence[int]] | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> Measurement:
     """Load `model` in `settings.runtime` and time it. `cancelled` is polled between blocks
     of runs; when it turns true the measurement ends with stop_reason 'cancelled'."""
     make_runner = _torch_runner if settings.runtime == "torch" else _onnxruntime_runner
     clock = time.perf_counter_ns
     start = clock()
-    run, versions = make_runner(model if isinstance(model, bytes) else str(model), settings,
-                                input_shapes)
+    run, versions = make_runner(
+        model if isinstance(model, bytes) else str(model), settings, input_shapes
+    )
     session_create_ns = clock() - start
 
     start = clock()
@@ -234,5 +261,13 @@ def measure(model: str | Path | bytes, settings: BenchSettings = BenchSettings()
         if now >= cap or len(samples) + settings.block_runs > MAX_SAMPLES:
             reason = "time_cap"
             break
-    return Measurement(samples, session_create_ns, first_run_ns, warmups, warmup_ns, reason,
-                       versions, settings=asdict(settings))
+    return Measurement(
+        samples,
+        session_create_ns,
+        first_run_ns,
+        warmups,
+        warmup_ns,
+        reason,
+        versions,
+        settings=asdict(settings),
+    )

@@ -35,10 +35,14 @@ __all__ = ["AgentConfig", "Agent", "SPEC_SETTINGS", "settings_from_spec", "descr
 
 log = logging.getLogger("ofa-agent")
 # The engine's settings a job's spec can carry (BenchSpec's fields that BenchSettings has).
-SPEC_SETTINGS = tuple(spec_field.name for spec_field in pb.BenchSpec.DESCRIPTOR.fields
-                      if spec_field.name in {f.name for f in fields(BenchSettings)})
-REFERENCE_SETTINGS = BenchSettings(warmup_runs=5, warmup_min_s=0.05, min_runs=20,
-                                   min_time_s=0.2, max_time_s=2.0)
+SPEC_SETTINGS = tuple(
+    spec_field.name
+    for spec_field in pb.BenchSpec.DESCRIPTOR.fields
+    if spec_field.name in {f.name for f in fields(BenchSettings)}
+)
+REFERENCE_SETTINGS = BenchSettings(
+    warmup_runs=5, warmup_min_s=0.05, min_runs=20, min_time_s=0.2, max_time_s=2.0
+)
 
 
 @dataclass
@@ -85,13 +89,19 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.stop = threading.Event()
-        self.client = FleetClient(config.coordinator, config.token, self.stop,
-                                  tls_ca=config.tls_ca, insecure=config.insecure,
-                                  timeout_s=config.call_timeout_s)
+        self.client = FleetClient(
+            config.coordinator,
+            config.token,
+            self.stop,
+            tls_ca=config.tls_ca,
+            insecure=config.insecure,
+            timeout_s=config.call_timeout_s,
+        )
         self.cache = ModelCache(config.cache_dir, config.cache_max_bytes)
         self.id_file = Path(config.cache_dir) / "agent-id"
-        self.agent_id = (self.id_file.read_text(errors="replace").strip()
-                         if self.id_file.exists() else "")  # the coordinator checks it
+        self.agent_id = (
+            self.id_file.read_text(errors="replace").strip() if self.id_file.exists() else ""
+        )  # the coordinator checks it
         self._registered = False
         self.heartbeat_s = 5.0
         self.current_leases: set[str] = set()
@@ -152,27 +162,37 @@ class Agent:
     def _register(self) -> None:
         with self._register_lock:
             try:
-                reply = self.client.register(self.agent_id, self.config.labels, device_info(),
-                                             self.config.threads, __version__)
+                reply = self.client.register(
+                    self.agent_id,
+                    self.config.labels,
+                    device_info(),
+                    self.config.threads,
+                    __version__,
+                )
             except Misconfigured as exc:
                 raise Misconfigured(f"{exc}{self._register_hint(exc)}") from None
             self.agent_id = reply.agent_id
             self.heartbeat_s = reply.heartbeat_interval_s or self.heartbeat_s
             self.id_file.parent.mkdir(parents=True, exist_ok=True)
             self.id_file.write_text(self.agent_id)
-            log.info("registered %sas %s (labels %s) with %s",
-                     "again (the coordinator had forgotten it) " if self._registered else "",
-                     self.agent_id, ", ".join(self.config.labels) or "none",
-                     self.config.coordinator)
+            log.info(
+                "registered %sas %s (labels %s) with %s",
+                "again (the coordinator had forgotten it) " if self._registered else "",
+                self.agent_id,
+                ", ".join(self.config.labels) or "none",
+                self.config.coordinator,
+            )
             self._registered = True
 
     def _register_hint(self, exc: Misconfigured) -> str:
         """What to change, for the refusals whose cause is on this side."""
         if isinstance(exc, AuthError):
             if exc.wrong_agent and self.id_file.exists():
-                return (f" (the agent id {self.agent_id} came from {self.id_file}; if another "
-                        "agent uses that folder, give each agent its own --cache-dir, or leave "
-                        "--cache-dir out to get one per token)")
+                return (
+                    f" (the agent id {self.agent_id} came from {self.id_file}; if another "
+                    "agent uses that folder, give each agent its own --cache-dir, or leave "
+                    "--cache-dir out to get one per token)"
+                )
             return ""
         if "labels" in str(exc):
             return "; change --label"
@@ -183,8 +203,9 @@ class Agent:
     def _heartbeat_loop(self) -> None:
         while not self.stop.wait(self.heartbeat_s):
             try:
-                reply = self.client.heartbeat(self.agent_id, sorted(self.current_leases),
-                                              telemetry())
+                reply = self.client.heartbeat(
+                    self.agent_id, sorted(self.current_leases), telemetry()
+                )
                 self.heartbeat_s = reply.heartbeat_interval_s or self.heartbeat_s
                 self.lost_leases.update(reply.lost_lease_ids)
             except Forgotten:
@@ -217,8 +238,12 @@ class Agent:
             if self._drift is not None:
                 result.drift.CopyFrom(self._drift)
             reply = self.client.report(self.agent_id, job, result)
-            log.debug("%s: %s%s", describe_job(job), pb.ResultStatus.Name(result.status),
-                      " (late)" if reply.late else "")
+            log.debug(
+                "%s: %s%s",
+                describe_job(job),
+                pb.ResultStatus.Name(result.status),
+                " (late)" if reply.late else "",
+            )
             self._jobs_since_reference += 1
         except (Misconfigured, Forgotten):
             raise
@@ -236,26 +261,35 @@ class Agent:
         try:
             settings = settings_from_spec(spec, self.config.threads)
             if settings.runtime == "torch" and not self.config.allow_torch:
-                raise PermissionError("runtime: torch jobs are disabled on this agent "
-                                      "(start it with --allow-torch)")
+                raise PermissionError(
+                    "runtime: torch jobs are disabled on this agent (start it with --allow-torch)"
+                )
             model = self._fetch(spec.model_digest, spec.model_size)
             shapes = [list(t.dims) for t in spec.inputs] or None
             before = telemetry()
             reset_peak_rss()
-            measurement = measure(model, settings, shapes,
-                                  cancelled=lambda: job.lease_id in self.lost_leases)
+            measurement = measure(
+                model, settings, shapes, cancelled=lambda: job.lease_id in self.lost_leases
+            )
             result = pb.Result(
-                status=pb.RESULT_STATUS_OK, samples_ns=measurement.samples_ns,
+                status=pb.RESULT_STATUS_OK,
+                samples_ns=measurement.samples_ns,
                 session_create_ns=measurement.session_create_ns,
-                first_run_ns=measurement.first_run_ns, warmup_runs=measurement.warmup_runs,
-                warmup_ns=measurement.warmup_ns, stop_reason=measurement.stop_reason,
-                peak_rss_bytes=peak_rss_bytes() or 0, before=pb.Telemetry(**before),
-                after=pb.Telemetry(**telemetry()), runtime_versions=measurement.runtime_versions)
+                first_run_ns=measurement.first_run_ns,
+                warmup_runs=measurement.warmup_runs,
+                warmup_ns=measurement.warmup_ns,
+                stop_reason=measurement.stop_reason,
+                peak_rss_bytes=peak_rss_bytes() or 0,
+                before=pb.Telemetry(**before),
+                after=pb.Telemetry(**telemetry()),
+                runtime_versions=measurement.runtime_versions,
+            )
             return result
         except Exception as exc:  # a bad job must never take the agent down
             log.warning("%s failed: %s", describe_job(job), exc)
-            return pb.Result(status=pb.RESULT_STATUS_FAILED,
-                             message=f"{type(exc).__name__}: {exc}"[:4000])
+            return pb.Result(
+                status=pb.RESULT_STATUS_FAILED, message=f"{type(exc).__name__}: {exc}"[:4000]
+            )
 
     def _fetch(self, digest: str, size: int) -> Path:
         cached = self.cache.get(digest)
@@ -268,8 +302,10 @@ class Agent:
 
     # ------------------------------------------------------------ drift reference
     def _maybe_check_reference(self) -> None:
-        due = (self._jobs_since_reference >= self.config.reference_every_jobs or
-               time.monotonic() - self._reference_at >= self.config.reference_every_s)
+        due = (
+            self._jobs_since_reference >= self.config.reference_every_jobs
+            or time.monotonic() - self._reference_at >= self.config.reference_every_s
+        )
         if due and not self.stop.is_set():
             self._check_reference()
 
@@ -278,8 +314,12 @@ class Agent:
         median = measure(model, REFERENCE_SETTINGS).stats()["median_ms"]
         self._reference_medians.append(median)
         baseline = statistics.median(self._reference_medians)  # robust to one odd check
-        self._drift = pb.DriftCheck(baseline_median_ms=baseline, median_ms=median,
-                                    drift=median / baseline - 1, measured_unix_ns=time.time_ns())
+        self._drift = pb.DriftCheck(
+            baseline_median_ms=baseline,
+            median_ms=median,
+            drift=median / baseline - 1,
+            measured_unix_ns=time.time_ns(),
+        )
         self._jobs_since_reference = 0
         self._reference_at = time.monotonic()
         log.debug("reference model: %.3f ms (drift %+.1f%%)", median, 100 * self._drift.drift)

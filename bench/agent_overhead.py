@@ -35,7 +35,7 @@ def main() -> None:
     config = SubnetConfig.largest(r=224)
     models = [(k, a.onnx) for k, a in export_lut_entries(config).items()]
     models.append(("whole-subnet", export_subnet(OFAMobileNetV3().eval(), config).onnx))
-    models = (models * (args.jobs // len(models) + 1))[:args.jobs]
+    models = (models * (args.jobs // len(models) + 1))[: args.jobs]
     with tempfile.TemporaryDirectory() as tmp:
         fleet = Fleet(Path(tmp))
         try:
@@ -46,7 +46,8 @@ def main() -> None:
             rows = fleet.store.db.execute(
                 "SELECT l.issued_at, r.received_at, r.warmup_ns, r.samples, r.session_create_ns,"
                 " r.first_run_ns FROM results r JOIN leases l ON l.id = r.lease_id"
-                " WHERE r.accepted = 1 ORDER BY l.issued_at").fetchall()
+                " WHERE r.accepted = 1 ORDER BY l.issued_at"
+            ).fetchall()
         finally:
             fleet.close()
 
@@ -57,13 +58,17 @@ def main() -> None:
     overhead = wall - inference
     budget = 1.1 * inference + 0.3
     report = {
-        "machine": machine_summary(), "jobs": len(rows), "threads": args.threads,
+        "machine": machine_summary(),
+        "jobs": len(rows),
+        "threads": args.threads,
         "wall_s_median": float(np.median(wall)),
         "inference_s_median": float(np.median(inference)),
         "overhead_s": {"median": float(np.median(overhead)), "max": float(overhead.max())},
         "session_create_ms_median": float(np.median([r["session_create_ns"] for r in rows]) / 1e6),
-        "wall_over_inference": {"median": float(np.median(wall / inference)),
-                                "max": float((wall / inference).max())},
+        "wall_over_inference": {
+            "median": float(np.median(wall / inference)),
+            "max": float((wall / inference).max()),
+        },
         "jobs_within_target": int((wall <= budget).sum()),
         "wall_over_timed_runs_only": float(np.median(wall / timed)),
     }

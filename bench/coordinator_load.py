@@ -34,12 +34,11 @@ import grpc
 import numpy as np
 
 from agent.device import machine_summary
-from coordinator.state import BlobStore
 from coordinator.server.fleet import FleetSettings
-from coordinator.services.jobs import BenchOptions, make_spec
 from coordinator.server.limits import MAX_LABELS, MAX_LIST, MAX_SAMPLES, MAX_TEXT
+from coordinator.services.jobs import BenchOptions, make_spec
 from coordinator.services.local import start_server
-from coordinator.state import Store
+from coordinator.state import BlobStore, Store
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
 
@@ -48,8 +47,9 @@ def prepare(db: Path, agents: int, jobs: int) -> list[str]:
     store = Store(db)
     model = bytes(random.Random(0).getrandbits(8) for _ in range(200_000))
     digest = BlobStore(store).put(model)
-    spec = make_spec(digest, len(model), [("input", [1, 3, 64, 64])], BenchOptions(),
-                     lut_key="fake").SerializeToString()
+    spec = make_spec(
+        digest, len(model), [("input", [1, 3, 64, 64])], BenchOptions(), lut_key="fake"
+    ).SerializeToString()
     for start in range(0, jobs, 5000):
         store.enqueue([(spec, digest)] * min(5000, jobs - start), label="sim")
     tokens = [store.create_token(f"sim{i}") for i in range(agents + 1)]  # the last: hostile
@@ -57,41 +57,53 @@ def prepare(db: Path, agents: int, jobs: int) -> list[str]:
     return tokens
 
 
-async def simulated_agent(address: str, token: str, stop_at: float, stats: dict,
-                          heartbeat_s: float, measure_s: float) -> None:
+async def simulated_agent(
+    address: str, token: str, stop_at: float, stats: dict, heartbeat_s: float, measure_s: float
+) -> None:
     metadata = (("authorization", f"Bearer {token}"),)
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.FleetStub(channel)
-        reply = await stub.Register(pb.RegisterRequest(labels=["sim"]), metadata=metadata,
-                                    timeout=60)
+        reply = await stub.Register(
+            pb.RegisterRequest(labels=["sim"]), metadata=metadata, timeout=60
+        )
         agent_id = reply.agent_id
         fetched = False
         next_beat = time.monotonic() + random.uniform(0, heartbeat_s)
         while time.monotonic() < stop_at:
             if time.monotonic() >= next_beat:
-                await stub.Heartbeat(pb.HeartbeatRequest(agent_id=agent_id), metadata=metadata,
-                                     timeout=30)
+                await stub.Heartbeat(
+                    pb.HeartbeatRequest(agent_id=agent_id), metadata=metadata, timeout=30
+                )
                 next_beat += heartbeat_s
             t0 = time.perf_counter()
-            leased = await stub.LeaseJobs(pb.LeaseJobsRequest(agent_id=agent_id, max_jobs=1,
-                                                              wait_s=2), metadata=metadata,
-                                          timeout=40)
+            leased = await stub.LeaseJobs(
+                pb.LeaseJobsRequest(agent_id=agent_id, max_jobs=1, wait_s=2),
+                metadata=metadata,
+                timeout=40,
+            )
             waited = time.perf_counter() - t0
             for job in leased.jobs:
                 stats["lease_s"].append(waited)
                 stats["lease_at"].append(time.monotonic())
                 if not fetched:
-                    await stub.ReadBlob(pb.ReadBlobRequest(digest=job.spec.model_digest,
-                                                           limit=2**20), metadata=metadata,
-                                        timeout=30)
+                    await stub.ReadBlob(
+                        pb.ReadBlobRequest(digest=job.spec.model_digest, limit=2**20),
+                        metadata=metadata,
+                        timeout=30,
+                    )
                     fetched = True
                 await asyncio.sleep(random.uniform(0.5, 1.5) * measure_s)
                 samples = np.random.default_rng().integers(900_000, 1_100_000, 50).tolist()
-                result = pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=samples,
-                                   stop_reason="precision")
-                outcome = await stub.ReportResult(pb.ReportResultRequest(
-                    agent_id=agent_id, job_id=job.job_id, lease_id=job.lease_id, result=result),
-                    metadata=metadata, timeout=30)
+                result = pb.Result(
+                    status=pb.RESULT_STATUS_OK, samples_ns=samples, stop_reason="precision"
+                )
+                outcome = await stub.ReportResult(
+                    pb.ReportResultRequest(
+                        agent_id=agent_id, job_id=job.job_id, lease_id=job.lease_id, result=result
+                    ),
+                    metadata=metadata,
+                    timeout=30,
+                )
                 stats["reported"] += 1
                 stats["accepted"] += int(outcome.accepted)
                 stats["done_at"].append(time.monotonic())
@@ -100,26 +112,48 @@ async def simulated_agent(address: str, token: str, stop_at: float, stats: dict,
 def largest_register() -> pb.RegisterRequest:
     """Every Register field at the bound the server accepts."""
     text = "x" * MAX_TEXT
-    device = pb.DeviceInfo(temperature_sources=[text] * MAX_LIST,
-                           onnxruntime_providers=[text] * MAX_LIST,
-                           **{f.name: text for f in pb.DeviceInfo.DESCRIPTOR.fields
-                              if f.type == f.TYPE_STRING and not f.is_repeated})
-    return pb.RegisterRequest(labels=["sim"] + [f"{i:0>64}" for i in range(MAX_LABELS - 1)],
-                              device=device, agent_version="v" * 64, threads=4096)
+    device = pb.DeviceInfo(
+        temperature_sources=[text] * MAX_LIST,
+        onnxruntime_providers=[text] * MAX_LIST,
+        **{
+            f.name: text
+            for f in pb.DeviceInfo.DESCRIPTOR.fields
+            if f.type == f.TYPE_STRING and not f.is_repeated
+        },
+    )
+    return pb.RegisterRequest(
+        labels=["sim"] + [f"{i:0>64}" for i in range(MAX_LABELS - 1)],
+        device=device,
+        agent_version="v" * 64,
+        threads=4096,
+    )
 
 
 async def hostile_loop(address: str, token: str, stop_at: float, counts: dict) -> None:
     metadata = (("authorization", f"Bearer {token}"),)
-    telemetry = pb.Telemetry(unix_time_ns=2**62, cpu_freq_mhz=1e6, temperature_c=1000,
-                             load_1m=1e6, cpu_percent=100, cpu_steal_percent=100,
-                             available_memory_bytes=2**62)
+    telemetry = pb.Telemetry(
+        unix_time_ns=2**62,
+        cpu_freq_mhz=1e6,
+        temperature_c=1000,
+        load_1m=1e6,
+        cpu_percent=100,
+        cpu_steal_percent=100,
+        available_memory_bytes=2**62,
+    )
     max_held = FleetSettings().max_jobs_per_lease
     # MAX_SAMPLES runs of 20 us: inside the default 30 s time cap
-    samples = pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=[20_000] * MAX_SAMPLES,
-                        stop_reason="time_cap", message="m" * 4000, before=telemetry,
-                        after=telemetry)
-    options = [("grpc.max_send_message_length", 64 * 2**20),
-               ("grpc.max_receive_message_length", 64 * 2**20)]
+    samples = pb.Result(
+        status=pb.RESULT_STATUS_OK,
+        samples_ns=[20_000] * MAX_SAMPLES,
+        stop_reason="time_cap",
+        message="m" * 4000,
+        before=telemetry,
+        after=telemetry,
+    )
+    options = [
+        ("grpc.max_send_message_length", 64 * 2**20),
+        ("grpc.max_receive_message_length", 64 * 2**20),
+    ]
     async with grpc.aio.insecure_channel(address, options=options) as channel:
         stub = pb_grpc.FleetStub(channel)
 
@@ -138,18 +172,32 @@ async def hostile_loop(address: str, token: str, stop_at: float, counts: dict) -
         register.agent_id = reply.agent_id
         while time.monotonic() < stop_at:
             await call("Register", register)  # gives back what it held: a restart
-            leased = await call("LeaseJobs", pb.LeaseJobsRequest(
-                agent_id=register.agent_id, max_jobs=2**31 - 1, wait_s=0))
+            leased = await call(
+                "LeaseJobs",
+                pb.LeaseJobsRequest(agent_id=register.agent_id, max_jobs=2**31 - 1, wait_s=0),
+            )
             jobs = list(leased.jobs) if leased else []
-            await call("Heartbeat", pb.HeartbeatRequest(
-                agent_id=register.agent_id, telemetry=telemetry,
-                lease_ids=[j.lease_id for j in jobs] + ["f" * 64] * (max_held - len(jobs))))
+            await call(
+                "Heartbeat",
+                pb.HeartbeatRequest(
+                    agent_id=register.agent_id,
+                    telemetry=telemetry,
+                    lease_ids=[j.lease_id for j in jobs] + ["f" * 64] * (max_held - len(jobs)),
+                ),
+            )
             for job in jobs:
-                await call("ReadBlob", pb.ReadBlobRequest(digest=job.spec.model_digest,
-                                                          limit=2**62))
-                await call("ReportResult", pb.ReportResultRequest(
-                    agent_id=register.agent_id, job_id=job.job_id, lease_id=job.lease_id,
-                    result=samples))
+                await call(
+                    "ReadBlob", pb.ReadBlobRequest(digest=job.spec.model_digest, limit=2**62)
+                )
+                await call(
+                    "ReportResult",
+                    pb.ReportResultRequest(
+                        agent_id=register.agent_id,
+                        job_id=job.job_id,
+                        lease_id=job.lease_id,
+                        result=samples,
+                    ),
+                )
 
 
 def hostile_process(address: str, token: str, stop_at_unix: float, queue) -> None:
@@ -161,13 +209,15 @@ def hostile_process(address: str, token: str, stop_at_unix: float, queue) -> Non
     queue.put(counts)
 
 
-async def drive(address: str, tokens: list[str], seconds: float, heartbeat_s: float,
-                measure_s: float) -> dict:
+async def drive(
+    address: str, tokens: list[str], seconds: float, heartbeat_s: float, measure_s: float
+) -> dict:
     stats = {"lease_s": [], "lease_at": [], "reported": 0, "accepted": 0, "done_at": []}
     start = time.monotonic()
     stop_at = start + seconds
-    await asyncio.gather(*(simulated_agent(address, t, stop_at, stats, heartbeat_s, measure_s)
-                           for t in tokens))
+    await asyncio.gather(
+        *(simulated_agent(address, t, stop_at, stats, heartbeat_s, measure_s) for t in tokens)
+    )
     stats["wall_s"] = time.monotonic() - start
     stats["start"] = start
     return stats
@@ -180,8 +230,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=60_000)
     parser.add_argument("--heartbeat", type=float, default=5.0)
     parser.add_argument("--measure-s", type=float, default=1.5)
-    parser.add_argument("--hostile", action="store_true",
-                        help="Add one client sending the largest accepted messages in a loop.")
+    parser.add_argument(
+        "--hostile",
+        action="store_true",
+        help="Add one client sending the largest accepted messages in a loop.",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -190,12 +243,15 @@ def main() -> None:
         server, address = start_server(db, args=["--heartbeat-interval", str(args.heartbeat)])
         hostile, queue = None, multiprocessing.Queue()
         if args.hostile:
-            hostile = multiprocessing.Process(target=hostile_process, args=(
-                address, hostile_token, time.time() + args.seconds, queue))
+            hostile = multiprocessing.Process(
+                target=hostile_process,
+                args=(address, hostile_token, time.time() + args.seconds, queue),
+            )
             hostile.start()
         try:
-            stats = asyncio.run(drive(address, tokens, args.seconds, args.heartbeat,
-                                      args.measure_s))
+            stats = asyncio.run(
+                drive(address, tokens, args.seconds, args.heartbeat, args.measure_s)
+            )
             hostile_counts = queue.get(timeout=120) if hostile else None
         finally:
             if hostile is not None:
@@ -207,10 +263,17 @@ def main() -> None:
         results = store.result_counts()
         accepted, stored = results["accepted"], results["stored"]
         open_leases = sum(store.active_leases(agent["id"]) for agent in store.list_agents())
-        hostile_agent = next((token["agent_id"] for token in store.list_tokens()
-                              if token["name"] == f"sim{args.agents}"), None)
-        hostile_results = (store.result_counts(hostile_agent)["stored"]
-                           if hostile_agent is not None else 0)
+        hostile_agent = next(
+            (
+                token["agent_id"]
+                for token in store.list_tokens()
+                if token["name"] == f"sim{args.agents}"
+            ),
+            None,
+        )
+        hostile_results = (
+            store.result_counts(hostile_agent)["stored"] if hostile_agent is not None else 0
+        )
 
     done_at = np.array(stats["done_at"]) - stats["start"]
     steady = done_at[(done_at >= 5) & (done_at <= args.seconds)]  # after everyone registered
@@ -218,9 +281,12 @@ def main() -> None:
     lease_at = np.array(stats["lease_at"]) - stats["start"]
     steady_ms = lease_ms[lease_at >= 5]  # after the registrations and first blob reads
     report = {
-        "machine": machine_summary(), "agents": args.agents, "seconds": args.seconds,
+        "machine": machine_summary(),
+        "agents": args.agents,
+        "seconds": args.seconds,
         "measure_s": args.measure_s,
-        "round_trips": stats["reported"], "round_trips_per_s": stats["reported"] / stats["wall_s"],
+        "round_trips": stats["reported"],
+        "round_trips_per_s": stats["reported"] / stats["wall_s"],
         "steady_round_trips_per_s": len(steady) / max(1e-9, args.seconds - 5),
         "lease_ms_p50": float(np.percentile(lease_ms, 50)),
         "lease_ms_p99": float(np.percentile(lease_ms, 99)),
@@ -228,12 +294,18 @@ def main() -> None:
         "steady_lease_ms_p50": float(np.percentile(steady_ms, 50)),
         "steady_lease_ms_p99": float(np.percentile(steady_ms, 99)),
         "hostile_calls": hostile_counts,
-        "loss_check": {"reports_sent": stats["reported"] + hostile_results,
-                       "accepted_by_agents": stats["accepted"],
-                       "results_in_db": stored, "accepted_in_db": accepted,
-                       "jobs_done": counts.get("done", 0), "leases_left_active": open_leases,
-                       "nothing_lost": stored == stats["reported"] + hostile_results ==
-                       accepted == counts.get("done", 0)},
+        "loss_check": {
+            "reports_sent": stats["reported"] + hostile_results,
+            "accepted_by_agents": stats["accepted"],
+            "results_in_db": stored,
+            "accepted_in_db": accepted,
+            "jobs_done": counts.get("done", 0),
+            "leases_left_active": open_leases,
+            "nothing_lost": stored
+            == stats["reported"] + hostile_results
+            == accepted
+            == counts.get("done", 0),
+        },
     }
     print(json.dumps(report, indent=2))
 

@@ -16,9 +16,9 @@ import json
 
 import numpy as np
 
+from ofa.config import SubnetConfig
 from ofa.nn.accuracy_dataset import subnet_accuracy
 from ofa.nn.checkpoint import load_supernet
-from ofa.config import SubnetConfig
 from ofa.nn.data import fixed_indices, open_data
 
 
@@ -34,12 +34,26 @@ def main() -> None:
     data = open_data(args.data)
     supernet = load_supernet(args.checkpoint).eval()
     calibration = fixed_indices(len(data.train), args.calibration_images, args.seed)
-    rows = [{"subnet": path, "r": (config := SubnetConfig.from_file(path)).r,
-             "top1": subnet_accuracy(supernet, config, data, calibration)}
-            for path in args.subnets]
-    print(json.dumps({"checkpoint": args.checkpoint, "validation_images": len(data.val),
-                      "calibration_images": len(calibration), "subnets": rows,
-                      "mean_top1": float(np.mean([r["top1"] for r in rows]))}, indent=2))
+    rows = [
+        {
+            "subnet": path,
+            "r": (config := SubnetConfig.from_file(path)).r,
+            "top1": subnet_accuracy(supernet, config, data, calibration),
+        }
+        for path in args.subnets
+    ]
+    print(
+        json.dumps(
+            {
+                "checkpoint": args.checkpoint,
+                "validation_images": len(data.val),
+                "calibration_images": len(calibration),
+                "subnets": rows,
+                "mean_top1": float(np.mean([r["top1"] for r in rows])),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

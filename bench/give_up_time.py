@@ -26,9 +26,9 @@ from agent.device import machine_summary
 from agent.measure import BenchSettings, measure
 from ofa.accuracy import AccuracyPredictor
 from ofa.config import SubnetConfig
-from ofa.nn.export import export_lut_entry
 from ofa.latency_model import BlockTable, LutSum
 from ofa.lut import LatencyTable
+from ofa.nn.export import export_lut_entry
 from ofa.plan import layer_plan
 from ofa.search import ImpossibleBudget, SearchSettings, evolutionary_search
 
@@ -47,11 +47,18 @@ def main() -> None:
     args = parser.parse_args()
 
     model = export_lut_entry(layer_plan(SubnetConfig.largest(r=64))[4]).onnx
-    capped = BenchSettings(warmup_runs=1, warmup_min_s=0.0, min_runs=5, min_time_s=0.0,
-                           max_time_s=args.max_time, target_precision=1e-9)
+    capped = BenchSettings(
+        warmup_runs=1,
+        warmup_min_s=0.0,
+        min_runs=5,
+        min_time_s=0.0,
+        max_time_s=args.max_time,
+        target_precision=1e-9,
+    )
     accuracy = AccuracyPredictor.load(ASSETS / "acc_predictor.pth")
-    latency = LutSum.fit(BlockTable.from_lut(
-        LatencyTable.from_ofa_yaml(ASSETS / "note10").means(), 1.2))
+    latency = LutSum.fit(
+        BlockTable.from_lut(LatencyTable.from_ofa_yaml(ASSETS / "note10").means(), 1.2)
+    )
     quick = SearchSettings(generations=40, seed=0)
 
     measure_s, beyond_cap_s, refuse_s, search_s = [], [], [], []
@@ -61,7 +68,7 @@ def main() -> None:
         measure_s.append(time.perf_counter() - t0)
         assert result.stop_reason == "time_cap"
         # the timed phase is at least the samples' sum; what ran past the cap is the last block
-        beyond_cap_s.append(sum(result.samples_ns[-capped.block_runs:]) / 1e9)
+        beyond_cap_s.append(sum(result.samples_ns[-capped.block_runs :]) / 1e9)
         t0 = time.perf_counter()
         try:
             evolutionary_search(accuracy.predict, latency.predict, 5.0, RESOLUTIONS, 1.2, quick)
@@ -71,12 +78,20 @@ def main() -> None:
         evolutionary_search(accuracy.predict, latency.predict, 25.0, RESOLUTIONS, 1.2, quick)
         search_s.append(time.perf_counter() - t0)
 
-    print(json.dumps({
-        "machine": machine_summary(), "rounds": args.rounds, "max_time_s": args.max_time,
-        "measure_at_time_cap_wall_s": _summary(measure_s),
-        "measure_last_block_s": _summary(beyond_cap_s),
-        "impossible_budget_refused_s": _summary(refuse_s),
-        "reachable_budget_search_40_generations_s": _summary(search_s)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "machine": machine_summary(),
+                "rounds": args.rounds,
+                "max_time_s": args.max_time,
+                "measure_at_time_cap_wall_s": _summary(measure_s),
+                "measure_last_block_s": _summary(beyond_cap_s),
+                "impossible_budget_refused_s": _summary(refuse_s),
+                "reachable_budget_search_40_generations_s": _summary(search_s),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

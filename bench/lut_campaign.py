@@ -20,8 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from agent.device import machine_summary
-from coordinator.services.campaigns import (CampaignSpec, campaign_status, create_campaign,
-                                            start_campaign)
+from coordinator.services.campaigns import (
+    CampaignSpec,
+    campaign_status,
+    create_campaign,
+    start_campaign,
+)
 from coordinator.services.jobs import BenchOptions
 from coordinator.services.results_export import campaign_results
 from coordinator.state import BlobStore, Target
@@ -42,9 +46,14 @@ def main() -> None:
             fleet.start_agent("bench", labels=("bench",))
             fleet.agent_id("bench")
             store = fleet.store
-            spec = CampaignSpec(name="bench", targets=(Target(label="bench"),), workload="lut",
-                                resolutions=(args.resolution,), repeats=args.repeats,
-                                options=BenchOptions(threads=args.threads))
+            spec = CampaignSpec(
+                name="bench",
+                targets=(Target(label="bench"),),
+                workload="lut",
+                resolutions=(args.resolution,),
+                repeats=args.repeats,
+                options=BenchOptions(threads=args.threads),
+            )
             t0 = time.perf_counter()
             campaign = create_campaign(store, BlobStore(store), spec)
             build_s = time.perf_counter() - t0
@@ -59,12 +68,24 @@ def main() -> None:
     wall = max(r["received_at"] for r in rows) - started
     timed = sum(np.sum(r["samples_ns"], dtype=np.int64) for r in rows) / 1e9
     warmup = sum(r["warmup_ns"] for r in rows) / 1e9
-    print(json.dumps({
-        "machine": machine_summary(), "resolution": args.resolution, "repeats": args.repeats,
-        "threads": args.threads, "jobs": len(rows), "build_models_s": build_s,
-        "campaign_wall_s": wall, "inference_s": timed + warmup, "timed_runs_s": timed,
-        "wall_over_inference": wall / (timed + warmup), "wall_over_timed_runs": wall / timed,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "machine": machine_summary(),
+                "resolution": args.resolution,
+                "repeats": args.repeats,
+                "threads": args.threads,
+                "jobs": len(rows),
+                "build_models_s": build_s,
+                "campaign_wall_s": wall,
+                "inference_s": timed + warmup,
+                "timed_runs_s": timed,
+                "wall_over_inference": wall / (timed + warmup),
+                "wall_over_timed_runs": wall / timed,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,13 @@ import signal
 import time
 from pathlib import Path
 
-from coordinator.services.campaigns import (CampaignSpec, campaign_status, create_campaign,
-                                            render_progress, start_campaign)
+from coordinator.services.campaigns import (
+    CampaignSpec,
+    campaign_status,
+    create_campaign,
+    render_progress,
+    start_campaign,
+)
 from coordinator.services.jobs import BenchOptions
 from coordinator.services.local import start_agent, start_server
 from coordinator.state import BlobStore, Store, Target
@@ -53,19 +58,45 @@ def main() -> None:
         for label, threads in (("cpu-1t", 1), ("cpu-2t", 2)):
             token = args.out / f"{label}.token"
             token.write_text(store.create_token(label))
-            agents.append(start_agent(address, token, args.out / f"agent-{label}", [label],
-                                      ["--threads", str(threads)],
-                                      log=open(args.out / f"agent-{label}.log", "ab")))
+            agents.append(
+                start_agent(
+                    address,
+                    token,
+                    args.out / f"agent-{label}",
+                    [label],
+                    ["--threads", str(threads)],
+                    log=open(args.out / f"agent-{label}.log", "ab"),
+                )
+            )
         while len(store.list_agents()) < 2:
             time.sleep(0.2)
-        options = BenchOptions(warmup_runs=5, warmup_min_s=args.warmup_time, min_runs=30,
-                               min_time_s=args.min_time)
-        run(store, CampaignSpec(name="cpu-1t lut+random", targets=(Target(label="cpu-1t"),),
-                                workload="lut+random", resolutions=RESOLUTIONS,
-                                count=args.subnets, seed=1, options=options))
-        run(store, CampaignSpec(name="cpu-2t random", targets=(Target(label="cpu-2t"),),
-                                workload="random", resolutions=RESOLUTIONS,
-                                count=args.new_device_subnets, seed=2, options=options))
+        options = BenchOptions(
+            warmup_runs=5, warmup_min_s=args.warmup_time, min_runs=30, min_time_s=args.min_time
+        )
+        run(
+            store,
+            CampaignSpec(
+                name="cpu-1t lut+random",
+                targets=(Target(label="cpu-1t"),),
+                workload="lut+random",
+                resolutions=RESOLUTIONS,
+                count=args.subnets,
+                seed=1,
+                options=options,
+            ),
+        )
+        run(
+            store,
+            CampaignSpec(
+                name="cpu-2t random",
+                targets=(Target(label="cpu-2t"),),
+                workload="random",
+                resolutions=RESOLUTIONS,
+                count=args.new_device_subnets,
+                seed=2,
+                options=options,
+            ),
+        )
     finally:
         for process in [*agents, server]:
             process.send_signal(signal.SIGTERM)

@@ -29,8 +29,15 @@ from ofa.batch import ConfigBatch
 from ofa.config import sample_configs
 from ofa.latency_model import BlockTable, Transfer, fit_predictor
 
-KEYS = ("rmse_ms", "rmse_pct", "mape_pct", "within_5pct", "within_10pct", "kendall_tau",
-        "spearman_rho")
+KEYS = (
+    "rmse_ms",
+    "rmse_pct",
+    "mape_pct",
+    "within_5pct",
+    "within_10pct",
+    "kendall_tau",
+    "spearman_rho",
+)
 
 
 def rounded(metrics: dict | None) -> dict | None:
@@ -40,8 +47,13 @@ def rounded(metrics: dict | None) -> dict | None:
 
 def speed(model, width: float, n: int = 100_000) -> float:
     batch = ConfigBatch.from_configs(sample_configs(1000, 7, (160, 176, 192, 208, 224), width))
-    big = ConfigBatch(np.tile(batch.ks, (n // 1000, 1)), np.tile(batch.e, (n // 1000, 1)),
-                      np.tile(batch.d, (n // 1000, 1)), np.tile(batch.r, n // 1000), width)
+    big = ConfigBatch(
+        np.tile(batch.ks, (n // 1000, 1)),
+        np.tile(batch.e, (n // 1000, 1)),
+        np.tile(batch.d, (n // 1000, 1)),
+        np.tile(batch.r, n // 1000),
+        width,
+    )
     best = np.inf
     for _ in range(3):
         t0 = time.perf_counter()
@@ -61,31 +73,45 @@ def main() -> None:
     lut, width, _ = device_lut(store, args.device)
     table = BlockTable.from_lut(lut, width)
     training, held_out = split(measured_subnets(store, args.device))
-    report = {"machine": machine_summary(), "device": args.device,
-              "training_subnets": len(training), "held_out_subnets": len(held_out),
-              "noise_floor": rounded(noise_floor(held_out)), "predictors": {}, "speed": {}}
+    report = {
+        "machine": machine_summary(),
+        "device": args.device,
+        "training_subnets": len(training),
+        "held_out_subnets": len(held_out),
+        "noise_floor": rounded(noise_floor(held_out)),
+        "predictors": {},
+        "speed": {},
+    }
     models = {}
     for kind in ("lut", "lut-corrected", "lut-ridge"):
-        models[kind] = fit_predictor(kind, table, [m.config for m in training],
-                                     [m.median_ms for m in training])
+        models[kind] = fit_predictor(
+            kind, table, [m.config for m in training], [m.median_ms for m in training]
+        )
         report["predictors"][kind] = rounded(evaluate(models[kind], held_out))
         report["speed"][kind] = round(speed(models[kind], width))
     floor = report["noise_floor"]["rmse_ms"]
     report["ridge_rmse_over_floor"] = round(report["predictors"]["lut-ridge"]["rmse_ms"] / floor, 3)
 
     new_training, new_held_out = split(measured_subnets(store, args.new_device))
-    adaptation = {"unadapted": rounded(evaluate(models["lut-ridge"], new_held_out)),
-                  "noise_floor": rounded(noise_floor(new_held_out))}
+    adaptation = {
+        "unadapted": rounded(evaluate(models["lut-ridge"], new_held_out)),
+        "noise_floor": rounded(noise_floor(new_held_out)),
+    }
     for k in (10, 20, 50):
         runs = []
         for draw in range(5):
             chosen = random.Random(draw).sample(new_training, min(k, len(new_training)))
-            adapted = Transfer.fit(models["lut-ridge"], [m.config for m in chosen],
-                                   [m.median_ms for m in chosen])
+            adapted = Transfer.fit(
+                models["lut-ridge"], [m.config for m in chosen], [m.median_ms for m in chosen]
+            )
             runs.append(evaluate(adapted, new_held_out))
         adaptation[f"K={k}"] = rounded({key: np.mean([r[key] for r in runs]) for key in KEYS})
-    report["new_device"] = {"device": args.new_device, "held_out_subnets": len(new_held_out),
-                            "source": f"{args.device} lut-ridge", "results": adaptation}
+    report["new_device"] = {
+        "device": args.new_device,
+        "held_out_subnets": len(new_held_out),
+        "source": f"{args.device} lut-ridge",
+        "results": adaptation,
+    }
     print(json.dumps(report, indent=2))
 
 

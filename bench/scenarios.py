@@ -36,11 +36,20 @@ def main() -> None:
     sources = [{"lut": str(ASSETS / "note10"), "name": "note10"}]
     sources += [{"lut": lut, "name": Path(lut).name} for lut in args.lut]
     for path in sorted(Path(f"{args.db}.predictors").glob("*/*.json")):
-        sources.append({"device": path.parent.name, "kind": path.stem,
-                        "name": f"{path.parent.name}-{path.stem}"})
-    models = {s["name"]: latency_model(args.db, Scenario(s["name"], (), s.get("device"),
-                                                        s.get("kind", "lut-ridge"), s.get("lut")))
-              for s in sources}
+        sources.append(
+            {
+                "device": path.parent.name,
+                "kind": path.stem,
+                "name": f"{path.parent.name}-{path.stem}",
+            }
+        )
+    models = {
+        s["name"]: latency_model(
+            args.db,
+            Scenario(s["name"], (), s.get("device"), s.get("kind", "lut-ridge"), s.get("lut")),
+        )
+        for s in sources
+    }
     sources = [s for s in sources if models[s["name"]].width == 1.2]
     per_source = -(-args.scenarios // len(sources))
     for source in sources:
@@ -53,16 +62,39 @@ def main() -> None:
         scenarios = Path(tmp) / "scenarios.json"
         scenarios.write_text(json.dumps(sources))
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "coordinator", "specialize", "--db", args.db,
-                               "--scenarios", str(scenarios), "--acc-predictor",
-                               str(ASSETS / "acc_predictor.pth"), "--out", str(Path(tmp) / "out")],
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "coordinator",
+                "specialize",
+                "--db",
+                args.db,
+                "--scenarios",
+                str(scenarios),
+                "--acc-predictor",
+                str(ASSETS / "acc_predictor.pth"),
+                "--out",
+                str(Path(tmp) / "out"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         wall = time.perf_counter() - started
     print(done.stdout)
-    print(json.dumps({"machine": machine_summary(), "sources": len(sources),
-                      "scenarios": sum(len(s["latency_ms"]) for s in sources),
-                      "wall_s_including_start_up": round(wall, 2),
-                      "reported": done.stdout.strip().splitlines()[-1]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "machine": machine_summary(),
+                "sources": len(sources),
+                "scenarios": sum(len(s["latency_ms"]) for s in sources),
+                "wall_s_including_start_up": round(wall, 2),
+                "reported": done.stdout.strip().splitlines()[-1],
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -43,28 +43,60 @@ def main() -> None:
     runs.update({f"ours, {g} generations": [] for g in GENERATIONS})
     for round_ in range(args.rounds):
         with tempfile.TemporaryDirectory() as tmp:
-            ref = run_reference({"width": 1.2, "subnets": [], "evolution": {
-                "lut_dir": str(ASSETS / "note10"), "predictor": str(ASSETS / "acc_predictor.pth"),
-                "budget": args.budget, "seed": round_}}, Path(tmp))["evolution"]
+            ref = run_reference(
+                {
+                    "width": 1.2,
+                    "subnets": [],
+                    "evolution": {
+                        "lut_dir": str(ASSETS / "note10"),
+                        "predictor": str(ASSETS / "acc_predictor.pth"),
+                        "budget": args.budget,
+                        "seed": round_,
+                    },
+                },
+                Path(tmp),
+            )["evolution"]
         runs["reference (500 generations)"].append(ref)
         for generations in GENERATIONS:
             started = time.perf_counter()
-            result = evolutionary_search(accuracy.predict, latency.predict, args.budget,
-                                         RESOLUTIONS, 1.2,
-                                         SearchSettings(generations=generations, seed=round_))
-            runs[f"ours, {generations} generations"].append({
-                "seconds": time.perf_counter() - started, "accuracy": result.accuracy,
-                "latency_ms": result.latency_ms})
-    summary = {name: {"seconds_median": statistics.median(r["seconds"] for r in rs),
-                      "accuracy_median": statistics.median(r["accuracy"] for r in rs),
-                      "accuracy_min": min(r["accuracy"] for r in rs),
-                      "latency_ms_max": max(r["latency_ms"] for r in rs)}
-               for name, rs in runs.items()}
+            result = evolutionary_search(
+                accuracy.predict,
+                latency.predict,
+                args.budget,
+                RESOLUTIONS,
+                1.2,
+                SearchSettings(generations=generations, seed=round_),
+            )
+            runs[f"ours, {generations} generations"].append(
+                {
+                    "seconds": time.perf_counter() - started,
+                    "accuracy": result.accuracy,
+                    "latency_ms": result.latency_ms,
+                }
+            )
+    summary = {
+        name: {
+            "seconds_median": statistics.median(r["seconds"] for r in rs),
+            "accuracy_median": statistics.median(r["accuracy"] for r in rs),
+            "accuracy_min": min(r["accuracy"] for r in rs),
+            "latency_ms_max": max(r["latency_ms"] for r in rs),
+        }
+        for name, rs in runs.items()
+    }
     reference = summary["reference (500 generations)"]["seconds_median"]
     for name in summary:
         summary[name]["speedup_vs_reference"] = reference / summary[name]["seconds_median"]
-    print(json.dumps({"machine": machine_summary(), "budget_ms": args.budget,
-                      "rounds": args.rounds, "results": summary}, indent=2))
+    print(
+        json.dumps(
+            {
+                "machine": machine_summary(),
+                "budget_ms": args.budget,
+                "rounds": args.rounds,
+                "results": summary,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

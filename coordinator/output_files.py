@@ -23,19 +23,25 @@ class Staged:
     without an error, and is removed otherwise. `staged.file` is the open file (text, or
     bytes when `binary`); `staged.temporary` its path until then."""
 
-    def __init__(self, path: str | Path, *, private: bool = False, newline: str | None = None,
-                 binary: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        private: bool = False,
+        newline: str | None = None,
+        binary: bool = False,
+    ):
         self.path, self.private, self.newline = Path(path), private, newline
         self.binary = binary
 
-    def __enter__(self) -> "Staged":
+    def __enter__(self) -> Staged:
         try:
-            fd, self.temporary = tempfile.mkstemp(dir=self.path.parent,
-                                                  prefix=f".{self.path.name}.")
+            fd, self.temporary = tempfile.mkstemp(
+                dir=self.path.parent, prefix=f".{self.path.name}."
+            )
         except OSError as exc:  # name the file asked for, not the temporary one
             raise OSError(exc.errno, exc.strerror, str(self.path)) from None
-        self.file = (os.fdopen(fd, "wb") if self.binary
-                     else os.fdopen(fd, "w", newline=self.newline))
+        self.file = os.fdopen(fd, "wb") if self.binary else os.fdopen(fd, "w", newline=self.newline)
         return self
 
     def write(self, data: str | bytes) -> None:

@@ -19,9 +19,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Self, Sequence, TypeVar, cast
+from typing import Any, ClassVar, Self, TypeVar, cast
 
 import numpy as np
 
@@ -30,9 +31,23 @@ from ofa.batch import ConfigBatch
 from ofa.config import SubnetConfig
 from ofa.plan import layer_plan
 
-__all__ = ["BlockTable", "LatencyPredictor", "TablePredictor", "LutSum", "LutCorrected",
-           "LutRidge", "Transfer", "PREDICTORS", "KINDS", "TABLE_KINDS", "fit_predictor",
-           "predictor_from_dict", "load_predictor", "FORMAT", "VERSION"]
+__all__ = [
+    "BlockTable",
+    "LatencyPredictor",
+    "TablePredictor",
+    "LutSum",
+    "LutCorrected",
+    "LutRidge",
+    "Transfer",
+    "PREDICTORS",
+    "KINDS",
+    "TABLE_KINDS",
+    "fit_predictor",
+    "predictor_from_dict",
+    "load_predictor",
+    "FORMAT",
+    "VERSION",
+]
 
 FORMAT = "ofa-fleet/latency-predictor"
 VERSION = 1
@@ -47,8 +62,9 @@ def _number(data: Mapping, name: str, prefix: str = "") -> float:
     return float(value)
 
 
-def _numbers(data: Mapping, name: str, shape: tuple[int | None, ...],
-             prefix: str = "") -> np.ndarray:
+def _numbers(
+    data: Mapping, name: str, shape: tuple[int | None, ...], prefix: str = ""
+) -> np.ndarray:
     """`data[name]` as a float array of `shape` (None: any length), every value finite."""
     field, value = f"{prefix}{name}", data.get(name)
     expected = "(" + ", ".join("N" if n is None else str(n) for n in shape) + ")"
@@ -57,8 +73,9 @@ def _numbers(data: Mapping, name: str, shape: tuple[int | None, ...],
     except ValueError:  # ragged nesting
         array = np.asarray(None)
     if not isinstance(value, list) or array.dtype.kind not in "iuf":
-        raise ValueError(f"{field}: expected a (nested) list of numbers of shape {expected}, "
-                         f"got {value!r:.40}")
+        raise ValueError(
+            f"{field}: expected a (nested) list of numbers of shape {expected}, got {value!r:.40}"
+        )
     if array.ndim != len(shape) or any(n not in (None, m) for n, m in zip(shape, array.shape)):
         raise ValueError(f"{field}: expected shape {expected}, got {array.shape}")
     if not np.all(np.isfinite(array)):
@@ -73,16 +90,17 @@ class BlockTable:
 
     width: float
     resolutions: np.ndarray  # (R,)
-    fixed: np.ndarray        # (R,)
-    blocks: np.ndarray       # (R, 20, 3, 3)
+    fixed: np.ndarray  # (R,)
+    blocks: np.ndarray  # (R, 20, 3, 3)
 
     @classmethod
-    def from_lut(cls, lut: Mapping[int, Mapping[str, float]], width: float) -> "BlockTable":
+    def from_lut(cls, lut: Mapping[int, Mapping[str, float]], width: float) -> BlockTable:
         """From `{r: {lut_key: ms}}`; a key the space needs but the LUT lacks is an error."""
         resolutions = sorted(lut)
         fixed = np.zeros(len(resolutions))
-        blocks = np.zeros((len(resolutions), space.N_BLOCKS, len(space.KERNEL_CHOICES),
-                           len(space.EXPAND_CHOICES)))
+        blocks = np.zeros(
+            (len(resolutions), space.N_BLOCKS, len(space.KERNEL_CHOICES), len(space.EXPAND_CHOICES))
+        )
         missing = []
 
         def look(r: int, key: str) -> float:
@@ -94,23 +112,27 @@ class BlockTable:
         for i, r in enumerate(resolutions):
             plan = layer_plan(SubnetConfig.largest(r=r, w=width))
             fixed[i] = sum(look(r, spec.lut_key) for spec in plan[:2] + plan[-4:])
-            for b, spec in enumerate(plan[2:2 + space.N_BLOCKS]):
+            for b, spec in enumerate(plan[2 : 2 + space.N_BLOCKS]):
                 for ki, kernel in enumerate(space.KERNEL_CHOICES):
                     for ei, expand in enumerate(space.EXPAND_CHOICES):
                         mid = space.middle_channels(spec.in_channels, expand)
-                        blocks[i, b, ki, ei] = look(r, dataclasses.replace(
-                            spec, kernel=kernel, mid=mid).lut_key)
+                        blocks[i, b, ki, ei] = look(
+                            r, dataclasses.replace(spec, kernel=kernel, mid=mid).lut_key
+                        )
         if missing:
             raise ValueError(f"lut: {len(missing)} entries missing, first {missing[0]}")
         return cls(width, np.array(resolutions), fixed, blocks)
 
     def rows(self, r: np.ndarray) -> np.ndarray:
         rows = np.searchsorted(self.resolutions, r)
-        bad = (rows >= len(self.resolutions)) | (self.resolutions[np.minimum(
-            rows, len(self.resolutions) - 1)] != r)
+        bad = (rows >= len(self.resolutions)) | (
+            self.resolutions[np.minimum(rows, len(self.resolutions) - 1)] != r
+        )
         if bad.any():
-            raise ValueError(f"r: no LUT for resolution {int(np.asarray(r)[bad][0])}; "
-                             f"this predictor knows {self.resolutions.tolist()}")
+            raise ValueError(
+                f"r: no LUT for resolution {int(np.asarray(r)[bad][0])}; "
+                f"this predictor knows {self.resolutions.tolist()}"
+            )
         return rows
 
     def block_latencies(self, batch: ConfigBatch) -> np.ndarray:
@@ -123,11 +145,15 @@ class BlockTable:
         return self.fixed[self.rows(batch.r)] + self.block_latencies(batch).sum(axis=1)
 
     def to_dict(self) -> dict:
-        return {"width": self.width, "resolutions": self.resolutions.tolist(),
-                "fixed": self.fixed.tolist(), "blocks": self.blocks.tolist()}
+        return {
+            "width": self.width,
+            "resolutions": self.resolutions.tolist(),
+            "fixed": self.fixed.tolist(),
+            "blocks": self.blocks.tolist(),
+        }
 
     @classmethod
-    def from_dict(cls, data: object) -> "BlockTable":
+    def from_dict(cls, data: object) -> BlockTable:
         """From a predictor file's `table`: every field checked for type, shape and range."""
         if not isinstance(data, Mapping):
             raise ValueError(f"table: expected an object, got {type(data).__name__}")
@@ -136,15 +162,29 @@ class BlockTable:
             raise ValueError(f"table.width: expected one of {space.WIDTH_CHOICES}, got {width}")
         resolutions = _numbers(data, "resolutions", (None,), "table.")
         count = len(resolutions)
-        if (count == 0 or np.any(resolutions != np.round(resolutions))
-                or np.any(resolutions < space.MIN_RESOLUTION)
-                or np.any(resolutions > space.MAX_RESOLUTION) or np.any(np.diff(resolutions) <= 0)):
-            raise ValueError(f"table.resolutions: expected increasing integers in "
-                             f"{space.MIN_RESOLUTION}..{space.MAX_RESOLUTION}, "
-                             f"got {resolutions.tolist()}")
-        return cls(width, resolutions.astype(int), _numbers(data, "fixed", (count,), "table."),
-                   _numbers(data, "blocks", (count, space.N_BLOCKS, len(space.KERNEL_CHOICES),
-                                             len(space.EXPAND_CHOICES)), "table."))
+        if (
+            count == 0
+            or np.any(resolutions != np.round(resolutions))
+            or np.any(resolutions < space.MIN_RESOLUTION)
+            or np.any(resolutions > space.MAX_RESOLUTION)
+            or np.any(np.diff(resolutions) <= 0)
+        ):
+            raise ValueError(
+                f"table.resolutions: expected increasing integers in "
+                f"{space.MIN_RESOLUTION}..{space.MAX_RESOLUTION}, "
+                f"got {resolutions.tolist()}"
+            )
+        return cls(
+            width,
+            resolutions.astype(int),
+            _numbers(data, "fixed", (count,), "table."),
+            _numbers(
+                data,
+                "blocks",
+                (count, space.N_BLOCKS, len(space.KERNEL_CHOICES), len(space.EXPAND_CHOICES)),
+                "table.",
+            ),
+        )
 
 
 def _type_features(table: BlockTable, batch: ConfigBatch) -> np.ndarray:
@@ -152,17 +192,19 @@ def _type_features(table: BlockTable, batch: ConfigBatch) -> np.ndarray:
     latencies = table.block_latencies(batch)
     block = np.arange(space.N_BLOCKS)
     position = (block // space.MAX_DEPTH) * 2 + (block % space.MAX_DEPTH > 0)
-    types = (position[None, :] * 9 + batch.ks.astype(int) * 3 + batch.e.astype(int))
+    types = position[None, :] * 9 + batch.ks.astype(int) * 3 + batch.e.astype(int)
     features = np.zeros((len(batch), N_TYPES))
-    np.add.at(features, (np.repeat(np.arange(len(batch)), space.N_BLOCKS), types.ravel()),
-              latencies.ravel())
+    np.add.at(
+        features,
+        (np.repeat(np.arange(len(batch)), space.N_BLOCKS), types.ravel()),
+        latencies.ravel(),
+    )
     return features
-
 
 
 # ---------------------------------------------------------------------------- predictors
 
-PREDICTORS: dict[str, type["LatencyPredictor"]] = {}
+PREDICTORS: dict[str, type[LatencyPredictor]] = {}
 P = TypeVar("P", bound="LatencyPredictor")
 
 
@@ -204,12 +246,17 @@ class LatencyPredictor(ABC):
     def _predict(self, batch: ConfigBatch) -> np.ndarray:
         """Latencies of a batch already checked to be of this predictor's width."""
 
-    def with_details(self, *, provenance: Mapping[str, Any] | None = None,
-                     metrics: Mapping[str, Any] | None = None) -> Self:
+    def with_details(
+        self,
+        *,
+        provenance: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> Self:
         """A copy with this provenance and/or these metrics."""
         changes = {"provenance": provenance, "metrics": metrics}
-        return dataclasses.replace(self, **{k: dict(v) for k, v in changes.items()
-                                            if v is not None})
+        return dataclasses.replace(
+            self, **{k: dict(v) for k, v in changes.items() if v is not None}
+        )
 
     # ------------------------------------------------------------------ files
     @abstractmethod
@@ -218,14 +265,21 @@ class LatencyPredictor(ABC):
 
     @classmethod
     @abstractmethod
-    def _read(cls, data: Mapping[str, Any], params: Mapping[str, Any],
-              details: dict[str, Any]) -> Self:
+    def _read(
+        cls, data: Mapping[str, Any], params: Mapping[str, Any], details: dict[str, Any]
+    ) -> Self:
         """From a file whose envelope is checked: every number checked, errors naming the
         field; `details` are the keyword arguments provenance and metrics."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "kind": self.kind, **self._content(),
-                "provenance": dict(self.provenance), "metrics": dict(self.metrics)}
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "kind": self.kind,
+            **self._content(),
+            "provenance": dict(self.provenance),
+            "metrics": dict(self.metrics),
+        }
 
     def save(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -253,9 +307,16 @@ class TablePredictor(LatencyPredictor):
 
     @classmethod
     @abstractmethod
-    def fit(cls, table: BlockTable, configs: Sequence[SubnetConfig] | None = None,
-            measured_ms: Sequence[float] | None = None, *, folds: int = 5, seed: int = 0,
-            provenance: Mapping[str, Any] | None = None) -> Self:
+    def fit(
+        cls,
+        table: BlockTable,
+        configs: Sequence[SubnetConfig] | None = None,
+        measured_ms: Sequence[float] | None = None,
+        *,
+        folds: int = 5,
+        seed: int = 0,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> Self:
         """Fit this kind; `folds` and `seed` drive the cross-validation of the kinds that
         choose a hyper-parameter."""
 
@@ -272,19 +333,26 @@ class TablePredictor(LatencyPredictor):
         return {"table": self.table.to_dict(), "params": self.params(), "source": None}
 
     @classmethod
-    def _read(cls, data: Mapping[str, Any], params: Mapping[str, Any],
-              details: dict[str, Any]) -> Self:
+    def _read(
+        cls, data: Mapping[str, Any], params: Mapping[str, Any], details: dict[str, Any]
+    ) -> Self:
         fitted = cls._read_params(params)
         return cls(table=BlockTable.from_dict(data.get("table")), **fitted, **details)
 
     @classmethod
-    def _training_set(cls, configs: Sequence[SubnetConfig] | None,
-                      measured_ms: Sequence[float] | None) -> tuple[ConfigBatch, np.ndarray]:
+    def _training_set(
+        cls, configs: Sequence[SubnetConfig] | None, measured_ms: Sequence[float] | None
+    ) -> tuple[ConfigBatch, np.ndarray]:
         """The learned kinds' training data: at least 4 subnets, one median each."""
-        if not configs or measured_ms is None or len(configs) != len(measured_ms) \
-                or len(configs) < 4:
-            raise ValueError(f"configs: {cls.kind} needs end-to-end measurements of at least "
-                             "4 subnets")
+        if (
+            not configs
+            or measured_ms is None
+            or len(configs) != len(measured_ms)
+            or len(configs) < 4
+        ):
+            raise ValueError(
+                f"configs: {cls.kind} needs end-to-end measurements of at least 4 subnets"
+            )
         return ConfigBatch.from_configs(configs), np.asarray(measured_ms, float)
 
 
@@ -297,9 +365,16 @@ class LutSum(TablePredictor):
     kind: ClassVar[str] = "lut"
 
     @classmethod
-    def fit(cls, table: BlockTable, configs: Sequence[SubnetConfig] | None = None,
-            measured_ms: Sequence[float] | None = None, *, folds: int = 5, seed: int = 0,
-            provenance: Mapping[str, Any] | None = None) -> Self:
+    def fit(
+        cls,
+        table: BlockTable,
+        configs: Sequence[SubnetConfig] | None = None,
+        measured_ms: Sequence[float] | None = None,
+        *,
+        folds: int = 5,
+        seed: int = 0,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> Self:
         return cls(table=table, provenance=dict(provenance or {}))
 
     def _predict(self, batch: ConfigBatch) -> np.ndarray:
@@ -324,19 +399,35 @@ class LutCorrected(TablePredictor):
     per_block: float
 
     @classmethod
-    def fit(cls, table: BlockTable, configs: Sequence[SubnetConfig] | None = None,
-            measured_ms: Sequence[float] | None = None, *, folds: int = 5, seed: int = 0,
-            provenance: Mapping[str, Any] | None = None) -> Self:
+    def fit(
+        cls,
+        table: BlockTable,
+        configs: Sequence[SubnetConfig] | None = None,
+        measured_ms: Sequence[float] | None = None,
+        *,
+        folds: int = 5,
+        seed: int = 0,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> Self:
         batch, target = cls._training_set(configs, measured_ms)
-        features = np.column_stack([table.lut_sum(batch), np.ones(len(batch)),
-                                    batch.active.sum(axis=1)])
+        features = np.column_stack(
+            [table.lut_sum(batch), np.ones(len(batch)), batch.active.sum(axis=1)]
+        )
         scale, offset, per_block = _least_squares(features, target)
-        return cls(table=table, scale=float(scale), offset=float(offset),
-                   per_block=float(per_block), provenance=dict(provenance or {}))
+        return cls(
+            table=table,
+            scale=float(scale),
+            offset=float(offset),
+            per_block=float(per_block),
+            provenance=dict(provenance or {}),
+        )
 
     def _predict(self, batch: ConfigBatch) -> np.ndarray:
-        return (self.scale * self.table.lut_sum(batch) + self.offset
-                + self.per_block * batch.active.sum(axis=1))
+        return (
+            self.scale * self.table.lut_sum(batch)
+            + self.offset
+            + self.per_block * batch.active.sum(axis=1)
+        )
 
     def params(self) -> dict[str, Any]:
         return {"scale": self.scale, "offset": self.offset, "per_block": self.per_block}
@@ -362,27 +453,47 @@ class LutRidge(TablePredictor):
     alpha: float
 
     @classmethod
-    def fit(cls, table: BlockTable, configs: Sequence[SubnetConfig] | None = None,
-            measured_ms: Sequence[float] | None = None, *, folds: int = 5, seed: int = 0,
-            provenance: Mapping[str, Any] | None = None) -> Self:
+    def fit(
+        cls,
+        table: BlockTable,
+        configs: Sequence[SubnetConfig] | None = None,
+        measured_ms: Sequence[float] | None = None,
+        *,
+        folds: int = 5,
+        seed: int = 0,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> Self:
         batch, target = cls._training_set(configs, measured_ms)
         penalised, free = _ridge_design(table, batch)
         alpha = _choose_alpha(penalised, free, target, folds, seed)
-        multipliers, (fixed_scale, per_block, offset) = _fit_ridge(penalised, free, target,
-                                                                   alpha)
-        return cls(table=table, multipliers=tuple(multipliers.tolist()),
-                   fixed_scale=float(fixed_scale), per_block=float(per_block),
-                   offset=float(offset), alpha=alpha, provenance=dict(provenance or {}))
+        multipliers, (fixed_scale, per_block, offset) = _fit_ridge(penalised, free, target, alpha)
+        return cls(
+            table=table,
+            multipliers=tuple(multipliers.tolist()),
+            fixed_scale=float(fixed_scale),
+            per_block=float(per_block),
+            offset=float(offset),
+            alpha=alpha,
+            provenance=dict(provenance or {}),
+        )
 
     def _predict(self, batch: ConfigBatch) -> np.ndarray:
         rows = self.table.rows(batch.r)
-        return (_type_features(self.table, batch) @ np.asarray(self.multipliers)
-                + self.table.fixed[rows] * self.fixed_scale + self.offset
-                + self.per_block * batch.active.sum(axis=1))
+        return (
+            _type_features(self.table, batch) @ np.asarray(self.multipliers)
+            + self.table.fixed[rows] * self.fixed_scale
+            + self.offset
+            + self.per_block * batch.active.sum(axis=1)
+        )
 
     def params(self) -> dict[str, Any]:
-        return {"multipliers": list(self.multipliers), "fixed_scale": self.fixed_scale,
-                "per_block": self.per_block, "offset": self.offset, "alpha": self.alpha}
+        return {
+            "multipliers": list(self.multipliers),
+            "fixed_scale": self.fixed_scale,
+            "per_block": self.per_block,
+            "offset": self.offset,
+            "alpha": self.alpha,
+        }
 
     @classmethod
     def _read_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -416,9 +527,14 @@ class Transfer(LatencyPredictor):
         return self.source.resolutions
 
     @classmethod
-    def fit(cls, source: LatencyPredictor, configs: Sequence[SubnetConfig],
-            measured_ms: Sequence[float], *,
-            provenance: Mapping[str, Any] | None = None) -> Self:
+    def fit(
+        cls,
+        source: LatencyPredictor,
+        configs: Sequence[SubnetConfig],
+        measured_ms: Sequence[float],
+        *,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> Self:
         """A scale and an offset (only a scale below 3 measurements)."""
         if not isinstance(source, TablePredictor):
             raise ValueError(f"source.kind: expected {_table_kinds()}, got {source.kind!r}")
@@ -429,20 +545,26 @@ class Transfer(LatencyPredictor):
         if len(target) < 3:
             scale, offset = float(np.median(target / predicted)), 0.0
         else:
-            scale, offset = (float(x) for x in _least_squares(
-                np.column_stack([predicted, np.ones(len(target))]), target))
+            scale, offset = (
+                float(x)
+                for x in _least_squares(np.column_stack([predicted, np.ones(len(target))]), target)
+            )
         return cls(source=source, scale=scale, offset=offset, provenance=dict(provenance or {}))
 
     def _predict(self, batch: ConfigBatch) -> np.ndarray:
         return self.scale * self.source.predict(batch) + self.offset
 
     def _content(self) -> dict[str, Any]:
-        return {"table": None, "params": {"scale": self.scale, "offset": self.offset},
-                "source": self.source.to_dict()}
+        return {
+            "table": None,
+            "params": {"scale": self.scale, "offset": self.offset},
+            "source": self.source.to_dict(),
+        }
 
     @classmethod
-    def _read(cls, data: Mapping[str, Any], params: Mapping[str, Any],
-              details: dict[str, Any]) -> Self:
+    def _read(
+        cls, data: Mapping[str, Any], params: Mapping[str, Any], details: dict[str, Any]
+    ) -> Self:
         scale, offset = (_number(params, name, "params.") for name in ("scale", "offset"))
         source = data.get("source")
         if not isinstance(source, Mapping):
@@ -458,13 +580,21 @@ class Transfer(LatencyPredictor):
 
 
 KINDS: tuple[str, ...] = tuple(PREDICTORS)
-TABLE_KINDS: tuple[str, ...] = tuple(kind for kind, cls in PREDICTORS.items()
-                                      if issubclass(cls, TablePredictor))
+TABLE_KINDS: tuple[str, ...] = tuple(
+    kind for kind, cls in PREDICTORS.items() if issubclass(cls, TablePredictor)
+)
 
 
-def fit_predictor(kind: str, table: BlockTable, configs: Sequence[SubnetConfig] | None = None,
-                  measured_ms: Sequence[float] | None = None, *, folds: int = 5, seed: int = 0,
-                  provenance: Mapping[str, Any] | None = None) -> TablePredictor:
+def fit_predictor(
+    kind: str,
+    table: BlockTable,
+    configs: Sequence[SubnetConfig] | None = None,
+    measured_ms: Sequence[float] | None = None,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    provenance: Mapping[str, Any] | None = None,
+) -> TablePredictor:
     """Fit the LUT-made kind named `kind` (the command line's `--kind`) from a device's LUT
     and, for the learned kinds, end-to-end medians of `configs`."""
     cls = PREDICTORS.get(kind)
@@ -476,18 +606,18 @@ def fit_predictor(kind: str, table: BlockTable, configs: Sequence[SubnetConfig] 
 def predictor_from_dict(data: Mapping[str, Any]) -> LatencyPredictor:
     """A predictor of any kind from its file's content, every field checked."""
     if not isinstance(data, Mapping) or data.get("format") != FORMAT:
-        raise ValueError(f"format: not an ofa-fleet latency predictor (expected format "
-                         f"{FORMAT!r})")
+        raise ValueError(f"format: not an ofa-fleet latency predictor (expected format {FORMAT!r})")
     if data.get("version") != VERSION:
-        raise ValueError(f"version: this ofa-fleet reads predictor format version {VERSION}, "
-                         f"the file is version {data.get('version')!r}")
+        raise ValueError(
+            f"version: this ofa-fleet reads predictor format version {VERSION}, "
+            f"the file is version {data.get('version')!r}"
+        )
     kind = data.get("kind")
     if kind not in KINDS:  # a tuple: an unhashable kind is refused too
         raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r:.40}")
     for name in ("params", "provenance", "metrics"):
         if not isinstance(data.get(name, {}), Mapping):
-            raise ValueError(f"{name}: expected an object, got "
-                             f"{type(data.get(name)).__name__}")
+            raise ValueError(f"{name}: expected an object, got {type(data.get(name)).__name__}")
     details = {name: dict(data.get(name, {})) for name in ("provenance", "metrics")}
     return PREDICTORS[kind]._read(data, data.get("params", {}), details)
 
@@ -507,6 +637,7 @@ def load_predictor(path: str | Path) -> LatencyPredictor:
 
 # ---------------------------------------------------------------------------- fitting
 
+
 def _least_squares(features: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(features, target, rcond=None)[0]
 
@@ -518,11 +649,12 @@ def _ridge_design(table: BlockTable, batch: ConfigBatch) -> tuple[np.ndarray, np
     return _type_features(table, batch), free
 
 
-def _fit_ridge(penalised: np.ndarray, free: np.ndarray, target: np.ndarray,
-               alpha: float) -> tuple[np.ndarray, np.ndarray]:
+def _fit_ridge(
+    penalised: np.ndarray, free: np.ndarray, target: np.ndarray, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Minimise |target - P m - F f|^2 + lam |m - 1|^2 for multipliers m and free weights f."""
     design = np.hstack([penalised, free])
-    lam = alpha * np.mean(np.sum(penalised ** 2, axis=0) + 1e-12)
+    lam = alpha * np.mean(np.sum(penalised**2, axis=0) + 1e-12)
     n_pen = penalised.shape[1]
     residual = target - penalised.sum(axis=1)  # solve for m - 1
     gram = design.T @ design
@@ -531,8 +663,9 @@ def _fit_ridge(penalised: np.ndarray, free: np.ndarray, target: np.ndarray,
     return 1.0 + solution[:n_pen], solution[n_pen:]
 
 
-def _choose_alpha(penalised: np.ndarray, free: np.ndarray, target: np.ndarray, folds: int,
-                  seed: int) -> float:
+def _choose_alpha(
+    penalised: np.ndarray, free: np.ndarray, target: np.ndarray, folds: int, seed: int
+) -> float:
     """The ridge strength with the lowest cross-validated relative RMSE."""
     folds = max(2, min(folds, len(target)))
     assignment = np.random.default_rng(seed).permutation(len(target)) % folds

@@ -5,9 +5,9 @@ model is the sum of its layers' means; a key that is missing is an error, never 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import yaml
 
@@ -26,7 +26,7 @@ class LatencyTable:
     entries: Mapping[int, Mapping[str, Mapping[str, float]]]
 
     @classmethod
-    def from_ofa_yaml(cls, folder: str | Path) -> "LatencyTable":
+    def from_ofa_yaml(cls, folder: str | Path) -> LatencyTable:
         folder = Path(folder)
         entries = {}
         for path in sorted(folder.iterdir()) if folder.is_dir() else []:
@@ -46,8 +46,10 @@ class LatencyTable:
 
     def means(self) -> dict[int, dict[str, float]]:
         """`{r: {key: mean ms}}`, the form `BlockTable.from_lut` takes."""
-        return {r: {key: float(v["mean"]) for key, v in table.items()}
-                for r, table in self.entries.items()}
+        return {
+            r: {key: float(v["mean"]) for key, v in table.items()}
+            for r, table in self.entries.items()
+        }
 
     def missing_keys(self, config: SubnetConfig) -> list[str]:
         table = self.entries.get(config.r, {})
@@ -56,11 +58,14 @@ class LatencyTable:
     def predict_ms(self, config: SubnetConfig) -> float:
         """OFA's latency estimate of `config`: the sum of its LUT entries' means."""
         if config.r not in self.entries:
-            raise ValueError(f"r: no table for resolution {config.r}; "
-                             f"tables exist for {self.resolutions}")
+            raise ValueError(
+                f"r: no table for resolution {config.r}; tables exist for {self.resolutions}"
+            )
         missing = self.missing_keys(config)
         if missing:
-            raise ValueError(f"config {config.id} (w{config.w}, r={config.r}): "
-                             f"{len(missing)} LUT key(s) missing, first {missing[0]}")
+            raise ValueError(
+                f"config {config.id} (w{config.w}, r={config.r}): "
+                f"{len(missing)} LUT key(s) missing, first {missing[0]}"
+            )
         table = self.entries[config.r]
         return float(sum(table[key]["mean"] for key in lut_keys(config)))

@@ -9,9 +9,9 @@ on attempts rather than one at a time.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Real
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -19,8 +19,13 @@ from ofa import space
 from ofa.batch import ConfigBatch, check_array
 from ofa.config import SubnetConfig, check_int, check_width, show
 
-__all__ = ["SearchSettings", "SearchResult", "ImpossibleBudget", "evolutionary_search",
-           "fastest_configs"]
+__all__ = [
+    "SearchSettings",
+    "SearchResult",
+    "ImpossibleBudget",
+    "evolutionary_search",
+    "fastest_configs",
+]
 
 Scorer = Callable[[ConfigBatch], np.ndarray]
 
@@ -37,12 +42,16 @@ class SearchSettings:
     mutation_ratio: float = 0.5
     mutate_prob: float = 0.1
     resolution_mutate_prob: float = 0.5
-    patience: int = 0          # stop after this many generations without improvement (0: never)
+    patience: int = 0  # stop after this many generations without improvement (0: never)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, bounds in (("population", (2, 10**6)), ("generations", (0, 10**9)),
-                             ("patience", (0, 10**9)), ("seed", (0, 2**63 - 1))):
+        for name, bounds in (
+            ("population", (2, 10**6)),
+            ("generations", (0, 10**9)),
+            ("patience", (0, 10**9)),
+            ("seed", (0, 2**63 - 1)),
+        ):
             check_int(name, getattr(self, name), bounds=bounds)
         for name in ("parent_ratio", "mutation_ratio", "mutate_prob", "resolution_mutate_prob"):
             value = getattr(self, name)
@@ -50,13 +59,17 @@ class SearchSettings:
                 raise ValueError(f"{name}: expected a number in 0..1, got {show(value)}")
         parents, mutants = self.split()
         if parents + mutants > self.population:
-            raise ValueError(f"population: {self.population} cannot hold {parents} parents and "
-                             f"{mutants} mutants (parent_ratio, mutation_ratio)")
+            raise ValueError(
+                f"population: {self.population} cannot hold {parents} parents and "
+                f"{mutants} mutants (parent_ratio, mutation_ratio)"
+            )
 
     def split(self) -> tuple[int, int]:
         """(parents, mutants) per generation; crossovers fill the rest of the population."""
-        return (max(2, int(self.population * self.parent_ratio)),
-                int(self.population * self.mutation_ratio))
+        return (
+            max(2, int(self.population * self.parent_ratio)),
+            int(self.population * self.mutation_ratio),
+        )
 
 
 @dataclass
@@ -69,9 +82,13 @@ class SearchResult:
 
 
 def _concat(batches: Sequence[ConfigBatch]) -> ConfigBatch:
-    return ConfigBatch(np.concatenate([b.ks for b in batches]), np.concatenate([b.e for b in batches]),
-                       np.concatenate([b.d for b in batches]), np.concatenate([b.r for b in batches]),
-                       batches[0].w)
+    return ConfigBatch(
+        np.concatenate([b.ks for b in batches]),
+        np.concatenate([b.e for b in batches]),
+        np.concatenate([b.d for b in batches]),
+        np.concatenate([b.r for b in batches]),
+        batches[0].w,
+    )
 
 
 def _take(batch: ConfigBatch, index: np.ndarray) -> ConfigBatch:
@@ -79,10 +96,13 @@ def _take(batch: ConfigBatch, index: np.ndarray) -> ConfigBatch:
 
 
 def _random(n: int, resolutions: np.ndarray, width: float, rng: np.random.Generator) -> ConfigBatch:
-    return ConfigBatch(rng.integers(0, 3, (n, space.N_BLOCKS), dtype=np.int8),
-                       rng.integers(0, 3, (n, space.N_BLOCKS), dtype=np.int8),
-                       rng.choice(np.array(space.DEPTH_CHOICES, np.int8), (n, space.N_STAGES)),
-                       rng.choice(resolutions, n), width)
+    return ConfigBatch(
+        rng.integers(0, 3, (n, space.N_BLOCKS), dtype=np.int8),
+        rng.integers(0, 3, (n, space.N_BLOCKS), dtype=np.int8),
+        rng.choice(np.array(space.DEPTH_CHOICES, np.int8), (n, space.N_STAGES)),
+        rng.choice(resolutions, n),
+        width,
+    )
 
 
 def fastest_configs(resolutions: Sequence[int], width: float) -> ConfigBatch:
@@ -90,30 +110,49 @@ def fastest_configs(resolutions: Sequence[int], width: float) -> ConfigBatch:
     any device whose latency grows with size, and the lower bound the budget check uses."""
     resolutions = _resolutions(resolutions)
     n = len(resolutions)
-    return ConfigBatch(np.zeros((n, space.N_BLOCKS), np.int8), np.zeros((n, space.N_BLOCKS), np.int8),
-                       np.full((n, space.N_STAGES), min(space.DEPTH_CHOICES), np.int8),
-                       resolutions, width)
+    return ConfigBatch(
+        np.zeros((n, space.N_BLOCKS), np.int8),
+        np.zeros((n, space.N_BLOCKS), np.int8),
+        np.full((n, space.N_STAGES), min(space.DEPTH_CHOICES), np.int8),
+        resolutions,
+        width,
+    )
 
 
 def _resolutions(resolutions: Sequence[int]) -> np.ndarray:
     """The allowed resolutions as int32, refused by name (`resolutions[0]: ...`) if bad."""
-    checked = check_array("resolutions", resolutions, None, None, np.int32,
-                          bounds=(space.MIN_RESOLUTION, space.MAX_RESOLUTION))
+    checked = check_array(
+        "resolutions",
+        resolutions,
+        None,
+        None,
+        np.int32,
+        bounds=(space.MIN_RESOLUTION, space.MAX_RESOLUTION),
+    )
     if not len(checked):
         raise ValueError("resolutions: expected at least one resolution")
     return checked
 
 
-def evolutionary_search(accuracy: Scorer, latency: Scorer, budget_ms: float,
-                        resolutions: Sequence[int], width: float = 1.0,
-                        settings: SearchSettings = SearchSettings(),
-                        feasible: Callable[[ConfigBatch], np.ndarray] | None = None) -> SearchResult:
+def evolutionary_search(
+    accuracy: Scorer,
+    latency: Scorer,
+    budget_ms: float,
+    resolutions: Sequence[int],
+    width: float = 1.0,
+    settings: SearchSettings = SearchSettings(),
+    feasible: Callable[[ConfigBatch], np.ndarray] | None = None,
+) -> SearchResult:
     """The best predicted accuracy with predicted latency <= `budget_ms` (and `feasible`,
     e.g. a MACs budget). Deterministic for a seed."""
-    if isinstance(budget_ms, bool) or not isinstance(budget_ms, Real) or not (
-            np.isfinite(budget_ms) and budget_ms > 0):
-        raise ValueError(f"budget_ms: expected a positive number of milliseconds, "
-                         f"got {show(budget_ms)}")
+    if (
+        isinstance(budget_ms, bool)
+        or not isinstance(budget_ms, Real)
+        or not (np.isfinite(budget_ms) and budget_ms > 0)
+    ):
+        raise ValueError(
+            f"budget_ms: expected a positive number of milliseconds, got {show(budget_ms)}"
+        )
     resolutions = np.sort(_resolutions(resolutions))
     width = check_width(width)
     rng = np.random.default_rng(settings.seed)
@@ -131,7 +170,8 @@ def evolutionary_search(accuracy: Scorer, latency: Scorer, budget_ms: float,
         best = int(np.argmin(latencies))
         raise ImpossibleBudget(
             f"latency_ms: no subnet meets {budget_ms:g} ms; the fastest reachable is "
-            f"{latencies[best]:.2f} ms (kernel 3, expand 3, depth 2 at r={resolutions[best]})")
+            f"{latencies[best]:.2f} ms (kernel 3, expand 3, depth 2 at r={resolutions[best]})"
+        )
 
     def draw(make: Callable[[int], ConfigBatch], n: int) -> ConfigBatch:
         """`n` admissible candidates from `make`, drawn in bulk (at most 20 rounds)."""
@@ -140,15 +180,16 @@ def evolutionary_search(accuracy: Scorer, latency: Scorer, budget_ms: float,
         for _ in range(20):
             candidates = make(max(2 * n, 16))
             ok, _ = admissible(candidates)
-            found.append(_take(candidates, np.flatnonzero(ok)[:n - count]))
+            found.append(_take(candidates, np.flatnonzero(ok)[: n - count]))
             count += int(ok.sum())
             if count >= n:
                 break
         batch = _concat(found)
         if len(batch) < n:  # pad with the fastest subnets, which are admissible
             spare = np.flatnonzero(fastest_ok)
-            batch = _concat([batch, _take(fastest, spare[rng.integers(0, len(spare),
-                                                                      n - len(batch))])])
+            batch = _concat(
+                [batch, _take(fastest, spare[rng.integers(0, len(spare), n - len(batch))])]
+            )
         return _take(batch, np.arange(n))
 
     population = draw(lambda n: _random(n, resolutions, width, rng), settings.population)
@@ -174,12 +215,18 @@ def evolutionary_search(accuracy: Scorer, latency: Scorer, budget_ms: float,
                 break
     best = int(np.argmax(scores))
     winner = _take(population, np.array([best]))
-    return SearchResult(winner.config(0), float(scores[best]), float(latency(winner)[0]),
-                        generation, history)
+    return SearchResult(
+        winner.config(0), float(scores[best]), float(latency(winner)[0]), generation, history
+    )
 
 
-def self_mutate(parents: ConfigBatch, n: int, resolutions: np.ndarray, settings: SearchSettings,
-                rng: np.random.Generator) -> ConfigBatch:
+def self_mutate(
+    parents: ConfigBatch,
+    n: int,
+    resolutions: np.ndarray,
+    settings: SearchSettings,
+    rng: np.random.Generator,
+) -> ConfigBatch:
     """Copies of random parents with each gene redrawn with `mutate_prob`."""
     base = _take(parents, rng.integers(0, len(parents), n))
     ks, e, d, r = base.ks.copy(), base.e.copy(), base.d.copy(), base.r.copy()

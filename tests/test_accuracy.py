@@ -18,9 +18,17 @@ def official(assets) -> AccuracyPredictor:
 
 def test_official_predictor_matches_the_reference_on_100_configs(official, assets, tmp_path):
     configs = sample_configs(100, seed=11, resolutions=(160, 176, 192, 208, 224), w=1.2)
-    reference = run_reference({"width": 1.2, "subnets": [], "accuracy": {
-        "predictor": str(assets / "acc_predictor.pth"),
-        "subnets": [c.to_dict() for c in configs]}}, tmp_path)["accuracy"]
+    reference = run_reference(
+        {
+            "width": 1.2,
+            "subnets": [],
+            "accuracy": {
+                "predictor": str(assets / "acc_predictor.pth"),
+                "subnets": [c.to_dict() for c in configs],
+            },
+        },
+        tmp_path,
+    )["accuracy"]
     ours = official.predict(configs)
     assert np.abs(ours - np.array(reference)).max() <= 1e-6
     assert 0.7 < ours.min() and ours.max() < 0.85  # ImageNet top-1 of OFA subnets
@@ -30,7 +38,7 @@ def test_encoding_zeroes_skipped_blocks_and_places_the_resolution(official):
     config = SubnetConfig(ks=[7] * 20, e=[6] * 20, d=[2, 4, 4, 4, 4], r=176, w=1.2)
     x = features(ConfigBatch.from_configs([config]))[0]
     assert x.shape == (128,) and x.sum() == 18 + 18 + 1
-    assert x[2 * 3:4 * 3].sum() == 0 and x[60 + 6:60 + 12].sum() == 0  # blocks 2, 3 skipped
+    assert x[2 * 3 : 4 * 3].sum() == 0 and x[60 + 6 : 60 + 12].sum() == 0  # blocks 2, 3 skipped
     assert x[120 + (176 - 112) // 16] == 1
 
 

@@ -22,8 +22,8 @@ import pytest
 
 from agent.runner import describe_job
 from agent.settings import MISCONFIGURED
-from coordinator.state import BlobStore
 from coordinator.services.jobs import make_spec
+from coordinator.state import BlobStore
 from ofa.config import SubnetConfig
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
@@ -42,9 +42,12 @@ def fleet(tmp_path):
 def start(fleet: Fleet, name: str, *args: str, env: dict | None = None) -> subprocess.Popen:
     """`ofa-agent run ARGS` as a process logging to agent-NAME.log (no --cache-dir unless
     ARGS has one, unlike Fleet.start_agent); killed by fleet.close()."""
-    process = subprocess.Popen([sys.executable, "-m", "agent", "run", *args],
-                               stdout=open(fleet.folder / f"agent-{name}.log", "ab"),
-                               stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent", "run", *args],
+        stdout=open(fleet.folder / f"agent-{name}.log", "ab"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
     fleet.agents[name] = process
     return process
 
@@ -63,31 +66,53 @@ def free_port() -> int:
 
 
 # ------------------------------------------------------------------- settings
-@pytest.mark.parametrize("coordinator, message", [
-    ("127.0.0.1", "--coordinator: expected HOST:PORT"),
-    ("127.0.0.1:99999", "--coordinator: the port must be 1-65535, got '99999'"),
-    ("127.0.0.1:65536", "--coordinator: the port must be 1-65535, got '65536'"),
-    ("127.0.0.1:-5", "--coordinator: the port must be 1-65535, got '-5'"),
-    ("localhost:", "--coordinator: the port must be 1-65535, got ''"),
-    ("::1:50051", "write an IPv6 address as [ADDRESS]:PORT")])
+@pytest.mark.parametrize(
+    "coordinator, message",
+    [
+        ("127.0.0.1", "--coordinator: expected HOST:PORT"),
+        ("127.0.0.1:99999", "--coordinator: the port must be 1-65535, got '99999'"),
+        ("127.0.0.1:65536", "--coordinator: the port must be 1-65535, got '65536'"),
+        ("127.0.0.1:-5", "--coordinator: the port must be 1-65535, got '-5'"),
+        ("localhost:", "--coordinator: the port must be 1-65535, got ''"),
+        ("::1:50051", "write an IPv6 address as [ADDRESS]:PORT"),
+    ],
+)
 def test_an_address_without_a_valid_port_is_refused_at_once(tmp_path, coordinator, message):
     token = tmp_path / "t"
     token.write_text("ofa_x")
-    done = subprocess.run([sys.executable, "-m", "agent", "run", "--coordinator", coordinator,
-                           "--token-file", token, "--cache-dir", tmp_path / "c"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "run",
+            "--coordinator",
+            coordinator,
+            "--token-file",
+            token,
+            "--cache-dir",
+            tmp_path / "c",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == MISCONFIGURED
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
 
 
-@pytest.mark.parametrize("content, option, message", [
-    (bytes(range(256)), "--token-file", "holds binary or non-ASCII data, not a token"),
-    (b"", "--token-file", "is empty; pass the file that `ofa-coord token create --out` wrote"),
-    (b"\n \n", "--token-file", "is empty"),
-    (b"ofa_a ofa_b\n", "--token-file", "holds more than one word or control characters"),
-    (b"x" * 5000, "--token-file", "too large"),
-    (None, "--token-file", "no such file"),
-    (b"not a certificate\n", "--tls-ca", "holds no PEM certificate; pass the CA certificate")])
+@pytest.mark.parametrize(
+    "content, option, message",
+    [
+        (bytes(range(256)), "--token-file", "holds binary or non-ASCII data, not a token"),
+        (b"", "--token-file", "is empty; pass the file that `ofa-coord token create --out` wrote"),
+        (b"\n \n", "--token-file", "is empty"),
+        (b"ofa_a ofa_b\n", "--token-file", "holds more than one word or control characters"),
+        (b"x" * 5000, "--token-file", "too large"),
+        (None, "--token-file", "no such file"),
+        (b"not a certificate\n", "--tls-ca", "holds no PEM certificate; pass the CA certificate"),
+    ],
+)
 def test_a_bad_token_or_ca_file_is_one_line_and_exit_3(tmp_path, content, option, message):
     token, ca = tmp_path / "token", tmp_path / "ca.pem"
     token.write_text("ofa_x\n")
@@ -97,9 +122,22 @@ def test_a_bad_token_or_ca_file_is_one_line_and_exit_3(tmp_path, content, option
     elif target.exists():
         target.unlink()
     args = ["--token-file", token] + (["--tls-ca", ca] if option == "--tls-ca" else [])
-    done = subprocess.run([sys.executable, "-m", "agent", "run", "--coordinator",
-                           "127.0.0.1:50051", "--cache-dir", tmp_path / "c", *args],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "run",
+            "--coordinator",
+            "127.0.0.1:50051",
+            "--cache-dir",
+            tmp_path / "c",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == MISCONFIGURED
     assert done.stderr.startswith(f"Error: {option} {target}: ")
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
@@ -110,8 +148,12 @@ def test_bench_refuses_a_time_that_is_not_finite(tmp_path, option):
     model = tmp_path / "m.onnx"
     model.write_bytes(b"")  # never opened: the settings are refused first
     for value in ("nan", "inf"):
-        done = subprocess.run([sys.executable, "-m", "agent", "bench", model, option, value],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "agent", "bench", model, option, value],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
         assert "_time_s: expected a finite number" in done.stderr
 
@@ -136,8 +178,17 @@ def test_two_agents_on_one_host_keep_apart_without_cache_dir(fleet):
         tokens.append(fleet.folder / f"{name}.token")
         tokens[-1].write_text(fleet.store.create_token(name) + "\n")
     for name, token in zip("ab", tokens):  # default log level: no -v
-        start(fleet, name, "--coordinator", fleet.address, "--token-file", str(token),
-              "--label", "cpu", env={"HOME": str(home)})
+        start(
+            fleet,
+            name,
+            "--coordinator",
+            fleet.address,
+            "--token-file",
+            str(token),
+            "--label",
+            "cpu",
+            env={"HOME": str(home)},
+        )
     wait_for(lambda: len(fleet.store.list_agents()) == 2, 60, "both agents to register")
     ids = {p.read_text() for p in (home / ".cache" / "ofa-agent").glob("*/agent-id")}
     assert ids == {a["id"] for a in fleet.store.list_agents()} and len(ids) == 2
@@ -166,8 +217,19 @@ def test_a_shared_cache_dir_names_the_option_to_change(fleet):
 def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(fleet):
     port = free_port()  # nothing listens there yet: the coordinator is "not up yet"
     token = fleet.token("a")
-    start(fleet, "a", "--coordinator", f"127.0.0.1:{port}", "--token-file", str(token),
-          "--cache-dir", str(fleet.folder / "cache-a"), "--label", "cpu", "-v")
+    start(
+        fleet,
+        "a",
+        "--coordinator",
+        f"127.0.0.1:{port}",
+        "--token-file",
+        str(token),
+        "--cache-dir",
+        str(fleet.folder / "cache-a"),
+        "--label",
+        "cpu",
+        "-v",
+    )
     retries = lambda: lines(fleet.agent_log("a"), "Register: UNAVAILABLE; retrying")  # noqa: E731
     wait_for(lambda: len(retries()) >= 3, 60, "three retries of Register")
     (outage,) = lines(fleet.agent_log("a"), "WARNING no answer from coordinator")
@@ -178,11 +240,17 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(fleet):
     assert len(lines(log, "INFO coordinator 127.0.0.1:%d answers again" % port)) == 1
     assert len(lines(log, "INFO registered as ")) == 1
     kill9(fleet.server)  # and once more after it has been registered
-    wait_for(lambda: len(lines(fleet.agent_log("a"), "no answer from coordinator")) >= 2, 60,
-             "the agent to notice the coordinator is gone")
+    wait_for(
+        lambda: len(lines(fleet.agent_log("a"), "no answer from coordinator")) >= 2,
+        60,
+        "the agent to notice the coordinator is gone",
+    )
     fleet.start_server(port=port)
-    wait_for(lambda: len(lines(fleet.agent_log("a"), "answers again")) == 2, 60,
-             "the agent to notice the coordinator is back")
+    wait_for(
+        lambda: len(lines(fleet.agent_log("a"), "answers again")) == 2,
+        60,
+        "the agent to notice the coordinator is back",
+    )
     jobs = fleet.enqueue(small_models(1))
     fleet.wait_done(jobs)
     assert fleet.agents["a"].poll() is None
@@ -228,18 +296,30 @@ def test_a_call_the_coordinator_does_not_answer_times_out_at_the_deadline_and_is
         token = fleet.folder / "t"
         token.write_text("ofa_any")
         rpc_timeout = 1.0
-        process = start(fleet, "a", "--coordinator", f"127.0.0.1:{port}", "--token-file",
-                        str(token), "--cache-dir", str(fleet.folder / "cache"),
-                        "--rpc-timeout", str(rpc_timeout), "-v")
-        wait_for(lambda: (fleet.folder / "cache" / "agent-id").exists(), 120,
-                 "the third Register call to be answered")
+        process = start(
+            fleet,
+            "a",
+            "--coordinator",
+            f"127.0.0.1:{port}",
+            "--token-file",
+            str(token),
+            "--cache-dir",
+            str(fleet.folder / "cache"),
+            "--rpc-timeout",
+            str(rpc_timeout),
+            "-v",
+        )
+        wait_for(
+            lambda: (fleet.folder / "cache" / "agent-id").exists(),
+            120,
+            "the third Register call to be answered",
+        )
         assert (fleet.folder / "cache" / "agent-id").read_text() == "answered-3rd"
         assert len(servicer.deadlines) >= 3
         # Every call carried the configured deadline, not the 15 s default. The server sees
         # it through the grpc-timeout header, which gRPC rounds up to its unit, so it may read
         # a few ms above 1 s (8.5 ms seen); 0.5 s of slack still tells 1 s from 15 s.
-        assert all(0 < left <= rpc_timeout + 0.5 for left in servicer.deadlines), \
-            servicer.deadlines
+        assert all(0 < left <= rpc_timeout + 0.5 for left in servicer.deadlines), servicer.deadlines
         log = fleet.agent_log("a")
         assert lines(log, "Register: DEADLINE_EXCEEDED; retrying")
         assert lines(log, "WARNING no answer from coordinator")[0].count("DEADLINE_EXCEEDED") == 1
@@ -266,8 +346,9 @@ def test_torch_jobs_fail_cleanly_without_allow_torch_and_run_with_it(fleet):
     torch.jit.save(torch.jit.trace(lut_entry_module(layer), torch.zeros(shape)), buffer)
     script = buffer.getvalue()
     digest = BlobStore(fleet.store).put(script)
-    spec = make_spec(digest, len(script), [("input", shape)], torch_options,
-                     lut_key=layer.lut_key).SerializeToString()
+    spec = make_spec(
+        digest, len(script), [("input", shape)], torch_options, lut_key=layer.lut_key
+    ).SerializeToString()
     (gated,) = fleet.store.enqueue([(spec, digest)], label="cpu", max_attempts=1)
     fleet.start_agent("plain")
     fleet.wait_done([gated])

@@ -82,12 +82,21 @@ def test_only_unavailable_and_deadline_are_retried():
     fast = Backoff(initial_s=0.001, max_s=0.002)
     assert call_with_retry(flaky, "test", threading.Event(), fast) == "ok" and len(calls) == 3
     with pytest.raises(Unavailable):  # UNAUTHENTICATED is an answer, not an outage
-        call_with_retry(lambda: (_ for _ in ()).throw(Unavailable(grpc.StatusCode.UNAUTHENTICATED)),
-                        "test", threading.Event(), fast)
+        call_with_retry(
+            lambda: (_ for _ in ()).throw(Unavailable(grpc.StatusCode.UNAUTHENTICATED)),
+            "test",
+            threading.Event(),
+            fast,
+        )
     calls.clear()
     with pytest.raises(Unavailable):
-        call_with_retry(lambda: calls.append(1) or (_ for _ in ()).throw(Unavailable()), "test",
-                        threading.Event(), fast, max_attempts=4)
+        call_with_retry(
+            lambda: calls.append(1) or (_ for _ in ()).throw(Unavailable()),
+            "test",
+            threading.Event(),
+            fast,
+            max_attempts=4,
+        )
     assert len(calls) == 4
     stop = threading.Event()
     stop.set()
@@ -110,23 +119,43 @@ def test_spec_fields_left_at_zero_take_the_engine_defaults():
 
 def test_the_proto_is_the_one_schema_of_the_benchmark_settings():
     """A setting added to BenchSpec without BenchOptions (or the engine) fails here."""
-    python_type = {FieldDescriptor.CPPTYPE_INT32: "int", FieldDescriptor.CPPTYPE_DOUBLE: "float",
-                   FieldDescriptor.CPPTYPE_STRING: "str"}
-    wire = {name: python_type[pb.BenchSpec.DESCRIPTOR.fields_by_name[name].cpp_type]
-            for name in SPEC_SETTINGS}
+    python_type = {
+        FieldDescriptor.CPPTYPE_INT32: "int",
+        FieldDescriptor.CPPTYPE_DOUBLE: "float",
+        FieldDescriptor.CPPTYPE_STRING: "str",
+    }
+    wire = {
+        name: python_type[pb.BenchSpec.DESCRIPTOR.fields_by_name[name].cpp_type]
+        for name in SPEC_SETTINGS
+    }
     assert {f.name: f.type for f in fields(BenchOptions)} == wire
     engine = {f.name: f.type for f in fields(BenchSettings)}
     assert {name: engine[name] for name in wire} == wire  # the agent understands every one
     assert AGENT_SPEC_SETTINGS == SPEC_SETTINGS
     assert {setting.field for setting in SETTING_FLAGS} <= set(wire)
-    spec = make_spec("d", 1, [], BenchOptions(**{name: {"int": 3, "float": 0.25, "str": "torch"}[
-        kind] for name, kind in wire.items()}))
+    spec = make_spec(
+        "d",
+        1,
+        [],
+        BenchOptions(
+            **{name: {"int": 3, "float": 0.25, "str": "torch"}[kind] for name, kind in wire.items()}
+        ),
+    )
     assert all(getattr(spec, name) for name in wire)  # make_spec copies every one
 
 
-@pytest.mark.parametrize("address, loopback", [
-    ("127.0.0.1:5", True), ("127.3.4.5:5", True), ("localhost:5", True), ("[::1]:5", True),
-    ("10.0.0.1:5", False), ("coordinator.lab:5", False), ("[2001:db8::1]:5", False)])
+@pytest.mark.parametrize(
+    "address, loopback",
+    [
+        ("127.0.0.1:5", True),
+        ("127.3.4.5:5", True),
+        ("localhost:5", True),
+        ("[::1]:5", True),
+        ("10.0.0.1:5", False),
+        ("coordinator.lab:5", False),
+        ("[2001:db8::1]:5", False),
+    ],
+)
 def test_loopback_detection(address, loopback):
     assert is_loopback(address) is loopback
 
@@ -136,6 +165,7 @@ def test_failed_probes_leave_their_fields_out(monkeypatch):
     # probes raise PermissionError, as psutil does there.
     def denied(*args, **kwargs):
         raise PermissionError("/proc/stat")
+
     monkeypatch.setattr(psutil, "cpu_freq", denied)
     monkeypatch.setattr(psutil, "cpu_percent", denied)
     monkeypatch.setattr(psutil, "cpu_times_percent", denied)
@@ -159,8 +189,15 @@ def test_the_optional_torch_runtime_times_a_torchscript_model(tmp_path):
     shape = input_shape(spec)
     buffer = io.BytesIO()
     torch.jit.save(torch.jit.trace(lut_entry_module(spec), torch.zeros(shape)), buffer)
-    settings = BenchSettings(runtime="torch", execution_provider="cpu", warmup_runs=2,
-                             warmup_min_s=0, min_runs=10, min_time_s=0, target_precision=0.5)
+    settings = BenchSettings(
+        runtime="torch",
+        execution_provider="cpu",
+        warmup_runs=2,
+        warmup_min_s=0,
+        min_runs=10,
+        min_time_s=0,
+        target_precision=0.5,
+    )
     result = measure(buffer.getvalue(), settings, [shape])
     assert result.runtime_versions["torch"] == torch.__version__
     assert len(result.samples_ns) >= 10
@@ -179,18 +216,27 @@ def test_a_result_the_coordinator_rejects_is_dropped_not_fatal(tmp_path):
 
     model = export_lut_entry(layer_plan(SubnetConfig.smallest(r=32))[0]).onnx
     digest = hashlib.sha256(model).hexdigest()
-    agent = Agent(AgentConfig(coordinator="127.0.0.1:1", token="t", labels=[],
-                              cache_dir=tmp_path))
+    agent = Agent(AgentConfig(coordinator="127.0.0.1:1", token="t", labels=[], cache_dir=tmp_path))
     agent.cache.put(digest, model)
     reports = []
 
     def rejecting_report(agent_id, job, result):
         reports.append(result)
         raise Rejected("lease_id: no lease x for job y")
+
     agent.client.report = rejecting_report
-    job = pb.Job(job_id="y", lease_id="x", spec=pb.BenchSpec(
-        model_digest=digest, model_size=len(model), min_runs=5, min_time_s=0.01,
-        warmup_min_s=0.01, target_precision=0.9))
+    job = pb.Job(
+        job_id="y",
+        lease_id="x",
+        spec=pb.BenchSpec(
+            model_digest=digest,
+            model_size=len(model),
+            min_runs=5,
+            min_time_s=0.01,
+            warmup_min_s=0.01,
+            target_precision=0.9,
+        ),
+    )
     agent._serve(job)  # must not raise
     assert reports[0].status == pb.RESULT_STATUS_OK and not agent.current_leases
     agent.client.close()

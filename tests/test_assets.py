@@ -29,7 +29,8 @@ def mirror(assets, tmp_path):
             requests.append(self.path)
 
     server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/", root, requests
     server.shutdown()
@@ -56,11 +57,21 @@ def test_a_changed_file_is_refused_and_not_kept(mirror, tmp_path):
     assert "1 of 6 file(s) not fetched" in text
     assert not (dest / "note10/192_lookup_table.yaml").exists()
     assert sorted(p.name for p in (dest / "note10").iterdir()) == [
-        f"{r}_lookup_table.yaml" for r in (160, 176, 208, 224)]  # no temporary files left
+        f"{r}_lookup_table.yaml" for r in (160, 176, 208, 224)
+    ]  # no temporary files left
 
 
 def test_an_unreachable_mirror_fails_with_each_file_named(tmp_path):
-    text = cli("assets", "fetch", "--dest", tmp_path, "--base-url", "http://127.0.0.1:9/",
-               "--timeout", "2", expect=1)
+    text = cli(
+        "assets",
+        "fetch",
+        "--dest",
+        tmp_path,
+        "--base-url",
+        "http://127.0.0.1:9/",
+        "--timeout",
+        "2",
+        expect=1,
+    )
     assert "6 of 6 file(s) not fetched" in text and "acc_predictor.pth" in text
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

@@ -10,12 +10,16 @@ from collections import Counter
 import pytest
 from click.testing import CliRunner
 
-from coordinator.services import campaigns
-from coordinator.state import BlobStore
-from coordinator.services.campaigns import (CampaignSpec, Target, cancel_campaign, create_campaign,
-                                   start_campaign)
 from coordinator.cli.app import main
-from coordinator.state import Store
+from coordinator.services import campaigns
+from coordinator.services.campaigns import (
+    CampaignSpec,
+    Target,
+    cancel_campaign,
+    create_campaign,
+    start_campaign,
+)
+from coordinator.state import BlobStore, Store
 from ofa.config import SubnetConfig
 
 REPEATS = 5
@@ -33,9 +37,18 @@ def created(tmp_path, monkeypatch) -> tuple[Store, str]:
     for target in TARGETS:
         token = store.token_by_secret(store.create_token(target.label))
         store.register_agent(token, "", [target.label], {"machine": "x86_64"}, 1, "test")
-    campaign = create_campaign(store, BlobStore(store), CampaignSpec(
-        name="chunked", targets=TARGETS, workload="configs", configs_file=str(configs),
-        repeats=REPEATS, reference_every=3))
+    campaign = create_campaign(
+        store,
+        BlobStore(store),
+        CampaignSpec(
+            name="chunked",
+            targets=TARGETS,
+            workload="configs",
+            configs_file=str(configs),
+            repeats=REPEATS,
+            reference_every=3,
+        ),
+    )
     yield store, campaign
     store.close()
 
@@ -43,8 +56,9 @@ def created(tmp_path, monkeypatch) -> tuple[Store, str]:
 def queued(store: Store, campaign: str) -> dict[str, Counter]:
     """Per target, how often each (item, repeat) was queued."""
     counts: dict[str, Counter] = {}
-    for row in store.db.execute("SELECT target, item, repeat FROM campaign_jobs WHERE "
-                                "campaign_id=?", (campaign,)):
+    for row in store.db.execute(
+        "SELECT target, item, repeat FROM campaign_jobs WHERE campaign_id=?", (campaign,)
+    ):
         counts.setdefault(row["target"], Counter())[(row["item"], row["repeat"])] += 1
     return counts
 
@@ -61,8 +75,9 @@ def test_a_start_queues_every_job_once_in_several_transactions(created):
     store.db.set_trace_callback(None)
     # claim + 4 chunks of at most 4 jobs per target (14 each) + the flip to running
     assert len(commits) == 1 + 2 * 4 + 1
-    (reference,) = [item.item for item in store.campaign_items(campaign)
-                    if item.kind == "reference"]
+    (reference,) = [
+        item.item for item in store.campaign_items(campaign) if item.kind == "reference"
+    ]
     counts = queued(store, campaign)
     assert set(counts) == {t.name for t in TARGETS}
     for target, pairs in counts.items():
@@ -123,8 +138,7 @@ def test_a_campaign_cancelled_while_starting_stops_queueing(created, monkeypatch
     assert store.job_counts(campaign) == {"cancelled": 4}
 
 
-def test_a_start_overtaken_by_another_that_finished_returns_quietly(created, monkeypatch,
-                                                                      tmp_path):
+def test_a_start_overtaken_by_another_that_finished_returns_quietly(created, monkeypatch, tmp_path):
     """Two `campaign start`s at once: the second finishes the queue while the first waits
     between chunks; the first then stops, and every job was queued once."""
     store, campaign = created
@@ -152,13 +166,21 @@ def test_a_campaign_is_done_when_its_last_job_is_without_anyone_asking(created):
     store, campaign = created
     start_campaign(store, campaign)
     agents = {row["labels"][0]: row["id"] for row in store.list_agents()}
-    leased = [(agents[label], job) for label in ("cpu", "pi")
-              for job in store.lease_jobs(agents[label], 100, 60)]
+    leased = [
+        (agents[label], job)
+        for label in ("cpu", "pi")
+        for job in store.lease_jobs(agents[label], 100, 60)
+    ]
     assert len(leased) == 2 * 14
     *most, (agent, last) = leased
     for job_agent, job in most:
-        store.report(job_agent, job.job_id, job.lease_id, "ok",
-                     {"samples_ns": [1_000_000] * 10, "stop_reason": "time_cap"})
+        store.report(
+            job_agent,
+            job.job_id,
+            job.lease_id,
+            "ok",
+            {"samples_ns": [1_000_000] * 10, "stop_reason": "time_cap"},
+        )
         assert state(store, campaign) == "running"
     store.db.execute("UPDATE jobs SET max_attempts=1 WHERE id=?", (last.job_id,))  # white box
     store.report(agent, last.job_id, last.lease_id, "failed", {"message": "boom"})

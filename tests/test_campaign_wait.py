@@ -20,8 +20,20 @@ from ofa.latency_model import BlockTable, fit_predictor
 from ofa.lut import LatencyTable
 from tests.fleet import BIN, Fleet, kill9, wait_for
 
-QUICK = ["--warmup-runs", "2", "--warmup-min-time", "0.01", "--min-runs", "10",
-         "--min-time", "0.03", "--max-time", "2", "--precision", "0.5"]
+QUICK = [
+    "--warmup-runs",
+    "2",
+    "--warmup-min-time",
+    "0.01",
+    "--min-runs",
+    "10",
+    "--min-time",
+    "0.03",
+    "--max-time",
+    "2",
+    "--precision",
+    "0.5",
+]
 UNSERVED = re.compile(r"no online agent has label (\S+) \(last seen \d+ (s|min) ago\)")
 
 
@@ -52,9 +64,25 @@ def fleet(tmp_path_factory):
 def create(fleet: Fleet, tmp_path, name: str, label: str, *extra) -> tuple[str, object]:
     configs = tmp_path / f"{name}.jsonl"
     configs.write_text(SubnetConfig.smallest(r=48).to_json() + "\n")
-    result = invoke("campaign", "create", "--db", fleet.db, "--name", name, "--label", label,
-                    "--workload", "configs", "--configs", configs, "--reference-every", "0",
-                    *QUICK, *extra, "--start")
+    result = invoke(
+        "campaign",
+        "create",
+        "--db",
+        fleet.db,
+        "--name",
+        name,
+        "--label",
+        label,
+        "--workload",
+        "configs",
+        "--configs",
+        configs,
+        "--reference-every",
+        "0",
+        *QUICK,
+        *extra,
+        "--start",
+    )
     assert result.exit_code == 0, result.output
     return result.stdout.split()[1], result
 
@@ -62,24 +90,36 @@ def create(fleet: Fleet, tmp_path, name: str, label: str, *extra) -> tuple[str, 
 def test_start_and_wait_say_no_online_agent_serves_the_label_and_time_out(fleet, tmp_path):
     cid, created = create(fleet, tmp_path, "unserved", "pi-sim")
     assert UNSERVED.search(created.stderr).group(1) == "pi-sim", created.stderr
-    waited = invoke("campaign", "wait", "--db", fleet.db, cid, "--timeout", "1",
-                    "--interval", "0.2")
+    waited = invoke(
+        "campaign", "wait", "--db", fleet.db, cid, "--timeout", "1", "--interval", "0.2"
+    )
     assert waited.exit_code == 1, waited.output
     assert "waiting: no online agent has label pi-sim (last seen" in waited.stderr
     assert "timed out after 1 s; the campaign keeps running" in waited.stderr
-    status = json.loads(invoke("campaign", "status", "--db", fleet.db, cid, "--format",
-                               "json").stdout)
+    status = json.loads(
+        invoke("campaign", "status", "--db", fleet.db, cid, "--format", "json").stdout
+    )
     assert status["state"] == "running" and status["finished"] == 0
 
 
 def test_wait_exits_2_when_jobs_failed_or_were_cancelled(fleet, tmp_path):
     doomed = fleet.start_agent("doomed", labels=("doomed",))
     fleet.agent_id("doomed")
-    cid, _ = create(fleet, tmp_path, "doomed", "doomed", "--max-attempts", "1", "--repeats", "3",
-                    "--min-time", "1")
+    cid, _ = create(
+        fleet,
+        tmp_path,
+        "doomed",
+        "doomed",
+        "--max-attempts",
+        "1",
+        "--repeats",
+        "3",
+        "--min-time",
+        "1",
+    )
     leased = lambda: fleet.store.db.execute(  # noqa: E731
-        "SELECT COUNT(*) FROM leases l JOIN jobs j ON j.id=l.job_id WHERE j.campaign=?",
-        (cid,)).fetchone()[0]
+        "SELECT COUNT(*) FROM leases l JOIN jobs j ON j.id=l.job_id WHERE j.campaign=?", (cid,)
+    ).fetchone()[0]
     wait_for(leased, 60, "the agent to lease a job")
     kill9(doomed)  # its lease is its only attempt: the job fails when the agent goes offline
     wait_for(lambda: fleet.store.job_counts(cid).get("failed"), 60, "the job to fail")
@@ -94,9 +134,21 @@ def test_wait_exits_2_when_jobs_failed_or_were_cancelled(fleet, tmp_path):
 
 def test_ctrl_c_on_wait_says_the_campaign_keeps_running_and_exits_130(fleet, tmp_path):
     cid, _ = create(fleet, tmp_path, "interrupted", "pi-sim")
-    process = subprocess.Popen([str(BIN / "ofa-coord"), "campaign", "wait", "--db",
-                                str(fleet.db), cid, "--interval", "0.2"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            str(BIN / "ofa-coord"),
+            "campaign",
+            "wait",
+            "--db",
+            str(fleet.db),
+            cid,
+            "--interval",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert cid in process.stdout.readline()  # the first progress line: it is waiting
         process.send_signal(signal.SIGINT)
@@ -105,27 +157,51 @@ def test_ctrl_c_on_wait_says_the_campaign_keeps_running_and_exits_130(fleet, tmp
         if process.poll() is None:
             process.kill()
     assert process.returncode == 130, stderr
-    assert f"campaign {cid} keeps running; to stop it: ofa-coord campaign cancel --db " \
-           f"{fleet.db} {cid}" in stderr
+    assert (
+        f"campaign {cid} keeps running; to stop it: ofa-coord campaign cancel --db "
+        f"{fleet.db} {cid}" in stderr
+    )
     assert "Traceback" not in stderr and "Aborted" not in stderr
     assert fleet.store.job_counts(cid) == {"queued": 2}
 
 
 def test_verify_gives_up_after_its_timeout_and_cancels_its_campaign(fleet, tmp_path, assets):
     lut = LatencyTable.from_ofa_yaml(assets / "note10").means()
-    fit_predictor("lut", BlockTable.from_lut(lut, 1.2)).save(predictor_path(fleet.db, "note10",
-                                                                           "lut"))
-    result = invoke("specialize", "--db", fleet.db, "--device", "note10", "--kind", "lut",
-                    "--acc-predictor", assets / "acc_predictor.pth", "--latency-ms", "30",
-                    "--generations", "5", "--verify", "--verify-timeout", "1",
-                    "--out", tmp_path / "out")
+    fit_predictor("lut", BlockTable.from_lut(lut, 1.2)).save(
+        predictor_path(fleet.db, "note10", "lut")
+    )
+    result = invoke(
+        "specialize",
+        "--db",
+        fleet.db,
+        "--device",
+        "note10",
+        "--kind",
+        "lut",
+        "--acc-predictor",
+        assets / "acc_predictor.pth",
+        "--latency-ms",
+        "30",
+        "--generations",
+        "5",
+        "--verify",
+        "--verify-timeout",
+        "1",
+        "--out",
+        tmp_path / "out",
+    )
     assert result.exit_code == 1, result.output
     assert "verify: waiting: no online agent has label note10 (last seen" in result.stderr
     error = result.stderr.splitlines()[-1]
-    cid = re.search(r"verify: campaign (c[0-9a-f]{8}) not finished after 1 s, so it was "
-                    r"cancelled", error).group(1)
+    cid = re.search(
+        r"verify: campaign (c[0-9a-f]{8}) not finished after 1 s, so it was "
+        r"cancelled",
+        error,
+    ).group(1)
     assert error.startswith("ofa-coord: error: ") and "no online agent has label note10" in error
-    status = json.loads(invoke("campaign", "status", "--db", fleet.db, cid, "--format",
-                               "json").stdout)
+    status = json.loads(
+        invoke("campaign", "status", "--db", fleet.db, cid, "--format", "json").stdout
+    )
     assert status["state"] == "cancelled" and status["targets"]["label:note10"] == {
-        "cancelled": status["total"]}
+        "cancelled": status["total"]
+    }

@@ -24,8 +24,20 @@ from ofa.plan import lut_keys, space_lut_specs
 from tests.fleet import Fleet, kill9, wait_for
 from tests.oracle import run_reference
 
-QUICK = ["--warmup-runs", "2", "--warmup-min-time", "0.01", "--min-runs", "10",
-         "--min-time", "0.03", "--max-time", "2", "--precision", "0.5"]
+QUICK = [
+    "--warmup-runs",
+    "2",
+    "--warmup-min-time",
+    "0.01",
+    "--min-runs",
+    "10",
+    "--min-time",
+    "0.03",
+    "--max-time",
+    "2",
+    "--precision",
+    "0.5",
+]
 
 
 def cli(*args, expect: int = 0) -> str:
@@ -50,16 +62,27 @@ def fleet(tmp_path_factory):
 
 
 def run_campaign(fleet: Fleet, *args, label: str = "cpu") -> str:
-    created = cli("campaign", "create", "--db", fleet.db, "--label", label, *QUICK, *args,
-                  "--start")
+    created = cli(
+        "campaign", "create", "--db", fleet.db, "--label", label, *QUICK, *args, "--start"
+    )
     cid = campaign_id(created)
     cli("campaign", "wait", "--db", fleet.db, cid, "--timeout", "300", "--interval", "0.2")
     return cid
 
 
 def test_lut_campaign_gives_a_complete_table_the_reference_reads(fleet, tmp_path):
-    cid = run_campaign(fleet, "--name", "lut64", "--workload", "lut", "--resolutions", "64",
-                       "--repeats", "1", label="lut")
+    cid = run_campaign(
+        fleet,
+        "--name",
+        "lut64",
+        "--workload",
+        "lut",
+        "--resolutions",
+        "64",
+        "--repeats",
+        "1",
+        label="lut",
+    )
     status = json.loads(cli("campaign", "status", "--db", fleet.db, cid, "--format", "json"))
     assert status["state"] == "done" and status["failed"] == 0
     assert status["total"] == 96 + 1 + 96 // 25  # entries, then the reference interleaved
@@ -72,9 +95,14 @@ def test_lut_campaign_gives_a_complete_table_the_reference_reads(fleet, tmp_path
     assert all(v["count"] >= 10 and v["mean"] > 0 for v in table.values())
     ours = LatencyTable.from_ofa_yaml(out)
     configs = sample_configs(3, seed=1, resolutions=(64,))
-    reference = run_reference({"width": 1.0, "lut_dir": str(out),
-                               "subnets": [{**c.to_dict(), "input": None} for c in configs]},
-                              tmp_path)
+    reference = run_reference(
+        {
+            "width": 1.0,
+            "lut_dir": str(out),
+            "subnets": [{**c.to_dict(), "input": None} for c in configs],
+        },
+        tmp_path,
+    )
     for config, theirs in zip(configs, reference["subnets"]):
         assert theirs["lut_keys_net"] == lut_keys(config)
         assert ours.predict_ms(config) == pytest.approx(theirs["lut_ms_net"], rel=1e-9)
@@ -92,8 +120,11 @@ def assert_drift_derived_from_the_reference_checks(fleet: Fleet, cid: str, table
     """Each result's drift is its agent's last reference check, median / baseline - 1 (the
     baseline being the median of that agent's checks so far, so its first check reads 0),
     and an entry is flagged exactly when one of its results drifted by more than 3%."""
-    rows = [row for row in campaign_results(fleet.store, cid)
-            if row["accepted"] and row["kind"] == "lut"]
+    rows = [
+        row
+        for row in campaign_results(fleet.store, cid)
+        if row["accepted"] and row["kind"] == "lut"
+    ]
     drifts: dict[str, list[float]] = {}
     for row in rows:
         check = row["drift_check"]
@@ -104,15 +135,30 @@ def assert_drift_derived_from_the_reference_checks(fleet: Fleet, cid: str, table
     assert set(drifts) == set(table)
     first = fleet.store.db.execute(
         "SELECT drift, drift_check FROM results WHERE agent_id=? AND drift_check IS NOT NULL "
-        "ORDER BY id LIMIT 1", (rows[0]["agent_id"],)).fetchone()
+        "ORDER BY id LIMIT 1",
+        (rows[0]["agent_id"],),
+    ).fetchone()
     assert first["drift"] == 0 and json.loads(first["drift_check"])["baseline_median_ms"] > 0
     for key, entry in table.items():
         assert entry["drift_flag"] == any(abs(d) > DRIFT_LIMIT for d in drifts[key])
 
 
 def test_random_campaign_measures_each_subnet_twice_on_each_device(fleet, tmp_path):
-    cid = run_campaign(fleet, "--name", "rand", "--workload", "random", "--count", "3",
-                       "--resolutions", "64,96", "--seed", "5", "--label", "cpu2")
+    cid = run_campaign(
+        fleet,
+        "--name",
+        "rand",
+        "--workload",
+        "random",
+        "--count",
+        "3",
+        "--resolutions",
+        "64,96",
+        "--seed",
+        "5",
+        "--label",
+        "cpu2",
+    )
     out = tmp_path / "results.jsonl"
     cli("results", "export", "--db", fleet.db, "--campaign", cid, "--format", "jsonl", "--out", out)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -128,13 +174,27 @@ def test_random_campaign_measures_each_subnet_twice_on_each_device(fleet, tmp_pa
         assert row["telemetry_before"]["unix_time_ns"] > 0
         if row["drift"] is not None:  # the reference medians behind it, to audit it
             check = row["drift_check"]
-            assert row["drift"] == pytest.approx(check["median_ms"] / check["baseline_median_ms"]
-                                                 - 1, rel=1e-6, abs=1e-9)
+            assert row["drift"] == pytest.approx(
+                check["median_ms"] / check["baseline_median_ms"] - 1, rel=1e-6, abs=1e-9
+            )
     assert any(r["drift"] is not None for r in subnets)
     assert any(r["kind"] == "reference" for r in rows)
     artifacts = fleet.store.db.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0]
-    again = run_campaign(fleet, "--name", "rand again", "--workload", "random", "--count", "3",
-                         "--resolutions", "64,96", "--seed", "5", "--repeats", "1")
+    again = run_campaign(
+        fleet,
+        "--name",
+        "rand again",
+        "--workload",
+        "random",
+        "--count",
+        "3",
+        "--resolutions",
+        "64,96",
+        "--seed",
+        "5",
+        "--repeats",
+        "1",
+    )
     assert fleet.store.db.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0] == artifacts
     digests = lambda c: {item.digest for item in fleet.store.campaign_items(c)}  # noqa: E731
     assert digests(again) == digests(cid)  # built once, reused by the second campaign
@@ -147,67 +207,162 @@ def test_configs_campaign_reads_jsonl_and_published_net_configs(fleet, tmp_path,
     configs = [SubnetConfig.smallest(r=64), SubnetConfig.largest(r=64)]
     listing = tmp_path / "subnets.jsonl"
     listing.write_text("\n".join(c.to_json() for c in configs))
-    cid = run_campaign(fleet, "--name", "cfg", "--workload", "configs", "--configs", listing,
-                       "--repeats", "1", "--reference-every", "0")
-    keys = {r["key"] for r in json.loads("[" + ",".join(cli(
-        "results", "export", "--db", fleet.db, "--campaign", cid, "--format", "jsonl")
-        .splitlines()) + "]")}
+    cid = run_campaign(
+        fleet,
+        "--name",
+        "cfg",
+        "--workload",
+        "configs",
+        "--configs",
+        listing,
+        "--repeats",
+        "1",
+        "--reference-every",
+        "0",
+    )
+    keys = {
+        r["key"]
+        for r in json.loads(
+            "["
+            + ",".join(
+                cli(
+                    "results", "export", "--db", fleet.db, "--campaign", cid, "--format", "jsonl"
+                ).splitlines()
+            )
+            + "]"
+        )
+    }
     assert keys == {c.to_json() for c in configs}
     net = assets / "ofa_specialized/LG-G8_lat-8ms_top1-71.1_finetune-25/net.config"
-    cid = run_campaign(fleet, "--name", "net", "--workload", "configs", "--configs", net,
-                       "--repeats", "1", "--reference-every", "0")
+    cid = run_campaign(
+        fleet,
+        "--name",
+        "net",
+        "--workload",
+        "configs",
+        "--configs",
+        net,
+        "--repeats",
+        "1",
+        "--reference-every",
+        "0",
+    )
     status = json.loads(cli("campaign", "status", "--db", fleet.db, cid, "--format", "json"))
     assert status["total"] == 1 and status["state"] == "done"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--label", "nosuch", "--workload", "lut"], "no registered agent has label 'nosuch'"),
-    (["--label", "cpu", "--workload", "lut", "--resolutions", "0"], "resolution 0 is outside"),
-    (["--label", "cpu", "--workload", "random", "--count", "-1"],
-     "count: expected a positive number of subnets, got -1"),
-    (["--label", "cpu", "--workload", "configs", "--configs", "{bad}"], "not valid JSON"),
-    (["--label", "cpu", "--workload", "configs", "--configs", "{invalid}"],
-     "entry 0: ks[0]: expected one of 3, 5, 7, got 9"),
-    (["--label", "cpu", "--workload", "random", "--count", "2", "--repeats", "0"],
-     "repeats: expected an integer >= 1, got 0"),
-    (["--workload", "lut"], "targets: give at least one --label or --agent"),
-    (["--label", "cpu", "--workload", "random", "--count", "2", "--precision", "2"],
-     "settings.target_precision: expected a fraction below 1"),
-    (["--label", "cpu", "--workload", "configs", "--configs", "/no/such/file.json"],
-     "does not exist"),
-    (["--label", "cpu", "--workload", "configs", "--configs", "{empty}"],
-     "the configs workload has nothing to measure"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--label", "nosuch", "--workload", "lut"], "no registered agent has label 'nosuch'"),
+        (["--label", "cpu", "--workload", "lut", "--resolutions", "0"], "resolution 0 is outside"),
+        (
+            ["--label", "cpu", "--workload", "random", "--count", "-1"],
+            "count: expected a positive number of subnets, got -1",
+        ),
+        (["--label", "cpu", "--workload", "configs", "--configs", "{bad}"], "not valid JSON"),
+        (
+            ["--label", "cpu", "--workload", "configs", "--configs", "{invalid}"],
+            "entry 0: ks[0]: expected one of 3, 5, 7, got 9",
+        ),
+        (
+            ["--label", "cpu", "--workload", "random", "--count", "2", "--repeats", "0"],
+            "repeats: expected an integer >= 1, got 0",
+        ),
+        (["--workload", "lut"], "targets: give at least one --label or --agent"),
+        (
+            ["--label", "cpu", "--workload", "random", "--count", "2", "--precision", "2"],
+            "settings.target_precision: expected a fraction below 1",
+        ),
+        (
+            ["--label", "cpu", "--workload", "configs", "--configs", "/no/such/file.json"],
+            "does not exist",
+        ),
+        (
+            ["--label", "cpu", "--workload", "configs", "--configs", "{empty}"],
+            "the configs workload has nothing to measure",
+        ),
+    ],
+)
 def test_bad_campaign_specs_are_refused_and_create_nothing(fleet, tmp_path, args, message):
     (tmp_path / "bad.json").write_text("{ not json")
     (tmp_path / "empty.json").write_text("[]")
-    (tmp_path / "invalid.json").write_text(json.dumps([{"ks": [9] * 20, "e": [3] * 20,
-                                                        "d": [2] * 5, "r": 64}]))
-    args = [a.replace("{bad}", str(tmp_path / "bad.json")).replace("{empty}", str(
-        tmp_path / "empty.json")).replace("{invalid}", str(tmp_path / "invalid.json")) for a in args]
+    (tmp_path / "invalid.json").write_text(
+        json.dumps([{"ks": [9] * 20, "e": [3] * 20, "d": [2] * 5, "r": 64}])
+    )
+    args = [
+        a.replace("{bad}", str(tmp_path / "bad.json"))
+        .replace("{empty}", str(tmp_path / "empty.json"))
+        .replace("{invalid}", str(tmp_path / "invalid.json"))
+        for a in args
+    ]
     before = len(fleet.store.list_campaigns())
     jobs = sum(fleet.store.job_counts().values())
-    result = CliRunner().invoke(coord, ["campaign", "create", "--db", str(fleet.db),
-                                        "--name", "bad", *args])
+    result = CliRunner().invoke(
+        coord, ["campaign", "create", "--db", str(fleet.db), "--name", "bad", *args]
+    )
     assert result.exit_code in (1, 2) and message in result.output
     assert len(fleet.store.list_campaigns()) == before
     assert sum(fleet.store.job_counts().values()) == jobs
 
 
 def lut_export(fleet: Fleet, label: str, out, *args) -> tuple[int, str, str]:
-    result = CliRunner().invoke(coord, ["lut", "export", "--db", str(fleet.db), "--device", label,
-                                        "--out", str(out), *map(str, args)])
+    result = CliRunner().invoke(
+        coord,
+        [
+            "lut",
+            "export",
+            "--db",
+            str(fleet.db),
+            "--device",
+            label,
+            "--out",
+            str(out),
+            *map(str, args),
+        ],
+    )
     return result.exit_code, result.stdout, result.stderr
 
 
 def test_a_partial_lut_lists_what_is_missing_and_never_writes_it(fleet, tmp_path):
     """r=48 measured in full, then a campaign at 48 and 56 px cancelled as soon as it starts:
     the r=56 entries it never measured are missing from the device's LUT."""
-    run_campaign(fleet, "--name", "full48", "--workload", "lut", "--resolutions", "48",
-                 "--repeats", "1", "--reference-every", "0", label="partial")
-    cut = campaign_id(cli("campaign", "create", "--db", fleet.db, "--label", "partial", *QUICK,
-                          "--name", "cut", "--workload", "lut", "--resolutions", "48,56",
-                          "--repeats", "1", "--reference-every", "0", "--start"))
+    run_campaign(
+        fleet,
+        "--name",
+        "full48",
+        "--workload",
+        "lut",
+        "--resolutions",
+        "48",
+        "--repeats",
+        "1",
+        "--reference-every",
+        "0",
+        label="partial",
+    )
+    cut = campaign_id(
+        cli(
+            "campaign",
+            "create",
+            "--db",
+            fleet.db,
+            "--label",
+            "partial",
+            *QUICK,
+            "--name",
+            "cut",
+            "--workload",
+            "lut",
+            "--resolutions",
+            "48,56",
+            "--repeats",
+            "1",
+            "--reference-every",
+            "0",
+            "--start",
+        )
+    )
     cli("campaign", "cancel", "--db", fleet.db, cut)
     expected = {(r, spec.lut_key) for r in (48, 56) for spec in space_lut_specs(r, 1.0)}
 
@@ -240,9 +395,26 @@ def test_campaign_survives_agent_kill_and_coordinator_restart(tmp_path):
         fleet.start_server()
         fleet.start_agent("a", labels=("cpu",))
         fleet.agent_id("a")
-        cid = campaign_id(cli("campaign", "create", "--db", fleet.db, "--label", "cpu", *QUICK,
-                              "--name", "robust", "--workload", "random", "--count", "8",
-                              "--resolutions", "64", "--start"))
+        cid = campaign_id(
+            cli(
+                "campaign",
+                "create",
+                "--db",
+                fleet.db,
+                "--label",
+                "cpu",
+                *QUICK,
+                "--name",
+                "robust",
+                "--workload",
+                "random",
+                "--count",
+                "8",
+                "--resolutions",
+                "64",
+                "--start",
+            )
+        )
         wait_for(lambda: fleet.store.job_counts(cid).get("done", 0) >= 2, 60, "two results")
         kill9(fleet.agents["a"])
         port = fleet.port
@@ -250,8 +422,12 @@ def test_campaign_survives_agent_kill_and_coordinator_restart(tmp_path):
         fleet.start_server(port=port)
         fleet.start_agent("b", labels=("cpu",))
         cli("campaign", "wait", "--db", fleet.db, cid, "--timeout", "120", "--interval", "0.2")
-        jobs = [r[0] for r in fleet.store.db.execute(
-            "SELECT job_id FROM campaign_jobs WHERE campaign_id=?", (cid,))]
+        jobs = [
+            r[0]
+            for r in fleet.store.db.execute(
+                "SELECT job_id FROM campaign_jobs WHERE campaign_id=?", (cid,)
+            )
+        ]
         for job in jobs:
             assert fleet.store.job(job)["state"] == "done"
             assert sum(r["accepted"] for r in fleet.store.results(job)) == 1
@@ -266,23 +442,60 @@ def test_cancel_stops_handing_out_jobs(tmp_path):
         fleet.start_server()
         fleet.start_agent("a", labels=("cpu",))
         fleet.agent_id("a")
-        cid = campaign_id(cli("campaign", "create", "--db", fleet.db, "--label", "cpu",
-                              "--name", "long", "--workload", "random", "--count", "20",
-                              "--resolutions", "64", "--min-time", "0.3", "--warmup-min-time",
-                              "0.01", "--start"))
+        cid = campaign_id(
+            cli(
+                "campaign",
+                "create",
+                "--db",
+                fleet.db,
+                "--label",
+                "cpu",
+                "--name",
+                "long",
+                "--workload",
+                "random",
+                "--count",
+                "20",
+                "--resolutions",
+                "64",
+                "--min-time",
+                "0.3",
+                "--warmup-min-time",
+                "0.01",
+                "--start",
+            )
+        )
         wait_for(lambda: fleet.store.job_counts(cid).get("done", 0) >= 1, 60, "a first result")
         cli("campaign", "cancel", "--db", fleet.db, cid)
         leases = lambda: fleet.store.db.execute(  # noqa: E731
-            "SELECT COUNT(*) FROM leases l JOIN jobs j ON j.id=l.job_id WHERE j.campaign=?",
-            (cid,)).fetchone()[0]
+            "SELECT COUNT(*) FROM leases l JOIN jobs j ON j.id=l.job_id WHERE j.campaign=?", (cid,)
+        ).fetchone()[0]
         issued = leases()
         # The positive signal: a job queued after the cancel is leased and done, so the agent
         # has asked for work since; none of the cancelled campaign's jobs may have been leased.
         (tmp_path / "one.json").write_text(SubnetConfig.smallest(r=48).to_json())
-        after = campaign_id(cli("campaign", "create", "--db", fleet.db, "--label", "cpu", *QUICK,
-                                "--name", "after", "--workload", "configs", "--configs",
-                                tmp_path / "one.json", "--repeats", "1", "--reference-every",
-                                "0", "--start"))
+        after = campaign_id(
+            cli(
+                "campaign",
+                "create",
+                "--db",
+                fleet.db,
+                "--label",
+                "cpu",
+                *QUICK,
+                "--name",
+                "after",
+                "--workload",
+                "configs",
+                "--configs",
+                tmp_path / "one.json",
+                "--repeats",
+                "1",
+                "--reference-every",
+                "0",
+                "--start",
+            )
+        )
         cli("campaign", "wait", "--db", fleet.db, after, "--timeout", "120", "--interval", "0.2")
         assert leases() == issued
         status = json.loads(cli("campaign", "status", "--db", fleet.db, cid, "--format", "json"))
@@ -294,9 +507,29 @@ def test_cancel_stops_handing_out_jobs(tmp_path):
 
 
 def test_a_campaign_starts_once_and_wait_needs_it_started(fleet):
-    cid = campaign_id(cli("campaign", "create", "--db", fleet.db, "--label", "cpu", *QUICK,
-                          "--name", "once", "--workload", "random", "--count", "1",
-                          "--resolutions", "48", "--reference-every", "0", "--repeats", "1"))
+    cid = campaign_id(
+        cli(
+            "campaign",
+            "create",
+            "--db",
+            fleet.db,
+            "--label",
+            "cpu",
+            *QUICK,
+            "--name",
+            "once",
+            "--workload",
+            "random",
+            "--count",
+            "1",
+            "--resolutions",
+            "48",
+            "--reference-every",
+            "0",
+            "--repeats",
+            "1",
+        )
+    )
     waited = CliRunner().invoke(coord, ["campaign", "wait", "--db", str(fleet.db), cid])
     assert waited.exit_code == 1 and "has not been started" in waited.output
     assert "1 jobs queued" in cli("campaign", "start", "--db", fleet.db, cid)
@@ -308,14 +541,35 @@ def test_a_campaign_starts_once_and_wait_needs_it_started(fleet):
 
 def test_lut_export_refuses_to_pool_results_of_different_settings(fleet, tmp_path):
     for threads in ("1", "2"):  # a few results of each are enough to pool
-        cid = campaign_id(cli("campaign", "create", "--db", fleet.db, "--label", "pool", *QUICK,
-                              "--name", f"{threads} threads", "--workload", "lut",
-                              "--resolutions", "32", "--repeats", "1", "--reference-every", "0",
-                              "--threads", threads, "--start"))
+        cid = campaign_id(
+            cli(
+                "campaign",
+                "create",
+                "--db",
+                fleet.db,
+                "--label",
+                "pool",
+                *QUICK,
+                "--name",
+                f"{threads} threads",
+                "--workload",
+                "lut",
+                "--resolutions",
+                "32",
+                "--repeats",
+                "1",
+                "--reference-every",
+                "0",
+                "--threads",
+                threads,
+                "--start",
+            )
+        )
         wait_for(lambda: fleet.store.job_counts(cid).get("done", 0) >= 2, 120, "two results")
         cli("campaign", "cancel", "--db", fleet.db, cid)
-    mixed = CliRunner().invoke(coord, ["lut", "export", "--db", str(fleet.db), "--device", "pool",
-                                       "--out", str(tmp_path)])
+    mixed = CliRunner().invoke(
+        coord, ["lut", "export", "--db", str(fleet.db), "--device", "pool", "--out", str(tmp_path)]
+    )
     assert mixed.exit_code == 1 and "measured with different settings" in mixed.output
     assert "export one with --campaign" in mixed.output
     assert not list(tmp_path.iterdir())  # nothing written

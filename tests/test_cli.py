@@ -16,9 +16,9 @@ from agent.cli import main as agent_main
 from agent.measure import BenchSettings
 from coordinator.cli.app import main as coord_main
 from coordinator.state import Store
-from ofa.nn.accuracy_training import AccuracyPairs, TrainSettings, fit_accuracy_predictor
 from ofa.config import SubnetConfig, sample_configs
 from ofa.lut import LatencyTable
+from ofa.nn.accuracy_training import AccuracyPairs, TrainSettings, fit_accuracy_predictor
 from ofa.plan import count_macs, lut_keys
 
 
@@ -27,10 +27,28 @@ def invoke(main, *args):
 
 
 def test_both_entry_points_print_help():
-    for main, words in ((coord_main, ["serve", "token", "devices", "campaign", "results", "lut",
-                                      "sample", "describe", "export", "demo", "accuracy", "assets",
-                                      "specialize", "predictor"]),
-                        (agent_main, ["run", "info", "bench"])):
+    for main, words in (
+        (
+            coord_main,
+            [
+                "serve",
+                "token",
+                "devices",
+                "campaign",
+                "results",
+                "lut",
+                "sample",
+                "describe",
+                "export",
+                "demo",
+                "accuracy",
+                "assets",
+                "specialize",
+                "predictor",
+            ],
+        ),
+        (agent_main, ["run", "info", "bench"]),
+    ):
         result = invoke(main, "--help")
         assert result.exit_code == 0 and all(w in result.output for w in words)
 
@@ -50,8 +68,9 @@ def test_measurement_settings_say_the_engine_defaults():
 
 
 def test_sample_prints_valid_jsonl_and_refuses_bad_resolutions():
-    result = invoke(coord_main, "sample", "-n", 3, "--seed", 4, "--resolutions", "160,224",
-                    "--width", "1.2")
+    result = invoke(
+        coord_main, "sample", "-n", 3, "--seed", 4, "--resolutions", "160,224", "--width", "1.2"
+    )
     configs = [SubnetConfig.from_json(line) for line in result.output.splitlines()]
     assert len(configs) == 3 and all(c.w == 1.2 and c.r in (160, 224) for c in configs)
     bad = CliRunner().invoke(coord_main, ["sample", "--resolutions", "0"])
@@ -80,8 +99,9 @@ def test_describe_names_the_bad_field(tmp_path):
 def test_export_writes_the_subnet_and_its_lut_entries(tmp_path):
     config = SubnetConfig.smallest(r=96)
     (tmp_path / "c.json").write_text(config.to_json())
-    result = invoke(coord_main, "export", tmp_path / "c.json", "--out", tmp_path / "out",
-                    "--lut-entries")
+    result = invoke(
+        coord_main, "export", tmp_path / "c.json", "--out", tmp_path / "out", "--lut-entries"
+    )
     models = list((tmp_path / "out").glob(f"{config.id}-*.onnx"))
     assert len(models) == 1 and "sha256" in result.output
     session = ort.InferenceSession(str(models[0]), providers=["CPUExecutionProvider"])
@@ -93,17 +113,31 @@ def test_export_writes_the_subnet_and_its_lut_entries(tmp_path):
 
 def test_export_refuses_a_checkpoint_that_does_not_fit(tmp_path):
     import torch
+
     from ofa.nn.supernet import OFAMobileNetV3
+
     (tmp_path / "c.json").write_text(SubnetConfig.smallest().to_json())
-    partial = {"first_conv.conv.weight": torch.zeros(16, 3, 3, 3),
-               "classifier.linear.weight": torch.zeros(1000, 1280)}
-    for state, message in (({"x": torch.zeros(1)}, "not an OFA MobileNetV3 checkpoint"),
-                           (partial, "missing (473)"),
-                           (OFAMobileNetV3(1.2).state_dict(), "the config is a w1.0 subnet")):
+    partial = {
+        "first_conv.conv.weight": torch.zeros(16, 3, 3, 3),
+        "classifier.linear.weight": torch.zeros(1000, 1280),
+    }
+    for state, message in (
+        ({"x": torch.zeros(1)}, "not an OFA MobileNetV3 checkpoint"),
+        (partial, "missing (473)"),
+        (OFAMobileNetV3(1.2).state_dict(), "the config is a w1.0 subnet"),
+    ):
         torch.save({"state_dict": state}, tmp_path / "bad.pth")
-        result = CliRunner().invoke(coord_main, ["export", str(tmp_path / "c.json"), "--out",
-                                                 str(tmp_path), "--checkpoint",
-                                                 str(tmp_path / "bad.pth")])
+        result = CliRunner().invoke(
+            coord_main,
+            [
+                "export",
+                str(tmp_path / "c.json"),
+                "--out",
+                str(tmp_path),
+                "--checkpoint",
+                str(tmp_path / "bad.pth"),
+            ],
+        )
         assert result.exit_code == 1 and message in result.output
 
 
@@ -124,25 +158,50 @@ def _macs_accuracy_predictor(path: Path) -> None:
 
 def lut_sum_over_measured(table: LatencyTable, db: Path, campaign: str) -> list[float]:
     """Per subnet of `campaign`: its LUT sum over the median of its measurements."""
-    rows = [json.loads(line) for line in invoke(coord_main, "results", "export", "--db", db,
-                                                "--campaign", campaign, "--format", "jsonl")
-            .output.splitlines()]
+    rows = [
+        json.loads(line)
+        for line in invoke(
+            coord_main, "results", "export", "--db", db, "--campaign", campaign, "--format", "jsonl"
+        ).output.splitlines()
+    ]
     measured: dict[str, list[float]] = {}
     for row in rows:
         if row["kind"] == "subnet" and row["accepted"]:
             measured.setdefault(row["key"], []).append(row["median_ms"])
     assert measured and all(len(v) == 2 for v in measured.values())  # --repeats 2
-    return [table.predict_ms(SubnetConfig.from_json(key)) / float(np.median(values))
-            for key, values in measured.items()]
+    return [
+        table.predict_ms(SubnetConfig.from_json(key)) / float(np.median(values))
+        for key, values in measured.items()
+    ]
 
 
 def test_demo_profiles_two_device_classes_and_specialises_each(tmp_path):
     _macs_accuracy_predictor(tmp_path / "acc.npz")
-    done = subprocess.run([sys.executable, "-m", "coordinator", "demo", "--resolutions", "64",
-                           "--subnets", "2", "--repeats", "2", "--min-time", "0.02",
-                           "--warmup-time", "0.01", "--acc-predictor", str(tmp_path / "acc.npz"),
-                           "--run-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=1800)  # a hang guard only
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "coordinator",
+            "demo",
+            "--resolutions",
+            "64",
+            "--subnets",
+            "2",
+            "--repeats",
+            "2",
+            "--min-time",
+            "0.02",
+            "--warmup-time",
+            "0.01",
+            "--acc-predictor",
+            str(tmp_path / "acc.npz"),
+            "--run-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )  # a hang guard only
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = tmp_path.glob("demo-*")
     summary = json.loads((run / "summary.json").read_text())
@@ -156,8 +215,8 @@ def test_demo_profiles_two_device_classes_and_specialises_each(tmp_path):
         # gave 0.2), so it is recomputed from the exported table and results, not bounded.
         ratios = lut_sum_over_measured(table, run / "fleet.db", device["random_campaign"])
         assert device["lut_sum_over_measured"] == pytest.approx(
-            {"median": float(np.median(ratios)), "min": min(ratios), "max": max(ratios)},
-            rel=1e-9)
+            {"median": float(np.median(ratios)), "min": min(ratios), "max": max(ratios)}, rel=1e-9
+        )
         assert device["label"] in done.stdout
     threads = {a["threads"] for a in Store(run / "fleet.db").list_agents()}
     assert threads == {1, 2}
@@ -176,10 +235,13 @@ def test_token_commands_show_the_secret_once_and_store_only_its_hash(tmp_path):
     db = tmp_path / "fleet.db"
     secret = invoke(coord_main, "token", "create", "--db", db, "--name", "pixel7-1").output.strip()
     assert secret.startswith("ofa_")
-    assert secret.encode() not in db.read_bytes() and secret not in invoke(
-        coord_main, "token", "list", "--db", db).output
-    again = CliRunner().invoke(coord_main, ["token", "create", "--db", str(db),
-                                            "--name", "pixel7-1"])
+    assert (
+        secret.encode() not in db.read_bytes()
+        and secret not in invoke(coord_main, "token", "list", "--db", db).output
+    )
+    again = CliRunner().invoke(
+        coord_main, ["token", "create", "--db", str(db), "--name", "pixel7-1"]
+    )
     assert again.exit_code == 1 and "a token named 'pixel7-1' exists already" in again.output
     invoke(coord_main, "token", "create", "--db", db, "--name", "pi", "--out", tmp_path / "pi.tok")
     assert (tmp_path / "pi.tok").stat().st_mode & 0o777 == 0o600
@@ -195,10 +257,12 @@ def test_devices_lists_registered_agents(tmp_path):
     store = Store(db)
     assert "no agents have registered" in invoke(coord_main, "devices", "--db", db).output
     store.create_token("t")
-    token = store.token_by_secret(invoke(coord_main, "token", "create", "--db", db,
-                                         "--name", "u").output.strip())
-    agent = store.register_agent(token, "", ["rpi4"], {"machine": "aarch64",
-                                                       "cpu_model": "Cortex-A72"}, 4, "0.1")
+    token = store.token_by_secret(
+        invoke(coord_main, "token", "create", "--db", db, "--name", "u").output.strip()
+    )
+    agent = store.register_agent(
+        token, "", ["rpi4"], {"machine": "aarch64", "cpu_model": "Cortex-A72"}, 4, "0.1"
+    )
     table = invoke(coord_main, "devices", "--db", db).output
     assert agent in table and "online" in table and "rpi4" in table and "aarch64" in table
     listed = json.loads(invoke(coord_main, "devices", "--db", db, "--format", "json").output)

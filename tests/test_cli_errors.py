@@ -26,12 +26,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from coordinator.state import BlobStore
-from coordinator.services.campaigns import CampaignSpec, Target, create_campaign, start_campaign
 from coordinator.cli.app import main as coord
+from coordinator.services.campaigns import CampaignSpec, Target, create_campaign, start_campaign
 from coordinator.services.jobs import BenchOptions
 from coordinator.services.predictor_data import predictor_path
-from coordinator.state import Store
+from coordinator.state import BlobStore, Store
 from ofa.config import SubnetConfig
 from ofa.latency_model import BlockTable, fit_predictor
 from ofa.lut import LatencyTable
@@ -57,13 +56,15 @@ def assert_one_error_line(result, *names: object) -> str:
 def register(store: Store, label: str) -> str:
     """An agent registered as the servicer registers one."""
     secret = store.create_token(f"agent-{label}")
-    return store.register_agent(store.token_by_secret(secret), "", [label], {"machine": "x86_64"},
-                                1, "test")
+    return store.register_agent(
+        store.token_by_secret(secret), "", [label], {"machine": "x86_64"}, 1, "test"
+    )
 
 
 @pytest.fixture(scope="module")
 def assets_dir() -> Path:
     from tests.conftest import ASSETS
+
     return ASSETS
 
 
@@ -79,9 +80,17 @@ def fleet_db(tmp_path_factory, assets_dir) -> Path:
     configs = folder / "one.jsonl"
     configs.write_text(SubnetConfig.smallest(r=48).to_json() + "\n")
     lut_results(store)
-    create_campaign(store, BlobStore(store), CampaignSpec(
-        name="c", targets=(Target(label="cpu"),), workload="configs", configs_file=str(configs),
-        reference_every=0))
+    create_campaign(
+        store,
+        BlobStore(store),
+        CampaignSpec(
+            name="c",
+            targets=(Target(label="cpu"),),
+            workload="configs",
+            configs_file=str(configs),
+            reference_every=0,
+        ),
+    )
     store.close()
     return db
 
@@ -108,8 +117,21 @@ def db_commands(db: Path, out: Path, assets_dir: Path) -> dict[str, list]:
         "token create": ["token", "create", "--db", db, "--name", "new"],
         "token create --out": ["token", "create", "--db", db, "--name", "new2", "--out", out / "t"],
         "token revoke": ["token", "revoke", "--db", db, "--name", "t1"],
-        "campaign create": ["campaign", "create", "--db", db, "--name", "c2", "--label", "cpu",
-                            "--workload", "configs", "--configs", config, "--start"],
+        "campaign create": [
+            "campaign",
+            "create",
+            "--db",
+            db,
+            "--name",
+            "c2",
+            "--label",
+            "cpu",
+            "--workload",
+            "configs",
+            "--configs",
+            config,
+            "--start",
+        ],
         "campaign start": ["campaign", "start", "--db", db, "c"],
         "campaign cancel": ["campaign", "cancel", "--db", db, "c"],
     }
@@ -119,19 +141,57 @@ def db_commands(db: Path, out: Path, assets_dir: Path) -> dict[str, list]:
         "campaign status": ["campaign", "status", "--db", db, "c"],
         "campaign wait": ["campaign", "wait", "--db", db, "c", "--timeout", "1"],
         "campaign list": ["campaign", "list", "--db", db],
-        "results export": ["results", "export", "--db", db, "--campaign", "c", "--out",
-                           out / "r.csv"],
+        "results export": [
+            "results",
+            "export",
+            "--db",
+            db,
+            "--campaign",
+            "c",
+            "--out",
+            out / "r.csv",
+        ],
         "lut export": ["lut", "export", "--db", db, "--device", "cpu", "--out", out / "lut"],
         "predictor train": ["predictor", "train", "--db", db, "--device", "cpu"],
         "predictor eval": ["predictor", "eval", "--db", db, "--device", "cpu"],
-        "specialize --verify": ["specialize", "--db", db, "--device", "cpu", "--kind", "lut",
-                                "--acc-predictor", assets_dir / "acc_predictor.pth",
-                                "--latency-ms", "30", "--generations", "2", "--verify",
-                                "--verify-timeout", "1", "--out", out / "s"],
+        "specialize --verify": [
+            "specialize",
+            "--db",
+            db,
+            "--device",
+            "cpu",
+            "--kind",
+            "lut",
+            "--acc-predictor",
+            assets_dir / "acc_predictor.pth",
+            "--latency-ms",
+            "30",
+            "--generations",
+            "2",
+            "--verify",
+            "--verify-timeout",
+            "1",
+            "--out",
+            out / "s",
+        ],
     }
-    return {"writes": writes, "reads": reads,
-            "no db": {"predictor predict": ["predictor", "predict", "--db", db, "--device", "cpu",
-                                            "--kind", "lut", config]}}
+    return {
+        "writes": writes,
+        "reads": reads,
+        "no db": {
+            "predictor predict": [
+                "predictor",
+                "predict",
+                "--db",
+                db,
+                "--device",
+                "cpu",
+                "--kind",
+                "lut",
+                config,
+            ]
+        },
+    }
 
 
 def prepared(fleet_db: Path, assets_dir: Path, tmp_path: Path) -> tuple[Path, Path, dict]:
@@ -158,7 +218,7 @@ def assert_one_line_where_failed(results: dict[str, dict], must_fail: set[str]) 
 def damage(db: Path, how: str) -> None:
     data = db.read_bytes()
     if how == "truncated":  # a copy cut short: the header survives, the pages do not
-        db.write_bytes(data[:len(data) // 3])
+        db.write_bytes(data[: len(data) // 3])
     elif how == "random":
         db.write_bytes(random.Random(0).randbytes(len(data)))
     else:
@@ -167,7 +227,8 @@ def damage(db: Path, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["truncated", "random", "text"])
 def test_a_damaged_database_gives_one_line_naming_it_with_every_command(
-        fleet_db, assets_dir, tmp_path, how):
+    fleet_db, assets_dir, tmp_path, how
+):
     db, out, commands = prepared(fleet_db, assets_dir, tmp_path)
     damage(db, how)
     for name, args in {**commands["writes"], **commands["reads"]}.items():
@@ -182,8 +243,9 @@ def assert_no_exports(out: Path) -> None:
     assert sorted(p.name for p in out.iterdir() if p.name != "s") == []
 
 
-def _run_commands(commands: dict[str, list], file_modes: bool = False,
-                  file_limit: int | None = None) -> dict[str, dict]:
+def _run_commands(
+    commands: dict[str, list], file_modes: bool = False, file_limit: int | None = None
+) -> dict[str, dict]:
     """Run each command in one real process (bound by file modes even as root, or under a
     write limit) and return {name: {exit, stdout, stderr, exception}}."""
     driver = (
@@ -196,12 +258,14 @@ def _run_commands(commands: dict[str, list], file_modes: bool = False,
         "    bug = None if isinstance(r.exception, (SystemExit, type(None))) else r.exception\n"
         "    out[name] = {'exit': r.exit_code, 'stdout': r.stdout, 'stderr': r.stderr,\n"
         "                 'exception': ''.join(traceback.format_exception(bug)) if bug else ''}\n"
-        "print(json.dumps(out))\n")
+        "print(json.dumps(out))\n"
+    )
 
     def limits() -> None:
         if file_limit is not None:
             import resource
             import signal
+
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write fails with EFBIG instead
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
         if file_modes and os.geteuid() == 0:  # root keeps no capability past exec but these
@@ -210,17 +274,21 @@ def _run_commands(commands: dict[str, list], file_modes: bool = False,
                 if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
                     raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) needs CAP_SETPCAP")
 
-    done = subprocess.run([sys.executable, "-c", driver], input=json.dumps(
-        {name: [str(a) for a in args] for name, args in commands.items()}),
-        capture_output=True, text=True, preexec_fn=limits, timeout=600,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    done = subprocess.run(
+        [sys.executable, "-c", driver],
+        input=json.dumps({name: [str(a) for a in args] for name, args in commands.items()}),
+        capture_output=True,
+        text=True,
+        preexec_fn=limits,
+        timeout=600,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
 @pytest.mark.parametrize("read_only", ["file", "folder"])
-def test_a_read_only_database_refuses_writes_in_one_line(fleet_db, assets_dir, tmp_path,
-                                                         read_only):
+def test_a_read_only_database_refuses_writes_in_one_line(fleet_db, assets_dir, tmp_path, read_only):
     db, out, commands = prepared(fleet_db, assets_dir, tmp_path)
     if read_only == "file":
         db.chmod(0o444)
@@ -239,8 +307,7 @@ def test_a_read_only_database_refuses_writes_in_one_line(fleet_db, assets_dir, t
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temporary file
 
 
-def test_a_full_disk_gives_one_line_and_leaves_nothing_half_written(fleet_db, assets_dir,
-                                                                    tmp_path):
+def test_a_full_disk_gives_one_line_and_leaves_nothing_half_written(fleet_db, assets_dir, tmp_path):
     db, out, commands = prepared(fleet_db, assets_dir, tmp_path)
     holder = Store(db)  # a running coordinator keeps -wal and -shm, so reads still work
     try:
@@ -258,14 +325,18 @@ def test_a_full_disk_gives_one_line_and_leaves_nothing_half_written(fleet_db, as
 def test_token_create_to_an_unwritable_file_creates_no_token(tmp_path):
     db = tmp_path / "fleet.db"
     missing = tmp_path / "missing" / "dir" / "t"
-    assert_one_error_line(invoke("token", "create", "--db", db, "--name", "pi", "--out", missing),
-                          missing, "No such file or directory")
+    assert_one_error_line(
+        invoke("token", "create", "--db", db, "--name", "pi", "--out", missing),
+        missing,
+        "No such file or directory",
+    )
     assert Store(db).list_tokens() == []  # the name is still free, no secret was lost
     out = tmp_path / "pi.token"
     out.write_text("an old token\n")
     out.chmod(0o644)
-    assert "written to" in invoke("token", "create", "--db", db, "--name", "pi", "--out",
-                                  out).output
+    assert (
+        "written to" in invoke("token", "create", "--db", db, "--name", "pi", "--out", out).output
+    )
     secret = out.read_text().strip()
     assert Store(db).token_by_secret(secret).name == "pi"
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
@@ -275,12 +346,18 @@ def test_token_create_to_an_unwritable_file_creates_no_token(tmp_path):
 def test_exports_to_unwritable_paths_give_one_line_and_leave_nothing(fleet_db, tmp_path):
     db = copy_fleet(fleet_db, tmp_path / "fleet")
     missing = tmp_path / "missing" / "r.csv"
-    assert_one_error_line(invoke("results", "export", "--db", db, "--campaign", "c", "--out",
-                                 missing), missing, "No such file or directory")
+    assert_one_error_line(
+        invoke("results", "export", "--db", db, "--campaign", "c", "--out", missing),
+        missing,
+        "No such file or directory",
+    )
     a_file = tmp_path / "a-file"
     a_file.write_text("")
-    assert_one_error_line(invoke("lut", "export", "--db", db, "--device", "cpu", "--out",
-                                 a_file / "lut"), a_file, "Not a directory")
+    assert_one_error_line(
+        invoke("lut", "export", "--db", db, "--device", "cpu", "--out", a_file / "lut"),
+        a_file,
+        "Not a directory",
+    )
     assert not missing.parent.exists() and a_file.read_text() == ""
     good = tmp_path / "lut"
     invoke("lut", "export", "--db", db, "--device", "cpu", "--out", good)
@@ -290,15 +367,29 @@ def test_exports_to_unwritable_paths_give_one_line_and_leave_nothing(fleet_db, t
 def lut_results(store: Store) -> str:
     """A started LUT campaign `lut` on cpu with every job reported ok, as the servicer
     records an agent's reports."""
-    campaign = create_campaign(store, BlobStore(store), CampaignSpec(
-        name="lut", targets=(Target(label="cpu"),), workload="lut", resolutions=(48,),
-        repeats=1, reference_every=0))
+    campaign = create_campaign(
+        store,
+        BlobStore(store),
+        CampaignSpec(
+            name="lut",
+            targets=(Target(label="cpu"),),
+            workload="lut",
+            resolutions=(48,),
+            repeats=1,
+            reference_every=0,
+        ),
+    )
     start_campaign(store, campaign)
     agent = store.list_agents()[0]["id"]
     while leased := store.lease_jobs(agent, 8, 60):
         for job in leased:
-            store.report(agent, job.job_id, job.lease_id, "ok",
-                         {"samples_ns": [1_000_000, 1_100_000, 1_200_000]})
+            store.report(
+                agent,
+                job.job_id,
+                job.lease_id,
+                "ok",
+                {"samples_ns": [1_000_000, 1_100_000, 1_200_000]},
+            )
     return campaign
 
 
@@ -309,48 +400,80 @@ def test_jsonl_exports_are_strict_json(fleet_db, tmp_path):
     agent = store.list_agents()[0]["id"]
     job = store.lease_jobs(agent, 1, 60)[0]
     nan, inf = float("nan"), float("inf")
-    store.report(agent, job.job_id, job.lease_id, "ok",  # what older servers let through
-                 {"samples_ns": [1_000_000, 1_000_500], "before": {"temp_c": nan, "freq": [inf]},
-                  "drift": {"drift": inf}})
-    text = invoke("results", "export", "--db", db, "--campaign", "c", "--format",
-                  "jsonl").stdout
+    store.report(
+        agent,
+        job.job_id,
+        job.lease_id,
+        "ok",  # what older servers let through
+        {
+            "samples_ns": [1_000_000, 1_000_500],
+            "before": {"temp_c": nan, "freq": [inf]},
+            "drift": {"drift": inf},
+        },
+    )
+    text = invoke("results", "export", "--db", db, "--campaign", "c", "--format", "jsonl").stdout
 
     def refuse(constant: str):
         raise AssertionError(f"{constant} in the export")
+
     (row,) = [json.loads(line, parse_constant=refuse) for line in text.splitlines()]
     assert row["telemetry_before"] == {"temp_c": None, "freq": [None]}
     assert row["drift"] is None and row["median_ms"] > 0
-    (cells,) = csv.DictReader(io.StringIO(invoke("results", "export", "--db", db, "--campaign",
-                                                 "c").stdout))
+    (cells,) = csv.DictReader(
+        io.StringIO(invoke("results", "export", "--db", db, "--campaign", "c").stdout)
+    )
     assert cells["drift"] == "" and float(cells["median_ms"]) > 0
     assert json.loads(cells["telemetry_before"], parse_constant=refuse) == {
-        "freq": [None], "temp_c": None}
+        "freq": [None],
+        "temp_c": None,
+    }
 
 
-@pytest.mark.parametrize("args, field", [
-    (["--threads", "1099511627776"], "settings.threads"),
-    (["--min-time", "nan"], "settings.min_time_s"),
-    (["--min-time", "inf"], "settings.min_time_s"),
-    (["--min-time", "-1"], "settings.min_time_s"),
-    (["--warmup-min-time", "1e300"], "settings.warmup_min_s"),
-    (["--min-runs", "1000000000"], "settings.min_runs"),
-    (["--precision", "nan"], "settings.target_precision"),
-    (["--min-time", "5", "--max-time", "1"], "settings.max_time_s"),
-    (["--repeats", "1000"], "repeats"),
-    (["--max-attempts", "0"], "max_attempts"),
-    (["--reference-every", "-1"], "reference_every"),
-    (["--name", "c0123abcd"], "name"),
-    (["--name", "tab\there"], "name"),
-])
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (["--threads", "1099511627776"], "settings.threads"),
+        (["--min-time", "nan"], "settings.min_time_s"),
+        (["--min-time", "inf"], "settings.min_time_s"),
+        (["--min-time", "-1"], "settings.min_time_s"),
+        (["--warmup-min-time", "1e300"], "settings.warmup_min_s"),
+        (["--min-runs", "1000000000"], "settings.min_runs"),
+        (["--precision", "nan"], "settings.target_precision"),
+        (["--min-time", "5", "--max-time", "1"], "settings.max_time_s"),
+        (["--repeats", "1000"], "repeats"),
+        (["--max-attempts", "0"], "max_attempts"),
+        (["--reference-every", "-1"], "reference_every"),
+        (["--name", "c0123abcd"], "name"),
+        (["--name", "tab\there"], "name"),
+    ],
+)
 def test_out_of_range_campaign_settings_are_refused_before_anything_is_made(
-        fleet_db, tmp_path, args, field):
+    fleet_db, tmp_path, args, field
+):
     db = copy_fleet(fleet_db, tmp_path / "fleet")
     store = Store(db)
     before = store.db.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0]
     jobs = store.job_counts()
-    line = assert_one_error_line(invoke(
-        "campaign", "create", "--db", db, "--name", "x", "--label", "cpu", "--workload",
-        "random", "--count", "1", "--resolutions", "48", *args, "--start"))
+    line = assert_one_error_line(
+        invoke(
+            "campaign",
+            "create",
+            "--db",
+            db,
+            "--name",
+            "x",
+            "--label",
+            "cpu",
+            "--workload",
+            "random",
+            "--count",
+            "1",
+            "--resolutions",
+            "48",
+            *args,
+            "--start",
+        )
+    )
     assert line.startswith(f"{ERROR}{field}: expected"), line
     assert store.db.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0] == before
     assert store.job_counts() == jobs
@@ -359,8 +482,14 @@ def test_out_of_range_campaign_settings_are_refused_before_anything_is_made(
 def test_a_huge_count_is_refused_before_sampling():
     store = Store(":memory:")
     register(store, "cpu")
-    spec = CampaignSpec(name="x", targets=(Target(label="cpu"),), workload="random",
-                        count=10**9, resolutions=(48,), options=BenchOptions())
+    spec = CampaignSpec(
+        name="x",
+        targets=(Target(label="cpu"),),
+        workload="random",
+        count=10**9,
+        resolutions=(48,),
+        options=BenchOptions(),
+    )
     with pytest.raises(ValueError, match=r"^count: expected an integer <= 100000, got"):
         spec.validate(store)
 
@@ -369,15 +498,29 @@ def test_campaign_names_are_unique_and_ids_keep_working(fleet_db, tmp_path):
     db = copy_fleet(fleet_db, tmp_path / "fleet")
     config = tmp_path / "one.jsonl"
     config.write_text(SubnetConfig.smallest(r=48).to_json())
-    args = ["campaign", "create", "--db", db, "--label", "cpu", "--workload", "configs",
-            "--configs", config]
+    args = [
+        "campaign",
+        "create",
+        "--db",
+        db,
+        "--label",
+        "cpu",
+        "--workload",
+        "configs",
+        "--configs",
+        config,
+    ]
     store = Store(db)
     (first,) = [r[0] for r in store.db.execute("SELECT id FROM campaigns WHERE name='c'")]
     line = assert_one_error_line(invoke(*args, "--name", "c"))
     assert f"name: campaign {first} is already named 'c'" in line
     second = invoke(*args, "--name", "c again").stdout.split()[1]
-    assert json.loads(invoke("campaign", "status", "--db", db, second, "--format",
-                             "json").stdout)["name"] == "c again"
+    assert (
+        json.loads(invoke("campaign", "status", "--db", db, second, "--format", "json").stdout)[
+            "name"
+        ]
+        == "c again"
+    )
     # a database from before names were unique: the name is ambiguous, the ids are not
     store.db.execute("UPDATE campaigns SET name='c' WHERE id=?", (second,))
     line = assert_one_error_line(invoke("campaign", "status", "--db", db, "c"))
@@ -395,29 +538,55 @@ def test_a_deeply_nested_config_gives_one_line(tmp_path):
 def test_float_options_refuse_nan_and_inf(tmp_path, assets_dir):
     db = tmp_path / "fleet.db"
     Store(db).close()
-    specialize = ["specialize", "--lut", assets_dir / "note10", "--acc-predictor",
-                  assets_dir / "acc_predictor.pth", "--out", tmp_path / "out"]
+    specialize = [
+        "specialize",
+        "--lut",
+        assets_dir / "note10",
+        "--acc-predictor",
+        assets_dir / "acc_predictor.pth",
+        "--out",
+        tmp_path / "out",
+    ]
     for value in ("nan", "inf"):
-        for args in (["campaign", "wait", "--db", db, "x", "--timeout", value],
-                     [*specialize, "--latency-ms", value],
-                     [*specialize, "--pareto", f"10:{value}:3"]):
+        for args in (
+            ["campaign", "wait", "--db", db, "x", "--timeout", value],
+            [*specialize, "--latency-ms", value],
+            [*specialize, "--pareto", f"10:{value}:3"],
+        ):
             result = invoke(*args)
             assert result.exit_code == 2 and "expected" in result.stderr, result.output
             assert "finite" in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("second, message", [
-    ({}, "scenario 1: name: 'note10' is scenario 0's too"),
-    ({"name": "../elsewhere"}, "scenario 1: name: expected a folder name, got '../elsewhere'"),
-])
+@pytest.mark.parametrize(
+    "second, message",
+    [
+        ({}, "scenario 1: name: 'note10' is scenario 0's too"),
+        ({"name": "../elsewhere"}, "scenario 1: name: expected a folder name, got '../elsewhere'"),
+    ],
+)
 def test_two_scenarios_never_write_into_one_folder(assets_dir, tmp_path, second, message):
     scenarios = tmp_path / "scenarios.json"
-    scenarios.write_text(json.dumps([{"lut": str(assets_dir / "note10"), "latency_ms": [20]},
-                                     {"lut": str(assets_dir / "note10"), "latency_ms": [30],
-                                      **second}]))
+    scenarios.write_text(
+        json.dumps(
+            [
+                {"lut": str(assets_dir / "note10"), "latency_ms": [20]},
+                {"lut": str(assets_dir / "note10"), "latency_ms": [30], **second},
+            ]
+        )
+    )
     out = tmp_path / "out"
-    line = assert_one_error_line(invoke("specialize", "--scenarios", scenarios, "--acc-predictor",
-                                        assets_dir / "acc_predictor.pth", "--out", out))
+    line = assert_one_error_line(
+        invoke(
+            "specialize",
+            "--scenarios",
+            scenarios,
+            "--acc-predictor",
+            assets_dir / "acc_predictor.pth",
+            "--out",
+            out,
+        )
+    )
     assert message in line
     assert not out.exists() and not (tmp_path / "elsewhere").exists()  # refused before searching

@@ -11,15 +11,21 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from coordinator.state import BlobStore
 from coordinator.server.fleet import FleetSettings
 from coordinator.services.jobs import BenchOptions, make_spec, model_inputs
+from coordinator.state import BlobStore
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
 from tests.fleet import Fleet, kill9, small_models, wait_for
 
-LONG = BenchOptions(warmup_runs=2, warmup_min_s=0.02, min_runs=10, min_time_s=3.0,
-                    max_time_s=3.0, target_precision=1e-6)
+LONG = BenchOptions(
+    warmup_runs=2,
+    warmup_min_s=0.02,
+    min_runs=10,
+    min_time_s=3.0,
+    max_time_s=3.0,
+    target_precision=1e-6,
+)
 
 
 def stub(fleet: Fleet) -> pb_grpc.FleetStub:
@@ -32,7 +38,7 @@ def bearer(token_file) -> tuple:
 
 def test_a_job_is_fetched_by_digest_measured_and_its_raw_samples_stored(fleet):
     fleet.start_agent("a")
-    (key, model), = small_models(1)
+    ((key, model),) = small_models(1)
     (job_id,) = fleet.enqueue([(key, model)])
     fleet.wait_done([job_id], timeout=60)
     job = fleet.store.job(job_id)
@@ -89,8 +95,10 @@ def test_coordinator_killed_and_restarted_the_work_completes_once(fleet):
 def test_missing_wrong_and_revoked_tokens_are_refused(fleet):
     client = stub(fleet)
     request = pb.RegisterRequest(labels=["cpu"])
-    for metadata, message in (((), "missing bearer token"),
-                              ((("authorization", "Bearer nope"),), "unknown token")):
+    for metadata, message in (
+        ((), "missing bearer token"),
+        ((("authorization", "Bearer nope"),), "unknown token"),
+    ):
         with pytest.raises(grpc.RpcError) as info:
             client.Register(request, metadata=metadata, timeout=10)
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -100,7 +108,9 @@ def test_missing_wrong_and_revoked_tokens_are_refused(fleet):
     fleet.store.revoke_token("r")
     with pytest.raises(grpc.RpcError) as info:
         client.Register(request, metadata=bearer(token), timeout=10)
-    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED and "revoked" in info.value.details()
+    assert (
+        info.value.code() == grpc.StatusCode.UNAUTHENTICATED and "revoked" in info.value.details()
+    )
     # a real agent with a wrong token stops at once and says why
     bad = fleet.folder / "bad.token"
     bad.write_text("ofa_wrong")
@@ -112,18 +122,30 @@ def test_missing_wrong_and_revoked_tokens_are_refused(fleet):
 def test_a_token_cannot_act_for_another_agent(fleet):
     client = stub(fleet)
     token_a, token_b = fleet.token("ta"), fleet.token("tb")
-    agent_a = client.Register(pb.RegisterRequest(labels=["cpu"]), metadata=bearer(token_a),
-                              timeout=10).agent_id
-    agent_b = client.Register(pb.RegisterRequest(labels=["gpu"]), metadata=bearer(token_b),
-                              timeout=10).agent_id
+    agent_a = client.Register(
+        pb.RegisterRequest(labels=["cpu"]), metadata=bearer(token_a), timeout=10
+    ).agent_id
+    agent_b = client.Register(
+        pb.RegisterRequest(labels=["gpu"]), metadata=bearer(token_b), timeout=10
+    ).agent_id
     fleet.enqueue(small_models(1))
-    (job,) = client.LeaseJobs(pb.LeaseJobsRequest(agent_id=agent_a, max_jobs=1, wait_s=5),
-                              metadata=bearer(token_a), timeout=15).jobs
-    report = pb.ReportResultRequest(agent_id=agent_a, job_id=job.job_id, lease_id=job.lease_id,
-                                    result=pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=[1],
-                                                     stop_reason="time_cap"))
-    for request in (report, pb.ReportResultRequest(agent_id=agent_b, job_id=job.job_id,
-                                                   lease_id=job.lease_id, result=report.result)):
+    (job,) = client.LeaseJobs(
+        pb.LeaseJobsRequest(agent_id=agent_a, max_jobs=1, wait_s=5),
+        metadata=bearer(token_a),
+        timeout=15,
+    ).jobs
+    report = pb.ReportResultRequest(
+        agent_id=agent_a,
+        job_id=job.job_id,
+        lease_id=job.lease_id,
+        result=pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=[1], stop_reason="time_cap"),
+    )
+    for request in (
+        report,
+        pb.ReportResultRequest(
+            agent_id=agent_b, job_id=job.job_id, lease_id=job.lease_id, result=report.result
+        ),
+    ):
         with pytest.raises(grpc.RpcError) as info:
             client.ReportResult(request, metadata=bearer(token_b), timeout=10)
         assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -139,14 +161,15 @@ def test_a_token_cannot_act_for_another_agent(fleet):
 def test_a_blob_that_does_not_match_its_digest_is_rejected(fleet):
     fleet.start_agent("a")
     fleet.agent_id("a")
-    (key, model), = small_models(1)
+    ((key, model),) = small_models(1)
     blobs = BlobStore(fleet.store)
     digest = blobs.put(model)
     path = blobs.path(digest)
     path.write_bytes(b"\0" * len(model))  # the file on disk rots
     spec = make_spec(digest, len(model), model_inputs(model), BenchOptions(), lut_key=key)
-    (bad_job,) = fleet.store.enqueue([(spec.SerializeToString(), digest)], label="cpu",
-                                     max_attempts=1)
+    (bad_job,) = fleet.store.enqueue(
+        [(spec.SerializeToString(), digest)], label="cpu", max_attempts=1
+    )
     fleet.wait_done([bad_job])
     job = fleet.store.job(bad_job)
     assert job["state"] == "failed" and "DigestMismatch" in job["error"]
@@ -158,14 +181,19 @@ def test_a_blob_that_does_not_match_its_digest_is_rejected(fleet):
 
 def test_an_oversize_message_gets_a_clear_error(fleet):
     token = fleet.token("big")
-    channel = grpc.insecure_channel(fleet.address, options=[
-        ("grpc.max_send_message_length", 64 * 2**20)])
+    channel = grpc.insecure_channel(
+        fleet.address, options=[("grpc.max_send_message_length", 64 * 2**20)]
+    )
     client = pb_grpc.FleetStub(channel)
-    agent = client.Register(pb.RegisterRequest(labels=["cpu"]), metadata=bearer(token),
-                            timeout=10).agent_id
-    huge = pb.ReportResultRequest(agent_id=agent, job_id="x", lease_id="y",
-                                  result=pb.Result(status=pb.RESULT_STATUS_OK,
-                                                   samples_ns=[2**40] * 3_000_000))
+    agent = client.Register(
+        pb.RegisterRequest(labels=["cpu"]), metadata=bearer(token), timeout=10
+    ).agent_id
+    huge = pb.ReportResultRequest(
+        agent_id=agent,
+        job_id="x",
+        lease_id="y",
+        result=pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=[2**40] * 3_000_000),
+    )
     with pytest.raises(grpc.RpcError) as info:
         client.ReportResult(huge, metadata=bearer(token), timeout=30)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -177,7 +205,7 @@ def test_an_oversize_message_gets_a_clear_error(fleet):
 
 def test_a_bad_job_fails_with_its_reason_and_the_agent_carries_on(fleet):
     fleet.start_agent("a")
-    (key, model), = small_models(1)
+    ((key, model),) = small_models(1)
     blobs = BlobStore(fleet.store)
     digest = blobs.put(model)
     wrong = make_spec(digest, len(model), [("input", [1, 3, 9, 9])], BenchOptions(), lut_key=key)
@@ -197,8 +225,11 @@ def test_agent_registers_again_when_forgotten(fleet):
     agent = fleet.agent_id("a")
     fleet.store.forget_agent(agent)
     assert fleet.store.list_agents() == []
-    wait_for(lambda: [a["id"] for a in fleet.store.list_agents()] == [agent], 30,
-             "the agent to register again")
+    wait_for(
+        lambda: [a["id"] for a in fleet.store.list_agents()] == [agent],
+        30,
+        "the agent to register again",
+    )
     jobs = fleet.enqueue(small_models(1))
     fleet.wait_done(jobs)
     assert fleet.store.results(jobs[0])[0]["agent_id"] == agent
@@ -293,25 +324,38 @@ def test_a_cancelled_job_stops_being_measured(fleet):
 def test_lease_size_and_register_fields_are_bounded(fleet):
     client = stub(fleet)
     token = fleet.token("t")
-    for request, field in ((pb.RegisterRequest(labels=["ok", "no spaces"]), "labels[1]"),
-                           (pb.RegisterRequest(labels=["x"] * 40), "labels: at most 32"),
-                           (pb.RegisterRequest(agent_id="../../x"), "agent_id:")):
+    for request, field in (
+        (pb.RegisterRequest(labels=["ok", "no spaces"]), "labels[1]"),
+        (pb.RegisterRequest(labels=["x"] * 40), "labels: at most 32"),
+        (pb.RegisterRequest(agent_id="../../x"), "agent_id:"),
+    ):
         with pytest.raises(grpc.RpcError) as info:
             client.Register(request, metadata=bearer(token), timeout=10)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert field in info.value.details()
-    agent = client.Register(pb.RegisterRequest(labels=["cpu"]), metadata=bearer(token),
-                            timeout=10).agent_id
+    agent = client.Register(
+        pb.RegisterRequest(labels=["cpu"]), metadata=bearer(token), timeout=10
+    ).agent_id
     fleet.enqueue(small_models(1) * 20)
-    leased = client.LeaseJobs(pb.LeaseJobsRequest(agent_id=agent, max_jobs=10**6, wait_s=1),
-                              metadata=bearer(token), timeout=15).jobs
+    leased = client.LeaseJobs(
+        pb.LeaseJobsRequest(agent_id=agent, max_jobs=10**6, wait_s=1),
+        metadata=bearer(token),
+        timeout=15,
+    ).jobs
     assert len(leased) == 8
     with pytest.raises(grpc.RpcError) as info:  # an unknown lease is not "unknown agent"
-        client.ReportResult(pb.ReportResultRequest(
-            agent_id=agent, job_id=leased[0].job_id, lease_id="0" * 32,
-            result=pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=[1],
-                             stop_reason="time_cap")),
-            metadata=bearer(token), timeout=10)
+        client.ReportResult(
+            pb.ReportResultRequest(
+                agent_id=agent,
+                job_id=leased[0].job_id,
+                lease_id="0" * 32,
+                result=pb.Result(
+                    status=pb.RESULT_STATUS_OK, samples_ns=[1], stop_reason="time_cap"
+                ),
+            ),
+            metadata=bearer(token),
+            timeout=10,
+        )
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
@@ -320,11 +364,15 @@ def serving_one_leased_job(fleet: Fleet):
     token file, agent id, the job's id and the leased job."""
     fleet.start_server()
     client, token = stub(fleet), fleet.token("a")
-    agent = client.Register(pb.RegisterRequest(labels=["cpu"]), metadata=bearer(token),
-                            timeout=10).agent_id
+    agent = client.Register(
+        pb.RegisterRequest(labels=["cpu"]), metadata=bearer(token), timeout=10
+    ).agent_id
     (job_id,) = fleet.enqueue(small_models(1))
-    (job,) = client.LeaseJobs(pb.LeaseJobsRequest(agent_id=agent, max_jobs=1, wait_s=10),
-                              metadata=bearer(token), timeout=30).jobs
+    (job,) = client.LeaseJobs(
+        pb.LeaseJobsRequest(agent_id=agent, max_jobs=1, wait_s=10),
+        metadata=bearer(token),
+        timeout=30,
+    ).jobs
     return client, token, agent, job_id, job
 
 
@@ -336,9 +384,11 @@ def test_a_lease_expires_in_real_time_while_its_agent_stays_online(tmp_path):
         client, token, agent, job_id, job = serving_one_leased_job(fleet)
 
         def requeued() -> bool:
-            client.Heartbeat(pb.HeartbeatRequest(agent_id=agent), metadata=bearer(token),
-                             timeout=10)
+            client.Heartbeat(
+                pb.HeartbeatRequest(agent_id=agent), metadata=bearer(token), timeout=10
+            )
             return fleet.store.job(job_id)["state"] == "queued"
+
         wait_for(requeued, 60, "the lease to expire")
         assert time.time() * 1000 >= job.lease_expires_unix_ms
         assert "expired" in fleet.store.job(job_id)["error"]
@@ -359,12 +409,18 @@ def test_a_restarted_coordinator_gives_agents_a_grace_period(tmp_path):
         port = fleet.port
         assert fleet.stop_server(signal.SIGKILL) == -signal.SIGKILL
         # the outage: past the lease's expiry (and so past the offline window)
-        wait_for(lambda: time.time() * 1000 > job.lease_expires_unix_ms + 500, 30,
-                 "the lease's expiry to pass")
+        wait_for(
+            lambda: time.time() * 1000 > job.lease_expires_unix_ms + 500,
+            30,
+            "the lease's expiry to pass",
+        )
         fleet.start_server(port=port)
         client = stub(fleet)
-        reply = client.Heartbeat(pb.HeartbeatRequest(agent_id=agent, lease_ids=[job.lease_id]),
-                                 metadata=bearer(token), timeout=30)
+        reply = client.Heartbeat(
+            pb.HeartbeatRequest(agent_id=agent, lease_ids=[job.lease_id]),
+            metadata=bearer(token),
+            timeout=30,
+        )
         assert list(reply.lost_lease_ids) == []
         assert fleet.store.job(job_id)["state"] == "leased"
     finally:

@@ -9,16 +9,16 @@ import time
 
 import pytest
 
-from coordinator.state import BlobStore
 from coordinator.server.fleet import FleetService, FleetSettings
-from coordinator.state import Store, UnknownAgent
+from coordinator.state import BlobStore, Store, UnknownAgent
 
 
 def test_leases_committed_for_a_cancelled_call_are_given_back(tmp_path):
     store = Store(tmp_path / "fleet.db")
     secret = store.create_token("a")
-    agent = store.register_agent(store.token_by_secret(secret), "", ["cpu"],
-                                 {"machine": "x86_64"}, 1, "test")
+    agent = store.register_agent(
+        store.token_by_secret(secret), "", ["cpu"], {"machine": "x86_64"}, 1, "test"
+    )
     token = store.token_by_secret(secret)  # now bound to the agent
     (job_id,) = store.enqueue([(b"spec", BlobStore(store).put(b"model"))], label="cpu")
     fleet = FleetService(store, BlobStore(store), FleetSettings())
@@ -42,8 +42,9 @@ def test_leases_committed_for_a_cancelled_call_are_given_back(tmp_path):
     asyncio.run(cancelled_while_leasing())
     job = store.job(job_id)
     assert (job["state"], job["attempts"]) == ("queued", 0)
-    states = [row[0] for row in store.db.execute("SELECT state FROM leases WHERE job_id=?",
-                                                 (job_id,))]
+    states = [
+        row[0] for row in store.db.execute("SELECT state FROM leases WHERE job_id=?", (job_id,))
+    ]
     assert states == ["released"]
     store.close()
 
@@ -51,8 +52,9 @@ def test_leases_committed_for_a_cancelled_call_are_given_back(tmp_path):
 def test_an_agent_forgotten_during_its_long_poll_leases_nothing(tmp_path):
     store = Store(tmp_path / "fleet.db")
     secret = store.create_token("a")
-    agent = store.register_agent(store.token_by_secret(secret), "", ["cpu"],
-                                 {"machine": "x86_64"}, 1, "test")
+    agent = store.register_agent(
+        store.token_by_secret(secret), "", ["cpu"], {"machine": "x86_64"}, 1, "test"
+    )
     token = store.token_by_secret(secret)
     fleet = FleetService(store, BlobStore(store), FleetSettings())
     operator = Store(tmp_path / "fleet.db")  # the CLI, in another process

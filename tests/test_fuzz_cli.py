@@ -18,8 +18,14 @@ from coordinator.services.jobs import BenchOptions, make_spec
 from coordinator.state import Store
 from tests.fuzzing import FUZZ
 
-COMMANDS = [["token", "list"], ["devices"], ["campaign", "list"], ["campaign", "status", "c1"],
-            ["results", "export", "--campaign", "c1"], ["lut", "export", "--device", "cpu"]]
+COMMANDS = [
+    ["token", "list"],
+    ["devices"],
+    ["campaign", "list"],
+    ["campaign", "status", "c1"],
+    ["results", "export", "--campaign", "c1"],
+    ["lut", "export", "--device", "cpu"],
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +57,8 @@ def damaged(real: bytes):
         st.integers(1, len(real) // 2).map(lambda cut: real[:cut]),
         st.binary(min_size=1, max_size=8192),
         st.text(min_size=1, max_size=500).map(str.encode),
-        st.binary(min_size=1, max_size=8192).map(lambda rest: real[:100] + rest))
+        st.binary(min_size=1, max_size=8192).map(lambda rest: real[:100] + rest),
+    )
 
 
 def test_damaged_databases_are_refused_in_one_line(real, tmp_path_factory):
@@ -67,7 +74,8 @@ def test_damaged_databases_are_refused_in_one_line(real, tmp_path_factory):
             args += ["--out", str(db.parent / "lut")]
         result = CliRunner().invoke(main, args)
         assert result.exception is None or isinstance(result.exception, SystemExit), (
-            f"ofa-coord {' '.join(args)}: {type(result.exception).__name__}: {result.exception}")
+            f"ofa-coord {' '.join(args)}: {type(result.exception).__name__}: {result.exception}"
+        )
         assert result.exit_code != 0, f"ofa-coord {' '.join(args)}: exit 0, {result.stdout[:200]!r}"
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "fleet.db" in lines[0], result.stderr[:500]

@@ -67,27 +67,34 @@ def _text_edits(text: str):
     """`text` with a few characters deleted, inserted or replaced."""
     position = st.integers(0, len(text))
     edit = st.tuples(position, st.integers(0, 3), st.text(max_size=4))
-    return st.lists(edit, min_size=1, max_size=4).map(
-        lambda edits: _apply(text, edits))
+    return st.lists(edit, min_size=1, max_size=4).map(lambda edits: _apply(text, edits))
 
 
 def _apply(text: str, edits) -> str:
     for at, cut, insert in edits:
-        text = text[:at] + insert + text[at + cut:]
+        text = text[:at] + insert + text[at + cut :]
     return text
 
 
 @FUZZ
-@given(st.one_of(st.text(max_size=200), _text_edits(json.dumps(VALID_CONFIG)),
-                 st.sampled_from(["[" * 100_000, '{"ks":' * 50_000, "1" * 5000, "NaN"])))
+@given(
+    st.one_of(
+        st.text(max_size=200),
+        _text_edits(json.dumps(VALID_CONFIG)),
+        st.sampled_from(["[" * 100_000, '{"ks":' * 50_000, "1" * 5000, "NaN"]),
+    )
+)
 def test_subnet_config_json_text_parses_or_is_refused(text):
     check_config(parse_or_refuse(SubnetConfig.from_json, text))
 
 
 @FUZZ
-@given(net=mutated(json.loads((NET_CONFIG / "net.config").read_text()), max_mutations=2),
-       run=st.one_of(st.just(None), json_values,
-                     mutated(json.loads((NET_CONFIG / "run.config").read_text()))))
+@given(
+    net=mutated(json.loads((NET_CONFIG / "net.config").read_text()), max_mutations=2),
+    run=st.one_of(
+        st.just(None), json_values, mutated(json.loads((NET_CONFIG / "run.config").read_text()))
+    ),
+)
 def test_published_net_configs_mutated_parse_or_are_refused(folder, net, run):
     here = Path(tempfile.mkdtemp(dir=folder))
     (here / "net.config").write_text(json.dumps(net))
@@ -98,11 +105,17 @@ def test_published_net_configs_mutated_parse_or_are_refused(folder, net, run):
 
 
 @FUZZ
-@given(content=st.one_of(st.binary(max_size=300),
-                 st.lists(st.one_of(mutated(VALID_CONFIG).map(json.dumps), st.text(max_size=40)),
-                          max_size=4).map(lambda lines: "\n".join(lines).encode()),
-                 st.sampled_from([b"", b"\xff\xfe\x00", b"[" * 200_000, b"\n\n",
-                                  ("[" * 100_000 + "\n").encode() * 2])))
+@given(
+    content=st.one_of(
+        st.binary(max_size=300),
+        st.lists(
+            st.one_of(mutated(VALID_CONFIG).map(json.dumps), st.text(max_size=40)), max_size=4
+        ).map(lambda lines: "\n".join(lines).encode()),
+        st.sampled_from(
+            [b"", b"\xff\xfe\x00", b"[" * 200_000, b"\n\n", ("[" * 100_000 + "\n").encode() * 2]
+        ),
+    )
+)
 def test_config_files_parse_or_are_refused(folder, content):
     path = Path(tempfile.mkdtemp(dir=folder)) / "configs.jsonl"
     path.write_bytes(content)
@@ -112,11 +125,14 @@ def test_config_files_parse_or_are_refused(folder, content):
 
 # ------------------------------------------------------------------ ConfigBatch
 def _arrays(columns: int | None):
-    entries = st.one_of(st.integers(-3, 1100), st.sampled_from([math.nan, math.inf, 2.5, 2**40]),
-                        st.booleans())
+    entries = st.one_of(
+        st.integers(-3, 1100), st.sampled_from([math.nan, math.inf, 2.5, 2**40]), st.booleans()
+    )
     row = st.lists(entries, min_size=0, max_size=21) if columns else entries
-    return st.tuples(st.lists(row, min_size=0, max_size=4),
-                     st.sampled_from([None, np.int8, np.int64, np.float64, object, bool]))
+    return st.tuples(
+        st.lists(row, min_size=0, max_size=4),
+        st.sampled_from([None, np.int8, np.int64, np.float64, object, bool]),
+    )
 
 
 def _as_array(drawn):
@@ -132,8 +148,9 @@ def _as_array(drawn):
 def test_config_batches_parse_or_are_refused(data):
     base = ConfigBatch.from_configs(sample_configs(3, seed=1, resolutions=(160, 224)))
     fields = {"ks": base.ks, "e": base.e, "d": base.d, "r": base.r, "w": base.w}
-    for name in data.draw(st.lists(st.sampled_from(["ks", "e", "d", "r", "w"]), min_size=1,
-                                   max_size=3, unique=True)):
+    for name in data.draw(
+        st.lists(st.sampled_from(["ks", "e", "d", "r", "w"]), min_size=1, max_size=3, unique=True)
+    ):
         if name == "w":
             fields["w"] = data.draw(st.one_of(odd_values, st.sampled_from([1.0, 1.2])))
             continue
@@ -183,8 +200,15 @@ def pb_round_trip(spec):
     return type(spec).FromString(spec.SerializeToString())
 
 
-OPTIONS = {"threads": 2, "warmup_runs": 3, "warmup_min_s": 0.1, "min_runs": 10,
-           "min_time_s": 0.5, "max_time_s": 5.0, "target_precision": 0.02}
+OPTIONS = {
+    "threads": 2,
+    "warmup_runs": 3,
+    "warmup_min_s": 0.1,
+    "min_runs": 10,
+    "min_time_s": 0.5,
+    "max_time_s": 5.0,
+    "target_precision": 0.02,
+}
 
 
 @FUZZ
@@ -206,8 +230,15 @@ def store(folder):
     store.close()
 
 
-SPEC = json.loads(CampaignSpec(name="fuzz", targets=(Target(label="cpu"),), workload="lut",
-                               resolutions=(64,), options=BenchOptions(**OPTIONS)).to_json())
+SPEC = json.loads(
+    CampaignSpec(
+        name="fuzz",
+        targets=(Target(label="cpu"),),
+        workload="lut",
+        resolutions=(64,),
+        options=BenchOptions(**OPTIONS),
+    ).to_json()
+)
 
 
 @FUZZ

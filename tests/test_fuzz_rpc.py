@@ -20,18 +20,35 @@ from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
 from tests.fleet import Fleet, small_models
 from tests.fuzzing import FUZZ
 
-METHODS = {"Register": (pb.RegisterRequest, pb.RegisterResponse),
-           "Heartbeat": (pb.HeartbeatRequest, pb.HeartbeatResponse),
-           "LeaseJobs": (pb.LeaseJobsRequest, pb.LeaseJobsResponse),
-           "ReadBlob": (pb.ReadBlobRequest, pb.ReadBlobResponse),
-           "ReportResult": (pb.ReportResultRequest, pb.ReportResultResponse)}
+METHODS = {
+    "Register": (pb.RegisterRequest, pb.RegisterResponse),
+    "Heartbeat": (pb.HeartbeatRequest, pb.HeartbeatResponse),
+    "LeaseJobs": (pb.LeaseJobsRequest, pb.LeaseJobsResponse),
+    "ReadBlob": (pb.ReadBlobRequest, pb.ReadBlobResponse),
+    "ReportResult": (pb.ReportResultRequest, pb.ReportResultResponse),
+}
 CALL_TIMEOUT_S = 10  # a long-poll LeaseJobs may run out of it: DEADLINE_EXCEEDED is an answer
 NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # labels, ids; a digest is 64 hex digits
-MAX_DETAILS = 1000   # "error details never echo unbounded input" (a few hundred characters)
-INTS = {F.TYPE_INT32: (-2**31, 2**31 - 1), F.TYPE_INT64: (-2**63, 2**63 - 1),
-        F.TYPE_ENUM: (-2**31, 2**31 - 1)}
-STRINGS = ["", "x", "label\n", "agent\n", "a" * 5000, "\x00", "é✓", "../../etc/passwd",
-           "0" * 64, "f" * 64 + "\n", "cpu", "fuzz"]
+MAX_DETAILS = 1000  # "error details never echo unbounded input" (a few hundred characters)
+INTS = {
+    F.TYPE_INT32: (-(2**31), 2**31 - 1),
+    F.TYPE_INT64: (-(2**63), 2**63 - 1),
+    F.TYPE_ENUM: (-(2**31), 2**31 - 1),
+}
+STRINGS = [
+    "",
+    "x",
+    "label\n",
+    "agent\n",
+    "a" * 5000,
+    "\x00",
+    "é✓",
+    "../../etc/passwd",
+    "0" * 64,
+    "f" * 64 + "\n",
+    "cpu",
+    "fuzz",
+]
 
 
 class FuzzClient:
@@ -39,63 +56,102 @@ class FuzzClient:
     ids that valid messages carry, so mutations reach past the first checks."""
 
     def __init__(self, fleet: Fleet, name: str) -> None:
-        self.channel = grpc.insecure_channel(fleet.address, options=[
-            ("grpc.max_send_message_length", 64 * 2**20),
-            ("grpc.max_receive_message_length", 64 * 2**20)])
+        self.channel = grpc.insecure_channel(
+            fleet.address,
+            options=[
+                ("grpc.max_send_message_length", 64 * 2**20),
+                ("grpc.max_receive_message_length", 64 * 2**20),
+            ],
+        )
         self.metadata = (("authorization", f"Bearer {fleet.token(name).read_text()}"),)
         self.stub = pb_grpc.FleetStub(self.channel)
-        self.agent_id = self.stub.Register(pb.RegisterRequest(labels=["fuzz"], agent_version="f",
-                                                              threads=1),
-                                           metadata=self.metadata).agent_id
-        (self.job,) = self.stub.LeaseJobs(pb.LeaseJobsRequest(agent_id=self.agent_id, max_jobs=1),
-                                          metadata=self.metadata).jobs
+        self.agent_id = self.stub.Register(
+            pb.RegisterRequest(labels=["fuzz"], agent_version="f", threads=1),
+            metadata=self.metadata,
+        ).agent_id
+        (self.job,) = self.stub.LeaseJobs(
+            pb.LeaseJobsRequest(agent_id=self.agent_id, max_jobs=1), metadata=self.metadata
+        ).jobs
 
     def valid(self, method: str):
         """A request a real agent could send."""
         now = time.time_ns()
-        telemetry = pb.Telemetry(unix_time_ns=now, cpu_freq_mhz=2000.0, temperature_c=50.0,
-                                 load_1m=0.5, cpu_percent=20.0, available_memory_bytes=2**30)
+        telemetry = pb.Telemetry(
+            unix_time_ns=now,
+            cpu_freq_mhz=2000.0,
+            temperature_c=50.0,
+            load_1m=0.5,
+            cpu_percent=20.0,
+            available_memory_bytes=2**30,
+        )
         return {
             "Register": lambda: pb.RegisterRequest(
-                agent_id=self.agent_id, labels=["fuzz"], agent_version="fuzz", threads=1,
-                device=pb.DeviceInfo(os="Linux", machine="x86_64", logical_cores=2,
-                                     memory_bytes=2**32, temperature_sources=["cpu"])),
-            "Heartbeat": lambda: pb.HeartbeatRequest(agent_id=self.agent_id,
-                                                     lease_ids=[self.job.lease_id],
-                                                     telemetry=telemetry),
+                agent_id=self.agent_id,
+                labels=["fuzz"],
+                agent_version="fuzz",
+                threads=1,
+                device=pb.DeviceInfo(
+                    os="Linux",
+                    machine="x86_64",
+                    logical_cores=2,
+                    memory_bytes=2**32,
+                    temperature_sources=["cpu"],
+                ),
+            ),
+            "Heartbeat": lambda: pb.HeartbeatRequest(
+                agent_id=self.agent_id, lease_ids=[self.job.lease_id], telemetry=telemetry
+            ),
             "LeaseJobs": lambda: pb.LeaseJobsRequest(agent_id=self.agent_id, max_jobs=1),
             "ReadBlob": lambda: pb.ReadBlobRequest(digest=self.job.spec.model_digest, limit=4096),
             "ReportResult": lambda: pb.ReportResultRequest(
-                agent_id=self.agent_id, job_id=self.job.job_id, lease_id=self.job.lease_id,
-                result=pb.Result(status=pb.RESULT_STATUS_OK, samples_ns=[1_000_000] * 10,
-                                 session_create_ns=10**7, first_run_ns=10**6, warmup_runs=2,
-                                 warmup_ns=2 * 10**6, stop_reason="precision",
-                                 peak_rss_bytes=10**8, before=telemetry, after=telemetry,
-                                 runtime_versions={"onnxruntime": "1.20"},
-                                 lease_to_report_ns=10**8)),
+                agent_id=self.agent_id,
+                job_id=self.job.job_id,
+                lease_id=self.job.lease_id,
+                result=pb.Result(
+                    status=pb.RESULT_STATUS_OK,
+                    samples_ns=[1_000_000] * 10,
+                    session_create_ns=10**7,
+                    first_run_ns=10**6,
+                    warmup_runs=2,
+                    warmup_ns=2 * 10**6,
+                    stop_reason="precision",
+                    peak_rss_bytes=10**8,
+                    before=telemetry,
+                    after=telemetry,
+                    runtime_versions={"onnxruntime": "1.20"},
+                    lease_to_report_ns=10**8,
+                ),
+            ),
         }[method]()
 
     def call(self, method: str, request: bytes) -> grpc.StatusCode:
         """Send raw request bytes; the status code (OK for an answer)."""
         raw = self.channel.unary_unary(f"/ofafleet.v1.Fleet/{method}")  # bytes in, bytes out
         try:
-            METHODS[method][1].FromString(raw(request, timeout=CALL_TIMEOUT_S,
-                                              metadata=self.metadata))
+            METHODS[method][1].FromString(
+                raw(request, timeout=CALL_TIMEOUT_S, metadata=self.metadata)
+            )
             return grpc.StatusCode.OK
         except grpc.RpcError as error:
-            assert len(error.details() or "") <= MAX_DETAILS, \
+            assert len(error.details() or "") <= MAX_DETAILS, (
                 f"{method}: {len(error.details())} characters of details: {error.details()[:200]!r}"
+            )
             return error.code()
 
 
 def _scalar(draw, field):
     if field.type in INTS:
         low, high = INTS[field.type]
-        return draw(st.one_of(st.sampled_from([low, high, -1, 0, 1, 2**31 - 1, 99]),
-                              st.integers(low, high)))
+        return draw(
+            st.one_of(st.sampled_from([low, high, -1, 0, 1, 2**31 - 1, 99]), st.integers(low, high))
+        )
     if field.type == F.TYPE_DOUBLE:
-        return draw(st.one_of(st.sampled_from([math.nan, math.inf, -math.inf, -1.0, 0.0, 1e308,
-                                               -1e-308]), st.floats()))
+        return draw(
+            st.one_of(
+                st.sampled_from([math.nan, math.inf, -math.inf, -1.0, 0.0, 1e308, -1e-308]),
+                st.floats(),
+            )
+        )
     if field.type == F.TYPE_BOOL:
         return draw(st.booleans())
     if field.type == F.TYPE_BYTES:
@@ -140,10 +196,18 @@ def must_refuse(request) -> str | None:
     """Why issue 12 says this request must not be answered OK, or None. Only what it names
     outright: non-finite telemetry, identifiers that merely start with a valid name
     (`label\n`), repeated fields far beyond what a real agent sends, samples <= 0."""
+
     def telemetry(message):
-        return [message] if isinstance(message, pb.Telemetry) else [
-            t for f, value in message.ListFields() if f.message_type is not None
-            and not f.is_repeated for t in telemetry(value)]
+        return (
+            [message]
+            if isinstance(message, pb.Telemetry)
+            else [
+                t
+                for f, value in message.ListFields()
+                if f.message_type is not None and not f.is_repeated
+                for t in telemetry(value)
+            ]
+        )
 
     for t in telemetry(request):
         for field, value in t.ListFields():
@@ -157,8 +221,11 @@ def must_refuse(request) -> str | None:
                 return f"{name} {value[:40]!r} is not a full-match identifier"
     if isinstance(request, pb.HeartbeatRequest) and len(request.lease_ids) > 1000:
         return f"{len(request.lease_ids)} lease ids (an agent holds a handful)"
-    if (isinstance(request, pb.ReportResultRequest) and request.result.status == pb.RESULT_STATUS_OK
-            and any(s <= 0 for s in request.result.samples_ns)):
+    if (
+        isinstance(request, pb.ReportResultRequest)
+        and request.result.status == pb.RESULT_STATUS_OK
+        and any(s <= 0 for s in request.result.samples_ns)
+    ):
         return "samples_ns holds a sample <= 0"
     return None
 
@@ -177,7 +244,7 @@ def assert_healthy(fleet: Fleet, name: str, log_start: int) -> None:
     assert fleet.store.job(jobs[0])["state"] == "done"
     assert [r["accepted"] for r in fleet.store.results(jobs[0])] == [1]
     log = server_log(fleet)[log_start:]
-    assert "Traceback" not in log, log[max(0, log.index("Traceback") - 300):][:3000]
+    assert "Traceback" not in log, log[max(0, log.index("Traceback") - 300) :][:3000]
 
 
 @pytest.fixture(scope="module")
@@ -220,12 +287,16 @@ def test_undecodable_requests_leave_the_server_healthy(fleet):
     @given(st.sampled_from(sorted(METHODS)), st.data())
     def fuzz(method, data):
         valid = client.valid(method).SerializeToString()
-        request = data.draw(st.one_of(
-            st.binary(min_size=1, max_size=200),
-            st.integers(1, len(valid) - 1).map(lambda cut: valid[:cut]),  # truncated
-            st.integers(0, len(valid) - 1).map(                          # a flipped byte
-                lambda at: valid[:at] + bytes([valid[at] ^ 0xFF]) + valid[at + 1:]),
-            st.sampled_from([b"\xff" * 10, b"\x0a\xff\xff\xff\xff\x0f", b"\x08" * 1000])))
+        request = data.draw(
+            st.one_of(
+                st.binary(min_size=1, max_size=200),
+                st.integers(1, len(valid) - 1).map(lambda cut: valid[:cut]),  # truncated
+                st.integers(0, len(valid) - 1).map(  # a flipped byte
+                    lambda at: valid[:at] + bytes([valid[at] ^ 0xFF]) + valid[at + 1 :]
+                ),
+                st.sampled_from([b"\xff" * 10, b"\x0a\xff\xff\xff\xff\x0f", b"\x08" * 1000]),
+            )
+        )
         client.call(method, request)  # any status: the bytes are not a message
         assert fleet.server.poll() is None, "the server exited"
 

@@ -33,8 +33,11 @@ def test_model_inputs_of_real_onnx(lut_model):
     assert name == "input" and dims == list(artifact.input_shape)
 
 
-@pytest.mark.parametrize("data", [b"not an onnx model at all", b"", b"\x0a\x03abc"],
-                         ids=["text", "empty", "other-protobuf"])
+@pytest.mark.parametrize(
+    "data",
+    [b"not an onnx model at all", b"", b"\x0a\x03abc"],
+    ids=["text", "empty", "other-protobuf"],
+)
 def test_model_inputs_refuses_non_onnx(data):
     with pytest.raises(ValueError, match="^model: not an ONNX model"):
         model_inputs(data)
@@ -54,8 +57,16 @@ def test_enqueue_model_stores_the_blob_once(store, lut_model):
     key, artifact = lut_model
     blobs = BlobStore(store)
     options = BenchOptions(threads=2, min_runs=50)
-    ids = enqueue_model(store, blobs, artifact.onnx, label="cpu", options=options,
-                        lut_key=key, repeats=3, campaign="c1")
+    ids = enqueue_model(
+        store,
+        blobs,
+        artifact.onnx,
+        label="cpu",
+        options=options,
+        lut_key=key,
+        repeats=3,
+        campaign="c1",
+    )
     ids += enqueue_model(store, blobs, artifact.onnx, label="cpu", lut_key=key)
     assert len(set(ids)) == 4
     assert blob_count(store) == 1

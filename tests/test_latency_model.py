@@ -11,8 +11,15 @@ import pytest
 
 from ofa.batch import ConfigBatch
 from ofa.config import SubnetConfig, sample_configs
-from ofa.latency_model import (KINDS, PREDICTORS, BlockTable, Transfer, fit_predictor,
-                               load_predictor, predictor_from_dict)
+from ofa.latency_model import (
+    KINDS,
+    PREDICTORS,
+    BlockTable,
+    Transfer,
+    fit_predictor,
+    load_predictor,
+    predictor_from_dict,
+)
 from ofa.lut import LatencyTable
 from ofa.metrics import kendall_tau, regression_metrics, spearman_rho
 
@@ -78,8 +85,9 @@ def test_learned_predictors_recover_what_the_lut_sum_misses(note10, configs):
 def test_predictors_round_trip_through_json_and_refuse_bad_files(note10, configs, tmp_path):
     _, table = note10
     measured = synthetic(table, configs)
-    model = fit_predictor("lut-ridge", table, configs[:100], measured[:100],
-                          provenance={"device": "note10"})
+    model = fit_predictor(
+        "lut-ridge", table, configs[:100], measured[:100], provenance={"device": "note10"}
+    )
     model.save(tmp_path / "p.json")
     loaded = load_predictor(tmp_path / "p.json")
     assert np.array_equal(loaded.predict(configs), model.predict(configs))
@@ -107,28 +115,47 @@ def _set(data: dict, path: str, value) -> None:
     data[last] = value(data[last]) if callable(value) else value
 
 
-@pytest.mark.parametrize("path, value, message", [
-    ("table.blocks", lambda b: b[:-1], r"table.blocks: expected shape \(5, 20, 3, 3\), got \(4,"),
-    ("table.blocks", lambda b: [b[0]] + [[1.0]] * 4,
-     r"table.blocks: expected a \(nested\) list of numbers"),
-    ("table.fixed", lambda f: [float("nan")] + f[1:], "table.fixed: expected finite numbers"),
-    ("table.fixed", lambda f: f[:3], r"table.fixed: expected shape \(5\), got \(3,\)"),
-    ("table.resolutions", [224, 208, 192, 176, 160], "table.resolutions: expected increasing"),
-    ("table.resolutions", [160, 176, 192, 208, 224.5], "table.resolutions: expected increasing"),
-    ("table.resolutions", [160, "176", 192, 208, 224], "table.resolutions: expected a .*list"),
-    ("table.width", 1.1, r"table.width: expected one of \(1.0, 1.2\), got 1.1"),
-    ("table.width", "1.2", "table.width: expected a finite number, got '1.2'"),
-    ("table", [1, 2], "table: expected an object, got list"),
-    ("params.multipliers", lambda m: m[:89], r"params.multipliers: expected shape \(90\)"),
-    ("params.multipliers", lambda m: [float("inf")] + m[1:], "params.multipliers: expected finite"),
-    ("params.offset", float("inf"), "params.offset: expected a finite number, got inf"),
-    ("params.per_block", True, "params.per_block: expected a finite number, got True"),
-    ("params.per_block", None, "params.per_block: expected a finite number, got None"),
-    ("params", [], "params: expected an object, got list"),
-    ("kind", "lut-magic", "kind: expected one of lut, lut-corrected, lut-ridge, transfer"),
-])
-def test_a_tampered_predictor_file_is_refused_naming_the_field(note10, configs, tmp_path, path,
-                                                                value, message):
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        (
+            "table.blocks",
+            lambda b: b[:-1],
+            r"table.blocks: expected shape \(5, 20, 3, 3\), got \(4,",
+        ),
+        (
+            "table.blocks",
+            lambda b: [b[0]] + [[1.0]] * 4,
+            r"table.blocks: expected a \(nested\) list of numbers",
+        ),
+        ("table.fixed", lambda f: [float("nan")] + f[1:], "table.fixed: expected finite numbers"),
+        ("table.fixed", lambda f: f[:3], r"table.fixed: expected shape \(5\), got \(3,\)"),
+        ("table.resolutions", [224, 208, 192, 176, 160], "table.resolutions: expected increasing"),
+        (
+            "table.resolutions",
+            [160, 176, 192, 208, 224.5],
+            "table.resolutions: expected increasing",
+        ),
+        ("table.resolutions", [160, "176", 192, 208, 224], "table.resolutions: expected a .*list"),
+        ("table.width", 1.1, r"table.width: expected one of \(1.0, 1.2\), got 1.1"),
+        ("table.width", "1.2", "table.width: expected a finite number, got '1.2'"),
+        ("table", [1, 2], "table: expected an object, got list"),
+        ("params.multipliers", lambda m: m[:89], r"params.multipliers: expected shape \(90\)"),
+        (
+            "params.multipliers",
+            lambda m: [float("inf")] + m[1:],
+            "params.multipliers: expected finite",
+        ),
+        ("params.offset", float("inf"), "params.offset: expected a finite number, got inf"),
+        ("params.per_block", True, "params.per_block: expected a finite number, got True"),
+        ("params.per_block", None, "params.per_block: expected a finite number, got None"),
+        ("params", [], "params: expected an object, got list"),
+        ("kind", "lut-magic", "kind: expected one of lut, lut-corrected, lut-ridge, transfer"),
+    ],
+)
+def test_a_tampered_predictor_file_is_refused_naming_the_field(
+    note10, configs, tmp_path, path, value, message
+):
     """Well-formed JSON whose values are wrong: refused with the field, never a traceback and
     never a predictor that answers NaN (json.loads reads NaN and Infinity)."""
     _, table = note10
@@ -143,13 +170,19 @@ def test_a_tampered_predictor_file_is_refused_naming_the_field(note10, configs, 
 def test_a_transfer_predictor_with_a_tampered_source_is_refused(note10, configs, tmp_path):
     _, table = note10
     measured = synthetic(table, configs[:50])
-    data = Transfer.fit(fit_predictor("lut-corrected", table, configs[:50], measured),
-                        configs[:5], measured[:5]).to_dict()
-    for path, value, message in (("source.params.scale", float("nan"), "source.params.scale"),
-                                 ("source", None, "source: a transfer predictor needs"),
-                                 ("params.scale", "2", "params.scale: expected a finite number"),
-                                 ("source", lambda s: {**s, "kind": "transfer"},
-                                  "source.kind: expected lut, lut-corrected or lut-ridge")):
+    data = Transfer.fit(
+        fit_predictor("lut-corrected", table, configs[:50], measured), configs[:5], measured[:5]
+    ).to_dict()
+    for path, value, message in (
+        ("source.params.scale", float("nan"), "source.params.scale"),
+        ("source", None, "source: a transfer predictor needs"),
+        ("params.scale", "2", "params.scale: expected a finite number"),
+        (
+            "source",
+            lambda s: {**s, "kind": "transfer"},
+            "source.kind: expected lut, lut-corrected or lut-ridge",
+        ),
+    ):
         tampered = json.loads(json.dumps(data))
         _set(tampered, path, value)
         (tmp_path / "t.json").write_text(json.dumps(tampered))
@@ -182,19 +215,35 @@ def test_each_kind_keeps_the_version_1_file_layout(note10, configs):
     fields, its numbers under the same names."""
     _, table = note10
     measured = synthetic(table, configs[:50])
-    fitted = {kind: fit_predictor(kind, table, configs[:50], measured)
-              for kind in ("lut", "lut-corrected", "lut-ridge")}
+    fitted = {
+        kind: fit_predictor(kind, table, configs[:50], measured)
+        for kind in ("lut", "lut-corrected", "lut-ridge")
+    }
     fitted["transfer"] = Transfer.fit(fitted["lut-ridge"], configs[:5], measured[:5])
-    params = {"lut": set(), "lut-corrected": {"scale", "offset", "per_block"},
-              "lut-ridge": {"multipliers", "fixed_scale", "per_block", "offset", "alpha"},
-              "transfer": {"scale", "offset"}}
+    params = {
+        "lut": set(),
+        "lut-corrected": {"scale", "offset", "per_block"},
+        "lut-ridge": {"multipliers", "fixed_scale", "per_block", "offset", "alpha"},
+        "transfer": {"scale", "offset"},
+    }
     assert KINDS == tuple(PREDICTORS) == ("lut", "lut-corrected", "lut-ridge", "transfer")
     for kind, model in fitted.items():
         data = model.to_dict()
-        assert list(data) == ["format", "version", "kind", "table", "params", "source",
-                              "provenance", "metrics"]
+        assert list(data) == [
+            "format",
+            "version",
+            "kind",
+            "table",
+            "params",
+            "source",
+            "provenance",
+            "metrics",
+        ]
         assert (data["format"], data["version"], data["kind"]) == (
-            "ofa-fleet/latency-predictor", 1, kind)
+            "ofa-fleet/latency-predictor",
+            1,
+            kind,
+        )
         assert set(data["params"]) == params[kind]
         assert (data["table"] is None) == (kind == "transfer") == (data["source"] is not None)
         assert type(predictor_from_dict(data)) is PREDICTORS[kind]

@@ -19,8 +19,14 @@ def model_bytes() -> bytes:
 
 
 def test_stops_on_precision_with_every_raw_sample_kept(model_bytes):
-    settings = BenchSettings(warmup_runs=3, warmup_min_s=0.0, min_runs=20, min_time_s=0.0,
-                             block_runs=10, target_precision=0.5)
+    settings = BenchSettings(
+        warmup_runs=3,
+        warmup_min_s=0.0,
+        min_runs=20,
+        min_time_s=0.0,
+        block_runs=10,
+        target_precision=0.5,
+    )
     result = measure(model_bytes, settings)
     assert result.stop_reason == "precision"
     assert len(result.samples_ns) >= 20 and len(result.samples_ns) % 10 == 0
@@ -35,8 +41,15 @@ def test_stops_at_the_time_cap_and_says_so(model_bytes):
     """No wall-clock limit (the machine may be loaded): the cap is checked after each block,
     so every block but the last started before it, and their runs, timed within the timed
     phase, add up to less than the cap; the last block ends the measurement."""
-    settings = BenchSettings(warmup_runs=1, warmup_min_s=0.0, min_runs=5, min_time_s=0.0,
-                             max_time_s=0.3, target_precision=1e-9, block_runs=10)
+    settings = BenchSettings(
+        warmup_runs=1,
+        warmup_min_s=0.0,
+        min_runs=5,
+        min_time_s=0.0,
+        max_time_s=0.3,
+        target_precision=1e-9,
+        block_runs=10,
+    )
     result = measure(model_bytes, settings)
     assert result.stop_reason == "time_cap"
     assert len(result.samples_ns) % 10 == 0
@@ -47,8 +60,15 @@ def test_stops_at_the_sample_bound_the_coordinator_accepts(model_bytes, monkeypa
     """A model far faster than its time cap stops at MAX_SAMPLES (made small here), on a
     whole block, saying time_cap: the coordinator refuses a report with more."""
     monkeypatch.setattr(engine, "MAX_SAMPLES", 95)
-    settings = BenchSettings(warmup_runs=1, warmup_min_s=0.0, min_runs=5, min_time_s=0.0,
-                             max_time_s=600, target_precision=1e-9, block_runs=10)
+    settings = BenchSettings(
+        warmup_runs=1,
+        warmup_min_s=0.0,
+        min_runs=5,
+        min_time_s=0.0,
+        max_time_s=600,
+        target_precision=1e-9,
+        block_runs=10,
+    )
     result = measure(model_bytes, settings)
     assert result.stop_reason == "time_cap"
     assert len(result.samples_ns) == 90
@@ -57,10 +77,18 @@ def test_stops_at_the_sample_bound_the_coordinator_accepts(model_bytes, monkeypa
 def test_warmup_runs_by_time_as_well_as_by_count(model_bytes):
     """Warm-up by count alone is one run; asking for 0.3 s of it keeps it going that long,
     by the engine's own clock."""
-    by_count = measure(model_bytes, BenchSettings(warmup_runs=1, warmup_min_s=0.0, min_runs=5,
-                                                  min_time_s=0.0, target_precision=0.9))
-    by_time = measure(model_bytes, BenchSettings(warmup_runs=1, warmup_min_s=0.3, min_runs=5,
-                                                 min_time_s=0.0, target_precision=0.9))
+    by_count = measure(
+        model_bytes,
+        BenchSettings(
+            warmup_runs=1, warmup_min_s=0.0, min_runs=5, min_time_s=0.0, target_precision=0.9
+        ),
+    )
+    by_time = measure(
+        model_bytes,
+        BenchSettings(
+            warmup_runs=1, warmup_min_s=0.3, min_runs=5, min_time_s=0.0, target_precision=0.9
+        ),
+    )
     assert by_count.warmup_runs == 1
     assert by_time.warmup_ns >= 0.3e9
 
@@ -78,12 +106,16 @@ def test_median_ci_is_distribution_free_and_narrows_with_n():
         summarize([])
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("threads", 0, "threads: expected an integer >= 1"),
-    ("min_runs", 0, "min_runs: expected an integer >= 1"),
-    ("max_time_s", 0, "max_time_s: expected a finite number > 0"),
-    ("target_precision", 1.5, "target_precision: expected a fraction in (0, 1)"),
-    ("warmup_min_s", -1, "warmup_min_s: expected a finite number >= 0")])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("threads", 0, "threads: expected an integer >= 1"),
+        ("min_runs", 0, "min_runs: expected an integer >= 1"),
+        ("max_time_s", 0, "max_time_s: expected a finite number > 0"),
+        ("target_precision", 1.5, "target_precision: expected a fraction in (0, 1)"),
+        ("warmup_min_s", -1, "warmup_min_s: expected a finite number >= 0"),
+    ],
+)
 def test_bad_settings_name_the_field(field, value, message):
     with pytest.raises(ValueError) as info:
         BenchSettings(**{field: value})

@@ -36,10 +36,27 @@ def measured(tmp_path_factory):
     fleet.start_agent("b", labels=("cpu2",), extra=("--threads", "2"))
     fleet.agent_id("a"), fleet.agent_id("b")
     campaigns = {}
-    for args in (["--label", "cpu", "--workload", "lut+random", "--count", "15"],
-                 ["--label", "cpu2", "--workload", "random", "--count", "9"]):
-        cid = campaign_id(cli("campaign", "create", "--db", fleet.db, "--name", args[1], *QUICK,
-                              "--resolutions", "64", "--seed", "3", *args, "--start"))
+    for args in (
+        ["--label", "cpu", "--workload", "lut+random", "--count", "15"],
+        ["--label", "cpu2", "--workload", "random", "--count", "9"],
+    ):
+        cid = campaign_id(
+            cli(
+                "campaign",
+                "create",
+                "--db",
+                fleet.db,
+                "--name",
+                args[1],
+                *QUICK,
+                "--resolutions",
+                "64",
+                "--seed",
+                "3",
+                *args,
+                "--start",
+            )
+        )
         cli("campaign", "wait", "--db", fleet.db, cid, "--timeout", "300", "--interval", "0.2")
         campaigns[args[1]] = cid
     fleet.stop_server()
@@ -58,11 +75,16 @@ def db(measured, tmp_path) -> Path:
 
 def repeat_medians(db: Path, campaign: str) -> dict[str, list[float]]:
     """{subnet config JSON: [median of repeat 0, of repeat 1]} from `results export`."""
-    rows = [json.loads(line) for line in cli("results", "export", "--db", db, "--campaign",
-                                             campaign, "--format", "jsonl").splitlines()]
+    rows = [
+        json.loads(line)
+        for line in cli(
+            "results", "export", "--db", db, "--campaign", campaign, "--format", "jsonl"
+        ).splitlines()
+    ]
     medians: dict[str, list[float]] = {}
-    for row in sorted((r for r in rows if r["kind"] == "subnet" and r["accepted"]),
-                      key=lambda r: r["repeat"]):
+    for row in sorted(
+        (r for r in rows if r["kind"] == "subnet" and r["accepted"]), key=lambda r: r["repeat"]
+    ):
         medians.setdefault(row["key"], []).append(row["median_ms"])
     assert all(len(m) == 2 for m in medians.values())
     return medians
@@ -91,8 +113,10 @@ def test_train_eval_and_predict_for_a_device(measured, db, tmp_path):
         assert f"{kind} predictor for cpu" in out and "noise floor" in out
         saved = json.loads(predictor_path(db, "cpu", kind).read_text())
         assert saved["provenance"]["device"] == "cpu" and saved["metrics"]["held_out"]["n"] >= 2
-    models = {k: load_predictor(predictor_path(db, "cpu", k))
-              for k in ("lut", "lut-corrected", "lut-ridge")}
+    models = {
+        k: load_predictor(predictor_path(db, "cpu", k))
+        for k in ("lut", "lut-corrected", "lut-ridge")
+    }
 
     # Both fits contain the plain LUT sum as a candidate (a=1, b=c=0; every multiplier 1 at
     # no ridge penalty), so on their training subnets neither may do worse than it.
@@ -102,8 +126,21 @@ def test_train_eval_and_predict_for_a_device(measured, db, tmp_path):
     for kind in ("lut-corrected", "lut-ridge"):  # 1e-6 ms^2: the solver's 1e-9 diagonal jitter
         assert sse(models[kind], training, target) <= sse(models["lut"], training, target) + 1e-6
 
-    evaluated = CliRunner().invoke(coord, ["predictor", "eval", "--db", str(db), "--device", "cpu",
-                                           "--format", "json", "--plot", str(tmp_path / "cpu.png")])
+    evaluated = CliRunner().invoke(
+        coord,
+        [
+            "predictor",
+            "eval",
+            "--db",
+            str(db),
+            "--device",
+            "cpu",
+            "--format",
+            "json",
+            "--plot",
+            str(tmp_path / "cpu.png"),
+        ],
+    )
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads(evaluated.stdout)  # the plot's path goes to stderr
     assert set(report) == {"lut", "lut-corrected", "lut-ridge", "noise floor"}
@@ -113,8 +150,9 @@ def test_train_eval_and_predict_for_a_device(measured, db, tmp_path):
         predicted = model.predict(subnets)
         expected = np.mean([rmse_pct(predicted, repeats[:, i]) for i in (0, 1)])
         assert report[kind]["rmse_pct"] == pytest.approx(expected, rel=1e-9)
-    floor = np.mean([rmse_pct(repeats[:, 0], repeats[:, 1]),
-                     rmse_pct(repeats[:, 1], repeats[:, 0])])
+    floor = np.mean(
+        [rmse_pct(repeats[:, 0], repeats[:, 1]), rmse_pct(repeats[:, 1], repeats[:, 0])]
+    )
     assert report["noise floor"]["rmse_pct"] == pytest.approx(floor, rel=1e-9)
     assert (tmp_path / "cpu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = cli("predictor", "eval", "--db", db, "--device", "cpu")
@@ -124,8 +162,9 @@ def test_train_eval_and_predict_for_a_device(measured, db, tmp_path):
     cli("lut", "export", "--db", db, "--device", "cpu", "--out", tmp_path / "lut")
     config = SubnetConfig.smallest(r=64)
     (tmp_path / "c.json").write_text(config.to_json())
-    predicted = cli("predictor", "predict", "--db", db, "--device", "cpu", "--kind", "lut",
-                    tmp_path / "c.json")
+    predicted = cli(
+        "predictor", "predict", "--db", db, "--device", "cpu", "--kind", "lut", tmp_path / "c.json"
+    )
     subnet, resolution, ms, unit = predicted.split()
     assert subnet == config.id and resolution == "r=64" and unit == "ms"
     lut_sum = LatencyTable.from_ofa_yaml(tmp_path / "lut").predict_ms(config)
@@ -134,8 +173,20 @@ def test_train_eval_and_predict_for_a_device(measured, db, tmp_path):
 
 def test_transfer_to_a_new_device_from_k_measurements(measured, db, tmp_path):
     cli("predictor", "train", "--db", db, "--device", "cpu", "--kind", "lut-ridge")
-    out = cli("predictor", "train", "--db", db, "--device", "cpu2", "--kind", "transfer",
-              "--source-device", "cpu", "--k", "3")
+    out = cli(
+        "predictor",
+        "train",
+        "--db",
+        db,
+        "--device",
+        "cpu2",
+        "--kind",
+        "transfer",
+        "--source-device",
+        "cpu",
+        "--k",
+        "3",
+    )
     assert "transfer predictor for cpu2 from 3 subnets" in out
     saved = json.loads(predictor_path(db, "cpu2", "transfer").read_text())
     assert saved["source"]["kind"] == "lut-ridge" and saved["provenance"]["k"] == 3
@@ -147,9 +198,20 @@ def test_transfer_to_a_new_device_from_k_measurements(measured, db, tmp_path):
     # The predictions, read back through `predictor predict`, against cpu2's measurements:
     # a least-squares line through the 3 fitted subnets (its residuals sum to zero) ...
     (tmp_path / "all.jsonl").write_text("\n".join(c.to_json() for c in by_id.values()))
-    printed = {line.split()[0]: float(line.split()[2]) for line in cli(
-        "predictor", "predict", "--db", db, "--device", "cpu2", "--kind", "transfer",
-        tmp_path / "all.jsonl").splitlines()}
+    printed = {
+        line.split()[0]: float(line.split()[2])
+        for line in cli(
+            "predictor",
+            "predict",
+            "--db",
+            db,
+            "--device",
+            "cpu2",
+            "--kind",
+            "transfer",
+            tmp_path / "all.jsonl",
+        ).splitlines()
+    }
     source = load_predictor(predictor_path(db, "cpu", "lut-ridge"))
     measured_fitted = np.array([np.median(medians[c.to_json()]) for c in fitted])
     slope, intercept = np.polyfit(source.predict(fitted), measured_fitted, 1)
@@ -159,22 +221,49 @@ def test_transfer_to_a_new_device_from_k_measurements(measured, db, tmp_path):
     residuals = np.array([printed[c.id] for c in fitted]) - measured_fitted
     assert abs(residuals.sum()) <= 3 * 5e-4
     # ... which rescales the source and so keeps its ranking of the held-out subnets.
-    report = json.loads(cli("predictor", "eval", "--db", db, "--device", "cpu2", "--kind",
-                            "transfer", "--format", "json"))
+    report = json.loads(
+        cli(
+            "predictor",
+            "eval",
+            "--db",
+            db,
+            "--device",
+            "cpu2",
+            "--kind",
+            "transfer",
+            "--format",
+            "json",
+        )
+    )
     subnets, repeats = held_out(medians)
     source_tau = np.mean([kendall_tau(source.predict(subnets), repeats[:, i]) for i in (0, 1)])
     assert report["transfer"]["kendall_tau"] == pytest.approx(np.sign(slope) * source_tau)
 
 
-@pytest.mark.parametrize("kind, field, tamper, message", [
-    ("lut", "table.fixed", lambda f: [float("nan")] + f[1:],
-     "table.fixed: expected finite numbers, got NaN or infinity"),
-    ("lut-ridge", "params.multipliers", lambda m: m[:-1],
-     r"params.multipliers: expected shape (90), got (89,)"),
-    ("lut-corrected", "params.scale", str, "params.scale: expected a finite number, got '"),
-    ("lut-corrected", "params.offset", lambda _: float("inf"),
-     "params.offset: expected a finite number, got inf"),
-])
+@pytest.mark.parametrize(
+    "kind, field, tamper, message",
+    [
+        (
+            "lut",
+            "table.fixed",
+            lambda f: [float("nan")] + f[1:],
+            "table.fixed: expected finite numbers, got NaN or infinity",
+        ),
+        (
+            "lut-ridge",
+            "params.multipliers",
+            lambda m: m[:-1],
+            r"params.multipliers: expected shape (90), got (89,)",
+        ),
+        ("lut-corrected", "params.scale", str, "params.scale: expected a finite number, got '"),
+        (
+            "lut-corrected",
+            "params.offset",
+            lambda _: float("inf"),
+            "params.offset: expected a finite number, got inf",
+        ),
+    ],
+)
 def test_a_tampered_predictor_is_refused_in_one_line(db, tmp_path, kind, field, tamper, message):
     cli("predictor", "train", "--db", db, "--device", "cpu", "--kind", kind)
     path = predictor_path(db, "cpu", kind)
@@ -184,20 +273,26 @@ def test_a_tampered_predictor_is_refused_in_one_line(db, tmp_path, kind, field, 
     path.write_text(json.dumps(data))  # NaN and Infinity as json.dumps writes them
     (tmp_path / "c.json").write_text(SubnetConfig.smallest(r=64).to_json())
     for args in (["eval", "--kind", kind], ["predict", "--kind", kind, str(tmp_path / "c.json")]):
-        result = CliRunner().invoke(coord, ["predictor", args[0], "--db", str(db), "--device",
-                                            "cpu", *args[1:]])
+        result = CliRunner().invoke(
+            coord, ["predictor", args[0], "--db", str(db), "--device", "cpu", *args[1:]]
+        )
         assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
         assert result.output.startswith(f"ofa-coord: error: {path}: {message}")
         assert len(result.output.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("args, message", [
-    (["predictor", "train", "--device", "cpu2", "--kind", "lut-ridge"],
-     "no LUT campaign has targeted label 'cpu2'"),
-    (["predictor", "train", "--device", "cpu2", "--kind", "transfer"], "give --source-device"),
-    (["predictor", "eval", "--device", "nosuch"], "has 0 held-out subnets"),
-    (["predictor", "predict", "--device", "nosuch", "{config}"], "No such file"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["predictor", "train", "--device", "cpu2", "--kind", "lut-ridge"],
+            "no LUT campaign has targeted label 'cpu2'",
+        ),
+        (["predictor", "train", "--device", "cpu2", "--kind", "transfer"], "give --source-device"),
+        (["predictor", "eval", "--device", "nosuch"], "has 0 held-out subnets"),
+        (["predictor", "predict", "--device", "nosuch", "{config}"], "No such file"),
+    ],
+)
 def test_mistakes_get_clear_messages(db, tmp_path, args, message):
     (tmp_path / "c.json").write_text(SubnetConfig.smallest(r=64).to_json())
     args = [a.replace("{config}", str(tmp_path / "c.json")) for a in args]
@@ -210,7 +305,18 @@ def test_a_corrupt_predictor_file_is_reported(db, tmp_path):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("{ not json")
     (tmp_path / "c.json").write_text(SubnetConfig.smallest(r=64).to_json())
-    result = CliRunner().invoke(coord, ["predictor", "predict", "--db", str(db),
-                                        "--device", "broken", "--kind", "lut",
-                                        str(tmp_path / "c.json")])
+    result = CliRunner().invoke(
+        coord,
+        [
+            "predictor",
+            "predict",
+            "--db",
+            str(db),
+            "--device",
+            "broken",
+            "--kind",
+            "lut",
+            str(tmp_path / "c.json"),
+        ],
+    )
     assert result.exit_code == 1 and "not a predictor file" in result.output

@@ -68,10 +68,19 @@ def test_an_impossible_budget_ends_at_once_naming_the_fastest_latency(predictors
 
 def test_a_macs_budget_holds_too(predictors):
     accuracy, latency, _ = predictors
-    macs = BlockTable.from_lut({r: {s.lut_key: s.macs() for s in space_lut_specs(r, 1.2)}
-                                for r in RESOLUTIONS}, 1.2)
-    result = evolutionary_search(accuracy.predict, latency.predict, 40.0, RESOLUTIONS, 1.2, QUICK,
-                                 feasible=lambda batch: macs.lut_sum(batch) <= 300e6)
+    macs = BlockTable.from_lut(
+        {r: {s.lut_key: s.macs() for s in space_lut_specs(r, 1.2)} for r in RESOLUTIONS}, 1.2
+    )
+    result = evolutionary_search(
+        accuracy.predict,
+        latency.predict,
+        40.0,
+        RESOLUTIONS,
+        1.2,
+        QUICK,
+        feasible=lambda batch: macs.lut_sum(batch) <= 300e6,
+    )
     assert count_macs(result.config) <= 300e6 and result.latency_ms <= 40.0
-    assert np.isclose(macs.lut_sum(ConfigBatch.from_configs([result.config]))[0],
-                      count_macs(result.config))
+    assert np.isclose(
+        macs.lut_sum(ConfigBatch.from_configs([result.config]))[0], count_macs(result.config)
+    )

@@ -26,8 +26,20 @@ def run(*args, expect: int = 0) -> str:
 
 
 def test_budgets_and_front_from_the_note10_tables(assets, tmp_path):
-    out = run("--lut", assets / "note10", "--acc-predictor", assets / "acc_predictor.pth",
-              "--latency-ms", "25", "--pareto", "20:40:3", "--generations", "30", "--out", tmp_path)
+    out = run(
+        "--lut",
+        assets / "note10",
+        "--acc-predictor",
+        assets / "acc_predictor.pth",
+        "--latency-ms",
+        "25",
+        "--pareto",
+        "20:40:3",
+        "--generations",
+        "30",
+        "--out",
+        tmp_path,
+    )
     assert "25 ms: top-1" in out
     tables = LatencyTable.from_ofa_yaml(assets / "note10")
     rows = list(csv.DictReader((tmp_path / "pareto.csv").open()))
@@ -49,23 +61,51 @@ def test_a_devices_stored_predictor_and_a_macs_budget(assets, tmp_path):
     tables = LatencyTable.from_ofa_yaml(assets / "note10")
     lut = tables.means()
     fit_predictor("lut", BlockTable.from_lut(lut, 1.2)).save(predictor_path(db, "note10", "lut"))
-    run("--db", db, "--device", "note10", "--kind", "lut", "--acc-predictor",
-        assets / "acc_predictor.pth", "--latency-ms", "40", "--max-macs", "300",
-        "--generations", "20", "--out", tmp_path / "out")
+    run(
+        "--db",
+        db,
+        "--device",
+        "note10",
+        "--kind",
+        "lut",
+        "--acc-predictor",
+        assets / "acc_predictor.pth",
+        "--latency-ms",
+        "40",
+        "--max-macs",
+        "300",
+        "--generations",
+        "20",
+        "--out",
+        tmp_path / "out",
+    )
     config = SubnetConfig.from_file(tmp_path / "out" / "40ms" / "subnet.json")
     assert count_macs(config) <= 300e6
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--latency-ms", "5"], "the fastest reachable is 9.89 ms"),
-    (["--latency-ms", "25", "--resolutions", "200"], "has no table for [200]"),
-    ([], "give --latency-ms"),
-    (["--latency-ms", "25", "--pareto", "1:2"], "expected MIN:MAX:COUNT"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--latency-ms", "5"], "the fastest reachable is 9.89 ms"),
+        (["--latency-ms", "25", "--resolutions", "200"], "has no table for [200]"),
+        ([], "give --latency-ms"),
+        (["--latency-ms", "25", "--pareto", "1:2"], "expected MIN:MAX:COUNT"),
+    ],
+)
 def test_mistakes_are_explained(assets, tmp_path, args, message):
-    result = CliRunner().invoke(coord, ["specialize", "--lut", str(assets / "note10"),
-                                        "--acc-predictor", str(assets / "acc_predictor.pth"),
-                                        "--out", str(tmp_path), *args])
+    result = CliRunner().invoke(
+        coord,
+        [
+            "specialize",
+            "--lut",
+            str(assets / "note10"),
+            "--acc-predictor",
+            str(assets / "acc_predictor.pth"),
+            "--out",
+            str(tmp_path),
+            *args,
+        ],
+    )
     assert result.exit_code in (1, 2) and message in result.output
 
 
@@ -74,29 +114,69 @@ def test_a_latency_model_of_another_width_is_refused(assets, tmp_path):
     Store(db)
     lut = {160: {spec.lut_key: 1.0 for spec in space_lut_specs(160, 1.0)}}
     fit_predictor("lut", BlockTable.from_lut(lut, 1.0)).save(predictor_path(db, "w10", "lut"))
-    result = CliRunner().invoke(coord, ["specialize", "--db", str(db), "--device", "w10",
-                                        "--kind", "lut", "--acc-predictor",
-                                        str(assets / "acc_predictor.pth"), "--latency-ms", "50",
-                                        "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        coord,
+        [
+            "specialize",
+            "--db",
+            str(db),
+            "--device",
+            "w10",
+            "--kind",
+            "lut",
+            "--acc-predictor",
+            str(assets / "acc_predictor.pth"),
+            "--latency-ms",
+            "50",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 1
     assert "latency model is for w1.0 subnets, the accuracy predictor for w1.2" in result.output
 
 
 def test_scenarios_run_many_budgets_and_sources_into_one_table(assets, tmp_path):
     scenarios = tmp_path / "scenarios.json"
-    scenarios.write_text(json.dumps([
-        {"lut": str(assets / "note10"), "name": "note10", "latency_ms": [20, 30]},
-        {"lut": str(assets / "note10"), "name": "note10-again", "latency_ms": [25]}]))
-    out = run("--scenarios", scenarios, "--acc-predictor", assets / "acc_predictor.pth",
-              "--generations", "20", "--out", tmp_path / "out")
+    scenarios.write_text(
+        json.dumps(
+            [
+                {"lut": str(assets / "note10"), "name": "note10", "latency_ms": [20, 30]},
+                {"lut": str(assets / "note10"), "name": "note10-again", "latency_ms": [25]},
+            ]
+        )
+    )
+    out = run(
+        "--scenarios",
+        scenarios,
+        "--acc-predictor",
+        assets / "acc_predictor.pth",
+        "--generations",
+        "20",
+        "--out",
+        tmp_path / "out",
+    )
     assert "3 scenario(s) in" in out and "note10-again" in out
     rows = list(csv.DictReader((tmp_path / "out" / "scenarios.csv").open()))
     assert [(r["scenario"], float(r["budget_ms"])) for r in rows] == [
-        ("note10", 20.0), ("note10", 30.0), ("note10-again", 25.0)]
+        ("note10", 20.0),
+        ("note10", 30.0),
+        ("note10-again", 25.0),
+    ]
     assert (tmp_path / "out" / "note10" / "30ms" / "subnet.json").is_file()
     scenarios.write_text(json.dumps([{"lut": "x", "device": "y", "latency_ms": [1]}]))
-    bad = CliRunner().invoke(coord, ["specialize", "--scenarios", str(scenarios), "--acc-predictor",
-                                     str(assets / "acc_predictor.pth"), "--out", str(tmp_path)])
+    bad = CliRunner().invoke(
+        coord,
+        [
+            "specialize",
+            "--scenarios",
+            str(scenarios),
+            "--acc-predictor",
+            str(assets / "acc_predictor.pth"),
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert bad.exit_code == 1 and "scenario 0: give exactly one of 'lut' or 'device'" in bad.output
 
 
@@ -112,16 +192,51 @@ def test_verify_measures_the_chosen_subnet_on_the_device(assets, tmp_path):
         fleet.start_server()
         fleet.start_agent("a", labels=("cpu",))
         fleet.agent_id("a")
-        cid = campaign_id(cli("campaign", "create", "--db", fleet.db, "--name", "w12", "--label",
-                              "cpu", "--workload", "lut", "--width", "1.2", "--resolutions", "160",
-                              "--repeats", "1", "--reference-every", "0", *QUICK, "--start"))
+        cid = campaign_id(
+            cli(
+                "campaign",
+                "create",
+                "--db",
+                fleet.db,
+                "--name",
+                "w12",
+                "--label",
+                "cpu",
+                "--workload",
+                "lut",
+                "--width",
+                "1.2",
+                "--resolutions",
+                "160",
+                "--repeats",
+                "1",
+                "--reference-every",
+                "0",
+                *QUICK,
+                "--start",
+            )
+        )
         cli("campaign", "wait", "--db", fleet.db, cid, "--timeout", "300", "--interval", "0.2")
         cli("predictor", "train", "--db", fleet.db, "--device", "cpu", "--kind", "lut")
         model = load_predictor(predictor_path(fleet.db, "cpu", "lut"))
         budget = round(2 * float(model.predict(fastest_configs([160], 1.2))[0]), 2)
-        out = run("--db", fleet.db, "--device", "cpu", "--kind", "lut", "--acc-predictor",
-                  assets / "acc_predictor.pth", "--latency-ms", budget, "--generations", "10",
-                  "--verify", "--out", tmp_path / "out")
+        out = run(
+            "--db",
+            fleet.db,
+            "--device",
+            "cpu",
+            "--kind",
+            "lut",
+            "--acc-predictor",
+            assets / "acc_predictor.pth",
+            "--latency-ms",
+            budget,
+            "--generations",
+            "10",
+            "--verify",
+            "--out",
+            tmp_path / "out",
+        )
         assert "predicted" in out and "measured" in out
         (row,) = list(csv.DictReader((tmp_path / "out" / "verify.csv").open()))
         chosen = SubnetConfig.from_file(tmp_path / "out" / f"{budget:g}ms" / "subnet.json")
@@ -135,18 +250,26 @@ def test_verify_measures_the_chosen_subnet_on_the_device(assets, tmp_path):
         # the verify campaign's raw results say. How far it lies from the LUT sum depends on
         # the machine's load (a loaded run measured 5x the LUT sum), so no margin is imposed
         # between the two; error_pct must be their relative difference.
-        (verify,) = [r[0] for r in fleet.store.db.execute(
-            "SELECT id FROM campaigns WHERE name LIKE 'verify cpu %'")]
-        results = [json.loads(line) for line in cli("results", "export", "--db", fleet.db,
-                                                     "--campaign", verify, "--format",
-                                                     "jsonl").splitlines()]
+        (verify,) = [
+            r[0]
+            for r in fleet.store.db.execute(
+                "SELECT id FROM campaigns WHERE name LIKE 'verify cpu %'"
+            )
+        ]
+        results = [
+            json.loads(line)
+            for line in cli(
+                "results", "export", "--db", fleet.db, "--campaign", verify, "--format", "jsonl"
+            ).splitlines()
+        ]
         medians = [r["median_ms"] for r in results if r["accepted"] and r["status"] == "ok"]
         assert [r["key"] for r in results] == [chosen.to_json()] * 2 and len(medians) == 2
         measured = float(np.median(medians))
         assert float(row["measured_ms"]) == pytest.approx(measured, abs=5e-4)
         # error_pct is printed with 1 decimal, from figures printed here with 3
         assert float(row["error_pct"]) == pytest.approx(
-            100 * (lut_sum - measured) / measured, abs=0.05 + 100 * 1e-3 / measured)
+            100 * (lut_sum - measured) / measured, abs=0.05 + 100 * 1e-3 / measured
+        )
     finally:
         fleet.close()
 
@@ -158,15 +281,26 @@ def test_a_supernet_checkpoint_gives_each_subnets_weights_and_onnx(assets, tmp_p
 
     from ofa.nn.checkpoint import load_checkpoint, save_checkpoint
     from ofa.nn.layers import build_network
-    from ofa.plan import layer_plan
     from ofa.nn.supernet import OFAMobileNetV3
+    from ofa.plan import layer_plan
 
     torch.manual_seed(0)
     supernet = OFAMobileNetV3(1.2).eval()
     save_checkpoint(supernet, tmp_path / "supernet.pth")
-    run("--lut", assets / "note10", "--acc-predictor", assets / "acc_predictor.pth",
-        "--latency-ms", "20", "--generations", "5", "--supernet", tmp_path / "supernet.pth",
-        "--out", tmp_path / "out")
+    run(
+        "--lut",
+        assets / "note10",
+        "--acc-predictor",
+        assets / "acc_predictor.pth",
+        "--latency-ms",
+        "20",
+        "--generations",
+        "5",
+        "--supernet",
+        tmp_path / "supernet.pth",
+        "--out",
+        tmp_path / "out",
+    )
     folder = tmp_path / "out" / "20ms"
     config = SubnetConfig.from_file(folder / "subnet.json")
     static = build_network(layer_plan(config)).eval()
@@ -179,9 +313,19 @@ def test_a_supernet_checkpoint_gives_each_subnets_weights_and_onnx(assets, tmp_p
     assert np.abs(session.run(None, {"input": x.numpy()})[0] - expected).max() < 1e-3
 
     save_checkpoint(OFAMobileNetV3(1.0), tmp_path / "narrow.pth")
-    out = run("--lut", assets / "note10", "--acc-predictor", assets / "acc_predictor.pth",
-              "--latency-ms", "20", "--supernet", tmp_path / "narrow.pth", "--out",
-              tmp_path / "x", expect=1)
+    out = run(
+        "--lut",
+        assets / "note10",
+        "--acc-predictor",
+        assets / "acc_predictor.pth",
+        "--latency-ms",
+        "20",
+        "--supernet",
+        tmp_path / "narrow.pth",
+        "--out",
+        tmp_path / "x",
+        expect=1,
+    )
     assert "the checkpoint is a w1.0 supernet, the latency model is for w1.2" in out
 
 
@@ -193,32 +337,53 @@ def test_a_configs_campaign_carries_its_subnets_in_the_spec(tmp_path):
     store = Store(tmp_path / "fleet.db")
     store.register_agent(store.token_by_secret(store.create_token("t")), "", ["cpu"], {}, 1, "t")
     small, large = SubnetConfig.smallest(r=160), SubnetConfig.largest(r=160)
-    spec = CampaignSpec(name="chosen", targets=(Target(label="cpu"),), workload="configs",
-                        subnets=(small.to_json(), large.to_json(), small.to_json()))
+    spec = CampaignSpec(
+        name="chosen",
+        targets=(Target(label="cpu"),),
+        workload="configs",
+        subnets=(small.to_json(), large.to_json(), small.to_json()),
+    )
     assert [item.key for item in spec.validate(store)] == [small.to_json(), large.to_json()]
     assert CampaignSpec.from_json(spec.to_json()) == spec
     before = json.loads(spec.to_json())
     del before["subnets"]
     assert CampaignSpec.from_json(json.dumps(before)).subnets == ()
-    for subnets, message in (((small.to_json().replace(",", ", "),), "subnets[0]: expected a "
-                              "subnet's canonical JSON"),
-                             (("{",), "subnets[0]: "), ((7,), "subnets[0]: expected a subnet's")):
+    for subnets, message in (
+        ((small.to_json().replace(",", ", "),), "subnets[0]: expected a subnet's canonical JSON"),
+        (("{",), "subnets[0]: "),
+        ((7,), "subnets[0]: expected a subnet's"),
+    ):
         with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
-            CampaignSpec(name="bad", targets=(Target(label="cpu"),), workload="configs",
-                         subnets=subnets).validate(store)
+            CampaignSpec(
+                name="bad", targets=(Target(label="cpu"),), workload="configs", subnets=subnets
+            ).validate(store)
     with pytest.raises(ValueError, match="subnets: only the configs workload"):
-        CampaignSpec(name="bad", targets=(Target(label="cpu"),), workload="random", count=1,
-                     subnets=(small.to_json(),)).validate(store)
+        CampaignSpec(
+            name="bad",
+            targets=(Target(label="cpu"),),
+            workload="random",
+            count=1,
+            subnets=(small.to_json(),),
+        ).validate(store)
     with pytest.raises(ValueError, match="subnets: expected a list"):
         CampaignSpec.from_json(json.dumps({**before, "subnets": "x"}))
 
 
-@pytest.mark.parametrize("entry, message", [
-    ({"device": 7, "latency_ms": [1]}, "scenario 0: device: expected a non-empty string"),
-    ({"lut": "x", "kind": "magic", "latency_ms": [1]}, "scenario 0: kind: expected one of lut,"),
-    ({"lut": "x", "latency_ms": [0]}, "scenario 0: latency_ms: expected a list of positive"),
-    ({"lut": "x", "name": "a/b", "latency_ms": [1]}, "scenario 0: name: expected a folder name"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"device": 7, "latency_ms": [1]}, "scenario 0: device: expected a non-empty string"),
+        (
+            {"lut": "x", "kind": "magic", "latency_ms": [1]},
+            "scenario 0: kind: expected one of lut,",
+        ),
+        ({"lut": "x", "latency_ms": [0]}, "scenario 0: latency_ms: expected a list of positive"),
+        (
+            {"lut": "x", "name": "a/b", "latency_ms": [1]},
+            "scenario 0: name: expected a folder name",
+        ),
+    ],
+)
 def test_a_bad_scenario_is_refused_naming_its_field(tmp_path, entry, message):
     from coordinator.services.specialise import read_scenarios
 

@@ -11,12 +11,21 @@ import click
 
 from coordinator.cli.options import FiniteFloat
 from ofa.accuracy import AccuracyPredictor, ResolutionEncoding
-from ofa.nn.accuracy_training import (TrainSettings, evaluate, fit_accuracy_predictor, held_out,
-                                   read_accuracy_pairs)
+from ofa.nn.accuracy_training import (
+    TrainSettings,
+    evaluate,
+    fit_accuracy_predictor,
+    held_out,
+    read_accuracy_pairs,
+)
 
-DATA = click.option("--data", type=click.Path(exists=True, dir_okay=False), required=True,
-                    help="JSONL ({'config': {...}, 'accuracy': 0.75} per line) or CSV "
-                         "(columns config, accuracy); accuracy is a fraction.")
+DATA = click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False),
+    required=True,
+    help="JSONL ({'config': {...}, 'accuracy': 0.75} per line) or CSV "
+    "(columns config, accuracy); accuracy is a fraction.",
+)
 
 
 @click.group()
@@ -25,28 +34,42 @@ def accuracy() -> None:
 
 
 def _print_metrics(name: str, metrics: dict) -> None:
-    click.echo(f"{name}: {metrics['n']} pairs, RMSE {metrics['rmse_points']:.3f} top-1 points "
-               f"(the mean alone: {metrics['constant_rmse_points']:.3f}), Kendall tau "
-               f"{metrics['kendall_tau']:.3f}")
+    click.echo(
+        f"{name}: {metrics['n']} pairs, RMSE {metrics['rmse_points']:.3f} top-1 points "
+        f"(the mean alone: {metrics['constant_rmse_points']:.3f}), Kendall tau "
+        f"{metrics['kendall_tau']:.3f}"
+    )
 
 
 @accuracy.command()
 @DATA
-@click.option("--out", type=click.Path(dir_okay=False), required=True,
-              help="Where to write the predictor (.npz, no pickle); its training settings and "
-                   "held-out metrics go beside it as .meta.json.")
-@click.option("--epochs", type=click.IntRange(min=1), default=TrainSettings.epochs,
-              show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=TrainSettings.batch_size,
-              show_default=True)
-@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=TrainSettings.lr,
-              show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Where to write the predictor (.npz, no pickle); its training settings and "
+    "held-out metrics go beside it as .meta.json.",
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=TrainSettings.epochs, show_default=True
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=TrainSettings.batch_size, show_default=True
+)
+@click.option(
+    "--lr", type=FiniteFloat(min=0, min_open=True), default=TrainSettings.lr, show_default=True
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--holdout-every", type=click.IntRange(min=2), default=5, show_default=True,
-              help="Hold out one architecture in N (by id, all its resolutions together) to "
-                   "report RMSE on.")
-def train(data: str, out: str, epochs: int, batch_size: int, lr: float, seed: int,
-          holdout_every: int) -> None:
+@click.option(
+    "--holdout-every",
+    type=click.IntRange(min=2),
+    default=5,
+    show_default=True,
+    help="Hold out one architecture in N (by id, all its resolutions together) to report RMSE on.",
+)
+def train(
+    data: str, out: str, epochs: int, batch_size: int, lr: float, seed: int, holdout_every: int
+) -> None:
     """Fit the tutorial MLP with OFA's recipe (Adam, weight decay 1e-4, output bias = mean
     accuracy), report held-out RMSE and save it as .npz."""
     if not out.endswith(".npz"):
@@ -55,36 +78,62 @@ def train(data: str, out: str, epochs: int, batch_size: int, lr: float, seed: in
     mask = held_out(pairs, holdout_every)
     training, test = pairs.subset(~mask), pairs.subset(mask)
     if len(training.configs) < 2 or len(test.configs) < 2:
-        raise ValueError(f"{data}: {len(pairs.configs)} pairs are too few to hold one "
-                         f"architecture in {holdout_every} out")
-    click.echo(f"training on {len(training.configs)} pairs, holding out {len(test.configs)}",
-               err=True)
+        raise ValueError(
+            f"{data}: {len(pairs.configs)} pairs are too few to hold one "
+            f"architecture in {holdout_every} out"
+        )
+    click.echo(
+        f"training on {len(training.configs)} pairs, holding out {len(test.configs)}", err=True
+    )
     started = time.perf_counter()
     every = max(1, epochs // 10)
 
     def progress(epoch: int, train_rmse: float) -> None:
         if epoch % every == 0 or epoch == epochs:
-            click.echo(f"  epoch {epoch}/{epochs}: train RMSE {100 * train_rmse:.3f} points",
-                       err=True)
+            click.echo(
+                f"  epoch {epoch}/{epochs}: train RMSE {100 * train_rmse:.3f} points", err=True
+            )
 
     encoding = ResolutionEncoding.for_resolutions([c.r for c in pairs.configs])
-    predictor = fit_accuracy_predictor(training, TrainSettings(
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed), progress, encoding)
+    predictor = fit_accuracy_predictor(
+        training,
+        TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+        progress,
+        encoding,
+    )
     metrics = evaluate(predictor, test)
     predictor.save(out)
     _print_metrics("held out", metrics)
     e = predictor.encoding
-    click.echo(f"wrote {out} (w{predictor.width}, resolutions {e.trained[0]}..{e.trained[1]} "
-               f"step {e.step}) in {time.perf_counter() - started:.1f} s")
-    Path(out[:-len(".npz")] + ".meta.json").write_text(json.dumps(
-        {"data": data, "held_out": metrics, "epochs": epochs, "batch_size": batch_size,
-         "lr": lr, "seed": seed, "holdout_every": holdout_every}, indent=2))
+    click.echo(
+        f"wrote {out} (w{predictor.width}, resolutions {e.trained[0]}..{e.trained[1]} "
+        f"step {e.step}) in {time.perf_counter() - started:.1f} s"
+    )
+    Path(out[: -len(".npz")] + ".meta.json").write_text(
+        json.dumps(
+            {
+                "data": data,
+                "held_out": metrics,
+                "epochs": epochs,
+                "batch_size": batch_size,
+                "lr": lr,
+                "seed": seed,
+                "holdout_every": holdout_every,
+            },
+            indent=2,
+        )
+    )
 
 
 @accuracy.command(name="eval")
 @DATA
-@click.option("--predictor", "path", type=click.Path(exists=True, dir_okay=False),
-              required=True, help="OFA's acc_predictor.pth or our .npz.")
+@click.option(
+    "--predictor",
+    "path",
+    type=click.Path(exists=True, dir_okay=False),
+    required=True,
+    help="OFA's acc_predictor.pth or our .npz.",
+)
 def evaluate_command(data: str, path: str) -> None:
     """RMSE and rank agreement of a predictor on every pair of a data file."""
     _print_metrics(path, evaluate(AccuracyPredictor.load(path), read_accuracy_pairs(data)))

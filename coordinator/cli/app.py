@@ -27,6 +27,21 @@ def main() -> None:
     best subnet per device and budget."""
 
 
-for command in (serve, token, devices, campaign, results, lut, predictor, specialize, accuracy,
-                assets, sample, describe, export, demo, train):
+for command in (
+    serve,
+    token,
+    devices,
+    campaign,
+    results,
+    lut,
+    predictor,
+    specialize,
+    accuracy,
+    assets,
+    sample,
+    describe,
+    export,
+    demo,
+    train,
+):
     main.add_command(command)

@@ -16,12 +16,27 @@ def assets() -> None:
 
 
 @assets.command()
-@click.option("--dest", type=click.Path(file_okay=False), default=str(DEFAULT_DEST),
-              show_default=True, help="Folder to put the files in (same layout as the authors').")
-@click.option("--base-url", default=AUTHORS_URL, show_default=True,
-              help="Where to download from (a mirror with the same layout).")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=60,
-              show_default=True, help="Seconds without data before a download fails.")
+@click.option(
+    "--dest",
+    type=click.Path(file_okay=False),
+    default=str(DEFAULT_DEST),
+    show_default=True,
+    help="Folder to put the files in (same layout as the authors').",
+)
+@click.option(
+    "--base-url",
+    default=AUTHORS_URL,
+    show_default=True,
+    help="Where to download from (a mirror with the same layout).",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=1),
+    default=60,
+    show_default=True,
+    help="Seconds without data before a download fails.",
+)
 def fetch(dest: str, base_url: str, timeout_s: float) -> None:
     """Download the official accuracy predictor and the Note10 LUTs, checking pinned sha256.
 
@@ -39,5 +54,6 @@ def fetch(dest: str, base_url: str, timeout_s: float) -> None:
         raise ValueError(
             f"{len(failed)} of {len(PINNED)} file(s) not fetched: {', '.join(failed)}. Without "
             "network access, copy the files from a machine that has it (or give --base-url a "
-            "mirror); every command also takes the files' paths directly")
+            "mirror); every command also takes the files' paths directly"
+        )
     click.echo(f"all {len(PINNED)} files in {folder} match their pinned sha256")

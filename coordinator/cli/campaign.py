@@ -5,16 +5,26 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import click
 
 from agent.measure import SETTING_FLAGS
 from coordinator.cli.options import DB, RESOLUTIONS, WIDTH, FiniteFloat
 from coordinator.cli.output import progress_bar
-from coordinator.services.campaigns import (WORKLOADS, CampaignSpec, Target, campaign_status,
-                                            cancel_campaign, create_campaign, list_campaigns,
-                                            render_progress, start_campaign, unserved_targets)
+from coordinator.services.campaigns import (
+    WORKLOADS,
+    CampaignSpec,
+    Target,
+    campaign_status,
+    cancel_campaign,
+    create_campaign,
+    list_campaigns,
+    render_progress,
+    start_campaign,
+    unserved_targets,
+)
 from coordinator.services.jobs import BenchOptions
 from coordinator.services.waiting import CampaignTimeout, Progress, follow_campaign
 from coordinator.state import BlobStore, Store
@@ -26,8 +36,13 @@ def bench_setting_options(command: Command) -> Command:
     """One option per measurement setting (agent/measure.py's table); 0 leaves it to the
     agent. The values are checked by BenchOptions.from_dict."""
     for setting in reversed(SETTING_FLAGS):
-        command = click.option(setting.flag, setting.field, type=setting.kind,
-                               default=setting.kind(), help=f"0: {setting.job_default}.")(command)
+        command = click.option(
+            setting.flag,
+            setting.field,
+            type=setting.kind,
+            default=setting.kind(),
+            help=f"0: {setting.job_default}.",
+        )(command)
     return command
 
 
@@ -41,38 +56,78 @@ def campaign() -> None:
 @click.option("--name", required=True)
 @click.option("--label", "labels", multiple=True, help="Device label to measure on (repeatable).")
 @click.option("--agent", "agents", multiple=True, help="One agent id to measure on (repeatable).")
-@click.option("--workload", type=click.Choice(WORKLOADS), required=True,
-              help="lut: every LUT entry of the space; random: --count sampled subnets; "
-                   "configs: subnets from --configs; lut+random: both in one shuffled queue.")
+@click.option(
+    "--workload",
+    type=click.Choice(WORKLOADS),
+    required=True,
+    help="lut: every LUT entry of the space; random: --count sampled subnets; "
+    "configs: subnets from --configs; lut+random: both in one shuffled queue.",
+)
 @click.option("--resolutions", type=RESOLUTIONS, default="224", show_default=True)
 @click.option("--width", type=WIDTH, default="1.0", show_default=True)
 @click.option("--count", type=int, default=0, help="Subnets to sample (random workload).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--configs", "configs_file", type=click.Path(exists=True, dir_okay=False),
-              help="JSON, JSONL or OFA net.config file (configs workload).")
-@click.option("--repeats", type=int, default=2, show_default=True,
-              help="Times each model is measured, each in its own lease window.")
-@click.option("--reference-every", type=int, default=25, show_default=True,
-              help="Interleave the drift-reference model every N jobs (0: never).")
+@click.option(
+    "--configs",
+    "configs_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="JSON, JSONL or OFA net.config file (configs workload).",
+)
+@click.option(
+    "--repeats",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Times each model is measured, each in its own lease window.",
+)
+@click.option(
+    "--reference-every",
+    type=int,
+    default=25,
+    show_default=True,
+    help="Interleave the drift-reference model every N jobs (0: never).",
+)
 @bench_setting_options
 @click.option("--max-attempts", type=int, default=3, show_default=True)
 @click.option("--start", "start_now", is_flag=True, help="Start it right away.")
-def create(db: str, name: str, labels: tuple[str, ...], agents: tuple[str, ...], workload: str,
-           resolutions: tuple[int, ...], width: str, count: int, seed: int,
-           configs_file: str | None, repeats: int, reference_every: int, max_attempts: int,
-           start_now: bool, **settings: Any) -> None:
+def create(
+    db: str,
+    name: str,
+    labels: tuple[str, ...],
+    agents: tuple[str, ...],
+    workload: str,
+    resolutions: tuple[int, ...],
+    width: str,
+    count: int,
+    seed: int,
+    configs_file: str | None,
+    repeats: int,
+    reference_every: int,
+    max_attempts: int,
+    start_now: bool,
+    **settings: Any,
+) -> None:
     """Create a campaign (validates it and builds its ONNX models; nothing is queued unless
     --start)."""
     store = Store(db)
     options = BenchOptions.from_dict(settings)
-    spec = CampaignSpec(name=name, targets=tuple([Target(label=x) for x in labels] +
-                                                 [Target(agent=x) for x in agents]),
-                        workload=workload, resolutions=resolutions, width=float(width),
-                        count=count, seed=seed, configs_file=configs_file, repeats=repeats,
-                        reference_every=reference_every, max_attempts=max_attempts,
-                        options=options)
-    campaign_id = create_campaign(store, BlobStore(store), spec, start=start_now,
-                                  progress=progress_bar("building models"))
+    spec = CampaignSpec(
+        name=name,
+        targets=tuple([Target(label=x) for x in labels] + [Target(agent=x) for x in agents]),
+        workload=workload,
+        resolutions=resolutions,
+        width=float(width),
+        count=count,
+        seed=seed,
+        configs_file=configs_file,
+        repeats=repeats,
+        reference_every=reference_every,
+        max_attempts=max_attempts,
+        options=options,
+    )
+    campaign_id = create_campaign(
+        store, BlobStore(store), spec, start=start_now, progress=progress_bar("building models")
+    )
     click.echo(f"campaign {campaign_id} ({name}) created")
     if start_now:
         _started(store, campaign_id)
@@ -102,8 +157,9 @@ def start(db: str, campaign_id: str) -> None:
 @campaign.command("status")
 @DB
 @click.argument("campaign_id")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 def status(db: str, campaign_id: str, fmt: str) -> None:
     """Progress of a campaign: bar, rate, ETA, per-device counts and failures."""
     current = campaign_status(Store(db), campaign_id)
@@ -119,18 +175,24 @@ def status(db: str, campaign_id: str, fmt: str) -> None:
 def _say_if_starting(db: str, current: dict) -> None:
     """A campaign left `starting` by an interrupted start waits for someone to resume it."""
     if current["state"] == "starting":
-        click.echo(f"campaign {current['id']} is still being started; if that start was "
-                   f"interrupted, resume it: ofa-coord campaign start --db {db} "
-                   f"{current['id']}", err=True)
+        click.echo(
+            f"campaign {current['id']} is still being started; if that start was "
+            f"interrupted, resume it: ofa-coord campaign start --db {db} "
+            f"{current['id']}",
+            err=True,
+        )
 
 
 @campaign.command("wait")
 @DB
 @click.argument("campaign_id")
-@click.option("--timeout", type=FiniteFloat(min=0), default=0.0,
-              help="Give up after this many seconds (0: never).")
-@click.option("--interval", type=FiniteFloat(min=0.1, max=3600), default=1.0,
-              show_default=True)
+@click.option(
+    "--timeout",
+    type=FiniteFloat(min=0),
+    default=0.0,
+    help="Give up after this many seconds (0: never).",
+)
+@click.option("--interval", type=FiniteFloat(min=0.1, max=3600), default=1.0, show_default=True)
 def wait(db: str, campaign_id: str, timeout: float, interval: float) -> None:
     """Show live progress until the campaign finishes, and say when no online agent serves a
     target. Exit 0 when every job is done, 2 when some failed or were cancelled, 1 on
@@ -138,15 +200,21 @@ def wait(db: str, campaign_id: str, timeout: float, interval: float) -> None:
     store = Store(db)
     current = campaign_status(store, campaign_id)
     if current["state"] == "created":
-        raise ValueError(f"campaign {current['id']}: has not been started "
-                         f"(ofa-coord campaign start {current['id']})")
+        raise ValueError(
+            f"campaign {current['id']}: has not been started "
+            f"(ofa-coord campaign start {current['id']})"
+        )
     _say_if_starting(db, current)
     try:
-        code = _show_until_finished(follow_campaign(store, current["id"], interval, timeout),
-                                    timeout)
+        code = _show_until_finished(
+            follow_campaign(store, current["id"], interval, timeout), timeout
+        )
     except KeyboardInterrupt:
-        click.echo(f"\ncampaign {current['id']} keeps running; to stop it: ofa-coord campaign "
-                   f"cancel --db {db} {current['id']}", err=True)
+        click.echo(
+            f"\ncampaign {current['id']} keeps running; to stop it: ofa-coord campaign "
+            f"cancel --db {db} {current['id']}",
+            err=True,
+        )
         code = 130
     sys.exit(code)
 
@@ -164,9 +232,11 @@ def _show_until_finished(looks: Iterator[Progress], timeout: float) -> int:
             now = time.monotonic()
             due = progress.finished or now - last_line >= 10
             if progress.unserved and (due or progress.unserved != said):  # again every line
-                click.echo(("\n" if live else "")
-                           + "\n".join(f"waiting: {line}" for line in progress.unserved),
-                           err=True)
+                click.echo(
+                    ("\n" if live else "")
+                    + "\n".join(f"waiting: {line}" for line in progress.unserved),
+                    err=True,
+                )
             said = progress.unserved
             if live:
                 click.echo("\r" + render_progress(progress.status), nl=False)
@@ -175,8 +245,10 @@ def _show_until_finished(looks: Iterator[Progress], timeout: float) -> int:
             if due:
                 last_line = now
     except CampaignTimeout:
-        click.echo(("\n" if live else "") + f"timed out after {timeout:g} s; the campaign "
-                   "keeps running", err=True)
+        click.echo(
+            ("\n" if live else "") + f"timed out after {timeout:g} s; the campaign keeps running",
+            err=True,
+        )
         return 1
     assert progress is not None  # follow_campaign yields at least once
     if live:
@@ -204,6 +276,8 @@ def list_(db: str) -> None:
         return
     click.echo(f"{'id':<10} {'name':<24} {'state':<10} {'done':>11} {'failed':>6}  targets")
     for c in campaigns:
-        click.echo(f"{c['id']:<10} {c['name'][:24]:<24} {c['state']:<10} "
-                   f"{c['finished']:>5}/{c['total']:<5} {c['failed']:>6}  "
-                   f"{', '.join(sorted(c['targets']))}")
+        click.echo(
+            f"{c['id']:<10} {c['name'][:24]:<24} {c['state']:<10} "
+            f"{c['finished']:>5}/{c['total']:<5} {c['failed']:>6}  "
+            f"{', '.join(sorted(c['targets']))}"
+        )

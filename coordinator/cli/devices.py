@@ -14,8 +14,9 @@ from coordinator.timeago import ago
 
 @click.command()
 @DB
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 def devices(db: str, fmt: str) -> None:
     """List agents: status, labels, device, last seen, jobs done."""
     now = time.time()
@@ -31,6 +32,8 @@ def devices(db: str, fmt: str) -> None:
         device = agent["device"]
         summary = " ".join(str(device[k]) for k in ("machine", "cpu_model") if k in device)
         summary += f" {device.get('logical_cores', '?')} cpus, {agent['threads']} thr"
-        click.echo(f"{agent['id']:<13} {'online' if agent['online'] else 'offline':<8} "
-                   f"{','.join(agent['labels']):<20} {summary[:44]:<44} "
-                   f"{ago(now - agent['last_seen']):<10} {agent['jobs_done']}")
+        click.echo(
+            f"{agent['id']:<13} {'online' if agent['online'] else 'offline':<8} "
+            f"{','.join(agent['labels']):<20} {summary[:44]:<44} "
+            f"{ago(now - agent['last_seen']):<10} {agent['jobs_done']}"
+        )

@@ -19,6 +19,7 @@ __all__ = ["CommandError", "ErrorMapping", "DB_META", "one_line"]
 PROG = "ofa-coord"
 DB_META = "ofa.db"  # ctx.meta key: the --db path of the running command (set by its option)
 
+
 class CommandError(click.ClickException):
     """A failure shown as the one error line."""
 

@@ -24,12 +24,14 @@ def lut() -> None:
 @DB
 @click.option("--device", "label", required=True, help="The device label the LUT is for.")
 @click.option("--out", type=click.Path(file_okay=False), required=True)
-@click.option("--format", "fmt", type=click.Choice(LUT_FORMATS), default="ofa-yaml",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(LUT_FORMATS), default="ofa-yaml", show_default=True
+)
 @click.option("--campaign", "campaign_id", help="Only this campaign's results.")
 @click.option("--allow-missing", is_flag=True, help="Exit 0 even when entries are missing.")
-def lut_export(db: str, label: str, out: str, fmt: str, campaign_id: str | None,
-               allow_missing: bool) -> None:
+def lut_export(
+    db: str, label: str, out: str, fmt: str, campaign_id: str | None, allow_missing: bool
+) -> None:
     """Write the LUT of device LABEL. Missing entries are listed and make the exit code 1."""
     store = Store(db)
     if campaign_id:
@@ -39,8 +41,10 @@ def lut_export(db: str, label: str, out: str, fmt: str, campaign_id: str | None,
         names = [path.name for path in write_lut(table, staging, fmt)]
     paths = [Path(out) / name for name in names]
     flagged = sum(e.drift_flag for e in table.entries)
-    click.echo(f"{len(table.entries)} entries for {label} ({flagged} drift-flagged) -> "
-               + ", ".join(map(str, paths)))
+    click.echo(
+        f"{len(table.entries)} entries for {label} ({flagged} drift-flagged) -> "
+        + ", ".join(map(str, paths))
+    )
     if table.missing:
         click.echo(f"{len(table.missing)} entries missing (never measured):", err=True)
         for r, key in table.missing[:20]:

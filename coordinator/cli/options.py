@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -16,8 +17,9 @@ class ResolutionList(click.ParamType):
 
     name = "R[,R...]"
 
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> tuple[int, ...]:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int, ...]:
         if isinstance(value, tuple):
             return value
         try:
@@ -28,16 +30,20 @@ class ResolutionList(click.ParamType):
             self.fail("expected at least one resolution", param, ctx)
         for size in sizes:
             if not space.MIN_RESOLUTION <= size <= space.MAX_RESOLUTION:
-                self.fail(f"resolution {size} is outside {space.MIN_RESOLUTION}.."
-                          f"{space.MAX_RESOLUTION}", param, ctx)
+                self.fail(
+                    f"resolution {size} is outside {space.MIN_RESOLUTION}..{space.MAX_RESOLUTION}",
+                    param,
+                    ctx,
+                )
         return sizes
 
 
 class FiniteFloat(click.FloatRange):
     """A float range that also refuses nan and inf (click's ranges let both through)."""
 
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> float:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"expected a finite number, got {value!r}", param, ctx)
@@ -55,11 +61,17 @@ def _remember_db(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value
 
 
-def db_option(*, must_exist: bool, required: bool = True,
-              help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def db_option(
+    *, must_exist: bool, required: bool = True, help: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The `--db` option: the coordinator's SQLite file."""
-    return click.option("--db", type=click.Path(exists=must_exist, dir_okay=False),
-                        required=required, callback=_remember_db, help=help)
+    return click.option(
+        "--db",
+        type=click.Path(exists=must_exist, dir_okay=False),
+        required=required,
+        callback=_remember_db,
+        help=help,
+    )
 
 
 DB = db_option(must_exist=True, help="The coordinator's SQLite file (blobs live beside it).")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import click
 
@@ -20,4 +20,5 @@ def progress_bar(label: str) -> Callable[[int, int], None]:
         bar.update(done - bar.pos)
         if done == total:
             bar.__exit__(None, None, None)
+
     return update

@@ -22,8 +22,9 @@ def results() -> None:
 @results.command("export")
 @DB
 @click.option("--campaign", "campaign_id", required=True)
-@click.option("--format", "fmt", type=click.Choice(RESULT_FORMATS), default="csv",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(RESULT_FORMATS), default="csv", show_default=True
+)
 @click.option("--out", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
 def results_export(db: str, campaign_id: str, fmt: str, out: str | None) -> None:
     """Every result of a campaign: raw samples, statistics, device state."""

@@ -14,34 +14,67 @@ from coordinator.server.fleet import SETTINGS_RANGES, FleetSettings
 
 @click.command()
 @NEW_DB
-@click.option("--listen", default="127.0.0.1:50051", show_default=True,
-              help="HOST:PORT to serve on (port 0 picks a free one).")
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False),
-              help="PEM certificate chain; with --tls-key serves TLS.")
+@click.option(
+    "--listen",
+    default="127.0.0.1:50051",
+    show_default=True,
+    help="HOST:PORT to serve on (port 0 picks a free one).",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="PEM certificate chain; with --tls-key serves TLS.",
+)
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key.")
-@click.option("--heartbeat-interval", type=FiniteFloat(*SETTINGS_RANGES["heartbeat_interval_s"]),
-              default=FleetSettings.heartbeat_interval_s, show_default=True,
-              help="Seconds between agent heartbeats.")
-@click.option("--missed-heartbeats", type=click.IntRange(*SETTINGS_RANGES["missed_heartbeats"]),
-              default=FleetSettings.missed_heartbeats, show_default=True,
-              help="An agent silent this many intervals is offline; its leases are requeued.")
-@click.option("--lease-seconds", type=FiniteFloat(*SETTINGS_RANGES["lease_seconds"]),
-              default=FleetSettings.lease_seconds, show_default=True,
-              help="Lease lifetime, renewed by heartbeats.")
-@click.option("--max-model-mb", type=click.IntRange(min=1, max=64 * 1024), default=512,
-              show_default=True)
+@click.option(
+    "--heartbeat-interval",
+    type=FiniteFloat(*SETTINGS_RANGES["heartbeat_interval_s"]),
+    default=FleetSettings.heartbeat_interval_s,
+    show_default=True,
+    help="Seconds between agent heartbeats.",
+)
+@click.option(
+    "--missed-heartbeats",
+    type=click.IntRange(*SETTINGS_RANGES["missed_heartbeats"]),
+    default=FleetSettings.missed_heartbeats,
+    show_default=True,
+    help="An agent silent this many intervals is offline; its leases are requeued.",
+)
+@click.option(
+    "--lease-seconds",
+    type=FiniteFloat(*SETTINGS_RANGES["lease_seconds"]),
+    default=FleetSettings.lease_seconds,
+    show_default=True,
+    help="Lease lifetime, renewed by heartbeats.",
+)
+@click.option(
+    "--max-model-mb", type=click.IntRange(min=1, max=64 * 1024), default=512, show_default=True
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every registration and sweep.")
-def serve(db: str, listen: str, tls_cert: str | None, tls_key: str | None,
-          heartbeat_interval: float, missed_heartbeats: int, lease_seconds: float,
-          max_model_mb: int, verbose: bool) -> None:
+def serve(
+    db: str,
+    listen: str,
+    tls_cert: str | None,
+    tls_key: str | None,
+    heartbeat_interval: float,
+    missed_heartbeats: int,
+    lease_seconds: float,
+    max_model_mb: int,
+    verbose: bool,
+) -> None:
     """Run the coordinator's gRPC server until SIGTERM or Ctrl-C."""
     from coordinator.server.serve import serve as run_server  # grpc loads only for serving
 
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     tls = (Path(tls_key).read_bytes(), Path(tls_cert).read_bytes()) if tls_cert else None
-    settings = FleetSettings(heartbeat_interval_s=heartbeat_interval,
-                             missed_heartbeats=missed_heartbeats, lease_seconds=lease_seconds)
+    settings = FleetSettings(
+        heartbeat_interval_s=heartbeat_interval,
+        missed_heartbeats=missed_heartbeats,
+        lease_seconds=lease_seconds,
+    )
     asyncio.run(run_server(Path(db), listen, settings, tls, max_model_mb * 2**20))

@@ -10,9 +10,15 @@ from pathlib import Path
 import click
 
 from coordinator.cli.options import RESOLUTIONS, FiniteFloat, db_option
-from coordinator.services.specialise import (Scenario, SpecialiseSettings, latency_budgets,
-                                             read_scenarios, specialise_scenarios, verify,
-                                             write_scenarios)
+from coordinator.services.specialise import (
+    Scenario,
+    SpecialiseSettings,
+    latency_budgets,
+    read_scenarios,
+    specialise_scenarios,
+    verify,
+    write_scenarios,
+)
 from coordinator.state import Store
 from ofa.accuracy import AccuracyPredictor
 from ofa.latency_model import KINDS
@@ -20,8 +26,9 @@ from ofa.latency_model import KINDS
 MAX_PARETO_POINTS = 1000
 
 
-def _pareto_range(ctx: click.Context, param: click.Parameter, value: str | None
-                  ) -> tuple[float, float, int] | None:
+def _pareto_range(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[float, float, int] | None:
     """`--pareto MIN:MAX:COUNT` as (MIN, MAX, COUNT): finite, 0 < MIN <= MAX, and a count
     of points a front can use."""
     if not value:
@@ -30,47 +37,107 @@ def _pareto_range(ctx: click.Context, param: click.Parameter, value: str | None
         low_text, high_text, count_text = value.split(":")
         low, high, count = float(low_text), float(high_text), int(count_text)
     except ValueError:
-        raise click.BadParameter(f"expected MIN:MAX:COUNT, got {value!r}",
-                                 param_hint="--pareto") from None
+        raise click.BadParameter(
+            f"expected MIN:MAX:COUNT, got {value!r}", param_hint="--pareto"
+        ) from None
     if not (0 < low <= high < math.inf and 1 <= count <= MAX_PARETO_POINTS):
-        raise click.BadParameter(f"expected 0 < MIN <= MAX (finite, ms) and COUNT in "
-                                 f"1..{MAX_PARETO_POINTS}, got {value!r}", param_hint="--pareto")
+        raise click.BadParameter(
+            f"expected 0 < MIN <= MAX (finite, ms) and COUNT in "
+            f"1..{MAX_PARETO_POINTS}, got {value!r}",
+            param_hint="--pareto",
+        )
     return low, high, count
 
 
 @click.command()
 @db_option(must_exist=True, required=False, help="The coordinator's database (with --device).")
 @click.option("--device", "label", help="Use this device's trained latency predictor.")
-@click.option("--kind", type=click.Choice(KINDS), default="lut-ridge", show_default=True,
-              help="Which of the device's predictors.")
-@click.option("--lut", "lut_dir", type=click.Path(exists=True, file_okay=False),
-              help="Or: a folder of OFA {r}_lookup_table.yaml files (e.g. Note10).")
-@click.option("--latency-ms", type=FiniteFloat(min=0, min_open=True), multiple=True,
-              help="Latency budget (repeatable).")
-@click.option("--pareto", callback=_pareto_range,
-              help="Also budgets MIN:MAX:COUNT, for the accuracy-latency front.")
-@click.option("--scenarios", "scenarios_file", type=click.Path(exists=True, dir_okay=False),
-              help="Or: a JSON list of {lut|device, kind?, name?, latency_ms: [...]}; one table.")
-@click.option("--acc-predictor", type=click.Path(exists=True, dir_okay=False), required=True,
-              help="OFA's acc_predictor.pth, or our .npz.")
-@click.option("--resolutions", type=RESOLUTIONS,
-              help="Allowed resolutions (default: those of the latency model, 160 and up).")
-@click.option("--max-macs", type=FiniteFloat(min=0, min_open=True),
-              help="Also a MACs budget (in millions).")
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    default="lut-ridge",
+    show_default=True,
+    help="Which of the device's predictors.",
+)
+@click.option(
+    "--lut",
+    "lut_dir",
+    type=click.Path(exists=True, file_okay=False),
+    help="Or: a folder of OFA {r}_lookup_table.yaml files (e.g. Note10).",
+)
+@click.option(
+    "--latency-ms",
+    type=FiniteFloat(min=0, min_open=True),
+    multiple=True,
+    help="Latency budget (repeatable).",
+)
+@click.option(
+    "--pareto",
+    callback=_pareto_range,
+    help="Also budgets MIN:MAX:COUNT, for the accuracy-latency front.",
+)
+@click.option(
+    "--scenarios",
+    "scenarios_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Or: a JSON list of {lut|device, kind?, name?, latency_ms: [...]}; one table.",
+)
+@click.option(
+    "--acc-predictor",
+    type=click.Path(exists=True, dir_okay=False),
+    required=True,
+    help="OFA's acc_predictor.pth, or our .npz.",
+)
+@click.option(
+    "--resolutions",
+    type=RESOLUTIONS,
+    help="Allowed resolutions (default: those of the latency model, 160 and up).",
+)
+@click.option(
+    "--max-macs", type=FiniteFloat(min=0, min_open=True), help="Also a MACs budget (in millions)."
+)
 @click.option("--generations", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--supernet", "supernet_path", type=click.Path(exists=True, dir_okay=False),
-              help="Supernet checkpoint: also write each subnet's weights (subnet.pth) and "
-                   "ONNX (subnet.onnx), with the supernet's BN statistics.")
-@click.option("--verify", "verify_on_device", is_flag=True,
-              help="Measure the chosen subnets on the device's agents (needs --device and a "
-                   "running coordinator) and report measured against predicted.")
-@click.option("--verify-timeout", type=FiniteFloat(min=1), default=900, show_default=True,
-              help="Seconds to wait for the measurements; then the campaign is cancelled.")
+@click.option(
+    "--supernet",
+    "supernet_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Supernet checkpoint: also write each subnet's weights (subnet.pth) and "
+    "ONNX (subnet.onnx), with the supernet's BN statistics.",
+)
+@click.option(
+    "--verify",
+    "verify_on_device",
+    is_flag=True,
+    help="Measure the chosen subnets on the device's agents (needs --device and a "
+    "running coordinator) and report measured against predicted.",
+)
+@click.option(
+    "--verify-timeout",
+    type=FiniteFloat(min=1),
+    default=900,
+    show_default=True,
+    help="Seconds to wait for the measurements; then the campaign is cancelled.",
+)
 @click.option("--out", type=click.Path(file_okay=False), required=True)
-def specialize(db, label, kind, lut_dir, latency_ms, pareto, scenarios_file, acc_predictor,
-               resolutions, max_macs, generations, seed, supernet_path, verify_on_device,
-               verify_timeout, out) -> None:
+def specialize(
+    db,
+    label,
+    kind,
+    lut_dir,
+    latency_ms,
+    pareto,
+    scenarios_file,
+    acc_predictor,
+    resolutions,
+    max_macs,
+    generations,
+    seed,
+    supernet_path,
+    verify_on_device,
+    verify_timeout,
+    out,
+) -> None:
     """Search the most accurate subnet under each latency budget and write its config."""
     started = time.perf_counter()
     folder = Path(out)
@@ -80,6 +147,7 @@ def specialize(db, label, kind, lut_dir, latency_ms, pareto, scenarios_file, acc
     supernet = None
     if supernet_path:
         from ofa.nn.checkpoint import load_supernet  # torch only when weights are asked for
+
         supernet = load_supernet(supernet_path)
     if scenarios_file:
         scenarios = read_scenarios(scenarios_file)
@@ -90,23 +158,42 @@ def specialize(db, label, kind, lut_dir, latency_ms, pareto, scenarios_file, acc
             raise click.UsageError("give either --db and --device, or --lut (or --scenarios)")
         if not latency_ms and not pareto:
             raise click.UsageError("give --latency-ms (repeatable) or --pareto MIN:MAX:COUNT")
-        scenarios = [Scenario("", tuple(latency_budgets(latency_ms, pareto)), label, kind,
-                              lut_dir)]
-    table = specialise_scenarios(db, scenarios, accuracy, folder, SpecialiseSettings(
-        resolutions, max_macs, generations, seed), supernet)
+        scenarios = [Scenario("", tuple(latency_budgets(latency_ms, pareto)), label, kind, lut_dir)]
+    table = specialise_scenarios(
+        db,
+        scenarios,
+        accuracy,
+        folder,
+        SpecialiseSettings(resolutions, max_macs, generations, seed),
+        supernet,
+    )
     for scenario, choice in table:
         name = f"{scenario.name:<16} " if scenarios_file else ""
-        click.echo(f"{name}{choice.budget_ms:>8g} ms: top-1 {choice.accuracy:.4f} at "
-                   f"{choice.latency_ms:.2f} ms, {choice.macs / 1e6:.0f} M MACs, "
-                   f"r={choice.config.r}")
+        click.echo(
+            f"{name}{choice.budget_ms:>8g} ms: top-1 {choice.accuracy:.4f} at "
+            f"{choice.latency_ms:.2f} ms, {choice.macs / 1e6:.0f} M MACs, "
+            f"r={choice.config.r}"
+        )
     if verify_on_device:
-        verified = verify(Store(db), label, [choice for _, choice in table], folder,
-                          verify_timeout, lambda line: click.echo(line, err=True))
+        verified = verify(
+            Store(db),
+            label,
+            [choice for _, choice in table],
+            folder,
+            verify_timeout,
+            lambda line: click.echo(line, err=True),
+        )
         for row in verified:
-            click.echo(f"{row.budget_ms:>8g} ms: predicted {row.predicted_ms:.2f} ms, "
-                       + (f"measured {row.measured_ms:.2f} ms ({row.error_pct:+.1f}%)"
-                          if row.measured_ms else "not measured"))
+            click.echo(
+                f"{row.budget_ms:>8g} ms: predicted {row.predicted_ms:.2f} ms, "
+                + (
+                    f"measured {row.measured_ms:.2f} ms ({row.error_pct:+.1f}%)"
+                    if row.measured_ms
+                    else "not measured"
+                )
+            )
     if scenarios_file:
         write_scenarios(table, folder)
-    click.echo(f"{len(table)} scenario(s) in {time.perf_counter() - started:.2f} s; "
-               f"results in {folder}")
+    click.echo(
+        f"{len(table)} scenario(s) in {time.perf_counter() - started:.2f} s; results in {folder}"
+    )

@@ -25,8 +25,9 @@ def sample(count: int, seed: int, resolutions: tuple[int, ...], width: str) -> N
 
 @click.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 def describe(config: str, fmt: str) -> None:
     """Show a subnet's id, MACs, parameters and LUT keys.
 
@@ -34,8 +35,13 @@ def describe(config: str, fmt: str) -> None:
     `net.config` (its image size is read from the `run.config` beside it)."""
     subnet = SubnetConfig.from_file(config)
     layers = layer_plan(subnet)
-    info = {"id": subnet.id, "config": subnet.to_dict(), "macs": count_macs(subnet),
-            "params": count_params(subnet), "lut_keys": [layer.lut_key for layer in layers]}
+    info = {
+        "id": subnet.id,
+        "config": subnet.to_dict(),
+        "macs": count_macs(subnet),
+        "params": count_params(subnet),
+        "lut_keys": [layer.lut_key for layer in layers],
+    }
     if fmt == "json":
         click.echo(json.dumps(info, indent=2))
         return
@@ -47,10 +53,17 @@ def describe(config: str, fmt: str) -> None:
 
 @click.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Folder to write the ONNX files into.")
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
-              help="Supernet weights ({'state_dict': ...}); random weights if omitted.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Folder to write the ONNX files into.",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Supernet weights ({'state_dict': ...}); random weights if omitted.",
+)
 @click.option("--lut-entries", is_flag=True, help="Also export every LUT entry on its own.")
 def export(config: str, out: str, checkpoint: str | None, lut_entries: bool) -> None:
     """Export a subnet (and optionally its LUT entries) to ONNX, opset 17, batch 1.
@@ -64,8 +77,9 @@ def export(config: str, out: str, checkpoint: str | None, lut_entries: bool) -> 
     subnet = SubnetConfig.from_file(config)
     supernet = load_supernet(checkpoint) if checkpoint else OFAMobileNetV3(subnet.w)
     if supernet.width != subnet.w:
-        raise ValueError(f"w: the config is a w{subnet.w} subnet, {checkpoint} a "
-                         f"w{supernet.width} supernet")
+        raise ValueError(
+            f"w: the config is a w{subnet.w} subnet, {checkpoint} a w{supernet.width} supernet"
+        )
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     artifact = export_subnet(supernet.eval(), subnet)

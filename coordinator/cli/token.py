@@ -17,10 +17,17 @@ def token() -> None:
 @token.command("create")
 @NEW_DB
 @click.option("--name", required=True, help="A name for the agent this token is for.")
-@click.option("--agent", "agent_id", help="Bind it to this registered agent (token rotation: "
-              "the agent keeps its id; revoke the old token).")
-@click.option("--out", type=click.Path(dir_okay=False),
-              help="Write the token to this file (mode 600) instead of printing it.")
+@click.option(
+    "--agent",
+    "agent_id",
+    help="Bind it to this registered agent (token rotation: "
+    "the agent keeps its id; revoke the old token).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Write the token to this file (mode 600) instead of printing it.",
+)
 def token_create(db: str, name: str, agent_id: str | None, out: str | None) -> None:
     """Mint a token. It is shown once; the coordinator keeps only its hash."""
     store = Store(db)

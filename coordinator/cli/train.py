@@ -11,11 +11,18 @@ import click
 
 from coordinator.cli.options import RESOLUTIONS, WIDTH
 
-DATA = click.option("--data", "source", required=True,
-                    help="'digits' (scikit-learn's bundled digits) or a folder holding "
-                         "train/<class>/*.jpg and val/<class>/*.jpg.")
-THREADS = click.option("--threads", type=click.IntRange(min=1),
-                       help="Torch CPU threads per process (default: torch's choice).")
+DATA = click.option(
+    "--data",
+    "source",
+    required=True,
+    help="'digits' (scikit-learn's bundled digits) or a folder holding "
+    "train/<class>/*.jpg and val/<class>/*.jpg.",
+)
+THREADS = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Torch CPU threads per process (default: torch's choice).",
+)
 
 
 @click.group()
@@ -37,27 +44,56 @@ def _prepare(source: str, threads: int | None):
 @train.command()
 @click.argument("schedule", type=click.Path(exists=True, dir_okay=False))
 @DATA
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Folder for checkpoint.pt and eval.json; an unfinished run there resumes.")
-@click.option("--init", type=click.Path(exists=True, dir_okay=False),
-              help="Start from this checkpoint (the previous phase's).")
-@click.option("--teacher", type=click.Path(exists=True, dir_okay=False),
-              help="Checkpoint whose full network is distilled (phases with kd_ratio > 0).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for checkpoint.pt and eval.json; an unfinished run there resumes.",
+)
+@click.option(
+    "--init",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Start from this checkpoint (the previous phase's).",
+)
+@click.option(
+    "--teacher",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Checkpoint whose full network is distilled (phases with kd_ratio > 0).",
+)
 @click.option("--width", type=WIDTH, default="1.0", show_default=True)
-@click.option("--stop-after", type=click.IntRange(min=1),
-              help="End this invocation after this step, leaving a resumable checkpoint.")
+@click.option(
+    "--stop-after",
+    type=click.IntRange(min=1),
+    help="End this invocation after this step, leaving a resumable checkpoint.",
+)
 @THREADS
-def run(schedule: str, source: str, out: str, init: str | None, teacher: str | None, width: str,
-        stop_after: int | None, threads: int | None) -> None:
+def run(
+    schedule: str,
+    source: str,
+    out: str,
+    init: str | None,
+    teacher: str | None,
+    width: str,
+    stop_after: int | None,
+    threads: int | None,
+) -> None:
     """Run or resume one phase described by the SCHEDULE file."""
-    from ofa.schedule import load_phase
     from ofa.nn.train import CHECKPOINT, Processes, train_phase
+    from ofa.schedule import load_phase
 
     phase = load_phase(schedule)
     data = _prepare(source, threads)
     with Processes.from_env() as processes:
-        train_phase(phase, data, out, width=float(width), init=init, teacher=teacher,
-                    processes=processes, stop_after=stop_after)
+        train_phase(
+            phase,
+            data,
+            out,
+            width=float(width),
+            init=init,
+            teacher=teacher,
+            processes=processes,
+            stop_after=stop_after,
+        )
         if processes.is_main:
             click.echo(f"{phase.name}: {Path(out) / CHECKPOINT}")
 
@@ -65,14 +101,18 @@ def run(schedule: str, source: str, out: str, init: str | None, teacher: str | N
 @train.command()
 @click.argument("chain_file", metavar="CHAIN", type=click.Path(exists=True, dir_okay=False))
 @DATA
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Folder with one sub-folder per phase; finished phases are skipped.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder with one sub-folder per phase; finished phases are skipped.",
+)
 @click.option("--width", type=WIDTH, default="1.0", show_default=True)
 @THREADS
 def chain(chain_file: str, source: str, out: str, width: str, threads: int | None) -> None:
     """Run every phase of the CHAIN file in order (resuming a stopped chain)."""
-    from ofa.schedule import load_chain
     from ofa.nn.train import CHECKPOINT, Processes, train_chain
+    from ofa.schedule import load_chain
 
     plan = load_chain(chain_file)
     data = _prepare(source, threads)
@@ -86,17 +126,35 @@ def chain(chain_file: str, source: str, out: str, width: str, threads: int | Non
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @DATA
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="JSONL file to write.")
-@click.option("--subnets", "n_subnets", type=click.IntRange(min=1), required=True,
-              help="Architectures to sample; each is evaluated at every resolution.")
+@click.option(
+    "--subnets",
+    "n_subnets",
+    type=click.IntRange(min=1),
+    required=True,
+    help="Architectures to sample; each is evaluated at every resolution.",
+)
 @click.option("--resolutions", type=RESOLUTIONS, required=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--calibration-images", type=click.IntRange(min=1), default=2000,
-              show_default=True, help="Training images (a fixed slice) for BN statistics.")
+@click.option(
+    "--calibration-images",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    help="Training images (a fixed slice) for BN statistics.",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=200, show_default=True)
 @THREADS
-def accuracy_dataset(checkpoint: str, source: str, out: str, n_subnets: int,
-                     resolutions: tuple[int, ...], seed: int, calibration_images: int,
-                     batch_size: int, threads: int | None) -> None:
+def accuracy_dataset(
+    checkpoint: str,
+    source: str,
+    out: str,
+    n_subnets: int,
+    resolutions: tuple[int, ...],
+    seed: int,
+    calibration_images: int,
+    batch_size: int,
+    threads: int | None,
+) -> None:
     """Sample subnets of CHECKPOINT, recalibrate BN, evaluate, write (config, accuracy) JSONL."""
     import os
 
@@ -105,7 +163,15 @@ def accuracy_dataset(checkpoint: str, source: str, out: str, n_subnets: int,
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise click.UsageError("accuracy-dataset runs in one process; start it without torchrun")
     data = _prepare(source, threads)
-    rows = build_accuracy_dataset(checkpoint, data, out, n_subnets, resolutions, seed,
-                                  calibration_images, batch_size,
-                                  log=lambda line: click.echo(line, err=True))
+    rows = build_accuracy_dataset(
+        checkpoint,
+        data,
+        out,
+        n_subnets,
+        resolutions,
+        seed,
+        calibration_images,
+        batch_size,
+        log=lambda line: click.echo(line, err=True),
+    )
     click.echo(f"{len(rows)} subnets -> {out}")

@@ -9,8 +9,8 @@ compared or logged.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
-from typing import Awaitable, Callable, Sequence
 
 import grpc
 
@@ -32,7 +32,7 @@ def caller() -> Token:
 def token_from_metadata(metadata: Sequence[tuple[str, str]] | None) -> str | None:
     for key, value in metadata or ():
         if key == "authorization" and value.startswith("Bearer "):
-            return value[len("Bearer "):].strip() or None
+            return value[len("Bearer ") :].strip() or None
     return None
 
 
@@ -58,8 +58,7 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation, handler_call_details):
         if not handler_call_details.method.startswith(FLEET_PREFIX):
             return await continuation(handler_call_details)  # health checks need no token
-        outcome = await self.run(authenticate, self.store,
-                                 handler_call_details.invocation_metadata)
+        outcome = await self.run(authenticate, self.store, handler_call_details.invocation_metadata)
         if isinstance(outcome, Token):
             return _with_caller(await continuation(handler_call_details), outcome)
 
@@ -69,8 +68,9 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(refuse)
 
 
-def _with_caller(handler: grpc.RpcMethodHandler | None,
-                 token: Token) -> grpc.RpcMethodHandler | None:
+def _with_caller(
+    handler: grpc.RpcMethodHandler | None, token: Token
+) -> grpc.RpcMethodHandler | None:
     """The (unary) handler, run with `caller()` answering `token`."""
     if handler is None:  # an unknown method: grpc answers UNIMPLEMENTED
         return None
@@ -81,5 +81,7 @@ def _with_caller(handler: grpc.RpcMethodHandler | None,
         return await behaviour(request, context)
 
     return grpc.unary_unary_rpc_method_handler(
-        handle, request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer)
+        handle,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
-from typing import Callable, TypeVar
+from typing import TypeVar
 
-from coordinator.state import BlobStore
-from coordinator.state import Forbidden, LeasedJob, ReportOutcome, Store, Token
+from coordinator.state import BlobStore, Forbidden, LeasedJob, ReportOutcome, Store, Token
 
 __all__ = ["FleetSettings", "FleetService", "SETTINGS_RANGES"]
 
@@ -28,20 +28,25 @@ T = TypeVar("T")
 
 # (lowest, highest) of each FleetSettings field: a range a fleet can run with. `serve`'s
 # options take theirs from here.
-SETTINGS_RANGES = {"heartbeat_interval_s": (0.01, 3600), "missed_heartbeats": (1, 1000),
-                   "lease_seconds": (0.1, 7 * 86400), "max_wait_s": (0, 3600),
-                   "max_chunk_bytes": (1, 8 * 2**20), "max_jobs_per_lease": (1, 128),
-                   "watch_interval_s": (0.01, 60)}
+SETTINGS_RANGES = {
+    "heartbeat_interval_s": (0.01, 3600),
+    "missed_heartbeats": (1, 1000),
+    "lease_seconds": (0.1, 7 * 86400),
+    "max_wait_s": (0, 3600),
+    "max_chunk_bytes": (1, 8 * 2**20),
+    "max_jobs_per_lease": (1, 128),
+    "watch_interval_s": (0.01, 60),
+}
 
 
 @dataclass(frozen=True)
 class FleetSettings:
     heartbeat_interval_s: float = 5.0
-    missed_heartbeats: int = 3          # an agent this many intervals silent is offline
-    lease_seconds: float = 60.0         # renewed by every heartbeat
-    max_wait_s: float = 20.0            # longest LeaseJobs long-poll
+    missed_heartbeats: int = 3  # an agent this many intervals silent is offline
+    lease_seconds: float = 60.0  # renewed by every heartbeat
+    max_wait_s: float = 20.0  # longest LeaseJobs long-poll
     max_chunk_bytes: int = 2 * 2**20
-    max_jobs_per_lease: int = 8          # also the most leases one agent holds at once
+    max_jobs_per_lease: int = 8  # also the most leases one agent holds at once
     watch_interval_s: float = 0.2
 
     def __post_init__(self) -> None:
@@ -50,11 +55,16 @@ class FleetSettings:
         for f in fields(self):
             value = getattr(self, f.name)
             low, high = SETTINGS_RANGES[f.name]
-            if (isinstance(value, bool) or not isinstance(value, (int, float))
-                    or not math.isfinite(value) or not low <= value <= high
-                    or (f.type == "int" and not isinstance(value, int))):
-                raise ValueError(f"{f.name}: expected a finite {f.type} in [{low}, {high}], "
-                                 f"got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or not low <= value <= high
+                or (f.type == "int" and not isinstance(value, int))
+            ):
+                raise ValueError(
+                    f"{f.name}: expected a finite {f.type} in [{low}, {high}], got {value!r}"
+                )
 
     @property
     def offline_after_s(self) -> float:
@@ -66,8 +76,13 @@ class FleetSettings:
 
 
 class FleetService:
-    def __init__(self, store: Store, blobs: BlobStore, settings: FleetSettings,
-                 check_spec: Callable[[bytes], object] = lambda spec: spec) -> None:
+    def __init__(
+        self,
+        store: Store,
+        blobs: BlobStore,
+        settings: FleetSettings,
+        check_spec: Callable[[bytes], object] = lambda spec: spec,
+    ) -> None:
         """`check_spec` raises ValueError for a job spec that could not reach an agent; such
         a job is failed with that reason instead of being leased."""
         self.store, self.blobs, self.settings = store, blobs, settings
@@ -81,8 +96,11 @@ class FleetService:
         return await asyncio.get_running_loop().run_in_executor(self._worker, call, *args)
 
     async def start(self) -> None:
-        await self.db(self.store.grant_restart_grace, self.settings.lease_seconds,
-                      self.settings.offline_after_s)
+        await self.db(
+            self.store.grant_restart_grace,
+            self.settings.lease_seconds,
+            self.settings.offline_after_s,
+        )
         self._tasks = [asyncio.create_task(self._sweeper()), asyncio.create_task(self._watcher())]
 
     async def stop(self) -> None:
@@ -97,24 +115,41 @@ class FleetService:
         self._wakeup = asyncio.Event()
 
     # ------------------------------------------------------------------ handlers
-    async def register(self, token: Token, agent_id: str, labels: list[str], device: dict,
-                       threads: int, version: str) -> str:
-        agent_id = await self.db(self.store.register_agent, token, agent_id, labels, device,
-                                 threads, version, self.settings.offline_after_s)
+    async def register(
+        self,
+        token: Token,
+        agent_id: str,
+        labels: list[str],
+        device: dict,
+        threads: int,
+        version: str,
+    ) -> str:
+        agent_id = await self.db(
+            self.store.register_agent,
+            token,
+            agent_id,
+            labels,
+            device,
+            threads,
+            version,
+            self.settings.offline_after_s,
+        )
         log.info("agent %s registered (labels %s)", agent_id, ",".join(labels) or "-")
         self.notify()  # its old leases, if it restarted, are queued again
         return agent_id
 
-    async def heartbeat(self, token: Token, agent_id: str, lease_ids: list[str],
-                        telemetry: dict) -> list[str]:
+    async def heartbeat(
+        self, token: Token, agent_id: str, lease_ids: list[str], telemetry: dict
+    ) -> list[str]:
         def beat() -> list[str]:
             self.store.check_agent(agent_id, token)
-            return self.store.heartbeat(agent_id, lease_ids, telemetry,
-                                        self.settings.lease_seconds)
+            return self.store.heartbeat(agent_id, lease_ids, telemetry, self.settings.lease_seconds)
+
         return await self.db(beat)
 
-    async def lease(self, token: Token, agent_id: str, max_jobs: int,
-                    wait_s: float) -> list[LeasedJob]:
+    async def lease(
+        self, token: Token, agent_id: str, max_jobs: int, wait_s: float
+    ) -> list[LeasedJob]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, min(wait_s, self.settings.max_wait_s))
         while True:
@@ -128,21 +163,24 @@ class FleetService:
             except asyncio.TimeoutError:
                 pass
 
-    async def _lease_or_give_back(self, token: Token, agent_id: str,
-                                  wanted: int) -> list[LeasedJob]:
+    async def _lease_or_give_back(
+        self, token: Token, agent_id: str, wanted: int
+    ) -> list[LeasedJob]:
         """`_lease_once` on the worker thread. When the agent's call is cancelled meanwhile
         (it stopped, or gave up waiting), the leases committed for it would never reach it:
         they are given back at once rather than waiting out their expiry."""
-        future = asyncio.get_running_loop().run_in_executor(self._worker, self._lease_once,
-                                                            token, agent_id, wanted)
+        future = asyncio.get_running_loop().run_in_executor(
+            self._worker, self._lease_once, token, agent_id, wanted
+        )
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
             jobs = await future
             if jobs:
                 await self.db(self.store.give_back, [job.lease_id for job in jobs])
-                log.info("agent %s: its call was cancelled; %d lease(s) given back", agent_id,
-                         len(jobs))
+                log.info(
+                    "agent %s: its call was cancelled; %d lease(s) given back", agent_id, len(jobs)
+                )
             raise
 
     def _lease_once(self, token: Token, agent_id: str, wanted: int) -> list[LeasedJob]:
@@ -152,11 +190,13 @@ class FleetService:
         room = self.settings.max_jobs_per_lease - self.store.active_leases(agent_id)
         if room <= 0:
             return []
-        return self.store.lease_jobs(agent_id, min(wanted, room), self.settings.lease_seconds,
-                                     check_spec=self.check_spec)
+        return self.store.lease_jobs(
+            agent_id, min(wanted, room), self.settings.lease_seconds, check_spec=self.check_spec
+        )
 
-    async def read_blob(self, token: Token, digest: str, offset: int,
-                        limit: int) -> tuple[bytes, int]:
+    async def read_blob(
+        self, token: Token, digest: str, offset: int, limit: int
+    ) -> tuple[bytes, int]:
         """A chunk of a model the caller's agent has an active lease to measure."""
         most = self.settings.max_chunk_bytes
         limit = most if limit <= 0 else min(limit, most)
@@ -164,19 +204,31 @@ class FleetService:
         def read() -> tuple[bytes, int]:
             self.blobs.path(digest)  # a malformed digest is a bad argument
             if not (token.agent_id and self.store.blob_leased_to(token.agent_id, digest)):
-                raise Forbidden(f"digest: blob {digest} is not the model of a job leased to "
-                                f"this token's agent")
+                raise Forbidden(
+                    f"digest: blob {digest} is not the model of a job leased to this token's agent"
+                )
             return self.blobs.read(digest, offset, limit)
+
         return await self.db(read)
 
-    async def report(self, token: Token, agent_id: str, job_id: str, lease_id: str,
-                     status: str, result: dict, check: Callable[[bytes], None]) -> ReportOutcome:
+    async def report(
+        self,
+        token: Token,
+        agent_id: str,
+        job_id: str,
+        lease_id: str,
+        status: str,
+        result: dict,
+        check: Callable[[bytes], None],
+    ) -> ReportOutcome:
         """`check` gets the job's spec and raises ValueError for a result that contradicts
         it; nothing is stored then."""
+
         def store_report() -> ReportOutcome:
             self.store.check_agent(agent_id, token)
             check(self.store.job_spec(job_id))
             return self.store.report(agent_id, job_id, lease_id, status, result)
+
         outcome = await self.db(store_report)
         if status != "ok":
             self.notify()  # a released or failed job may be queued again

@@ -15,15 +15,25 @@ from agent.measure import MAX_SAMPLES, BenchSettings
 from coordinator.state import DIGEST
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
-__all__ = ["check_register", "check_heartbeat", "check_lease", "check_read_blob",
-           "check_report", "check_result_against_spec", "decode_spec", "clip",
-           "MAX_LABELS", "MAX_SAMPLES", "MAX_REQUEST_BYTES"]
+__all__ = [
+    "check_register",
+    "check_heartbeat",
+    "check_lease",
+    "check_read_blob",
+    "check_report",
+    "check_result_against_spec",
+    "decode_spec",
+    "clip",
+    "MAX_LABELS",
+    "MAX_SAMPLES",
+    "MAX_REQUEST_BYTES",
+]
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _HEX_ID = re.compile(r"[0-9a-f]{1,64}")
 MAX_LABELS = 32
-MAX_TEXT = 256             # a device string, a version, a runtime version
-MAX_MESSAGE = 4000         # a FAILED result's message (the agent cuts its own there)
+MAX_TEXT = 256  # a device string, a version, a runtime version
+MAX_MESSAGE = 4000  # a FAILED result's message (the agent cuts its own there)
 # An OK result's samples: the agent times runs in blocks of BLOCK until its time cap or
 # MAX_SAMPLES (the agent's own bound, 512 KiB of samples), and no run of a real model is
 # under a microsecond.
@@ -33,8 +43,13 @@ MAX_RUN_NS = 3600 * 10**9
 STOP_REASONS = ("precision", "time_cap", "cancelled")
 # The largest encoded request each method needs, checked before decoding. A report carries
 # up to MAX_SAMPLES samples of at most 6 bytes each (runs under 2**41 ns, 36 minutes).
-MAX_REQUEST_BYTES = {"Register": 2**17, "Heartbeat": 2**14, "LeaseJobs": 2**10,
-                     "ReadBlob": 2**10, "ReportResult": 6 * MAX_SAMPLES + 2**16}
+MAX_REQUEST_BYTES = {
+    "Register": 2**17,
+    "Heartbeat": 2**14,
+    "LeaseJobs": 2**10,
+    "ReadBlob": 2**10,
+    "ReportResult": 6 * MAX_SAMPLES + 2**16,
+}
 
 
 def clip(text: str, limit: int = 200) -> str:
@@ -44,8 +59,13 @@ def clip(text: str, limit: int = 200) -> str:
 
 def _name(field: str, value: str, pattern: re.Pattern = _NAME, allow_empty: bool = False) -> None:
     if not (allow_empty and value == "") and not pattern.fullmatch(value):
-        what = ("1-64 characters of A-Z a-z 0-9 . _ -" if pattern is _NAME
-                else "64 lowercase hex digits" if pattern is DIGEST else "a hex id")
+        what = (
+            "1-64 characters of A-Z a-z 0-9 . _ -"
+            if pattern is _NAME
+            else "64 lowercase hex digits"
+            if pattern is DIGEST
+            else "a hex id"
+        )
         raise ValueError(f"{field}: expected {what}, got {clip(repr(value), 80)}")
 
 
@@ -61,8 +81,7 @@ def _count(field: str, values, limit: int) -> None:
 
 def _number(field: str, value: float, low: float, high: float) -> None:
     if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{field}: expected a finite number in [{low:g}, {high:g}], "
-                         f"got {value!r}")
+        raise ValueError(f"{field}: expected a finite number in [{low:g}, {high:g}], got {value!r}")
 
 
 def _message_fields(field: str, message, ranges: dict[str, tuple[float, float]]) -> None:
@@ -79,10 +98,19 @@ def _message_fields(field: str, message, ranges: dict[str, tuple[float, float]])
             _number(name, value, *ranges.get(descriptor.name, (0, 2**62)))
 
 
-_TELEMETRY = {"temperature_c": (-273.15, 1000), "cpu_percent": (0, 100),
-              "cpu_steal_percent": (0, 100), "cpu_freq_mhz": (0, 1e6), "load_1m": (0, 1e6)}
-_DEVICE = {"physical_cores": (0, 2**20), "logical_cores": (0, 2**20),
-           "cpu_min_mhz": (0, 1e6), "cpu_max_mhz": (0, 1e6)}
+_TELEMETRY = {
+    "temperature_c": (-273.15, 1000),
+    "cpu_percent": (0, 100),
+    "cpu_steal_percent": (0, 100),
+    "cpu_freq_mhz": (0, 1e6),
+    "load_1m": (0, 1e6),
+}
+_DEVICE = {
+    "physical_cores": (0, 2**20),
+    "logical_cores": (0, 2**20),
+    "cpu_min_mhz": (0, 1e6),
+    "cpu_max_mhz": (0, 1e6),
+}
 
 
 def check_register(request: pb.RegisterRequest) -> None:
@@ -124,13 +152,20 @@ def check_report(request: pb.ReportResultRequest, samples: np.ndarray) -> None:
         if not samples.size:
             raise ValueError("result.samples_ns: an OK result needs its raw samples")
         if samples.min() <= 0:
-            raise ValueError(f"result.samples_ns: every sample must be > 0 ns, got "
-                             f"{samples.min()}")
+            raise ValueError(f"result.samples_ns: every sample must be > 0 ns, got {samples.min()}")
         if result.stop_reason not in STOP_REASONS:
-            raise ValueError(f"result.stop_reason: expected one of {', '.join(STOP_REASONS)}, "
-                             f"got {clip(repr(result.stop_reason), 40)}")
-    for name in ("session_create_ns", "first_run_ns", "warmup_runs", "warmup_ns",
-                 "peak_rss_bytes", "lease_to_report_ns"):
+            raise ValueError(
+                f"result.stop_reason: expected one of {', '.join(STOP_REASONS)}, "
+                f"got {clip(repr(result.stop_reason), 40)}"
+            )
+    for name in (
+        "session_create_ns",
+        "first_run_ns",
+        "warmup_runs",
+        "warmup_ns",
+        "peak_rss_bytes",
+        "lease_to_report_ns",
+    ):
         _number(f"result.{name}", getattr(result, name), 0, 2**62)
     for side in ("before", "after"):
         _message_fields(f"result.{side}", getattr(result, side), _TELEMETRY)
@@ -168,11 +203,16 @@ def check_result_against_spec(result: pb.Result, samples: np.ndarray, spec: byte
     cap_ns = (settings.max_time_s or BenchSettings.max_time_s) * 1e9
     min_runs = settings.min_runs or BenchSettings.min_runs
     if samples.max() >= MAX_RUN_NS:
-        raise ValueError(f"result.samples_ns: a sample of {samples.max()} ns; no run of a "
-                         f"model takes an hour")
+        raise ValueError(
+            f"result.samples_ns: a sample of {samples.max()} ns; no run of a model takes an hour"
+        )
     if samples.size > cap_ns / MIN_RUN_NS + BLOCK or samples[:-BLOCK].sum() >= cap_ns:
-        raise ValueError(f"result.samples_ns: {samples.size} samples totalling "
-                         f"{samples.sum()} ns do not fit the job's time cap of {cap_ns:.0f} ns")
+        raise ValueError(
+            f"result.samples_ns: {samples.size} samples totalling "
+            f"{samples.sum()} ns do not fit the job's time cap of {cap_ns:.0f} ns"
+        )
     if result.stop_reason == "precision" and len(samples) < min_runs:
-        raise ValueError(f"result.samples_ns: {len(samples)} samples, but a 'precision' stop "
-                         f"comes after at least min_runs={min_runs}")
+        raise ValueError(
+            f"result.samples_ns: {len(samples)} samples, but a 'precision' stop "
+            f"comes after at least min_runs={min_runs}"
+        )

@@ -16,11 +16,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from coordinator.server.auth import TokenInterceptor
-from coordinator.state import MAX_MODEL_BYTES, BlobStore
 from coordinator.server.fleet import FleetService, FleetSettings
 from coordinator.server.limits import decode_spec
 from coordinator.server.servicer import FleetServicer, add_to_server
-from coordinator.state import Store
+from coordinator.state import MAX_MODEL_BYTES, BlobStore, Store
 
 __all__ = ["serve", "parse_listen", "check_tls", "MAX_MESSAGE_BYTES", "SERVICE_NAME"]
 
@@ -35,8 +34,9 @@ def parse_listen(listen: str) -> tuple[str, int]:
     host, colon, port = listen.rpartition(":")
     bare_v6 = ":" in host and not (host.startswith("[") and host.endswith("]"))
     if not colon or bare_v6 or not port.isascii() or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"--listen: expected HOST:PORT with a port in 0..65535, "
-                         f"got {listen[:100]!r}")
+        raise ValueError(
+            f"--listen: expected HOST:PORT with a port in 0..65535, got {listen[:100]!r}"
+        )
     return host, int(port)
 
 
@@ -44,8 +44,9 @@ def check_tls(key: bytes, cert: bytes) -> None:
     """Refuse a key/certificate pair that TLS could not serve, saying why (grpc would only
     fail later, at each handshake or with a message that names nothing)."""
     if b"PRIVATE KEY-----" in cert and b"CERTIFICATE-----" in key:
-        raise ValueError("--tls-cert holds a private key and --tls-key a certificate: "
-                         "they are swapped")
+        raise ValueError(
+            "--tls-cert holds a private key and --tls-key a certificate: they are swapped"
+        )
     if b"-----BEGIN CERTIFICATE-----" not in cert:
         raise ValueError("--tls-cert: not a PEM certificate (no BEGIN CERTIFICATE block)")
     if b"PRIVATE KEY-----" not in key:
@@ -57,10 +58,10 @@ def check_tls(key: bytes, cert: bytes) -> None:
         try:
             ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
         except ssl.SSLError as exc:
-            raise ValueError(f"--tls-cert/--tls-key: the key does not match the certificate, "
-                             f"or one is damaged ({exc.reason or exc})") from None
-
-
+            raise ValueError(
+                f"--tls-cert/--tls-key: the key does not match the certificate, "
+                f"or one is damaged ({exc.reason or exc})"
+            ) from None
 
 
 def _remove_database(path: Path, blobs: Path) -> None:
@@ -69,9 +70,14 @@ def _remove_database(path: Path, blobs: Path) -> None:
     shutil.rmtree(blobs, ignore_errors=True)
 
 
-async def serve(db: Path, listen: str, settings: FleetSettings = FleetSettings(),
-                tls: tuple[bytes, bytes] | None = None, max_model_bytes: int = MAX_MODEL_BYTES,
-                grace_s: float = 5.0) -> None:
+async def serve(
+    db: Path,
+    listen: str,
+    settings: FleetSettings = FleetSettings(),
+    tls: tuple[bytes, bytes] | None = None,
+    max_model_bytes: int = MAX_MODEL_BYTES,
+    grace_s: float = 5.0,
+) -> None:
     """Serve until SIGTERM/SIGINT. Prints `listening on HOST:PORT` once bound (port 0 picks
     a free port). A port in use, a bad address or TLS pair, or a file that is not a fleet
     database raise before anything is served."""
@@ -82,13 +88,17 @@ async def serve(db: Path, listen: str, settings: FleetSettings = FleetSettings()
     store = Store(db)
     blobs = BlobStore(store, max_model_bytes)
     fleet = FleetService(store, blobs, settings, check_spec=decode_spec)
-    server = grpc.aio.server(interceptors=[TokenInterceptor(store, fleet.db)], options=[
-        ("grpc.so_reuseport", 0),  # a second server on a port in use fails instead of sharing
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
-        ("grpc.http2.max_pings_without_data", 0)])
+    server = grpc.aio.server(
+        interceptors=[TokenInterceptor(store, fleet.db)],
+        options=[
+            ("grpc.so_reuseport", 0),  # a second server on a port in use fails instead of sharing
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+            ("grpc.http2.max_pings_without_data", 0),
+        ],
+    )
     add_to_server(FleetServicer(fleet), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

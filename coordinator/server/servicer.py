@@ -17,21 +17,34 @@ from agent.stats import summarize
 from coordinator.server import limits
 from coordinator.server.auth import caller
 from coordinator.server.fleet import FleetService
-from coordinator.state import (REPORTED_AS_IS, STORAGE_ERRORS, Forbidden, NotFound, Token,
-                               UnknownAgent, is_transient, storage_error_name)
+from coordinator.state import (
+    REPORTED_AS_IS,
+    STORAGE_ERRORS,
+    Forbidden,
+    NotFound,
+    Token,
+    UnknownAgent,
+    is_transient,
+    storage_error_name,
+)
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
 
 __all__ = ["FleetServicer", "add_to_server", "result_to_dict"]
 
-_STATUS = {pb.RESULT_STATUS_OK: "ok", pb.RESULT_STATUS_FAILED: "failed",
-           pb.RESULT_STATUS_RELEASED: "released"}
+_STATUS = {
+    pb.RESULT_STATUS_OK: "ok",
+    pb.RESULT_STATUS_FAILED: "failed",
+    pb.RESULT_STATUS_RELEASED: "released",
+}
 # NOT_FOUND is kept for "this agent is not registered" (the agent registers again); any other
 # unknown thing (a lease, a blob) is a failed precondition of that one request.
-_ERRORS = ((UnknownAgent, grpc.StatusCode.NOT_FOUND),
-           (NotFound, grpc.StatusCode.FAILED_PRECONDITION),
-           (Forbidden, grpc.StatusCode.PERMISSION_DENIED),
-           (ValueError, grpc.StatusCode.INVALID_ARGUMENT))
+_ERRORS = (
+    (UnknownAgent, grpc.StatusCode.NOT_FOUND),
+    (NotFound, grpc.StatusCode.FAILED_PRECONDITION),
+    (Forbidden, grpc.StatusCode.PERMISSION_DENIED),
+    (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
+)
 log = logging.getLogger("ofa-coord")
 
 
@@ -40,18 +53,21 @@ def _fields(message, with_zeros: bool = False) -> dict:
     unset optional fields are left out, and zeros too unless asked for."""
     if with_zeros:
         return {f.name: getattr(message, f.name) for f in message.DESCRIPTOR.fields}
-    return {f.name: list(v) if f.is_repeated else v
-            for f, v in message.ListFields()}
+    return {f.name: list(v) if f.is_repeated else v for f, v in message.ListFields()}
 
 
 def result_to_dict(result: pb.Result, samples: np.ndarray) -> dict:
     """The measurement fields the store keeps (`samples`, the samples_ns as int64;
     telemetry as dicts)."""
-    return {"message": result.message, "samples_ns": samples,
-            **{name: getattr(result, name) for name in REPORTED_AS_IS},
-            "before": _fields(result.before), "after": _fields(result.after),
-            "runtime_versions": dict(result.runtime_versions),
-            "drift": _fields(result.drift, with_zeros=True) if result.HasField("drift") else None}
+    return {
+        "message": result.message,
+        "samples_ns": samples,
+        **{name: getattr(result, name) for name in REPORTED_AS_IS},
+        "before": _fields(result.before),
+        "after": _fields(result.after),
+        "runtime_versions": dict(result.runtime_versions),
+        "drift": _fields(result.drift, with_zeros=True) if result.HasField("drift") else None,
+    }
 
 
 def _checked_result(request: pb.ReportResultRequest) -> dict:
@@ -68,6 +84,7 @@ def _checked_result(request: pb.ReportResultRequest) -> dict:
 class _Refused:
     """Stands for a request refused before decoding: too large for its method, or bytes
     that are not its message."""
+
     reason: str
 
 
@@ -84,28 +101,37 @@ def _lenient(deserialize, method: str):
         try:
             return deserialize(data)
         except Exception as exc:  # protobuf's DecodeError, whatever its module
-            log.warning("%s: undecodable request of %d bytes (%s)", method, len(data),
-                        type(exc).__name__)
+            log.warning(
+                "%s: undecodable request of %d bytes (%s)", method, len(data), type(exc).__name__
+            )
             return _Refused(f"request: not a valid {method} message")
+
     return decode
 
 
-def add_to_server(servicer: "FleetServicer", server) -> None:
+def add_to_server(servicer: FleetServicer, server) -> None:
     """Like the generated add_FleetServicer_to_server, with lenient deserializers."""
     service = pb.DESCRIPTOR.services_by_name["Fleet"]
-    handlers = {method.name: grpc.unary_unary_rpc_method_handler(
-        getattr(servicer, method.name),
-        request_deserializer=_lenient(getattr(pb, method.input_type.name).FromString, method.name),
-        response_serializer=getattr(pb, method.output_type.name).SerializeToString)
-        for method in service.methods}
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name,
-                                                                          handlers),))
+    handlers = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=_lenient(
+                getattr(pb, method.input_type.name).FromString, method.name
+            ),
+            response_serializer=getattr(pb, method.output_type.name).SerializeToString,
+        )
+        for method in service.methods
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
 
 
 def _rpc(handler):
     """Hand the handler the caller's token (resolved by the interceptor) and map domain
     errors to gRPC status codes (with details cut short: they may quote what the client
     sent)."""
+
     @functools.wraps(handler)
     async def wrapper(self, request, context):
         token = caller()
@@ -121,11 +147,13 @@ def _rpc(handler):
             name = storage_error_name(exc)
             transient = is_transient(exc)
             (log.warning if name.startswith("SQLITE_BUSY") else log.error)(
-                "%s: the database failed: %s (%s)", handler.__name__, exc, name or "?")
-            await context.abort(grpc.StatusCode.UNAVAILABLE if transient
-                                else grpc.StatusCode.INTERNAL,
-                                f"the coordinator's database failed ({name or exc}); "
-                                "its log says more")
+                "%s: the database failed: %s (%s)", handler.__name__, exc, name or "?"
+            )
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE if transient else grpc.StatusCode.INTERNAL,
+                f"the coordinator's database failed ({name or exc}); its log says more",
+            )
+
     return wrapper
 
 
@@ -136,50 +164,77 @@ class FleetServicer(pb_grpc.FleetServicer):
     @_rpc
     async def Register(self, request: pb.RegisterRequest, token: Token) -> pb.RegisterResponse:
         limits.check_register(request)
-        agent_id = await self.fleet.register(token, request.agent_id, list(request.labels),
-                                             _fields(request.device), request.threads,
-                                             request.agent_version)
+        agent_id = await self.fleet.register(
+            token,
+            request.agent_id,
+            list(request.labels),
+            _fields(request.device),
+            request.threads,
+            request.agent_version,
+        )
         settings = self.fleet.settings
-        return pb.RegisterResponse(agent_id=agent_id,
-                                   heartbeat_interval_s=settings.heartbeat_interval_s,
-                                   max_chunk_bytes=settings.max_chunk_bytes)
+        return pb.RegisterResponse(
+            agent_id=agent_id,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+            max_chunk_bytes=settings.max_chunk_bytes,
+        )
 
     @_rpc
     async def Heartbeat(self, request: pb.HeartbeatRequest, token: Token) -> pb.HeartbeatResponse:
         limits.check_heartbeat(request, self.fleet.settings.max_jobs_per_lease)
-        lost = await self.fleet.heartbeat(token, request.agent_id, list(request.lease_ids),
-                                          _fields(request.telemetry))
-        return pb.HeartbeatResponse(lost_lease_ids=lost,
-                                    heartbeat_interval_s=self.fleet.settings.heartbeat_interval_s)
+        lost = await self.fleet.heartbeat(
+            token, request.agent_id, list(request.lease_ids), _fields(request.telemetry)
+        )
+        return pb.HeartbeatResponse(
+            lost_lease_ids=lost, heartbeat_interval_s=self.fleet.settings.heartbeat_interval_s
+        )
 
     @_rpc
     async def LeaseJobs(self, request: pb.LeaseJobsRequest, token: Token) -> pb.LeaseJobsResponse:
         limits.check_lease(request)
         leased = await self.fleet.lease(token, request.agent_id, request.max_jobs, request.wait_s)
         # specs were decoded (and undecodable ones failed) before the leases were committed
-        jobs = [pb.Job(job_id=j.job_id, lease_id=j.lease_id, attempt=j.attempt,
-                       lease_expires_unix_ms=int(j.expires_at * 1000),
-                       spec=pb.BenchSpec.FromString(j.spec)) for j in leased]
+        jobs = [
+            pb.Job(
+                job_id=j.job_id,
+                lease_id=j.lease_id,
+                attempt=j.attempt,
+                lease_expires_unix_ms=int(j.expires_at * 1000),
+                spec=pb.BenchSpec.FromString(j.spec),
+            )
+            for j in leased
+        ]
         return pb.LeaseJobsResponse(jobs=jobs)
 
     @_rpc
     async def ReadBlob(self, request: pb.ReadBlobRequest, token: Token) -> pb.ReadBlobResponse:
         limits.check_read_blob(request)
-        data, total = await self.fleet.read_blob(token, request.digest, request.offset,
-                                                 request.limit)
+        data, total = await self.fleet.read_blob(
+            token, request.digest, request.offset, request.limit
+        )
         return pb.ReadBlobResponse(data=data, total_size=total)
 
     @_rpc
-    async def ReportResult(self, request: pb.ReportResultRequest,
-                           token: Token) -> pb.ReportResultResponse:
+    async def ReportResult(
+        self, request: pb.ReportResultRequest, token: Token
+    ) -> pb.ReportResultResponse:
         status = _STATUS.get(request.result.status)
         if status is None:
-            raise ValueError(f"result.status: expected OK, FAILED or RELEASED, got "
-                             f"{request.result.status}")
+            raise ValueError(
+                f"result.status: expected OK, FAILED or RELEASED, got {request.result.status}"
+            )
         result = await asyncio.to_thread(_checked_result, request)
         outcome = await self.fleet.report(
-            token, request.agent_id, request.job_id, request.lease_id, status, result,
-            functools.partial(limits.check_result_against_spec, request.result,
-                              result["samples_ns"]))
-        return pb.ReportResultResponse(accepted=outcome.accepted, duplicate=outcome.duplicate,
-                                       late=outcome.late)
+            token,
+            request.agent_id,
+            request.job_id,
+            request.lease_id,
+            status,
+            result,
+            functools.partial(
+                limits.check_result_against_spec, request.result, result["samples_ns"]
+            ),
+        )
+        return pb.ReportResultResponse(
+            accepted=outcome.accepted, duplicate=outcome.duplicate, late=outcome.late
+        )

@@ -21,23 +21,23 @@ RANDOM_WEIGHTS = "seed0"  # latency does not depend on weight values
 class Item:
     """One thing a campaign measures: a LUT entry, a whole subnet, or the drift reference."""
 
-    kind: str                        # "lut" | "subnet" | "reference"
-    key: str                         # LUT key, canonical subnet JSON, or REFERENCE_KEY
+    kind: str  # "lut" | "subnet" | "reference"
+    key: str  # LUT key, canonical subnet JSON, or REFERENCE_KEY
     r: int | None = None
     w: float | None = None
-    layer: LayerSpec | None = None   # for "lut"
+    layer: LayerSpec | None = None  # for "lut"
     subnet: SubnetConfig | None = None  # for "subnet"
 
     @classmethod
-    def lut(cls, layer: LayerSpec, r: int, w: float) -> "Item":
+    def lut(cls, layer: LayerSpec, r: int, w: float) -> Item:
         return cls("lut", layer.lut_key, r, w, layer=layer)
 
     @classmethod
-    def whole(cls, subnet: SubnetConfig) -> "Item":
+    def whole(cls, subnet: SubnetConfig) -> Item:
         return cls("subnet", subnet.to_json(), subnet.r, subnet.w, subnet=subnet)
 
     @classmethod
-    def reference(cls) -> "Item":
+    def reference(cls) -> Item:
         return cls("reference", REFERENCE_KEY)
 
 
@@ -65,6 +65,7 @@ class ArtifactBuilder:
         if item.kind == "reference":
             return resources.files("agent").joinpath("data/reference.onnx").read_bytes()
         from ofa.nn.export import export_lut_entry, export_subnet  # torch only when exporting
+
         if item.kind == "lut":
             return export_lut_entry(item.layer).onnx
         return export_subnet(self._supernet(item.subnet.w), item.subnet).onnx
@@ -74,6 +75,7 @@ class ArtifactBuilder:
             import torch
 
             from ofa.nn.supernet import OFAMobileNetV3
+
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
                 self._supernets[width] = OFAMobileNetV3(width).eval()

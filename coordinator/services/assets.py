@@ -7,13 +7,21 @@ from __future__ import annotations
 import hashlib
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import NamedTuple
 
 from coordinator.output_files import Staged
 
-__all__ = ["AUTHORS_URL", "DEFAULT_DEST", "PINNED", "Outcome", "sha256_of", "fetch_one",
-           "fetch_pinned"]
+__all__ = [
+    "AUTHORS_URL",
+    "DEFAULT_DEST",
+    "PINNED",
+    "Outcome",
+    "sha256_of",
+    "fetch_one",
+    "fetch_pinned",
+]
 
 # The authors' data repository, which their code (`mit-han-lab/once-for-all`) downloads from.
 AUTHORS_URL = "https://raw.githubusercontent.com/han-cai/files/master/"
@@ -23,14 +31,18 @@ DEFAULT_DEST = Path.home() / ".cache" / "ofa-fleet" / "assets"
 PINNED: dict[str, tuple[str, str]] = {
     "acc_predictor.pth": (
         "ofa/acc_predictor.pth",
-        "48685122a3540636b06699af66cd816456b25f29b69563e2fda9bed4018eeba0"),
-    **{f"note10/{r}_lookup_table.yaml": (f"ofa/note10/{r}_lookup_table.yaml", digest)
-       for r, digest in (
-           (160, "a2671a45e9400542679ed03de946b45d6a35010f9ab21834af3e7ba8341d36d1"),
-           (176, "34223ae037d5719a5f33261bdfd9341f590a2999edf520f174309605dc06307c"),
-           (192, "0ff5ca0649e56ad34a42d6a8a6f20adb5121c8d12d135299397b310472db79e2"),
-           (208, "41aa63af766a8298354e6aa5ae69d512ac68656a6e7d0a4fa5dc725c8d438633"),
-           (224, "c13a9bcb3f4becae844bce4897129c4e42975984c1029cbd5acb48c970136530"))},
+        "48685122a3540636b06699af66cd816456b25f29b69563e2fda9bed4018eeba0",
+    ),
+    **{
+        f"note10/{r}_lookup_table.yaml": (f"ofa/note10/{r}_lookup_table.yaml", digest)
+        for r, digest in (
+            (160, "a2671a45e9400542679ed03de946b45d6a35010f9ab21834af3e7ba8341d36d1"),
+            (176, "34223ae037d5719a5f33261bdfd9341f590a2999edf520f174309605dc06307c"),
+            (192, "0ff5ca0649e56ad34a42d6a8a6f20adb5121c8d12d135299397b310472db79e2"),
+            (208, "41aa63af766a8298354e6aa5ae69d512ac68656a6e7d0a4fa5dc725c8d438633"),
+            (224, "c13a9bcb3f4becae844bce4897129c4e42975984c1029cbd5acb48c970136530"),
+        )
+    },
 }
 
 
@@ -46,8 +58,10 @@ def fetch_one(url: str, target: Path, expected: str, timeout_s: float) -> None:
     """Download to a temporary file beside `target`, check its sha256, then rename: `target`
     exists only when complete and correct."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with Staged(target, binary=True) as staged, \
-            urllib.request.urlopen(url, timeout=timeout_s) as response:
+    with (
+        Staged(target, binary=True) as staged,
+        urllib.request.urlopen(url, timeout=timeout_s) as response,
+    ):
         while chunk := response.read(1 << 20):
             staged.file.write(chunk)
         staged.sync()

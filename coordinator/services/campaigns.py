@@ -14,28 +14,40 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 from coordinator.services.artifacts import ArtifactBuilder, Item
 from coordinator.services.jobs import BenchOptions, make_spec
-from coordinator.state import (TERMINAL, BlobStore, Campaign, CampaignItem, NotFound, Store,
-                               Target)
+from coordinator.state import TERMINAL, BlobStore, Campaign, CampaignItem, NotFound, Store, Target
 from coordinator.timeago import ago
 from ofa import space
 from ofa.config import SubnetConfig, load_configs, sample_configs, show
 from ofa.plan import space_lut_specs
 
-__all__ = ["CampaignSpec", "create_campaign", "start_campaign", "cancel_campaign",
-           "campaign_status", "list_campaigns", "render_progress", "unserved_targets", "WORKLOADS"]
+__all__ = [
+    "CampaignSpec",
+    "create_campaign",
+    "start_campaign",
+    "cancel_campaign",
+    "campaign_status",
+    "list_campaigns",
+    "render_progress",
+    "unserved_targets",
+    "WORKLOADS",
+]
 
 WORKLOADS = ("lut", "random", "configs", "lut+random")
 MAX_NAME = 200
 ID_PATTERN = re.compile(r"c[0-9a-f]{8}")  # campaign ids; names and ids share one lookup
 # Integer settings: (lowest, highest). A campaign beyond these is a typo, not a plan.
-INT_RANGES = {"count": (0, 100_000), "repeats": (1, 100), "reference_every": (0, 1_000_000),
-              "max_attempts": (1, 100)}
+INT_RANGES = {
+    "count": (0, 100_000),
+    "repeats": (1, 100),
+    "reference_every": (0, 1_000_000),
+    "max_attempts": (1, 100),
+}
 MAX_JOBS = 1_000_000
 
 
@@ -64,11 +76,14 @@ class CampaignSpec:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError("name: expected a non-empty campaign name")
         if len(self.name) > MAX_NAME or not self.name.isprintable():
-            raise ValueError(f"name: expected at most {MAX_NAME} printable characters, "
-                             f"got {self.name[:MAX_NAME]!r}")
+            raise ValueError(
+                f"name: expected at most {MAX_NAME} printable characters, "
+                f"got {self.name[:MAX_NAME]!r}"
+            )
         if ID_PATTERN.fullmatch(self.name):
-            raise ValueError(f"name: expected a name that does not look like a campaign id, "
-                             f"got {self.name!r}")
+            raise ValueError(
+                f"name: expected a name that does not look like a campaign id, got {self.name!r}"
+            )
         _refuse_taken_name(store, self.name)
         if not self.targets:
             raise ValueError("targets: give at least one --label or --agent")
@@ -78,21 +93,29 @@ class CampaignSpec:
         for target in self.targets:
             if target.label is not None and target.label not in labels:
                 known = ", ".join(sorted(labels)) or "none yet"
-                raise ValueError(f"targets: no registered agent has label {target.label!r} "
-                                 f"(known labels: {known})")
+                raise ValueError(
+                    f"targets: no registered agent has label {target.label!r} "
+                    f"(known labels: {known})"
+                )
             if target.agent is not None and target.agent not in agents:
                 raise ValueError(f"targets: no registered agent {target.agent!r}")
         if self.workload not in WORKLOADS:
-            raise ValueError(f"workload: expected one of {', '.join(WORKLOADS)}, "
-                             f"got {self.workload!r}")
+            raise ValueError(
+                f"workload: expected one of {', '.join(WORKLOADS)}, got {self.workload!r}"
+            )
         if self.workload != "configs":  # lut, random and lut+random use resolutions
             if not self.resolutions:
                 raise ValueError("resolutions: expected at least one resolution")
             for i, r in enumerate(self.resolutions):
-                if isinstance(r, bool) or not isinstance(r, int) or not (
-                        space.MIN_RESOLUTION <= r <= space.MAX_RESOLUTION):
-                    raise ValueError(f"resolutions[{i}]: expected an integer in "
-                                     f"{space.MIN_RESOLUTION}..{space.MAX_RESOLUTION}, got {r!r}")
+                if (
+                    isinstance(r, bool)
+                    or not isinstance(r, int)
+                    or not (space.MIN_RESOLUTION <= r <= space.MAX_RESOLUTION)
+                ):
+                    raise ValueError(
+                        f"resolutions[{i}]: expected an integer in "
+                        f"{space.MIN_RESOLUTION}..{space.MAX_RESOLUTION}, got {r!r}"
+                    )
             SubnetConfig.largest(w=self.width)  # validates the width
         for name, (low, high) in INT_RANGES.items():
             value = getattr(self, name)
@@ -110,29 +133,36 @@ class CampaignSpec:
         if self.workload == "configs" and not self.configs_file and not self.subnets:
             raise ValueError("configs_file: the configs workload needs a JSON/JSONL file")
         if self.subnets and self.workload != "configs":
-            raise ValueError(f"subnets: only the configs workload measures given subnets, "
-                             f"not {self.workload}")
+            raise ValueError(
+                f"subnets: only the configs workload measures given subnets, not {self.workload}"
+            )
         for i, subnet in enumerate(self.subnets):
             try:
-                canonical = isinstance(subnet, str) and \
-                    SubnetConfig.from_json(subnet).to_json() == subnet
+                canonical = (
+                    isinstance(subnet, str) and SubnetConfig.from_json(subnet).to_json() == subnet
+                )
             except ValueError as exc:
                 raise ValueError(f"subnets[{i}]: {exc}") from None
             if not canonical:
-                raise ValueError(f"subnets[{i}]: expected a subnet's canonical JSON "
-                                 f"(SubnetConfig.to_json), got {show(subnet)}")
+                raise ValueError(
+                    f"subnets[{i}]: expected a subnet's canonical JSON "
+                    f"(SubnetConfig.to_json), got {show(subnet)}"
+                )
         try:
             items = self.items()  # a configs file that does not parse fails here
         except OSError as exc:
-            raise ValueError(f"configs_file: cannot read {self.configs_file}: "
-                             f"{exc.strerror or exc}") from None
+            raise ValueError(
+                f"configs_file: cannot read {self.configs_file}: {exc.strerror or exc}"
+            ) from None
         if not items:
             raise ValueError(f"workload: the {self.workload} workload has nothing to measure")
         jobs = len(items) * self.repeats * len(self.targets)
         if jobs > MAX_JOBS:
-            raise ValueError(f"workload: {len(items)} items x {self.repeats} repeats x "
-                             f"{len(self.targets)} targets make {jobs} jobs; at most {MAX_JOBS} "
-                             "per campaign")
+            raise ValueError(
+                f"workload: {len(items)} items x {self.repeats} repeats x "
+                f"{len(self.targets)} targets make {jobs} jobs; at most {MAX_JOBS} "
+                "per campaign"
+            )
         return items
 
     def items(self) -> list[Item]:
@@ -141,11 +171,16 @@ class CampaignSpec:
         machine state (what a latency predictor trained on both needs)."""
         items = []
         if "lut" in self.workload:
-            items += [Item.lut(layer, r, self.width) for r in self.resolutions
-                      for layer in space_lut_specs(r, self.width)]
+            items += [
+                Item.lut(layer, r, self.width)
+                for r in self.resolutions
+                for layer in space_lut_specs(r, self.width)
+            ]
         if "random" in self.workload:
-            items += [Item.whole(c) for c in
-                      sample_configs(self.count, self.seed, self.resolutions, self.width)]
+            items += [
+                Item.whole(c)
+                for c in sample_configs(self.count, self.seed, self.resolutions, self.width)
+            ]
         if self.workload == "configs" and self.configs_file:
             items += [Item.whole(c) for c in load_configs(Path(self.configs_file))]
         items += [Item.whole(SubnetConfig.from_json(subnet)) for subnet in self.subnets]
@@ -158,7 +193,7 @@ class CampaignSpec:
         return json.dumps(data, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "CampaignSpec":
+    def from_json(cls, text: str) -> CampaignSpec:
         """A stored spec; ValueError naming the field for one that is not a campaign's (the
         values themselves are checked by `validate`)."""
         try:
@@ -167,11 +202,17 @@ class CampaignSpec:
             raise ValueError(f"campaign spec: not JSON ({show(str(exc))})") from None
         known = {f.name for f in fields(cls)}
         if not isinstance(data, dict) or set(data) not in (known, known - {"subnets"}):
-            raise ValueError(f"campaign spec: expected an object with the fields "
-                             f"{', '.join(sorted(known))}, got {show(data)}")
+            raise ValueError(
+                f"campaign spec: expected an object with the fields "
+                f"{', '.join(sorted(known))}, got {show(data)}"
+            )
         data.setdefault("subnets", [])  # specs stored before the field existed
-        for name, kind in (("targets", list), ("resolutions", list), ("subnets", list),
-                           ("options", dict)):
+        for name, kind in (
+            ("targets", list),
+            ("resolutions", list),
+            ("subnets", list),
+            ("options", dict),
+        ):
             if not isinstance(data[name], kind):
                 raise ValueError(f"{name}: expected a {kind.__name__}, got {show(data[name])}")
         if not all(isinstance(t, str) for t in data["targets"]):
@@ -187,8 +228,13 @@ class CampaignSpec:
 QUEUE_CHUNK = 5000
 
 
-def create_campaign(store: Store, blobs: BlobStore, spec: CampaignSpec,
-                    progress: Callable[[int, int], None] | None = None, start: bool = False) -> str:
+def create_campaign(
+    store: Store,
+    blobs: BlobStore,
+    spec: CampaignSpec,
+    progress: Callable[[int, int], None] | None = None,
+    start: bool = False,
+) -> str:
     """Validate, build the artifacts (reusing cached ones) and record the campaign in one
     transaction, so that it exists whole or not at all; with `start`, then queue its jobs."""
     items = spec.validate(store) + ([Item.reference()] if spec.reference_every else [])
@@ -199,8 +245,10 @@ def create_campaign(store: Store, blobs: BlobStore, spec: CampaignSpec,
         if progress:
             progress(i + 1, len(items))
     campaign_id = "c" + uuid.uuid4().hex[:8]
-    rows = [CampaignItem(i, item.kind, item.key, item.r, item.w, digest, inputs)
-            for i, (item, (digest, inputs)) in enumerate(zip(items, built))]
+    rows = [
+        CampaignItem(i, item.kind, item.key, item.r, item.w, digest, inputs)
+        for i, (item, (digest, inputs)) in enumerate(zip(items, built))
+    ]
     jobs = _job_specs(store, spec, rows) if start else None
     store.add_campaign(campaign_id, spec.name, spec.to_json(), rows)
     if start:
@@ -219,8 +267,10 @@ def _campaign(store: Store, campaign_id: str) -> Campaign:
     if not found:
         raise NotFound(f"campaign: no campaign {campaign_id!r}")
     if len(found) > 1:
-        raise ValueError(f"campaign: {len(found)} campaigns are named {campaign_id!r} "
-                         f"({', '.join(c.id for c in found)}); give the id")
+        raise ValueError(
+            f"campaign: {len(found)} campaigns are named {campaign_id!r} "
+            f"({', '.join(c.id for c in found)}); give the id"
+        )
     return found[0]
 
 
@@ -244,21 +294,33 @@ def start_campaign(store: Store, campaign_id: str) -> int:
     return _queue(store, campaign.id, spec, items, _job_specs(store, spec, items))
 
 
-def _job_specs(store: Store, spec: CampaignSpec,
-               items: list[CampaignItem]) -> dict[int, tuple[bytes, str]]:
+def _job_specs(
+    store: Store, spec: CampaignSpec, items: list[CampaignItem]
+) -> dict[int, tuple[bytes, str]]:
     """Each item's serialised job spec and model digest, built before any write."""
     specs = {}
     for item in items:
-        implements = {"reference": {"reference": item.key}, "lut": {"lut_key": item.key},
-                      "subnet": {"subnet_json": item.key}}[item.kind]
-        specs[item.item] = (make_spec(item.digest, store.blob_size(item.digest), item.inputs,
-                                      spec.options, **implements).SerializeToString(),
-                            item.digest)
+        implements = {
+            "reference": {"reference": item.key},
+            "lut": {"lut_key": item.key},
+            "subnet": {"subnet_json": item.key},
+        }[item.kind]
+        specs[item.item] = (
+            make_spec(
+                item.digest, store.blob_size(item.digest), item.inputs, spec.options, **implements
+            ).SerializeToString(),
+            item.digest,
+        )
     return specs
 
 
-def _queue(store: Store, campaign_id: str, spec: CampaignSpec, items: list[CampaignItem],
-           specs: dict[int, tuple[bytes, str]]) -> int:
+def _queue(
+    store: Store,
+    campaign_id: str,
+    spec: CampaignSpec,
+    items: list[CampaignItem],
+    specs: dict[int, tuple[bytes, str]],
+) -> int:
     """Queue every target's jobs, QUEUE_CHUNK to a transaction: agents and other commands
     wait for the write lock a fraction of a second, not for the whole campaign. The campaign
     is `starting` meanwhile and `running` once all are queued. Each chunk continues exactly
@@ -270,16 +332,18 @@ def _queue(store: Store, campaign_id: str, spec: CampaignSpec, items: list[Campa
     total = 0
     for t, target in enumerate(spec.targets):
         rng = random.Random(f"{campaign_id}/{spec.seed}/{t}")
-        order = [(measured[i], repeat) for i, repeat in
-                 _job_order(len(measured), spec.repeats, rng)]
+        order = [
+            (measured[i], repeat) for i, repeat in _job_order(len(measured), spec.repeats, rng)
+        ]
         if reference is not None:
             order = _interleave(order, reference, spec.reference_every)
-        for begin in range(store.campaign_jobs_queued(campaign_id, target), len(order),
-                           QUEUE_CHUNK):
-            chunk = [(item, repeat, *specs[item])
-                     for item, repeat in order[begin:begin + QUEUE_CHUNK]]
-            if not store.queue_campaign_jobs(campaign_id, target, begin, chunk,
-                                             spec.max_attempts):
+        for begin in range(
+            store.campaign_jobs_queued(campaign_id, target), len(order), QUEUE_CHUNK
+        ):
+            chunk = [
+                (item, repeat, *specs[item]) for item, repeat in order[begin : begin + QUEUE_CHUNK]
+            ]
+            if not store.queue_campaign_jobs(campaign_id, target, begin, chunk, spec.max_attempts):
                 return store.campaign_jobs_queued(campaign_id)  # another start did the work
         total += len(order)
     store.finish_campaign_start(campaign_id)
@@ -313,11 +377,19 @@ def _status(store: Store, campaign: Campaign) -> dict:
     finished = sum(n for c in targets.values() for s, n in c.items() if s in TERMINAL)
     elapsed = min(60.0, now - (campaign.started_at or now)) or 1.0
     rate = progress.finished_since / elapsed
-    return {"id": campaign.id, "name": campaign.name, "state": campaign.state,
-            "targets": targets, "total": total, "finished": finished,
-            "failed": sum(c.get("failed", 0) for c in targets.values()),
-            "rate_per_s": rate, "eta_s": (total - finished) / rate if rate else None,
-            "errors": progress.errors, "started_at": campaign.started_at}
+    return {
+        "id": campaign.id,
+        "name": campaign.name,
+        "state": campaign.state,
+        "targets": targets,
+        "total": total,
+        "finished": finished,
+        "failed": sum(c.get("failed", 0) for c in targets.values()),
+        "rate_per_s": rate,
+        "eta_s": (total - finished) / rate if rate else None,
+        "errors": progress.errors,
+        "started_at": campaign.started_at,
+    }
 
 
 def unserved_targets(store: Store, status: dict) -> list[str]:
@@ -329,13 +401,21 @@ def unserved_targets(store: Store, status: dict) -> list[str]:
         if not any(n for state, n in counts.items() if state not in TERMINAL):
             continue
         target = Target.parse(name)
-        serving = [a for a in agents if (target.label in a["labels"] if target.label is not None
-                                         else a["id"] == target.agent)]
+        serving = [
+            a
+            for a in agents
+            if (
+                target.label in a["labels"] if target.label is not None else a["id"] == target.agent
+            )
+        ]
         if any(agent["online"] for agent in serving):  # judged by heartbeat age
             continue
         what = f"label {target.label}" if target.label is not None else f"id {target.agent}"
-        seen = (f"last seen {ago(now - max(a['last_seen'] for a in serving))}" if serving
-                else "none is registered")
+        seen = (
+            f"last seen {ago(now - max(a['last_seen'] for a in serving))}"
+            if serving
+            else "none is registered"
+        )
         lines.append(f"no online agent has {what} ({seen})")
     return lines
 
@@ -349,10 +429,12 @@ def render_progress(status: dict, width: int = 30) -> str:
     total, done = status["total"], status["finished"]
     filled = int(width * done / total) if total else width
     eta = status["eta_s"]
-    parts = [f"{status['id']} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
-             f"{status['rate_per_s']:.1f} jobs/s",
-             f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}" if eta else "ETA -",
-             status["state"]]
+    parts = [
+        f"{status['id']} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+        f"{status['rate_per_s']:.1f} jobs/s",
+        f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}" if eta else "ETA -",
+        status["state"],
+    ]
     for target, counts in sorted(status["targets"].items()):
         finished = sum(counts.get(s, 0) for s in ("done", "failed", "cancelled"))
         failed = f", {counts['failed']} failed" if counts.get("failed") else ""

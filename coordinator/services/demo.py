@@ -19,9 +19,10 @@ import signal
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from coordinator.services.campaigns import CampaignSpec, Target, create_campaign
 from coordinator.services.jobs import BenchOptions
@@ -36,8 +37,7 @@ from ofa.accuracy import AccuracyPredictor
 from ofa.config import SubnetConfig
 from ofa.latency_model import BlockTable, LutSum
 
-__all__ = ["DEVICES", "DemoSettings", "DemoRun", "Reporter", "load_accuracy_predictor",
-           "run_demo"]
+__all__ = ["DEVICES", "DemoSettings", "DemoRun", "Reporter", "load_accuracy_predictor", "run_demo"]
 
 DEVICES = (("cpu-1t", 1), ("cpu-2t", 2))
 REGISTER_TIMEOUT_S = 60
@@ -86,8 +86,9 @@ def load_accuracy_predictor(path: str | Path, resolutions: tuple[int, ...]) -> A
     return accuracy
 
 
-def run_demo(settings: DemoSettings, accuracy: AccuracyPredictor | None, run_dir: Path,
-             report: Reporter) -> DemoRun:
+def run_demo(
+    settings: DemoSettings, accuracy: AccuracyPredictor | None, run_dir: Path, report: Reporter
+) -> DemoRun:
     """The whole flow in a new folder under `run_dir`; writes summary.json there."""
     started = time.perf_counter()
     width = accuracy.width if accuracy else 1.0
@@ -96,30 +97,48 @@ def run_demo(settings: DemoSettings, accuracy: AccuracyPredictor | None, run_dir
     store = Store(folder / "fleet.db")
     with contextlib.ExitStack() as logs:
         server, address = start_server(
-            folder / "fleet.db", args=["-v"],
-            log=logs.enter_context(open(folder / "coordinator.log", "ab")))
+            folder / "fleet.db",
+            args=["-v"],
+            log=logs.enter_context(open(folder / "coordinator.log", "ab")),
+        )
         agents = []
         try:
             for label, threads in DEVICES:
                 token = folder / f"{label}.token"
                 token.write_text(store.create_token(label))
                 log = logs.enter_context(open(folder / f"agent-{label}.log", "ab"))
-                agents.append(start_agent(address, token, folder / f"agent-{label}", [label],
-                                          ["--threads", str(threads), "-v"], log=log))
-            report.say(f"coordinator on {address}, agents {', '.join(l for l, _ in DEVICES)}; "
-                       f"run folder {folder}")
+                agents.append(
+                    start_agent(
+                        address,
+                        token,
+                        folder / f"agent-{label}",
+                        [label],
+                        ["--threads", str(threads), "-v"],
+                        log=log,
+                    )
+                )
+            report.say(
+                f"coordinator on {address}, agents {', '.join(l for l, _ in DEVICES)}; "
+                f"run folder {folder}"
+            )
             _await_agents(store, folder)
             demo = _Demo(store, folder, settings, width, report)
             devices = [demo.profile(label, threads) for label, threads in DEVICES]
-            chosen = [row for label, _ in DEVICES for row in demo.specialise(label, accuracy)] \
-                if accuracy else []
+            chosen = (
+                [row for label, _ in DEVICES for row in demo.specialise(label, accuracy)]
+                if accuracy
+                else []
+            )
         finally:
             for process in [*agents, server]:  # agents first: they finish their job and report
                 _stop(process)
     run = DemoRun(folder, time.perf_counter() - started, width, devices, chosen)
-    (folder / "summary.json").write_text(json.dumps(
-        {"wall_s": run.wall_s, "width": width, "devices": devices, "specialised": chosen},
-        indent=2))
+    (folder / "summary.json").write_text(
+        json.dumps(
+            {"wall_s": run.wall_s, "width": width, "devices": devices, "specialised": chosen},
+            indent=2,
+        )
+    )
     return run
 
 
@@ -153,16 +172,21 @@ class _Demo:
     """The per-device steps, on one running fleet; keeps each device's LUT latency model
     from its profile for its specialisation."""
 
-    def __init__(self, store: Store, folder: Path, settings: DemoSettings, width: float,
-                 report: Reporter) -> None:
+    def __init__(
+        self, store: Store, folder: Path, settings: DemoSettings, width: float, report: Reporter
+    ) -> None:
         self.store, self.folder, self.settings, self.width = store, folder, settings, width
         self.report = report
         self.latency: dict[str, LutSum] = {}
 
     def _options(self, threads: int) -> BenchOptions:
-        return BenchOptions(threads=threads, warmup_runs=5,
-                            warmup_min_s=self.settings.warmup_time_s, min_runs=30,
-                            min_time_s=self.settings.min_time_s)
+        return BenchOptions(
+            threads=threads,
+            warmup_runs=5,
+            warmup_min_s=self.settings.warmup_time_s,
+            min_runs=30,
+            min_time_s=self.settings.min_time_s,
+        )
 
     def _run(self, spec: CampaignSpec) -> tuple[str, float]:
         """Run the campaign to its end; its id and wall time."""
@@ -178,39 +202,62 @@ class _Demo:
         with the subnets measured whole."""
         s = self.settings
         common: dict[str, Any] = dict(
-            targets=(Target(label=label),), resolutions=s.resolutions, width=self.width,
-            repeats=s.repeats, seed=s.seed, options=self._options(threads))
+            targets=(Target(label=label),),
+            resolutions=s.resolutions,
+            width=self.width,
+            repeats=s.repeats,
+            seed=s.seed,
+            options=self._options(threads),
+        )
         lut_id, lut_s = self._run(CampaignSpec(name=f"{label} LUT", workload="lut", **common))
-        random_id, random_s = self._run(CampaignSpec(
-            name=f"{label} random subnets", workload="random", count=s.subnets, **common))
+        random_id, random_s = self._run(
+            CampaignSpec(
+                name=f"{label} random subnets", workload="random", count=s.subnets, **common
+            )
+        )
         lut = collect_lut(self.store, label, lut_id)
         out = self.folder / f"lut-{label}"
         files = write_lut(lut, out, "ofa-yaml") + write_lut(lut, out, "json")
         means, width, provenance = device_lut(self.store, label, lut_id)
         latency = LutSum.fit(BlockTable.from_lut(means, width), provenance=provenance)
         self.latency[label] = latency
-        lut_rows = [r for r in campaign_results(self.store, lut_id)
-                    if r["kind"] == "lut" and r["accepted"]]
-        subnet_rows = [r for r in campaign_results(self.store, random_id)
-                       if r["kind"] == "subnet" and r["accepted"]]
+        lut_rows = [
+            r for r in campaign_results(self.store, lut_id) if r["kind"] == "lut" and r["accepted"]
+        ]
+        subnet_rows = [
+            r
+            for r in campaign_results(self.store, random_id)
+            if r["kind"] == "subnet" and r["accepted"]
+        ]
         measured: dict[str, list[float]] = {}
         for row in subnet_rows:
             measured.setdefault(row["key"], []).append(row["median_ms"])
         lut_sums = latency.predict([SubnetConfig.from_json(key) for key in measured])
-        ratios = [float(lut_sum) / statistics.median(values)
-                  for lut_sum, values in zip(lut_sums, measured.values())]
-        return {"label": label, "threads": threads, "lut_campaign": lut_id,
-                "random_campaign": random_id, "lut_entries": len(lut.entries),
-                "lut_missing": len(lut.missing),
-                "lut_drift_flagged": sum(e.drift_flag for e in lut.entries),
-                "subnets": len(measured), "lut_wall_s": lut_s, "random_wall_s": random_s,
-                "lut_repeat_spread": _repeat_spread(lut_rows),
-                "subnet_repeat_spread": _repeat_spread(subnet_rows),
-                "subnet_median_ms": statistics.median(statistics.median(v)
-                                                      for v in measured.values()),
-                "lut_sum_over_measured": {"median": statistics.median(ratios),
-                                          "min": min(ratios), "max": max(ratios)},
-                "files": [str(p) for p in files]}
+        ratios = [
+            float(lut_sum) / statistics.median(values)
+            for lut_sum, values in zip(lut_sums, measured.values())
+        ]
+        return {
+            "label": label,
+            "threads": threads,
+            "lut_campaign": lut_id,
+            "random_campaign": random_id,
+            "lut_entries": len(lut.entries),
+            "lut_missing": len(lut.missing),
+            "lut_drift_flagged": sum(e.drift_flag for e in lut.entries),
+            "subnets": len(measured),
+            "lut_wall_s": lut_s,
+            "random_wall_s": random_s,
+            "lut_repeat_spread": _repeat_spread(lut_rows),
+            "subnet_repeat_spread": _repeat_spread(subnet_rows),
+            "subnet_median_ms": statistics.median(statistics.median(v) for v in measured.values()),
+            "lut_sum_over_measured": {
+                "median": statistics.median(ratios),
+                "min": min(ratios),
+                "max": max(ratios),
+            },
+            "files": [str(p) for p in files],
+        }
 
     def specialise(self, label: str, accuracy: AccuracyPredictor) -> list[dict[str, Any]]:
         """The best subnet at 30% and 60% of the way from the device's fastest to its
@@ -219,22 +266,43 @@ class _Demo:
         threads = dict(DEVICES)[label]
         try:
             resolutions = allowed_resolutions(latency, None)
-            ends = latency.predict([make(r=r, w=latency.width) for r in resolutions
-                                    for make in (SubnetConfig.smallest, SubnetConfig.largest)])
-            budgets = [round(float(ends.min() + share * (ends.max() - ends.min())), 2)
-                       for share in BUDGET_SHARES]
-            chosen = specialise(latency, accuracy, budgets, self.folder / "specialised" / label,
-                                {"device": label, "lut": str(self.folder / f"lut-{label}")},
-                                SpecialiseSettings(resolutions, seed=self.settings.seed))
+            ends = latency.predict(
+                [
+                    make(r=r, w=latency.width)
+                    for r in resolutions
+                    for make in (SubnetConfig.smallest, SubnetConfig.largest)
+                ]
+            )
+            budgets = [
+                round(float(ends.min() + share * (ends.max() - ends.min())), 2)
+                for share in BUDGET_SHARES
+            ]
+            chosen = specialise(
+                latency,
+                accuracy,
+                budgets,
+                self.folder / "specialised" / label,
+                {"device": label, "lut": str(self.folder / f"lut-{label}")},
+                SpecialiseSettings(resolutions, seed=self.settings.seed),
+            )
         except ValueError as exc:  # the search's refusals name what to change
             raise ValueError(f"specialisation: {exc}") from None
-        campaign_id, _ = self._run(CampaignSpec(
-            name=f"{label} specialised subnets", targets=(Target(label=label),),
-            workload="configs",
-            subnets=tuple(dict.fromkeys(choice.config.to_json() for choice in chosen)),
-            repeats=self.settings.repeats, reference_every=0, seed=self.settings.seed,
-            options=self._options(threads)))
-        measured = {m.config.id: m.median_ms
-                    for m in measured_subnets(self.store, label, [campaign_id])}
-        return [{"label": label, **choice.row(), "measured_ms": measured.get(choice.config.id)}
-                for choice in chosen]
+        campaign_id, _ = self._run(
+            CampaignSpec(
+                name=f"{label} specialised subnets",
+                targets=(Target(label=label),),
+                workload="configs",
+                subnets=tuple(dict.fromkeys(choice.config.to_json() for choice in chosen)),
+                repeats=self.settings.repeats,
+                reference_every=0,
+                seed=self.settings.seed,
+                options=self._options(threads),
+            )
+        )
+        measured = {
+            m.config.id: m.median_ms for m in measured_subnets(self.store, label, [campaign_id])
+        }
+        return [
+            {"label": label, **choice.row(), "measured_ms": measured.get(choice.config.id)}
+            for choice in chosen
+        ]

@@ -52,8 +52,10 @@ def collect_lut(store: Store, label: str, campaign: str | None = None) -> Device
     target = Target(label=label)
     expected = store.targeted_items(target, "lut", campaign)
     if not expected:
-        raise ValueError(f"device: no LUT campaign has targeted label {label!r}"
-                         + (f" in campaign {campaign}" if campaign else ""))
+        raise ValueError(
+            f"device: no LUT campaign has targeted label {label!r}"
+            + (f" in campaign {campaign}" if campaign else "")
+        )
     grouped: dict[tuple[int, str], list[ItemResult]] = {}
     for result in store.item_results(target, "lut", [campaign] if campaign else ()):
         grouped.setdefault((result.r, result.key), []).append(result)
@@ -63,11 +65,19 @@ def collect_lut(store: Store, label: str, campaign: str | None = None) -> Device
     entries = []
     for (r, key), results in sorted(grouped.items()):
         samples = np.concatenate([x.samples_ns for x in results]) / 1e6
-        entries.append(LutEntry(
-            r, key, float(np.median([x.median_ms for x in results])),
-            float(np.percentile(samples, 10)), float(np.percentile(samples, 90)),
-            float(samples.std(ddof=1)) if samples.size > 1 else 0.0, int(samples.size),
-            len(results), any(abs(x.drift or 0.0) > DRIFT_LIMIT for x in results)))
+        entries.append(
+            LutEntry(
+                r,
+                key,
+                float(np.median([x.median_ms for x in results])),
+                float(np.percentile(samples, 10)),
+                float(np.percentile(samples, 90)),
+                float(samples.std(ddof=1)) if samples.size > 1 else 0.0,
+                int(samples.size),
+                len(results),
+                any(abs(x.drift or 0.0) > DRIFT_LIMIT for x in results),
+            )
+        )
     missing = sorted(expected - set(grouped))
     return DeviceLut(label, entries, missing, _provenance(store, label, every, campaigns))
 
@@ -81,28 +91,47 @@ def _refuse_mixed_settings(campaigns: list[Campaign]) -> None:
         key = json.dumps({"options": spec["options"], "width": spec["width"]}, sort_keys=True)
         settings.setdefault(key, []).append(campaign.id)
     if len(settings) > 1:
-        groups = "; ".join(f"{', '.join(ids)}: {json.loads(k)['options']}"
-                           for k, ids in settings.items())
-        raise ValueError(f"campaign: these campaigns measured with different settings ({groups}); "
-                         "export one with --campaign")
+        groups = "; ".join(
+            f"{', '.join(ids)}: {json.loads(k)['options']}" for k, ids in settings.items()
+        )
+        raise ValueError(
+            f"campaign: these campaigns measured with different settings ({groups}); "
+            "export one with --campaign"
+        )
 
 
-def _provenance(store: Store, label: str, results: list[ItemResult],
-                campaigns: list[Campaign]) -> dict:
+def _provenance(
+    store: Store, label: str, results: list[ItemResult], campaigns: list[Campaign]
+) -> dict:
     agents = {result.agent_id for result in results}
-    devices = [{"agent_id": a["id"], "device": a["device"], "threads": a["threads"]}
-               for a in store.list_agents() if a["id"] in agents]
+    devices = [
+        {"agent_id": a["id"], "device": a["device"], "threads": a["threads"]}
+        for a in store.list_agents()
+        if a["id"] in agents
+    ]
     specs = []
     for campaign in campaigns:
         spec = json.loads(campaign.spec)
-        specs.append({"id": campaign.id, "name": campaign.name, "started_at": campaign.started_at,
-                      "threads": spec["options"]["threads"], "repeats": spec["repeats"],
-                      "width": spec["width"], "settings": spec["options"]})
+        specs.append(
+            {
+                "id": campaign.id,
+                "name": campaign.name,
+                "started_at": campaign.started_at,
+                "threads": spec["options"]["threads"],
+                "repeats": spec["repeats"],
+                "width": spec["width"],
+                "settings": spec["options"],
+            }
+        )
     runtimes = sorted({result.runtime_versions for result in results})
-    return {"device_label": label, "agents": devices,
-            "runtime_versions": [json.loads(r) for r in runtimes],
-            "campaigns": specs, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "value": "median of repeat medians, ms"}
+    return {
+        "device_label": label,
+        "agents": devices,
+        "runtime_versions": [json.loads(r) for r in runtimes],
+        "campaigns": specs,
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "value": "median of repeat medians, ms",
+    }
 
 
 def write_lut(lut: DeviceLut, folder: Path, fmt: str) -> list[Path]:
@@ -123,22 +152,49 @@ def write_lut(lut: DeviceLut, folder: Path, fmt: str) -> list[Path]:
         return paths
     if fmt == "json":
         path = folder / f"{lut.label}_lut.json"
-        path.write_text(json.dumps({
-            "provenance": lut.provenance,
-            "missing": [{"r": r, "key": key} for r, key in lut.missing],
-            "tables": {str(r): {e.key: {"median_ms": e.median_ms, "p10_ms": e.p10_ms,
-                                        "p90_ms": e.p90_ms, "std_ms": e.std_ms, "n": e.n,
-                                        "repeats": e.repeats, "drift_flag": e.drift_flag}
-                                for e in entries} for r, entries in sorted(by_r.items())}},
-            indent=2))
+        path.write_text(
+            json.dumps(
+                {
+                    "provenance": lut.provenance,
+                    "missing": [{"r": r, "key": key} for r, key in lut.missing],
+                    "tables": {
+                        str(r): {
+                            e.key: {
+                                "median_ms": e.median_ms,
+                                "p10_ms": e.p10_ms,
+                                "p90_ms": e.p90_ms,
+                                "std_ms": e.std_ms,
+                                "n": e.n,
+                                "repeats": e.repeats,
+                                "drift_flag": e.drift_flag,
+                            }
+                            for e in entries
+                        }
+                        for r, entries in sorted(by_r.items())
+                    },
+                },
+                indent=2,
+            )
+        )
         return [path]
     path = folder / f"{lut.label}_lut.csv"
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["r", "key", "median_ms", "p10_ms", "p90_ms", "std_ms", "n", "repeats",
-                         "drift_flag"])
+        writer.writerow(
+            ["r", "key", "median_ms", "p10_ms", "p90_ms", "std_ms", "n", "repeats", "drift_flag"]
+        )
         for e in lut.entries:
-            writer.writerow([e.r, e.key, f"{e.median_ms:.6f}", f"{e.p10_ms:.6f}",
-                             f"{e.p90_ms:.6f}", f"{e.std_ms:.6f}", e.n, e.repeats,
-                             int(e.drift_flag)])
+            writer.writerow(
+                [
+                    e.r,
+                    e.key,
+                    f"{e.median_ms:.6f}",
+                    f"{e.p10_ms:.6f}",
+                    f"{e.p90_ms:.6f}",
+                    f"{e.std_ms:.6f}",
+                    e.n,
+                    e.repeats,
+                    int(e.drift_flag),
+                ]
+            )
     return [path]

@@ -9,11 +9,13 @@ import numpy as np
 __all__ = ["predicted_vs_measured", "accuracy_latency_front"]
 
 
-def predicted_vs_measured(series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path,
-                          title: str) -> Path:
+def predicted_vs_measured(
+    series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str
+) -> Path:
     """Scatter of predicted against measured latency, one colour per predictor, with the
     y = x line and the +-10% band."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -25,8 +27,13 @@ def predicted_vs_measured(series: dict[str, tuple[np.ndarray, np.ndarray]], path
     axes.plot(line, line, color="0.4", linewidth=1)
     for name, (predicted, measured) in series.items():
         axes.scatter(measured, predicted, s=12, alpha=0.7, label=name)
-    axes.set(xlim=(low, high), ylim=(low, high), xlabel="measured latency (ms)",
-             ylabel="predicted latency (ms)", title=title)
+    axes.set(
+        xlim=(low, high),
+        ylim=(low, high),
+        xlabel="measured latency (ms)",
+        ylabel="predicted latency (ms)",
+        title=title,
+    )
     axes.legend(loc="upper left")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,13 +45,17 @@ def predicted_vs_measured(series: dict[str, tuple[np.ndarray, np.ndarray]], path
 def accuracy_latency_front(rows: list[dict], path: Path) -> Path:
     """Predicted top-1 against predicted latency of the subnets found per budget."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
     axes.plot([r["latency_ms"] for r in rows], [100 * r["accuracy"] for r in rows], "o-")
-    axes.set(xlabel="predicted latency (ms)", ylabel="predicted top-1 (%)",
-             title="specialised subnets per latency budget")
+    axes.set(
+        xlabel="predicted latency (ms)",
+        ylabel="predicted top-1 (%)",
+        title="specialised subnets per latency budget",
+    )
     axes.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path)

@@ -33,8 +33,9 @@ class Measured:
         return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def device_lut(store: Store, label: str, campaign: str | None = None
-               ) -> tuple[dict[int, dict[str, float]], float, dict]:
+def device_lut(
+    store: Store, label: str, campaign: str | None = None
+) -> tuple[dict[int, dict[str, float]], float, dict]:
     """`{r: {key: median ms}}`, the width it was measured at, and its provenance."""
     table = collect_lut(store, label, campaign)
     widths = {spec["width"] for spec in table.provenance["campaigns"]}
@@ -46,15 +47,18 @@ def device_lut(store: Store, label: str, campaign: str | None = None
     return lut, widths.pop(), table.provenance
 
 
-def measured_subnets(store: Store, label: str, campaigns: list[str] | None = None
-                     ) -> list[Measured]:
+def measured_subnets(
+    store: Store, label: str, campaigns: list[str] | None = None
+) -> list[Measured]:
     """Every subnet measured end to end on `label`, with its repeat medians."""
     results = store.item_results(Target(label=label), "subnet", campaigns or ())
     medians: dict[str, list[float]] = {}
     for result in results:
         medians.setdefault(result.key, []).append(result.median_ms)
-    return [Measured(SubnetConfig.from_json(key), tuple(values))
-            for key, values in sorted(medians.items())]
+    return [
+        Measured(SubnetConfig.from_json(key), tuple(values))
+        for key, values in sorted(medians.items())
+    ]
 
 
 def split(measured: list[Measured]) -> tuple[list[Measured], list[Measured]]:
@@ -66,5 +70,3 @@ def split(measured: list[Measured]) -> tuple[list[Measured], list[Measured]]:
 def predictor_path(db: str | Path, label: str, kind: str) -> Path:
     """Where the coordinator keeps a device's predictor: beside the database."""
     return Path(f"{db}.predictors") / label / f"{kind}.json"
-
-

@@ -5,21 +5,38 @@ well one measurement of them predicts the other)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from coordinator.services.predictor_data import (Measured, device_lut, measured_subnets,
-                                                 predictor_path, split)
+from coordinator.services.predictor_data import (
+    Measured,
+    device_lut,
+    measured_subnets,
+    predictor_path,
+    split,
+)
 from coordinator.state import Store
-from ofa.latency_model import (KINDS, BlockTable, LatencyPredictor, Transfer, fit_predictor,
-                               load_predictor)
+from ofa.latency_model import (
+    KINDS,
+    BlockTable,
+    LatencyPredictor,
+    Transfer,
+    fit_predictor,
+    load_predictor,
+)
 from ofa.metrics import regression_metrics
 
-__all__ = ["TrainedPredictor", "evaluate", "noise_floor", "train_predictor", "held_out_subnets",
-           "device_predictors"]
+__all__ = [
+    "TrainedPredictor",
+    "evaluate",
+    "noise_floor",
+    "train_predictor",
+    "held_out_subnets",
+    "device_predictors",
+]
 
 
 @dataclass(frozen=True)
@@ -39,8 +56,10 @@ def evaluate(model: LatencyPredictor, held_out: Sequence[Measured]) -> dict[str,
     footing as the noise floor, which compares one repeat with the other."""
     predicted = model.predict([m.config for m in held_out])
     repeats = min(len(m.medians_ms) for m in held_out)
-    runs = [regression_metrics(predicted, np.array([m.medians_ms[i] for m in held_out]))
-            for i in range(repeats)]
+    runs = [
+        regression_metrics(predicted, np.array([m.medians_ms[i] for m in held_out]))
+        for i in range(repeats)
+    ]
     return {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
 
 
@@ -54,10 +73,19 @@ def noise_floor(held_out: Sequence[Measured]) -> dict[str, float] | None:
     return {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
 
 
-def train_predictor(store: Store, db: str | Path, label: str, kind: str, *,
-                    campaigns: Sequence[str] = (), lut_campaign: str | None = None,
-                    source_device: str | None = None, source_kind: str = "lut-ridge",
-                    k: int | None = None, seed: int = 0) -> TrainedPredictor:
+def train_predictor(
+    store: Store,
+    db: str | Path,
+    label: str,
+    kind: str,
+    *,
+    campaigns: Sequence[str] = (),
+    lut_campaign: str | None = None,
+    source_device: str | None = None,
+    source_kind: str = "lut-ridge",
+    k: int | None = None,
+    seed: int = 0,
+) -> TrainedPredictor:
     """Fit a `kind` predictor of device `label` on its training subnets (of `campaigns`,
     default all) and store it beside the database, with its provenance and, when subnets
     are held out, its metrics. `transfer` adapts `source_device`'s `source_kind` predictor
@@ -69,35 +97,66 @@ def train_predictor(store: Store, db: str | Path, label: str, kind: str, *,
     else:
         model, origin, chosen = _from_lut(store, label, kind, training, lut_campaign, seed)
     model = model.with_details(
-        provenance={**origin, "device": label, "training_subnets": len(chosen),
-                    "subnet_campaigns": list(campaigns) or "all"},
+        provenance={
+            **origin,
+            "device": label,
+            "training_subnets": len(chosen),
+            "subnet_campaigns": list(campaigns) or "all",
+        },
         metrics={"held_out": evaluate(model, held_out), "noise_floor": noise_floor(held_out)}
-        if held_out else {})
+        if held_out
+        else {},
+    )
     path = predictor_path(db, label, kind)
     model.save(path)
     return TrainedPredictor(model, path, len(chosen))
 
 
-def _transfer(db: str | Path, training: list[Measured], source_device: str | None,
-              source_kind: str, k: int | None, seed: int) -> Fitted:
+def _transfer(
+    db: str | Path,
+    training: list[Measured],
+    source_device: str | None,
+    source_kind: str,
+    k: int | None,
+    seed: int,
+) -> Fitted:
     if not source_device:
-        raise ValueError("source_device: transfer adapts another device's predictor; "
-                         "give --source-device")
+        raise ValueError(
+            "source_device: transfer adapts another device's predictor; give --source-device"
+        )
     source = load_predictor(predictor_path(db, source_device, source_kind))
     chosen = random.Random(seed).sample(training, min(k or len(training), len(training)))
     model = Transfer.fit(source, [m.config for m in chosen], [m.median_ms for m in chosen])
-    return model, {"source_device": source_device, "source_kind": source_kind,
-                   "k": len(chosen), "fitted_on": sorted(m.config.id for m in chosen)}, chosen
+    return (
+        model,
+        {
+            "source_device": source_device,
+            "source_kind": source_kind,
+            "k": len(chosen),
+            "fitted_on": sorted(m.config.id for m in chosen),
+        },
+        chosen,
+    )
 
 
-def _from_lut(store: Store, label: str, kind: str, training: list[Measured],
-              lut_campaign: str | None, seed: int) -> Fitted:
+def _from_lut(
+    store: Store,
+    label: str,
+    kind: str,
+    training: list[Measured],
+    lut_campaign: str | None,
+    seed: int,
+) -> Fitted:
     """The device's LUT and, for the learned kinds, its training subnets of the LUT's width."""
     lut, width, provenance = device_lut(store, label, lut_campaign)
     chosen = [m for m in training if m.config.w == width] if kind != "lut" else []
-    model = fit_predictor(kind, BlockTable.from_lut(lut, width),
-                          [m.config for m in chosen] or None,
-                          [m.median_ms for m in chosen] if chosen else None, seed=seed)
+    model = fit_predictor(
+        kind,
+        BlockTable.from_lut(lut, width),
+        [m.config for m in chosen] or None,
+        [m.median_ms for m in chosen] if chosen else None,
+        seed=seed,
+    )
     return model, provenance, chosen
 
 
@@ -105,17 +164,23 @@ def held_out_subnets(store: Store, label: str) -> list[Measured]:
     """The device's held-out subnets; at least two, or metrics would mean nothing."""
     _, held_out = split(measured_subnets(store, label))
     if len(held_out) < 2:
-        raise ValueError(f"device: {label!r} has {len(held_out)} held-out subnets measured end "
-                         "to end; run a random campaign on it")
+        raise ValueError(
+            f"device: {label!r} has {len(held_out)} held-out subnets measured end "
+            "to end; run a random campaign on it"
+        )
     return held_out
 
 
-def device_predictors(db: str | Path, label: str, kinds: Sequence[str] = ()
-                      ) -> dict[str, LatencyPredictor]:
+def device_predictors(
+    db: str | Path, label: str, kinds: Sequence[str] = ()
+) -> dict[str, LatencyPredictor]:
     """The device's predictors of `kinds` (default: every kind trained for it)."""
-    kinds = tuple(kinds) or tuple(kind for kind in KINDS
-                                  if predictor_path(db, label, kind).exists())
+    kinds = tuple(kinds) or tuple(
+        kind for kind in KINDS if predictor_path(db, label, kind).exists()
+    )
     if not kinds:
-        raise ValueError(f"device: no predictor trained for {label!r} "
-                         f"(ofa-coord predictor train --device {label})")
+        raise ValueError(
+            f"device: no predictor trained for {label!r} "
+            f"(ofa-coord predictor train --device {label})"
+        )
     return {kind: load_predictor(predictor_path(db, label, kind)) for kind in kinds}

@@ -5,7 +5,8 @@ reported, say) is written as null in JSON and as an empty CSV cell, never as `Na
 from __future__ import annotations
 
 import csv
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 from coordinator import strict_json
 from coordinator.state import CAMPAIGN_RESULT_KEYS, JSON_RESULT_FIELDS, RESULT_FIELDS, Store

@@ -10,14 +10,20 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from coordinator.services.campaigns import (CampaignSpec, Target, cancel_campaign,
-                                            create_campaign, render_progress)
+from coordinator.services.campaigns import (
+    CampaignSpec,
+    Target,
+    cancel_campaign,
+    create_campaign,
+    render_progress,
+)
 from coordinator.services.predictor_data import measured_subnets, predictor_path
 from coordinator.services.waiting import CampaignTimeout, follow_campaign
 from coordinator.state import BlobStore, Store
@@ -32,9 +38,22 @@ from ofa.search import SearchSettings, evolutionary_search
 if TYPE_CHECKING:  # torch only when weights are asked for
     from ofa.nn.supernet import OFAMobileNetV3
 
-__all__ = ["Chosen", "Scenario", "SpecialiseSettings", "Verified", "latency_budgets", "read_scenarios", "lut_folder_predictor", "latency_model",
-           "allowed_resolutions", "specialise", "specialise_scenarios", "write_front",
-           "write_scenarios", "verify"]
+__all__ = [
+    "Chosen",
+    "Scenario",
+    "SpecialiseSettings",
+    "Verified",
+    "latency_budgets",
+    "read_scenarios",
+    "lut_folder_predictor",
+    "latency_model",
+    "allowed_resolutions",
+    "specialise",
+    "specialise_scenarios",
+    "write_front",
+    "write_scenarios",
+    "verify",
+]
 
 DEFAULT_KIND = "lut-ridge"
 
@@ -52,9 +71,14 @@ class Chosen:
 
     def row(self) -> dict[str, Any]:
         """The figures as one row of pareto.csv (and of summaries)."""
-        return {"budget_ms": self.budget_ms, "latency_ms": self.latency_ms,
-                "accuracy": self.accuracy, "macs": self.macs, "r": self.config.r,
-                "id": self.config.id}
+        return {
+            "budget_ms": self.budget_ms,
+            "latency_ms": self.latency_ms,
+            "accuracy": self.accuracy,
+            "macs": self.macs,
+            "r": self.config.r,
+            "id": self.config.id,
+        }
 
 
 @dataclass(frozen=True)
@@ -101,8 +125,9 @@ class Verified:
         return 100 * (self.predicted_ms - self.measured_ms) / self.measured_ms
 
 
-def latency_budgets(latency_ms: Sequence[float],
-                    pareto: tuple[float, float, int] | None = None) -> list[float]:
+def latency_budgets(
+    latency_ms: Sequence[float], pareto: tuple[float, float, int] | None = None
+) -> list[float]:
     """The budgets given one by one plus, with `pareto` (MIN, MAX, COUNT), COUNT budgets
     evenly spaced from MIN to MAX ms (rounded to 3 decimals); sorted, each once."""
     budgets = list(latency_ms)
@@ -129,28 +154,46 @@ def read_scenarios(path: str | Path) -> list[Scenario]:
             raise ValueError(f"{where}: give exactly one of 'lut' or 'device'")
         for key in ("lut", "device"):
             if key in item and (not isinstance(item[key], str) or not item[key]):
-                raise ValueError(f"{where}: {key}: expected a non-empty string, "
-                                 f"got {item[key]!r:.40}")
+                raise ValueError(
+                    f"{where}: {key}: expected a non-empty string, got {item[key]!r:.40}"
+                )
         kind = item.get("kind", DEFAULT_KIND)
         if kind not in KINDS:
-            raise ValueError(f"{where}: kind: expected one of {', '.join(KINDS)}, "
-                             f"got {kind!r:.40}")
+            raise ValueError(f"{where}: kind: expected one of {', '.join(KINDS)}, got {kind!r:.40}")
         budgets = item.get("latency_ms")
-        if not isinstance(budgets, list) or not budgets or not all(
+        if (
+            not isinstance(budgets, list)
+            or not budgets
+            or not all(
                 isinstance(b, (int, float)) and not isinstance(b, bool) and 0 < b < math.inf
-                for b in budgets):
-            raise ValueError(f"{where}: latency_ms: expected a list of positive budgets, "
-                             f"got {budgets!r}")
+                for b in budgets
+            )
+        ):
+            raise ValueError(
+                f"{where}: latency_ms: expected a list of positive budgets, got {budgets!r}"
+            )
         name = item.get("name") or item.get("device") or Path(str(item["lut"])).name or str(i)
-        if not isinstance(name, str) or name in (".", "..") or "/" in name or "\\" in name \
-                or not name.isprintable():
+        if (
+            not isinstance(name, str)
+            or name in (".", "..")
+            or "/" in name
+            or "\\" in name
+            or not name.isprintable()
+        ):
             raise ValueError(f"{where}: name: expected a folder name, got {name!r}")
         if name in scenarios:
             index = list(scenarios).index(name)
-            raise ValueError(f"{where}: name: {name!r} is scenario {index}'s too, and both "
-                             "would write into one folder; give each a distinct 'name'")
-        scenarios[name] = Scenario(name, tuple(sorted(set(float(b) for b in budgets))),
-                                   item.get("device"), kind, item.get("lut"))
+            raise ValueError(
+                f"{where}: name: {name!r} is scenario {index}'s too, and both "
+                "would write into one folder; give each a distinct 'name'"
+            )
+        scenarios[name] = Scenario(
+            name,
+            tuple(sorted(set(float(b) for b in budgets))),
+            item.get("device"),
+            kind,
+            item.get("lut"),
+        )
     return list(scenarios.values())
 
 
@@ -163,8 +206,10 @@ def lut_folder_predictor(folder: str | Path) -> LutSum:
     first = next((key for key in table if key.startswith("Conv-")), "")
     match = re.search(r"output:\d+x\d+x(\d+)", first)
     if match is None:
-        raise ValueError(f"lut: the r={r} table has no first conv key (Conv-...output:HxWxC) "
-                         "to read the width off")
+        raise ValueError(
+            f"lut: the r={r} table has no first conv key (Conv-...output:HxWxC) "
+            "to read the width off"
+        )
     channels = int(match.group(1))
     width = next((w for w in space.WIDTH_CHOICES if space.stage_widths(w)[0] == channels), None)
     if width is None:
@@ -177,26 +222,29 @@ def latency_model(db: str | Path | None, scenario: Scenario) -> LatencyPredictor
     if scenario.lut is not None:
         return lut_folder_predictor(scenario.lut)
     if scenario.device is None or db is None:
-        raise ValueError("device: a scenario without a LUT folder needs a device and its "
-                         "database")
+        raise ValueError("device: a scenario without a LUT folder needs a device and its database")
     path = predictor_path(db, scenario.device, scenario.kind)
     if not path.is_file():
-        raise ValueError(f"device: no {scenario.kind} predictor for {scenario.device!r} ({path}); "
-                         f"train it with `ofa-coord predictor train --db {db} --device "
-                         f"{scenario.device} --kind {scenario.kind}`")
+        raise ValueError(
+            f"device: no {scenario.kind} predictor for {scenario.device!r} ({path}); "
+            f"train it with `ofa-coord predictor train --db {db} --device "
+            f"{scenario.device} --kind {scenario.kind}`"
+        )
     return load_predictor(path)
 
 
-def allowed_resolutions(latency: LatencyPredictor, resolutions: tuple[int, ...] | None
-                        ) -> tuple[int, ...]:
+def allowed_resolutions(
+    latency: LatencyPredictor, resolutions: tuple[int, ...] | None
+) -> tuple[int, ...]:
     """`resolutions`, or by default those of the latency model's table from 160 up (all of
     them when none is); each must be one the table has."""
     known = latency.resolutions.tolist()
     allowed = resolutions or tuple(r for r in known if r >= 160) or tuple(known)
     unknown = sorted(set(allowed) - set(known))
     if unknown:
-        raise ValueError(f"resolutions: the latency model has no table for {unknown}; "
-                         f"it knows {known}")
+        raise ValueError(
+            f"resolutions: the latency model has no table for {unknown}; it knows {known}"
+        )
     return allowed
 
 
@@ -210,43 +258,76 @@ def _write_subnet(supernet: OFAMobileNetV3, config: SubnetConfig, folder: Path) 
     (folder / "subnet.onnx").write_bytes(export_module(net, (1, 3, config.r, config.r)).onnx)
 
 
-def specialise(latency: LatencyPredictor, accuracy: AccuracyPredictor, budgets: Sequence[float],
-               folder: Path, source: dict[str, str | None],
-               settings: SpecialiseSettings = SpecialiseSettings(),
-               supernet: OFAMobileNetV3 | None = None) -> list[Chosen]:
+def specialise(
+    latency: LatencyPredictor,
+    accuracy: AccuracyPredictor,
+    budgets: Sequence[float],
+    folder: Path,
+    source: dict[str, str | None],
+    settings: SpecialiseSettings = SpecialiseSettings(),
+    supernet: OFAMobileNetV3 | None = None,
+) -> list[Chosen]:
     """Search each budget; write `<budget>ms/subnet.json` and `result.json` (recording
     `source`, where the latency model came from) and, given a supernet, the subnet's weights
     and ONNX."""
     if supernet is not None and supernet.width != latency.width:
-        raise ValueError(f"supernet: the checkpoint is a w{supernet.width} supernet, the latency "
-                         f"model is for w{latency.width} subnets")
+        raise ValueError(
+            f"supernet: the checkpoint is a w{supernet.width} supernet, the latency "
+            f"model is for w{latency.width} subnets"
+        )
     if latency.width != accuracy.width:
-        raise ValueError(f"width: the latency model is for w{latency.width} subnets, the accuracy "
-                         f"predictor for w{accuracy.width}; measure the w{accuracy.width} space "
-                         "(campaign --width) or give an accuracy predictor for that width")
+        raise ValueError(
+            f"width: the latency model is for w{latency.width} subnets, the accuracy "
+            f"predictor for w{accuracy.width}; measure the w{accuracy.width} space "
+            "(campaign --width) or give an accuracy predictor for that width"
+        )
     allowed = allowed_resolutions(latency, settings.resolutions)
     feasible = None
     if settings.max_macs:
-        macs = BlockTable.from_lut({r: {s.lut_key: s.macs() for s in space_lut_specs(
-            r, latency.width)} for r in allowed}, latency.width)
+        macs = BlockTable.from_lut(
+            {r: {s.lut_key: s.macs() for s in space_lut_specs(r, latency.width)} for r in allowed},
+            latency.width,
+        )
         limit = settings.max_macs * 1e6
         feasible = lambda batch: macs.lut_sum(batch) <= limit  # noqa: E731
     chosen = []
     for budget in budgets:
-        result = evolutionary_search(accuracy.predict, latency.predict, budget, allowed,
-                                     latency.width, SearchSettings(
-                                         generations=settings.generations, seed=settings.seed),
-                                     feasible)
-        choice = Chosen(budget, result.config, result.latency_ms, result.accuracy,
-                        count_macs(result.config), result.generations)
+        result = evolutionary_search(
+            accuracy.predict,
+            latency.predict,
+            budget,
+            allowed,
+            latency.width,
+            SearchSettings(generations=settings.generations, seed=settings.seed),
+            feasible,
+        )
+        choice = Chosen(
+            budget,
+            result.config,
+            result.latency_ms,
+            result.accuracy,
+            count_macs(result.config),
+            result.generations,
+        )
         chosen.append(choice)
         target = folder / f"{budget:g}ms"
         target.mkdir(parents=True, exist_ok=True)
         (target / "subnet.json").write_text(result.config.to_json() + "\n")
-        (target / "result.json").write_text(json.dumps({
-            **choice.row(), "config": result.config.to_dict(), "generations": result.generations,
-            "latency_model": {**source, "kind": latency.kind,
-                              "provenance": latency.provenance}}, indent=2))
+        (target / "result.json").write_text(
+            json.dumps(
+                {
+                    **choice.row(),
+                    "config": result.config.to_dict(),
+                    "generations": result.generations,
+                    "latency_model": {
+                        **source,
+                        "kind": latency.kind,
+                        "provenance": latency.provenance,
+                    },
+                },
+                indent=2,
+            )
+        )
         if supernet is not None:
             _write_subnet(supernet, result.config, target)
     return chosen
@@ -265,19 +346,30 @@ def write_front(chosen: Sequence[Chosen], folder: Path) -> None:
     _write_csv(folder / "pareto.csv", rows)
     if len(rows) > 1:
         from coordinator.services.plots import accuracy_latency_front
+
         accuracy_latency_front(rows, folder / "pareto.png")
 
 
-def specialise_scenarios(db: str | Path | None, scenarios: Sequence[Scenario],
-                         accuracy: AccuracyPredictor, folder: Path,
-                         settings: SpecialiseSettings = SpecialiseSettings(),
-                         supernet: OFAMobileNetV3 | None = None
-                         ) -> list[tuple[Scenario, Chosen]]:
+def specialise_scenarios(
+    db: str | Path | None,
+    scenarios: Sequence[Scenario],
+    accuracy: AccuracyPredictor,
+    folder: Path,
+    settings: SpecialiseSettings = SpecialiseSettings(),
+    supernet: OFAMobileNetV3 | None = None,
+) -> list[tuple[Scenario, Chosen]]:
     """Each scenario specialised into its own subfolder of `folder`, with its front."""
     table = []
     for scenario in scenarios:
-        chosen = specialise(latency_model(db, scenario), accuracy, scenario.budgets,
-                            folder / scenario.name, scenario.source, settings, supernet)
+        chosen = specialise(
+            latency_model(db, scenario),
+            accuracy,
+            scenario.budgets,
+            folder / scenario.name,
+            scenario.source,
+            settings,
+            supernet,
+        )
         write_front(chosen, folder / scenario.name)
         table += [(scenario, choice) for choice in chosen]
     return table
@@ -285,20 +377,32 @@ def specialise_scenarios(db: str | Path | None, scenarios: Sequence[Scenario],
 
 def write_scenarios(table: Sequence[tuple[Scenario, Chosen]], folder: Path) -> None:
     """scenarios.csv: every scenario's choices in one table."""
-    _write_csv(folder / "scenarios.csv",
-               [{"scenario": scenario.name, **choice.row()} for scenario, choice in table])
+    _write_csv(
+        folder / "scenarios.csv",
+        [{"scenario": scenario.name, **choice.row()} for scenario, choice in table],
+    )
 
 
-def verify(store: Store, label: str, chosen: Sequence[Chosen], folder: Path, timeout_s: float,
-           say: Callable[[str], None]) -> list[Verified]:
+def verify(
+    store: Store,
+    label: str,
+    chosen: Sequence[Chosen],
+    folder: Path,
+    timeout_s: float,
+    say: Callable[[str], None],
+) -> list[Verified]:
     """Measure each chosen subnet twice on `label` (a configs campaign) and write verify.csv
     of measured against predicted latency. After `timeout_s` without the campaign finishing
     it is cancelled and TimeoutError names it, its progress and the targets no agent serves.
     `say` gets the campaign and waiting lines."""
     subnets = tuple(dict.fromkeys(choice.config.to_json() for choice in chosen))
-    spec = CampaignSpec(name=f"verify {label} {uuid.uuid4().hex[:6]}",
-                        targets=(Target(label=label),), workload="configs", subnets=subnets,
-                        reference_every=0)
+    spec = CampaignSpec(
+        name=f"verify {label} {uuid.uuid4().hex[:6]}",
+        targets=(Target(label=label),),
+        workload="configs",
+        subnets=subnets,
+        reference_every=0,
+    )
     campaign = create_campaign(store, BlobStore(store), spec, start=True)
     say(f"verifying on {label}: campaign {campaign}")
     said: list[str] = []
@@ -313,15 +417,26 @@ def verify(store: Store, label: str, chosen: Sequence[Chosen], folder: Path, tim
         raise TimeoutError(
             f"verify: campaign {campaign} not finished after {timeout_s:g} s, so it was "
             f"cancelled ({render_progress(timeout.progress.status)})"
-            + (f"; {'; '.join(unserved)}" if unserved else "")) from None
+            + (f"; {'; '.join(unserved)}" if unserved else "")
+        ) from None
     measured = {m.config.id: m.median_ms for m in measured_subnets(store, label, [campaign])}
-    verified = [Verified(choice.budget_ms, choice.config.id, choice.latency_ms,
-                         measured.get(choice.config.id)) for choice in chosen]
+    verified = [
+        Verified(
+            choice.budget_ms, choice.config.id, choice.latency_ms, measured.get(choice.config.id)
+        )
+        for choice in chosen
+    ]
     with (folder / "verify.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["budget_ms", "id", "predicted_ms", "measured_ms", "error_pct"])
         for row in verified:
-            writer.writerow([row.budget_ms, row.id, f"{row.predicted_ms:.3f}",
-                             f"{row.measured_ms:.3f}" if row.measured_ms else "",
-                             f"{row.error_pct:.1f}"])
+            writer.writerow(
+                [
+                    row.budget_ms,
+                    row.id,
+                    f"{row.predicted_ms:.3f}",
+                    f"{row.measured_ms:.3f}" if row.measured_ms else "",
+                    f"{row.error_pct:.1f}",
+                ]
+            )
     return verified

@@ -5,8 +5,8 @@ done or cancelled in the state, where its last job finishes."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from coordinator.services.campaigns import campaign_status, unserved_targets
 from coordinator.state import Store
@@ -43,16 +43,18 @@ class CampaignTimeout(TimeoutError):
         self.progress = progress
 
 
-def follow_campaign(store: Store, campaign_id: str, interval_s: float = 1.0,
-                    timeout_s: float = 0.0) -> Iterator[Progress]:
+def follow_campaign(
+    store: Store, campaign_id: str, interval_s: float = 1.0, timeout_s: float = 0.0
+) -> Iterator[Progress]:
     """Yield the campaign's progress now and every `interval_s` until it has finished (the
     last item yielded is the finished one). With `timeout_s` > 0, raise CampaignTimeout once
     that long has passed without it finishing."""
     started = time.monotonic()
     while True:
         status = campaign_status(store, campaign_id)
-        progress = Progress(status, [] if status["state"] in FINAL_STATES
-                            else unserved_targets(store, status))
+        progress = Progress(
+            status, [] if status["state"] in FINAL_STATES else unserved_targets(store, status)
+        )
         yield progress
         if progress.finished:
             return

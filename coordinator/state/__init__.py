@@ -5,20 +5,65 @@ here. `Store` is the SQLite backend of the state's interface (its contract is in
 `coordinator/state/sqlite.py`'s docstring, and the contract tests in `tests/state/`)."""
 
 from coordinator.state.blobs import DIGEST, MAX_MODEL_BYTES, BlobStore
-from coordinator.state.errors import (STORAGE_ERRORS, Forbidden, NotAFleetDatabase, NotFound,
-                                      UnknownAgent, UnknownLease, is_transient,
-                                      storage_error_name, storage_problem)
-from coordinator.state.rows import (CAMPAIGN_RESULT_KEYS, JSON_RESULT_FIELDS, REPORTED_AS_IS,
-                                    RESULT_FIELDS, TERMINAL, Artifact, Campaign, CampaignItem,
-                                    CampaignProgress, ItemResult, LeasedJob, ReportOutcome,
-                                    Target, Token)
+from coordinator.state.errors import (
+    STORAGE_ERRORS,
+    Forbidden,
+    NotAFleetDatabase,
+    NotFound,
+    UnknownAgent,
+    UnknownLease,
+    is_transient,
+    storage_error_name,
+    storage_problem,
+)
+from coordinator.state.rows import (
+    CAMPAIGN_RESULT_KEYS,
+    JSON_RESULT_FIELDS,
+    REPORTED_AS_IS,
+    RESULT_FIELDS,
+    TERMINAL,
+    Artifact,
+    Campaign,
+    CampaignItem,
+    CampaignProgress,
+    ItemResult,
+    LeasedJob,
+    ReportOutcome,
+    Target,
+    Token,
+)
 from coordinator.state.schema import SCHEMA_VERSION
 from coordinator.state.sqlite import DEFAULT_OFFLINE_AFTER_S, Store, hash_token
 
-__all__ = ["Store", "BlobStore", "Token", "LeasedJob", "ReportOutcome", "Target", "Campaign",
-           "CampaignItem", "CampaignProgress", "Artifact", "ItemResult", "NotFound",
-           "UnknownAgent", "UnknownLease", "Forbidden", "NotAFleetDatabase", "STORAGE_ERRORS",
-           "is_transient", "storage_error_name", "storage_problem", "SCHEMA_VERSION",
-           "DEFAULT_OFFLINE_AFTER_S", "TERMINAL", "REPORTED_AS_IS", "RESULT_FIELDS",
-           "JSON_RESULT_FIELDS", "CAMPAIGN_RESULT_KEYS", "hash_token", "DIGEST",
-           "MAX_MODEL_BYTES"]
+__all__ = [
+    "Store",
+    "BlobStore",
+    "Token",
+    "LeasedJob",
+    "ReportOutcome",
+    "Target",
+    "Campaign",
+    "CampaignItem",
+    "CampaignProgress",
+    "Artifact",
+    "ItemResult",
+    "NotFound",
+    "UnknownAgent",
+    "UnknownLease",
+    "Forbidden",
+    "NotAFleetDatabase",
+    "STORAGE_ERRORS",
+    "is_transient",
+    "storage_error_name",
+    "storage_problem",
+    "SCHEMA_VERSION",
+    "DEFAULT_OFFLINE_AFTER_S",
+    "TERMINAL",
+    "REPORTED_AS_IS",
+    "RESULT_FIELDS",
+    "JSON_RESULT_FIELDS",
+    "CAMPAIGN_RESULT_KEYS",
+    "hash_token",
+    "DIGEST",
+    "MAX_MODEL_BYTES",
+]

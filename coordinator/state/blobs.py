@@ -36,8 +36,10 @@ class BlobStore:
         """Store `data`; returns its sha256. With `expected_digest`, bytes that hash to
         something else are refused."""
         if len(data) > self.max_bytes:
-            raise ValueError(f"model: {len(data)} bytes is over the limit of {self.max_bytes} "
-                             "bytes (--max-model-mb)")
+            raise ValueError(
+                f"model: {len(data)} bytes is over the limit of {self.max_bytes} "
+                "bytes (--max-model-mb)"
+            )
         if len(data) == 0:
             raise ValueError("model: empty")
         digest = hashlib.sha256(data).hexdigest()

@@ -6,8 +6,17 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-__all__ = ["NotFound", "UnknownAgent", "UnknownLease", "Forbidden", "NotAFleetDatabase",
-           "STORAGE_ERRORS", "storage_error_name", "is_transient", "storage_problem"]
+__all__ = [
+    "NotFound",
+    "UnknownAgent",
+    "UnknownLease",
+    "Forbidden",
+    "NotAFleetDatabase",
+    "STORAGE_ERRORS",
+    "storage_error_name",
+    "is_transient",
+    "storage_problem",
+]
 
 
 class NotFound(LookupError):
@@ -43,7 +52,7 @@ _TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL")
 # What to do about the failures a user meets, by the backend's error name.
 _HINTS = {
     "SQLITE_READONLY": "the file and its folder must be writable: SQLite keeps -wal and -shm "
-                       "files beside it",
+    "files beside it",
     "SQLITE_NOTADB": "is --db the file `ofa-coord serve` uses?",
     "SQLITE_CORRUPT": "restore it from a backup",
     "SQLITE_CANTOPEN": "is its folder there, readable and writable?",

@@ -7,24 +7,65 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Token", "LeasedJob", "ReportOutcome", "Target", "Campaign", "CampaignItem",
-           "CampaignProgress", "Artifact", "ItemResult", "REPORTED_AS_IS", "RESULT_FIELDS",
-           "CAMPAIGN_RESULT_KEYS", "JSON_RESULT_FIELDS", "TERMINAL"]
+__all__ = [
+    "Token",
+    "LeasedJob",
+    "ReportOutcome",
+    "Target",
+    "Campaign",
+    "CampaignItem",
+    "CampaignProgress",
+    "Artifact",
+    "ItemResult",
+    "REPORTED_AS_IS",
+    "RESULT_FIELDS",
+    "CAMPAIGN_RESULT_KEYS",
+    "JSON_RESULT_FIELDS",
+    "TERMINAL",
+]
 
 # A job in one of these states is finished: nothing will lease it again.
 TERMINAL = ("done", "failed", "cancelled")
 
 # Report fields stored as they came, under the same names on the wire (proto Result), in
 # the result dict `Store.report` takes, and in the results table.
-REPORTED_AS_IS = ("session_create_ns", "first_run_ns", "warmup_runs", "warmup_ns",
-                  "stop_reason", "peak_rss_bytes", "lease_to_report_ns")
+REPORTED_AS_IS = (
+    "session_create_ns",
+    "first_run_ns",
+    "warmup_runs",
+    "warmup_ns",
+    "stop_reason",
+    "peak_rss_bytes",
+    "lease_to_report_ns",
+)
 # A stored result's fields as a campaign's results list them (`Store.campaign_results`),
 # in the order exports write them.
-RESULT_FIELDS = ("status", "accepted", "late", "message", "n", "median_ms", "mean_ms", "std_ms",
-                 "p10_ms", "p90_ms", "p99_ms", "cv", "stop_reason", "session_create_ns",
-                 "first_run_ns", "warmup_runs", "warmup_ns", "peak_rss_bytes", "drift",
-                 "drift_check", "received_at", "runtime_versions", "telemetry_before",
-                 "telemetry_after")
+RESULT_FIELDS = (
+    "status",
+    "accepted",
+    "late",
+    "message",
+    "n",
+    "median_ms",
+    "mean_ms",
+    "std_ms",
+    "p10_ms",
+    "p90_ms",
+    "p99_ms",
+    "cv",
+    "stop_reason",
+    "session_create_ns",
+    "first_run_ns",
+    "warmup_runs",
+    "warmup_ns",
+    "peak_rss_bytes",
+    "drift",
+    "drift_check",
+    "received_at",
+    "runtime_versions",
+    "telemetry_before",
+    "telemetry_after",
+)
 # Of those, the ones that hold an object (stored as JSON). drift_check: the reference model's
 # baseline and current medians behind `drift`, to audit it.
 JSON_RESULT_FIELDS = ("drift_check", "runtime_versions", "telemetry_before", "telemetry_after")
@@ -69,7 +110,7 @@ class Target:
         return f"label:{self.label}" if self.label is not None else f"agent:{self.agent}"
 
     @classmethod
-    def parse(cls, name: str) -> "Target":
+    def parse(cls, name: str) -> Target:
         kind, _, value = name.partition(":")
         return cls(label=value) if kind == "label" else cls(agent=value)
 
@@ -78,8 +119,8 @@ class Target:
 class Campaign:
     id: str
     name: str
-    spec: str               # CampaignSpec as JSON
-    state: str              # created, starting, running, done or cancelled
+    spec: str  # CampaignSpec as JSON
+    state: str  # created, starting, running, done or cancelled
     created_at: float
     started_at: float | None
     finished_at: float | None
@@ -90,12 +131,12 @@ class CampaignItem:
     """One model a campaign measures, as its jobs refer to it (`item` is its index)."""
 
     item: int
-    kind: str               # lut, subnet or reference
+    kind: str  # lut, subnet or reference
     key: str
     r: int | None
     w: float | None
     digest: str
-    inputs: list            # the model's input names and shapes
+    inputs: list  # the model's input names and shapes
 
 
 @dataclass(frozen=True)
@@ -126,5 +167,5 @@ class ItemResult:
     samples_ns: np.ndarray  # int64
     drift: float | None
     agent_id: str
-    runtime_versions: str   # JSON with sorted keys: equal versions compare equal
+    runtime_versions: str  # JSON with sorted keys: equal versions compare equal
     campaign_id: str

@@ -4,9 +4,9 @@ fleet database this coordinator can use (before anything is written to it)."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Callable
 
 from coordinator.state.errors import NotAFleetDatabase
 
@@ -114,15 +114,19 @@ def check_schema(db: sqlite3.Connection, path: Path) -> int:
     except sqlite3.DatabaseError as exc:  # "file is not a database", or damaged
         raise NotAFleetDatabase(path, str(exc)) from None
     if version > SCHEMA_VERSION:
-        raise NotAFleetDatabase(path, f"schema version {version} is newer than this "
-                                f"coordinator's ({SCHEMA_VERSION}); upgrade ofa-fleet")
+        raise NotAFleetDatabase(
+            path,
+            f"schema version {version} is newer than this "
+            f"coordinator's ({SCHEMA_VERSION}); upgrade ofa-fleet",
+        )
     if (tables or version) and not (version and _TABLES <= tables):
         raise NotAFleetDatabase(path, "an SQLite file without the fleet's tables")
     return version
 
 
-def migrate(db: sqlite3.Connection, version: int,
-            transaction: Callable[[], AbstractContextManager]) -> None:
+def migrate(
+    db: sqlite3.Connection, version: int, transaction: Callable[[], AbstractContextManager]
+) -> None:
     """Apply the migrations after `version`, each in its own transaction."""
     for number in range(version, SCHEMA_VERSION):
         with transaction():  # re-read inside the lock: another process may have migrated

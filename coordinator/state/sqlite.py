@@ -28,17 +28,30 @@ import secrets
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from agent.stats import summarize
 from coordinator.state.errors import Forbidden, NotFound, UnknownAgent, UnknownLease
-from coordinator.state.rows import (CAMPAIGN_RESULT_KEYS, JSON_RESULT_FIELDS, REPORTED_AS_IS,
-                                    RESULT_FIELDS, TERMINAL, Artifact, Campaign, CampaignItem,
-                                    CampaignProgress, ItemResult, LeasedJob, ReportOutcome,
-                                    Target, Token)
+from coordinator.state.rows import (
+    CAMPAIGN_RESULT_KEYS,
+    JSON_RESULT_FIELDS,
+    REPORTED_AS_IS,
+    RESULT_FIELDS,
+    TERMINAL,
+    Artifact,
+    Campaign,
+    CampaignItem,
+    CampaignProgress,
+    ItemResult,
+    LeasedJob,
+    ReportOutcome,
+    Target,
+    Token,
+)
 from coordinator.state.schema import check_header, check_schema, migrate
 
 __all__ = ["Store", "hash_token", "DEFAULT_OFFLINE_AFTER_S"]
@@ -70,8 +83,7 @@ _ITEM_JOBS = f"campaign_jobs cj {_ITEM_OF_JOB}"
 _ITEM_RESULTS = f"results res JOIN campaign_jobs cj ON cj.job_id=res.job_id {_ITEM_OF_JOB}"
 
 
-def _item_filter(target: Target, kind: str,
-                 campaign_ids: Sequence[str]) -> tuple[str, list[Any]]:
+def _item_filter(target: Target, kind: str, campaign_ids: Sequence[str]) -> tuple[str, list[Any]]:
     """The WHERE clause (on _ITEM_JOBS) for a target's items of one kind, of some campaigns
     (or any, when none are given)."""
     where, params = "cj.target=? AND ci.kind=?", [target.name, kind]
@@ -89,8 +101,9 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
             check_header(self.path)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                  timeout=10.0)
+        self.db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+        )
         try:
             self.db.row_factory = sqlite3.Row
             version = check_schema(self.db, self.path)
@@ -106,11 +119,11 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
-    def transaction(self) -> "_Transaction":
+    def transaction(self) -> _Transaction:
         """One transaction; methods called inside it join it instead of opening their own."""
         return _Transaction(self.db)
 
-    def _snapshot(self) -> "_Transaction":
+    def _snapshot(self) -> _Transaction:
         """A read transaction: several queries see one state, without the write lock."""
         return _Transaction(self.db, "DEFERRED")
 
@@ -124,24 +137,28 @@ class Store:
         `agent_id` it is bound to that existing agent (to rotate an agent's token)."""
         if not name or not name.strip():
             raise ValueError("name: expected a non-empty token name")
-        if agent_id is not None and self.db.execute(
-                "SELECT 1 FROM agents WHERE id=?", (agent_id,)).fetchone() is None:
+        if (
+            agent_id is not None
+            and self.db.execute("SELECT 1 FROM agents WHERE id=?", (agent_id,)).fetchone() is None
+        ):
             raise NotFound(f"agent: no agent {agent_id!r} has registered")
         secret = "ofa_" + secrets.token_urlsafe(32)
         try:
             with self.transaction():
-                self.db.execute("INSERT INTO tokens(name, hash, created_at, agent_id) "
-                                "VALUES (?,?,?,?)",
-                                (name, hash_token(secret), time.time(), agent_id))
+                self.db.execute(
+                    "INSERT INTO tokens(name, hash, created_at, agent_id) VALUES (?,?,?,?)",
+                    (name, hash_token(secret), time.time(), agent_id),
+                )
         except sqlite3.IntegrityError:
             raise ValueError(f"name: a token named {name!r} exists already") from None
         return secret
 
     def revoke_token(self, name: str) -> None:
         with self.transaction():
-            cur = self.db.execute("UPDATE tokens SET revoked_at=? WHERE name=? AND "
-                                  "revoked_at IS NULL",
-                                  (time.time(), name))
+            cur = self.db.execute(
+                "UPDATE tokens SET revoked_at=? WHERE name=? AND revoked_at IS NULL",
+                (time.time(), name),
+            )
         if cur.rowcount == 0:
             raise NotFound(f"name: no active token named {name!r}")
 
@@ -152,14 +169,22 @@ class Store:
         return Token(row["id"], row["name"], row["agent_id"], row["revoked_at"] is not None)
 
     def list_tokens(self) -> list[dict]:
-        rows = self.db.execute("SELECT name, created_at, revoked_at, agent_id FROM tokens "
-                               "ORDER BY id")
+        rows = self.db.execute(
+            "SELECT name, created_at, revoked_at, agent_id FROM tokens ORDER BY id"
+        )
         return [dict(row) for row in rows]
 
     # -------------------------------------------------------------------- agents
-    def register_agent(self, token: Token, agent_id: str, labels: Sequence[str], device: dict,
-                       threads: int, version: str,
-                       offline_after_s: float = DEFAULT_OFFLINE_AFTER_S) -> str:
+    def register_agent(
+        self,
+        token: Token,
+        agent_id: str,
+        labels: Sequence[str],
+        device: dict,
+        threads: int,
+        version: str,
+        offline_after_s: float = DEFAULT_OFFLINE_AFTER_S,
+    ) -> str:
         """Create or refresh an agent. A token is bound to the first agent it registers.
 
         An agent registers only when it starts (or was forgotten), so leases it still holds
@@ -170,8 +195,9 @@ class Store:
         agent_id = agent_id or token.agent_id or uuid.uuid4().hex[:12]
         now = time.time()
         with self.transaction():
-            owner = self.db.execute("SELECT token_id FROM agents WHERE id=?",
-                                    (agent_id,)).fetchone()
+            owner = self.db.execute(
+                "SELECT token_id FROM agents WHERE id=?", (agent_id,)
+            ).fetchone()
             if owner is not None and owner["token_id"] != token.id and token.agent_id != agent_id:
                 raise Forbidden(f"agent {agent_id} is registered with another token")
             self.db.execute(
@@ -181,67 +207,101 @@ class Store:
                 " labels=excluded.labels, device=excluded.device, threads=excluded.threads,"
                 " version=excluded.version, last_seen=excluded.last_seen, online=1, forgotten=0,"
                 " token_id=excluded.token_id, offline_after_s=excluded.offline_after_s",
-                (agent_id, token.id, _json(sorted(labels)), _json(device), threads, version, now,
-                 now, offline_after_s))
-            self._expire_leases(self.db.execute(
-                "SELECT * FROM leases WHERE agent_id=? AND state='active'", (agent_id,)).fetchall(),
-                reason="was restarted")
+                (
+                    agent_id,
+                    token.id,
+                    _json(sorted(labels)),
+                    _json(device),
+                    threads,
+                    version,
+                    now,
+                    now,
+                    offline_after_s,
+                ),
+            )
+            self._expire_leases(
+                self.db.execute(
+                    "SELECT * FROM leases WHERE agent_id=? AND state='active'", (agent_id,)
+                ).fetchall(),
+                reason="was restarted",
+            )
             self.db.execute("DELETE FROM agent_labels WHERE agent_id=?", (agent_id,))
-            self.db.executemany("INSERT INTO agent_labels VALUES (?,?)",
-                                [(agent_id, label) for label in sorted(set(labels))])
+            self.db.executemany(
+                "INSERT INTO agent_labels VALUES (?,?)",
+                [(agent_id, label) for label in sorted(set(labels))],
+            )
             self.db.execute("UPDATE tokens SET agent_id=? WHERE id=?", (agent_id, token.id))
         return agent_id
 
     def forget_agent(self, agent_id: str) -> None:
         """Drop an agent's registration (its history stays); it must register again."""
         with self.transaction():
-            self._expire_leases(self.db.execute(
-                "SELECT * FROM leases WHERE agent_id=? AND state='active'", (agent_id,)).fetchall(),
-                reason="was forgotten")
+            self._expire_leases(
+                self.db.execute(
+                    "SELECT * FROM leases WHERE agent_id=? AND state='active'", (agent_id,)
+                ).fetchall(),
+                reason="was forgotten",
+            )
             self.db.execute("DELETE FROM agent_labels WHERE agent_id=?", (agent_id,))
             cur = self.db.execute("UPDATE agents SET forgotten=1, online=0 WHERE id=?", (agent_id,))
         if cur.rowcount == 0:
             raise UnknownAgent(f"agent {agent_id!r} is not registered")
 
-    def grant_restart_grace(self, lease_seconds: float,
-                            offline_after_s: float = DEFAULT_OFFLINE_AFTER_S) -> None:
+    def grant_restart_grace(
+        self, lease_seconds: float, offline_after_s: float = DEFAULT_OFFLINE_AFTER_S
+    ) -> None:
         """After a coordinator restart, give every agent a full offline window (and its
         leases a full lease) to reconnect before the sweeper judges it."""
         now = time.time()
         with self.transaction():
-            self.db.execute("UPDATE agents SET last_seen=?, offline_after_s=? WHERE online=1",
-                            (now, offline_after_s))
-            self.db.execute("UPDATE leases SET expires_at=MAX(expires_at, ?) WHERE state='active'",
-                            (now + lease_seconds,))
+            self.db.execute(
+                "UPDATE agents SET last_seen=?, offline_after_s=? WHERE online=1",
+                (now, offline_after_s),
+            )
+            self.db.execute(
+                "UPDATE leases SET expires_at=MAX(expires_at, ?) WHERE state='active'",
+                (now + lease_seconds,),
+            )
 
     def check_agent(self, agent_id: str, token: Token) -> None:
         """Raise unless `agent_id` is registered and belongs to `token`."""
-        row = self.db.execute("SELECT token_id, forgotten FROM agents WHERE id=?",
-                              (agent_id,)).fetchone()
+        row = self.db.execute(
+            "SELECT token_id, forgotten FROM agents WHERE id=?", (agent_id,)
+        ).fetchone()
         if row is None or row["forgotten"]:
             raise UnknownAgent(f"agent {agent_id!r} is not registered")
         if row["token_id"] != token.id:
             raise Forbidden(f"agent {agent_id} does not belong to token {token.name!r}")
 
-    def heartbeat(self, agent_id: str, lease_ids: Sequence[str], telemetry: dict,
-                  lease_seconds: float) -> list[str]:
+    def heartbeat(
+        self, agent_id: str, lease_ids: Sequence[str], telemetry: dict, lease_seconds: float
+    ) -> list[str]:
         """Mark the agent alive and renew its listed leases; returns those no longer active."""
         now = time.time()
         unique = sorted(set(lease_ids))
         marks = ",".join("?" * len(unique))
         with self.transaction():
-            self.db.execute("UPDATE agents SET last_seen=?, online=1, telemetry=? WHERE id=?",
-                            (now, _json(telemetry), agent_id))
+            self.db.execute(
+                "UPDATE agents SET last_seen=?, online=1, telemetry=? WHERE id=?",
+                (now, _json(telemetry), agent_id),
+            )
             # Only the listed leases: those a restarted agent no longer knows must run out,
             # or their jobs would stay leased for as long as it keeps beating.
-            renewed = {r[0] for r in self.db.execute(
-                f"UPDATE leases SET expires_at=? WHERE id IN ({marks}) AND agent_id=? AND "
-                "state='active' RETURNING id", (now + lease_seconds, *unique, agent_id))}
+            renewed = {
+                r[0]
+                for r in self.db.execute(
+                    f"UPDATE leases SET expires_at=? WHERE id IN ({marks}) AND agent_id=? AND "
+                    "state='active' RETURNING id",
+                    (now + lease_seconds, *unique, agent_id),
+                )
+            }
         return [lease_id for lease_id in lease_ids if lease_id not in renewed]
 
     def agent_labels(self, agent_id: str) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT label FROM agent_labels WHERE agent_id=?",
-                                              (agent_id,))]
+        return [
+            r[0]
+            for r in self.db.execute("SELECT label FROM agent_labels WHERE agent_id=?", (agent_id,))
+        ]
 
     def list_agents(self) -> list[dict]:
         """Registered agents. `online` is judged from the heartbeat's age now, not only from
@@ -262,8 +322,9 @@ class Store:
     # --------------------------------------------------------------------- blobs
     def add_blob(self, digest: str, size: int) -> None:
         with self.transaction():
-            self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?,?,?)",
-                            (digest, size, time.time()))
+            self.db.execute(
+                "INSERT OR IGNORE INTO blobs VALUES (?,?,?)", (digest, size, time.time())
+            )
 
     def blob_size(self, digest: str) -> int | None:
         row = self.db.execute("SELECT size FROM blobs WHERE digest=?", (digest,)).fetchone()
@@ -271,10 +332,14 @@ class Store:
 
     def blob_leased_to(self, agent_id: str, digest: str) -> bool:
         """Whether the agent holds an active lease on a job that measures this blob."""
-        return self.db.execute(
-            "SELECT 1 FROM leases JOIN jobs ON jobs.id=leases.job_id WHERE leases.agent_id=? "
-            "AND leases.state='active' AND jobs.model_digest=? LIMIT 1",
-            (agent_id, digest)).fetchone() is not None
+        return (
+            self.db.execute(
+                "SELECT 1 FROM leases JOIN jobs ON jobs.id=leases.job_id WHERE leases.agent_id=? "
+                "AND leases.state='active' AND jobs.model_digest=? LIMIT 1",
+                (agent_id, digest),
+            ).fetchone()
+            is not None
+        )
 
     def job_spec(self, job_id: str) -> bytes:
         """The serialised BenchSpec of a job (to check a report against its settings)."""
@@ -284,9 +349,16 @@ class Store:
         return row[0]
 
     # ---------------------------------------------------------------------- jobs
-    def enqueue(self, specs: Iterable[tuple[bytes, str]], *, label: str | None = None,
-                agent_id: str | None = None, max_attempts: int = 3, priority: int = 0,
-                campaign: str | None = None) -> list[str]:
+    def enqueue(
+        self,
+        specs: Iterable[tuple[bytes, str]],
+        *,
+        label: str | None = None,
+        agent_id: str | None = None,
+        max_attempts: int = 3,
+        priority: int = 0,
+        campaign: str | None = None,
+    ) -> list[str]:
         """Queue jobs (spec bytes, model digest) for a device label or one agent, served in
         the order given. Every digest must already be a stored blob."""
         if (label is None) == (agent_id is None):
@@ -305,51 +377,82 @@ class Store:
                 "INSERT INTO jobs(id, target_label, target_agent, spec, model_digest, state,"
                 " max_attempts, priority, seq, campaign, created_at)"
                 " VALUES (?,?,?,?,?,'queued',?,?,?,?,?)",
-                ((job_id, label, agent_id, spec, digest, max_attempts, priority, seq + i,
-                  campaign, now) for i, (job_id, (spec, digest)) in enumerate(zip(ids, specs), 1)))
+                (
+                    (
+                        job_id,
+                        label,
+                        agent_id,
+                        spec,
+                        digest,
+                        max_attempts,
+                        priority,
+                        seq + i,
+                        campaign,
+                        now,
+                    )
+                    for i, (job_id, (spec, digest)) in enumerate(zip(ids, specs), 1)
+                ),
+            )
         return ids
 
     def active_leases(self, agent_id: str) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM leases WHERE agent_id=? AND state='active'",
-                               (agent_id,)).fetchone()[0]
+        return self.db.execute(
+            "SELECT COUNT(*) FROM leases WHERE agent_id=? AND state='active'", (agent_id,)
+        ).fetchone()[0]
 
-    def lease_jobs(self, agent_id: str, max_jobs: int, lease_seconds: float,
-                   check_spec: Callable[[bytes], object] = lambda spec: spec) -> list[LeasedJob]:
+    def lease_jobs(
+        self,
+        agent_id: str,
+        max_jobs: int,
+        lease_seconds: float,
+        check_spec: Callable[[bytes], object] = lambda spec: spec,
+    ) -> list[LeasedJob]:
         """Lease up to `max_jobs` queued jobs meant for this agent or one of its labels.
         A job whose spec `check_spec` refuses (ValueError) is failed with that reason in the
         same transaction, never committed as leased to an agent it cannot reach."""
         labels = self.agent_labels(agent_id)
         # one indexed sub-query per target (an OR across them would scan the whole queue)
-        pick = ("SELECT * FROM (SELECT id, spec, attempts, priority, seq, campaign FROM jobs "
-                "WHERE state='queued' AND {} = ? ORDER BY priority DESC, seq LIMIT ?)")
-        query = " UNION ALL ".join([pick.format("target_agent")] +
-                                   [pick.format("target_label")] * len(labels))
+        pick = (
+            "SELECT * FROM (SELECT id, spec, attempts, priority, seq, campaign FROM jobs "
+            "WHERE state='queued' AND {} = ? ORDER BY priority DESC, seq LIMIT ?)"
+        )
+        query = " UNION ALL ".join(
+            [pick.format("target_agent")] + [pick.format("target_label")] * len(labels)
+        )
         params = [value for target in (agent_id, *labels) for value in (target, max_jobs)]
         now = time.time()
         leased = []
         with self.transaction():
-            rows = self.db.execute(f"{query} ORDER BY priority DESC, seq LIMIT ?",
-                                   (*params, max_jobs)).fetchall()
+            rows = self.db.execute(
+                f"{query} ORDER BY priority DESC, seq LIMIT ?", (*params, max_jobs)
+            ).fetchall()
             for row in rows:
                 try:
                     check_spec(row["spec"])
                 except ValueError as exc:
-                    self.db.execute("UPDATE jobs SET state='failed', finished_at=?, error=? "
-                                    "WHERE id=?", (now, f"spec: {exc}"[:500], row["id"]))
+                    self.db.execute(
+                        "UPDATE jobs SET state='failed', finished_at=?, error=? WHERE id=?",
+                        (now, f"spec: {exc}"[:500], row["id"]),
+                    )
                     self.close_campaign_if_finished(row["campaign"])
                     continue
                 lease_id = uuid.uuid4().hex
                 attempt = row["attempts"] + 1
-                self.db.execute("UPDATE jobs SET state='leased', attempts=? WHERE id=?",
-                                (attempt, row["id"]))
-                self.db.execute("INSERT INTO leases VALUES (?,?,?,?,?,?,'active')",
-                                (lease_id, row["id"], agent_id, attempt, now, now + lease_seconds))
-                leased.append(LeasedJob(row["id"], lease_id, now + lease_seconds, attempt,
-                                        row["spec"]))
+                self.db.execute(
+                    "UPDATE jobs SET state='leased', attempts=? WHERE id=?", (attempt, row["id"])
+                )
+                self.db.execute(
+                    "INSERT INTO leases VALUES (?,?,?,?,?,?,'active')",
+                    (lease_id, row["id"], agent_id, attempt, now, now + lease_seconds),
+                )
+                leased.append(
+                    LeasedJob(row["id"], lease_id, now + lease_seconds, attempt, row["spec"])
+                )
         return leased
 
-    def report(self, agent_id: str, job_id: str, lease_id: str, status: str,
-               result: dict) -> ReportOutcome:
+    def report(
+        self, agent_id: str, job_id: str, lease_id: str, status: str, result: dict
+    ) -> ReportOutcome:
         """Store one lease's result (see the module contract). `status` is ok, failed or
         released; `result` holds the measurement fields (samples_ns, telemetry, ...) and
         may hold `stats`, the summary of its samples, if the caller computed it."""
@@ -362,8 +465,9 @@ class Store:
                 raise UnknownLease(f"lease_id: no lease {lease_id} for job {job_id}")
             if lease["agent_id"] != agent_id:
                 raise Forbidden(f"lease {lease_id} belongs to another agent")
-            previous = self.db.execute("SELECT accepted, late FROM results WHERE lease_id=?",
-                                       (lease_id,)).fetchone()
+            previous = self.db.execute(
+                "SELECT accepted, late FROM results WHERE lease_id=?", (lease_id,)
+            ).fetchone()
             if previous is not None:
                 return ReportOutcome(bool(previous["accepted"]), True, bool(previous["late"]))
             job = self.db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
@@ -373,59 +477,98 @@ class Store:
             # A failure counts only from the lease in force: once expired, the job was (or,
             # before the next sweep, is now) requeued, and the next lease's outcome decides.
             accepted = not finished and (status == "ok" or (status == "failed" and not late))
-            result_id = self._insert_result(job_id, lease_id, agent_id, status, result,
-                                            accepted, late, now)
-            self.db.execute("UPDATE leases SET state=? WHERE id=?",
-                            ("released" if status == "released" else "reported", lease_id))
+            result_id = self._insert_result(
+                job_id, lease_id, agent_id, status, result, accepted, late, now
+            )
+            self.db.execute(
+                "UPDATE leases SET state=? WHERE id=?",
+                ("released" if status == "released" else "reported", lease_id),
+            )
             if finished:
                 pass
             elif status == "ok":
-                self.db.execute("UPDATE jobs SET state='done', finished_at=?, accepted_result=?, "
-                                "error=NULL WHERE id=?", (now, result_id, job_id))
-                self.db.execute("UPDATE leases SET state='superseded' WHERE job_id=? AND "
-                                "state='active'", (job_id,))
+                self.db.execute(
+                    "UPDATE jobs SET state='done', finished_at=?, accepted_result=?, "
+                    "error=NULL WHERE id=?",
+                    (now, result_id, job_id),
+                )
+                self.db.execute(
+                    "UPDATE leases SET state='superseded' WHERE job_id=? AND state='active'",
+                    (job_id,),
+                )
                 self.db.execute("UPDATE agents SET jobs_done=jobs_done+1 WHERE id=?", (agent_id,))
             elif status == "released" and active:
-                self.db.execute("UPDATE jobs SET state='queued', attempts=attempts-1 WHERE id=?",
-                                (job_id,))
+                self.db.execute(
+                    "UPDATE jobs SET state='queued', attempts=attempts-1 WHERE id=?", (job_id,)
+                )
             elif status == "failed" and active:
-                self._retry_or_fail(job, f"attempt {lease['attempt']} failed on agent "
-                                         f"{agent_id}: {result.get('message', '')}")
+                self._retry_or_fail(
+                    job,
+                    f"attempt {lease['attempt']} failed on agent "
+                    f"{agent_id}: {result.get('message', '')}",
+                )
             self.close_campaign_if_finished(job["campaign"])
         return ReportOutcome(accepted, False, late)
 
-    def _insert_result(self, job_id: str, lease_id: str, agent_id: str, status: str,
-                       result: dict, accepted: bool, late: bool, now: float) -> int:
+    def _insert_result(
+        self,
+        job_id: str,
+        lease_id: str,
+        agent_id: str,
+        status: str,
+        result: dict,
+        accepted: bool,
+        late: bool,
+        now: float,
+    ) -> int:
         samples = np.asarray(result.get("samples_ns", []), dtype="<i8")
         stats = result.get("stats")  # the server computes it off the store's thread
         if stats is None:
             stats = summarize(samples) if samples.size else {}
         drift = result.get("drift")
-        row = {"job_id": job_id, "lease_id": lease_id, "agent_id": agent_id, "status": status,
-               "message": result.get("message", ""), "samples": samples.tobytes(),
-               "n": int(samples.size),
-               **{name: stats.get(name) for name in ("median_ms", "mean_ms", "std_ms", "p10_ms",
-                                                     "p90_ms", "p99_ms", "cv")},
-               **{name: result.get(name) for name in REPORTED_AS_IS},
-               "telemetry_before": _json(result.get("before", {})),
-               "telemetry_after": _json(result.get("after", {})),
-               "runtime_versions": _json(result.get("runtime_versions", {})),
-               "drift": drift.get("drift") if drift else None,
-               "drift_check": _json(drift) if drift else None,
-               "accepted": int(accepted), "late": int(late), "received_at": now}
-        cur = self.db.execute(f"INSERT INTO results({', '.join(row)}) "
-                              f"VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+        row = {
+            "job_id": job_id,
+            "lease_id": lease_id,
+            "agent_id": agent_id,
+            "status": status,
+            "message": result.get("message", ""),
+            "samples": samples.tobytes(),
+            "n": int(samples.size),
+            **{
+                name: stats.get(name)
+                for name in ("median_ms", "mean_ms", "std_ms", "p10_ms", "p90_ms", "p99_ms", "cv")
+            },
+            **{name: result.get(name) for name in REPORTED_AS_IS},
+            "telemetry_before": _json(result.get("before", {})),
+            "telemetry_after": _json(result.get("after", {})),
+            "runtime_versions": _json(result.get("runtime_versions", {})),
+            "drift": drift.get("drift") if drift else None,
+            "drift_check": _json(drift) if drift else None,
+            "accepted": int(accepted),
+            "late": int(late),
+            "received_at": now,
+        }
+        cur = self.db.execute(
+            f"INSERT INTO results({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            tuple(row.values()),
+        )
         return cur.lastrowid
 
     def _retry_or_fail(self, job: sqlite3.Row, reason: str) -> None:
         if job["attempts"] >= job["max_attempts"]:
-            self.db.execute("UPDATE jobs SET state='failed', finished_at=?, error=? WHERE id=?",
-                            (time.time(), f"{reason} (attempt {job['attempts']} of "
-                                          f"{job['max_attempts']})", job["id"]))
+            self.db.execute(
+                "UPDATE jobs SET state='failed', finished_at=?, error=? WHERE id=?",
+                (
+                    time.time(),
+                    f"{reason} (attempt {job['attempts']} of {job['max_attempts']})",
+                    job["id"],
+                ),
+            )
             self.close_campaign_if_finished(job["campaign"])
         else:
-            self.db.execute("UPDATE jobs SET state='queued', error=? WHERE id=?",
-                            (reason, job["id"]))
+            self.db.execute(
+                "UPDATE jobs SET state='queued', error=? WHERE id=?", (reason, job["id"])
+            )
 
     def close_campaign_if_finished(self, campaign_id: str | None) -> None:
         """A running campaign is done in the transaction that finishes its last job, so it
@@ -436,7 +579,9 @@ class Store:
             self.db.execute(
                 "UPDATE campaigns SET state='done', finished_at=? WHERE id=? AND state='running' "
                 "AND NOT EXISTS (SELECT 1 FROM jobs WHERE campaign=? AND state IN "
-                "('queued','leased'))", (time.time(), campaign_id, campaign_id))
+                "('queued','leased'))",
+                (time.time(), campaign_id, campaign_id),
+            )
 
     def give_back(self, lease_ids: Sequence[str]) -> int:
         """Undo active leases that never reached their agent (its call was cancelled while
@@ -444,13 +589,17 @@ class Store:
         given = 0
         with self.transaction():
             for lease_id in lease_ids:
-                lease = self.db.execute("SELECT job_id FROM leases WHERE id=? AND state='active'",
-                                        (lease_id,)).fetchone()
+                lease = self.db.execute(
+                    "SELECT job_id FROM leases WHERE id=? AND state='active'", (lease_id,)
+                ).fetchone()
                 if lease is None:
                     continue
                 self.db.execute("UPDATE leases SET state='released' WHERE id=?", (lease_id,))
-                self.db.execute("UPDATE jobs SET state='queued', attempts=attempts-1 WHERE id=? "
-                                "AND state='leased'", (lease["job_id"],))
+                self.db.execute(
+                    "UPDATE jobs SET state='queued', attempts=attempts-1 WHERE id=? "
+                    "AND state='leased'",
+                    (lease["job_id"],),
+                )
                 given += 1
         return given
 
@@ -459,25 +608,34 @@ class Store:
             self.db.execute("UPDATE leases SET state='expired' WHERE id=?", (lease["id"],))
             job = self.db.execute("SELECT * FROM jobs WHERE id=?", (lease["job_id"],)).fetchone()
             if job["state"] == "leased":
-                self._retry_or_fail(job, f"lease {lease['id'][:8]} on agent {lease['agent_id']} "
-                                         f"{reason}")
+                self._retry_or_fail(
+                    job, f"lease {lease['id'][:8]} on agent {lease['agent_id']} {reason}"
+                )
         return len(leases)
 
     def sweep(self, offline_after_s: float) -> dict[str, int]:
         """Expire overdue leases and mark silent agents offline (requeueing their leases)."""
         now = time.time()
         with self.transaction():
-            overdue = self.db.execute("SELECT * FROM leases WHERE state='active' AND expires_at<?",
-                                      (now,)).fetchall()
+            overdue = self.db.execute(
+                "SELECT * FROM leases WHERE state='active' AND expires_at<?", (now,)
+            ).fetchall()
             expired = self._expire_leases(overdue, "expired")
-            silent = [r["id"] for r in self.db.execute(
-                "SELECT id FROM agents WHERE online=1 AND last_seen<?", (now - offline_after_s,))]
+            silent = [
+                r["id"]
+                for r in self.db.execute(
+                    "SELECT id FROM agents WHERE online=1 AND last_seen<?", (now - offline_after_s,)
+                )
+            ]
             released = 0
             for agent_id in silent:
                 self.db.execute("UPDATE agents SET online=0 WHERE id=?", (agent_id,))
-                released += self._expire_leases(self.db.execute(
-                    "SELECT * FROM leases WHERE agent_id=? AND state='active'",
-                    (agent_id,)).fetchall(), "went offline")
+                released += self._expire_leases(
+                    self.db.execute(
+                        "SELECT * FROM leases WHERE agent_id=? AND state='active'", (agent_id,)
+                    ).fetchall(),
+                    "went offline",
+                )
         return {"expired": expired, "offline": len(silent), "requeued_from_offline": released}
 
     def cancel_jobs(self, job_ids: Sequence[str]) -> int:
@@ -487,13 +645,17 @@ class Store:
             cancelled = 0
             campaigns = set()
             for job_id in job_ids:
-                rows = self.db.execute("UPDATE jobs SET state='cancelled', finished_at=? WHERE "
-                                       "id=? AND state IN ('queued','leased') RETURNING campaign",
-                                       (time.time(), job_id)).fetchall()
+                rows = self.db.execute(
+                    "UPDATE jobs SET state='cancelled', finished_at=? WHERE "
+                    "id=? AND state IN ('queued','leased') RETURNING campaign",
+                    (time.time(), job_id),
+                ).fetchall()
                 cancelled += len(rows)
                 campaigns.update(row[0] for row in rows)
-                self.db.execute("UPDATE leases SET state='superseded' WHERE job_id=? AND "
-                                "state='active'", (job_id,))
+                self.db.execute(
+                    "UPDATE leases SET state='superseded' WHERE job_id=? AND state='active'",
+                    (job_id,),
+                )
             for campaign_id in campaigns:
                 self.close_campaign_if_finished(campaign_id)
         return cancelled
@@ -507,15 +669,21 @@ class Store:
 
     def job_counts(self, campaign: str | None = None) -> dict[str, int]:
         query = "SELECT state, COUNT(*) FROM jobs"
-        rows = (self.db.execute(query + " WHERE campaign=? GROUP BY state", (campaign,))
-                if campaign else self.db.execute(query + " GROUP BY state"))
+        rows = (
+            self.db.execute(query + " WHERE campaign=? GROUP BY state", (campaign,))
+            if campaign
+            else self.db.execute(query + " GROUP BY state")
+        )
         return {state: count for state, count in rows}
 
     def result_counts(self, agent_id: str | None = None) -> dict[str, int]:
         """How many results are stored and how many were accepted (of one agent, or all)."""
         query = "SELECT COUNT(*), COALESCE(SUM(accepted), 0) FROM results"
-        row = (self.db.execute(query + " WHERE agent_id=?", (agent_id,)) if agent_id is not None
-               else self.db.execute(query)).fetchone()
+        row = (
+            self.db.execute(query + " WHERE agent_id=?", (agent_id,))
+            if agent_id is not None
+            else self.db.execute(query)
+        ).fetchone()
         return {"stored": row[0], "accepted": row[1]}
 
     def results(self, job_id: str) -> list[dict]:
@@ -527,45 +695,59 @@ class Store:
             out.append(result)
         return out
 
-
     # ----------------------------------------------------------------- artifacts
     def cached_artifact(self, kind: str, key: str, weights: str) -> Artifact | None:
         """The model built before for this campaign item (its blob may since be gone)."""
-        row = self.db.execute("SELECT digest, inputs FROM artifacts WHERE kind=? AND key=? AND "
-                              "weights=?", (kind, key, weights)).fetchone()
+        row = self.db.execute(
+            "SELECT digest, inputs FROM artifacts WHERE kind=? AND key=? AND weights=?",
+            (kind, key, weights),
+        ).fetchone()
         return None if row is None else Artifact(row["digest"], json.loads(row["inputs"]))
 
     def cache_artifact(self, kind: str, key: str, weights: str, artifact: Artifact) -> None:
         with self.transaction():
-            self.db.execute("INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?,?)",
-                            (kind, key, weights, artifact.digest, json.dumps(artifact.inputs)))
+            self.db.execute(
+                "INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?,?)",
+                (kind, key, weights, artifact.digest, json.dumps(artifact.inputs)),
+            )
 
     # ----------------------------------------------------------------- campaigns
     def refuse_taken_campaign_name(self, name: str) -> None:
         """ValueError when a campaign has this name already (names are unique)."""
         taken = self.db.execute("SELECT id FROM campaigns WHERE name=?", (name,)).fetchone()
         if taken is not None:
-            raise ValueError(f"name: campaign {taken['id']} is already named {name!r}; "
-                             "choose another name")
+            raise ValueError(
+                f"name: campaign {taken['id']} is already named {name!r}; choose another name"
+            )
 
-    def add_campaign(self, campaign_id: str, name: str, spec: str,
-                     items: Sequence[CampaignItem]) -> None:
+    def add_campaign(
+        self, campaign_id: str, name: str, spec: str, items: Sequence[CampaignItem]
+    ) -> None:
         """Record a `created` campaign with its items, whole or not at all; its name is
         checked again under the write lock."""
         with self.transaction():
             self.refuse_taken_campaign_name(name)
-            self.db.execute("INSERT INTO campaigns(id, name, spec, state, created_at) "
-                            "VALUES (?,?,?,'created',?)", (campaign_id, name, spec, time.time()))
-            self.db.executemany("INSERT INTO campaign_items VALUES (?,?,?,?,?,?,?,?)",
-                                [(campaign_id, i.item, i.kind, i.key, i.r, i.w, i.digest,
-                                  json.dumps(i.inputs)) for i in items])
+            self.db.execute(
+                "INSERT INTO campaigns(id, name, spec, state, created_at) "
+                "VALUES (?,?,?,'created',?)",
+                (campaign_id, name, spec, time.time()),
+            )
+            self.db.executemany(
+                "INSERT INTO campaign_items VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (campaign_id, i.item, i.kind, i.key, i.r, i.w, i.digest, json.dumps(i.inputs))
+                    for i in items
+                ],
+            )
 
     def find_campaigns(self, id_or_name: str) -> list[Campaign]:
         """The campaign with this id or, failing that, those with this name, oldest first
         (databases from before names were unique may have several)."""
         rows = self.db.execute(
             "SELECT * FROM campaigns WHERE id=?1 OR (name=?1 AND NOT EXISTS "
-            "(SELECT 1 FROM campaigns WHERE id=?1)) ORDER BY created_at", (id_or_name,))
+            "(SELECT 1 FROM campaigns WHERE id=?1)) ORDER BY created_at",
+            (id_or_name,),
+        )
         return [Campaign(**row) for row in rows]
 
     def campaign(self, campaign_id: str) -> Campaign:
@@ -580,8 +762,11 @@ class Store:
         return [Campaign(**row) for row in rows]
 
     def campaign_items(self, campaign_id: str) -> list[CampaignItem]:
-        rows = self.db.execute("SELECT item, kind, key, r, w, digest, inputs FROM campaign_items "
-                               "WHERE campaign_id=? ORDER BY item", (campaign_id,))
+        rows = self.db.execute(
+            "SELECT item, kind, key, r, w, digest, inputs FROM campaign_items "
+            "WHERE campaign_id=? ORDER BY item",
+            (campaign_id,),
+        )
         return [CampaignItem(**{**row, "inputs": json.loads(row["inputs"])}) for row in rows]
 
     def begin_campaign_start(self, campaign_id: str) -> None:
@@ -590,7 +775,9 @@ class Store:
         with self.transaction():
             claimed = self.db.execute(
                 "UPDATE campaigns SET state='starting', started_at=COALESCE(started_at, ?) "
-                "WHERE id=? AND state IN ('created','starting')", (time.time(), campaign_id))
+                "WHERE id=? AND state IN ('created','starting')",
+                (time.time(), campaign_id),
+            )
             if claimed.rowcount == 0:
                 state = self.campaign(campaign_id).state
                 raise ValueError(f"campaign {campaign_id}: is {state}, not created")
@@ -602,9 +789,14 @@ class Store:
             query, args = query + " AND target=?", (campaign_id, target.name)
         return self.db.execute(query, args).fetchone()[0]
 
-    def queue_campaign_jobs(self, campaign_id: str, target: Target, begin: int,
-                            jobs: Sequence[tuple[int, int, bytes, str]],
-                            max_attempts: int) -> bool:
+    def queue_campaign_jobs(
+        self,
+        campaign_id: str,
+        target: Target,
+        begin: int,
+        jobs: Sequence[tuple[int, int, bytes, str]],
+        max_attempts: int,
+    ) -> bool:
         """Queue a chunk of a starting campaign's jobs for `target`, each (item, repeat,
         spec, model digest), continuing that target's jobs at index `begin`. False, queueing
         nothing, when another start has queued them all; ValueError when the campaign was
@@ -614,73 +806,114 @@ class Store:
             if state == "running":
                 return False
             if state != "starting":
-                raise ValueError(f"campaign {campaign_id}: became {state} while its jobs were "
-                                 "queued")
+                raise ValueError(
+                    f"campaign {campaign_id}: became {state} while its jobs were queued"
+                )
             if self.campaign_jobs_queued(campaign_id, target) != begin:
                 raise ValueError(f"campaign {campaign_id}: another process is queueing its jobs")
-            ids = self.enqueue([(spec, digest) for _, _, spec, digest in jobs],
-                               label=target.label, agent_id=target.agent,
-                               max_attempts=max_attempts, campaign=campaign_id)
-            self.db.executemany("INSERT INTO campaign_jobs VALUES (?,?,?,?,?)",
-                                [(job_id, campaign_id, item, target.name, repeat)
-                                 for job_id, (item, repeat, _, _) in zip(ids, jobs)])
+            ids = self.enqueue(
+                [(spec, digest) for _, _, spec, digest in jobs],
+                label=target.label,
+                agent_id=target.agent,
+                max_attempts=max_attempts,
+                campaign=campaign_id,
+            )
+            self.db.executemany(
+                "INSERT INTO campaign_jobs VALUES (?,?,?,?,?)",
+                [
+                    (job_id, campaign_id, item, target.name, repeat)
+                    for job_id, (item, repeat, _, _) in zip(ids, jobs)
+                ],
+            )
         return True
 
     def finish_campaign_start(self, campaign_id: str) -> None:
         """All its jobs are queued: the campaign runs, or is done already if its agents
         were that quick."""
         with self.transaction():
-            self.db.execute("UPDATE campaigns SET state='running' WHERE id=? AND "
-                            "state='starting'", (campaign_id,))
+            self.db.execute(
+                "UPDATE campaigns SET state='running' WHERE id=? AND state='starting'",
+                (campaign_id,),
+            )
             self.close_campaign_if_finished(campaign_id)
 
     def cancel_campaign(self, campaign_id: str) -> int:
         """Mark an unfinished campaign cancelled and cancel its queued and leased jobs;
         returns how many jobs were cancelled."""
         with self.transaction():
-            self.db.execute(f"UPDATE campaigns SET state='cancelled', finished_at=? WHERE id=? "
-                            f"AND state IN {_OPEN_CAMPAIGN}", (time.time(), campaign_id))
-            jobs = [r[0] for r in self.db.execute(
-                "SELECT job_id FROM campaign_jobs WHERE campaign_id=?", (campaign_id,))]
+            self.db.execute(
+                f"UPDATE campaigns SET state='cancelled', finished_at=? WHERE id=? "
+                f"AND state IN {_OPEN_CAMPAIGN}",
+                (time.time(), campaign_id),
+            )
+            jobs = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT job_id FROM campaign_jobs WHERE campaign_id=?", (campaign_id,)
+                )
+            ]
             return self.cancel_jobs(jobs)
 
-    def campaign_progress(self, campaign_id: str, since: float,
-                          max_errors: int = 3) -> CampaignProgress:
+    def campaign_progress(
+        self, campaign_id: str, since: float, max_errors: int = 3
+    ) -> CampaignProgress:
         with self._snapshot():
             counts: dict[str, dict[str, int]] = {}
             for row in self.db.execute(
-                    "SELECT cj.target, j.state, COUNT(*) AS n FROM campaign_jobs cj JOIN jobs j "
-                    "ON j.id = cj.job_id WHERE cj.campaign_id=? GROUP BY cj.target, j.state",
-                    (campaign_id,)):
+                "SELECT cj.target, j.state, COUNT(*) AS n FROM campaign_jobs cj JOIN jobs j "
+                "ON j.id = cj.job_id WHERE cj.campaign_id=? GROUP BY cj.target, j.state",
+                (campaign_id,),
+            ):
                 counts.setdefault(row["target"], {})[row["state"]] = row["n"]
-            recent = self.db.execute("SELECT COUNT(*) FROM jobs WHERE campaign=? AND "
-                                     "finished_at>=?", (campaign_id, since)).fetchone()[0]
-            errors = [r[0] for r in self.db.execute(
-                "SELECT error FROM jobs WHERE campaign=? AND state='failed' LIMIT ?",
-                (campaign_id, max_errors))]
+            recent = self.db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE campaign=? AND finished_at>=?",
+                (campaign_id, since),
+            ).fetchone()[0]
+            errors = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT error FROM jobs WHERE campaign=? AND state='failed' LIMIT ?",
+                    (campaign_id, max_errors),
+                )
+            ]
         return CampaignProgress(counts, recent, errors)
 
     # ----------------------------------------------------- results of campaign items
-    def targeted_items(self, target: Target, kind: str,
-                       campaign_id: str | None = None) -> set[tuple[int | None, str]]:
+    def targeted_items(
+        self, target: Target, kind: str, campaign_id: str | None = None
+    ) -> set[tuple[int | None, str]]:
         """(r, key) of every item of this kind that campaigns (or one) queued for `target`."""
         where, params = _item_filter(target, kind, [campaign_id] if campaign_id else [])
-        rows = self.db.execute(f"SELECT DISTINCT ci.r, ci.key FROM {_ITEM_JOBS} WHERE {where}",
-                               params)
+        rows = self.db.execute(
+            f"SELECT DISTINCT ci.r, ci.key FROM {_ITEM_JOBS} WHERE {where}", params
+        )
         return {(row[0], row[1]) for row in rows}
 
-    def item_results(self, target: Target, kind: str,
-                     campaign_ids: Sequence[str] = ()) -> list[ItemResult]:
+    def item_results(
+        self, target: Target, kind: str, campaign_ids: Sequence[str] = ()
+    ) -> list[ItemResult]:
         """The accepted OK results of items of this kind measured for `target` (by the
         given campaigns, or any), in the order they arrived."""
         where, params = _item_filter(target, kind, campaign_ids)
         rows = self.db.execute(
             f"SELECT ci.r, ci.key, res.median_ms, res.samples, res.drift, res.agent_id, "
             f"res.runtime_versions, cj.campaign_id FROM {_ITEM_RESULTS} WHERE {where} "
-            f"AND res.accepted=1 AND res.status='ok' ORDER BY res.id", params)
-        return [ItemResult(row["r"], row["key"], row["median_ms"], _samples(row["samples"]),
-                           row["drift"], row["agent_id"], row["runtime_versions"],
-                           row["campaign_id"]) for row in rows]
+            f"AND res.accepted=1 AND res.status='ok' ORDER BY res.id",
+            params,
+        )
+        return [
+            ItemResult(
+                row["r"],
+                row["key"],
+                row["median_ms"],
+                _samples(row["samples"]),
+                row["drift"],
+                row["agent_id"],
+                row["runtime_versions"],
+                row["campaign_id"],
+            )
+            for row in rows
+        ]
 
     def campaign_results(self, campaign_id: str) -> Iterator[dict]:
         """Every result of the campaign, accepted or not, in the order they arrived: the
@@ -689,7 +922,8 @@ class Store:
         rows = self.db.execute(
             f"SELECT cj.campaign_id AS campaign, cj.target, cj.repeat, ci.kind, ci.key, ci.r, "
             f"ci.w, res.* FROM {_ITEM_RESULTS} WHERE cj.campaign_id=? ORDER BY res.id",
-            (campaign_id,))
+            (campaign_id,),
+        )
         for row in rows:
             record = {column: row[column] for column in CAMPAIGN_RESULT_KEYS + RESULT_FIELDS}
             for column in JSON_RESULT_FIELDS:

@@ -13,8 +13,9 @@ HOUR = 3600.0
 def add_agent(store, agent_id="a1", labels=("cpu",), name=None):
     """Create a token, register `agent_id` with it; returns the (now bound) token."""
     secret = store.create_token(name or f"tok-{agent_id}")
-    store.register_agent(store.token_by_secret(secret), agent_id, list(labels),
-                         {"cpu": "test"}, 1, "0.0-test")
+    store.register_agent(
+        store.token_by_secret(secret), agent_id, list(labels), {"cpu": "test"}, 1, "0.0-test"
+    )
     return store.token_by_secret(secret)
 
 
@@ -40,8 +41,7 @@ def expire_all(store):
 # ------------------------------------------------------------------- white-box hooks
 def age_leases(store: Store, seconds: float) -> None:
     """Move every active lease's expiry `seconds` into the past (no sweep)."""
-    store.db.execute("UPDATE leases SET expires_at=expires_at-? WHERE state='active'",
-                     (seconds,))
+    store.db.execute("UPDATE leases SET expires_at=expires_at-? WHERE state='active'", (seconds,))
 
 
 def age_heartbeats(store: Store, seconds: float, agent_id: str | None = None) -> None:
@@ -49,8 +49,7 @@ def age_heartbeats(store: Store, seconds: float, agent_id: str | None = None) ->
     if agent_id is None:
         store.db.execute("UPDATE agents SET last_seen=last_seen-?", (seconds,))
     else:
-        store.db.execute("UPDATE agents SET last_seen=last_seen-? WHERE id=?",
-                         (seconds, agent_id))
+        store.db.execute("UPDATE agents SET last_seen=last_seen-? WHERE id=?", (seconds, agent_id))
 
 
 def lease_row(store: Store, lease_id):

@@ -6,29 +6,36 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.state import (CAMPAIGN_RESULT_KEYS, RESULT_FIELDS, Artifact, CampaignItem,
-                               NotFound, Target)
-from tests.state.helpers import (HOUR, SPEC, add_agent, age_leases, enqueue, lease, lease_row,
-                                 ok)
+from coordinator.state import (
+    CAMPAIGN_RESULT_KEYS,
+    RESULT_FIELDS,
+    Artifact,
+    CampaignItem,
+    NotFound,
+    Target,
+)
+from tests.state.helpers import HOUR, SPEC, add_agent, age_leases, enqueue, lease, lease_row, ok
 
 CPU, PI = Target(label="cpu"), Target(label="pi")
 INPUTS = [["input", [1, 3, 64, 64]]]
 
 
 def items(digest):
-    return [CampaignItem(0, "lut", "lut-a", 64, 1.0, digest, INPUTS),
-            CampaignItem(1, "lut", "lut-b", 64, 1.0, digest, INPUTS),
-            CampaignItem(2, "subnet", '{"subnet": 1}', 64, 1.0, digest, INPUTS)]
+    return [
+        CampaignItem(0, "lut", "lut-a", 64, 1.0, digest, INPUTS),
+        CampaignItem(1, "lut", "lut-b", 64, 1.0, digest, INPUTS),
+        CampaignItem(2, "subnet", '{"subnet": 1}', 64, 1.0, digest, INPUTS),
+    ]
 
 
-def start(store, digest, campaign_id="c1", targets=(CPU,), name=None, max_attempts=3,
-          repeats=1):
+def start(store, digest, campaign_id="c1", targets=(CPU,), name=None, max_attempts=3, repeats=1):
     """A running campaign with every item `repeats` times per target; returns its job count."""
     store.add_campaign(campaign_id, name or campaign_id, "{}", items(digest))
     store.begin_campaign_start(campaign_id)
     for target in targets:
-        jobs = [(i, repeat, SPEC + bytes([i]), digest) for repeat in range(repeats)
-                for i in range(3)]
+        jobs = [
+            (i, repeat, SPEC + bytes([i]), digest) for repeat in range(repeats) for i in range(3)
+        ]
         assert store.queue_campaign_jobs(campaign_id, target, 0, jobs, max_attempts)
     store.finish_campaign_start(campaign_id)
     return 3 * repeats * len(targets)
@@ -48,7 +55,11 @@ def test_a_campaign_is_recorded_with_its_items(store, digest):
     store.add_campaign("c1", "first", '{"x": 1}', items(digest))
     campaign = store.campaign("c1")
     assert (campaign.id, campaign.name, campaign.spec, campaign.state) == (
-        "c1", "first", '{"x": 1}', "created")
+        "c1",
+        "first",
+        '{"x": 1}',
+        "created",
+    )
     assert campaign.started_at is None and campaign.finished_at is None
     assert store.campaign_items("c1") == items(digest)
     assert [c.id for c in store.find_campaigns("c1")] == ["c1"]
@@ -128,6 +139,7 @@ def test_a_campaign_is_done_when_its_last_spec_is_refused_at_lease(store, digest
 
     def refuse(spec):
         raise ValueError("no such runtime")
+
     assert store.lease_jobs("a1", 8, HOUR, check_spec=refuse) == []
     assert store.campaign("c1").state == "done"
     assert store.campaign_progress("c1", since=0).errors == ["spec: no such runtime"] * 3
@@ -217,13 +229,19 @@ def test_campaign_results_list_every_result_with_its_item(store, digest):
     run_all(store, drift={"drift": 0.5}, before={"temp_c": 40.0})
     rows = list(store.campaign_results("c1"))
     assert len(rows) == 4
-    assert all(list(row) == [*CAMPAIGN_RESULT_KEYS, *RESULT_FIELDS, "samples_ns"]
-               for row in rows)
+    assert all(list(row) == [*CAMPAIGN_RESULT_KEYS, *RESULT_FIELDS, "samples_ns"] for row in rows)
     assert [(row["status"], row["accepted"], row["message"]) for row in rows][0] == (
-        "failed", 1, "boom")
+        "failed",
+        1,
+        "boom",
+    )
     ok_row = rows[-1]
     assert (ok_row["campaign"], ok_row["target"], ok_row["agent_id"], ok_row["repeat"]) == (
-        "c1", "label:cpu", "a1", 0)
+        "c1",
+        "label:cpu",
+        "a1",
+        0,
+    )
     assert ok_row["samples_ns"] == [1_000_000, 2_000_000, 3_000_000]
     assert ok_row["drift"] == 0.5 and ok_row["drift_check"] == {"drift": 0.5}
     assert ok_row["telemetry_before"] == {"temp_c": 40.0} and ok_row["runtime_versions"] == {}

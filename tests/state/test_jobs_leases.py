@@ -9,8 +9,18 @@ import time
 import pytest
 
 from coordinator.state import NotFound
-from tests.state.helpers import (HOUR, SPEC, add_agent, age_heartbeats, agent_row, enqueue,
-                                 expire_all, lease, lease_row, ok)
+from tests.state.helpers import (
+    HOUR,
+    SPEC,
+    add_agent,
+    age_heartbeats,
+    agent_row,
+    enqueue,
+    expire_all,
+    lease,
+    lease_row,
+    ok,
+)
 
 
 def test_enqueue_needs_a_stored_blob(store, digest):
@@ -86,8 +96,11 @@ def test_sweep_requeues_an_overdue_lease(store, digest):
     job_id = enqueue(store, digest)[0]
     held = lease(store, lease_seconds=-1)[0]  # already overdue
     assert held.expires_at < time.time()
-    assert store.sweep(offline_after_s=HOUR) == {"expired": 1, "offline": 0,
-                                                 "requeued_from_offline": 0}
+    assert store.sweep(offline_after_s=HOUR) == {
+        "expired": 1,
+        "offline": 0,
+        "requeued_from_offline": 0,
+    }
     assert lease_row(store, held.lease_id)["state"] == "expired"
     job = store.job(job_id)
     assert job["state"] == "queued" and "expired" in job["error"]
@@ -117,8 +130,12 @@ def test_heartbeat_renews_listed_leases_and_returns_lost_ones(store, digest):
     theirs = lease(store, "a2", lease_seconds=10)[0]
     before = lease_row(store, mine.lease_id)["expires_at"]
 
-    lost = store.heartbeat("a1", [mine.lease_id, done.lease_id, theirs.lease_id, "nope"],
-                           {"temp_c": 50}, lease_seconds=HOUR)
+    lost = store.heartbeat(
+        "a1",
+        [mine.lease_id, done.lease_id, theirs.lease_id, "nope"],
+        {"temp_c": 50},
+        lease_seconds=HOUR,
+    )
     assert lost == [done.lease_id, theirs.lease_id, "nope"]
     assert lease_row(store, mine.lease_id)["expires_at"] >= before + HOUR - 20
     assert lease_row(store, theirs.lease_id)["expires_at"] == theirs.expires_at  # untouched
@@ -142,8 +159,11 @@ def test_silent_agents_go_offline_and_their_leases_are_requeued(store, digest):
     job_id = enqueue(store, digest, agent_id="quiet")[0]
     held = lease(store, "quiet")[0]  # a long lease: only going offline frees it
     age_heartbeats(store, 100, "quiet")
-    assert store.sweep(offline_after_s=30) == {"expired": 0, "offline": 1,
-                                               "requeued_from_offline": 1}
+    assert store.sweep(offline_after_s=30) == {
+        "expired": 0,
+        "offline": 1,
+        "requeued_from_offline": 1,
+    }
     assert agent_row(store, "quiet")["online"] == 0
     assert agent_row(store, "chatty")["online"] == 1
     assert lease_row(store, held.lease_id)["state"] == "expired"
@@ -161,7 +181,10 @@ def test_cancel_jobs(store, digest):
     store.report("a1", done, lease(store)[0].lease_id, "ok", ok())
     assert store.cancel_jobs([queued, leased, done, "ghost"]) == 2
     assert [store.job(j)["state"] for j in (queued, leased, done)] == [
-        "cancelled", "cancelled", "done"]
+        "cancelled",
+        "cancelled",
+        "done",
+    ]
     assert lease(store, max_jobs=10) == []
     lease_id = held[leased].lease_id
     assert store.heartbeat("a1", [lease_id], {}, HOUR) == [lease_id]

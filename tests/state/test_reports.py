@@ -7,8 +7,18 @@ import numpy as np
 import pytest
 
 from coordinator.state import Forbidden, NotFound
-from tests.state.helpers import (HOUR, SPEC, add_agent, age_leases, agent_row, enqueue,
-                                 expire_all, lease, lease_row, ok)
+from tests.state.helpers import (
+    HOUR,
+    SPEC,
+    add_agent,
+    age_leases,
+    agent_row,
+    enqueue,
+    expire_all,
+    lease,
+    lease_row,
+    ok,
+)
 
 
 def test_ok_report_completes_the_job_with_stats_from_raw_samples(store, digest):
@@ -17,8 +27,13 @@ def test_ok_report_completes_the_job_with_stats_from_raw_samples(store, digest):
     held = lease(store)[0]
     samples = [5_123_457, 4_999_999, 5_500_001, 7_000_003, 5_000_000, 4_800_000]
     drift = {"drift": 0.02, "reference_ms": 1.5}
-    outcome = store.report("a1", job_id, held.lease_id, "ok",
-                           ok(samples, drift=drift, stop_reason="min_runs", warmup_runs=3))
+    outcome = store.report(
+        "a1",
+        job_id,
+        held.lease_id,
+        "ok",
+        ok(samples, drift=drift, stop_reason="min_runs", warmup_runs=3),
+    )
     assert (outcome.accepted, outcome.duplicate, outcome.late) == (True, False, False)
     job = store.job(job_id)
     [result] = store.results(job_id)
@@ -85,7 +100,9 @@ def test_late_report_for_a_done_job_is_stored_but_not_accepted(store, digest):
     assert (outcome.accepted, outcome.duplicate, outcome.late) == (False, False, True)
     results = store.results(job_id)
     assert [(r["agent_id"], r["accepted"], r["late"]) for r in results] == [
-        ("fast", 1, 0), ("slow", 0, 1)]
+        ("fast", 1, 0),
+        ("slow", 0, 1),
+    ]
     assert store.job(job_id)["accepted_result"] == results[0]["id"]
     assert agent_row(store, "slow")["jobs_done"] == 0
 
@@ -167,7 +184,9 @@ def test_a_late_failure_neither_counts_nor_leaves_two_accepted_rows(store, diges
     assert store.job(job_id)["state"] == "leased"
     assert store.report("a2", job_id, second.lease_id, "ok", ok()).accepted
     assert [(r["status"], r["accepted"]) for r in store.results(job_id)] == [
-        ("failed", 0), ("ok", 1)]
+        ("failed", 0),
+        ("ok", 1),
+    ]
 
 
 def test_a_failure_reported_after_expiry_but_before_the_sweep_is_not_accepted(store, digest):

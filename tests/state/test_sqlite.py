@@ -57,8 +57,11 @@ def test_newer_schema_is_refused(tmp_path):
     raw = sqlite3.connect(path)
     raw.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     raw.close()
-    with pytest.raises(NotAFleetDatabase, match=r"fleet.db: not a fleet database.*"
-                       r"schema version \d+ is newer.*upgrade"):
+    with pytest.raises(
+        NotAFleetDatabase,
+        match=r"fleet.db: not a fleet database.*"
+        r"schema version \d+ is newer.*upgrade",
+    ):
         Store(path)
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
@@ -109,13 +112,16 @@ def test_a_file_that_is_not_a_fleet_database_is_refused_untouched(tmp_path):
     raw = sqlite3.connect(foreign)
     raw.execute("CREATE TABLE photos (id INTEGER)")
     raw.close()
-    cases = {tmp_path / "empty.db": (b"", "empty"),
-             tmp_path / "notes.db": (b"hello, not sqlite\n" * 100, "not a database"),
-             foreign: (foreign.read_bytes(), "without the fleet's tables")}
+    cases = {
+        tmp_path / "empty.db": (b"", "empty"),
+        tmp_path / "notes.db": (b"hello, not sqlite\n" * 100, "not a database"),
+        foreign: (foreign.read_bytes(), "without the fleet's tables"),
+    }
     for path, (content, reason) in cases.items():
         path.write_bytes(content)
-        with pytest.raises(NotAFleetDatabase,
-                           match=rf"{path.name}: not a fleet database.*{reason}"):
+        with pytest.raises(
+            NotAFleetDatabase, match=rf"{path.name}: not a fleet database.*{reason}"
+        ):
             Store(path)
         assert path.read_bytes() == content
         assert isinstance(NotAFleetDatabase(path, reason), sqlite3.DatabaseError)
@@ -159,8 +165,11 @@ def test_migration_4_closes_campaigns_that_finished_before(tmp_path, digest):
     store = Store(path)
     add_agent(store, "a1")
     for name, finished in (("finished", True), ("unfinished", False)):
-        store.db.execute("INSERT INTO campaigns(id, name, spec, state, created_at) VALUES "
-                         "(?, ?, '{}', 'running', 0)", (name, name))
+        store.db.execute(
+            "INSERT INTO campaigns(id, name, spec, state, created_at) VALUES "
+            "(?, ?, '{}', 'running', 0)",
+            (name, name),
+        )
         (job_id,) = enqueue(store, digest, campaign=name, label="cpu")
         if finished:
             store.db.execute("UPDATE jobs SET state='done', finished_at=5 WHERE id=?", (job_id,))
