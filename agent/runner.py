@@ -271,7 +271,7 @@ class Agent:
             measurement = measure(
                 model, settings, shapes, cancelled=lambda: job.lease_id in self.lost_leases
             )
-            result = pb.Result(
+            return pb.Result(
                 status=pb.RESULT_STATUS_OK,
                 samples_ns=measurement.samples_ns,
                 session_create_ns=measurement.session_create_ns,
@@ -284,7 +284,6 @@ class Agent:
                 after=pb.Telemetry(**telemetry()),
                 runtime_versions=measurement.runtime_versions,
             )
-            return result
         except Exception as exc:  # a bad job must never take the agent down
             log.warning("%s failed: %s", describe_job(job), exc)
             return pb.Result(

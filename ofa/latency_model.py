@@ -76,7 +76,9 @@ def _numbers(
         raise ValueError(
             f"{field}: expected a (nested) list of numbers of shape {expected}, got {value!r:.40}"
         )
-    if array.ndim != len(shape) or any(n not in (None, m) for n, m in zip(shape, array.shape)):
+    if array.ndim != len(shape) or any(
+        n not in (None, m) for n, m in zip(shape, array.shape, strict=True)
+    ):
         raise ValueError(f"{field}: expected shape {expected}, got {array.shape}")
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{field}: expected finite numbers, got NaN or infinity")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from numbers import Real
 
 import numpy as np
@@ -55,7 +56,7 @@ class SearchSettings:
             check_int(name, getattr(self, name), bounds=bounds)
         for name in ("parent_ratio", "mutation_ratio", "mutate_prob", "resolution_mutate_prob"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= value <= 1:
+            if isinstance(value, bool) or not isinstance(value, Real) or not 0 <= float(value) <= 1:
                 raise ValueError(f"{name}: expected a number in 0..1, got {show(value)}")
         parents, mutants = self.split()
         if parents + mutants > self.population:
@@ -108,13 +109,13 @@ def _random(n: int, resolutions: np.ndarray, width: float, rng: np.random.Genera
 def fastest_configs(resolutions: Sequence[int], width: float) -> ConfigBatch:
     """The smallest subnet (kernel 3, expand 3, depth 2) at each resolution: the fastest on
     any device whose latency grows with size, and the lower bound the budget check uses."""
-    resolutions = _resolutions(resolutions)
-    n = len(resolutions)
+    checked = _resolutions(resolutions)
+    n = len(checked)
     return ConfigBatch(
         np.zeros((n, space.N_BLOCKS), np.int8),
         np.zeros((n, space.N_BLOCKS), np.int8),
         np.full((n, space.N_STAGES), min(space.DEPTH_CHOICES), np.int8),
-        resolutions,
+        checked,
         width,
     )
 
@@ -196,13 +197,16 @@ def evolutionary_search(
     scores = accuracy(population)
     n_parents, n_mutants = settings.split()
     n_children = settings.population - n_parents - n_mutants
-    history, best_seen, stale = [], -np.inf, 0
-    generation = 0
-    for generation in range(1, settings.generations + 1):
+    history: list[float] = []  # one entry per generation run
+    best_seen, stale = -np.inf, 0
+    for _ in range(settings.generations):
         order = np.argsort(-scores)[:n_parents]
         parents, parent_scores = _take(population, order), scores[order]
-        mutants = draw(lambda n: self_mutate(parents, n, resolutions, settings, rng), n_mutants)
-        children = draw(lambda n: crossover(parents, n, rng), n_children)
+        mutants = draw(
+            partial(self_mutate, parents, resolutions=resolutions, settings=settings, rng=rng),
+            n_mutants,
+        )
+        children = draw(partial(crossover, parents, rng=rng), n_children)
         offspring = _concat([mutants, children])
         population = _concat([parents, offspring])
         scores = np.concatenate([parent_scores, accuracy(offspring)])
@@ -216,7 +220,7 @@ def evolutionary_search(
     best = int(np.argmax(scores))
     winner = _take(population, np.array([best]))
     return SearchResult(
-        winner.config(0), float(scores[best]), float(latency(winner)[0]), generation, history
+        winner.config(0), float(scores[best]), float(latency(winner)[0]), len(history), history
     )
 
 
@@ -244,5 +248,8 @@ def crossover(parents: ConfigBatch, n: int, rng: np.random.Generator) -> ConfigB
     """Each gene from one of two random parents."""
     a = _take(parents, rng.integers(0, len(parents), n))
     b = _take(parents, rng.integers(0, len(parents), n))
-    pick = lambda x, y: np.where(rng.random(x.shape) < 0.5, x, y)  # noqa: E731
+
+    def pick(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return np.where(rng.random(x.shape) < 0.5, x, y)
+
     return ConfigBatch(pick(a.ks, b.ks), pick(a.e, b.e), pick(a.d, b.d), pick(a.r, b.r), a.w)

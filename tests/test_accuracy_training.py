@@ -33,7 +33,7 @@ def pairs_file(assets, tmp_path_factory):
     path.write_text(
         "".join(
             json.dumps({"config": c.to_dict(), "accuracy": float(a), "split": "val"}) + "\n"
-            for c, a in zip(configs, noisy)
+            for c, a in zip(configs, noisy, strict=True)
         )
     )
     return path
@@ -133,7 +133,7 @@ def test_held_out_keeps_an_architectures_resolutions_together_and_encodes_them_a
     path.write_text(
         "".join(
             json.dumps({"config": c.to_dict(), "accuracy": float(a)}) + "\n"
-            for c, a in zip(pairs.configs, pairs.accuracy)
+            for c, a in zip(pairs.configs, pairs.accuracy, strict=True)
         )
     )
     cli("accuracy", "train", "--data", path, "--out", tmp_path / "p.npz", "--epochs", "2")

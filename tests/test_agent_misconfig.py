@@ -177,7 +177,7 @@ def test_two_agents_on_one_host_keep_apart_without_cache_dir(fleet):
     for name in ("a", "b"):  # written with a trailing newline, as an editor would
         tokens.append(fleet.folder / f"{name}.token")
         tokens[-1].write_text(fleet.store.create_token(name) + "\n")
-    for name, token in zip("ab", tokens):  # default log level: no -v
+    for name, token in zip("ab", tokens, strict=True):  # default log level: no -v
         start(
             fleet,
             name,
@@ -237,7 +237,7 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(fleet):
     fleet.start_server(port=port)
     fleet.agent_id("a")
     log = fleet.agent_log("a")
-    assert len(lines(log, "INFO coordinator 127.0.0.1:%d answers again" % port)) == 1
+    assert len(lines(log, f"INFO coordinator 127.0.0.1:{port} answers again")) == 1
     assert len(lines(log, "INFO registered as ")) == 1
     kill9(fleet.server)  # and once more after it has been registered
     wait_for(

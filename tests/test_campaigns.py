@@ -103,7 +103,7 @@ def test_lut_campaign_gives_a_complete_table_the_reference_reads(fleet, tmp_path
         },
         tmp_path,
     )
-    for config, theirs in zip(configs, reference["subnets"]):
+    for config, theirs in zip(configs, reference["subnets"], strict=True):
         assert theirs["lut_keys_net"] == lut_keys(config)
         assert ours.predict_ms(config) == pytest.approx(theirs["lut_ms_net"], rel=1e-9)
     cli("lut", "export", "--db", fleet.db, "--device", "lut", "--out", out, "--format", "json")
@@ -565,7 +565,11 @@ def test_lut_export_refuses_to_pool_results_of_different_settings(fleet, tmp_pat
                 "--start",
             )
         )
-        wait_for(lambda: fleet.store.job_counts(cid).get("done", 0) >= 2, 120, "two results")
+        wait_for(
+            lambda campaign=cid: fleet.store.job_counts(campaign).get("done", 0) >= 2,
+            120,
+            "two results",
+        )
         cli("campaign", "cancel", "--db", fleet.db, cid)
     mixed = CliRunner().invoke(
         coord, ["lut", "export", "--db", str(fleet.db), "--device", "pool", "--out", str(tmp_path)]

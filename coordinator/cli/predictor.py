@@ -147,5 +147,5 @@ def predict(db: str, label: str, kind: str, configs: tuple[str, ...]) -> None:
     model = load_predictor(predictor_path(db, label, kind))
     subnets = [c for path in configs for c in load_configs(path)]
     latencies = model.predict(subnets)
-    for subnet, ms in zip(subnets, latencies):
+    for subnet, ms in zip(subnets, latencies, strict=True):
         click.echo(f"{subnet.id}  r={subnet.r}  {ms:.3f} ms")

@@ -26,6 +26,7 @@ __all__ = ["serve", "parse_listen", "check_tls", "MAX_MESSAGE_BYTES", "SERVICE_N
 log = logging.getLogger("ofa-coord")
 MAX_MESSAGE_BYTES = 16 * 2**20
 SERVICE_NAME = "ofafleet.v1.Fleet"
+DEFAULT_SETTINGS = FleetSettings()  # frozen: one instance is safe to share as a default
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -73,7 +74,7 @@ def _remove_database(path: Path, blobs: Path) -> None:
 async def serve(
     db: Path,
     listen: str,
-    settings: FleetSettings = FleetSettings(),
+    settings: FleetSettings = DEFAULT_SETTINGS,
     tls: tuple[bytes, bytes] | None = None,
     max_model_bytes: int = MAX_MODEL_BYTES,
     grace_s: float = 5.0,

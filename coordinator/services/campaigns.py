@@ -247,7 +247,7 @@ def create_campaign(
     campaign_id = "c" + uuid.uuid4().hex[:8]
     rows = [
         CampaignItem(i, item.kind, item.key, item.r, item.w, digest, inputs)
-        for i, (item, (digest, inputs)) in enumerate(zip(items, built))
+        for i, (item, (digest, inputs)) in enumerate(zip(items, built, strict=True))
     ]
     jobs = _job_specs(store, spec, rows) if start else None
     store.add_campaign(campaign_id, spec.name, spec.to_json(), rows)

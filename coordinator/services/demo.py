@@ -118,7 +118,7 @@ def run_demo(
                     )
                 )
             report.say(
-                f"coordinator on {address}, agents {', '.join(l for l, _ in DEVICES)}; "
+                f"coordinator on {address}, agents {', '.join(label for label, _ in DEVICES)}; "
                 f"run folder {folder}"
             )
             _await_agents(store, folder)
@@ -201,14 +201,14 @@ class _Demo:
         """LUT and random-subnet campaigns, the LUT exported, and how the LUT sum compares
         with the subnets measured whole."""
         s = self.settings
-        common: dict[str, Any] = dict(
-            targets=(Target(label=label),),
-            resolutions=s.resolutions,
-            width=self.width,
-            repeats=s.repeats,
-            seed=s.seed,
-            options=self._options(threads),
-        )
+        common: dict[str, Any] = {
+            "targets": (Target(label=label),),
+            "resolutions": s.resolutions,
+            "width": self.width,
+            "repeats": s.repeats,
+            "seed": s.seed,
+            "options": self._options(threads),
+        }
         lut_id, lut_s = self._run(CampaignSpec(name=f"{label} LUT", workload="lut", **common))
         random_id, random_s = self._run(
             CampaignSpec(
@@ -235,7 +235,7 @@ class _Demo:
         lut_sums = latency.predict([SubnetConfig.from_json(key) for key in measured])
         ratios = [
             float(lut_sum) / statistics.median(values)
-            for lut_sum, values in zip(lut_sums, measured.values())
+            for lut_sum, values in zip(lut_sums, measured.values(), strict=True)
         ]
         return {
             "label": label,

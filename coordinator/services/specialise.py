@@ -189,7 +189,7 @@ def read_scenarios(path: str | Path) -> list[Scenario]:
             )
         scenarios[name] = Scenario(
             name,
-            tuple(sorted(set(float(b) for b in budgets))),
+            tuple(sorted({float(b) for b in budgets})),
             item.get("device"),
             kind,
             item.get("lut"),

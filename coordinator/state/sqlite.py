@@ -390,7 +390,7 @@ class Store:
                         campaign,
                         now,
                     )
-                    for i, (job_id, (spec, digest)) in enumerate(zip(ids, specs), 1)
+                    for i, (job_id, (spec, digest)) in enumerate(zip(ids, specs, strict=True), 1)
                 ),
             )
         return ids
@@ -674,7 +674,7 @@ class Store:
             if campaign
             else self.db.execute(query + " GROUP BY state")
         )
-        return {state: count for state, count in rows}
+        return dict(rows)
 
     def result_counts(self, agent_id: str | None = None) -> dict[str, int]:
         """How many results are stored and how many were accepted (of one agent, or all)."""
@@ -822,7 +822,7 @@ class Store:
                 "INSERT INTO campaign_jobs VALUES (?,?,?,?,?)",
                 [
                     (job_id, campaign_id, item, target.name, repeat)
-                    for job_id, (item, repeat, _, _) in zip(ids, jobs)
+                    for job_id, (item, repeat, _, _) in zip(ids, jobs, strict=True)
                 ],
             )
         return True
