@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import IO, Any
 
 __all__ = ["Staged", "StagedFolder"]
 
@@ -41,7 +42,10 @@ class Staged:
             )
         except OSError as exc:  # name the file asked for, not the temporary one
             raise OSError(exc.errno, exc.strerror, str(self.path)) from None
-        self.file = os.fdopen(fd, "wb") if self.binary else os.fdopen(fd, "w", newline=self.newline)
+        # text or bytes by `binary`, a choice made at run time: the type says either
+        self.file: IO[Any] = (
+            os.fdopen(fd, "wb") if self.binary else os.fdopen(fd, "w", newline=self.newline)
+        )
         return self
 
     def write(self, data: str | bytes) -> None:

@@ -11,6 +11,8 @@ import click
 from coordinator.cli.options import NEW_DB, FiniteFloat
 from coordinator.server.fleet import SETTINGS_RANGES, FleetSettings
 
+MISSED_RANGE = SETTINGS_RANGES["missed_heartbeats"]
+
 
 @click.command()
 @NEW_DB
@@ -35,7 +37,7 @@ from coordinator.server.fleet import SETTINGS_RANGES, FleetSettings
 )
 @click.option(
     "--missed-heartbeats",
-    type=click.IntRange(*SETTINGS_RANGES["missed_heartbeats"]),
+    type=click.IntRange(int(MISSED_RANGE[0]), int(MISSED_RANGE[1])),
     default=FleetSettings.missed_heartbeats,
     show_default=True,
     help="An agent silent this many intervals is offline; its leases are requeued.",
@@ -71,7 +73,9 @@ def serve(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    tls = (Path(tls_key).read_bytes(), Path(tls_cert).read_bytes()) if tls_cert else None
+    tls = (
+        (Path(tls_key).read_bytes(), Path(tls_cert).read_bytes()) if tls_cert and tls_key else None
+    )
     settings = FleetSettings(
         heartbeat_interval_s=heartbeat_interval,
         missed_heartbeats=missed_heartbeats,

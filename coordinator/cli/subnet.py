@@ -35,18 +35,19 @@ def describe(config: str, fmt: str) -> None:
     `net.config` (its image size is read from the `run.config` beside it)."""
     subnet = SubnetConfig.from_file(config)
     layers = layer_plan(subnet)
+    macs, params = count_macs(subnet), count_params(subnet)
     info = {
         "id": subnet.id,
         "config": subnet.to_dict(),
-        "macs": count_macs(subnet),
-        "params": count_params(subnet),
+        "macs": macs,
+        "params": params,
         "lut_keys": [layer.lut_key for layer in layers],
     }
     if fmt == "json":
         click.echo(json.dumps(info, indent=2))
         return
     click.echo(f"subnet {info['id']}  w{subnet.w}  r={subnet.r}  d={list(subnet.d)}")
-    click.echo(f"MACs {info['macs'] / 1e6:.1f} M   params {info['params'] / 1e6:.2f} M")
+    click.echo(f"MACs {macs / 1e6:.1f} M   params {params / 1e6:.2f} M")
     for layer in layers:
         click.echo(f"  {layer.macs() / 1e6:8.2f} M  {layer.lut_key}")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -84,7 +85,7 @@ def _number(field: str, value: float, low: float, high: float) -> None:
         raise ValueError(f"{field}: expected a finite number in [{low:g}, {high:g}], got {value!r}")
 
 
-def _message_fields(field: str, message, ranges: dict[str, tuple[float, float]]) -> None:
+def _message_fields(field: str, message, ranges: Mapping[str, tuple[float, float]]) -> None:
     """Every set field of a flat message: strings and lists bounded, numbers in range."""
     for descriptor, value in message.ListFields():
         name = f"{field}.{descriptor.name}"

@@ -66,9 +66,11 @@ class ArtifactBuilder:
             return resources.files("agent").joinpath("data/reference.onnx").read_bytes()
         from ofa.nn.export import export_lut_entry, export_subnet  # torch only when exporting
 
-        if item.kind == "lut":
+        if item.layer is not None:  # "lut"
             return export_lut_entry(item.layer).onnx
-        return export_subnet(self._supernet(item.subnet.w), item.subnet).onnx
+        if item.subnet is not None:  # "subnet"
+            return export_subnet(self._supernet(item.subnet.w), item.subnet).onnx
+        raise ValueError(f"{item.kind} item {item.key}: carries no layer or subnet to export")
 
     def _supernet(self, width: float):
         if width not in self._supernets:

@@ -251,7 +251,7 @@ def create_campaign(
     ]
     jobs = _job_specs(store, spec, rows) if start else None
     store.add_campaign(campaign_id, spec.name, spec.to_json(), rows)
-    if start:
+    if jobs is not None:
         _queue(store, campaign_id, spec, rows, jobs)
     return campaign_id
 
@@ -305,9 +305,12 @@ def _job_specs(
             "lut": {"lut_key": item.key},
             "subnet": {"subnet_json": item.key},
         }[item.kind]
+        size = store.blob_size(item.digest)
+        if size is None:
+            raise NotFound(f"campaign item {item.item}: model blob {item.digest} is missing")
         specs[item.item] = (
             make_spec(
-                item.digest, store.blob_size(item.digest), item.inputs, spec.options, **implements
+                item.digest, size, item.inputs, spec.options, **implements
             ).SerializeToString(),
             item.digest,
         )

@@ -31,6 +31,10 @@ MAX_THREADS = 1024  # more than any device the fleet measures has cores
 MAX_SECONDS = 3600.0  # one measurement's time settings; an hour is already absurd
 
 
+# The Python types a settings value of each annotated field type may have.
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str}
+
+
 @dataclass(frozen=True)
 class BenchOptions:
     """Measurement settings sent with a job, one field per BenchSpec setting (SPEC_SETTINGS);
@@ -58,7 +62,7 @@ class BenchOptions:
         for f in fields(cls):
             if f.name in data:
                 value = data[f.name]
-                expected = {"int": int, "float": (int, float), "str": str}[str(f.type)]
+                expected = _FIELD_TYPES[str(f.type)]
                 if isinstance(value, bool) or not isinstance(value, expected):
                     raise ValueError(f"settings.{f.name}: expected {f.type}, got {show(value)}")
         options = cls(**data)

@@ -26,8 +26,10 @@ def start_server(
         stdout=subprocess.PIPE,
         stderr=log or subprocess.DEVNULL,
     )
-    ready, _, _ = select.select([process.stdout], [], [], timeout_s)
-    line = process.stdout.readline().decode() if ready else ""
+    stdout = process.stdout
+    assert stdout is not None  # stdout=PIPE
+    ready, _, _ = select.select([stdout], [], [], timeout_s)
+    line = stdout.readline().decode() if ready else ""
     if not line.startswith("listening on "):
         process.kill()
         raise RuntimeError(f"the coordinator did not start (it printed {line!r})")

@@ -58,7 +58,7 @@ def collect_lut(store: Store, label: str, campaign: str | None = None) -> Device
         )
     grouped: dict[tuple[int, str], list[ItemResult]] = {}
     for result in store.item_results(target, "lut", [campaign] if campaign else ()):
-        grouped.setdefault((result.r, result.key), []).append(result)
+        grouped.setdefault((_resolution(result.r, result.key), result.key), []).append(result)
     every = [result for results in grouped.values() for result in results]
     campaigns = [store.campaign(c) for c in sorted({result.campaign_id for result in every})]
     _refuse_mixed_settings(campaigns)
@@ -78,8 +78,16 @@ def collect_lut(store: Store, label: str, campaign: str | None = None) -> Device
                 any(abs(x.drift or 0.0) > DRIFT_LIMIT for x in results),
             )
         )
-    missing = sorted(expected - set(grouped))
+    missing = sorted((_resolution(r, key), key) for r, key in expected - set(grouped))
     return DeviceLut(label, entries, missing, _provenance(store, label, every, campaigns))
+
+
+def _resolution(r: int | None, key: str) -> int:
+    """A LUT item's resolution; every LUT item is stored with one, so None is a damaged
+    database (and would break sorting the entries)."""
+    if r is None:
+        raise ValueError(f"lut: item {key} has no resolution; the database is damaged")
+    return r
 
 
 def _refuse_mixed_settings(campaigns: list[Campaign]) -> None:

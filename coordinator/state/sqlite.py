@@ -548,11 +548,11 @@ class Store:
             "late": int(late),
             "received_at": now,
         }
-        cur = self.db.execute(
-            f"INSERT INTO results({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+        return self.db.execute(
+            f"INSERT INTO results({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
+            "RETURNING id",
             tuple(row.values()),
-        )
-        return cur.lastrowid
+        ).fetchone()[0]
 
     def _retry_or_fail(self, job: sqlite3.Row, reason: str) -> None:
         if job["attempts"] >= job["max_attempts"]:
@@ -643,7 +643,7 @@ class Store:
         jobs they were is done."""
         with self.transaction():
             cancelled = 0
-            campaigns = set()
+            campaigns: set[str] = set()
             for job_id in job_ids:
                 rows = self.db.execute(
                     "UPDATE jobs SET state='cancelled', finished_at=? WHERE "
@@ -784,7 +784,8 @@ class Store:
 
     def campaign_jobs_queued(self, campaign_id: str, target: Target | None = None) -> int:
         """Jobs queued for the campaign so far (for one target, or all)."""
-        query, args = "SELECT COUNT(*) FROM campaign_jobs WHERE campaign_id=?", (campaign_id,)
+        query = "SELECT COUNT(*) FROM campaign_jobs WHERE campaign_id=?"
+        args: tuple[str, ...] = (campaign_id,)
         if target is not None:
             query, args = query + " AND target=?", (campaign_id, target.name)
         return self.db.execute(query, args).fetchone()[0]
