@@ -14,12 +14,11 @@ from coordinator.cli.app import main
 from coordinator.services import campaigns
 from coordinator.services.campaigns import (
     CampaignSpec,
-    Target,
     cancel_campaign,
     create_campaign,
     start_campaign,
 )
-from coordinator.state import BlobStore, Store
+from coordinator.state import BlobStore, Store, Target
 from ofa.config import SubnetConfig
 
 REPEATS = 5

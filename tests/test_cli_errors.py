@@ -27,10 +27,10 @@ import pytest
 from click.testing import CliRunner
 
 from coordinator.cli.app import main as coord
-from coordinator.services.campaigns import CampaignSpec, Target, create_campaign, start_campaign
+from coordinator.services.campaigns import CampaignSpec, create_campaign, start_campaign
 from coordinator.services.jobs import BenchOptions
 from coordinator.services.predictor_data import predictor_path
-from coordinator.state import BlobStore, Store
+from coordinator.state import BlobStore, Store, Target
 from ofa.config import SubnetConfig
 from ofa.latency_model import BlockTable, fit_predictor
 from ofa.lut import LatencyTable

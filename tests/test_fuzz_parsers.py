@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from coordinator.services.campaigns import CampaignSpec, Target
+from coordinator.services.campaigns import CampaignSpec
 from coordinator.services.jobs import BenchOptions, make_spec
-from coordinator.state import Store
+from coordinator.state import Store, Target
 from ofa import space
 from ofa.batch import ConfigBatch
 from ofa.config import SubnetConfig, load_configs, sample_configs

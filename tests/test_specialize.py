@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from coordinator.cli.app import main as coord
 from coordinator.services.predictor_data import predictor_path
-from coordinator.state import Store
+from coordinator.state import Store, Target
 from ofa.config import SubnetConfig
 from ofa.latency_model import BlockTable, fit_predictor
 from ofa.lut import LatencyTable
@@ -332,7 +332,7 @@ def test_a_supernet_checkpoint_gives_each_subnets_weights_and_onnx(assets, tmp_p
 def test_a_configs_campaign_carries_its_subnets_in_the_spec(tmp_path):
     """What `--verify` and the demo measure: subnets held in memory, stored in the spec (no
     file to read back); specs stored before the field existed still load."""
-    from coordinator.services.campaigns import CampaignSpec, Target
+    from coordinator.services.campaigns import CampaignSpec
 
     store = Store(tmp_path / "fleet.db")
     store.register_agent(store.token_by_secret(store.create_token("t")), "", ["cpu"], {}, 1, "t")

@@ -16,7 +16,6 @@ from coordinator.cli.output import progress_bar
 from coordinator.services.campaigns import (
     WORKLOADS,
     CampaignSpec,
-    Target,
     campaign_status,
     cancel_campaign,
     create_campaign,
@@ -27,7 +26,7 @@ from coordinator.services.campaigns import (
 )
 from coordinator.services.jobs import BenchOptions
 from coordinator.services.waiting import CampaignTimeout, Progress, follow_campaign
-from coordinator.state import BlobStore, Store
+from coordinator.state import BlobStore, Store, Target
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coordinator.services.campaigns import CampaignSpec, Target, create_campaign
+from coordinator.services.campaigns import CampaignSpec, create_campaign
 from coordinator.services.jobs import BenchOptions
 from coordinator.services.local import start_agent, start_server
 from coordinator.services.lut_export import collect_lut, write_lut
@@ -32,7 +32,7 @@ from coordinator.services.predictor_data import device_lut, measured_subnets
 from coordinator.services.results_export import campaign_results
 from coordinator.services.specialise import SpecialiseSettings, allowed_resolutions, specialise
 from coordinator.services.waiting import Progress, follow_campaign
-from coordinator.state import BlobStore, Store
+from coordinator.state import BlobStore, Store, Target
 from ofa.accuracy import AccuracyPredictor
 from ofa.config import SubnetConfig
 from ofa.latency_model import BlockTable, LutSum

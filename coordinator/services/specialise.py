@@ -19,14 +19,13 @@ import numpy as np
 
 from coordinator.services.campaigns import (
     CampaignSpec,
-    Target,
     cancel_campaign,
     create_campaign,
     render_progress,
 )
 from coordinator.services.predictor_data import measured_subnets, predictor_path
 from coordinator.services.waiting import CampaignTimeout, follow_campaign
-from coordinator.state import BlobStore, Store
+from coordinator.state import BlobStore, Store, Target
 from ofa import space
 from ofa.accuracy import AccuracyPredictor
 from ofa.config import SubnetConfig
