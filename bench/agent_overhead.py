@@ -43,17 +43,13 @@ def main() -> None:
             fleet.start_agent("bench")
             jobs = fleet.enqueue(models, options=BenchOptions(threads=args.threads))
             fleet.wait_done(jobs, timeout=60 * len(jobs))
-            rows = fleet.store.db.execute(
-                "SELECT l.issued_at, r.received_at, r.warmup_ns, r.samples, r.session_create_ns,"
-                " r.first_run_ns FROM results r JOIN leases l ON l.id = r.lease_id"
-                " WHERE r.accepted = 1 ORDER BY l.issued_at"
-            ).fetchall()
+            rows = fleet.store.result_timings()
         finally:
             fleet.close()
 
-    wall = np.array([r["received_at"] - r["issued_at"] for r in rows])
-    timed = np.array([np.frombuffer(r["samples"], dtype="<i8").sum() / 1e9 for r in rows])
-    warmup = np.array([r["warmup_ns"] / 1e9 for r in rows])
+    wall = np.array([r.received_at - r.issued_at for r in rows])
+    timed = np.array([r.samples_ns.sum() / 1e9 for r in rows])
+    warmup = np.array([(r.warmup_ns or 0) / 1e9 for r in rows])
     inference = timed + warmup
     overhead = wall - inference
     budget = 1.1 * inference + 0.3
@@ -64,7 +60,9 @@ def main() -> None:
         "wall_s_median": float(np.median(wall)),
         "inference_s_median": float(np.median(inference)),
         "overhead_s": {"median": float(np.median(overhead)), "max": float(overhead.max())},
-        "session_create_ms_median": float(np.median([r["session_create_ns"] for r in rows]) / 1e6),
+        "session_create_ms_median": float(
+            np.median([r.session_create_ns or 0 for r in rows]) / 1e6
+        ),
         "wall_over_inference": {
             "median": float(np.median(wall / inference)),
             "max": float((wall / inference).max()),

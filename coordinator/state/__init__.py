@@ -29,6 +29,7 @@ from coordinator.state.rows import (
     ItemResult,
     LeasedJob,
     ReportOutcome,
+    ResultTiming,
     Target,
     Token,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "CampaignProgress",
     "Artifact",
     "ItemResult",
+    "ResultTiming",
     "NotFound",
     "UnknownAgent",
     "UnknownLease",

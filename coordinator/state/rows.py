@@ -17,6 +17,7 @@ __all__ = [
     "CampaignProgress",
     "Artifact",
     "ItemResult",
+    "ResultTiming",
     "REPORTED_AS_IS",
     "RESULT_FIELDS",
     "CAMPAIGN_RESULT_KEYS",
@@ -169,3 +170,15 @@ class ItemResult:
     agent_id: str
     runtime_versions: str  # JSON with sorted keys: equal versions compare equal
     campaign_id: str
+
+
+@dataclass(frozen=True)
+class ResultTiming:
+    """Where an accepted OK result's time went: from its lease being issued to its report
+    being stored, against what the agent reported spending on the model."""
+
+    issued_at: float  # the lease's
+    received_at: float
+    session_create_ns: int | None
+    warmup_ns: int | None
+    samples_ns: np.ndarray  # int64, the timed runs

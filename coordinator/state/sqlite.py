@@ -49,6 +49,7 @@ from coordinator.state.rows import (
     ItemResult,
     LeasedJob,
     ReportOutcome,
+    ResultTiming,
     Target,
     Token,
 )
@@ -694,6 +695,27 @@ class Store:
             result["samples_ns"] = _samples(result.pop("samples")).tolist()
             out.append(result)
         return out
+
+    def result_timings(self) -> list[ResultTiming]:
+        """Every accepted OK result with its lease's issue time, in the order the leases
+        were issued: how long each job took from lease to stored report (the agent overhead
+        benchmark compares that with the time measuring)."""
+        with self._snapshot():
+            rows = self.db.execute(
+                "SELECT l.issued_at, r.received_at, r.session_create_ns, r.warmup_ns, r.samples"
+                " FROM results r JOIN leases l ON l.id=r.lease_id"
+                " WHERE r.accepted=1 AND r.status='ok' ORDER BY l.issued_at, r.id"
+            ).fetchall()
+        return [
+            ResultTiming(
+                row["issued_at"],
+                row["received_at"],
+                row["session_create_ns"],
+                row["warmup_ns"],
+                _samples(row["samples"]),
+            )
+            for row in rows
+        ]
 
     # ----------------------------------------------------------------- artifacts
     def cached_artifact(self, kind: str, key: str, weights: str) -> Artifact | None:

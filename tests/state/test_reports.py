@@ -201,3 +201,38 @@ def test_a_failure_reported_after_expiry_but_before_the_sweep_is_not_accepted(st
     assert store.job(job_id)["state"] == "queued"
     (again,) = lease(store, "a1")
     assert store.report("a1", job_id, again.lease_id, "ok", ok()).accepted
+
+
+def test_result_timings_are_the_accepted_ok_results_in_lease_order(store, digest):
+    """A late OK (not accepted) and an accepted failure have nothing to time; each accepted
+    OK comes with its own lease's issue time and what the agent reported spending."""
+    add_agent(store, "slow")
+    add_agent(store, "fast")
+    timed, failing = enqueue(store, digest, n=2)
+    stale = lease(store, "slow", lease_seconds=-1)[0]
+    store.sweep(offline_after_s=HOUR)
+    fresh = lease(store, "fast")[0]
+    store.report("fast", timed, fresh.lease_id, "ok", ok([4, 5], warmup_ns=7, session_create_ns=9))
+    store.report("slow", timed, stale.lease_id, "ok", ok([8, 8]))  # late: not accepted
+    held = lease(store, "fast")[0]
+    assert held.job_id == failing
+    store.report("fast", failing, held.lease_id, "failed", {"message": "boom"})
+    [timing] = store.result_timings()
+    assert timing.issued_at == lease_row(store, fresh.lease_id)["issued_at"]
+    assert timing.received_at >= timing.issued_at
+    assert timing.samples_ns.tolist() == [4, 5]
+    assert (timing.warmup_ns, timing.session_create_ns) == (7, 9)
+
+
+def test_result_timings_follow_the_leases_not_the_reports(store, digest):
+    add_agent(store)
+    jobs = enqueue(store, digest, n=3)
+    held = [lease(store)[0] for _ in jobs]
+    for i, leased in reversed(list(enumerate(held))):
+        store.report("a1", leased.job_id, leased.lease_id, "ok", ok([i + 1]))
+    timings = store.result_timings()
+    issued = [lease_row(store, leased.lease_id)["issued_at"] for leased in held]
+    assert [t.issued_at for t in timings] == sorted(issued)
+    assert {(t.issued_at, int(t.samples_ns[0])) for t in timings} == {
+        (at, i + 1) for i, at in enumerate(issued)
+    }
