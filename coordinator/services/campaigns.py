@@ -1,8 +1,9 @@
 """Profiling campaigns: "measure this workload on these devices", turned into jobs.
 
 A campaign names its targets (device labels or agent ids; each measured separately), a
-workload (`lut`: every LUT entry the space needs; `random`: N sampled subnets; `configs`:
-subnets from a file) and the benchmark settings. Starting it queues every item `repeats`
+workload (`lut`: every LUT entry the space needs; `random`: N sampled subnets; `lut+random`:
+both in one queue; `configs`: given subnets, from a file or held in the spec itself as
+`CampaignSpec.subnets`) and the benchmark settings. Starting it queues every item `repeats`
 times per target, in a shuffled order with the drift-reference model interleaved, so each
 repeat lands in its own lease window and no kind of item is measured all in one stretch.
 """
