@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from agent.device import machine_summary
+from coordinator.services.lut_export import collect_lut
 from coordinator.services.predictor_data import device_lut, measured_subnets, split
 from coordinator.services.predictors import evaluate, noise_floor
 from coordinator.state import Store
@@ -70,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
 
     store = Store(args.db)
-    lut, width, _ = device_lut(store, args.device)
+    lut, width, _ = device_lut(collect_lut(store, args.device))
     table = BlockTable.from_lut(lut, width)
     training, held_out = split(measured_subnets(store, args.device))
     report = {

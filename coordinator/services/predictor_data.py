@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from coordinator.services.lut_export import collect_lut
+from coordinator.services.lut_export import DeviceLut
 from coordinator.state import Store, Target
 from ofa.config import SubnetConfig
 
@@ -33,14 +33,12 @@ class Measured:
         return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def device_lut(
-    store: Store, label: str, campaign: str | None = None
-) -> tuple[dict[int, dict[str, float]], float, dict]:
-    """`{r: {key: median ms}}`, the width it was measured at, and its provenance."""
-    table = collect_lut(store, label, campaign)
+def device_lut(table: DeviceLut) -> tuple[dict[int, dict[str, float]], float, dict]:
+    """A collected LUT (`collect_lut`) as `{r: {key: median ms}}`, the width it was
+    measured at, and its provenance."""
     widths = {spec["width"] for spec in table.provenance["campaigns"]}
     if len(widths) != 1:
-        raise ValueError(f"device: LUT results of {label!r} span widths {sorted(widths)}")
+        raise ValueError(f"device: LUT results of {table.label!r} span widths {sorted(widths)}")
     lut: dict[int, dict[str, float]] = {}
     for entry in table.entries:
         lut.setdefault(entry.r, {})[entry.key] = entry.median_ms

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coordinator.services.lut_export import collect_lut
 from coordinator.services.predictor_data import (
     Measured,
     device_lut,
@@ -148,7 +149,7 @@ def _from_lut(
     seed: int,
 ) -> Fitted:
     """The device's LUT and, for the learned kinds, its training subnets of the LUT's width."""
-    lut, width, provenance = device_lut(store, label, lut_campaign)
+    lut, width, provenance = device_lut(collect_lut(store, label, lut_campaign))
     chosen = [m for m in training if m.config.w == width] if kind != "lut" else []
     model = fit_predictor(
         kind,
