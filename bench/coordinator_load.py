@@ -13,7 +13,7 @@ With `--hostile`, one more client in its own process sends the largest messages 
 accepts, in a loop: a Register with every field at its bound, Heartbeats with the most
 lease ids and full telemetry, LeaseJobs for as many jobs as it may hold, ReadBlob of the
 largest chunk, and reports of MAX_SAMPLES samples. The simulated agents' lease latency shows
-whether one client can stall the others (issue 12: p99 <= 100 ms with 200 agents):
+whether one client can stall the others (the target: p99 <= 100 ms with 200 agents):
 
     .venv/bin/python -m bench.coordinator_load --agents 200 --seconds 60 --hostile
 """

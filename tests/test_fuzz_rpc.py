@@ -193,9 +193,9 @@ def _mutate(draw, message) -> None:
 
 
 def must_refuse(request) -> str | None:
-    """Why issue 12 says this request must not be answered OK, or None. Only what it names
-    outright: non-finite telemetry, identifiers that merely start with a valid name
-    (`label\n`), repeated fields far beyond what a real agent sends, samples <= 0."""
+    """Why the server must not answer this request OK, or None. Only the plain cases:
+    non-finite telemetry, identifiers that merely start with a valid name (`label\n`),
+    repeated fields far beyond what a real agent sends, samples <= 0."""
 
     def telemetry(message):
         return (

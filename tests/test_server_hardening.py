@@ -1,4 +1,4 @@
-"""Issue 12 §2: the coordinator refuses what it must. A real `ofa-coord serve` on loopback, a
+"""The coordinator refuses what it must. A real `ofa-coord serve` on loopback, a
 real SQLite file and raw gRPC clients sending what a careless or hostile client would."""
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def test_error_details_never_echo_unbounded_input(fleet):
 
 
 def test_repeated_fields_are_bounded_to_what_an_agent_sends(fleet):
-    """The issue's 5 M lease ids (15 MB) blocked the server for 9.8 s; 100 k (3.4 MB) are
+    """5 M lease ids (15 MB) once blocked the server for 9.8 s; 100 k (3.4 MB) are
     refused by size before decoding, and one id more than an agent may hold by count."""
     client = Client(fleet, "a")
     request = pb.HeartbeatRequest(
