@@ -26,6 +26,11 @@ QUICK = BenchOptions(
     max_time_s=2.0,
     target_precision=0.5,
 )
+# Quick measurement settings as `campaign create` flags, for tests that drive the CLI.
+QUICK_FLAGS = (
+    "--warmup-runs 2 --warmup-min-time 0.01 --min-runs 10 --min-time 0.03 --max-time 2 "
+    "--precision 0.5"
+).split()
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.1):

@@ -18,22 +18,8 @@ from coordinator.services.predictor_data import predictor_path
 from ofa.config import SubnetConfig
 from ofa.latency_model import BlockTable, fit_predictor
 from ofa.lut import LatencyTable
-from tests.fleet import BIN, Fleet, kill9, wait_for
+from tests.fleet import BIN, QUICK_FLAGS, Fleet, kill9, wait_for
 
-QUICK = [
-    "--warmup-runs",
-    "2",
-    "--warmup-min-time",
-    "0.01",
-    "--min-runs",
-    "10",
-    "--min-time",
-    "0.03",
-    "--max-time",
-    "2",
-    "--precision",
-    "0.5",
-]
 UNSERVED = re.compile(r"no online agent has label (\S+) \(last seen \d+ (s|min) ago\)")
 
 
@@ -79,7 +65,7 @@ def create(fleet: Fleet, tmp_path, name: str, label: str, *extra) -> tuple[str, 
         configs,
         "--reference-every",
         "0",
-        *QUICK,
+        *QUICK_FLAGS,
         *extra,
         "--start",
     )

@@ -21,23 +21,8 @@ from coordinator.services.results_export import campaign_results
 from ofa.config import SubnetConfig, sample_configs
 from ofa.lut import LatencyTable
 from ofa.plan import lut_keys, space_lut_specs
-from tests.fleet import Fleet, kill9, wait_for
+from tests.fleet import QUICK_FLAGS, Fleet, kill9, wait_for
 from tests.oracle import run_reference
-
-QUICK = [
-    "--warmup-runs",
-    "2",
-    "--warmup-min-time",
-    "0.01",
-    "--min-runs",
-    "10",
-    "--min-time",
-    "0.03",
-    "--max-time",
-    "2",
-    "--precision",
-    "0.5",
-]
 
 
 def cli(*args, expect: int = 0) -> str:
@@ -63,7 +48,7 @@ def fleet(tmp_path_factory):
 
 def run_campaign(fleet: Fleet, *args, label: str = "cpu") -> str:
     created = cli(
-        "campaign", "create", "--db", fleet.db, "--label", label, *QUICK, *args, "--start"
+        "campaign", "create", "--db", fleet.db, "--label", label, *QUICK_FLAGS, *args, "--start"
     )
     cid = campaign_id(created)
     cli("campaign", "wait", "--db", fleet.db, cid, "--timeout", "300", "--interval", "0.2")
@@ -349,7 +334,7 @@ def test_a_partial_lut_lists_what_is_missing_and_never_writes_it(fleet, tmp_path
             fleet.db,
             "--label",
             "partial",
-            *QUICK,
+            *QUICK_FLAGS,
             "--name",
             "cut",
             "--workload",
@@ -403,7 +388,7 @@ def test_campaign_survives_agent_kill_and_coordinator_restart(tmp_path):
                 fleet.db,
                 "--label",
                 "cpu",
-                *QUICK,
+                *QUICK_FLAGS,
                 "--name",
                 "robust",
                 "--workload",
@@ -482,7 +467,7 @@ def test_cancel_stops_handing_out_jobs(tmp_path):
                 fleet.db,
                 "--label",
                 "cpu",
-                *QUICK,
+                *QUICK_FLAGS,
                 "--name",
                 "after",
                 "--workload",
@@ -515,7 +500,7 @@ def test_a_campaign_starts_once_and_wait_needs_it_started(fleet):
             fleet.db,
             "--label",
             "cpu",
-            *QUICK,
+            *QUICK_FLAGS,
             "--name",
             "once",
             "--workload",
@@ -549,7 +534,7 @@ def test_lut_export_refuses_to_pool_results_of_different_settings(fleet, tmp_pat
                 fleet.db,
                 "--label",
                 "pool",
-                *QUICK,
+                *QUICK_FLAGS,
                 "--name",
                 f"{threads} threads",
                 "--workload",

@@ -20,8 +20,8 @@ from ofa.config import SubnetConfig
 from ofa.latency_model import load_predictor
 from ofa.lut import LatencyTable
 from ofa.metrics import kendall_tau
-from tests.fleet import Fleet
-from tests.test_campaigns import QUICK, campaign_id, cli
+from tests.fleet import QUICK_FLAGS, Fleet
+from tests.test_campaigns import campaign_id, cli
 
 HELD_OUT_EVERY = 3  # README: a third of the subnets, by id, is never trained on
 
@@ -48,7 +48,7 @@ def measured(tmp_path_factory):
                 fleet.db,
                 "--name",
                 args[1],
-                *QUICK,
+                *QUICK_FLAGS,
                 "--resolutions",
                 "64",
                 "--seed",

@@ -183,8 +183,8 @@ def test_scenarios_run_many_budgets_and_sources_into_one_table(assets, tmp_path)
 def test_verify_measures_the_chosen_subnet_on_the_device(assets, tmp_path):
     from ofa.latency_model import load_predictor
     from ofa.search import fastest_configs
-    from tests.fleet import Fleet
-    from tests.test_campaigns import QUICK, campaign_id, cli
+    from tests.fleet import QUICK_FLAGS, Fleet
+    from tests.test_campaigns import campaign_id, cli
 
     fleet = Fleet(tmp_path / "fleet")
     fleet.folder.mkdir()
@@ -212,7 +212,7 @@ def test_verify_measures_the_chosen_subnet_on_the_device(assets, tmp_path):
                 "1",
                 "--reference-every",
                 "0",
-                *QUICK,
+                *QUICK_FLAGS,
                 "--start",
             )
         )

@@ -6,18 +6,6 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-__all__ = [
-    "NotFound",
-    "UnknownAgent",
-    "UnknownLease",
-    "Forbidden",
-    "NotAFleetDatabase",
-    "STORAGE_ERRORS",
-    "storage_error_name",
-    "is_transient",
-    "storage_problem",
-]
-
 
 class NotFound(LookupError):
     """A lease, job, blob, campaign or token that the store does not know."""

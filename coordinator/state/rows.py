@@ -7,24 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = [
-    "Token",
-    "LeasedJob",
-    "ReportOutcome",
-    "Target",
-    "Campaign",
-    "CampaignItem",
-    "CampaignProgress",
-    "Artifact",
-    "ItemResult",
-    "ResultTiming",
-    "REPORTED_AS_IS",
-    "RESULT_FIELDS",
-    "CAMPAIGN_RESULT_KEYS",
-    "JSON_RESULT_FIELDS",
-    "TERMINAL",
-]
-
 # A job in one of these states is finished: nothing will lease it again.
 TERMINAL = ("done", "failed", "cancelled")
 
