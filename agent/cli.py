@@ -82,6 +82,33 @@ def main() -> None:
     show_default=True,
     help="Seconds each call to the coordinator may take before it is retried.",
 )
+@click.option(
+    "--disturbance-check/--no-disturbance-check",
+    default=True,
+    show_default=True,
+    help="Report a measurement that other work competed with as DISTURBED (the coordinator "
+    "measures it again later) rather than OK. Its evidence is recorded either way.",
+)
+@click.option(
+    "--pin/--no-pin",
+    default=True,
+    show_default=True,
+    help="Pin the measuring threads to fixed cores (the last ones) where the OS allows.",
+)
+@click.option(
+    "--cooldown/--no-cooldown",
+    default=True,
+    show_default=True,
+    help="Before a job, wait while the device is hot (--hot) or the reference model has "
+    "slowed by more than 10%.",
+)
+@click.option(
+    "--hot",
+    type=click.FloatRange(0, 200),
+    default=80.0,
+    show_default=True,
+    help="Degrees Celsius from which the device counts as hot.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Also log each job and each retry.")
 def run(
     coordinator: str,
@@ -94,6 +121,10 @@ def run(
     cache_max_mb: int,
     allow_torch: bool,
     rpc_timeout: float,
+    disturbance_check: bool,
+    pin: bool,
+    cooldown: bool,
+    hot: float,
     verbose: bool,
 ) -> None:
     """Serve benchmark jobs from a coordinator until SIGTERM or Ctrl-C. Exit code 3: a
@@ -125,6 +156,10 @@ def run(
             insecure=insecure,
             allow_torch=allow_torch,
             call_timeout_s=rpc_timeout,
+            disturbance_check=disturbance_check,
+            pin_cores=pin,
+            cooldown=cooldown,
+            hot_c=hot,
         )
         agent = Agent(config)
     except ValueError as exc:

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from agent.disturbance import DisturbanceLimits, Evidence, Monitor
+from agent.pinning import choose_cores, ort_affinities, pinned
 from agent.stats import median_ci, summarize
 
 __all__ = [
@@ -56,6 +58,7 @@ class BenchSettings:
     target_precision: float = 0.02  # half-width of the median's 95% CI over the median
     runtime: str = "onnxruntime"
     execution_provider: str = "CPUExecutionProvider"
+    pin_cores: bool = True  # pin the measuring threads to fixed cores where the OS allows
 
     def __post_init__(self) -> None:
         for name in ("threads", "min_runs", "block_runs"):
@@ -126,7 +129,9 @@ SETTING_FLAGS = (
 
 @dataclass
 class Measurement:
-    """Raw timings of one model. `stop_reason` is 'precision', 'time_cap' or 'cancelled'."""
+    """Raw timings of one model. `stop_reason` is 'precision', 'time_cap' or 'cancelled';
+    `evidence` says whether anything competed with the timed runs; `pinned_cores` which
+    cores the threads were pinned to (empty: not pinned)."""
 
     samples_ns: list[int]
     session_create_ns: int
@@ -136,6 +141,8 @@ class Measurement:
     stop_reason: str
     runtime_versions: dict[str, str]
     settings: dict = field(default_factory=dict)
+    evidence: Evidence = field(default_factory=Evidence)
+    pinned_cores: tuple[int, ...] = ()
 
     def stats(self) -> dict[str, float]:
         return summarize(self.samples_ns)
@@ -145,12 +152,19 @@ Runner = Callable[[], object]
 
 
 def _onnxruntime_runner(
-    model: str | bytes, settings: BenchSettings, input_shapes: Sequence[Sequence[int]] | None
+    model: str | bytes,
+    settings: BenchSettings,
+    input_shapes: Sequence[Sequence[int]] | None,
+    cores: Sequence[int],
 ) -> tuple[Runner, dict]:
     options = ort.SessionOptions()
     options.intra_op_num_threads = settings.threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if len(cores) > 1:
+        options.add_session_config_entry(
+            "session.intra_op_thread_affinities", ort_affinities(cores)
+        )
     session = ort.InferenceSession(model, options, providers=[settings.execution_provider])
     rng = np.random.default_rng(0)
     feeds = {}
@@ -179,13 +193,17 @@ def _torch_device(provider: str) -> str:
 
 
 def _torch_runner(
-    model: str | bytes, settings: BenchSettings, input_shapes: Sequence[Sequence[int]] | None
+    model: str | bytes,
+    settings: BenchSettings,
+    input_shapes: Sequence[Sequence[int]] | None,
+    cores: Sequence[int],
 ) -> tuple[Runner, dict]:
     """A TorchScript model on `settings.execution_provider` ('cpu' or 'cuda[:N]').
 
     TorchScript rather than `torch.export`: its loader rebuilds only TorchScript types and
     tensors, while `torch.export.load` unpickles Python objects. Agents run it only when
-    started with --allow-torch."""
+    started with --allow-torch. Its intra-op threads inherit the calling thread's core set
+    (`cores` pins only onnxruntime's pool threads one by one)."""
     torch = importlib.import_module("torch")  # optional: only GPU hosts that want it have it
     if not input_shapes:
         raise ValueError("inputs: the torch runtime needs the input shapes in the job")
@@ -216,14 +234,28 @@ def measure(
     settings: BenchSettings = BenchSettings(),
     input_shapes: Sequence[Sequence[int]] | None = None,
     cancelled: Callable[[], bool] = lambda: False,
+    limits: DisturbanceLimits = DisturbanceLimits(),
 ) -> Measurement:
     """Load `model` in `settings.runtime` and time it. `cancelled` is polled between blocks
-    of runs; when it turns true the measurement ends with stop_reason 'cancelled'."""
+    of runs; when it turns true the measurement ends with stop_reason 'cancelled'. The
+    timed runs are watched for disturbance, judged by `limits`."""
+    with pinned(choose_cores(settings.threads) if settings.pin_cores else ()) as cores:
+        return _measure(model, settings, input_shapes, cancelled, limits, cores)
+
+
+def _measure(
+    model: str | Path | bytes,
+    settings: BenchSettings,
+    input_shapes: Sequence[Sequence[int]] | None,
+    cancelled: Callable[[], bool],
+    limits: DisturbanceLimits,
+    cores: tuple[int, ...],
+) -> Measurement:
     make_runner = _torch_runner if settings.runtime == "torch" else _onnxruntime_runner
     clock = time.perf_counter_ns
     start = clock()
     run, versions = make_runner(
-        model if isinstance(model, bytes) else str(model), settings, input_shapes
+        model if isinstance(model, bytes) else str(model), settings, input_shapes, cores
     )
     session_create_ns = clock() - start
 
@@ -241,6 +273,8 @@ def measure(
     warmup_ns = clock() - warmup_start
 
     samples: list[int] = []
+    monitor = Monitor(settings.threads, limits)
+    monitor.start()
     begin = clock()
     min_end = begin + int(settings.min_time_s * 1e9)
     cap = begin + int(settings.max_time_s * 1e9)
@@ -249,6 +283,7 @@ def measure(
             t0 = clock()
             run()
             samples.append(clock() - t0)
+        monitor.tick()
         now = clock()
         if cancelled():
             reason = "cancelled"
@@ -261,6 +296,8 @@ def measure(
         if now >= cap or len(samples) + settings.block_runs > MAX_SAMPLES:
             reason = "time_cap"
             break
+    blocks = np.asarray(samples, dtype=np.float64).reshape(-1, settings.block_runs)
+    evidence = monitor.finish(np.median(blocks, axis=1))
     return Measurement(
         samples,
         session_create_ns,
@@ -270,4 +307,6 @@ def measure(
         reason,
         versions,
         settings=asdict(settings),
+        evidence=evidence,
+        pinned_cores=cores,
     )

@@ -25,13 +25,21 @@ from agent import __version__
 from agent.cache import ModelCache
 from agent.client import CALL_TIMEOUT_S, AuthError, FleetClient, Forgotten, Rejected
 from agent.device import device_info, peak_rss_bytes, reset_peak_rss, telemetry
+from agent.disturbance import Evidence
 from agent.link import Misconfigured, summary
 from agent.measure import BenchSettings, measure
 from agent.retry import RETRYABLE, Backoff
 from agent.settings import MISCONFIGURED
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
-__all__ = ["AgentConfig", "Agent", "SPEC_SETTINGS", "settings_from_spec", "describe_job"]
+__all__ = [
+    "AgentConfig",
+    "Agent",
+    "SPEC_SETTINGS",
+    "settings_from_spec",
+    "describe_job",
+    "evidence_message",
+]
 
 log = logging.getLogger("ofa-agent")
 # The engine's settings a job's spec can carry (BenchSpec's fields that BenchSettings has).
@@ -43,6 +51,11 @@ SPEC_SETTINGS = tuple(
 REFERENCE_SETTINGS = BenchSettings(
     warmup_runs=5, warmup_min_s=0.05, min_runs=20, min_time_s=0.2, max_time_s=2.0
 )
+# The reference this much slower than its baseline: cool down first. Its checks vary by a
+# few percent on a quiet 2-core VM, so a smaller limit would make a quiet device wait.
+DRIFT_LIMIT = 0.10
+COOLDOWN_STEP_S = 2.0
+COOLDOWN_MAX_S = 120.0
 
 
 @dataclass
@@ -60,6 +73,10 @@ class AgentConfig:
     reference_every_s: float = 300.0
     allow_torch: bool = False
     call_timeout_s: float = CALL_TIMEOUT_S
+    disturbance_check: bool = True  # off: report OK whatever the evidence says
+    pin_cores: bool = True  # pin the measuring threads to fixed cores where the OS allows
+    cooldown: bool = True  # wait before a job while the device is hot or has drifted
+    hot_c: float = 80.0  # a device reporting this temperature or more cools down first
 
 
 def settings_from_spec(spec: pb.BenchSpec, threads: int = 1) -> BenchSettings:
@@ -259,20 +276,32 @@ class Agent:
         """Measure one job; any failure becomes a FAILED result with the error."""
         spec = job.spec
         try:
-            settings = settings_from_spec(spec, self.config.threads)
+            settings = replace(
+                settings_from_spec(spec, self.config.threads), pin_cores=self.config.pin_cores
+            )
             if settings.runtime == "torch" and not self.config.allow_torch:
                 raise PermissionError(
                     "runtime: torch jobs are disabled on this agent (start it with --allow-torch)"
                 )
             model = self._fetch(spec.model_digest, spec.model_size)
             shapes = [list(t.dims) for t in spec.inputs] or None
+            cooldown_s = self._cool_down() if self.config.cooldown else 0.0
             before = telemetry()
             reset_peak_rss()
             measurement = measure(
                 model, settings, shapes, cancelled=lambda: job.lease_id in self.lost_leases
             )
+            evidence = measurement.evidence
+            if evidence.disturbed:
+                log.info("%s disturbed: %s", describe_job(job), "; ".join(evidence.reasons))
+                if not self.config.disturbance_check:
+                    evidence.reasons = []  # an OK result names no reasons
             return pb.Result(
-                status=pb.RESULT_STATUS_OK,
+                status=pb.RESULT_STATUS_DISTURBED if evidence.disturbed else pb.RESULT_STATUS_OK,
+                evidence=evidence_message(evidence),
+                conditions=pb.Conditions(
+                    pinned_cores=measurement.pinned_cores, cooldown_s=cooldown_s
+                ),
                 samples_ns=measurement.samples_ns,
                 session_create_ns=measurement.session_create_ns,
                 first_run_ns=measurement.first_run_ns,
@@ -299,6 +328,29 @@ class Agent:
             raise ValueError(f"model {digest}: got {len(data)} bytes, the job says {size}")
         return self.cache.put(digest, data)
 
+    def _cool_down(self) -> float:
+        """Wait while the device reports heat (`hot_c` or more) or the reference model runs
+        more than DRIFT_LIMIT slower than its baseline, checking every COOLDOWN_STEP_S, for
+        at most COOLDOWN_MAX_S. Returns the seconds waited."""
+        waited = 0.0
+        while waited < COOLDOWN_MAX_S and not self.stop.is_set():
+            temperature = telemetry().get("temperature_c")
+            hot = temperature is not None and temperature >= self.config.hot_c
+            drift = self._drift.drift if self._drift is not None else 0.0
+            drifted = drift > DRIFT_LIMIT
+            if not (hot or drifted):
+                break
+            log.info(
+                "cooling down %.0f s: %s",
+                COOLDOWN_STEP_S,
+                f"{temperature:.0f} C" if hot else f"reference drift {drift:+.1%}",
+            )
+            self.stop.wait(COOLDOWN_STEP_S)
+            waited += COOLDOWN_STEP_S
+            if drifted:
+                self._check_reference()
+        return waited
+
     # ------------------------------------------------------------ drift reference
     def _maybe_check_reference(self) -> None:
         due = (
@@ -322,3 +374,9 @@ class Agent:
         self._jobs_since_reference = 0
         self._reference_at = time.monotonic()
         log.debug("reference model: %.3f ms (drift %+.1f%%)", median, 100 * self._drift.drift)
+
+
+def evidence_message(evidence: Evidence) -> pb.Evidence:
+    """The wire form of a measurement's evidence (absent values stay absent)."""
+    given = {k: v for k, v in vars(evidence).items() if v is not None}
+    return pb.Evidence(**given)

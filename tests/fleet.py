@@ -13,7 +13,7 @@ from pathlib import Path
 
 from coordinator.services.jobs import BenchOptions, enqueue_model
 from coordinator.services.local import start_agent, start_server
-from coordinator.state import BlobStore, Store
+from coordinator.state import TERMINAL, BlobStore, Store
 from ofa.config import SubnetConfig
 from ofa.nn.export import export_lut_entries
 
@@ -121,13 +121,21 @@ class Fleet:
         address: str | None = None,
         extra: tuple[str, ...] = (),
         executable: Path | None = None,
+        disturbance_check: bool = False,
     ) -> subprocess.Popen:
+        """An agent process. The suite's own processes share the cores with it, so it does
+        not judge disturbance nor cool down unless the test is about that
+        (`disturbance_check`)."""
         process = start_agent(
             address or self.address,
             token or self.token(name),
             self.folder / f"cache-{name}",
             labels,
-            ["-v", *extra],
+            [
+                "-v",
+                *([] if disturbance_check else ["--no-disturbance-check", "--no-cooldown"]),
+                *extra,
+            ],
             log=open(self.folder / f"agent-{name}.log", "ab"),
             executable=[str(executable)] if executable else None,
         )
@@ -146,7 +154,7 @@ class Fleet:
 
     # --------------------------------------------------------------------- results
     def done(self, job_ids: list[str]) -> bool:
-        return all(self.store.job(j)["state"] in ("done", "failed", "cancelled") for j in job_ids)
+        return all(self.store.job(j)["state"] in TERMINAL for j in job_ids)
 
     def wait_done(self, job_ids: list[str], timeout: float = 60) -> None:
         wait_for(lambda: self.done(job_ids), timeout, f"{len(job_ids)} jobs to finish")

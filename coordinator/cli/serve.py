@@ -50,6 +50,14 @@ MISSED_RANGE = SETTINGS_RANGES["missed_heartbeats"]
     help="Lease lifetime, renewed by heartbeats.",
 )
 @click.option(
+    "--remeasure-cooldown",
+    type=FiniteFloat(*SETTINGS_RANGES["remeasure_cooldown_s"]),
+    default=FleetSettings.remeasure_cooldown_s,
+    show_default=True,
+    help="Seconds a disturbed measurement's job waits before it is measured again "
+    "(doubling for each next disturbed result).",
+)
+@click.option(
     "--max-model-mb", type=click.IntRange(min=1, max=64 * 1024), default=512, show_default=True
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every registration and sweep.")
@@ -61,6 +69,7 @@ def serve(
     heartbeat_interval: float,
     missed_heartbeats: int,
     lease_seconds: float,
+    remeasure_cooldown: float,
     max_model_mb: int,
     verbose: bool,
 ) -> None:
@@ -80,5 +89,6 @@ def serve(
         heartbeat_interval_s=heartbeat_interval,
         missed_heartbeats=missed_heartbeats,
         lease_seconds=lease_seconds,
+        remeasure_cooldown_s=remeasure_cooldown,
     )
     asyncio.run(run_server(Path(db), listen, settings, tls, max_model_mb * 2**20))

@@ -36,6 +36,7 @@ SETTINGS_RANGES = {
     "max_chunk_bytes": (1, 8 * 2**20),
     "max_jobs_per_lease": (1, 128),
     "watch_interval_s": (0.01, 60),
+    "remeasure_cooldown_s": (0, 86400),
 }
 
 
@@ -48,6 +49,8 @@ class FleetSettings:
     max_chunk_bytes: int = 2 * 2**20
     max_jobs_per_lease: int = 8  # also the most leases one agent holds at once
     watch_interval_s: float = 0.2
+    # a disturbed job waits this long before its first re-measure, doubling for each next
+    remeasure_cooldown_s: float = 10.0
 
     def __post_init__(self) -> None:
         """Every value finite and in a range a fleet can run with (a lease of `inf` seconds
@@ -227,7 +230,9 @@ class FleetService:
         def store_report() -> ReportOutcome:
             self.store.check_agent(agent_id, token)
             check(self.store.job_spec(job_id))
-            return self.store.report(agent_id, job_id, lease_id, status, result)
+            return self.store.report(
+                agent_id, job_id, lease_id, status, result, self.settings.remeasure_cooldown_s
+            )
 
         outcome = await self.db(store_report)
         if status != "ok":

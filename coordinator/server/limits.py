@@ -42,6 +42,7 @@ BLOCK = BenchSettings.block_runs
 MIN_RUN_NS = 1_000
 MAX_RUN_NS = 3600 * 10**9
 STOP_REASONS = ("precision", "time_cap", "cancelled")
+MEASURED = (pb.RESULT_STATUS_OK, pb.RESULT_STATUS_DISTURBED)  # results that carry samples
 # The largest encoded request each method needs, checked before decoding. A report carries
 # up to MAX_SAMPLES samples of at most 6 bytes each (runs under 2**41 ns, 36 minutes).
 MAX_REQUEST_BYTES = {
@@ -106,6 +107,18 @@ _TELEMETRY = {
     "cpu_freq_mhz": (0, 1e6),
     "load_1m": (0, 1e6),
 }
+_EVIDENCE = {
+    "cpu_wait": (0, 1e6),
+    "cpu_wait_peak": (0, 1e6),
+    "others_cpu": (0, 2**20),
+    "steal": (0, 1e6),
+    "load_1m": (0, 1e6),
+    "freq_min_mhz": (0, 1e6),
+    "freq_max_mhz": (0, 1e6),
+    "temperature_max_c": (-273.15, 1000),
+    "block_spread": (0, 1e9),
+    "trend": (-1, 1e9),
+}
 _DEVICE = {
     "physical_cores": (0, 2**20),
     "logical_cores": (0, 2**20),
@@ -149,9 +162,9 @@ def check_report(request: pb.ReportResultRequest, samples: np.ndarray) -> None:
     result = request.result
     _text("result.message", result.message, MAX_MESSAGE)
     _count("result.samples_ns", samples, MAX_SAMPLES)
-    if result.status == pb.RESULT_STATUS_OK:
+    if result.status in MEASURED:
         if not samples.size:
-            raise ValueError("result.samples_ns: an OK result needs its raw samples")
+            raise ValueError("result.samples_ns: a measured result needs its raw samples")
         if samples.min() <= 0:
             raise ValueError(f"result.samples_ns: every sample must be > 0 ns, got {samples.min()}")
         if result.stop_reason not in STOP_REASONS:
@@ -174,6 +187,16 @@ def check_report(request: pb.ReportResultRequest, samples: np.ndarray) -> None:
     for key, value in result.runtime_versions.items():
         _text("result.runtime_versions key", key, 64)
         _text(f"result.runtime_versions[{clip(key, 64)}]", value)
+    _message_fields("result.evidence", result.evidence, _EVIDENCE)
+    _count("result.conditions.pinned_cores", result.conditions.pinned_cores, MAX_LIST)
+    for i, core in enumerate(result.conditions.pinned_cores):
+        _number(f"result.conditions.pinned_cores[{i}]", core, 0, 2**20)
+    _number("result.conditions.cooldown_s", result.conditions.cooldown_s, 0, 86400)
+    disturbed = result.status == pb.RESULT_STATUS_DISTURBED
+    if disturbed != bool(result.evidence.reasons):
+        raise ValueError(
+            "result.evidence.reasons: a DISTURBED result names why, and only a DISTURBED one"
+        )
     if result.HasField("drift"):
         drift = result.drift
         _number("result.drift.baseline_median_ms", drift.baseline_median_ms, 0, 1e9)
@@ -194,11 +217,11 @@ def decode_spec(spec: bytes) -> pb.BenchSpec:
 
 
 def check_result_against_spec(result: pb.Result, samples: np.ndarray, spec: bytes) -> None:
-    """An OK result's samples fit the job's settings: no run started after the time cap
+    """A measured result's samples fit the job's settings: no run started after the time cap
     (every block but the last began before it; one run of a slow model may itself be longer
     than the cap), no more runs than the cap allows, no run of an hour or more, and a
     'precision' stop only after the minimum number of runs."""
-    if result.status != pb.RESULT_STATUS_OK:
+    if result.status not in MEASURED:
         return
     settings = decode_spec(spec)
     cap_ns = (settings.max_time_s or BenchSettings.max_time_s) * 1e9

@@ -36,6 +36,7 @@ _STATUS = {
     pb.RESULT_STATUS_OK: "ok",
     pb.RESULT_STATUS_FAILED: "failed",
     pb.RESULT_STATUS_RELEASED: "released",
+    pb.RESULT_STATUS_DISTURBED: "disturbed",
 }
 # NOT_FOUND is kept for "this agent is not registered" (the agent registers again); any other
 # unknown thing (a lease, a blob) is a failed precondition of that one request.
@@ -52,7 +53,11 @@ def _fields(message, with_zeros: bool = False) -> dict:
     """A flat message as a dict of Python values (int64 stays int, unlike MessageToDict);
     unset optional fields are left out, and zeros too unless asked for."""
     if with_zeros:
-        return {f.name: getattr(message, f.name) for f in message.DESCRIPTOR.fields}
+        return {
+            f.name: list(v) if f.is_repeated else v
+            for f in message.DESCRIPTOR.fields
+            for v in [getattr(message, f.name)]
+        }
     return {f.name: list(v) if f.is_repeated else v for f, v in message.ListFields()}
 
 
@@ -67,6 +72,10 @@ def result_to_dict(result: pb.Result, samples: np.ndarray) -> dict:
         "after": _fields(result.after),
         "runtime_versions": dict(result.runtime_versions),
         "drift": _fields(result.drift, with_zeros=True) if result.HasField("drift") else None,
+        "evidence": _fields(result.evidence) if result.HasField("evidence") else None,
+        "conditions": (
+            _fields(result.conditions, with_zeros=True) if result.HasField("conditions") else None
+        ),
     }
 
 
@@ -221,7 +230,8 @@ class FleetServicer(pb_grpc.FleetServicer):
         status = _STATUS.get(request.result.status)
         if status is None:
             raise ValueError(
-                f"result.status: expected OK, FAILED or RELEASED, got {request.result.status}"
+                "result.status: expected OK, FAILED, RELEASED or DISTURBED, got "
+                f"{request.result.status}"
             )
         result = await asyncio.to_thread(_checked_result, request)
         outcome = await self.fleet.report(

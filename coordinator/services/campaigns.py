@@ -48,6 +48,7 @@ INT_RANGES = {
     "repeats": (1, 100),
     "reference_every": (0, 1_000_000),
     "max_attempts": (1, 100),
+    "max_disturbed": (1, 100),
 }
 MAX_JOBS = 1_000_000
 
@@ -70,6 +71,7 @@ class CampaignSpec:
     repeats: int = 2
     reference_every: int = 25
     max_attempts: int = 3
+    max_disturbed: int = 4  # disturbed measurements of a job before it ends `disturbed`
     options: BenchOptions = field(default_factory=BenchOptions)
 
     def validate(self, store: Store) -> list[Item]:
@@ -202,12 +204,14 @@ class CampaignSpec:
         except (ValueError, RecursionError) as exc:
             raise ValueError(f"campaign spec: not JSON ({show(str(exc))})") from None
         known = {f.name for f in fields(cls)}
-        if not isinstance(data, dict) or set(data) not in (known, known - {"subnets"}):
+        added_later = {"subnets": [], "max_disturbed": cls.max_disturbed}
+        if not isinstance(data, dict) or not known - set(added_later) <= set(data) <= known:
             raise ValueError(
                 f"campaign spec: expected an object with the fields "
                 f"{', '.join(sorted(known))}, got {show(data)}"
             )
-        data.setdefault("subnets", [])  # specs stored before the field existed
+        for name, default in added_later.items():  # specs stored before the field existed
+            data.setdefault(name, default)
         for name, kind in (
             ("targets", list),
             ("resolutions", list),
@@ -347,7 +351,9 @@ def _queue(
             chunk = [
                 (item, repeat, *specs[item]) for item, repeat in order[begin : begin + QUEUE_CHUNK]
             ]
-            if not store.queue_campaign_jobs(campaign_id, target, begin, chunk, spec.max_attempts):
+            if not store.queue_campaign_jobs(
+                campaign_id, target, begin, chunk, spec.max_attempts, spec.max_disturbed
+            ):
                 return store.campaign_jobs_queued(campaign_id)  # another start did the work
         total += len(order)
     store.finish_campaign_start(campaign_id)
@@ -389,6 +395,7 @@ def _status(store: Store, campaign: Campaign) -> dict:
         "total": total,
         "finished": finished,
         "failed": sum(c.get("failed", 0) for c in targets.values()),
+        "disturbed": sum(c.get("disturbed", 0) for c in targets.values()),
         "rate_per_s": rate,
         "eta_s": (total - finished) / rate if rate else None,
         "errors": progress.errors,
@@ -440,7 +447,9 @@ def render_progress(status: dict, width: int = 30) -> str:
         status["state"],
     ]
     for target, counts in sorted(status["targets"].items()):
-        finished = sum(counts.get(s, 0) for s in ("done", "failed", "cancelled"))
-        failed = f", {counts['failed']} failed" if counts.get("failed") else ""
-        parts.append(f"{target} {finished}/{sum(counts.values())}{failed}")
+        finished = sum(counts.get(s, 0) for s in TERMINAL)
+        ended = "".join(
+            f", {counts[state]} {state}" for state in ("failed", "disturbed") if counts.get(state)
+        )
+        parts.append(f"{target} {finished}/{sum(counts.values())}{ended}")
     return " | ".join(parts)

@@ -164,6 +164,7 @@ def enqueue_model(
     lut_key: str | None = None,
     repeats: int = 1,
     max_attempts: int = 3,
+    max_disturbed: int = 4,
     campaign: str | None = None,
 ) -> list[str]:
     """Store `model` (if new) and queue `repeats` jobs measuring it; returns the job ids."""
@@ -177,5 +178,6 @@ def enqueue_model(
         label=label,
         agent_id=agent_id,
         max_attempts=max_attempts,
+        max_disturbed=max_disturbed,
         campaign=campaign,
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # A job in one of these states is finished: nothing will lease it again.
-TERMINAL = ("done", "failed", "cancelled")
+TERMINAL = ("done", "failed", "disturbed", "cancelled")
 
 # Report fields stored as they came, under the same names on the wire (proto Result), in
 # the result dict `Store.report` takes, and in the results table.
@@ -44,6 +44,8 @@ RESULT_FIELDS = (
     "peak_rss_bytes",
     "drift",
     "drift_check",
+    "evidence",
+    "conditions",
     "received_at",
     "runtime_versions",
     "telemetry_before",
@@ -51,7 +53,14 @@ RESULT_FIELDS = (
 )
 # Of those, the ones that hold an object (stored as JSON). drift_check: the reference model's
 # baseline and current medians behind `drift`, to audit it.
-JSON_RESULT_FIELDS = ("drift_check", "runtime_versions", "telemetry_before", "telemetry_after")
+JSON_RESULT_FIELDS = (
+    "drift_check",
+    "evidence",
+    "conditions",
+    "runtime_versions",
+    "telemetry_before",
+    "telemetry_after",
+)
 # Where a campaign's result belongs, listed before its RESULT_FIELDS.
 CAMPAIGN_RESULT_KEYS = ("campaign", "target", "agent_id", "kind", "key", "r", "w", "repeat")
 

@@ -88,6 +88,17 @@ _MIGRATIONS: list[str] = [
     WHERE state='running' AND NOT EXISTS (SELECT 1 FROM jobs WHERE campaign=campaigns.id
         AND state IN ('queued','leased'));
     """,
+    # 5: disturbed measurements: their evidence, how often a job was re-measured for one,
+    # how many it may have, and when a re-measure may start (after a cooldown); the
+    # conditions the agent measured in (pinned cores, its cooldown before the job)
+    """
+    ALTER TABLE results ADD COLUMN evidence TEXT;
+    ALTER TABLE results ADD COLUMN conditions TEXT;
+    ALTER TABLE jobs ADD COLUMN disturbed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN max_disturbed INTEGER NOT NULL DEFAULT 4;
+    ALTER TABLE jobs ADD COLUMN not_before REAL NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_cooling ON jobs(not_before) WHERE not_before > 0;
+    """,
 ]
 _TABLES = {"tokens", "agents", "jobs", "leases", "results", "blobs"}
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -4,9 +4,13 @@ campaigns and the artifact cache. The schema and its migrations are in `schema.p
 Contract (what callers may rely on):
 - Every method is one transaction; a crash leaves the database as before or after it.
   Reads of several queries see one snapshot; `campaign_results` streams one snapshot.
-- A job is `queued`, `leased`, `done`, `failed` or `cancelled`. Leasing moves it to `leased`
-  with a new lease (attempt = leases issued so far). Expiry or an agent going offline
-  requeues it, or fails it with the reason once `max_attempts` leases have been issued.
+- A job is `queued`, `leased`, `done`, `failed`, `disturbed` or `cancelled`. Leasing moves
+  it to `leased` with a new lease (attempt = leases issued so far). Expiry or an agent going
+  offline requeues it, or fails it with the reason once `max_attempts` leases have been issued.
+- A disturbed result (measured while something competed) is kept as evidence, never
+  accepted, and does not count as an attempt: the job is queued again, leasable only after a
+  cooldown that doubles with each disturbed result, and ends `disturbed` after
+  `max_disturbed` of them.
 - Reports are idempotent by lease id. Exactly one OK result is accepted per job; results
   for a job that is already finished are stored with `accepted = 0`, and results of a lease
   that was no longer active are flagged `late = 1`.
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import secrets
 import sqlite3
 import time
@@ -55,7 +60,10 @@ from coordinator.state.rows import (
 )
 from coordinator.state.schema import check_header, check_schema, migrate
 
-__all__ = ["Store", "hash_token", "DEFAULT_OFFLINE_AFTER_S"]
+__all__ = ["Store", "hash_token", "DEFAULT_OFFLINE_AFTER_S", "REPORT_STATUSES"]
+
+# What an agent may report for a lease (see `Store.report`).
+REPORT_STATUSES = ("ok", "failed", "released", "disturbed")
 
 # How long an agent may stay silent before listings call it offline when no server has told
 # the store its own window (FleetSettings' default: 3 heartbeats of 5 s).
@@ -357,6 +365,7 @@ class Store:
         label: str | None = None,
         agent_id: str | None = None,
         max_attempts: int = 3,
+        max_disturbed: int = 4,
         priority: int = 0,
         campaign: str | None = None,
     ) -> list[str]:
@@ -364,8 +373,9 @@ class Store:
         the order given. Every digest must already be a stored blob."""
         if (label is None) == (agent_id is None):
             raise ValueError("target: give exactly one of label or agent_id")
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts: expected >= 1, got {max_attempts}")
+        for name, value in (("max_attempts", max_attempts), ("max_disturbed", max_disturbed)):
+            if value < 1:
+                raise ValueError(f"{name}: expected >= 1, got {value}")
         specs = list(specs)
         ids = [uuid.uuid4().hex for _ in specs]  # made before the write lock is taken
         now = time.time()
@@ -376,8 +386,8 @@ class Store:
             seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0]
             self.db.executemany(
                 "INSERT INTO jobs(id, target_label, target_agent, spec, model_digest, state,"
-                " max_attempts, priority, seq, campaign, created_at)"
-                " VALUES (?,?,?,?,?,'queued',?,?,?,?,?)",
+                " max_attempts, max_disturbed, priority, seq, campaign, created_at)"
+                " VALUES (?,?,?,?,?,'queued',?,?,?,?,?,?)",
                 (
                     (
                         job_id,
@@ -386,6 +396,7 @@ class Store:
                         spec,
                         digest,
                         max_attempts,
+                        max_disturbed,
                         priority,
                         seq + i,
                         campaign,
@@ -415,13 +426,14 @@ class Store:
         # one indexed sub-query per target (an OR across them would scan the whole queue)
         pick = (
             "SELECT * FROM (SELECT id, spec, attempts, priority, seq, campaign FROM jobs "
-            "WHERE state='queued' AND {} = ? ORDER BY priority DESC, seq LIMIT ?)"
+            "WHERE state='queued' AND {} = ? AND not_before <= ? "
+            "ORDER BY priority DESC, seq LIMIT ?)"
         )
         query = " UNION ALL ".join(
             [pick.format("target_agent")] + [pick.format("target_label")] * len(labels)
         )
-        params = [value for target in (agent_id, *labels) for value in (target, max_jobs)]
         now = time.time()
+        params = [value for target in (agent_id, *labels) for value in (target, now, max_jobs)]
         leased = []
         with self.transaction():
             rows = self.db.execute(
@@ -452,13 +464,25 @@ class Store:
         return leased
 
     def report(
-        self, agent_id: str, job_id: str, lease_id: str, status: str, result: dict
+        self,
+        agent_id: str,
+        job_id: str,
+        lease_id: str,
+        status: str,
+        result: dict,
+        cooldown_s: float = 0.0,
     ) -> ReportOutcome:
-        """Store one lease's result (see the module contract). `status` is ok, failed or
-        released; `result` holds the measurement fields (samples_ns, telemetry, ...) and
-        may hold `stats`, the summary of its samples, if the caller computed it."""
-        if status not in ("ok", "failed", "released"):
-            raise ValueError(f"status: expected ok, failed or released, got {status!r}")
+        """Store one lease's result (see the module contract). `status` is ok, failed,
+        released or disturbed; `result` holds the measurement fields (samples_ns, telemetry,
+        evidence, ...) and may hold `stats`, the summary of its samples, if the caller
+        computed it. A disturbed job may be leased again `cooldown_s` x 2^(n-1) seconds after
+        its n-th disturbed result."""
+        if status not in REPORT_STATUSES:
+            raise ValueError(
+                f"status: expected one of {', '.join(REPORT_STATUSES)}, got {status!r}"
+            )
+        if not 0 <= cooldown_s < math.inf:
+            raise ValueError(f"cooldown_s: expected a finite number >= 0, got {cooldown_s}")
         now = time.time()
         with self.transaction():
             lease = self.db.execute("SELECT * FROM leases WHERE id=?", (lease_id,)).fetchone()
@@ -508,6 +532,8 @@ class Store:
                     f"attempt {lease['attempt']} failed on agent "
                     f"{agent_id}: {result.get('message', '')}",
                 )
+            elif status == "disturbed" and active:
+                self._remeasure(job, agent_id, result, now + cooldown_s * 2 ** job["disturbed"])
             self.close_campaign_if_finished(job["campaign"])
         return ReportOutcome(accepted, False, late)
 
@@ -545,6 +571,8 @@ class Store:
             "runtime_versions": _json(result.get("runtime_versions", {})),
             "drift": drift.get("drift") if drift else None,
             "drift_check": _json(drift) if drift else None,
+            "evidence": _json(result["evidence"]) if result.get("evidence") else None,
+            "conditions": _json(result["conditions"]) if result.get("conditions") else None,
             "accepted": int(accepted),
             "late": int(late),
             "received_at": now,
@@ -569,6 +597,25 @@ class Store:
         else:
             self.db.execute(
                 "UPDATE jobs SET state='queued', error=? WHERE id=?", (reason, job["id"])
+            )
+
+    def _remeasure(self, job: sqlite3.Row, agent_id: str, result: dict, not_before: float) -> None:
+        """Queue a disturbed job again after its cooldown (the lease is not counted as an
+        attempt), or end it `disturbed` once it has had `max_disturbed` disturbed results."""
+        disturbed = job["disturbed"] + 1
+        reasons = "; ".join((result.get("evidence") or {}).get("reasons", [])) or "disturbed"
+        reason = f"disturbed on agent {agent_id} ({disturbed} of {job['max_disturbed']}): {reasons}"
+        if disturbed >= job["max_disturbed"]:
+            self.db.execute(
+                "UPDATE jobs SET state='disturbed', disturbed=?, attempts=attempts-1, "
+                "finished_at=?, error=? WHERE id=?",
+                (disturbed, time.time(), reason[:500], job["id"]),
+            )
+        else:
+            self.db.execute(
+                "UPDATE jobs SET state='queued', disturbed=?, attempts=attempts-1, "
+                "not_before=?, error=? WHERE id=?",
+                (disturbed, not_before, reason[:500], job["id"]),
             )
 
     def close_campaign_if_finished(self, campaign_id: str | None) -> None:
@@ -615,7 +662,8 @@ class Store:
         return len(leases)
 
     def sweep(self, offline_after_s: float) -> dict[str, int]:
-        """Expire overdue leases and mark silent agents offline (requeueing their leases)."""
+        """Expire overdue leases, mark silent agents offline (requeueing their leases) and
+        count the jobs whose cooldown is over."""
         now = time.time()
         with self.transaction():
             overdue = self.db.execute(
@@ -637,7 +685,16 @@ class Store:
                     ).fetchall(),
                     "went offline",
                 )
-        return {"expired": expired, "offline": len(silent), "requeued_from_offline": released}
+            # a re-measure whose cooldown is over: leasable now, and worth waking pollers for
+            cooled = self.db.execute(
+                "UPDATE jobs SET not_before=0 WHERE not_before>0 AND not_before<=?", (now,)
+            ).rowcount
+        return {
+            "expired": expired,
+            "offline": len(silent),
+            "requeued_from_offline": released,
+            "cooled": cooled,
+        }
 
     def cancel_jobs(self, job_ids: Sequence[str]) -> int:
         """Cancel the queued and leased ones of these jobs; a running campaign whose last
@@ -819,6 +876,7 @@ class Store:
         begin: int,
         jobs: Sequence[tuple[int, int, bytes, str]],
         max_attempts: int,
+        max_disturbed: int = 4,
     ) -> bool:
         """Queue a chunk of a starting campaign's jobs for `target`, each (item, repeat,
         spec, model digest), continuing that target's jobs at index `begin`. False, queueing
@@ -839,6 +897,7 @@ class Store:
                 label=target.label,
                 agent_id=target.agent,
                 max_attempts=max_attempts,
+                max_disturbed=max_disturbed,
                 campaign=campaign_id,
             )
             self.db.executemany(
@@ -895,7 +954,8 @@ class Store:
             errors = [
                 r[0]
                 for r in self.db.execute(
-                    "SELECT error FROM jobs WHERE campaign=? AND state='failed' LIMIT ?",
+                    "SELECT error FROM jobs WHERE campaign=? AND state IN ('failed','disturbed') "
+                    "LIMIT ?",
                     (campaign_id, max_errors),
                 )
             ]

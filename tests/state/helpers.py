@@ -4,6 +4,8 @@ here; a second backend adds its own)."""
 
 from __future__ import annotations
 
+import time
+
 from coordinator.state import Store
 
 SPEC = b"spec-bytes"
@@ -62,3 +64,13 @@ def agent_row(store: Store, agent_id):
 
 def blob_count(store: Store) -> int:
     return store.db.execute("SELECT COUNT(*) FROM blobs").fetchone()[0]
+
+
+def disturbed(samples=(9_000_000, 9_500_000, 30_000_000), reasons=("cpu_wait 0.4 > 0.05",)):
+    """A disturbed result: measured, with the evidence of why it does not count."""
+    return ok(samples, evidence={"cpu_wait": 0.4, "reasons": list(reasons)})
+
+
+def end_cooldowns(store: Store) -> None:
+    """Make every cooling-down job's cooldown end now (no sweep)."""
+    store.db.execute("UPDATE jobs SET not_before=? WHERE not_before>0", (time.time() - 1,))

@@ -100,6 +100,7 @@ def test_sweep_requeues_an_overdue_lease(store, digest):
         "expired": 1,
         "offline": 0,
         "requeued_from_offline": 0,
+        "cooled": 0,
     }
     assert lease_row(store, held.lease_id)["state"] == "expired"
     job = store.job(job_id)
@@ -163,6 +164,7 @@ def test_silent_agents_go_offline_and_their_leases_are_requeued(store, digest):
         "expired": 0,
         "offline": 1,
         "requeued_from_offline": 1,
+        "cooled": 0,
     }
     assert agent_row(store, "quiet")["online"] == 0
     assert agent_row(store, "chatty")["online"] == 1

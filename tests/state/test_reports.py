@@ -3,6 +3,10 @@ exactly one accepted OK result per job, late results, releases and failures."""
 
 from __future__ import annotations
 
+import json
+import math
+import time
+
 import numpy as np
 import pytest
 
@@ -13,6 +17,8 @@ from tests.state.helpers import (
     add_agent,
     age_leases,
     agent_row,
+    disturbed,
+    end_cooldowns,
     enqueue,
     expire_all,
     lease,
@@ -236,3 +242,57 @@ def test_result_timings_follow_the_leases_not_the_reports(store, digest):
     assert {(t.issued_at, int(t.samples_ns[0])) for t in timings} == {
         (at, i + 1) for i, at in enumerate(issued)
     }
+
+
+def test_disturbed_is_kept_as_evidence_and_requeued_after_a_doubling_cooldown(store, digest):
+    """A disturbed result is stored with its evidence, never accepted, and costs no attempt;
+    the job waits out a cooldown (100 s, then 200 s) before anyone may lease it again."""
+    add_agent(store)
+    job_id = store.enqueue([(SPEC, digest)], label="cpu", max_attempts=1)[0]
+    for n, cooldown in ((1, 100), (2, 200)):
+        held = lease(store)[0]
+        before = time.time()
+        outcome = store.report("a1", job_id, held.lease_id, "disturbed", disturbed(), 100.0)
+        assert not outcome.accepted
+        job = store.job(job_id)
+        assert (job["state"], job["attempts"], job["disturbed"]) == ("queued", 0, n)
+        assert before + cooldown <= job["not_before"] <= time.time() + cooldown
+        assert "cpu_wait 0.4" in job["error"] and f"({n} of 4)" in job["error"]
+        assert lease(store) == []  # cooling down
+        end_cooldowns(store)
+        assert store.sweep(offline_after_s=HOUR)["cooled"] == 1
+    final = lease(store)[0]
+    assert final.attempt == 1  # max_attempts=1: the disturbed leases were not counted
+    assert store.report("a1", job_id, final.lease_id, "ok", ok()).accepted
+    rows = store.results(job_id)
+    assert [(r["status"], r["accepted"]) for r in rows] == [
+        ("disturbed", 0),
+        ("disturbed", 0),
+        ("ok", 1),
+    ]
+    assert json.loads(rows[0]["evidence"])["reasons"] == ["cpu_wait 0.4 > 0.05"]
+    assert rows[2]["evidence"] is None
+
+
+def test_a_job_disturbed_max_disturbed_times_ends_disturbed(store, digest):
+    add_agent(store)
+    job_id = store.enqueue([(SPEC, digest)], label="cpu", max_disturbed=2)[0]
+    for reason in ("steal 0.2 > 0.05", "cpu_wait 0.9 > 0.05"):
+        held = lease(store)[0]
+        store.report("a1", job_id, held.lease_id, "disturbed", disturbed(reasons=[reason]))
+    job = store.job(job_id)
+    assert job["state"] == "disturbed" and job["finished_at"] is not None
+    assert "(2 of 2)" in job["error"] and "cpu_wait 0.9" in job["error"]
+    assert lease(store) == []
+    assert store.job_counts() == {"disturbed": 1}
+
+
+def test_report_refuses_an_unknown_status_and_a_bad_cooldown(store, digest):
+    add_agent(store)
+    (job_id,) = enqueue(store, digest)
+    held = lease(store)[0]
+    with pytest.raises(ValueError, match="^status: expected one of ok, failed"):
+        store.report("a1", job_id, held.lease_id, "fine", ok())
+    with pytest.raises(ValueError, match="^cooldown_s:"):
+        store.report("a1", job_id, held.lease_id, "disturbed", disturbed(), math.nan)
+    assert store.results(job_id) == []

@@ -10,7 +10,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from coordinator.state import SCHEMA_VERSION, NotAFleetDatabase, Store, hash_token
+from coordinator.state import SCHEMA_VERSION, NotAFleetDatabase, Store, hash_token, schema
 from tests.state.helpers import add_agent, enqueue, lease, ok
 
 
@@ -158,26 +158,55 @@ def test_a_blob_write_that_fails_leaves_no_file(tmp_path):
     s.close()
 
 
-def test_migration_4_closes_campaigns_that_finished_before(tmp_path, digest):
+def database_at_version(path, version, monkeypatch):
+    """A fleet database as a coordinator of schema `version` made it."""
+    with monkeypatch.context() as patch:
+        patch.setattr(schema, "SCHEMA_VERSION", version)
+        Store(path).close()
+    raw = sqlite3.connect(path, isolation_level=None)
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == version
+    raw.execute("INSERT INTO blobs VALUES ('d1', 1, 0)")  # the model its jobs refer to
+    return raw
+
+
+def test_migration_4_closes_campaigns_that_finished_before(tmp_path, monkeypatch):
     """Before version 4 a campaign became done only when its status was read: opening such
     a database marks the finished ones done, and leaves the others running."""
-    path = tmp_path / "fleet.db"
-    store = Store(path)
-    add_agent(store, "a1")
+    path = tmp_path / "old.db"
+    raw = database_at_version(path, 3, monkeypatch)
     for name, finished in (("finished", True), ("unfinished", False)):
-        store.db.execute(
+        raw.execute(
             "INSERT INTO campaigns(id, name, spec, state, created_at) VALUES "
             "(?, ?, '{}', 'running', 0)",
             (name, name),
         )
-        (job_id,) = enqueue(store, digest, campaign=name, label="cpu")
-        if finished:
-            store.db.execute("UPDATE jobs SET state='done', finished_at=5 WHERE id=?", (job_id,))
-    store.db.execute("PRAGMA user_version=3")
-    store.close()
+        raw.execute(
+            "INSERT INTO jobs(id, target_label, spec, model_digest, state, max_attempts, seq, "
+            "campaign, created_at, finished_at) VALUES (?, 'cpu', x'00', 'd1', ?, 3, 1, ?, 0, ?)",
+            (f"j-{name}", "done" if finished else "queued", name, 5 if finished else None),
+        )
+    raw.close()
     store = Store(path)
     states = dict(store.db.execute("SELECT id, state FROM campaigns").fetchall())
     assert states == {"finished": "done", "unfinished": "running"}
     finished_at = store.db.execute("SELECT finished_at FROM campaigns WHERE id='finished'")
     assert finished_at.fetchone()[0] == 5
+    store.close()
+
+
+def test_migration_5_keeps_old_jobs_leasable(tmp_path, monkeypatch):
+    """Jobs queued before disturbed re-measures existed are leasable at once, with the
+    default bound on disturbed results."""
+    path = tmp_path / "old.db"
+    raw = database_at_version(path, 4, monkeypatch)
+    raw.execute(
+        "INSERT INTO jobs(id, target_label, spec, model_digest, state, max_attempts, seq, "
+        "created_at) VALUES ('old', 'cpu', x'00', 'd1', 'queued', 3, 1, 0)"
+    )
+    raw.close()
+    store = Store(path)
+    add_agent(store)
+    [held] = lease(store)
+    assert held.job_id == "old"
+    assert store.job("old")["max_disturbed"] == 4
     store.close()

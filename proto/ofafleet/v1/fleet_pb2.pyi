@@ -13,10 +13,12 @@ class ResultStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESULT_STATUS_OK: _ClassVar[ResultStatus]
     RESULT_STATUS_FAILED: _ClassVar[ResultStatus]
     RESULT_STATUS_RELEASED: _ClassVar[ResultStatus]
+    RESULT_STATUS_DISTURBED: _ClassVar[ResultStatus]
 RESULT_STATUS_UNSPECIFIED: ResultStatus
 RESULT_STATUS_OK: ResultStatus
 RESULT_STATUS_FAILED: ResultStatus
 RESULT_STATUS_RELEASED: ResultStatus
+RESULT_STATUS_DISTURBED: ResultStatus
 
 class DeviceInfo(_message.Message):
     __slots__ = ("os", "os_release", "machine", "cpu_model", "physical_cores", "logical_cores", "cpu_min_mhz", "cpu_max_mhz", "cpu_governor", "memory_bytes", "temperature_sources", "onnxruntime_version", "onnxruntime_providers", "torch_version", "cuda_device", "python_version", "hostname", "android_release")
@@ -132,6 +134,32 @@ class Job(_message.Message):
     spec: BenchSpec
     def __init__(self, job_id: _Optional[str] = ..., lease_id: _Optional[str] = ..., lease_expires_unix_ms: _Optional[int] = ..., attempt: _Optional[int] = ..., spec: _Optional[_Union[BenchSpec, _Mapping]] = ...) -> None: ...
 
+class Evidence(_message.Message):
+    __slots__ = ("cpu_wait", "cpu_wait_peak", "others_cpu", "steal", "load_1m", "freq_min_mhz", "freq_max_mhz", "temperature_max_c", "block_spread", "trend", "reasons")
+    CPU_WAIT_FIELD_NUMBER: _ClassVar[int]
+    CPU_WAIT_PEAK_FIELD_NUMBER: _ClassVar[int]
+    OTHERS_CPU_FIELD_NUMBER: _ClassVar[int]
+    STEAL_FIELD_NUMBER: _ClassVar[int]
+    LOAD_1M_FIELD_NUMBER: _ClassVar[int]
+    FREQ_MIN_MHZ_FIELD_NUMBER: _ClassVar[int]
+    FREQ_MAX_MHZ_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_MAX_C_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_SPREAD_FIELD_NUMBER: _ClassVar[int]
+    TREND_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    cpu_wait: float
+    cpu_wait_peak: float
+    others_cpu: float
+    steal: float
+    load_1m: float
+    freq_min_mhz: float
+    freq_max_mhz: float
+    temperature_max_c: float
+    block_spread: float
+    trend: float
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cpu_wait: _Optional[float] = ..., cpu_wait_peak: _Optional[float] = ..., others_cpu: _Optional[float] = ..., steal: _Optional[float] = ..., load_1m: _Optional[float] = ..., freq_min_mhz: _Optional[float] = ..., freq_max_mhz: _Optional[float] = ..., temperature_max_c: _Optional[float] = ..., block_spread: _Optional[float] = ..., trend: _Optional[float] = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class DriftCheck(_message.Message):
     __slots__ = ("baseline_median_ms", "median_ms", "drift", "measured_unix_ns")
     BASELINE_MEDIAN_MS_FIELD_NUMBER: _ClassVar[int]
@@ -145,7 +173,7 @@ class DriftCheck(_message.Message):
     def __init__(self, baseline_median_ms: _Optional[float] = ..., median_ms: _Optional[float] = ..., drift: _Optional[float] = ..., measured_unix_ns: _Optional[int] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("status", "message", "samples_ns", "session_create_ns", "first_run_ns", "warmup_runs", "warmup_ns", "stop_reason", "peak_rss_bytes", "before", "after", "runtime_versions", "drift", "lease_to_report_ns")
+    __slots__ = ("status", "message", "samples_ns", "session_create_ns", "first_run_ns", "warmup_runs", "warmup_ns", "stop_reason", "peak_rss_bytes", "before", "after", "runtime_versions", "drift", "lease_to_report_ns", "evidence", "conditions")
     class RuntimeVersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +195,8 @@ class Result(_message.Message):
     RUNTIME_VERSIONS_FIELD_NUMBER: _ClassVar[int]
     DRIFT_FIELD_NUMBER: _ClassVar[int]
     LEASE_TO_REPORT_NS_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
     status: ResultStatus
     message: str
     samples_ns: _containers.RepeatedScalarFieldContainer[int]
@@ -181,7 +211,17 @@ class Result(_message.Message):
     runtime_versions: _containers.ScalarMap[str, str]
     drift: DriftCheck
     lease_to_report_ns: int
-    def __init__(self, status: _Optional[_Union[ResultStatus, str]] = ..., message: _Optional[str] = ..., samples_ns: _Optional[_Iterable[int]] = ..., session_create_ns: _Optional[int] = ..., first_run_ns: _Optional[int] = ..., warmup_runs: _Optional[int] = ..., warmup_ns: _Optional[int] = ..., stop_reason: _Optional[str] = ..., peak_rss_bytes: _Optional[int] = ..., before: _Optional[_Union[Telemetry, _Mapping]] = ..., after: _Optional[_Union[Telemetry, _Mapping]] = ..., runtime_versions: _Optional[_Mapping[str, str]] = ..., drift: _Optional[_Union[DriftCheck, _Mapping]] = ..., lease_to_report_ns: _Optional[int] = ...) -> None: ...
+    evidence: Evidence
+    conditions: Conditions
+    def __init__(self, status: _Optional[_Union[ResultStatus, str]] = ..., message: _Optional[str] = ..., samples_ns: _Optional[_Iterable[int]] = ..., session_create_ns: _Optional[int] = ..., first_run_ns: _Optional[int] = ..., warmup_runs: _Optional[int] = ..., warmup_ns: _Optional[int] = ..., stop_reason: _Optional[str] = ..., peak_rss_bytes: _Optional[int] = ..., before: _Optional[_Union[Telemetry, _Mapping]] = ..., after: _Optional[_Union[Telemetry, _Mapping]] = ..., runtime_versions: _Optional[_Mapping[str, str]] = ..., drift: _Optional[_Union[DriftCheck, _Mapping]] = ..., lease_to_report_ns: _Optional[int] = ..., evidence: _Optional[_Union[Evidence, _Mapping]] = ..., conditions: _Optional[_Union[Conditions, _Mapping]] = ...) -> None: ...
+
+class Conditions(_message.Message):
+    __slots__ = ("pinned_cores", "cooldown_s")
+    PINNED_CORES_FIELD_NUMBER: _ClassVar[int]
+    COOLDOWN_S_FIELD_NUMBER: _ClassVar[int]
+    pinned_cores: _containers.RepeatedScalarFieldContainer[int]
+    cooldown_s: float
+    def __init__(self, pinned_cores: _Optional[_Iterable[int]] = ..., cooldown_s: _Optional[float] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
     __slots__ = ("agent_id", "labels", "device", "agent_version", "threads")
