@@ -163,9 +163,9 @@ def test_lut_export_says_what_it_did_not_export(tmp_path):
     export = ("lut", "export", "--db", db, "--device", "cpu", "--allow-missing")
     result = invoke(*export, "--out", tmp_path / "empty")
     assert result.exit_code == 1 and result.stdout == ""
+    why = f"none of the {len(space_lut_specs(48))} entries its LUT campaigns asked for"
     assert result.stderr.splitlines() == [
-        "ofa-coord: error: device: nothing exported for cpu: none of the "
-        f"{len(space_lut_specs(48))} entries its LUT campaigns asked for has been measured yet"
+        f"ofa-coord: error: device: nothing exported for cpu: {why} has been measured yet"
     ]
     assert not (tmp_path / "empty").exists()
 

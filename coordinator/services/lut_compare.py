@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -160,35 +161,37 @@ def compare(base: Table, other: Table, top: int = 10) -> dict:
             f"{other.name}: no LUT entry in common with {base.name} "
             f"(resolutions {sorted(other.means)} against {sorted(base.means)})"
         )
-    entries = [
-        {
-            "r": r,
-            "key": key,
-            "base_ms": base.means[r][key],
-            "ms": other.means[r][key],
-            "ratio": other.means[r][key] / base.means[r][key],
-        }
-        for r, key in shared
-    ]
-    overall = _spread([e["ratio"] for e in entries])
+    ratios = {(r, key): other.means[r][key] / base.means[r][key] for r, key in shared}
+    overall = _spread(list(ratios.values()))
     median = overall["median"]
-    groups: list[dict] = []
-    most_different: dict[str, dict] = {}
+    groups: list[dict[str, Any]] = []
+    most_different: dict[str, dict[str, Any]] = {}
     for dimension in DIMENSIONS:
         members: dict[str, list[float]] = {}
-        for e in entries:
-            label = _group_of(dimension, e["r"], e["key"])
+        for (r, key), ratio in ratios.items():
+            label = _group_of(dimension, r, key)
             if label is not None:
-                members.setdefault(label, []).append(e["ratio"])
-        rows = [
-            {"by": dimension, "group": label, "entries": len(ratios), **_spread(ratios)}
-            for label, ratios in sorted(members.items(), key=lambda kv: _order(dimension)(kv[0]))
+                members.setdefault(label, []).append(ratio)
+        rows: list[dict[str, Any]] = [
+            {"by": dimension, "group": label, "entries": len(values), **_spread(values)}
+            for label, values in sorted(members.items(), key=lambda kv: _order(dimension)(kv[0]))
         ]
         for row in rows:
             row["vs_median"] = row["median"] / median
         if rows:
             most_different[dimension] = max(rows, key=lambda row: _distance(row["median"], median))
         groups += rows
+    entries: list[dict[str, Any]] = [
+        {
+            "r": r,
+            "key": key,
+            "base_ms": base.means[r][key],
+            "ms": other.means[r][key],
+            "ratio": ratio,
+            "vs_median": ratio / median,
+        }
+        for (r, key), ratio in ratios.items()
+    ]
     extremes = sorted(entries, key=lambda e: -_distance(e["ratio"], median))[:top]
     return {
         "table": other.name,
@@ -201,7 +204,7 @@ def compare(base: Table, other: Table, top: int = 10) -> dict:
         "resolutions_only_table": sorted(set(other.means) - set(base.means)),
         "most_different": list(most_different.values()),
         "groups": groups,
-        "extremes": [{**e, "vs_median": e["ratio"] / median} for e in extremes],
+        "extremes": extremes,
         "entries": entries,
         "not_shared": [{"r": r, "key": key, "in": base.name} for r, key in sorted(pairs - theirs)]
         + [{"r": r, "key": key, "in": other.name} for r, key in sorted(theirs - pairs)],
