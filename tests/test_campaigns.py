@@ -374,7 +374,9 @@ def test_a_partial_lut_lists_what_is_missing_and_never_writes_it(fleet, tmp_path
     assert set(written) == measured  # no missing entry written, as zero or otherwise
     assert all(v["mean"] > 0 and v["count"] >= 10 for v in written.values())
     code, _, stderr = lut_export(fleet, "partial", tmp_path / "cut", "--campaign", cut)
-    assert code == 1 and "entries missing (never measured)" in stderr
+    # cancelled at once, it measured a few entries or none (then nothing is exported)
+    nothing = f"nothing exported for partial: none of the {len(expected)} entries campaign {cut}"
+    assert code == 1 and ("entries missing (never measured)" in stderr or nothing in stderr)
 
 
 def test_campaign_survives_agent_kill_and_coordinator_restart(tmp_path):
