@@ -359,8 +359,11 @@ def test_a_partial_lut_lists_what_is_missing_and_never_writes_it(fleet, tmp_path
     assert measured | missing == expected and not measured & missing
     assert {(48, spec.lut_key) for spec in space_lut_specs(48, 1.0)} <= measured and missing
     assert f"{len(missing)} entries missing (never measured):" in stderr
-    assert all(line.startswith("  r=56 ") for line in stderr.splitlines()[1:])
-    assert len(stderr.splitlines()) == 1 + min(20, len(missing))  # the first 20 are listed
+    listed = stderr.splitlines()[1 : 1 + min(20, len(missing))]  # the first 20 are listed
+    assert len(listed) == min(20, len(missing))
+    assert all(line.startswith("  r=56 ") for line in listed)
+    more = [f"  ... and {len(missing) - 20} more"] if len(missing) > 20 else []
+    assert stderr.splitlines()[1 + len(listed) :] == more
     assert f"{len(measured)} entries for partial" in stdout
 
     assert lut_export(fleet, "partial", tmp_path / "yaml", "--allow-missing")[0] == 0
@@ -371,7 +374,9 @@ def test_a_partial_lut_lists_what_is_missing_and_never_writes_it(fleet, tmp_path
     assert set(written) == measured  # no missing entry written, as zero or otherwise
     assert all(v["mean"] > 0 and v["count"] >= 10 for v in written.values())
     code, _, stderr = lut_export(fleet, "partial", tmp_path / "cut", "--campaign", cut)
-    assert code == 1 and "entries missing (never measured)" in stderr
+    # cancelled at once, it measured a few entries or none (then nothing is exported)
+    nothing = f"nothing exported for partial: none of the {len(expected)} entries campaign {cut}"
+    assert code == 1 and ("entries missing (never measured)" in stderr or nothing in stderr)
 
 
 def test_campaign_survives_agent_kill_and_coordinator_restart(tmp_path):

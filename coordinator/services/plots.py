@@ -1,12 +1,23 @@
-"""Pictures of predictor quality (matplotlib, drawn off-screen)."""
+"""Pictures of predictor quality and of LUTs compared (matplotlib, drawn off-screen)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["predicted_vs_measured", "accuracy_latency_front"]
+__all__ = ["predicted_vs_measured", "accuracy_latency_front", "ratio_by_group"]
+
+
+def _pyplot():
+    """pyplot drawing off-screen (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def predicted_vs_measured(
@@ -14,11 +25,7 @@ def predicted_vs_measured(
 ) -> Path:
     """Scatter of predicted against measured latency, one colour per predictor, with the
     y = x line and the +-10% band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6, 6), dpi=120)
     low = min(min(p.min(), m.min()) for p, m in series.values()) * 0.9
     high = max(max(p.max(), m.max()) for p, m in series.values()) * 1.1
@@ -44,11 +51,7 @@ def predicted_vs_measured(
 
 def accuracy_latency_front(rows: list[dict], path: Path) -> Path:
     """Predicted top-1 against predicted latency of the subnets found per budget."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
     axes.plot([r["latency_ms"] for r in rows], [100 * r["accuracy"] for r in rows], "o-")
     axes.set(
@@ -59,5 +62,41 @@ def accuracy_latency_front(rows: list[dict], path: Path) -> Path:
     axes.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def ratio_by_group(comparisons: list[dict], dimensions: Sequence[str], path: Path) -> Path:
+    """Per dimension (stage, kernel, ...) one panel: each compared table's median latency
+    ratio to the base per group, with its p10-p90 range, around the line of equal latency."""
+    plt = _pyplot()
+    figure, panels = plt.subplots(1, len(dimensions), figsize=(4 * len(dimensions), 4), dpi=120)
+    offsets = np.linspace(-0.2, 0.2, len(comparisons)) if len(comparisons) > 1 else [0.0]
+    for axes, dimension in zip(panels, dimensions, strict=True):
+        labels: list[str] = []  # one order of groups per panel, shared by all tables
+        for comparison in comparisons:
+            for row in comparison["groups"]:
+                if row["by"] == dimension and row["group"] not in labels:
+                    labels.append(row["group"])
+        for offset, comparison in zip(offsets, comparisons, strict=True):
+            rows = [row for row in comparison["groups"] if row["by"] == dimension]
+            median = np.array([row["median"] for row in rows])
+            spread = np.array([[row["p10"] for row in rows], [row["p90"] for row in rows]])
+            axes.errorbar(
+                [labels.index(row["group"]) + offset for row in rows],
+                median,
+                yerr=np.abs(spread - median),
+                fmt="o",
+                capsize=3,
+                label=comparison["table"],
+            )
+        axes.axhline(1.0, color="0.4", linewidth=1)
+        axes.set_xticks(range(len(labels)), labels, rotation=45 if dimension == "stage" else 0)
+        axes.set(xlabel=dimension, ylabel=f"latency / {comparisons[0]['base']}")
+        axes.grid(alpha=0.3)
+    panels[0].legend(loc="best")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
     plt.close(figure)
     return path
