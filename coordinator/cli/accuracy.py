@@ -142,8 +142,8 @@ def evaluate_command(data: str, path: str, fmt: str) -> None:
     columns = [
         Column("predictor", "predictor"),
         Column("pairs", "n", align="right"),
-        Column("RMSE (top-1 points)", "rmse_points", "{:.3f}".format, "right"),
-        Column("the mean alone", "constant_rmse_points", "{:.3f}".format, "right"),
+        Column("RMSE (points)", "rmse_points", "{:.3f}".format, "right"),
+        Column("the mean's", "constant_rmse_points", "{:.3f}".format, "right"),
         Column("Kendall tau", "kendall_tau", "{:.3f}".format, "right"),
     ]
     emit([{"predictor": path, **metrics}], fmt, columns)

@@ -163,7 +163,7 @@ def status(db: str, campaign_id: str, fmt: str) -> None:
     if fmt != TABLE:
         echo_json(current)
         return
-    click.echo(render_progress(current))
+    click.echo(render_progress({**current, "targets": {}}))  # the table has them per target
     if current["targets"]:
         click.echo(render_table(_target_counts(current), TARGET_COLUMNS))
     for error in current["errors"]:
