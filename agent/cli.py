@@ -16,6 +16,7 @@ import click
 
 from agent.device import device_info, machine_summary
 from agent.measure import SETTING_FLAGS, BenchSettings, measure
+from agent.output import JSON, echo_json, format_option, render_fields
 from agent.settings import MISCONFIGURED, default_cache_dir, parse_address, read_ca, read_token
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -69,7 +70,13 @@ def main() -> None:
     help="Model cache and the agent id that survives restarts  "
     "[default: ~/.cache/ofa-agent/HASH, one folder per token].",
 )
-@click.option("--cache-max-mb", type=click.IntRange(min=1), default=2048, show_default=True)
+@click.option(
+    "--cache-max-mb",
+    type=click.IntRange(min=1),
+    default=2048,
+    show_default=True,
+    help="Cached models beyond this many MiB are evicted, least recently used first.",
+)
 @click.option(
     "--allow-torch",
     is_flag=True,
@@ -196,9 +203,10 @@ def bench_setting_options(command: Command) -> Command:
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @bench_setting_options
-@click.option("--json", "as_json", is_flag=True, help="Print the raw samples and stats as JSON.")
-def bench(model: str, as_json: bool, **settings: Any) -> None:
-    """Time MODEL (an .onnx file) with the agent's measurement engine."""
+@format_option()
+def bench(model: str, fmt: str, **settings: Any) -> None:
+    """Time MODEL (an .onnx file) with the agent's measurement engine (JSON: also the raw
+    samples, the settings and the device)."""
     try:
         checked = BenchSettings(**settings)
     except ValueError as exc:  # the one line naming the setting, exit 1
@@ -208,29 +216,32 @@ def bench(model: str, as_json: bool, **settings: Any) -> None:
     except Exception as exc:  # onnxruntime raises its own types for unreadable models
         raise click.ClickException(f"{model}: cannot be measured: {exc}") from None
     stats = result.stats()
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "model": model,
-                    "stats": stats,
-                    "samples_ns": result.samples_ns,
-                    "session_create_ns": result.session_create_ns,
-                    "first_run_ns": result.first_run_ns,
-                    "warmup_runs": result.warmup_runs,
-                    "warmup_ns": result.warmup_ns,
-                    "stop_reason": result.stop_reason,
-                    "runtime_versions": result.runtime_versions,
-                    "settings": result.settings,
-                    "device": machine_summary(),
-                }
-            )
+    if fmt == JSON:
+        echo_json(
+            {
+                "model": model,
+                "stats": stats,
+                "samples_ns": result.samples_ns,
+                "session_create_ns": result.session_create_ns,
+                "first_run_ns": result.first_run_ns,
+                "warmup_runs": result.warmup_runs,
+                "warmup_ns": result.warmup_ns,
+                "stop_reason": result.stop_reason,
+                "runtime_versions": result.runtime_versions,
+                "settings": result.settings,
+                "device": machine_summary(),
+            }
         )
         return
     click.echo(
-        f"{model}: median {stats['median_ms']:.3f} ms "
-        f"(p10 {stats['p10_ms']:.3f}, p90 {stats['p90_ms']:.3f}, CV {stats['cv']:.1%}), "
-        f"{stats['n']} runs, stopped on {result.stop_reason}; "
-        f"session {result.session_create_ns / 1e6:.1f} ms, "
-        f"first run {result.first_run_ns / 1e6:.1f} ms, {result.runtime_versions}"
+        render_fields(
+            {
+                "model": model,
+                **stats,
+                "stop_reason": result.stop_reason,
+                "session_create_ms": result.session_create_ns / 1e6,
+                "first_run_ms": result.first_run_ns / 1e6,
+                **{f"{name} version": v for name, v in result.runtime_versions.items()},
+            }
+        )
     )

@@ -62,8 +62,10 @@ def test_cli_trains_saves_npz_and_evaluates(pairs_file, tmp_path):
     assert json.loads((tmp_path / "mine.meta.json").read_text())["held_out"][
         "rmse_points"
     ] == pytest.approx(rmse, abs=1e-3)
-    text = cli("accuracy", "eval", "--data", pairs_file, "--predictor", out)
-    assert "2500 pairs" in text and again.width == 1.2
+    (evaluated,) = json.loads(
+        cli("accuracy", "eval", "--data", pairs_file, "--predictor", out, "--format", "json")
+    )
+    assert evaluated["n"] == 2500 and again.width == 1.2
 
 
 def test_csv_data_and_small_resolutions_get_their_own_encoding(tmp_path):

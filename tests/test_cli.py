@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -86,7 +87,7 @@ def test_describe_reads_a_published_net_config(assets):
     assert info["id"] == config.id and info["macs"] == count_macs(config)
     assert info["lut_keys"] == lut_keys(config)
     text = invoke(coord_main, "describe", path).output
-    assert "MACs 389.5 M" in text
+    assert re.search(r"^MACs +389.5 M$", text, re.M)
 
 
 def test_describe_names_the_bad_field(tmp_path):
@@ -247,7 +248,9 @@ def test_token_commands_show_the_secret_once_and_store_only_its_hash(tmp_path):
     assert (tmp_path / "pi.tok").stat().st_mode & 0o777 == 0o600
     assert "revoked" in invoke(coord_main, "token", "revoke", "--db", db, "--name", "pi").output
     listing = invoke(coord_main, "token", "list", "--db", db).output
-    assert "pixel7-1" in listing and "pi " in listing and "revoked" in listing
+    assert re.search(r"^pixel7-1 +active", listing, re.M) and re.search(
+        r"^pi +revoked", listing, re.M
+    )
     missing = CliRunner().invoke(coord_main, ["token", "revoke", "--db", str(db), "--name", "nope"])
     assert missing.exit_code == 1 and "no active token named 'nope'" in missing.output
 

@@ -142,7 +142,8 @@ def test_train_eval_and_predict_for_a_device(measured, db, tmp_path):
         ],
     )
     assert evaluated.exit_code == 0, evaluated.output
-    report = json.loads(evaluated.stdout)  # the plot's path goes to stderr
+    # the plot's path goes to stderr
+    report = {r["predictor"]: r for r in json.loads(evaluated.stdout)}
     assert set(report) == {"lut", "lut-corrected", "lut-ridge", "noise floor"}
     subnets, repeats = held_out(medians)
     assert len(subnets) >= 2 and all(report[k]["n"] == len(subnets) for k in report)
@@ -162,13 +163,24 @@ def test_train_eval_and_predict_for_a_device(measured, db, tmp_path):
     cli("lut", "export", "--db", db, "--device", "cpu", "--out", tmp_path / "lut")
     config = SubnetConfig.smallest(r=64)
     (tmp_path / "c.json").write_text(config.to_json())
-    predicted = cli(
-        "predictor", "predict", "--db", db, "--device", "cpu", "--kind", "lut", tmp_path / "c.json"
+    (predicted,) = json.loads(
+        cli(
+            "predictor",
+            "predict",
+            "--db",
+            db,
+            "--device",
+            "cpu",
+            "--kind",
+            "lut",
+            tmp_path / "c.json",
+            "--format",
+            "json",
+        )
     )
-    subnet, resolution, ms, unit = predicted.split()
-    assert subnet == config.id and resolution == "r=64" and unit == "ms"
+    assert predicted["id"] == config.id and predicted["r"] == 64
     lut_sum = LatencyTable.from_ofa_yaml(tmp_path / "lut").predict_ms(config)
-    assert float(ms) == pytest.approx(lut_sum, abs=5e-4)  # printed with 3 decimals
+    assert predicted["latency_ms"] == pytest.approx(lut_sum, abs=5e-4)
 
 
 def test_transfer_to_a_new_device_from_k_measurements(measured, db, tmp_path):
@@ -199,29 +211,33 @@ def test_transfer_to_a_new_device_from_k_measurements(measured, db, tmp_path):
     # a least-squares line through the 3 fitted subnets (its residuals sum to zero) ...
     (tmp_path / "all.jsonl").write_text("\n".join(c.to_json() for c in by_id.values()))
     printed = {
-        line.split()[0]: float(line.split()[2])
-        for line in cli(
-            "predictor",
-            "predict",
-            "--db",
-            db,
-            "--device",
-            "cpu2",
-            "--kind",
-            "transfer",
-            tmp_path / "all.jsonl",
-        ).splitlines()
+        record["id"]: record["latency_ms"]
+        for record in json.loads(
+            cli(
+                "predictor",
+                "predict",
+                "--db",
+                db,
+                "--device",
+                "cpu2",
+                "--kind",
+                "transfer",
+                tmp_path / "all.jsonl",
+                "--format",
+                "json",
+            )
+        )
     }
     source = load_predictor(predictor_path(db, "cpu", "lut-ridge"))
     measured_fitted = np.array([np.median(medians[c.to_json()]) for c in fitted])
     slope, intercept = np.polyfit(source.predict(fitted), measured_fitted, 1)
     for config in by_id.values():
         expected = slope * source.predict([config])[0] + intercept
-        assert printed[config.id] == pytest.approx(expected, abs=5e-4)  # 3 decimals
+        assert printed[config.id] == pytest.approx(expected, rel=1e-6)
     residuals = np.array([printed[c.id] for c in fitted]) - measured_fitted
-    assert abs(residuals.sum()) <= 3 * 5e-4
+    assert abs(residuals.sum()) <= 1e-6 * measured_fitted.sum()
     # ... which rescales the source and so keeps its ranking of the held-out subnets.
-    report = json.loads(
+    report, _ = json.loads(  # transfer's record, then the noise floor's
         cli(
             "predictor",
             "eval",
@@ -237,7 +253,9 @@ def test_transfer_to_a_new_device_from_k_measurements(measured, db, tmp_path):
     )
     subnets, repeats = held_out(medians)
     source_tau = np.mean([kendall_tau(source.predict(subnets), repeats[:, i]) for i in (0, 1)])
-    assert report["transfer"]["kendall_tau"] == pytest.approx(np.sign(slope) * source_tau)
+    assert report["predictor"] == "transfer" and report["kendall_tau"] == pytest.approx(
+        np.sign(slope) * source_tau
+    )
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from agent.output import Column, emit, format_option
 from coordinator.cli.options import FiniteFloat
 from ofa.accuracy import AccuracyPredictor, ResolutionEncoding
 from ofa.nn.accuracy_training import (
@@ -134,6 +135,15 @@ def train(
     required=True,
     help="OFA's acc_predictor.pth or our .npz.",
 )
-def evaluate_command(data: str, path: str) -> None:
+@format_option()
+def evaluate_command(data: str, path: str, fmt: str) -> None:
     """RMSE and rank agreement of a predictor on every pair of a data file."""
-    _print_metrics(path, evaluate(AccuracyPredictor.load(path), read_accuracy_pairs(data)))
+    metrics = evaluate(AccuracyPredictor.load(path), read_accuracy_pairs(data))
+    columns = [
+        Column("predictor", "predictor"),
+        Column("pairs", "n", align="right"),
+        Column("RMSE (points)", "rmse_points", "{:.3f}".format, "right"),
+        Column("the mean's", "constant_rmse_points", "{:.3f}".format, "right"),
+        Column("Kendall tau", "kendall_tau", "{:.3f}".format, "right"),
+    ]
+    emit([{"predictor": path, **metrics}], fmt, columns)

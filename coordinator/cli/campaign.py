@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from agent.measure import SETTING_FLAGS
+from agent.output import TABLE, Column, echo_json, emit, format_option, render_table
 from coordinator.cli.options import DB, RESOLUTIONS, WIDTH, FiniteFloat
 from coordinator.cli.output import progress_bar
 from coordinator.services.campaigns import (
@@ -52,7 +52,7 @@ def campaign() -> None:
 
 @campaign.command("create")
 @DB
-@click.option("--name", required=True)
+@click.option("--name", required=True, help="A name for the campaign, shown by `campaign list`.")
 @click.option("--label", "labels", multiple=True, help="Device label to measure on (repeatable).")
 @click.option("--agent", "agents", multiple=True, help="One agent id to measure on (repeatable).")
 @click.option(
@@ -156,19 +156,37 @@ def start(db: str, campaign_id: str) -> None:
 @campaign.command("status")
 @DB
 @click.argument("campaign_id")
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@format_option()
 def status(db: str, campaign_id: str, fmt: str) -> None:
-    """Progress of a campaign: bar, rate, ETA, per-device counts and failures."""
+    """Progress of a campaign: bar, rate, ETA, per-target counts and failures."""
     current = campaign_status(Store(db), campaign_id)
-    if fmt == "json":
-        click.echo(json.dumps(current, indent=2))
+    if fmt != TABLE:
+        echo_json(current)
         return
-    click.echo(render_progress(current))
+    click.echo(render_progress({**current, "targets": {}}))  # the table has them per target
+    if current["targets"]:
+        click.echo(render_table(_target_counts(current), TARGET_COLUMNS))
     for error in current["errors"]:
         click.echo(f"  failed: {error}")
     _say_if_starting(db, current)
+
+
+JOB_STATES = ("queued", "leased", "done", "failed", "disturbed", "cancelled")
+TARGET_COLUMNS = [Column("target", "target")] + [
+    Column(state, state, align="right") for state in (*JOB_STATES, "total")
+]
+
+
+def _target_counts(current: dict) -> list[dict]:
+    """A row per target: its jobs in each state."""
+    return [
+        {
+            "target": target,
+            **{s: counts.get(s, 0) for s in JOB_STATES},
+            "total": sum(counts.values()),
+        }
+        for target, counts in sorted(current["targets"].items())
+    ]
 
 
 def _say_if_starting(db: str, current: dict) -> None:
@@ -267,16 +285,17 @@ def cancel(db: str, campaign_id: str) -> None:
 
 @campaign.command("list")
 @DB
-def list_(db: str) -> None:
-    """All campaigns with their state and progress."""
-    campaigns = list_campaigns(Store(db))
-    if not campaigns:
-        click.echo("no campaigns")
-        return
-    click.echo(f"{'id':<10} {'name':<24} {'state':<10} {'done':>11} {'failed':>6}  targets")
-    for c in campaigns:
-        click.echo(
-            f"{c['id']:<10} {c['name'][:24]:<24} {c['state']:<10} "
-            f"{c['finished']:>5}/{c['total']:<5} {c['failed']:>6}  "
-            f"{', '.join(sorted(c['targets']))}"
-        )
+@format_option(csv=True)
+def list_(db: str, fmt: str) -> None:
+    """All campaigns with their state and progress (JSON: each as `campaign status` has it)."""
+    columns = [
+        Column("id", "id"),
+        Column("name", "name"),
+        Column("state", "state"),
+        Column("finished", "finished", align="right"),
+        Column("total", "total", align="right"),
+        Column("failed", "failed", align="right"),
+        Column("disturbed", "disturbed", align="right"),
+        Column("targets", "targets", lambda targets: ", ".join(sorted(targets))),
+    ]
+    emit(list_campaigns(Store(db)), fmt, columns, empty="no campaigns")

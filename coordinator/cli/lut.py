@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
+from agent.output import JSON, Column, emit, format_option, render_table
 from coordinator.cli.options import DB
-from coordinator.cli.output import JSON, Column, emit, format_option, render_table
 from coordinator.output_files import StagedFolder
 from coordinator.services.campaigns import campaign_status
 from coordinator.services.lut_compare import DIMENSIONS, compare, read_tables

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from coordinator import strict_json
+from agent.output import TABLE, Column, emit, format_option, render_table
 from coordinator.cli.options import DB
 from coordinator.services.predictor_data import predictor_path
 from coordinator.services.predictors import (
@@ -25,6 +25,36 @@ from ofa.latency_model import KINDS, TABLE_KINDS, load_predictor
 @click.group()
 def predictor() -> None:
     """Train, evaluate and query per-device latency predictors."""
+
+
+NOISE_FLOOR = "noise floor"
+NO_FLOOR = "needs two measurements of each held-out subnet"
+METRIC_COLUMNS = [
+    Column("predictor", "predictor"),
+    Column("n", "n", "{:.0f}".format, "right"),
+    Column("RMSE ms", "rmse_ms", "{:.3f}".format, "right"),
+    Column("RMSE %", "rmse_pct", "{:.2f}".format, "right"),
+    Column("MAPE %", "mape_pct", "{:.2f}".format, "right"),
+    Column("<=5%", "within_5pct", "{:.1%}".format, "right"),
+    Column("<=10%", "within_10pct", "{:.1%}".format, "right"),
+    Column("tau", "kendall_tau", "{:.3f}".format, "right"),
+    Column("rho", "spearman_rho", "{:.3f}".format, "right"),
+]
+
+
+def _metric_records(rows: dict[str, dict | None]) -> list[dict]:
+    """A record per predictor (and the noise floor), named in its `predictor` field; a
+    floor that cannot be had says why in its `note`."""
+    return [
+        {"predictor": name, **metrics} if metrics else {"predictor": name, "note": NO_FLOOR}
+        for name, metrics in rows.items()
+    ]
+
+
+def _say_if_no_floor(records: list[dict]) -> None:
+    for record in records:
+        if "note" in record:
+            click.echo(f"{record['predictor']}: {record['note']}")
 
 
 @predictor.command()
@@ -78,25 +108,9 @@ def train(
     click.echo(f"{kind} predictor for {label} from {source} -> {trained.path}")
     metrics = trained.model.metrics
     if metrics:
-        click.echo(_table({kind: metrics["held_out"], "noise floor": metrics["noise_floor"]}))
-
-
-def _table(rows: dict[str, dict | None]) -> str:
-    header = (
-        f"{'':<14} {'n':>4} {'RMSE ms':>8} {'RMSE %':>7} {'MAPE %':>7} {'<=5%':>6} "
-        f"{'<=10%':>6} {'tau':>6} {'rho':>6}"
-    )
-    lines = [header]
-    for name, m in rows.items():
-        if m is None:
-            lines.append(f"{name:<14} (needs two measurements of each held-out subnet)")
-            continue
-        lines.append(
-            f"{name:<14} {m['n']:>4.0f} {m['rmse_ms']:>8.3f} {m['rmse_pct']:>7.2f} "
-            f"{m['mape_pct']:>7.2f} {m['within_5pct']:>6.1%} {m['within_10pct']:>6.1%} "
-            f"{m['kendall_tau']:>6.3f} {m['spearman_rho']:>6.3f}"
-        )
-    return "\n".join(lines)
+        records = _metric_records({kind: metrics["held_out"], NOISE_FLOOR: metrics["noise_floor"]})
+        click.echo(render_table(records, METRIC_COLUMNS))
+        _say_if_no_floor(records)
 
 
 @predictor.command("eval")
@@ -110,9 +124,7 @@ def _table(rows: dict[str, dict | None]) -> str:
     help="Predictors to evaluate (default: every one trained for this device).",
 )
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write predicted vs measured (PNG).")
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@format_option(csv=True)
 def eval_(db: str, label: str, kinds: tuple[str, ...], plot: str | None, fmt: str) -> None:
     """Evaluate a device's predictors on its held-out subnets, beside the noise floor."""
     held_out = held_out_subnets(Store(db), label)
@@ -120,11 +132,11 @@ def eval_(db: str, label: str, kinds: tuple[str, ...], plot: str | None, fmt: st
     rows: dict[str, dict | None] = {
         kind: evaluate(model, held_out) for kind, model in models.items()
     }
-    rows["noise floor"] = noise_floor(held_out)
-    if fmt == "json":
-        click.echo(strict_json.dumps(rows, indent=2))
-    else:
-        click.echo(_table(rows))
+    rows[NOISE_FLOOR] = noise_floor(held_out)
+    records = _metric_records(rows)
+    emit(records, fmt, METRIC_COLUMNS)
+    if fmt == TABLE:
+        _say_if_no_floor(records)
     if plot:
         from coordinator.services.plots import predicted_vs_measured
 
@@ -142,10 +154,19 @@ def eval_(db: str, label: str, kinds: tuple[str, ...], plot: str | None, fmt: st
 @click.option("--device", "label", required=True)
 @click.option("--kind", type=click.Choice(KINDS), default="lut-ridge", show_default=True)
 @click.argument("configs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-def predict(db: str, label: str, kind: str, configs: tuple[str, ...]) -> None:
+@format_option()
+def predict(db: str, label: str, kind: str, configs: tuple[str, ...], fmt: str) -> None:
     """Predicted latency (ms) of each subnet in CONFIGS (JSON, JSONL or net.config files)."""
     model = load_predictor(predictor_path(db, label, kind))
     subnets = [c for path in configs for c in load_configs(path)]
     latencies = model.predict(subnets)
-    for subnet, ms in zip(subnets, latencies, strict=True):
-        click.echo(f"{subnet.id}  r={subnet.r}  {ms:.3f} ms")
+    records = [
+        {"id": subnet.id, "r": subnet.r, "latency_ms": float(ms), "config": subnet.to_dict()}
+        for subnet, ms in zip(subnets, latencies, strict=True)
+    ]
+    columns = [
+        Column("subnet", "id"),
+        Column("r", "r", align="right"),
+        Column("latency ms", "latency_ms", "{:.3f}".format, "right"),
+    ]
+    emit(records, fmt, columns)

@@ -58,7 +58,11 @@ MISSED_RANGE = SETTINGS_RANGES["missed_heartbeats"]
     "(doubling for each next disturbed result).",
 )
 @click.option(
-    "--max-model-mb", type=click.IntRange(min=1, max=64 * 1024), default=512, show_default=True
+    "--max-model-mb",
+    type=click.IntRange(min=1, max=64 * 1024),
+    default=512,
+    show_default=True,
+    help="Largest model (MiB) the coordinator stores for its agents; larger ones are refused.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log every registration and sweep.")
 def serve(

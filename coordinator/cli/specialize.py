@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from agent.output import JSON, Column, echo_json, format_option, render_table
 from coordinator.cli.options import RESOLUTIONS, FiniteFloat, db_option
 from coordinator.services.specialise import (
     Scenario,
@@ -24,6 +25,19 @@ from ofa.accuracy import AccuracyPredictor
 from ofa.latency_model import KINDS
 
 MAX_PARETO_POINTS = 1000
+# The summary table: the choice per budget and, with --verify, what the device measured.
+CHOSEN_COLUMNS = [
+    Column("scenario", "scenario"),
+    Column("budget ms", "budget_ms", "{:g}".format, "right"),
+    Column("top-1", "accuracy", "{:.4f}".format, "right"),
+    Column("predicted ms", "latency_ms", "{:.2f}".format, "right"),
+    Column("MACs (M)", "macs", lambda macs: f"{macs / 1e6:.0f}", "right"),
+    Column("r", "r", align="right"),
+]
+VERIFIED_COLUMNS = [
+    Column("measured ms", "measured_ms", "{:.2f}".format, "right"),
+    Column("error %", "error_pct", "{:+.1f}".format, "right"),
+]
 
 
 def _pareto_range(
@@ -120,6 +134,7 @@ def _pareto_range(
     help="Seconds to wait for the measurements; then the campaign is cancelled.",
 )
 @click.option("--out", type=click.Path(file_okay=False), required=True)
+@format_option()
 def specialize(
     db,
     label,
@@ -137,6 +152,7 @@ def specialize(
     verify_on_device,
     verify_timeout,
     out,
+    fmt,
 ) -> None:
     """Search the most accurate subnet under each latency budget and write its config."""
     started = time.perf_counter()
@@ -167,13 +183,8 @@ def specialize(
         SpecialiseSettings(resolutions, max_macs, generations, seed),
         supernet,
     )
-    for scenario, choice in table:
-        name = f"{scenario.name:<16} " if scenarios_file else ""
-        click.echo(
-            f"{name}{choice.budget_ms:>8g} ms: top-1 {choice.accuracy:.4f} at "
-            f"{choice.latency_ms:.2f} ms, {choice.macs / 1e6:.0f} M MACs, "
-            f"r={choice.config.r}"
-        )
+    rows = [{"scenario": scenario.name, **choice.row()} for scenario, choice in table]
+    columns = CHOSEN_COLUMNS[0 if scenarios_file else 1 :]
     if verify_on_device:
         verified = verify(
             Store(db),
@@ -183,17 +194,19 @@ def specialize(
             verify_timeout,
             lambda line: click.echo(line, err=True),
         )
-        for row in verified:
-            click.echo(
-                f"{row.budget_ms:>8g} ms: predicted {row.predicted_ms:.2f} ms, "
-                + (
-                    f"measured {row.measured_ms:.2f} ms ({row.error_pct:+.1f}%)"
-                    if row.measured_ms
-                    else "not measured"
-                )
+        for row, checked in zip(rows, verified, strict=True):
+            row.update(  # a subnet left unmeasured has no error (NaN): null, shown as -
+                measured_ms=checked.measured_ms,
+                error_pct=checked.error_pct if checked.measured_ms else None,
             )
+        columns += VERIFIED_COLUMNS
+    if fmt == JSON:
+        echo_json(rows)
+    else:
+        click.echo(render_table(rows, columns))
     if scenarios_file:
         write_scenarios(table, folder)
     click.echo(
-        f"{len(table)} scenario(s) in {time.perf_counter() - started:.2f} s; results in {folder}"
+        f"{len(table)} scenario(s) in {time.perf_counter() - started:.2f} s; results in {folder}",
+        err=fmt == JSON,  # stdout holds only the JSON
     )

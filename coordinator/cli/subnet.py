@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from agent.output import JSON, Column, echo_json, format_option, render_fields, render_table
 from coordinator.cli.options import RESOLUTIONS, WIDTH
 from ofa.config import SubnetConfig, sample_configs
 from ofa.plan import count_macs, count_params, layer_plan
@@ -25,9 +26,7 @@ def sample(count: int, seed: int, resolutions: tuple[int, ...], width: str) -> N
 
 @click.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@format_option()
 def describe(config: str, fmt: str) -> None:
     """Show a subnet's id, MACs, parameters and LUT keys.
 
@@ -43,13 +42,22 @@ def describe(config: str, fmt: str) -> None:
         "params": params,
         "lut_keys": [layer.lut_key for layer in layers],
     }
-    if fmt == "json":
-        click.echo(json.dumps(info, indent=2))
+    if fmt == JSON:
+        echo_json(info)
         return
-    click.echo(f"subnet {info['id']}  w{subnet.w}  r={subnet.r}  d={list(subnet.d)}")
-    click.echo(f"MACs {macs / 1e6:.1f} M   params {params / 1e6:.2f} M")
-    for layer in layers:
-        click.echo(f"  {layer.macs() / 1e6:8.2f} M  {layer.lut_key}")
+    summary = {
+        "id": subnet.id,
+        "width": f"w{subnet.w}",
+        "resolution": subnet.r,
+        "depths": list(subnet.d),
+        "MACs": f"{macs / 1e6:.1f} M",
+        "params": f"{params / 1e6:.2f} M",
+    }
+    click.echo(render_fields(summary))
+    click.echo()
+    rows = [{"macs": layer.macs() / 1e6, "lut_key": layer.lut_key} for layer in layers]
+    columns = [Column("MACs (M)", "macs", "{:.2f}".format, "right"), Column("LUT key", "lut_key")]
+    click.echo(render_table(rows, columns))
 
 
 @click.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from agent.output import Column, emit, format_option
 from coordinator.cli.options import DB, NEW_DB
 from coordinator.output_files import Staged
 from coordinator.state import Store
@@ -43,7 +44,7 @@ def token_create(db: str, name: str, agent_id: str | None, out: str | None) -> N
 
 @token.command("revoke")
 @DB
-@click.option("--name", required=True)
+@click.option("--name", required=True, help="The token to revoke.")
 def token_revoke(db: str, name: str) -> None:
     """Refuse this token from now on."""
     Store(db).revoke_token(name)
@@ -52,8 +53,12 @@ def token_revoke(db: str, name: str) -> None:
 
 @token.command("list")
 @DB
-def token_list(db: str) -> None:
+@format_option(csv=True)
+def token_list(db: str, fmt: str) -> None:
     """Names, states and bound agents of all tokens (never the secrets)."""
-    for row in Store(db).list_tokens():
-        state = "revoked" if row["revoked_at"] else "active"
-        click.echo(f"{row['name']:<24} {state:<8} agent {row['agent_id'] or '-'}")
+    tokens = [
+        {**row, "state": "revoked" if row["revoked_at"] else "active"}
+        for row in Store(db).list_tokens()
+    ]
+    columns = [Column("name", "name"), Column("state", "state"), Column("agent", "agent_id")]
+    emit(tokens, fmt, columns, empty="no tokens")

@@ -24,13 +24,13 @@ def predicted_vs_measured(
     series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, title: str
 ) -> Path:
     """Scatter of predicted against measured latency, one colour per predictor, with the
-    y = x line and the +-10% band."""
+    y = x line and the ±10% band."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6, 6), dpi=120)
     low = min(min(p.min(), m.min()) for p, m in series.values()) * 0.9
     high = max(max(p.max(), m.max()) for p, m in series.values()) * 1.1
     line = np.linspace(low, high, 2)
-    axes.fill_between(line, line * 0.9, line * 1.1, color="0.9", label="+-10%")
+    axes.fill_between(line, line * 0.9, line * 1.1, color="0.9", label="±10%")
     axes.plot(line, line, color="0.4", linewidth=1)
     for name, (predicted, measured) in series.items():
         axes.scatter(measured, predicted, s=12, alpha=0.7, label=name)
@@ -49,19 +49,20 @@ def predicted_vs_measured(
     return path
 
 
-def accuracy_latency_front(rows: list[dict], path: Path) -> Path:
-    """Predicted top-1 against predicted latency of the subnets found per budget."""
+def accuracy_latency_front(rows: list[dict], path: Path, source: str) -> Path:
+    """Predicted top-1 against predicted latency of the subnets found per budget; the title
+    (also the PNG's Title text) names `source`, the latency model they were found with."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
     axes.plot([r["latency_ms"] for r in rows], [100 * r["accuracy"] for r in rows], "o-")
     axes.set(
         xlabel="predicted latency (ms)",
         ylabel="predicted top-1 (%)",
-        title="specialised subnets per latency budget",
+        title=f"specialised subnets per latency budget\n{source}",
     )
     axes.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path)
+    figure.savefig(path, metadata={"Title": f"accuracy-latency front: {source}"})
     plt.close(figure)
     return path
 

@@ -61,7 +61,14 @@ def evaluate(model: LatencyPredictor, held_out: Sequence[Measured]) -> dict[str,
         regression_metrics(predicted, np.array([m.medians_ms[i] for m in held_out]))
         for i in range(repeats)
     ]
-    return {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
+    return _averaged(runs)
+
+
+def _averaged(runs: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The runs' metrics averaged; `n`, the same in every run, stays a count."""
+    return {key: float(np.mean([run[key] for run in runs])) for key in runs[0]} | {
+        "n": runs[0]["n"]
+    }
 
 
 def noise_floor(held_out: Sequence[Measured]) -> dict[str, float] | None:
@@ -70,8 +77,7 @@ def noise_floor(held_out: Sequence[Measured]) -> dict[str, float] | None:
     if len(twice) < 2:
         return None
     first, second = (np.array([m.medians_ms[i] for m in twice]) for i in (0, 1))
-    runs = [regression_metrics(first, second), regression_metrics(second, first)]
-    return {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
+    return _averaged([regression_metrics(first, second), regression_metrics(second, first)])
 
 
 def train_predictor(

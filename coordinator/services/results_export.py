@@ -8,7 +8,7 @@ import csv
 from collections.abc import Iterator
 from typing import IO
 
-from coordinator import strict_json
+from agent import strict_json
 from coordinator.state import CAMPAIGN_RESULT_KEYS, JSON_RESULT_FIELDS, RESULT_FIELDS, Store
 
 __all__ = ["campaign_results", "write_results", "FORMATS"]

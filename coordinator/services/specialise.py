@@ -96,6 +96,11 @@ class Scenario:
         """Where the latency model came from, as result.json records it."""
         return {"device": self.device, "lut": self.lut}
 
+    @property
+    def source_name(self) -> str:
+        """Where the latency model came from, in words (the front's title)."""
+        return f"device {self.device}, {self.kind} predictor" if self.device else f"LUT {self.lut}"
+
 
 @dataclass(frozen=True)
 class SpecialiseSettings:
@@ -339,14 +344,15 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def write_front(chosen: Sequence[Chosen], folder: Path) -> None:
-    """pareto.csv and, for more than one budget, the accuracy-latency front as pareto.png."""
+def write_front(chosen: Sequence[Chosen], folder: Path, source: str) -> None:
+    """pareto.csv and, for more than one budget, the accuracy-latency front as pareto.png,
+    titled with `source`, the latency model's origin."""
     rows = [choice.row() for choice in chosen]
     _write_csv(folder / "pareto.csv", rows)
     if len(rows) > 1:
         from coordinator.services.plots import accuracy_latency_front
 
-        accuracy_latency_front(rows, folder / "pareto.png")
+        accuracy_latency_front(rows, folder / "pareto.png", source)
 
 
 def specialise_scenarios(
@@ -369,7 +375,7 @@ def specialise_scenarios(
             settings,
             supernet,
         )
-        write_front(chosen, folder / scenario.name)
+        write_front(chosen, folder / scenario.name, scenario.source_name)
         table += [(scenario, choice) for choice in chosen]
     return table
 
