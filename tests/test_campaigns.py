@@ -358,7 +358,8 @@ def test_a_partial_lut_lists_what_is_missing_and_never_writes_it(fleet, tmp_path
     missing = {(m["r"], m["key"]) for m in exported["missing"]}
     assert measured | missing == expected and not measured & missing
     assert {(48, spec.lut_key) for spec in space_lut_specs(48, 1.0)} <= measured and missing
-    assert f"{len(missing)} entries missing (never measured):" in stderr
+    assert f"{len(missing)} entries missing ({len(missing)} cancelled):" in stderr
+    assert {m["reason"] for m in exported["missing"]} == {"cancelled"}
     listed = stderr.splitlines()[1 : 1 + min(20, len(missing))]  # the first 20 are listed
     assert len(listed) == min(20, len(missing))
     assert all(line.startswith("  r=56 ") for line in listed)
@@ -376,7 +377,7 @@ def test_a_partial_lut_lists_what_is_missing_and_never_writes_it(fleet, tmp_path
     code, _, stderr = lut_export(fleet, "partial", tmp_path / "cut", "--campaign", cut)
     # cancelled at once, it measured a few entries or none (then nothing is exported)
     nothing = f"nothing exported for partial: none of the {len(expected)} entries campaign {cut}"
-    assert code == 1 and ("entries missing (never measured)" in stderr or nothing in stderr)
+    assert code == 1 and ("cancelled):" in stderr or nothing in stderr)
 
 
 def test_campaign_survives_agent_kill_and_coordinator_restart(tmp_path):

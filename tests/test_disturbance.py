@@ -3,6 +3,7 @@ real busy-loop processes compete with a real agent's onnxruntime sessions."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -69,6 +70,14 @@ def test_judgment_follows_the_limits():
         DisturbanceLimits(cpu_wait=float("nan"))
 
 
+# How far a clean result may be from a quiet measurement of the same model in another
+# process. Clean 2-thread medians of one model moved by up to 15% between processes minutes
+# apart on the 2-vCPU VMs this suite runs on, with no CPU wait or steal to show for it (what
+# the host does with the VM's cores is invisible inside); a result taken beside the hogs is
+# 2-5x the quiet one. The benchmark bench/disturbance.py reports the distribution.
+CLEAN_TOLERANCE = 0.25
+
+
 def test_a_campaign_under_load_is_measured_again_once_the_load_is_gone(tmp_path, hogs):
     """Hogs on every core while a 2-thread agent starts measuring: the disturbed results are
     detected and stored as evidence only; each such job is measured again after the hogs stop,
@@ -76,47 +85,64 @@ def test_a_campaign_under_load_is_measured_again_once_the_load_is_gone(tmp_path,
     fleet = Fleet(tmp_path)
     try:
         fleet.start_server(extra=("--remeasure-cooldown", "0.5"))
-        models = [("reference", REFERENCE), *small_models(3, r=160)[1:]]
+        models = [("reference", REFERENCE), ("subnet", small_subnet())]
         options = BenchOptions(
-            threads=2, warmup_runs=5, min_runs=30, min_time_s=0.3, max_time_s=2.0
+            threads=2, warmup_runs=5, min_runs=20, min_time_s=0.2, max_time_s=1.0
         )
-        jobs = fleet.enqueue(models, options=options, max_disturbed=20)
+        jobs = fleet.enqueue(models, options=options, repeats=2, max_disturbed=20)
         hogs.start()
         fleet.start_agent("busy", extra=("--threads", "2"), disturbance_check=True)
-        wait_for(
-            lambda: (
-                sum(r["status"] == "disturbed" for j in jobs for r in fleet.store.results(j)) >= 2
-            ),
-            120,
-            "two disturbed results",
-        )
+        wait_for(lambda: len(_disturbed(fleet, jobs)) >= 2, 120, "two disturbed results")
         hogs.stop()
         quiet_from = time.time()
-        fleet.wait_done(jobs, timeout=180)
+        fleet.wait_done(jobs, timeout=120)
         results = {j: fleet.store.results(j) for j in jobs}
-        assert all(fleet.store.job(j)["state"] == "done" for j in jobs)
-        disturbed = {
-            j for j, rows in results.items() if any(r["status"] == "disturbed" for r in rows)
-        }
-        assert disturbed, "the load went unnoticed"
-        for job_id in disturbed:
-            accepted = [r for r in results[job_id] if r["accepted"]]
-            assert len(accepted) == 1 and accepted[0]["received_at"] > quiet_from
+        disturbed = _disturbed(fleet, jobs)
         agent_log = fleet.agent_log("busy")
     finally:
         fleet.close()
-    for (key, model), job_id in zip(models, jobs, strict=True):
+    assert all(any(r["accepted"] for r in rows) for rows in results.values())
+    assert disturbed, "the load went unnoticed"
+    for job_id in disturbed:
         (accepted,) = [r for r in results[job_id] if r["accepted"]]
+        assert accepted["received_at"] > quiet_from  # measured again after the hogs stopped
+    for name, model in models:
         quiet = _quiet_median_ms(model)
-        assert abs(accepted["median_ms"] / quiet - 1) <= 0.10, (key, accepted["median_ms"], quiet)
+        for job_id in jobs:
+            (accepted,) = [r for r in results[job_id] if r["accepted"]]
+            if fleet.store.job(job_id)["model_digest"] == _digest(model):
+                assert json.loads(accepted["evidence"])["reasons"] == []
+                assert abs(accepted["median_ms"] / quiet - 1) <= CLEAN_TOLERANCE, (
+                    name,
+                    accepted["median_ms"],
+                    quiet,
+                )
     assert "disturbed: cpu_wait" in agent_log
 
 
+def small_subnet() -> bytes:
+    """The smallest subnet at 160 px: a few milliseconds, like a typical subnet job."""
+    from ofa.config import SubnetConfig
+    from ofa.nn.export import export_subnet
+    from tests.models import randomized_supernet
+
+    return export_subnet(randomized_supernet(1.0, seed=0), SubnetConfig.smallest(r=160)).onnx
+
+
+def _digest(model: bytes) -> str:
+    return hashlib.sha256(model).hexdigest()
+
+
+def _disturbed(fleet: Fleet, jobs: list[str]) -> set[str]:
+    """The jobs with at least one disturbed result."""
+    return {j for j in jobs if any(r["status"] == "disturbed" for r in fleet.store.results(j))}
+
+
 def _quiet_median_ms(model: bytes) -> float:
-    """The model's median over repeated clean 2-thread measurements in this process."""
+    """The model's median over three clean 2-thread measurements in this process."""
     medians = []
     for _ in range(20):
-        measurement = measure(model, BenchSettings(threads=2, min_runs=30, min_time_s=0.3))
+        measurement = measure(model, BenchSettings(threads=2, min_runs=20, min_time_s=0.2))
         if not measurement.evidence.disturbed:
             medians.append(measurement.stats()["median_ms"])
         if len(medians) == 3:

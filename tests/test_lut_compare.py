@@ -173,11 +173,18 @@ def test_lut_export_says_what_it_did_not_export(tmp_path):
     measured = 30
     for job in store.lease_jobs(agent, measured, 60):
         store.report(agent, job.job_id, job.lease_id, "ok", {"samples_ns": [1_000_000, 1_200_000]})
+    disturbed = {"samples_ns": [9_000_000], "evidence": {"reasons": ["steal 0.3 > 0.05"]}}
+    for _ in range(4):  # a campaign job may be disturbed 4 times, then it ends disturbed
+        (job,) = store.lease_jobs(agent, 1, 60)
+        store.report(agent, job.job_id, job.lease_id, "disturbed", disturbed)
     result = invoke(*export, "--out", tmp_path / "partial")
     assert result.exit_code == 0, result.output
     missing = len(space_lut_specs(48)) - measured
     lines = result.stderr.splitlines()
-    assert lines[0] == f"{missing} entries missing (never measured):"
+    assert lines[0] == (
+        f"{missing} entries missing (1 disturbed on every attempt, {missing - 1} still queued):"
+    )
     assert len(lines) == 1 + 20 + 1 and all(line.startswith("  r=48 ") for line in lines[1:21])
+    assert all(line.endswith(")") for line in lines[1:21])  # each with its reason
     assert lines[-1] == f"  ... and {missing - 20} more"
     assert f"{measured} entries for cpu" in result.stdout

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from coordinator.cli.app import main as coord
 from coordinator.services.predictor_data import predictor_path
+from coordinator.services.predictors import noise_warnings
 from ofa.config import SubnetConfig
 from ofa.latency_model import load_predictor
 from ofa.lut import LatencyTable
@@ -338,3 +339,16 @@ def test_a_corrupt_predictor_file_is_reported(db, tmp_path):
         ],
     )
     assert result.exit_code == 1 and "not a predictor file" in result.output
+
+
+def test_noise_warnings_name_figures_that_cannot_be_taken_at_face_value():
+    """A floor of 84% RMSE or a negative Kendall tau were once printed without a word."""
+    fine = {"rmse_pct": 5.0, "kendall_tau": 0.9}
+    assert noise_warnings({"lut": fine, "floor": fine}, "floor") == []
+    noisy = {"rmse_pct": 84.0, "kendall_tau": -0.1}
+    lines = noise_warnings(
+        {"lut": {"rmse_pct": 90.0, "kendall_tau": -0.2}, "floor": noisy}, "floor"
+    )
+    assert len(lines) == 3 and all(line.startswith("warning: ") for line in lines)
+    assert "84.0% RMSE" in lines[0] and "tau -0.10" in lines[1] and "lut ranks" in lines[2]
+    assert noise_warnings({"lut": fine, "floor": None}, "floor") == []

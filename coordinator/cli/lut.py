@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -18,6 +19,13 @@ from coordinator.services.plots import ratio_by_group
 from coordinator.state import Store
 
 MISSING_LISTED = 20  # missing entries named one per line; the rest are counted
+MISSING_REASONS = {
+    "pending": "still queued",
+    "disturbed": "disturbed on every attempt",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "excluded": "results excluded",
+}
 
 
 @click.group()
@@ -52,14 +60,21 @@ def lut_export(
         names = [path.name for path in write_lut(table, staging, fmt)]
     paths = [Path(out) / name for name in names]
     flagged = sum(e.drift_flag for e in table.entries)
+    remeasured = sum(e.disturbed > 0 for e in table.entries)
     click.echo(
-        f"{len(table.entries)} entries for {label} ({flagged} drift-flagged) -> "
-        + ", ".join(map(str, paths))
+        f"{len(table.entries)} entries for {label} ({flagged} drift-flagged, {remeasured} "
+        "re-measured after a disturbance) -> " + ", ".join(map(str, paths))
     )
     if table.missing:
-        click.echo(f"{len(table.missing)} entries missing (never measured):", err=True)
-        for r, key in table.missing[:MISSING_LISTED]:
-            click.echo(f"  r={r} {key}", err=True)
+        reasons = Counter(MISSING_REASONS[m.reason] for m in table.missing)
+        click.echo(
+            f"{len(table.missing)} entries missing ("
+            + ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+            + "):",
+            err=True,
+        )
+        for m in table.missing[:MISSING_LISTED]:
+            click.echo(f"  r={m.r} {m.key} ({MISSING_REASONS[m.reason]})", err=True)
         if len(table.missing) > MISSING_LISTED:
             click.echo(f"  ... and {len(table.missing) - MISSING_LISTED} more", err=True)
         if not allow_missing:

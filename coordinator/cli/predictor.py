@@ -15,6 +15,7 @@ from coordinator.services.predictors import (
     evaluate,
     held_out_subnets,
     noise_floor,
+    noise_warnings,
     train_predictor,
 )
 from coordinator.state import Store
@@ -55,6 +56,12 @@ def _say_if_no_floor(records: list[dict]) -> None:
     for record in records:
         if "note" in record:
             click.echo(f"{record['predictor']}: {record['note']}")
+
+
+def _warn(rows: dict[str, dict | None]) -> None:
+    """Figures that cannot be taken at face value, on stderr (stdout may be JSON)."""
+    for line in noise_warnings(rows, NOISE_FLOOR):
+        click.echo(line, err=True)
 
 
 @predictor.command()
@@ -108,9 +115,11 @@ def train(
     click.echo(f"{kind} predictor for {label} from {source} -> {trained.path}")
     metrics = trained.model.metrics
     if metrics:
-        records = _metric_records({kind: metrics["held_out"], NOISE_FLOOR: metrics["noise_floor"]})
+        rows = {kind: metrics["held_out"], NOISE_FLOOR: metrics["noise_floor"]}
+        records = _metric_records(rows)
         click.echo(render_table(records, METRIC_COLUMNS))
         _say_if_no_floor(records)
+        _warn(rows)
 
 
 @predictor.command("eval")
@@ -137,6 +146,7 @@ def eval_(db: str, label: str, kinds: tuple[str, ...], plot: str | None, fmt: st
     emit(records, fmt, METRIC_COLUMNS)
     if fmt == TABLE:
         _say_if_no_floor(records)
+    _warn(rows)
     if plot:
         from coordinator.services.plots import predicted_vs_measured
 

@@ -1,10 +1,12 @@
 """Per-device latency lookup tables from campaign results.
 
 Each (resolution, LUT key) gets the median of its repeat medians (the most repeatable
-figure), the pooled p10/p90 and the sample count. Formats: OFA's `{r}_lookup_table.yaml`
-(which the reference code reads unchanged; its `mean` field carries our median), JSON with
-provenance, and CSV. Entries the campaigns asked for but did not measure are reported as
-missing, never written as zero.
+figure), the pooled p10/p90 and the sample count, and how clean its data was: how many
+disturbed measurements its jobs had re-measured, and the spread of its repeats. Formats:
+OFA's `{r}_lookup_table.yaml` (which the reference code reads unchanged; its `mean` field
+carries our median), JSON with provenance, and CSV. Entries the campaigns asked for but did
+not measure are reported as missing with the reason (still queued, disturbed on every
+attempt, failed, cancelled), never written as zero.
 """
 
 from __future__ import annotations
@@ -18,9 +20,17 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from coordinator.state import Campaign, ItemResult, Store, Target
+from coordinator.state import Campaign, ItemJobs, ItemResult, Store, Target
 
-__all__ = ["LutEntry", "DeviceLut", "collect_lut", "write_lut", "FORMATS", "DRIFT_LIMIT"]
+__all__ = [
+    "LutEntry",
+    "Missing",
+    "DeviceLut",
+    "collect_lut",
+    "write_lut",
+    "FORMATS",
+    "DRIFT_LIMIT",
+]
 
 FORMATS = ("ofa-yaml", "json", "csv")
 DRIFT_LIMIT = 0.03  # a result whose reference model moved more than this is flagged
@@ -37,13 +47,26 @@ class LutEntry:
     n: int
     repeats: int
     drift_flag: bool
+    disturbed: int = 0  # disturbed measurements its jobs had (re-measured, not used)
+    repeat_spread: float = 0.0  # (max - min) / median of its repeat medians
+
+
+@dataclass(frozen=True, order=True)
+class Missing:
+    """An entry asked for but not measured, and why: 'pending' (jobs still queued or
+    leased), 'disturbed' (no clean measurement in any attempt), 'failed', 'cancelled', or
+    'excluded' (its only results are left out, e.g. of a quarantined agent)."""
+
+    r: int
+    key: str
+    reason: str
 
 
 @dataclass
 class DeviceLut:
     label: str
     entries: list[LutEntry]
-    missing: list[tuple[int, str]]
+    missing: list[Missing]
     provenance: dict = field(default_factory=dict)
 
 
@@ -62,9 +85,11 @@ def collect_lut(store: Store, label: str, campaign: str | None = None) -> Device
     every = [result for results in grouped.values() for result in results]
     campaigns = [store.campaign(c) for c in sorted({result.campaign_id for result in every})]
     _refuse_mixed_settings(campaigns)
+    jobs = store.item_jobs(target, "lut", [campaign] if campaign else ())
     entries = []
     for (r, key), results in sorted(grouped.items()):
         samples = np.concatenate([x.samples_ns for x in results]) / 1e6
+        medians = np.array([x.median_ms for x in results])
         entries.append(
             LutEntry(
                 r,
@@ -76,10 +101,39 @@ def collect_lut(store: Store, label: str, campaign: str | None = None) -> Device
                 int(samples.size),
                 len(results),
                 any(abs(x.drift or 0.0) > DRIFT_LIMIT for x in results),
+                jobs[(r, key)].disturbed if (r, key) in jobs else 0,
+                float((medians.max() - medians.min()) / np.median(medians)),
             )
         )
-    missing = sorted((_resolution(r, key), key) for r, key in expected - set(grouped))
-    return DeviceLut(label, entries, missing, _provenance(store, label, every, campaigns))
+    missing = sorted(
+        Missing(_resolution(r, key), key, _why_missing(jobs.get((r, key))))
+        for r, key in expected - set(grouped)
+    )
+    provenance = _provenance(store, label, every, campaigns)
+    provenance["cleanliness"] = {
+        "disturbed_remeasured": sum(e.disturbed for e in entries),
+        "entries_remeasured": sum(e.disturbed > 0 for e in entries),
+        "missing_disturbed": sum(m.reason == "disturbed" for m in missing),
+        "median_repeat_spread": float(np.median([e.repeat_spread for e in entries]))
+        if entries
+        else None,
+    }
+    return DeviceLut(label, entries, missing, provenance)
+
+
+def _why_missing(jobs: ItemJobs | None) -> str:
+    """The reason an entry has no accepted result, from the states of its jobs."""
+    states = jobs.states if jobs else {}
+    for state, reason in (
+        ("queued", "pending"),
+        ("leased", "pending"),
+        ("disturbed", "disturbed"),
+        ("failed", "failed"),
+        ("cancelled", "cancelled"),
+    ):
+        if states.get(state):
+            return reason
+    return "excluded"
 
 
 def _resolution(r: int | None, key: str) -> int:
@@ -164,7 +218,7 @@ def write_lut(lut: DeviceLut, folder: Path, fmt: str) -> list[Path]:
             json.dumps(
                 {
                     "provenance": lut.provenance,
-                    "missing": [{"r": r, "key": key} for r, key in lut.missing],
+                    "missing": [{"r": m.r, "key": m.key, "reason": m.reason} for m in lut.missing],
                     "tables": {
                         str(r): {
                             e.key: {
@@ -175,6 +229,8 @@ def write_lut(lut: DeviceLut, folder: Path, fmt: str) -> list[Path]:
                                 "n": e.n,
                                 "repeats": e.repeats,
                                 "drift_flag": e.drift_flag,
+                                "disturbed": e.disturbed,
+                                "repeat_spread": e.repeat_spread,
                             }
                             for e in entries
                         }
@@ -189,7 +245,19 @@ def write_lut(lut: DeviceLut, folder: Path, fmt: str) -> list[Path]:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(
-            ["r", "key", "median_ms", "p10_ms", "p90_ms", "std_ms", "n", "repeats", "drift_flag"]
+            [
+                "r",
+                "key",
+                "median_ms",
+                "p10_ms",
+                "p90_ms",
+                "std_ms",
+                "n",
+                "repeats",
+                "drift_flag",
+                "disturbed",
+                "repeat_spread",
+            ]
         )
         for e in lut.entries:
             writer.writerow(
@@ -203,6 +271,8 @@ def write_lut(lut: DeviceLut, folder: Path, fmt: str) -> list[Path]:
                     e.n,
                     e.repeats,
                     int(e.drift_flag),
+                    e.disturbed,
+                    f"{e.repeat_spread:.6f}",
                 ]
             )
     return [path]

@@ -19,7 +19,7 @@ from coordinator.services.predictor_data import (
     predictor_path,
     split,
 )
-from coordinator.state import Store
+from coordinator.state import Store, Target
 from ofa.latency_model import (
     KINDS,
     BlockTable,
@@ -34,6 +34,7 @@ __all__ = [
     "TrainedPredictor",
     "evaluate",
     "noise_floor",
+    "noise_warnings",
     "train_predictor",
     "held_out_subnets",
     "device_predictors",
@@ -80,6 +81,37 @@ def noise_floor(held_out: Sequence[Measured]) -> dict[str, float] | None:
     return _averaged([regression_metrics(first, second), regression_metrics(second, first)])
 
 
+# Beyond these, a predictor's held-out figures say more about the device than the predictor.
+NOISY_FLOOR_RMSE_PCT = 20.0
+UNRANKED_TAU = 0.3
+
+
+def noise_warnings(rows: dict[str, dict | None], floor: str) -> list[str]:
+    """One line per figure that cannot be taken at face value: a noise floor so high (or
+    so unordered) that no predictor can be judged against it, and a predictor whose rank
+    order of the held-out subnets is no better than chance."""
+    lines = []
+    noise = rows.get(floor)
+    if noise and noise["rmse_pct"] > NOISY_FLOOR_RMSE_PCT:
+        lines.append(
+            f"warning: two measurements of the same subnets differ by {noise['rmse_pct']:.1f}% "
+            "RMSE (the noise floor): errors below that say nothing about a predictor; "
+            "re-measure on a quieter device"
+        )
+    if noise and noise["kendall_tau"] < UNRANKED_TAU:
+        lines.append(
+            f"warning: two measurements rank the subnets alike only by Kendall tau "
+            f"{noise['kendall_tau']:.2f}: the device did not hold still"
+        )
+    for name, metrics in rows.items():
+        if name != floor and metrics and metrics["kendall_tau"] <= 0:
+            lines.append(
+                f"warning: {name} ranks the held-out subnets no better than chance "
+                f"(Kendall tau {metrics['kendall_tau']:.2f})"
+            )
+    return lines
+
+
 def train_predictor(
     store: Store,
     db: str | Path,
@@ -109,6 +141,11 @@ def train_predictor(
             "device": label,
             "training_subnets": len(chosen),
             "subnet_campaigns": list(campaigns) or "all",
+            # disturbed measurements behind its subnets (re-measured; none of them used)
+            "subnets_disturbed_remeasured": sum(
+                item.disturbed
+                for item in store.item_jobs(Target(label=label), "subnet", campaigns).values()
+            ),
         },
         metrics={"held_out": evaluate(model, held_out), "noise_floor": noise_floor(held_out)}
         if held_out

@@ -164,6 +164,15 @@ class ItemResult:
 
 
 @dataclass(frozen=True)
+class ItemJobs:
+    """The jobs of one campaign item for one target: how many are in each state, and how
+    many disturbed results (re-measured, never accepted) they had."""
+
+    states: dict[str, int]
+    disturbed: int
+
+
+@dataclass(frozen=True)
 class ResultTiming:
     """Where an accepted OK result's time went: from its lease being issued to its report
     being stored, against what the agent reported spending on the model."""

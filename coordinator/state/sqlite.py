@@ -51,6 +51,7 @@ from coordinator.state.rows import (
     Campaign,
     CampaignItem,
     CampaignProgress,
+    ItemJobs,
     ItemResult,
     LeasedJob,
     ReportOutcome,
@@ -971,6 +972,25 @@ class Store:
             f"SELECT DISTINCT ci.r, ci.key FROM {_ITEM_JOBS} WHERE {where}", params
         )
         return {(row[0], row[1]) for row in rows}
+
+    def item_jobs(
+        self, target: Target, kind: str, campaign_ids: Sequence[str] = ()
+    ) -> dict[tuple[int | None, str], ItemJobs]:
+        """Per (r, key) item of this kind queued for `target` (by the given campaigns, or
+        any): its jobs by state, and how many disturbed results they had."""
+        where, params = _item_filter(target, kind, campaign_ids)
+        states: dict[tuple[int | None, str], dict[str, int]] = {}
+        disturbed: dict[tuple[int | None, str], int] = {}
+        for row in self.db.execute(
+            f"SELECT ci.r, ci.key, j.state, COUNT(*) AS n, SUM(j.disturbed) AS disturbed "
+            f"FROM {_ITEM_JOBS} JOIN jobs j ON j.id=cj.job_id WHERE {where} "
+            "GROUP BY ci.r, ci.key, j.state",
+            params,
+        ):
+            item = (row["r"], row["key"])
+            states.setdefault(item, {})[row["state"]] = row["n"]
+            disturbed[item] = disturbed.get(item, 0) + row["disturbed"]
+        return {item: ItemJobs(states[item], disturbed[item]) for item in states}
 
     def item_results(
         self, target: Target, kind: str, campaign_ids: Sequence[str] = ()
