@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -203,10 +204,18 @@ def bench_setting_options(command: Command) -> Command:
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @bench_setting_options
+@click.option(
+    "--pin/--no-pin",
+    "pin_cores",
+    default=True,
+    show_default=True,
+    help="Pin the measuring threads to fixed cores (the last ones) where the OS allows.",
+)
 @format_option()
 def bench(model: str, fmt: str, **settings: Any) -> None:
-    """Time MODEL (an .onnx file) with the agent's measurement engine (JSON: also the raw
-    samples, the settings and the device)."""
+    """Time MODEL (an .onnx file) with the agent's measurement engine, and say whether other
+    work disturbed it (JSON: also the raw samples, the evidence, the settings and the
+    device)."""
     try:
         checked = BenchSettings(**settings)
     except ValueError as exc:  # the one line naming the setting, exit 1
@@ -229,6 +238,8 @@ def bench(model: str, fmt: str, **settings: Any) -> None:
                 "stop_reason": result.stop_reason,
                 "runtime_versions": result.runtime_versions,
                 "settings": result.settings,
+                "pinned_cores": list(result.pinned_cores),
+                "evidence": asdict(result.evidence),
                 "device": machine_summary(),
             }
         )
@@ -239,6 +250,9 @@ def bench(model: str, fmt: str, **settings: Any) -> None:
                 "model": model,
                 **stats,
                 "stop_reason": result.stop_reason,
+                "disturbed": "; ".join(result.evidence.reasons) or "no",
+                "cpu_wait": result.evidence.cpu_wait,
+                "pinned_cores": ",".join(map(str, result.pinned_cores)) or "not pinned",
                 "session_create_ms": result.session_create_ns / 1e6,
                 "first_run_ms": result.first_run_ns / 1e6,
                 **{f"{name} version": v for name, v in result.runtime_versions.items()},
