@@ -40,17 +40,18 @@ RUNTIMES = ("onnxruntime", "torch")
 # model timed for a 30 s cap would otherwise report tens of millions. 65,536 runs pin a median
 # far tighter than any device holds still, and bound what one report costs the coordinator.
 MAX_SAMPLES = 2**16
+WARMUP_STABLE = 0.10  # warm-up ends once a block's median is within this of the one before
 
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """How long and how carefully to measure. Defaults: at least 10 warm-up runs and 0.5 s,
-    at least 50 timed runs and 1 s, then stop once the half-width of the median's 95% CI is
-    within 2% of the median (or at the 30 s cap)."""
+    """How long and how carefully to measure. Defaults: at least 10 warm-up runs and 0.1 s,
+    and on until the timings are stable; at least 50 timed runs and 1 s, then stop once the
+    half-width of the median's 95% CI is within 2% of the median (or at the 30 s cap)."""
 
     threads: int = 1
     warmup_runs: int = 10
-    warmup_min_s: float = 0.5
+    warmup_min_s: float = 0.1
     min_runs: int = 50
     min_time_s: float = 1.0
     max_time_s: float = 30.0
@@ -112,8 +113,10 @@ SETTING_FLAGS = (
     SettingFlag(
         "--threads", "threads", "Threads to measure with.", when_zero="each agent's own --threads"
     ),
-    SettingFlag("--warmup-runs", "warmup_runs", "Warm-up runs at least."),
-    SettingFlag("--warmup-min-time", "warmup_min_s", "Seconds of warm-up at least."),
+    SettingFlag("--warmup-runs", "warmup_runs", "Warm-up runs at least (then on until stable)."),
+    SettingFlag(
+        "--warmup-min-time", "warmup_min_s", "Seconds of warm-up at least (then on until stable)."
+    ),
     SettingFlag("--min-runs", "min_runs", "Timed runs at least."),
     SettingFlag("--min-time", "min_time_s", "Seconds of timed runs at least."),
     SettingFlag(
@@ -229,6 +232,29 @@ def _torch_runner(
     return run, versions
 
 
+def _warm_up(run: Runner, settings: BenchSettings, clock: Callable[[], int]) -> int:
+    """Run in blocks until at least `warmup_runs` runs and `warmup_min_s` are done and two
+    consecutive block medians agree within WARMUP_STABLE: a model that is still warming
+    (caches, allocator, a clock ramping up) keeps getting faster, and a fixed warm-up time
+    would be too short for some and mostly idle time for others. Returns the runs made."""
+    start = clock()
+    floor, cap = start + int(settings.warmup_min_s * 1e9), start + int(settings.max_time_s * 1e9)
+    runs, previous = 0, math.nan
+    while clock() < cap:  # no warm-up runs forever
+        block = []
+        for _ in range(settings.block_runs):
+            t0 = clock()
+            run()
+            block.append(clock() - t0)
+        runs += settings.block_runs
+        median = float(np.median(block))
+        stable = abs(median / previous - 1) <= WARMUP_STABLE
+        if stable and runs >= settings.warmup_runs and clock() >= floor:
+            break
+        previous = median
+    return runs
+
+
 def measure(
     model: str | Path | bytes,
     settings: BenchSettings = BenchSettings(),
@@ -264,12 +290,7 @@ def _measure(
     first_run_ns = clock() - start
 
     warmup_start = clock()
-    warmup_end = warmup_start + int(settings.warmup_min_s * 1e9)
-    warmup_cap = warmup_start + int(settings.max_time_s * 1e9)  # no warm-up runs forever
-    warmups = 0
-    while (warmups < settings.warmup_runs or clock() < warmup_end) and clock() < warmup_cap:
-        run()
-        warmups += 1
+    warmups = _warm_up(run, settings, clock)
     warmup_ns = clock() - warmup_start
 
     samples: list[int] = []

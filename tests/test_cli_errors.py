@@ -442,6 +442,8 @@ def test_jsonl_exports_are_strict_json(fleet_db, tmp_path):
         (["--min-time", "5", "--max-time", "1"], "settings.max_time_s"),
         (["--repeats", "1000"], "repeats"),
         (["--max-attempts", "0"], "max_attempts"),
+        (["--max-disturbed", "0"], "max_disturbed"),
+        (["--max-disturbed", "101"], "max_disturbed"),
         (["--reference-every", "-1"], "reference_every"),
         (["--name", "c0123abcd"], "name"),
         (["--name", "tab\there"], "name"),

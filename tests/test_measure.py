@@ -75,22 +75,34 @@ def test_stops_at_the_sample_bound_the_coordinator_accepts(model_bytes, monkeypa
 
 
 def test_warmup_runs_by_time_as_well_as_by_count(model_bytes):
-    """Warm-up by count alone is one run; asking for 0.3 s of it keeps it going that long,
-    by the engine's own clock."""
-    by_count = measure(
-        model_bytes,
-        BenchSettings(
-            warmup_runs=1, warmup_min_s=0.0, min_runs=5, min_time_s=0.0, target_precision=0.9
-        ),
-    )
-    by_time = measure(
-        model_bytes,
-        BenchSettings(
-            warmup_runs=1, warmup_min_s=0.3, min_runs=5, min_time_s=0.0, target_precision=0.9
-        ),
-    )
-    assert by_count.warmup_runs == 1
+    """Warm-up goes in whole blocks, two at least (to see the timings stable); asking for
+    0.3 s of it keeps it going that long, by the engine's own clock."""
+    quick = {"min_runs": 5, "min_time_s": 0.0, "target_precision": 0.9, "block_runs": 5}
+    by_count = measure(model_bytes, BenchSettings(warmup_runs=1, warmup_min_s=0.0, **quick))
+    by_time = measure(model_bytes, BenchSettings(warmup_runs=1, warmup_min_s=0.3, **quick))
+    assert by_count.warmup_runs >= 10 and by_count.warmup_runs % 5 == 0
     assert by_time.warmup_ns >= 0.3e9
+
+
+def test_warmup_goes_on_while_the_model_keeps_getting_faster():
+    """Runs that start at 20 ms and get 3% faster each until 5 ms (a clock ramping up): the
+    warm-up ends with the first block whose median is within 10% of the block before, long
+    after its 10-run minimum; a model steady from the start stops after two blocks."""
+    durations = np.maximum(20e6 * 0.97 ** np.arange(1000), 5e6).astype(np.int64)
+    blocks = np.median(durations.reshape(-1, 10), axis=1)
+    first_stable = 1 + int(np.argmax(np.abs(blocks[1:] / blocks[:-1] - 1) <= 0.10))
+    assert first_stable > 2  # the ramp is what keeps it going
+    now, calls = [0], [0]
+
+    def run():
+        now[0] += int(durations[calls[0]])
+        calls[0] += 1
+
+    settings = BenchSettings(warmup_runs=10, warmup_min_s=0.0, block_runs=10)
+    assert engine._warm_up(run, settings, lambda: now[0]) == 10 * (first_stable + 1)
+    durations[:] = 5_000_000
+    calls[0] = 0
+    assert engine._warm_up(run, settings, lambda: now[0]) == 20
 
 
 def test_median_ci_is_distribution_free_and_narrows_with_n():

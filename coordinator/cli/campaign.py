@@ -87,7 +87,21 @@ def campaign() -> None:
     help="Interleave the drift-reference model every N jobs (0: never).",
 )
 @bench_setting_options
-@click.option("--max-attempts", type=int, default=3, show_default=True)
+@click.option(
+    "--max-attempts",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Leases a job may have before it fails (an expired or failed one counts).",
+)
+@click.option(
+    "--max-disturbed",
+    type=int,
+    default=CampaignSpec.max_disturbed,
+    show_default=True,
+    help="Disturbed measurements a job may have (each measured again after a cooldown) "
+    "before it ends 'disturbed'.",
+)
 @click.option("--start", "start_now", is_flag=True, help="Start it right away.")
 def create(
     db: str,
@@ -103,6 +117,7 @@ def create(
     repeats: int,
     reference_every: int,
     max_attempts: int,
+    max_disturbed: int,
     start_now: bool,
     **settings: Any,
 ) -> None:
@@ -122,6 +137,7 @@ def create(
         repeats=repeats,
         reference_every=reference_every,
         max_attempts=max_attempts,
+        max_disturbed=max_disturbed,
         options=options,
     )
     campaign_id = create_campaign(
