@@ -59,8 +59,8 @@ def test_an_empty_or_cancelled_campaign_shows_no_full_bar(tmp_path):
     assert "cpu 0/2, 2 cancelled" in line
     table = invoke("campaign", "status", "--db", db, started).stdout
     assert "0/2, 2 cancelled" in table and "#" not in table
-    as_json = invoke("campaign", "status", "--db", db, started, "--format", "json").stdout
-    as_json = json.loads(as_json)
+    shown = invoke("campaign", "status", "--db", db, started, "--format", "json").stdout
+    as_json = json.loads(shown)
     assert as_json["finished"] == as_json["total"] == 2  # JSON counts cancelled jobs as ended
 
 
