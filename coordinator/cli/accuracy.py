@@ -11,6 +11,7 @@ import click
 
 from agent.output import Column, emit, format_option
 from coordinator.cli.options import FiniteFloat
+from coordinator.cli.output import ProgressReport
 from ofa.accuracy import AccuracyPredictor, ResolutionEncoding
 from ofa.nn.accuracy_training import (
     TrainSettings,
@@ -87,21 +88,18 @@ def train(
         f"training on {len(training.configs)} pairs, holding out {len(test.configs)}", err=True
     )
     started = time.perf_counter()
-    every = max(1, epochs // 10)
-
-    def progress(epoch: int, train_rmse: float) -> None:
-        if epoch % every == 0 or epoch == epochs:
-            click.echo(
-                f"  epoch {epoch}/{epochs}: train RMSE {100 * train_rmse:.3f} points", err=True
-            )
-
     encoding = ResolutionEncoding.for_resolutions([c.r for c in pairs.configs])
-    predictor = fit_accuracy_predictor(
-        training,
-        TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
-        progress,
-        encoding,
-    )
+    with ProgressReport() as report:
+
+        def progress(epoch: int, train_rmse: float) -> None:
+            report("training", epoch, epochs, f"train RMSE {100 * train_rmse:.3f} points")
+
+        predictor = fit_accuracy_predictor(
+            training,
+            TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+            progress,
+            encoding,
+        )
     metrics = evaluate(predictor, test)
     predictor.save(out)
     _print_metrics("held out", metrics)

@@ -12,7 +12,7 @@ import click
 from agent.measure import SETTING_FLAGS
 from agent.output import TABLE, Column, echo_json, emit, format_option, render_table
 from coordinator.cli.options import DB, RESOLUTIONS, WIDTH, FiniteFloat
-from coordinator.cli.output import progress_bar
+from coordinator.cli.output import ProgressReport
 from coordinator.services.campaigns import (
     WORKLOADS,
     CampaignSpec,
@@ -140,9 +140,8 @@ def create(
         max_disturbed=max_disturbed,
         options=options,
     )
-    campaign_id = create_campaign(
-        store, BlobStore(store), spec, start=start_now, progress=progress_bar("building models")
-    )
+    with ProgressReport() as progress:
+        campaign_id = create_campaign(store, BlobStore(store), spec, progress, start_now)
     click.echo(f"campaign {campaign_id} ({name}) created")
     if start_now:
         _started(store, campaign_id)
@@ -179,7 +178,7 @@ def status(db: str, campaign_id: str, fmt: str) -> None:
     if fmt != TABLE:
         echo_json(current)
         return
-    click.echo(render_progress({**current, "targets": {}}))  # the table has them per target
+    click.echo(render_progress(current, per_target=False))  # the table has them per target
     if current["targets"]:
         click.echo(render_table(_target_counts(current), TARGET_COLUMNS))
     for error in current["errors"]:

@@ -9,6 +9,7 @@ import numpy as np
 
 from agent.output import TABLE, Column, emit, format_option, render_table
 from coordinator.cli.options import DB
+from coordinator.cli.output import ProgressReport
 from coordinator.services.predictor_data import predictor_path
 from coordinator.services.predictors import (
     device_predictors,
@@ -98,18 +99,20 @@ def train(
     seed: int,
 ) -> None:
     """Fit a predictor of end-to-end latency for device LABEL and store it beside the DB."""
-    trained = train_predictor(
-        Store(db),
-        db,
-        label,
-        kind,
-        campaigns=campaigns,
-        lut_campaign=lut_campaign,
-        source_device=source_device,
-        source_kind=source_kind,
-        k=k,
-        seed=seed,
-    )
+    with ProgressReport() as progress:
+        trained = train_predictor(
+            Store(db),
+            db,
+            label,
+            kind,
+            campaigns=campaigns,
+            lut_campaign=lut_campaign,
+            source_device=source_device,
+            source_kind=source_kind,
+            k=k,
+            seed=seed,
+            progress=progress,
+        )
     count = trained.training_subnets
     source = f"{count} subnets" if count else "its LUT"
     click.echo(f"{kind} predictor for {label} from {source} -> {trained.path}")

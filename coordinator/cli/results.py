@@ -7,6 +7,7 @@ import sys
 import click
 
 from coordinator.cli.options import DB
+from coordinator.cli.output import ProgressReport
 from coordinator.output_files import Staged
 from coordinator.services.campaigns import campaign_status
 from coordinator.services.results_export import FORMATS as RESULT_FORMATS
@@ -30,9 +31,10 @@ def results_export(db: str, campaign_id: str, fmt: str, out: str | None) -> None
     """Every result of a campaign: raw samples, statistics, device state."""
     store = Store(db)
     records = campaign_results(store, campaign_status(store, campaign_id)["id"])
-    if out:
+    with ProgressReport() as progress:
+        if not out:
+            write_results(records, sys.stdout, fmt, progress)
+            return
         with Staged(out, newline="") as staged:  # the file appears whole or not at all
-            count = write_results(records, staged.file, fmt)
-        click.echo(f"{count} results written to {out}", err=True)
-    else:
-        write_results(records, sys.stdout, fmt)
+            count = write_results(records, staged.file, fmt, progress)
+    click.echo(f"{count} results written to {out}", err=True)

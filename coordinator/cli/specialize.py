@@ -11,6 +11,7 @@ import click
 
 from agent.output import JSON, Column, echo_json, format_option, render_table
 from coordinator.cli.options import RESOLUTIONS, FiniteFloat, db_option
+from coordinator.cli.output import ProgressReport
 from coordinator.services.specialise import (
     Scenario,
     SpecialiseSettings,
@@ -175,25 +176,29 @@ def specialize(
         if not latency_ms and not pareto:
             raise click.UsageError("give --latency-ms (repeatable) or --pareto MIN:MAX:COUNT")
         scenarios = [Scenario("", tuple(latency_budgets(latency_ms, pareto)), label, kind, lut_dir)]
-    table = specialise_scenarios(
-        db,
-        scenarios,
-        accuracy,
-        folder,
-        SpecialiseSettings(resolutions, max_macs, generations, seed),
-        supernet,
-    )
+    with ProgressReport() as progress:
+        table = specialise_scenarios(
+            db,
+            scenarios,
+            accuracy,
+            folder,
+            SpecialiseSettings(resolutions, max_macs, generations, seed),
+            supernet,
+            progress,
+        )
     rows = [{"scenario": scenario.name, **choice.row()} for scenario, choice in table]
     columns = CHOSEN_COLUMNS[0 if scenarios_file else 1 :]
     if verify_on_device:
-        verified = verify(
-            Store(db),
-            label,
-            [choice for _, choice in table],
-            folder,
-            verify_timeout,
-            lambda line: click.echo(line, err=True),
-        )
+        with ProgressReport() as progress:
+            verified = verify(
+                Store(db),
+                label,
+                [choice for _, choice in table],
+                folder,
+                verify_timeout,
+                lambda line: click.echo(line, err=True),
+                progress,
+            )
         for row, checked in zip(rows, verified, strict=True):
             row.update(  # a subnet left unmeasured has no error (NaN): null, shown as -
                 measured_ms=checked.measured_ms,

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from coordinator.cli.options import RESOLUTIONS, WIDTH
+from coordinator.cli.output import ProgressReport
 
 DATA = click.option(
     "--data",
@@ -93,6 +94,7 @@ def run(
             teacher=teacher,
             processes=processes,
             stop_after=stop_after,
+            log=ProgressReport().say,
         )
         if processes.is_main:
             click.echo(f"{phase.name}: {Path(out) / CHECKPOINT}")
@@ -117,7 +119,9 @@ def chain(chain_file: str, source: str, out: str, width: str, threads: int | Non
     plan = load_chain(chain_file)
     data = _prepare(source, threads)
     with Processes.from_env() as processes:
-        train_chain(plan, data, out, width=float(width), processes=processes)
+        train_chain(
+            plan, data, out, width=float(width), processes=processes, log=ProgressReport().say
+        )
         if processes.is_main:
             click.echo(f"chain finished: {Path(out) / plan.phases[-1].name / CHECKPOINT}")
 
@@ -172,6 +176,6 @@ def accuracy_dataset(
         seed,
         calibration_images,
         batch_size,
-        log=lambda line: click.echo(line, err=True),
+        log=ProgressReport().say,
     )
     click.echo(f"{len(rows)} subnets -> {out}")

@@ -3,10 +3,12 @@ campaigns and devices. Building needs torch; everything else in the coordinator 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 
 from coordinator.services.jobs import model_inputs
+from coordinator.services.progress import OnProgress, quiet
 from coordinator.state import Artifact, BlobStore, Store
 from ofa.config import SubnetConfig
 from ofa.plan import LayerSpec
@@ -15,6 +17,7 @@ __all__ = ["Item", "ArtifactBuilder", "REFERENCE_KEY"]
 
 REFERENCE_KEY = "agent-reference"
 RANDOM_WEIGHTS = "seed0"  # latency does not depend on weight values
+KIND_NAMES = {"lut": "LUT entries", "subnet": "subnets", "reference": "reference"}
 
 
 @dataclass(frozen=True)
@@ -49,17 +52,48 @@ class ArtifactBuilder:
         self._supernets: dict[float, object] = {}
         self.exported = 0
 
+    def build_all(self, items: list[Item], progress: OnProgress = quiet) -> list[tuple[str, list]]:
+        """Each item's model, in order. Exporting takes seconds a model, so `progress` hears
+        of every one ("building models", with the count of each kind); cached models count
+        as built from the start."""
+        built = {i: found for i, item in enumerate(items) if (found := self.cached(item))}
+        totals = Counter(KIND_NAMES[item.kind] for item in items)
+        done = Counter(KIND_NAMES[items[i].kind] for i in built)
+
+        def report() -> None:
+            kinds = ", ".join(f"{kind} {done[kind]}/{n}" for kind, n in totals.items())
+            progress("building models", len(built), len(items), kinds)
+
+        report()
+        for i, item in enumerate(items):
+            if i not in built:
+                built[i] = self.build(item)
+                done[KIND_NAMES[item.kind]] += 1
+                report()
+        return [built[i] for i in range(len(items))]
+
+    def cached(self, item: Item) -> tuple[str, list] | None:
+        """The item's model digest and inputs if it was built before and its blob is kept."""
+        found = self.store.cached_artifact(item.kind, item.key, self._weights(item))
+        if found is not None and self.blobs.path(found.digest).exists():
+            return found.digest, found.inputs
+        return None
+
     def build(self, item: Item) -> tuple[str, list]:
-        weights = RANDOM_WEIGHTS if item.kind == "subnet" else "-"
-        cached = self.store.cached_artifact(item.kind, item.key, weights)
-        if cached is not None and self.blobs.path(cached.digest).exists():
-            return cached.digest, cached.inputs
+        cached = self.cached(item)
+        if cached is not None:
+            return cached
         model = self._export(item)
         inputs = model_inputs(model)
         digest = self.blobs.put(model)
-        self.store.cache_artifact(item.kind, item.key, weights, Artifact(digest, inputs))
+        artifact = Artifact(digest, inputs)
+        self.store.cache_artifact(item.kind, item.key, self._weights(item), artifact)
         self.exported += 1
         return digest, inputs
+
+    @staticmethod
+    def _weights(item: Item) -> str:
+        return RANDOM_WEIGHTS if item.kind == "subnet" else "-"
 
     def _export(self, item: Item) -> bytes:
         if item.kind == "reference":

@@ -15,12 +15,12 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from coordinator.services.artifacts import ArtifactBuilder, Item
 from coordinator.services.jobs import BenchOptions, make_spec
+from coordinator.services.progress import OnProgress, quiet
 from coordinator.state import TERMINAL, BlobStore, Campaign, CampaignItem, NotFound, Store, Target
 from coordinator.timeago import ago
 from ofa import space
@@ -237,18 +237,14 @@ def create_campaign(
     store: Store,
     blobs: BlobStore,
     spec: CampaignSpec,
-    progress: Callable[[int, int], None] | None = None,
+    progress: OnProgress = quiet,
     start: bool = False,
 ) -> str:
-    """Validate, build the artifacts (reusing cached ones) and record the campaign in one
-    transaction, so that it exists whole or not at all; with `start`, then queue its jobs."""
+    """Validate, build the artifacts (reusing cached ones; `progress` hears of each) and
+    record the campaign in one transaction, so that it exists whole or not at all; with
+    `start`, then queue its jobs."""
     items = spec.validate(store) + ([Item.reference()] if spec.reference_every else [])
-    builder = ArtifactBuilder(store, blobs)
-    built = []
-    for i, item in enumerate(items):
-        built.append(builder.build(item))
-        if progress:
-            progress(i + 1, len(items))
+    built = ArtifactBuilder(store, blobs).build_all(items, progress)
     campaign_id = "c" + uuid.uuid4().hex[:8]
     rows = [
         CampaignItem(i, item.kind, item.key, item.r, item.w, digest, inputs)
@@ -435,21 +431,35 @@ def list_campaigns(store: Store) -> list[dict]:
     return [_status(store, campaign) for campaign in store.list_campaigns()]
 
 
-def render_progress(status: dict, width: int = 30) -> str:
-    """One line: bar, counts, rate, ETA, per-target counts and failures."""
-    total, done = status["total"], status["finished"]
-    filled = int(width * done / total) if total else width
-    eta = status["eta_s"]
+MEASURED = ("done", "failed", "disturbed")  # jobs that ran to an end (not cancelled)
+
+
+def render_progress(status: dict, width: int = 30, per_target: bool = True) -> str:
+    """One line: bar, counts, rate, ETA, state and (`per_target`) per-target counts and
+    failures. The bar fills with the jobs that ran to an end, so a cancelled campaign never
+    looks complete, and an empty one says so instead of showing a bar."""
+    targets = status["targets"] if per_target else {}
+    every = status["targets"].values()
+    total, measured = status["total"], sum(c.get(s, 0) for c in every for s in MEASURED)
+    cancelled = sum(c.get("cancelled", 0) for c in every)
+    if total:
+        filled = width * measured // total
+        shown = f"[{'#' * filled}{'.' * (width - filled)}] {measured}/{total}"
+    else:
+        shown = "no jobs"
+    eta, running = status["eta_s"], status["state"] not in ("done", "cancelled")
     parts = [
-        f"{status['id']} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+        f"{status['id']} {shown}" + (f", {cancelled} cancelled" if cancelled else ""),
         f"{status['rate_per_s']:.1f} jobs/s",
-        f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}" if eta else "ETA -",
+        f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}" if eta and running else "ETA -",
         status["state"],
     ]
-    for target, counts in sorted(status["targets"].items()):
-        finished = sum(counts.get(s, 0) for s in TERMINAL)
+    for target, counts in sorted(targets.items()):
         ended = "".join(
-            f", {counts[state]} {state}" for state in ("failed", "disturbed") if counts.get(state)
+            f", {counts[state]} {state}"
+            for state in ("failed", "disturbed", "cancelled")
+            if counts.get(state)
         )
-        parts.append(f"{target} {finished}/{sum(counts.values())}{ended}")
+        ran = sum(counts.get(s, 0) for s in MEASURED)
+        parts.append(f"{target} {ran}/{sum(counts.values())}{ended}")
     return " | ".join(parts)

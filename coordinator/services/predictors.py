@@ -19,6 +19,7 @@ from coordinator.services.predictor_data import (
     predictor_path,
     split,
 )
+from coordinator.services.progress import OnProgress, quiet
 from coordinator.state import Store, Target
 from ofa.latency_model import (
     KINDS,
@@ -124,17 +125,23 @@ def train_predictor(
     source_kind: str = "lut-ridge",
     k: int | None = None,
     seed: int = 0,
+    progress: OnProgress = quiet,
 ) -> TrainedPredictor:
     """Fit a `kind` predictor of device `label` on its training subnets (of `campaigns`,
     default all) and store it beside the database, with its provenance and, when subnets
     are held out, its metrics. `transfer` adapts `source_device`'s `source_kind` predictor
     from K of them (seeded); the other kinds are made from the device's LUT (of
-    `lut_campaign`, default all)."""
+    `lut_campaign`, default all). `progress` hears of each phase (reading the measurements
+    and fitting take seconds to minutes on a large database)."""
+    progress("reading the measured subnets", 0, None)
     training, held_out = split(measured_subnets(store, label, list(campaigns) or None))
     if kind == Transfer.kind:
+        progress(f"fitting {kind}", 0, None)
         model, origin, chosen = _transfer(db, training, source_device, source_kind, k, seed)
     else:
-        model, origin, chosen = _from_lut(store, label, kind, training, lut_campaign, seed)
+        model, origin, chosen = _from_lut(
+            store, label, kind, training, lut_campaign, seed, progress
+        )
     model = model.with_details(
         provenance={
             **origin,
@@ -190,10 +197,13 @@ def _from_lut(
     training: list[Measured],
     lut_campaign: str | None,
     seed: int,
+    progress: OnProgress,
 ) -> Fitted:
     """The device's LUT and, for the learned kinds, its training subnets of the LUT's width."""
+    progress("collecting the LUT", 0, None)
     lut, width, provenance = device_lut(collect_lut(store, label, lut_campaign))
     chosen = [m for m in training if m.config.w == width] if kind != "lut" else []
+    progress(f"fitting {kind}", 0, None)
     model = fit_predictor(
         kind,
         BlockTable.from_lut(lut, width),

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from agent import strict_json
+from coordinator.services.progress import OnProgress, quiet
 from coordinator.state import CAMPAIGN_RESULT_KEYS, JSON_RESULT_FIELDS, RESULT_FIELDS, Store
 
 __all__ = ["campaign_results", "write_results", "FORMATS"]
@@ -23,8 +24,11 @@ def campaign_results(store: Store, campaign_id: str) -> Iterator[dict]:
     return store.campaign_results(campaign_id)
 
 
-def write_results(records: Iterator[dict], out: IO[str], fmt: str) -> int:
-    """Write records to `out`; returns how many were written."""
+def write_results(
+    records: Iterator[dict], out: IO[str], fmt: str, progress: OnProgress = quiet
+) -> int:
+    """Write records to `out`; returns how many were written. `progress` hears of each (a
+    large campaign has hundreds of thousands)."""
     if fmt not in FORMATS:
         raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     count = 0
@@ -32,6 +36,7 @@ def write_results(records: Iterator[dict], out: IO[str], fmt: str) -> int:
         for record in records:
             out.write(strict_json.dumps(record) + "\n")
             count += 1
+            progress("writing results", count, None)
         return count
     writer = csv.DictWriter(out, fieldnames=_COLUMNS)
     writer.writeheader()
@@ -41,4 +46,5 @@ def write_results(records: Iterator[dict], out: IO[str], fmt: str) -> int:
         record["samples_ns"] = " ".join(map(str, record["samples_ns"]))
         writer.writerow(record)
         count += 1
+        progress("writing results", count, None)
     return count

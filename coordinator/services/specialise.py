@@ -24,6 +24,7 @@ from coordinator.services.campaigns import (
     render_progress,
 )
 from coordinator.services.predictor_data import measured_subnets, predictor_path
+from coordinator.services.progress import OnProgress, quiet
 from coordinator.services.waiting import CampaignTimeout, follow_campaign
 from coordinator.state import BlobStore, Store, Target
 from ofa import space
@@ -270,10 +271,11 @@ def specialise(
     source: dict[str, str | None],
     settings: SpecialiseSettings = SpecialiseSettings(),
     supernet: OFAMobileNetV3 | None = None,
+    progress: OnProgress = quiet,
 ) -> list[Chosen]:
     """Search each budget; write `<budget>ms/subnet.json` and `result.json` (recording
     `source`, where the latency model came from) and, given a supernet, the subnet's weights
-    and ONNX."""
+    and ONNX. `progress` hears of each budget searched (a second or more each)."""
     if supernet is not None and supernet.width != latency.width:
         raise ValueError(
             f"supernet: the checkpoint is a w{supernet.width} supernet, the latency "
@@ -294,7 +296,8 @@ def specialise(
         )
         limit = settings.max_macs * 1e6
         feasible = lambda batch: macs.lut_sum(batch) <= limit  # noqa: E731
-    chosen = []
+    chosen: list[Chosen] = []
+    progress("searching", 0, len(budgets))
     for budget in budgets:
         result = evolutionary_search(
             accuracy.predict,
@@ -334,6 +337,7 @@ def specialise(
         )
         if supernet is not None:
             _write_subnet(supernet, result.config, target)
+        progress("searching", len(chosen), len(budgets), f"{budget:g} ms")
     return chosen
 
 
@@ -362,8 +366,10 @@ def specialise_scenarios(
     folder: Path,
     settings: SpecialiseSettings = SpecialiseSettings(),
     supernet: OFAMobileNetV3 | None = None,
+    progress: OnProgress = quiet,
 ) -> list[tuple[Scenario, Chosen]]:
-    """Each scenario specialised into its own subfolder of `folder`, with its front."""
+    """Each scenario specialised into its own subfolder of `folder`, with its front;
+    `progress` hears of each scenario's search under the scenario's name."""
     table = []
     for scenario in scenarios:
         chosen = specialise(
@@ -374,10 +380,20 @@ def specialise_scenarios(
             scenario.source,
             settings,
             supernet,
+            _named(progress, scenario.name),
         )
         write_front(chosen, folder / scenario.name, scenario.source_name)
         table += [(scenario, choice) for choice in chosen]
     return table
+
+
+def _named(progress: OnProgress, name: str) -> OnProgress:
+    """`progress` with its phases named after the scenario `name` ('' for a single run)."""
+
+    def named(phase: str, done: int, total: int | None, detail: str = "") -> None:
+        progress(f"{phase} {name}".strip(), done, total, detail)
+
+    return named
 
 
 def write_scenarios(table: Sequence[tuple[Scenario, Chosen]], folder: Path) -> None:
@@ -395,11 +411,13 @@ def verify(
     folder: Path,
     timeout_s: float,
     say: Callable[[str], None],
+    progress: OnProgress = quiet,
 ) -> list[Verified]:
     """Measure each chosen subnet twice on `label` (a configs campaign) and write verify.csv
     of measured against predicted latency. After `timeout_s` without the campaign finishing
     it is cancelled and TimeoutError names it, its progress and the targets no agent serves.
-    `say` gets the campaign and waiting lines."""
+    `say` gets the campaign and waiting lines; `progress` hears of the models built and of
+    the jobs measured."""
     subnets = tuple(dict.fromkeys(choice.config.to_json() for choice in chosen))
     spec = CampaignSpec(
         name=f"verify {label} {uuid.uuid4().hex[:6]}",
@@ -408,14 +426,15 @@ def verify(
         subnets=subnets,
         reference_every=0,
     )
-    campaign = create_campaign(store, BlobStore(store), spec, start=True)
+    campaign = create_campaign(store, BlobStore(store), spec, progress, start=True)
     say(f"verifying on {label}: campaign {campaign}")
     said: list[str] = []
     try:
-        for progress in follow_campaign(store, campaign, interval_s=0.5, timeout_s=timeout_s):
-            for line in progress.unserved if progress.unserved != said else []:
+        for look in follow_campaign(store, campaign, interval_s=0.5, timeout_s=timeout_s):
+            for line in look.unserved if look.unserved != said else []:
                 say(f"verify: waiting: {line}")
-            said = progress.unserved
+            said = look.unserved
+            progress(f"measuring on {label}", look.status["finished"], look.status["total"])
     except CampaignTimeout as timeout:
         cancel_campaign(store, campaign)
         unserved = timeout.progress.unserved
