@@ -14,6 +14,10 @@ from typing import Any
 import click
 import tabulate
 
+# tabulate pads every header by 2 more characters than its column needs; the tables here
+# separate columns by 2 spaces already, and must fit 80 columns
+tabulate.MIN_PADDING = 0
+
 from agent import strict_json
 
 TABLE, JSON, CSV = "table", "json", "csv"

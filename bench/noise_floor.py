@@ -41,13 +41,11 @@ def measure_old(model: bytes, threads: int) -> tuple[Measurement, int]:
 
 def measure_new(model: bytes, threads: int) -> tuple[Measurement, int]:
     """The new protocol: measured again while the evidence says disturbed."""
-    retry = 0
-    for retry in range(RETRIES + 1):  # noqa: B007 (retry is the count returned)
-        result = measure(model, BenchSettings(threads=threads))
-        if not result.evidence.disturbed:
-            break
+    result, retries = measure(model, BenchSettings(threads=threads)), 0
+    while result.evidence.disturbed and retries < RETRIES:
         time.sleep(PAUSE_S)
-    return result, retry
+        result, retries = measure(model, BenchSettings(threads=threads)), retries + 1
+    return result, retries
 
 
 PROTOCOLS = {"old": measure_old, "new": measure_new}

@@ -133,7 +133,7 @@ def test_campaign_list_and_status_agree(store_db):
     records, table, _ = three_formats(coord, "campaign", "list", "--db", store_db)
     (campaign,), (row,) = records, table
     assert row["name"] == campaign["name"] and row["state"] == campaign["state"] == "running"
-    assert int(row["total"]) == campaign["total"] == 2 and int(row["finished"]) == 0
+    assert int(row["total"]) == campaign["total"] == 2 and int(row["ended"]) == 0
     assert row["targets"] == "label:rpi4" and list(campaign["targets"]) == ["label:rpi4"]
 
     status = json.loads(

@@ -307,7 +307,7 @@ def list_(db: str, fmt: str) -> None:
         Column("id", "id"),
         Column("name", "name"),
         Column("state", "state"),
-        Column("finished", "finished", align="right"),
+        Column("ended", "finished", align="right"),  # done, failed, disturbed or cancelled
         Column("total", "total", align="right"),
         Column("failed", "failed", align="right"),
         Column("disturbed", "disturbed", align="right"),
