@@ -14,11 +14,11 @@ from typing import Any
 import click
 import tabulate
 
+from agent import strict_json
+
 # tabulate pads every header by 2 more characters than its column needs; the tables here
 # separate columns by 2 spaces already, and must fit 80 columns
 tabulate.MIN_PADDING = 0
-
-from agent import strict_json
 
 TABLE, JSON, CSV = "table", "json", "csv"
 TERMINAL_COLUMNS = 80
