@@ -22,6 +22,8 @@ __all__ = [
     "telemetry",
     "reset_peak_rss",
     "peak_rss_bytes",
+    "probe",
+    "max_temperature_c",
     "MAX_LIST",
 ]
 
@@ -30,7 +32,8 @@ __all__ = [
 MAX_LIST = 64
 
 
-def _probe(fn: Callable[[], Any]) -> Any:
+def probe(fn: Callable[[], Any]) -> Any:
+    """`fn()`, or None where the device denies it, lacks it or gives nothing."""
     try:
         value = fn()
     except Exception:  # any probe may be denied or absent on some device
@@ -91,7 +94,7 @@ def _onnxruntime() -> tuple[str | None, list[str] | None]:
         import onnxruntime as ort
     except Exception:
         return None, None
-    return ort.__version__, _probe(ort.get_available_providers)
+    return ort.__version__, probe(ort.get_available_providers)
 
 
 def _torch() -> tuple[str | None, str | None]:
@@ -102,7 +105,7 @@ def _torch() -> tuple[str | None, str | None]:
         torch = importlib.import_module("torch")
     except Exception:
         return None, None
-    cuda = _probe(lambda: torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+    cuda = probe(lambda: torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
     return torch.__version__, cuda
 
 
@@ -110,31 +113,32 @@ def device_info() -> dict[str, Any]:
     """Fields of the protocol's DeviceInfo; absent keys mean the probe failed."""
     ort_version, providers = _onnxruntime()
     torch_version, cuda = _torch()
-    freq = _probe(psutil.cpu_freq)
+    freq = probe(psutil.cpu_freq)
     info = {
-        "os": _probe(platform.system),
-        "os_release": _probe(platform.release),
-        "machine": _probe(platform.machine),
-        "cpu_model": _probe(cpu_model),
-        "physical_cores": _probe(lambda: psutil.cpu_count(logical=False)),
-        "logical_cores": _probe(lambda: psutil.cpu_count(logical=True)),
+        "os": probe(platform.system),
+        "os_release": probe(platform.release),
+        "machine": probe(platform.machine),
+        "cpu_model": probe(cpu_model),
+        "physical_cores": probe(lambda: psutil.cpu_count(logical=False)),
+        "logical_cores": probe(lambda: psutil.cpu_count(logical=True)),
         "cpu_min_mhz": freq.min if freq and freq.min else None,
         "cpu_max_mhz": freq.max if freq and freq.max else None,
-        "cpu_governor": _probe(_governor),
-        "memory_bytes": _probe(lambda: psutil.virtual_memory().total),
-        "temperature_sources": _probe(_temperature_sources),
+        "cpu_governor": probe(_governor),
+        "memory_bytes": probe(lambda: psutil.virtual_memory().total),
+        "temperature_sources": probe(_temperature_sources),
         "onnxruntime_version": ort_version,
         "onnxruntime_providers": providers,
         "torch_version": torch_version,
         "cuda_device": cuda,
-        "python_version": _probe(platform.python_version),
-        "hostname": _probe(socket.gethostname),
-        "android_release": _probe(_android_release),
+        "python_version": probe(platform.python_version),
+        "hostname": probe(socket.gethostname),
+        "android_release": probe(_android_release),
     }
     return {k: v for k, v in info.items() if v is not None}
 
 
-def _temperature() -> float | None:
+def max_temperature_c() -> float | None:
+    """The highest temperature any sensor reports, where the OS exposes them."""
     readings = [
         e.current
         for entries in psutil.sensors_temperatures().values()
@@ -154,12 +158,12 @@ def telemetry() -> dict[str, Any]:
     CPU percentages are since the previous call (the first call reads since boot)."""
     snapshot = {
         "unix_time_ns": time.time_ns(),
-        "cpu_freq_mhz": _probe(lambda: psutil.cpu_freq().current),
-        "temperature_c": _probe(_temperature),
-        "load_1m": _probe(lambda: os.getloadavg()[0]),
-        "cpu_percent": _probe(lambda: psutil.cpu_percent(interval=None)),
-        "cpu_steal_percent": _probe(_steal_percent),
-        "available_memory_bytes": _probe(lambda: psutil.virtual_memory().available),
+        "cpu_freq_mhz": probe(lambda: psutil.cpu_freq().current),
+        "temperature_c": probe(max_temperature_c),
+        "load_1m": probe(lambda: os.getloadavg()[0]),
+        "cpu_percent": probe(lambda: psutil.cpu_percent(interval=None)),
+        "cpu_steal_percent": probe(_steal_percent),
+        "available_memory_bytes": probe(lambda: psutil.virtual_memory().available),
     }
     return {k: v for k, v in snapshot.items() if v is not None}
 

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from agent.device import max_temperature_c, probe
+
 __all__ = ["DisturbanceLimits", "Evidence", "Monitor", "cpu_wait_ns"]
 
 _TASKS = Path("/proc/self/task")
@@ -97,23 +99,6 @@ def _busy_s(times) -> float:
     return sum(getattr(times, name, 0.0) for name in _BUSY_FIELDS)
 
 
-def _probe(fn):
-    try:
-        return fn()
-    except Exception:  # phones refuse some of these (PermissionError on /proc/stat)
-        return None
-
-
-def _temperature() -> float | None:
-    readings = [
-        entry.current
-        for entries in psutil.sensors_temperatures().values()
-        for entry in entries
-        if entry.current is not None
-    ]
-    return max(readings) if readings else None
-
-
 @dataclass
 class _Counters:
     wall: float
@@ -123,11 +108,11 @@ class _Counters:
 
     @classmethod
     def read(cls) -> _Counters:
-        own = _probe(psutil.Process().cpu_times)
+        own = probe(psutil.Process().cpu_times)
         return cls(
             time.perf_counter(),
             cpu_wait_ns(),
-            _probe(psutil.cpu_times),
+            probe(psutil.cpu_times),
             own.user + own.system if own else None,
         )
 
@@ -175,7 +160,7 @@ class Monitor:
             cpu_wait_peak=self._peak_wait,
             others_cpu=self._others_cpu(self._first, end),
             steal=self._steal(self._first, end),
-            load_1m=_probe(lambda: os.getloadavg()[0]),
+            load_1m=probe(lambda: os.getloadavg()[0]),
             freq_min_mhz=min(self._freqs) if self._freqs else None,
             freq_max_mhz=max(self._freqs) if self._freqs else None,
             temperature_max_c=max(self._temps) if self._temps else None,
@@ -239,10 +224,10 @@ class Monitor:
         if not force and now - self._sensor_at < self.sensor_every_s:
             return
         self._sensor_at = now
-        freq = _probe(lambda: psutil.cpu_freq().current)
+        freq = probe(lambda: psutil.cpu_freq().current)
         if freq:
             self._freqs.append(float(freq))
-        temperature = _probe(_temperature)
+        temperature = probe(max_temperature_c)
         if temperature is not None:
             self._temps.append(float(temperature))
 

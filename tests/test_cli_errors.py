@@ -364,9 +364,8 @@ def test_exports_to_unwritable_paths_give_one_line_and_leave_nothing(fleet_db, t
     assert sorted(p.name for p in good.iterdir()) == ["48_lookup_table.yaml"]
 
 
-def lut_results(store: Store) -> str:
-    """A started LUT campaign `lut` on cpu with every job reported ok, as the servicer
-    records an agent's reports."""
+def started_lut_campaign(store: Store) -> str:
+    """A started LUT campaign `lut` (48 px, one repeat) on cpu, nothing measured yet."""
     campaign = create_campaign(
         store,
         BlobStore(store),
@@ -380,6 +379,13 @@ def lut_results(store: Store) -> str:
         ),
     )
     start_campaign(store, campaign)
+    return campaign
+
+
+def lut_results(store: Store) -> str:
+    """A started LUT campaign `lut` on cpu with every job reported ok, as the servicer
+    records an agent's reports."""
+    campaign = started_lut_campaign(store)
     agent = store.list_agents()[0]["id"]
     while leased := store.lease_jobs(agent, 8, 60):
         for job in leased:

@@ -14,10 +14,9 @@ import yaml
 from click.testing import CliRunner
 
 from coordinator.cli.app import main as coord
-from coordinator.services.campaigns import CampaignSpec, create_campaign, start_campaign
-from coordinator.state import BlobStore, Store, Target
+from coordinator.state import Store
 from ofa.plan import space_lut_specs
-from tests.test_cli_errors import register
+from tests.test_cli_errors import register, started_lut_campaign
 
 SCALE, SLOW_STAGE, SLOW = 0.5, 3, 2.0  # every entry halved, stage 3 doubled instead
 SLOW_CHANNELS = 96  # stage 3's output channels at width 1.2 (the Note10 supernet)
@@ -145,21 +144,7 @@ def test_lut_export_says_what_it_did_not_export(tmp_path):
     db = tmp_path / "fleet.db"
     store = Store(db)
     register(store, "cpu")
-    start_campaign(
-        store,
-        create_campaign(
-            store,
-            BlobStore(store),
-            CampaignSpec(
-                name="lut",
-                targets=(Target(label="cpu"),),
-                workload="lut",
-                resolutions=(48,),
-                repeats=1,
-                reference_every=0,
-            ),
-        ),
-    )
+    started_lut_campaign(store)
     export = ("lut", "export", "--db", db, "--device", "cpu", "--allow-missing")
     result = invoke(*export, "--out", tmp_path / "empty")
     assert result.exit_code == 1 and result.stdout == ""
