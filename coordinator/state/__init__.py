@@ -19,6 +19,7 @@ from coordinator.state.errors import (
 from coordinator.state.rows import (
     CAMPAIGN_RESULT_KEYS,
     JSON_RESULT_FIELDS,
+    LABEL,
     REPORTED_AS_IS,
     RESULT_FIELDS,
     TERMINAL,
@@ -67,5 +68,6 @@ __all__ = [
     "CAMPAIGN_RESULT_KEYS",
     "hash_token",
     "DIGEST",
+    "LABEL",
     "MAX_MODEL_BYTES",
 ]

@@ -3,9 +3,13 @@ driver's row objects, plus the one list of a stored result's fields."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
+
+# What a device label (and an agent id) may be: the labels agents register and tokens allow.
+LABEL = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 # A job in one of these states is finished: nothing will lease it again.
 TERMINAL = ("done", "failed", "disturbed", "cancelled")
@@ -71,6 +75,7 @@ class Token:
     name: str
     agent_id: str | None
     revoked: bool
+    labels: tuple[str, ...] | None  # the labels it may serve; None: any
 
 
 @dataclass(frozen=True)

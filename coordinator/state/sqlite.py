@@ -20,6 +20,8 @@ Contract (what callers may rely on):
   job (a report, an expiry, a spec refused at lease, a cancelled job, or its start when its
   agents were that quick), and cancelled, with its queued and leased jobs, in one.
 - Campaign names are unique.
+- A token that names labels lets its agent register only those (Forbidden otherwise); one
+  without (every token from before schema 6) lets it register any.
 
 The database uses WAL so that CLI processes can read (and enqueue) while the server runs.
 """
@@ -44,6 +46,7 @@ from coordinator.state.errors import Forbidden, NotFound, UnknownAgent, UnknownL
 from coordinator.state.rows import (
     CAMPAIGN_RESULT_KEYS,
     JSON_RESULT_FIELDS,
+    LABEL,
     REPORTED_AS_IS,
     RESULT_FIELDS,
     TERMINAL,
@@ -141,11 +144,23 @@ class Store:
         return self.db.execute("PRAGMA data_version").fetchone()[0]
 
     # -------------------------------------------------------------------- tokens
-    def create_token(self, name: str, agent_id: str | None = None) -> str:
+    def create_token(
+        self, name: str, agent_id: str | None = None, labels: Sequence[str] | None = None
+    ) -> str:
         """A new token for one agent; the secret is returned once and stored hashed. With
-        `agent_id` it is bound to that existing agent (to rotate an agent's token)."""
+        `agent_id` it is bound to that existing agent (to rotate an agent's token). With
+        `labels` its agent may register only those labels; None lets it serve any."""
         if not name or not name.strip():
             raise ValueError("name: expected a non-empty token name")
+        if labels is not None:
+            labels = sorted(set(labels))
+            if not labels:
+                raise ValueError("labels: expected at least one label, or None for any label")
+            for label in labels:
+                if not isinstance(label, str) or not LABEL.fullmatch(label):
+                    raise ValueError(
+                        f"label: expected 1-64 characters of A-Z a-z 0-9 . _ -, got {label!r}"
+                    )
         if (
             agent_id is not None
             and self.db.execute("SELECT 1 FROM agents WHERE id=?", (agent_id,)).fetchone() is None
@@ -155,8 +170,15 @@ class Store:
         try:
             with self.transaction():
                 self.db.execute(
-                    "INSERT INTO tokens(name, hash, created_at, agent_id) VALUES (?,?,?,?)",
-                    (name, hash_token(secret), time.time(), agent_id),
+                    "INSERT INTO tokens(name, hash, created_at, agent_id, labels) "
+                    "VALUES (?,?,?,?,?)",
+                    (
+                        name,
+                        hash_token(secret),
+                        time.time(),
+                        agent_id,
+                        None if labels is None else _json(labels),
+                    ),
                 )
         except sqlite3.IntegrityError:
             raise ValueError(f"name: a token named {name!r} exists already") from None
@@ -175,13 +197,18 @@ class Store:
         row = self.db.execute("SELECT * FROM tokens WHERE hash=?", (hash_token(secret),)).fetchone()
         if row is None:
             return None
-        return Token(row["id"], row["name"], row["agent_id"], row["revoked_at"] is not None)
+        labels = None if row["labels"] is None else tuple(json.loads(row["labels"]))
+        return Token(row["id"], row["name"], row["agent_id"], row["revoked_at"] is not None, labels)
 
     def list_tokens(self) -> list[dict]:
+        """Every token (never its hash); `labels` is the list it may serve, None for any."""
         rows = self.db.execute(
-            "SELECT name, created_at, revoked_at, agent_id FROM tokens ORDER BY id"
+            "SELECT name, created_at, revoked_at, agent_id, labels FROM tokens ORDER BY id"
         )
-        return [dict(row) for row in rows]
+        return [
+            {**row, "labels": None if row["labels"] is None else json.loads(row["labels"])}
+            for row in rows
+        ]
 
     # -------------------------------------------------------------------- agents
     def register_agent(
@@ -194,13 +221,20 @@ class Store:
         version: str,
         offline_after_s: float = DEFAULT_OFFLINE_AFTER_S,
     ) -> str:
-        """Create or refresh an agent. A token is bound to the first agent it registers.
+        """Create or refresh an agent. A token is bound to the first agent it registers,
+        and lets it register only the labels the token allows.
 
         An agent registers only when it starts (or was forgotten), so leases it still holds
         belong to a process that died: they are expired now (counting as an attempt, in case
         the job is what killed it) instead of waiting out the lease."""
         if token.agent_id and agent_id and token.agent_id != agent_id:
             raise Forbidden(f"token {token.name!r} belongs to agent {token.agent_id}")
+        refused = sorted(set(labels) - set(token.labels or labels))
+        if refused:
+            raise Forbidden(
+                f"labels: token {token.name!r} may not serve {', '.join(refused)} "
+                f"(it allows {', '.join(token.labels or ())})"
+            )
         agent_id = agent_id or token.agent_id or uuid.uuid4().hex[:12]
         now = time.time()
         with self.transaction():
@@ -314,7 +348,8 @@ class Store:
 
     def list_agents(self) -> list[dict]:
         """Registered agents. `online` is judged from the heartbeat's age now, not only from
-        the sweeper's flag, which goes stale while no coordinator runs."""
+        the sweeper's flag, which goes stale while no coordinator runs. `quarantine` is
+        None, or since when (`at`), why and at what peer ratio the agent is quarantined."""
         rows = self.db.execute("SELECT * FROM agents WHERE forgotten=0 ORDER BY registered_at")
         now = time.time()
         agents = []
@@ -325,6 +360,12 @@ class Store:
             agent["labels"] = json.loads(agent["labels"])
             agent["device"] = json.loads(agent["device"])
             agent["telemetry"] = json.loads(agent["telemetry"]) if agent["telemetry"] else None
+            quarantine = {
+                "at": agent.pop("quarantined_at"),
+                "reason": agent.pop("quarantine_reason"),
+                "ratio": agent.pop("quarantine_ratio"),
+            }
+            agent["quarantine"] = quarantine if quarantine["at"] is not None else None
             agents.append(agent)
         return agents
 
