@@ -178,3 +178,16 @@ class ResultTiming:
     session_create_ns: int | None
     warmup_ns: int | None
     samples_ns: np.ndarray  # int64, the timed runs
+
+
+@dataclass(frozen=True)
+class PeerRatio:
+    """How an agent's measurements of one label compare with its peers': the median over
+    the models it shares with unquarantined agents of (its median_ms / the median of theirs),
+    over `shared` models and `peers` distinct agents (ratio None when it shares none)."""
+
+    agent_id: str
+    ratio: float | None
+    shared: int
+    peers: int
+    quarantined: bool

@@ -20,6 +20,9 @@ Contract (what callers may rely on):
   job (a report, an expiry, a spec refused at lease, a cancelled job, or its start when its
   agents were that quick), and cancelled, with its queued and leased jobs, in one.
 - Campaign names are unique.
+- A quarantined agent keeps leasing and reporting, but its results are left out of the
+  reads that build latency tables (`item_results`, `campaign_results`) and out of the
+  peers other agents are compared with (`peer_ratios`), until it is readmitted.
 - A token that names labels lets its agent register only those (Forbidden otherwise); one
   without (every token from before schema 6) lets it register any.
 
@@ -33,6 +36,7 @@ import json
 import math
 import secrets
 import sqlite3
+import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -56,6 +60,7 @@ from coordinator.state.rows import (
     CampaignProgress,
     ItemResult,
     LeasedJob,
+    PeerRatio,
     ReportOutcome,
     ResultTiming,
     Target,
@@ -93,6 +98,8 @@ def _samples(blob: bytes | None) -> np.ndarray:
 _ITEM_OF_JOB = "JOIN campaign_items ci ON ci.campaign_id=cj.campaign_id AND ci.item=cj.item"
 _ITEM_JOBS = f"campaign_jobs cj {_ITEM_OF_JOB}"
 _ITEM_RESULTS = f"results res JOIN campaign_jobs cj ON cj.job_id=res.job_id {_ITEM_OF_JOB}"
+# Results a latency table may use: not of a quarantined agent.
+_TRUSTED = "res.agent_id NOT IN (SELECT id FROM agents WHERE quarantined_at IS NOT NULL)"
 
 
 def _item_filter(target: Target, kind: str, campaign_ids: Sequence[str]) -> tuple[str, list[Any]]:
@@ -368,6 +375,70 @@ class Store:
             agent["quarantine"] = quarantine if quarantine["at"] is not None else None
             agents.append(agent)
         return agents
+
+    # ---------------------------------------------------------------- quarantine
+    def peer_ratios(self, label: str) -> list[PeerRatio]:
+        """Each agent that has an accepted OK result of a job for `label`, compared with its
+        peers: for every model (job digest and spec, the same settings) that it and
+        unquarantined others measured, its median_ms (the median of its results of that
+        model) over the median of theirs; the agent's ratio is the median of those."""
+        with self._snapshot():
+            rows = self.db.execute(
+                "SELECT res.agent_id, j.model_digest, j.spec, res.median_ms, "
+                "a.quarantined_at IS NOT NULL AS quarantined FROM results res "
+                "JOIN jobs j ON j.id=res.job_id JOIN agents a ON a.id=res.agent_id "
+                "WHERE j.target_label=? AND res.accepted=1 AND res.status='ok' "
+                "AND res.median_ms > 0",
+                (label,),
+            ).fetchall()
+        measured: dict[tuple[str, bytes], dict[str, list[float]]] = {}
+        quarantined = set()
+        for row in rows:
+            results = measured.setdefault((row["model_digest"], row["spec"]), {})
+            results.setdefault(row["agent_id"], []).append(row["median_ms"])
+            if row["quarantined"]:
+                quarantined.add(row["agent_id"])
+        models = [
+            {agent: statistics.median(values) for agent, values in by_agent.items()}
+            for by_agent in measured.values()
+        ]
+        out = []
+        for agent in sorted({row["agent_id"] for row in rows}):
+            ratios: list[float] = []
+            peers: set[str] = set()
+            for medians in models:
+                others = [a for a in medians if a != agent and a not in quarantined]
+                if agent in medians and others:
+                    ratios.append(medians[agent] / statistics.median(medians[a] for a in others))
+                    peers.update(others)
+            ratio = statistics.median(ratios) if ratios else None
+            out.append(PeerRatio(agent, ratio, len(ratios), len(peers), agent in quarantined))
+        return out
+
+    def quarantine_agent(self, agent_id: str, reason: str, ratio: float) -> None:
+        """Leave the agent's results out of latency tables until it is readmitted."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE agents SET quarantined_at=?, quarantine_reason=?, quarantine_ratio=? "
+                "WHERE id=? AND quarantined_at IS NULL",
+                (time.time(), reason, ratio, agent_id),
+            )
+
+    def readmit_agent(self, agent_id: str) -> bool:
+        """Clear the agent's quarantine; whether it was quarantined. NotFound for an agent
+        that never registered."""
+        with self.transaction():
+            row = self.db.execute(
+                "SELECT quarantined_at FROM agents WHERE id=?", (agent_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"agent_id: no agent {agent_id!r} has registered")
+            self.db.execute(
+                "UPDATE agents SET quarantined_at=NULL, quarantine_reason=NULL, "
+                "quarantine_ratio=NULL WHERE id=?",
+                (agent_id,),
+            )
+        return row["quarantined_at"] is not None
 
     # --------------------------------------------------------------------- blobs
     def add_blob(self, digest: str, size: int) -> None:
@@ -1017,12 +1088,12 @@ class Store:
         self, target: Target, kind: str, campaign_ids: Sequence[str] = ()
     ) -> list[ItemResult]:
         """The accepted OK results of items of this kind measured for `target` (by the
-        given campaigns, or any), in the order they arrived."""
+        given campaigns, or any) by agents not quarantined, in the order they arrived."""
         where, params = _item_filter(target, kind, campaign_ids)
         rows = self.db.execute(
             f"SELECT ci.r, ci.key, res.median_ms, res.samples, res.drift, res.agent_id, "
             f"res.runtime_versions, cj.campaign_id FROM {_ITEM_RESULTS} WHERE {where} "
-            f"AND res.accepted=1 AND res.status='ok' ORDER BY res.id",
+            f"AND res.accepted=1 AND res.status='ok' AND {_TRUSTED} ORDER BY res.id",
             params,
         )
         return [
@@ -1040,12 +1111,14 @@ class Store:
         ]
 
     def campaign_results(self, campaign_id: str) -> Iterator[dict]:
-        """Every result of the campaign, accepted or not, in the order they arrived: the
+        """Every result of the campaign, accepted or not, of agents not quarantined, in the
+        order they arrived: the
         CAMPAIGN_RESULT_KEYS, RESULT_FIELDS (objects decoded) and samples_ns (int list).
         A generator over one read snapshot: it streams campaigns of any size."""
         rows = self.db.execute(
             f"SELECT cj.campaign_id AS campaign, cj.target, cj.repeat, ci.kind, ci.key, ci.r, "
-            f"ci.w, res.* FROM {_ITEM_RESULTS} WHERE cj.campaign_id=? ORDER BY res.id",
+            f"ci.w, res.* FROM {_ITEM_RESULTS} WHERE cj.campaign_id=? AND {_TRUSTED} "
+            f"ORDER BY res.id",
             (campaign_id,),
         )
         for row in rows:
