@@ -26,21 +26,16 @@ def review(
     """Quarantine the agents of `label` that disagree with their peers; returns those
     quarantined now.
 
-    One at a time, the most deviant first, and compared again without it: a liar's
-    results pull the honest agents' ratios towards it, so judging everyone at once could
-    quarantine an honest agent whose shared models were mostly the liar's. An agent is
-    judged only against at least two peers: with one, nothing says which of the two is
-    wrong."""
+    An agent is quarantined when, over at least `min_shared` shared models, its ratio to
+    its peers is outside [1/limit, limit] and so is its ratio to each peer alone, with at
+    least two peers. A liar's results pull the ratio of an honest agent that shared models
+    mostly with it, but that agent still agrees with its honest peers; with one peer,
+    nothing says which of the two is wrong. Suspects are taken the most deviant first, and
+    the rest compared again without it (a quarantined agent is no one's peer)."""
     quarantined: list[PeerRatio] = []
     while True:
         suspects = [
-            peer
-            for peer in store.peer_ratios(label)
-            if not peer.quarantined
-            and peer.ratio is not None
-            and peer.shared >= min_shared
-            and peer.peers >= 2
-            and not 1 / limit <= peer.ratio <= limit
+            peer for peer in store.peer_ratios(label) if _disagrees(peer, limit, min_shared)
         ]
         if not suspects:
             return quarantined
@@ -52,3 +47,17 @@ def review(
             worst.ratio or 1.0,
         )
         quarantined.append(worst)
+
+
+def _disagrees(peer: PeerRatio, limit: float, min_shared: int) -> bool:
+    def outside(ratio: float) -> bool:
+        return not 1 / limit <= ratio <= limit
+
+    return (
+        not peer.quarantined
+        and peer.ratio is not None
+        and peer.shared >= min_shared
+        and len(peer.peers) >= 2
+        and outside(peer.ratio)
+        and all(outside(ratio) for ratio in peer.peers.values())
+    )

@@ -182,12 +182,13 @@ class ResultTiming:
 
 @dataclass(frozen=True)
 class PeerRatio:
-    """How an agent's measurements of one label compare with its peers': the median over
-    the models it shares with unquarantined agents of (its median_ms / the median of theirs),
-    over `shared` models and `peers` distinct agents (ratio None when it shares none)."""
+    """How an agent's measurements of one label compare with its peers': `ratio`, the median
+    over the `shared` models it measured with unquarantined agents of (its median_ms / the
+    median of theirs), None when it shares none; `peers`, the same median against each of
+    those agents alone, by agent id."""
 
     agent_id: str
     ratio: float | None
     shared: int
-    peers: int
+    peers: dict[str, float]
     quarantined: bool

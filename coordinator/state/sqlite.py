@@ -381,7 +381,8 @@ class Store:
         """Each agent that has an accepted OK result of a job for `label`, compared with its
         peers: for every model (job digest and spec, the same settings) that it and
         unquarantined others measured, its median_ms (the median of its results of that
-        model) over the median of theirs; the agent's ratio is the median of those."""
+        model) over the median of theirs; the agent's ratio is the median of those, and its
+        ratio to each peer the median over the models they share."""
         with self._snapshot():
             rows = self.db.execute(
                 "SELECT res.agent_id, j.model_digest, j.spec, res.median_ms, "
@@ -405,14 +406,23 @@ class Store:
         out = []
         for agent in sorted({row["agent_id"] for row in rows}):
             ratios: list[float] = []
-            peers: set[str] = set()
+            pairs: dict[str, list[float]] = {}
             for medians in models:
                 others = [a for a in medians if a != agent and a not in quarantined]
-                if agent in medians and others:
-                    ratios.append(medians[agent] / statistics.median(medians[a] for a in others))
-                    peers.update(others)
-            ratio = statistics.median(ratios) if ratios else None
-            out.append(PeerRatio(agent, ratio, len(ratios), len(peers), agent in quarantined))
+                if agent not in medians or not others:
+                    continue
+                ratios.append(medians[agent] / statistics.median(medians[a] for a in others))
+                for other in others:
+                    pairs.setdefault(other, []).append(medians[agent] / medians[other])
+            out.append(
+                PeerRatio(
+                    agent,
+                    statistics.median(ratios) if ratios else None,
+                    len(ratios),
+                    {peer: statistics.median(each) for peer, each in sorted(pairs.items())},
+                    agent in quarantined,
+                )
+            )
         return out
 
     def quarantine_agent(self, agent_id: str, reason: str, ratio: float) -> None:

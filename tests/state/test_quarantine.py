@@ -33,10 +33,12 @@ def test_peer_ratios_compare_each_agent_with_the_median_of_the_others(store, dig
     measure(store, digest, "a", 9, 5.0)  # measured by a alone: shared with no one
     ratios = by_agent(store.peer_ratios("cpu"))
     # on every model, a: 1 / median(1.25, 0.25); b: 1.25 / median(1, 0.25); c: 0.25 / 1.125
-    assert ratios["a"] == PeerRatio("a", pytest.approx(1 / 0.75), 3, 2, False)
+    assert ratios["a"] == PeerRatio(
+        "a", pytest.approx(1 / 0.75), 3, {"b": 1 / 1.25, "c": 4.0}, False
+    )
     assert ratios["b"].ratio == pytest.approx(1.25 / 0.625)
     assert ratios["c"].ratio == pytest.approx(0.25 / 1.125)
-    assert (ratios["c"].shared, ratios["c"].peers) == (3, 2)
+    assert ratios["c"].shared == 3 and ratios["c"].peers == pytest.approx({"a": 0.25, "b": 0.2})
     assert store.peer_ratios("other") == []
 
 
@@ -48,8 +50,8 @@ def test_an_agents_repeats_of_a_model_count_as_their_median(store, digest):
     measure(store, digest, "b", 0, 4.0)
     measure(store, digest, "b", 1, 4.0)  # another model: a did not measure it
     ratios = by_agent(store.peer_ratios("cpu"))
-    assert ratios["a"] == PeerRatio("a", 0.5, 1, 1, False)
-    assert ratios["b"] == PeerRatio("b", 2.0, 1, 1, False)
+    assert ratios["a"] == PeerRatio("a", 0.5, 1, {"b": 0.5}, False)
+    assert ratios["b"] == PeerRatio("b", 2.0, 1, {"a": 2.0}, False)
 
 
 def test_only_accepted_ok_results_of_the_label_count(store, digest):
@@ -61,7 +63,7 @@ def test_only_accepted_ok_results_of_the_label_count(store, digest):
     store.enqueue([(b"model-1", digest)], label="cpu")
     [held] = store.lease_jobs("a", 1, HOUR)
     store.report("a", held.job_id, held.lease_id, "failed", {"message": "boom"})
-    assert by_agent(store.peer_ratios("cpu"))["a"] == PeerRatio("a", 1.0, 1, 1, False)
+    assert by_agent(store.peer_ratios("cpu"))["a"] == PeerRatio("a", 1.0, 1, {"b": 1.0}, False)
 
 
 def test_a_quarantined_agent_is_no_ones_peer_until_readmitted(store, digest):
@@ -72,15 +74,15 @@ def test_a_quarantined_agent_is_no_ones_peer_until_readmitted(store, digest):
     store.quarantine_agent("c", "label cpu: too fast", 0.25)
     store.quarantine_agent("c", "again", 9.0)  # already quarantined: kept as it was
     ratios = by_agent(store.peer_ratios("cpu"))
-    assert ratios["a"] == PeerRatio("a", 1.0, 1, 1, False)  # c is not a's peer any more
-    assert ratios["c"] == PeerRatio("c", 0.25, 1, 2, True)  # c is still compared with them
+    assert ratios["a"] == PeerRatio("a", 1.0, 1, {"b": 1.0}, False)  # c is no one's peer now
+    assert ratios["c"] == PeerRatio("c", 0.25, 1, {"a": 0.25, "b": 0.25}, True)  # but judged
     [listed] = [a for a in store.list_agents() if a["id"] == "c"]
     assert listed["quarantine"]["reason"] == "label cpu: too fast"
     assert listed["quarantine"]["ratio"] == 0.25 and listed["quarantine"]["at"] > 0
     assert store.readmit_agent("c") is True
     assert store.readmit_agent("c") is False  # nothing left to clear
     assert all(a["quarantine"] is None for a in store.list_agents())
-    assert by_agent(store.peer_ratios("cpu"))["a"].peers == 2
+    assert by_agent(store.peer_ratios("cpu"))["a"].peers == {"b": 1.0, "c": 4.0}
     with pytest.raises(NotFound, match=r"^agent_id: no agent 'ghost' has registered"):
         store.readmit_agent("ghost")
 
