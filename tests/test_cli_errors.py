@@ -113,6 +113,9 @@ def db_commands(db: Path, out: Path, assets_dir: Path) -> dict[str, list]:
     """Every command that takes --db, by what it does to the database."""
     config = out.parent / "subnet.json"
     config.write_text(SubnetConfig.smallest(r=160, w=1.2).to_json())
+    store = Store(db)
+    agent = store.list_agents()[0]["id"]
+    store.close()
     writes = {
         "token create": ["token", "create", "--db", db, "--name", "new", "--any-label"],
         "token create --out": [
@@ -140,6 +143,8 @@ def db_commands(db: Path, out: Path, assets_dir: Path) -> dict[str, list]:
     }
     reads = {
         "token list": ["token", "list", "--db", db],
+        # the agent is not quarantined: nothing to clear, nothing written
+        "agent readmit": ["agent", "readmit", "--db", db, agent],
         "devices": ["devices", "--db", db, "--format", "json"],
         "campaign status": ["campaign", "status", "--db", db, "c"],
         "campaign wait": ["campaign", "wait", "--db", db, "c", "--timeout", "1"],

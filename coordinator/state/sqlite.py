@@ -445,7 +445,7 @@ class Store:
                 raise NotFound(f"agent_id: no agent {agent_id!r} has registered")
             self.db.execute(
                 "UPDATE agents SET quarantined_at=NULL, quarantine_reason=NULL, "
-                "quarantine_ratio=NULL WHERE id=?",
+                "quarantine_ratio=NULL WHERE id=? AND quarantined_at IS NOT NULL",
                 (agent_id,),
             )
         return row["quarantined_at"] is not None
