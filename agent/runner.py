@@ -203,6 +203,9 @@ class Agent:
 
     def _register_hint(self, exc: Misconfigured) -> str:
         """What to change, for the refusals whose cause is on this side."""
+        if isinstance(exc, AuthError) and "labels:" in str(exc):  # labels its token refuses
+            wanted = " ".join(f"--label {label}" for label in self.config.labels)
+            return f"; change --label, or use a token created with {wanted}"
         if isinstance(exc, AuthError):
             if exc.wrong_agent and self.id_file.exists():
                 return (

@@ -91,9 +91,10 @@ class Fleet:
             self._store = Store(self.db)
         return self._store
 
-    def token(self, name: str) -> Path:
+    def token(self, name: str, labels: tuple[str, ...] | None = None) -> Path:
+        """A token file for agent `name`, restricted to `labels` (None: any label)."""
         path = self.folder / f"{name}.token"
-        path.write_text(self.store.create_token(name))
+        path.write_text(self.store.create_token(name, labels=labels))
         return path
 
     def enqueue(

@@ -19,9 +19,11 @@ from concurrent import futures
 
 import grpc
 import pytest
+from click.testing import CliRunner
 
 from agent.runner import describe_job
 from agent.settings import MISCONFIGURED
+from coordinator.cli.app import main as coord
 from coordinator.services.jobs import make_spec
 from coordinator.state import BlobStore
 from ofa.config import SubnetConfig
@@ -166,6 +168,33 @@ def test_an_invalid_label_stops_the_agent_with_the_fix(fleet):
     assert "coordinator refused the registration: labels[0]" in error
     assert error.endswith("; change --label; stopping")
     assert fleet.store.list_agents() == []
+
+
+def test_a_token_serves_only_its_labels(fleet):
+    """A token made with `token create --label pixel7` cannot register another label: the
+    agent stops with code 3 naming the token, the refused and the allowed labels, and
+    serves pixel7 with the same token."""
+    fleet.start_server()
+    token = fleet.folder / "pixel.token"
+    created = CliRunner().invoke(
+        coord,
+        ["token", "create", "--db", str(fleet.db), "--name", "pixel", "--label", "pixel7"]
+        + ["--out", str(token)],
+    )
+    assert created.exit_code == 0, created.output
+    process = fleet.start_agent("other", labels=("other",), token=token)
+    assert process.wait(timeout=60) == MISCONFIGURED
+    (error,) = lines(fleet.agent_log("other"), " ERROR ")
+    assert error.endswith(
+        "coordinator refused the token: labels: token 'pixel' may not serve other (it allows "
+        "pixel7); change --label, or use a token created with --label other; stopping"
+    )
+    assert fleet.store.list_agents() == []
+    fleet.start_agent("pixel", labels=("pixel7",), token=token)
+    jobs = fleet.enqueue(small_models(1), label="pixel7")
+    fleet.wait_done(jobs)
+    assert [r["status"] for r in fleet.store.results(jobs[0])] == ["ok"]
+    assert [a["labels"] for a in fleet.store.list_agents()] == [["pixel7"]]
 
 
 # ---------------------------------------------------------------- two agents

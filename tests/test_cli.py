@@ -234,25 +234,53 @@ def test_demo_profiles_two_device_classes_and_specialises_each(tmp_path):
 
 def test_token_commands_show_the_secret_once_and_store_only_its_hash(tmp_path):
     db = tmp_path / "fleet.db"
-    secret = invoke(coord_main, "token", "create", "--db", db, "--name", "pixel7-1").output.strip()
+    create = ("token", "create", "--db", db, "--name")
+    secret = invoke(coord_main, *create, "pixel7-1", "--label", "pixel7").output.strip()
     assert secret.startswith("ofa_")
     assert (
         secret.encode() not in db.read_bytes()
         and secret not in invoke(coord_main, "token", "list", "--db", db).output
     )
     again = CliRunner().invoke(
-        coord_main, ["token", "create", "--db", str(db), "--name", "pixel7-1"]
+        coord_main, ["token", "create", "--db", str(db), "--name", "pixel7-1", "--any-label"]
     )
     assert again.exit_code == 1 and "a token named 'pixel7-1' exists already" in again.output
-    invoke(coord_main, "token", "create", "--db", db, "--name", "pi", "--out", tmp_path / "pi.tok")
+    invoke(coord_main, *create, "pi", "--any-label", "--out", tmp_path / "pi.tok")
     assert (tmp_path / "pi.tok").stat().st_mode & 0o777 == 0o600
     assert "revoked" in invoke(coord_main, "token", "revoke", "--db", db, "--name", "pi").output
+    invoke(coord_main, *create, "two", "--label", "b", "--label", "a")
     listing = invoke(coord_main, "token", "list", "--db", db).output
-    assert re.search(r"^pixel7-1 +active", listing, re.M) and re.search(
-        r"^pi +revoked", listing, re.M
-    )
+    assert re.search(r"^pixel7-1 +active +pixel7 ", listing, re.M)
+    assert re.search(r"^pi +revoked +any ", listing, re.M)
+    assert re.search(r"^two +active +a,b ", listing, re.M)
+    listed = json.loads(invoke(coord_main, "token", "list", "--db", db, "--format", "json").output)
+    assert [t["labels"] for t in listed] == [["pixel7"], "any", ["a", "b"]]
     missing = CliRunner().invoke(coord_main, ["token", "revoke", "--db", str(db), "--name", "nope"])
     assert missing.exit_code == 1 and "no active token named 'nope'" in missing.output
+
+
+@pytest.mark.parametrize("labels", [(), ("--label", "cpu", "--any-label")])
+def test_token_create_needs_exactly_one_of_label_and_any_label(tmp_path, labels):
+    db = tmp_path / "fleet.db"
+    result = CliRunner().invoke(
+        coord_main, ["token", "create", "--db", str(db), "--name", "t", *labels]
+    )
+    assert result.exit_code == 2
+    [line] = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert "--label" in line and "--any-label" in line
+    assert not db.exists() or Store(db).list_tokens() == []
+
+
+def test_token_create_refuses_a_malformed_label(tmp_path):
+    db = tmp_path / "fleet.db"
+    result = CliRunner().invoke(
+        coord_main, ["token", "create", "--db", str(db), "--name", "t", "--label", "pixel 7"]
+    )
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "ofa-coord: error: label: expected 1-64 characters of A-Z a-z 0-9 . _ -, got 'pixel 7'"
+    )
+    assert Store(db).list_tokens() == []
 
 
 def test_devices_lists_registered_agents(tmp_path):
@@ -261,7 +289,9 @@ def test_devices_lists_registered_agents(tmp_path):
     assert "no agents have registered" in invoke(coord_main, "devices", "--db", db).output
     store.create_token("t")
     token = store.token_by_secret(
-        invoke(coord_main, "token", "create", "--db", db, "--name", "u").output.strip()
+        invoke(
+            coord_main, "token", "create", "--db", db, "--name", "u", "--label", "rpi4"
+        ).output.strip()
     )
     agent = store.register_agent(
         token, "", ["rpi4"], {"machine": "aarch64", "cpu_model": "Cortex-A72"}, 4, "0.1"

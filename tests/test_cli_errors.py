@@ -113,9 +113,15 @@ def db_commands(db: Path, out: Path, assets_dir: Path) -> dict[str, list]:
     """Every command that takes --db, by what it does to the database."""
     config = out.parent / "subnet.json"
     config.write_text(SubnetConfig.smallest(r=160, w=1.2).to_json())
+    store = Store(db)
+    agent = store.list_agents()[0]["id"]
+    store.close()
     writes = {
-        "token create": ["token", "create", "--db", db, "--name", "new"],
-        "token create --out": ["token", "create", "--db", db, "--name", "new2", "--out", out / "t"],
+        "token create": ["token", "create", "--db", db, "--name", "new", "--any-label"],
+        "token create --out": [
+            *("token", "create", "--db", db, "--name", "new2", "--label", "cpu"),
+            *("--out", out / "t"),
+        ],
         "token revoke": ["token", "revoke", "--db", db, "--name", "t1"],
         "campaign create": [
             "campaign",
@@ -137,6 +143,8 @@ def db_commands(db: Path, out: Path, assets_dir: Path) -> dict[str, list]:
     }
     reads = {
         "token list": ["token", "list", "--db", db],
+        # the agent is not quarantined: nothing to clear, nothing written
+        "agent readmit": ["agent", "readmit", "--db", db, agent],
         "devices": ["devices", "--db", db, "--format", "json"],
         "campaign status": ["campaign", "status", "--db", db, "c"],
         "campaign wait": ["campaign", "wait", "--db", db, "c", "--timeout", "1"],
@@ -326,7 +334,7 @@ def test_token_create_to_an_unwritable_file_creates_no_token(tmp_path):
     db = tmp_path / "fleet.db"
     missing = tmp_path / "missing" / "dir" / "t"
     assert_one_error_line(
-        invoke("token", "create", "--db", db, "--name", "pi", "--out", missing),
+        invoke("token", "create", "--db", db, "--name", "pi", "--any-label", "--out", missing),
         missing,
         "No such file or directory",
     )
@@ -335,7 +343,8 @@ def test_token_create_to_an_unwritable_file_creates_no_token(tmp_path):
     out.write_text("an old token\n")
     out.chmod(0o644)
     assert (
-        "written to" in invoke("token", "create", "--db", db, "--name", "pi", "--out", out).output
+        "written to"
+        in invoke("token", "create", "--db", db, "--name", "pi", "--any-label", "--out", out).output
     )
     secret = out.read_text().strip()
     assert Store(db).token_by_secret(secret).name == "pi"

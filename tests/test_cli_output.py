@@ -79,7 +79,7 @@ def store_db(tmp_path) -> Path:
     (its jobs queued; no agent runs)."""
     path = tmp_path / "fleet.db"
     store = Store(path)
-    token = store.token_by_secret(store.create_token("pixel7-1"))
+    token = store.token_by_secret(store.create_token("pixel7-1", labels=["rpi4", "arm"]))
     store.create_token("old")
     store.revoke_token("old")
     device = {"machine": "aarch64", "cpu_model": "Cortex-A72 with a long model name here"}
@@ -126,6 +126,8 @@ def test_token_list_in_three_formats(store_db):
     assert [r["name"] for r in records] == [r["name"] for r in table] == ["pixel7-1", "old"]
     assert [r["state"] for r in records] == [r["state"] for r in table] == ["active", "revoked"]
     assert table[0]["agent"] == records[0]["agent_id"] and table[1]["agent"] == "-"
+    assert [r["labels"] for r in records] == [["arm", "rpi4"], "any"]
+    assert [r["labels"] for r in table] == ["arm,rpi4", "any"]
     assert all("secret" not in key and "hash" not in key for key in records[0])
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from coordinator.cli.accuracy import accuracy
+from coordinator.cli.agent import agent
 from coordinator.cli.assets import assets
 from coordinator.cli.campaign import campaign
 from coordinator.cli.demo import demo
@@ -31,6 +32,7 @@ for command in (
     serve,
     token,
     devices,
+    agent,
     campaign,
     results,
     lut,

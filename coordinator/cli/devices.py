@@ -18,16 +18,26 @@ def _device_summary(device: dict) -> str:
     )
 
 
+def _status(agent: dict) -> str:
+    if agent["quarantine"] is not None:
+        return "quarantined"
+    return "online" if agent["online"] else "offline"
+
+
 @click.command()
 @DB
 @format_option(csv=True)
 def devices(db: str, fmt: str) -> None:
-    """List agents: status, labels, device, last seen, jobs done."""
+    """List agents: status (online, offline, or quarantined: left out of latency tables
+    until `ofa-coord agent readmit`), labels, device, last seen, jobs done. JSON gives a
+    quarantined agent's reason and peer ratio under `quarantine`."""
     now = time.time()
-    agents = Store(db).list_agents()  # online judged from the heartbeat's age
+    agents = [  # online judged from the heartbeat's age
+        {**agent, "status": _status(agent)} for agent in Store(db).list_agents()
+    ]
     columns = [
         Column("agent", "id"),
-        Column("status", "online", lambda online: "online" if online else "offline"),
+        Column("status", "status"),
         Column("labels", "labels", ",".join),
         Column("device", "device", _device_summary),
         Column("threads", "threads", align="right"),

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import TypeVar
 
+from coordinator.server.quarantine import review
 from coordinator.state import BlobStore, Forbidden, LeasedJob, ReportOutcome, Store, Token
 
 __all__ = ["FleetSettings", "FleetService", "SETTINGS_RANGES"]
@@ -92,6 +93,7 @@ class FleetService:
         self.check_spec = check_spec
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._to_review: set[str] = set()  # labels with results not compared yet
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 
     async def db(self, call: Callable[..., T], *args) -> T:
@@ -227,14 +229,18 @@ class FleetService:
         """`check` gets the job's spec and raises ValueError for a result that contradicts
         it; nothing is stored then."""
 
-        def store_report() -> ReportOutcome:
+        def store_report() -> tuple[ReportOutcome, str | None]:
             self.store.check_agent(agent_id, token)
             check(self.store.job_spec(job_id))
-            return self.store.report(
+            outcome = self.store.report(
                 agent_id, job_id, lease_id, status, result, self.settings.remeasure_cooldown_s
             )
+            accepted = status == "ok" and outcome.accepted and not outcome.duplicate
+            return outcome, self.store.job(job_id)["target_label"] if accepted else None
 
-        outcome = await self.db(store_report)
+        outcome, label = await self.db(store_report)
+        if label is not None:
+            self._to_review.add(label)
         if status != "ok":
             self.notify()  # a released or failed job may be queued again
         return outcome
@@ -245,12 +251,34 @@ class FleetService:
             await asyncio.sleep(self.settings.sweep_interval_s)
             try:
                 swept = await self.db(self.store.sweep, self.settings.offline_after_s)
+                await self._review()
             except Exception:  # a busy database must not kill the sweeper
                 log.exception("sweep failed")
                 continue
             if any(swept.values()):
                 log.info("sweep: %s", swept)
                 self.notify()
+
+    async def _review(self) -> None:
+        """Compare the agents of each label that got an accepted OK result since the last
+        sweep with their peers (`quarantine.review`). Here rather than in the report, or
+        every N reports: a label is compared at most once a sweep however fast its results
+        arrive, off the report's path, and no result waits for later ones to be judged."""
+        labels, self._to_review = self._to_review, set()
+        try:
+            for label in sorted(labels):
+                for peer in await self.db(review, self.store, label):
+                    log.warning(
+                        "agent %s quarantined: its medians for label %s are %.3gx its peers' "
+                        "over %d shared models",
+                        peer.agent_id,
+                        label,
+                        peer.ratio,
+                        peer.shared,
+                    )
+        except Exception:
+            self._to_review |= labels  # compared again at the next sweep
+            raise
 
     async def _watcher(self) -> None:
         version = await self.db(self.store.data_version)

@@ -13,7 +13,7 @@ import numpy as np
 
 from agent.device import MAX_LIST  # temperature sources, providers, runtime versions
 from agent.measure import MAX_SAMPLES, BenchSettings
-from coordinator.state import DIGEST
+from coordinator.state import DIGEST, LABEL
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
     "MAX_REQUEST_BYTES",
 ]
 
-_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_NAME = LABEL
 _HEX_ID = re.compile(r"[0-9a-f]{1,64}")
 MAX_LABELS = 32
 MAX_TEXT = 256  # a device string, a version, a runtime version

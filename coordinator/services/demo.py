@@ -105,7 +105,7 @@ def run_demo(
         try:
             for label, threads in DEVICES:
                 token = folder / f"{label}.token"
-                token.write_text(store.create_token(label))
+                token.write_text(store.create_token(label, labels=[label]))
                 log = logs.enter_context(open(folder / f"agent-{label}.log", "ab"))
                 agents.append(
                     start_agent(

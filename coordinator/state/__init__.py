@@ -19,6 +19,7 @@ from coordinator.state.errors import (
 from coordinator.state.rows import (
     CAMPAIGN_RESULT_KEYS,
     JSON_RESULT_FIELDS,
+    LABEL,
     REPORTED_AS_IS,
     RESULT_FIELDS,
     TERMINAL,
@@ -29,6 +30,7 @@ from coordinator.state.rows import (
     ItemJobs,
     ItemResult,
     LeasedJob,
+    PeerRatio,
     ReportOutcome,
     ResultTiming,
     Target,
@@ -51,6 +53,7 @@ __all__ = [
     "ItemJobs",
     "ItemResult",
     "ResultTiming",
+    "PeerRatio",
     "NotFound",
     "UnknownAgent",
     "UnknownLease",
@@ -69,5 +72,6 @@ __all__ = [
     "CAMPAIGN_RESULT_KEYS",
     "hash_token",
     "DIGEST",
+    "LABEL",
     "MAX_MODEL_BYTES",
 ]

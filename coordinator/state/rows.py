@@ -3,9 +3,13 @@ driver's row objects, plus the one list of a stored result's fields."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
+
+# What a device label (and an agent id) may be: the labels agents register and tokens allow.
+LABEL = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 # A job in one of these states is finished: nothing will lease it again.
 TERMINAL = ("done", "failed", "disturbed", "cancelled")
@@ -71,6 +75,7 @@ class Token:
     name: str
     agent_id: str | None
     revoked: bool
+    labels: tuple[str, ...] | None  # the labels it may serve; None: any
 
 
 @dataclass(frozen=True)
@@ -182,3 +187,17 @@ class ResultTiming:
     session_create_ns: int | None
     warmup_ns: int | None
     samples_ns: np.ndarray  # int64, the timed runs
+
+
+@dataclass(frozen=True)
+class PeerRatio:
+    """How an agent's measurements of one label compare with its peers': `ratio`, the median
+    over the `shared` models it measured with unquarantined agents of (its median_ms / the
+    median of theirs), None when it shares none; `peers`, the same median against each of
+    those agents alone, by agent id."""
+
+    agent_id: str
+    ratio: float | None
+    shared: int
+    peers: dict[str, float]
+    quarantined: bool

@@ -99,6 +99,14 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN not_before REAL NOT NULL DEFAULT 0;
     CREATE INDEX jobs_cooling ON jobs(not_before) WHERE not_before > 0;
     """,
+    # 6: trust: the labels a token may serve (NULL: any, as every token made before), and
+    # agents quarantined for disagreeing with their peers (why, and by how much)
+    """
+    ALTER TABLE tokens ADD COLUMN labels TEXT;
+    ALTER TABLE agents ADD COLUMN quarantined_at REAL;
+    ALTER TABLE agents ADD COLUMN quarantine_reason TEXT;
+    ALTER TABLE agents ADD COLUMN quarantine_ratio REAL;
+    """,
 ]
 _TABLES = {"tokens", "agents", "jobs", "leases", "results", "blobs"}
 SCHEMA_VERSION = len(_MIGRATIONS)

@@ -20,6 +20,11 @@ Contract (what callers may rely on):
   job (a report, an expiry, a spec refused at lease, a cancelled job, or its start when its
   agents were that quick), and cancelled, with its queued and leased jobs, in one.
 - Campaign names are unique.
+- A quarantined agent keeps leasing and reporting, but its results are left out of the
+  reads that build latency tables (`item_results`, `campaign_results`) and out of the
+  peers other agents are compared with (`peer_ratios`), until it is readmitted.
+- A token that names labels lets its agent register only those (Forbidden otherwise); one
+  without (every token from before schema 6) lets it register any.
 
 The database uses WAL so that CLI processes can read (and enqueue) while the server runs.
 """
@@ -31,6 +36,7 @@ import json
 import math
 import secrets
 import sqlite3
+import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -44,6 +50,7 @@ from coordinator.state.errors import Forbidden, NotFound, UnknownAgent, UnknownL
 from coordinator.state.rows import (
     CAMPAIGN_RESULT_KEYS,
     JSON_RESULT_FIELDS,
+    LABEL,
     REPORTED_AS_IS,
     RESULT_FIELDS,
     TERMINAL,
@@ -54,6 +61,7 @@ from coordinator.state.rows import (
     ItemJobs,
     ItemResult,
     LeasedJob,
+    PeerRatio,
     ReportOutcome,
     ResultTiming,
     Target,
@@ -91,6 +99,8 @@ def _samples(blob: bytes | None) -> np.ndarray:
 _ITEM_OF_JOB = "JOIN campaign_items ci ON ci.campaign_id=cj.campaign_id AND ci.item=cj.item"
 _ITEM_JOBS = f"campaign_jobs cj {_ITEM_OF_JOB}"
 _ITEM_RESULTS = f"results res JOIN campaign_jobs cj ON cj.job_id=res.job_id {_ITEM_OF_JOB}"
+# Results a latency table may use: not of a quarantined agent.
+_TRUSTED = "res.agent_id NOT IN (SELECT id FROM agents WHERE quarantined_at IS NOT NULL)"
 
 
 def _item_filter(target: Target, kind: str, campaign_ids: Sequence[str]) -> tuple[str, list[Any]]:
@@ -142,11 +152,23 @@ class Store:
         return self.db.execute("PRAGMA data_version").fetchone()[0]
 
     # -------------------------------------------------------------------- tokens
-    def create_token(self, name: str, agent_id: str | None = None) -> str:
+    def create_token(
+        self, name: str, agent_id: str | None = None, labels: Sequence[str] | None = None
+    ) -> str:
         """A new token for one agent; the secret is returned once and stored hashed. With
-        `agent_id` it is bound to that existing agent (to rotate an agent's token)."""
+        `agent_id` it is bound to that existing agent (to rotate an agent's token). With
+        `labels` its agent may register only those labels; None lets it serve any."""
         if not name or not name.strip():
             raise ValueError("name: expected a non-empty token name")
+        if labels is not None:
+            labels = sorted(set(labels))
+            if not labels:
+                raise ValueError("labels: expected at least one label, or None for any label")
+            for label in labels:
+                if not isinstance(label, str) or not LABEL.fullmatch(label):
+                    raise ValueError(
+                        f"label: expected 1-64 characters of A-Z a-z 0-9 . _ -, got {label!r}"
+                    )
         if (
             agent_id is not None
             and self.db.execute("SELECT 1 FROM agents WHERE id=?", (agent_id,)).fetchone() is None
@@ -156,8 +178,15 @@ class Store:
         try:
             with self.transaction():
                 self.db.execute(
-                    "INSERT INTO tokens(name, hash, created_at, agent_id) VALUES (?,?,?,?)",
-                    (name, hash_token(secret), time.time(), agent_id),
+                    "INSERT INTO tokens(name, hash, created_at, agent_id, labels) "
+                    "VALUES (?,?,?,?,?)",
+                    (
+                        name,
+                        hash_token(secret),
+                        time.time(),
+                        agent_id,
+                        None if labels is None else _json(labels),
+                    ),
                 )
         except sqlite3.IntegrityError:
             raise ValueError(f"name: a token named {name!r} exists already") from None
@@ -176,13 +205,18 @@ class Store:
         row = self.db.execute("SELECT * FROM tokens WHERE hash=?", (hash_token(secret),)).fetchone()
         if row is None:
             return None
-        return Token(row["id"], row["name"], row["agent_id"], row["revoked_at"] is not None)
+        labels = None if row["labels"] is None else tuple(json.loads(row["labels"]))
+        return Token(row["id"], row["name"], row["agent_id"], row["revoked_at"] is not None, labels)
 
     def list_tokens(self) -> list[dict]:
+        """Every token (never its hash); `labels` is the list it may serve, None for any."""
         rows = self.db.execute(
-            "SELECT name, created_at, revoked_at, agent_id FROM tokens ORDER BY id"
+            "SELECT name, created_at, revoked_at, agent_id, labels FROM tokens ORDER BY id"
         )
-        return [dict(row) for row in rows]
+        return [
+            {**row, "labels": None if row["labels"] is None else json.loads(row["labels"])}
+            for row in rows
+        ]
 
     # -------------------------------------------------------------------- agents
     def register_agent(
@@ -195,13 +229,20 @@ class Store:
         version: str,
         offline_after_s: float = DEFAULT_OFFLINE_AFTER_S,
     ) -> str:
-        """Create or refresh an agent. A token is bound to the first agent it registers.
+        """Create or refresh an agent. A token is bound to the first agent it registers,
+        and lets it register only the labels the token allows.
 
         An agent registers only when it starts (or was forgotten), so leases it still holds
         belong to a process that died: they are expired now (counting as an attempt, in case
         the job is what killed it) instead of waiting out the lease."""
         if token.agent_id and agent_id and token.agent_id != agent_id:
             raise Forbidden(f"token {token.name!r} belongs to agent {token.agent_id}")
+        refused = sorted(set(labels) - set(token.labels or labels))
+        if refused:
+            raise Forbidden(
+                f"labels: token {token.name!r} may not serve {', '.join(refused)} "
+                f"(it allows {', '.join(token.labels or ())})"
+            )
         agent_id = agent_id or token.agent_id or uuid.uuid4().hex[:12]
         now = time.time()
         with self.transaction():
@@ -315,7 +356,8 @@ class Store:
 
     def list_agents(self) -> list[dict]:
         """Registered agents. `online` is judged from the heartbeat's age now, not only from
-        the sweeper's flag, which goes stale while no coordinator runs."""
+        the sweeper's flag, which goes stale while no coordinator runs. `quarantine` is
+        None, or since when (`at`), why and at what peer ratio the agent is quarantined."""
         rows = self.db.execute("SELECT * FROM agents WHERE forgotten=0 ORDER BY registered_at")
         now = time.time()
         agents = []
@@ -326,8 +368,88 @@ class Store:
             agent["labels"] = json.loads(agent["labels"])
             agent["device"] = json.loads(agent["device"])
             agent["telemetry"] = json.loads(agent["telemetry"]) if agent["telemetry"] else None
+            quarantine = {
+                "at": agent.pop("quarantined_at"),
+                "reason": agent.pop("quarantine_reason"),
+                "ratio": agent.pop("quarantine_ratio"),
+            }
+            agent["quarantine"] = quarantine if quarantine["at"] is not None else None
             agents.append(agent)
         return agents
+
+    # ---------------------------------------------------------------- quarantine
+    def peer_ratios(self, label: str) -> list[PeerRatio]:
+        """Each agent that has an accepted OK result of a job for `label`, compared with its
+        peers: for every model (job digest and spec, the same settings) that it and
+        unquarantined others measured, its median_ms (the median of its results of that
+        model) over the median of theirs; the agent's ratio is the median of those, and its
+        ratio to each peer the median over the models they share."""
+        with self._snapshot():
+            rows = self.db.execute(
+                "SELECT res.agent_id, j.model_digest, j.spec, res.median_ms, "
+                "a.quarantined_at IS NOT NULL AS quarantined FROM results res "
+                "JOIN jobs j ON j.id=res.job_id JOIN agents a ON a.id=res.agent_id "
+                "WHERE j.target_label=? AND res.accepted=1 AND res.status='ok' "
+                "AND res.median_ms > 0",
+                (label,),
+            ).fetchall()
+        measured: dict[tuple[str, bytes], dict[str, list[float]]] = {}
+        quarantined = set()
+        for row in rows:
+            results = measured.setdefault((row["model_digest"], row["spec"]), {})
+            results.setdefault(row["agent_id"], []).append(row["median_ms"])
+            if row["quarantined"]:
+                quarantined.add(row["agent_id"])
+        models = [
+            {agent: statistics.median(values) for agent, values in by_agent.items()}
+            for by_agent in measured.values()
+        ]
+        out = []
+        for agent in sorted({row["agent_id"] for row in rows}):
+            ratios: list[float] = []
+            pairs: dict[str, list[float]] = {}
+            for medians in models:
+                others = [a for a in medians if a != agent and a not in quarantined]
+                if agent not in medians or not others:
+                    continue
+                ratios.append(medians[agent] / statistics.median(medians[a] for a in others))
+                for other in others:
+                    pairs.setdefault(other, []).append(medians[agent] / medians[other])
+            out.append(
+                PeerRatio(
+                    agent,
+                    statistics.median(ratios) if ratios else None,
+                    len(ratios),
+                    {peer: statistics.median(each) for peer, each in sorted(pairs.items())},
+                    agent in quarantined,
+                )
+            )
+        return out
+
+    def quarantine_agent(self, agent_id: str, reason: str, ratio: float) -> None:
+        """Leave the agent's results out of latency tables until it is readmitted."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE agents SET quarantined_at=?, quarantine_reason=?, quarantine_ratio=? "
+                "WHERE id=? AND quarantined_at IS NULL",
+                (time.time(), reason, ratio, agent_id),
+            )
+
+    def readmit_agent(self, agent_id: str) -> bool:
+        """Clear the agent's quarantine; whether it was quarantined. NotFound for an agent
+        that never registered."""
+        with self.transaction():
+            row = self.db.execute(
+                "SELECT quarantined_at FROM agents WHERE id=?", (agent_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"agent_id: no agent {agent_id!r} has registered")
+            self.db.execute(
+                "UPDATE agents SET quarantined_at=NULL, quarantine_reason=NULL, "
+                "quarantine_ratio=NULL WHERE id=? AND quarantined_at IS NOT NULL",
+                (agent_id,),
+            )
+        return row["quarantined_at"] is not None
 
     # --------------------------------------------------------------------- blobs
     def add_blob(self, digest: str, size: int) -> None:
@@ -996,12 +1118,12 @@ class Store:
         self, target: Target, kind: str, campaign_ids: Sequence[str] = ()
     ) -> list[ItemResult]:
         """The accepted OK results of items of this kind measured for `target` (by the
-        given campaigns, or any), in the order they arrived."""
+        given campaigns, or any) by agents not quarantined, in the order they arrived."""
         where, params = _item_filter(target, kind, campaign_ids)
         rows = self.db.execute(
             f"SELECT ci.r, ci.key, res.median_ms, res.samples, res.drift, res.agent_id, "
             f"res.runtime_versions, cj.campaign_id FROM {_ITEM_RESULTS} WHERE {where} "
-            f"AND res.accepted=1 AND res.status='ok' ORDER BY res.id",
+            f"AND res.accepted=1 AND res.status='ok' AND {_TRUSTED} ORDER BY res.id",
             params,
         )
         return [
@@ -1019,12 +1141,14 @@ class Store:
         ]
 
     def campaign_results(self, campaign_id: str) -> Iterator[dict]:
-        """Every result of the campaign, accepted or not, in the order they arrived: the
+        """Every result of the campaign, accepted or not, of agents not quarantined, in the
+        order they arrived: the
         CAMPAIGN_RESULT_KEYS, RESULT_FIELDS (objects decoded) and samples_ns (int list).
         A generator over one read snapshot: it streams campaigns of any size."""
         rows = self.db.execute(
             f"SELECT cj.campaign_id AS campaign, cj.target, cj.repeat, ci.kind, ci.key, ci.r, "
-            f"ci.w, res.* FROM {_ITEM_RESULTS} WHERE cj.campaign_id=? ORDER BY res.id",
+            f"ci.w, res.* FROM {_ITEM_RESULTS} WHERE cj.campaign_id=? AND {_TRUSTED} "
+            f"ORDER BY res.id",
             (campaign_id,),
         )
         for row in rows:

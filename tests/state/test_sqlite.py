@@ -210,3 +210,20 @@ def test_migration_5_keeps_old_jobs_leasable(tmp_path, monkeypatch):
     assert held.job_id == "old"
     assert store.job("old")["max_disturbed"] == 4
     store.close()
+
+
+def test_migration_6_lets_old_tokens_serve_any_label(tmp_path, monkeypatch):
+    """Tokens made before tokens named their labels keep serving any label, so deployed
+    agents keep working; agents start out of quarantine."""
+    path = tmp_path / "old.db"
+    raw = database_at_version(path, 5, monkeypatch)
+    raw.execute(
+        "INSERT INTO tokens(name, hash, created_at) VALUES ('old', ?, 0)", (hash_token("s"),)
+    )
+    raw.close()
+    store = Store(path)
+    token = store.token_by_secret("s")
+    assert token.labels is None and store.list_tokens()[0]["labels"] is None
+    assert store.register_agent(token, "a1", ["pixel7", "other"], {}, 1, "v") == "a1"
+    assert store.list_agents()[0]["quarantine"] is None
+    store.close()

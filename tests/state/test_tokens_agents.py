@@ -103,3 +103,43 @@ def test_listing_judges_online_from_the_heartbeat_age(store):
     age_heartbeats(store, 31)
     assert agent_row(store, "a1")["online"] == 1  # the stale flag
     assert store.list_agents()[0]["online"] == 0
+
+
+def test_a_token_serves_only_the_labels_it_allows(store):
+    token = store.token_by_secret(store.create_token("pixel", labels=["pixel7", "arm", "arm"]))
+    assert token.labels == ("arm", "pixel7")
+    assert store.list_tokens()[0]["labels"] == ["arm", "pixel7"]
+    with pytest.raises(Forbidden) as refused:
+        store.register_agent(token, "a1", ["pixel7", "other", "x86"], {}, 1, "v")
+    assert str(refused.value) == (
+        "labels: token 'pixel' may not serve other, x86 (it allows arm, pixel7)"
+    )
+    assert store.list_agents() == []
+    assert store.list_tokens()[0]["agent_id"] is None  # a refused agent binds nothing
+
+
+def test_an_unrestricted_token_serves_any_label(store):
+    token = store.token_by_secret(store.create_token("any"))
+    assert token.labels is None and store.list_tokens()[0]["labels"] is None
+    assert store.register_agent(token, "a1", ["pixel7", "other"], {}, 1, "v") == "a1"
+    assert sorted(store.agent_labels("a1")) == ["other", "pixel7"]
+
+
+def test_a_restricted_token_registers_a_subset_of_its_labels(store):
+    token = store.token_by_secret(store.create_token("pixel", labels=["pixel7", "arm"]))
+    assert store.register_agent(token, "a1", ["pixel7"], {}, 1, "v") == "a1"
+    assert store.agent_labels("a1") == ["pixel7"]
+
+
+@pytest.mark.parametrize(
+    "labels, error",
+    [
+        ([], r"^labels: expected at least one label"),
+        (["pixel 7"], r"^label: expected 1-64 characters .*'pixel 7'"),
+        (["x" * 65], r"^label: expected 1-64"),
+    ],
+)
+def test_token_labels_are_checked(store, labels, error):
+    with pytest.raises(ValueError, match=error):
+        store.create_token("t", labels=labels)
+    assert store.list_tokens() == []

@@ -188,6 +188,8 @@ class ArmCheck:
             self.db,
             "--name",
             LABEL,
+            "--label",
+            LABEL,
             "--out",
             self.work / "agent.token",
             what="ofa-coord token create",
