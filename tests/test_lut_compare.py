@@ -173,3 +173,13 @@ def test_lut_export_says_what_it_did_not_export(tmp_path):
     assert all(line.endswith(")") for line in lines[1:21])  # each with its reason
     assert lines[-1] == f"  ... and {missing - 20} more"
     assert f"{measured} entries for cpu" in result.stdout
+
+    included = invoke(*export, "--include-disturbed", "--format", "json", "--out", tmp_path / "all")
+    assert included.exit_code == 0, included.output
+    assert f"{measured + 1} entries for cpu" in included.stdout
+    assert "1 from disturbed measurements only" in included.stdout
+    (table,) = json.loads((tmp_path / "all" / "cpu_lut.json").read_text())["tables"].values()
+    tainted = [key for key, entry in table.items() if entry["disturbed_only"]]
+    assert len(tainted) == 1 and table[tainted[0]]["median_ms"] == 9.0
+    assert table[tainted[0]]["disturbed"] == 4 and table[tainted[0]]["repeats"] == 4
+    assert all(entry["disturbed"] == 0 for key, entry in table.items() if key != tainted[0])

@@ -42,14 +42,26 @@ def lut() -> None:
 )
 @click.option("--campaign", "campaign_id", help="Only this campaign's results.")
 @click.option("--allow-missing", is_flag=True, help="Exit 0 even when entries are missing.")
+@click.option(
+    "--include-disturbed",
+    is_flag=True,
+    help="Fill an entry that was disturbed on every attempt with its disturbed measurements "
+    "(marked disturbed_only in JSON and CSV) instead of leaving it missing.",
+)
 def lut_export(
-    db: str, label: str, out: str, fmt: str, campaign_id: str | None, allow_missing: bool
+    db: str,
+    label: str,
+    out: str,
+    fmt: str,
+    campaign_id: str | None,
+    allow_missing: bool,
+    include_disturbed: bool,
 ) -> None:
     """Write the LUT of device LABEL. Missing entries are listed and make the exit code 1."""
     store = Store(db)
     if campaign_id:
         campaign_id = campaign_status(store, campaign_id)["id"]
-    table = collect_lut(store, label, campaign_id)
+    table = collect_lut(store, label, campaign_id, include_disturbed)
     if not table.entries:  # an empty export would look like a success
         raise ValueError(
             f"device: nothing exported for {label}: none of the {len(table.missing)} entries "
@@ -61,9 +73,13 @@ def lut_export(
     paths = [Path(out) / name for name in names]
     flagged = sum(e.drift_flag for e in table.entries)
     remeasured = sum(e.disturbed > 0 for e in table.entries)
+    tainted = sum(e.disturbed_only for e in table.entries)
     click.echo(
         f"{len(table.entries)} entries for {label} ({flagged} drift-flagged, {remeasured} "
-        "re-measured after a disturbance) -> " + ", ".join(map(str, paths))
+        "re-measured after a disturbance"
+        + (f", {tainted} from disturbed measurements only" if tainted else "")
+        + ") -> "
+        + ", ".join(map(str, paths))
     )
     if table.missing:
         reasons = Counter(MISSING_REASONS[m.reason] for m in table.missing)

@@ -49,6 +49,7 @@ class LutEntry:
     drift_flag: bool
     disturbed: int = 0  # disturbed measurements its jobs had (re-measured, not used)
     repeat_spread: float = 0.0  # (max - min) / median of its repeat medians
+    disturbed_only: bool = False  # made of disturbed results, asked for explicitly
 
 
 @dataclass(frozen=True, order=True)
@@ -70,8 +71,12 @@ class DeviceLut:
     provenance: dict = field(default_factory=dict)
 
 
-def collect_lut(store: Store, label: str, campaign: str | None = None) -> DeviceLut:
-    """Aggregate the accepted LUT results measured for device `label`."""
+def collect_lut(
+    store: Store, label: str, campaign: str | None = None, include_disturbed: bool = False
+) -> DeviceLut:
+    """Aggregate the accepted LUT results measured for device `label`; with
+    `include_disturbed`, an entry never measured cleanly is made of its disturbed results
+    (and marked `disturbed_only`) rather than left missing."""
     target = Target(label=label)
     expected = store.targeted_items(target, "lut", campaign)
     if not expected:
@@ -80,7 +85,9 @@ def collect_lut(store: Store, label: str, campaign: str | None = None) -> Device
             + (f" in campaign {campaign}" if campaign else "")
         )
     grouped: dict[tuple[int, str], list[ItemResult]] = {}
-    for result in store.item_results(target, "lut", [campaign] if campaign else ()):
+    for result in store.item_results(
+        target, "lut", [campaign] if campaign else (), include_disturbed
+    ):
         grouped.setdefault((_resolution(result.r, result.key), result.key), []).append(result)
     every = [result for results in grouped.values() for result in results]
     campaigns = [store.campaign(c) for c in sorted({result.campaign_id for result in every})]
@@ -103,6 +110,7 @@ def collect_lut(store: Store, label: str, campaign: str | None = None) -> Device
                 any(abs(x.drift or 0.0) > DRIFT_LIMIT for x in results),
                 jobs[(r, key)].disturbed if (r, key) in jobs else 0,
                 float((medians.max() - medians.min()) / np.median(medians)),
+                all(x.disturbed for x in results),
             )
         )
     missing = sorted(
@@ -114,6 +122,7 @@ def collect_lut(store: Store, label: str, campaign: str | None = None) -> Device
         "disturbed_remeasured": sum(e.disturbed for e in entries),
         "entries_remeasured": sum(e.disturbed > 0 for e in entries),
         "missing_disturbed": sum(m.reason == "disturbed" for m in missing),
+        "disturbed_only": sum(e.disturbed_only for e in entries),
         "median_repeat_spread": float(np.median([e.repeat_spread for e in entries]))
         if entries
         else None,
@@ -231,6 +240,7 @@ def write_lut(lut: DeviceLut, folder: Path, fmt: str) -> list[Path]:
                                 "drift_flag": e.drift_flag,
                                 "disturbed": e.disturbed,
                                 "repeat_spread": e.repeat_spread,
+                                "disturbed_only": e.disturbed_only,
                             }
                             for e in entries
                         }
@@ -257,6 +267,7 @@ def write_lut(lut: DeviceLut, folder: Path, fmt: str) -> list[Path]:
                 "drift_flag",
                 "disturbed",
                 "repeat_spread",
+                "disturbed_only",
             ]
         )
         for e in lut.entries:
@@ -273,6 +284,7 @@ def write_lut(lut: DeviceLut, folder: Path, fmt: str) -> list[Path]:
                     int(e.drift_flag),
                     e.disturbed,
                     f"{e.repeat_spread:.6f}",
+                    int(e.disturbed_only),
                 ]
             )
     return [path]

@@ -156,7 +156,8 @@ class Artifact:
 
 @dataclass(frozen=True)
 class ItemResult:
-    """An accepted OK result of a campaign item, with the item it measured."""
+    """An accepted OK result of a campaign item (or, asked for, the disturbed result of a
+    job never measured cleanly), with the item it measured."""
 
     r: int | None
     key: str
@@ -166,6 +167,7 @@ class ItemResult:
     agent_id: str
     runtime_versions: str  # JSON with sorted keys: equal versions compare equal
     campaign_id: str
+    disturbed: bool = False
 
 
 @dataclass(frozen=True)

@@ -1115,15 +1115,25 @@ class Store:
         return {item: ItemJobs(states[item], disturbed[item]) for item in states}
 
     def item_results(
-        self, target: Target, kind: str, campaign_ids: Sequence[str] = ()
+        self,
+        target: Target,
+        kind: str,
+        campaign_ids: Sequence[str] = (),
+        include_disturbed: bool = False,
     ) -> list[ItemResult]:
         """The accepted OK results of items of this kind measured for `target` (by the
-        given campaigns, or any) by agents not quarantined, in the order they arrived."""
+        given campaigns, or any) by agents not quarantined, in the order they arrived. With
+        `include_disturbed`, also the disturbed results of jobs that ended `disturbed` (never
+        measured cleanly), flagged as such."""
         where, params = _item_filter(target, kind, campaign_ids)
+        taken = "(res.accepted=1 AND res.status='ok')"
+        if include_disturbed:
+            taken = f"({taken} OR (res.status='disturbed' AND j.state='disturbed'))"
         rows = self.db.execute(
             f"SELECT ci.r, ci.key, res.median_ms, res.samples, res.drift, res.agent_id, "
-            f"res.runtime_versions, cj.campaign_id FROM {_ITEM_RESULTS} WHERE {where} "
-            f"AND res.accepted=1 AND res.status='ok' AND {_TRUSTED} ORDER BY res.id",
+            f"res.runtime_versions, cj.campaign_id, res.status FROM {_ITEM_RESULTS} "
+            f"JOIN jobs j ON j.id=res.job_id WHERE {where} AND {taken} AND {_TRUSTED} "
+            "ORDER BY res.id",
             params,
         )
         return [
@@ -1136,6 +1146,7 @@ class Store:
                 row["agent_id"],
                 row["runtime_versions"],
                 row["campaign_id"],
+                row["status"] == "disturbed",
             )
             for row in rows
         ]
