@@ -100,12 +100,14 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX jobs_cooling ON jobs(not_before) WHERE not_before > 0;
     """,
     # 6: trust: the labels a token may serve (NULL: any, as every token made before), and
-    # agents quarantined for disagreeing with their peers (why, and by how much)
+    # agents quarantined for disagreeing with their peers (why, and by how much), and when
+    # one was last readmitted (its results from before are not compared again)
     """
     ALTER TABLE tokens ADD COLUMN labels TEXT;
     ALTER TABLE agents ADD COLUMN quarantined_at REAL;
     ALTER TABLE agents ADD COLUMN quarantine_reason TEXT;
     ALTER TABLE agents ADD COLUMN quarantine_ratio REAL;
+    ALTER TABLE agents ADD COLUMN readmitted_at REAL;
     """,
 ]
 _TABLES = {"tokens", "agents", "jobs", "leases", "results", "blobs"}

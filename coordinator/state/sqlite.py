@@ -383,14 +383,16 @@ class Store:
         peers: for every model (job digest and spec, the same settings) that it and
         unquarantined others measured, its median_ms (the median of its results of that
         model) over the median of theirs; the agent's ratio is the median of those, and its
-        ratio to each peer the median over the models they share."""
+        ratio to each peer the median over the models they share. A readmitted agent is
+        compared on its results since then (its old ones would quarantine it again)."""
         with self._snapshot():
             rows = self.db.execute(
                 "SELECT res.agent_id, j.model_digest, j.spec, res.median_ms, "
                 "a.quarantined_at IS NOT NULL AS quarantined FROM results res "
                 "JOIN jobs j ON j.id=res.job_id JOIN agents a ON a.id=res.agent_id "
                 "WHERE j.target_label=? AND res.accepted=1 AND res.status='ok' "
-                "AND res.median_ms > 0",
+                "AND res.median_ms > 0 "
+                "AND (a.readmitted_at IS NULL OR res.received_at >= a.readmitted_at)",
                 (label,),
             ).fetchall()
         measured: dict[tuple[str, bytes], dict[str, list[float]]] = {}
@@ -436,8 +438,8 @@ class Store:
             )
 
     def readmit_agent(self, agent_id: str) -> bool:
-        """Clear the agent's quarantine; whether it was quarantined. NotFound for an agent
-        that never registered."""
+        """Clear the agent's quarantine; whether it was quarantined. From now on its peers
+        compare it on new results only. NotFound for an agent that never registered."""
         with self.transaction():
             row = self.db.execute(
                 "SELECT quarantined_at FROM agents WHERE id=?", (agent_id,)
@@ -446,8 +448,8 @@ class Store:
                 raise NotFound(f"agent_id: no agent {agent_id!r} has registered")
             self.db.execute(
                 "UPDATE agents SET quarantined_at=NULL, quarantine_reason=NULL, "
-                "quarantine_ratio=NULL WHERE id=? AND quarantined_at IS NOT NULL",
-                (agent_id,),
+                "quarantine_ratio=NULL, readmitted_at=? WHERE id=? AND quarantined_at IS NOT NULL",
+                (time.time(), agent_id),
             )
         return row["quarantined_at"] is not None
 

@@ -82,7 +82,11 @@ def test_a_quarantined_agent_is_no_ones_peer_until_readmitted(store, digest):
     assert store.readmit_agent("c") is True
     assert store.readmit_agent("c") is False  # nothing left to clear
     assert all(a["quarantine"] is None for a in store.list_agents())
-    assert by_agent(store.peer_ratios("cpu"))["a"].peers == {"b": 1.0, "c": 4.0}
+    # readmitted, it is compared on what it measures from now on, not on what got it out
+    assert by_agent(store.peer_ratios("cpu"))["a"].peers == {"b": 1.0}
+    assert "c" not in by_agent(store.peer_ratios("cpu"))
+    measure(store, digest, "c", 0, 2.0)
+    assert by_agent(store.peer_ratios("cpu"))["a"].peers == {"b": 1.0, "c": 1.0}
     with pytest.raises(NotFound, match=r"^agent_id: no agent 'ghost' has registered"):
         store.readmit_agent("ghost")
 
