@@ -66,13 +66,16 @@ def _snapshot(store: Store) -> dict:
 
 
 def _tables(current: dict) -> None:
-    """Agents (their last errors below, where a whole line fits them), labels, campaigns."""
+    """Agents, their last errors (below the table, where a whole line fits them), labels
+    and campaigns."""
     click.echo("agents:")
     emit(current["agents"], TABLE, AGENT_COLUMNS, empty="no agents have registered")
-    for agent in current["agents"]:
-        if agent["last_error"]:
-            line = f"{agent['id']} last error: {agent['last_error']}"
-            click.echo(textwrap.fill(line, 80, initial_indent="  ", subsequent_indent="    "))
+    errors = [agent for agent in current["agents"] if agent["last_error"]]
+    if errors:
+        click.echo("\nlast errors:")
+    for agent in errors:
+        line = f"{agent['id']}: {agent['last_error']}"
+        click.echo(textwrap.fill(line, 80, initial_indent="  ", subsequent_indent="    "))
     click.echo("\nlabels:")
     emit(current["labels"], TABLE, LABEL_COLUMNS, empty="no labels")
     click.echo("\ncampaigns running:")
