@@ -17,6 +17,7 @@ from coordinator.cli.predictor import predictor
 from coordinator.cli.results import results
 from coordinator.cli.serve import serve
 from coordinator.cli.specialize import specialize
+from coordinator.cli.status import status
 from coordinator.cli.subnet import describe, export, sample
 from coordinator.cli.token import token
 from coordinator.cli.train import train
@@ -32,6 +33,7 @@ for command in (
     serve,
     token,
     devices,
+    status,
     agent,
     campaign,
     results,

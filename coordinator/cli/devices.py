@@ -18,7 +18,8 @@ def _device_summary(device: dict) -> str:
     )
 
 
-def _status(agent: dict) -> str:
+def agent_status(agent: dict) -> str:
+    """quarantined, online or offline (a quarantined agent may be either)."""
     if agent["quarantine"] is not None:
         return "quarantined"
     return "online" if agent["online"] else "offline"
@@ -33,7 +34,7 @@ def devices(db: str, fmt: str) -> None:
     quarantined agent's reason and peer ratio under `quarantine`."""
     now = time.time()
     agents = [  # online judged from the heartbeat's age
-        {**agent, "status": _status(agent)} for agent in Store(db).list_agents()
+        {**agent, "status": agent_status(agent)} for agent in Store(db).list_agents()
     ]
     columns = [
         Column("agent", "id"),

@@ -203,3 +203,38 @@ class PeerRatio:
     shared: int
     peers: dict[str, float]
     quarantined: bool
+
+
+@dataclass(frozen=True)
+class CurrentLease:
+    """A job an agent is measuring now (an active lease), as `ofa-coord status` shows it:
+    its spec tells what it measures; a campaign's job names its campaign."""
+
+    agent_id: str
+    job_id: str
+    issued_at: float
+    spec: bytes  # serialised BenchSpec
+    campaign_id: str | None
+    campaign_name: str | None
+
+
+@dataclass(frozen=True)
+class LabelQueue:
+    """The jobs meant for one device label: queued, leased, and finished since a moment."""
+
+    label: str
+    queued: int
+    leased: int
+    finished_since: int
+
+
+@dataclass(frozen=True)
+class AgentError:
+    """An agent's most recent failed or disturbed result: the failure's message, or the
+    reasons its disturbance check gave."""
+
+    agent_id: str
+    status: str  # failed or disturbed
+    message: str
+    reasons: tuple[str, ...]
+    received_at: float

@@ -54,12 +54,15 @@ from coordinator.state.rows import (
     REPORTED_AS_IS,
     RESULT_FIELDS,
     TERMINAL,
+    AgentError,
     Artifact,
     Campaign,
     CampaignItem,
     CampaignProgress,
+    CurrentLease,
     ItemJobs,
     ItemResult,
+    LabelQueue,
     LeasedJob,
     PeerRatio,
     ReportOutcome,
@@ -1170,6 +1173,54 @@ class Store:
                 record[column] = json.loads(record[column]) if record[column] else {}
             record["samples_ns"] = _samples(row["samples"]).tolist()
             yield record
+
+    # ------------------------------------------ the fleet at a glance (`ofa-coord status`)
+    def current_leases(self) -> list[CurrentLease]:
+        """Every active lease, oldest first, with its job's spec and campaign (if any)."""
+        with self._snapshot():
+            rows = self.db.execute(
+                "SELECT l.agent_id, l.job_id, l.issued_at, j.spec, c.id AS campaign_id, "
+                "c.name AS campaign_name FROM leases l JOIN jobs j ON j.id=l.job_id "
+                "LEFT JOIN campaigns c ON c.id=j.campaign WHERE l.state='active' "
+                "ORDER BY l.issued_at, l.id"
+            ).fetchall()
+        return [CurrentLease(**row) for row in rows]
+
+    def label_queue(self, since: float) -> list[LabelQueue]:
+        """Per device label with jobs queued, leased or finished since `since`: how many of
+        each. Finished counts the jobs measured to an end (done, failed, disturbed), not
+        cancelled ones, which took no device time."""
+        with self._snapshot():
+            rows = self.db.execute(
+                "SELECT target_label AS label, SUM(state='queued') AS queued, "
+                "SUM(state='leased') AS leased, "
+                "SUM(state IN ('done','failed','disturbed') AND finished_at>=?1) "
+                "AS finished_since FROM jobs WHERE target_label IS NOT NULL "
+                "AND (state IN ('queued','leased') OR finished_at>=?1) "
+                "GROUP BY target_label ORDER BY target_label",
+                (since,),
+            ).fetchall()
+        return [LabelQueue(**row) for row in rows]
+
+    def last_errors(self) -> list[AgentError]:
+        """Each agent's most recent failed or disturbed result, by agent id. (The inner scan
+        reads only the columns before the samples, never their overflow pages.)"""
+        with self._snapshot():
+            rows = self.db.execute(
+                "SELECT agent_id, status, COALESCE(message, '') AS message, evidence, "
+                "received_at FROM results WHERE id IN (SELECT MAX(id) FROM results "
+                "WHERE status IN ('failed','disturbed') GROUP BY agent_id) ORDER BY agent_id"
+            ).fetchall()
+        return [
+            AgentError(
+                row["agent_id"],
+                row["status"],
+                row["message"],
+                tuple(json.loads(row["evidence"]).get("reasons", []) if row["evidence"] else ()),
+                row["received_at"],
+            )
+            for row in rows
+        ]
 
 
 class _Transaction:
