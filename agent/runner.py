@@ -9,7 +9,6 @@ reports the drift with every result.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import statistics
@@ -24,6 +23,7 @@ import grpc
 from agent import __version__
 from agent.cache import ModelCache
 from agent.client import CALL_TIMEOUT_S, AuthError, FleetClient, Forgotten, Rejected
+from agent.describe import describe_spec
 from agent.device import device_info, peak_rss_bytes, reset_peak_rss, telemetry
 from agent.disturbance import Evidence
 from agent.link import Misconfigured, summary
@@ -87,19 +87,8 @@ def settings_from_spec(spec: pb.BenchSpec, threads: int = 1) -> BenchSettings:
 
 
 def describe_job(job: pb.Job) -> str:
-    """The job and what it measures: the LUT key, the subnet id (sha256 of the canonical
-    JSON, first 12 hex digits, as `ofa.config.SubnetConfig.id`) or the reference model."""
-    spec = job.spec
-    kind = spec.WhichOneof("implements")
-    if kind == "lut_key":
-        what = f"lut {spec.lut_key}"
-    elif kind == "subnet_config_json":
-        what = "subnet " + hashlib.sha256(spec.subnet_config_json.encode()).hexdigest()[:12]
-    elif kind == "reference":
-        what = f"reference {spec.reference}"
-    else:
-        what = f"model {spec.model_digest[:12]}"
-    return f"job {job.job_id} ({what}, attempt {job.attempt})"
+    """The job and what it measures, e.g. `job J (lut Conv-input:..., attempt 1)`."""
+    return f"job {job.job_id} ({describe_spec(job.spec)}, attempt {job.attempt})"
 
 
 class Agent:

@@ -146,6 +146,7 @@ def db_commands(db: Path, out: Path, assets_dir: Path) -> dict[str, list]:
         # the agent is not quarantined: nothing to clear, nothing written
         "agent readmit": ["agent", "readmit", "--db", db, agent],
         "devices": ["devices", "--db", db, "--format", "json"],
+        "status": ["status", "--db", db, "--format", "json"],
         "campaign status": ["campaign", "status", "--db", db, "c"],
         "campaign wait": ["campaign", "wait", "--db", db, "c", "--timeout", "1"],
         "campaign list": ["campaign", "list", "--db", db],

@@ -239,6 +239,7 @@ def test_bench_shows_the_stats_as_a_table_or_json():
 def test_the_format_option_is_spelled_the_same_everywhere():
     commands = [
         (coord, ["devices"], "table|json|csv"),
+        (coord, ["status"], "table|json"),
         (coord, ["token", "list"], "table|json|csv"),
         (coord, ["campaign", "list"], "table|json|csv"),
         (coord, ["predictor", "eval"], "table|json|csv"),

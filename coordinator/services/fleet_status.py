@@ -4,8 +4,7 @@ the state and is given `now`, so that a watch loop and tests call it alike."""
 
 from __future__ import annotations
 
-import hashlib
-
+from agent.describe import describe_spec
 from coordinator.services.campaigns import campaign_status
 from coordinator.state import AgentError, CurrentLease, Store
 from proto.ofafleet.v1 import fleet_pb2 as pb
@@ -71,23 +70,9 @@ def _job(lease: CurrentLease, now: float) -> dict:
         "job_id": lease.job_id,
         "campaign_id": lease.campaign_id,
         "campaign": lease.campaign_name,
-        "what": _what(pb.BenchSpec.FromString(lease.spec)),
+        "what": describe_spec(pb.BenchSpec.FromString(lease.spec)),
         "elapsed_s": max(0.0, now - lease.issued_at),
     }
-
-
-def _what(spec: pb.BenchSpec) -> str:
-    """What a job measures, named as the agent's log names it (agent.runner.describe_job):
-    the LUT key, the subnet id (first 12 hex digits of the sha256 of its canonical JSON,
-    as SubnetConfig.id) or the reference model."""
-    kind = spec.WhichOneof("implements")
-    if kind == "lut_key":
-        return f"lut {spec.lut_key}"
-    if kind == "subnet_config_json":
-        return "subnet " + hashlib.sha256(spec.subnet_config_json.encode()).hexdigest()[:12]
-    if kind == "reference":
-        return f"reference {spec.reference}"
-    return f"model {spec.model_digest[:12]}"
 
 
 def _error(error: AgentError) -> str:
