@@ -216,6 +216,7 @@ def test_two_agents_on_one_host_keep_apart_without_cache_dir(fleet):
             str(token),
             "--label",
             "cpu",
+            "--no-disturbance-check",  # two agents on the suite's cores disturb each other
             env={"HOME": str(home)},
         )
     wait_for(lambda: len(fleet.store.list_agents()) == 2, 60, "both agents to register")

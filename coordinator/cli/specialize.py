@@ -160,6 +160,7 @@ def specialize(
     folder = Path(out)
     if verify_on_device and not label:
         raise click.UsageError("--verify measures on a device: give --db and --device")
+    store = Store(db) if verify_on_device else None  # a bad database fails before the search
     accuracy = AccuracyPredictor.load(acc_predictor)
     supernet = None
     if supernet_path:
@@ -188,10 +189,10 @@ def specialize(
         )
     rows = [{"scenario": scenario.name, **choice.row()} for scenario, choice in table]
     columns = CHOSEN_COLUMNS[0 if scenarios_file else 1 :]
-    if verify_on_device:
+    if store is not None:
         with ProgressReport() as progress:
             verified = verify(
-                Store(db),
+                store,
                 label,
                 [choice for _, choice in table],
                 folder,
