@@ -71,11 +71,13 @@ def test_judgment_follows_the_limits():
 
 
 # How far a clean result may be from a quiet measurement of the same model in another
-# process. Clean 2-thread medians of one model moved by up to 15% between processes minutes
-# apart on the 2-vCPU VMs this suite runs on, with no CPU wait or steal to show for it (what
-# the host does with the VM's cores is invisible inside); a result taken beside the hogs is
-# 2-5x the quiet one. The benchmark bench/disturbance.py reports the distribution.
-CLEAN_TOLERANCE = 0.25
+# process. Clean 2-thread medians of one 3-7 ms subnet moved by up to 27% between processes
+# a few seconds apart on the 2-vCPU VMs this suite runs on (+-7 to +-14% around their
+# median), and one measured right after the hogs stopped was 31% slow, with no CPU wait or
+# steal to show for it: what the host does with the VM's cores is invisible inside. A
+# result taken beside the hogs is 2-5x the quiet one.
+# bench/disturbance.py and bench/noise_floor.py report the distributions.
+CLEAN_TOLERANCE = 0.35
 
 
 def test_a_campaign_under_load_is_measured_again_once_the_load_is_gone(tmp_path, hogs):
@@ -84,8 +86,8 @@ def test_a_campaign_under_load_is_measured_again_once_the_load_is_gone(tmp_path,
     and every accepted result is clean and close to a quiet measurement of its model."""
     fleet = Fleet(tmp_path)
     try:
-        fleet.start_server(extra=("--remeasure-cooldown", "0.5"))
-        models = [("reference", REFERENCE), ("subnet", small_subnet())]
+        fleet.start_server(extra=("--remeasure-cooldown", "2"))
+        models = subnets()
         options = BenchOptions(
             threads=2, warmup_runs=5, min_runs=20, min_time_s=0.2, max_time_s=1.0
         )
@@ -97,6 +99,7 @@ def test_a_campaign_under_load_is_measured_again_once_the_load_is_gone(tmp_path,
         quiet_from = time.time()
         fleet.wait_done(jobs, timeout=120)
         results = {j: fleet.store.results(j) for j in jobs}
+        digests = {j: fleet.store.job(j)["model_digest"] for j in jobs}
         disturbed = _disturbed(fleet, jobs)
         agent_log = fleet.agent_log("busy")
     finally:
@@ -110,8 +113,10 @@ def test_a_campaign_under_load_is_measured_again_once_the_load_is_gone(tmp_path,
         quiet = _quiet_median_ms(model)
         for job_id in jobs:
             (accepted,) = [r for r in results[job_id] if r["accepted"]]
-            if fleet.store.job(job_id)["model_digest"] == _digest(model):
-                assert json.loads(accepted["evidence"])["reasons"] == []
+            if digests[job_id] == _digest(model):
+                evidence = json.loads(accepted["evidence"])
+                assert "reasons" not in evidence  # clean: no reason to doubt it
+                assert evidence["cpu_wait"] <= DisturbanceLimits().cpu_wait
                 assert abs(accepted["median_ms"] / quiet - 1) <= CLEAN_TOLERANCE, (
                     name,
                     accepted["median_ms"],
@@ -120,13 +125,19 @@ def test_a_campaign_under_load_is_measured_again_once_the_load_is_gone(tmp_path,
     assert "disturbed: cpu_wait" in agent_log
 
 
-def small_subnet() -> bytes:
-    """The smallest subnet at 160 px: a few milliseconds, like a typical subnet job."""
+def subnets() -> list[tuple[str, bytes]]:
+    """Two subnets of 3-7 ms with 2 threads, like typical subnet jobs. (A 0.6 ms model's
+    clean medians moved by up to 36% between processes here: too noisy to judge against.)"""
     from ofa.config import SubnetConfig
     from ofa.nn.export import export_subnet
     from tests.models import randomized_supernet
 
-    return export_subnet(randomized_supernet(1.0, seed=0), SubnetConfig.smallest(r=160)).onnx
+    supernet = randomized_supernet(1.0, seed=0)
+    configs = {
+        "smallest@224": SubnetConfig.smallest(r=224),
+        "largest@128": SubnetConfig.largest(r=128),
+    }
+    return [(name, export_subnet(supernet, config).onnx) for name, config in configs.items()]
 
 
 def _digest(model: bytes) -> str:
