@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 
 from agent.disturbance import DisturbanceLimits, Evidence, Monitor
-from agent.pinning import choose_cores, ort_affinities, pinned
+from agent.pinning import claimed_cores, ort_affinities, pinned
 from agent.stats import median_ci, summarize
 
 __all__ = [
@@ -265,7 +265,10 @@ def measure(
     """Load `model` in `settings.runtime` and time it. `cancelled` is polled between blocks
     of runs; when it turns true the measurement ends with stop_reason 'cancelled'. The
     timed runs are watched for disturbance, judged by `limits`."""
-    with pinned(choose_cores(settings.threads) if settings.pin_cores else ()) as cores:
+    with (
+        claimed_cores(settings.threads if settings.pin_cores else 0) as claimed,
+        pinned(claimed) as cores,
+    ):
         return _measure(model, settings, input_shapes, cancelled, limits, cores)
 
 

@@ -3,27 +3,56 @@
 A thread the scheduler moves between cores loses its caches and lands on whichever core is
 free, fast or slow (big.LITTLE phones); nn-Meter's maintainers and TFLite's benchmark tool
 both pin. The measuring (calling) thread goes on the first chosen core and each onnxruntime
-pool thread on one of the others. The last cores are chosen: the OS tends to serve
-interrupts on the first ones.
+pool thread on one of the others. The last free cores are chosen: the OS tends to serve
+interrupts on the first ones, and another agent of the host may hold some.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
-__all__ = ["choose_cores", "pinned", "ort_affinities"]
+__all__ = ["claimed_cores", "pinned", "ort_affinities", "LOCKS"]
+
+# One lock file per core, shared by every agent of the host (and across users: mode 777)
+LOCKS = Path(tempfile.gettempdir()) / "ofa-agent-cores"
 
 
-def choose_cores(threads: int) -> tuple[int, ...]:
-    """The cores `threads` measuring threads are pinned to; () where the OS cannot pin or
-    the process may use fewer cores than that."""
+@contextlib.contextmanager
+def claimed_cores(threads: int) -> Iterator[tuple[int, ...]]:
+    """The cores `threads` measuring threads are pinned to while the block runs, held
+    against the other agents (and `ofa-agent bench` runs) of this host by a lock file per
+    core: each takes the last free ones, so two agents on one host never share a core. ()
+    where the OS cannot pin, or fewer than `threads` of the process's cores are free."""
     try:
         allowed = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # macOS has no affinity call
-        return ()
-    return tuple(allowed[-threads:]) if len(allowed) >= threads else ()
+        yield ()
+        return
+    with contextlib.ExitStack() as held:
+        cores: list[int] = []
+        for core in reversed(allowed):
+            if len(cores) == threads:
+                break
+            if _lock(held, core):
+                cores.append(core)
+        yield tuple(sorted(cores)) if len(cores) == threads else ()
+
+
+def _lock(held: contextlib.ExitStack, core: int) -> bool:
+    """Take core's lock file without waiting (released when `held` closes or the process
+    dies); False when another process holds it or the lock folder cannot be used."""
+    try:
+        LOCKS.mkdir(mode=0o777, exist_ok=True)
+        handle = held.enter_context(open(LOCKS / f"core{core}.lock", "a"))
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

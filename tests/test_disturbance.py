@@ -16,6 +16,7 @@ import pytest
 
 from agent.disturbance import DisturbanceLimits, Monitor
 from agent.measure import BenchSettings, measure
+from agent.pinning import claimed_cores
 from coordinator.services.jobs import BenchOptions
 from tests.fleet import Fleet, small_models, wait_for
 
@@ -183,3 +184,16 @@ def test_pinning_and_cooldown_are_recorded_and_can_be_switched_off(tmp_path):
     assert conditions["pinned"]["pinned_cores"] == [sorted(os.sched_getaffinity(0))[-1]]
     assert conditions["pinned"]["cooldown_s"] >= 0
     assert conditions["free"] == {"pinned_cores": [], "cooldown_s": 0.0}
+
+
+def test_agents_of_one_host_claim_different_cores():
+    """Two measurements at once (two agents of one host) never get one core; with every core
+    held, a third is not pinned at all rather than pinned onto a busy core."""
+    allowed = sorted(os.sched_getaffinity(0))
+    with claimed_cores(1) as first, claimed_cores(1) as second:
+        assert first == (allowed[-1],)
+        assert second == ((allowed[-2],) if len(allowed) > 1 else ())
+    with claimed_cores(len(allowed)) as every, claimed_cores(1) as none:
+        assert every == tuple(allowed) and none == ()
+    with claimed_cores(1) as again:
+        assert again == (allowed[-1],)  # released with the blocks above

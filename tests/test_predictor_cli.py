@@ -23,6 +23,7 @@ from ofa.lut import LatencyTable
 from ofa.metrics import kendall_tau
 from tests.fleet import QUICK_FLAGS, Fleet
 from tests.test_campaigns import campaign_id, cli
+from tests.test_cli_output import stdout
 
 HELD_OUT_EVERY = 3  # README: a third of the subnets, by id, is never trained on
 
@@ -165,7 +166,8 @@ def test_train_eval_and_predict_for_a_device(measured, db, tmp_path):
     config = SubnetConfig.smallest(r=64)
     (tmp_path / "c.json").write_text(config.to_json())
     (predicted,) = json.loads(
-        cli(
+        stdout(
+            coord,
             "predictor",
             "predict",
             "--db",
@@ -214,7 +216,8 @@ def test_transfer_to_a_new_device_from_k_measurements(measured, db, tmp_path):
     printed = {
         record["id"]: record["latency_ms"]
         for record in json.loads(
-            cli(
+            stdout(
+                coord,
                 "predictor",
                 "predict",
                 "--db",
@@ -239,7 +242,8 @@ def test_transfer_to_a_new_device_from_k_measurements(measured, db, tmp_path):
     assert abs(residuals.sum()) <= 1e-6 * measured_fitted.sum()
     # ... which rescales the source and so keeps its ranking of the held-out subnets.
     report, _ = json.loads(  # transfer's record, then the noise floor's
-        cli(
+        stdout(
+            coord,
             "predictor",
             "eval",
             "--db",
