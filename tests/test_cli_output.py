@@ -11,25 +11,18 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from agent.cli import main as agent_main
 from coordinator.cli.app import main as coord
 from coordinator.state import Store
 from ofa.config import SubnetConfig, sample_configs
+from tests.cli_output import stdout
 from tests.fleet import QUICK_FLAGS
 from tests.test_accuracy_training import pairs_file  # noqa: F401 (a fixture)
 from tests.test_campaigns import cli
 from tests.test_predictor_cli import db, measured  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def stdout(main, *args) -> str:
-    """The command's stdout alone (what a program reading JSON or CSV gets)."""
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.stdout
 
 
 def parse_table(text: str) -> list[dict[str, str]]:

@@ -21,9 +21,9 @@ from ofa.config import SubnetConfig
 from ofa.latency_model import load_predictor
 from ofa.lut import LatencyTable
 from ofa.metrics import kendall_tau
+from tests.cli_output import stdout
 from tests.fleet import QUICK_FLAGS, Fleet
 from tests.test_campaigns import campaign_id, cli
-from tests.test_cli_output import stdout
 
 HELD_OUT_EVERY = 3  # README: a third of the subnets, by id, is never trained on
 
