@@ -16,10 +16,9 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["claimed_cores", "pinned", "ort_affinities", "LOCKS"]
+__all__ = ["claimed_cores", "pinned", "ort_affinities"]
 
-# One lock file per core, shared by every agent of the host (and across users: mode 777)
-LOCKS = Path(tempfile.gettempdir()) / "ofa-agent-cores"
+LOCKS = "ofa-agent-cores"  # in the temporary folder: one lock file per core, host-wide
 
 
 @contextlib.contextmanager
@@ -46,9 +45,10 @@ def claimed_cores(threads: int) -> Iterator[tuple[int, ...]]:
 def _lock(held: contextlib.ExitStack, core: int) -> bool:
     """Take core's lock file without waiting (released when `held` closes or the process
     dies); False when another process holds it or the lock folder cannot be used."""
-    try:
-        LOCKS.mkdir(mode=0o777, exist_ok=True)
-        handle = held.enter_context(open(LOCKS / f"core{core}.lock", "a"))
+    try:  # the temporary folder is found (and may be missing) only when needed
+        folder = Path(tempfile.gettempdir()) / LOCKS
+        folder.mkdir(mode=0o777, exist_ok=True)
+        handle = held.enter_context(open(folder / f"core{core}.lock", "a"))
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return False

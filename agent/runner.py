@@ -118,6 +118,7 @@ class Agent:
         self._reference_medians: list[float] = []
         self._jobs_since_reference = 0
         self._reference_at = 0.0
+        self._drift_cooled = False  # this reference check's drift was cooled down for
 
     # ----------------------------------------------------------------- lifecycle
     def request_stop(self) -> None:
@@ -321,15 +322,17 @@ class Agent:
         return self.cache.put(digest, data)
 
     def _cool_down(self) -> float:
-        """Wait while the device reports heat (`hot_c` or more) or the reference model runs
-        more than DRIFT_LIMIT slower than its baseline, checking every COOLDOWN_STEP_S, for
-        at most COOLDOWN_MAX_S. Returns the seconds waited."""
+        """Wait while the device reports heat (`hot_c` or more), checking every
+        COOLDOWN_STEP_S for at most COOLDOWN_MAX_S; and once per reference check that found
+        the reference model more than DRIFT_LIMIT slower than its baseline, one step, after
+        which it is measured again. (Looping on drift would idle a device whose reference
+        is merely noisy.) Returns the seconds waited."""
         waited = 0.0
         while waited < COOLDOWN_MAX_S and not self.stop.is_set():
             temperature = telemetry().get("temperature_c")
             hot = temperature is not None and temperature >= self.config.hot_c
             drift = self._drift.drift if self._drift is not None else 0.0
-            drifted = drift > DRIFT_LIMIT
+            drifted = drift > DRIFT_LIMIT and not self._drift_cooled
             if not (hot or drifted):
                 break
             log.info(
@@ -341,6 +344,7 @@ class Agent:
             waited += COOLDOWN_STEP_S
             if drifted:
                 self._check_reference()
+                self._drift_cooled = True  # until the next periodic check
         return waited
 
     # ------------------------------------------------------------ drift reference
@@ -365,6 +369,7 @@ class Agent:
         )
         self._jobs_since_reference = 0
         self._reference_at = time.monotonic()
+        self._drift_cooled = False
         log.debug("reference model: %.3f ms (drift %+.1f%%)", median, 100 * self._drift.drift)
 
 

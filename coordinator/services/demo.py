@@ -98,7 +98,9 @@ def run_demo(
     with contextlib.ExitStack() as logs:
         server, address = start_server(
             folder / "fleet.db",
-            args=["-v"],
+            # a disturbed measurement (the demo's own processes share the cores) is taken
+            # again after 1 s: a fleet's 10 s default would idle a short demo
+            args=["-v", "--remeasure-cooldown", "1"],
             log=logs.enter_context(open(folder / "coordinator.log", "ab")),
         )
         agents = []
