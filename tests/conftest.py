@@ -1,12 +1,14 @@
-"""Shared fixtures: paths to the OFA authors' assets and small helpers for real models."""
+"""Shared fixtures: the OFA authors' assets, a fleet per test, and one fleet's real
+measurements that several files read."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.fleet import Fleet
+from tests.fleet import Fleet, run_campaign
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT.parent / "shared" / "ofa-assets"
@@ -28,3 +30,35 @@ def fleet(tmp_path) -> Fleet:
     fleet.start_server()
     yield fleet
     fleet.close()
+
+
+@pytest.fixture(scope="session")
+def measured(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A fleet that measured `cpu` (LUT and 15 subnets) and `cpu2` (9 subnets, 2 threads),
+    twice each: the database and {label: campaign id}. Measured once per session; tests
+    read it through `db`, their own copy."""
+    fleet = Fleet(tmp_path_factory.mktemp("measured"))
+    fleet.start_server()
+    fleet.start_agent("a", labels=("cpu",))
+    fleet.start_agent("b", labels=("cpu2",), extra=("--threads", "2"))
+    fleet.agent_id("a"), fleet.agent_id("b")
+    campaigns = {}
+    for label, workload, count in (("cpu", "lut+random", 15), ("cpu2", "random", 9)):
+        campaigns[label] = run_campaign(
+            fleet.db,
+            *("--name", label, "--workload", workload, "--count", count),
+            *("--resolutions", 64, "--seed", 3),
+            label=label,
+        )
+    fleet.stop_server()
+    fleet.close()  # its agents too: nothing measures for the rest of the session
+    return fleet.db, campaigns
+
+
+@pytest.fixture
+def db(measured, tmp_path) -> Path:
+    """This test's own copy of the measured database."""
+    copy = tmp_path / "fleet.db"
+    with sqlite3.connect(measured[0]) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    return copy

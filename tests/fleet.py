@@ -3,6 +3,7 @@ loopback, a real SQLite file, real exported models. Everything started is killed
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -15,7 +16,9 @@ from coordinator.services.jobs import BenchOptions, enqueue_model
 from coordinator.services.local import start_agent, start_server
 from coordinator.state import TERMINAL, BlobStore, Store
 from ofa.config import SubnetConfig
-from ofa.nn.export import export_lut_entries
+from ofa.nn.export import export_lut_entry
+from ofa.plan import layer_plan
+from tests.cli_output import campaign_id, cli
 
 BIN = Path(sys.executable).parent
 QUICK = BenchOptions(
@@ -33,6 +36,17 @@ QUICK_FLAGS = (
 ).split()
 
 
+def run_campaign(db: Path, *args, label: str = "cpu") -> str:
+    """Create and start a campaign of quick measurements for `label`, wait until it is
+    done; its id."""
+    created = cli(
+        "campaign", "create", "--db", db, "--label", label, *QUICK_FLAGS, *args, "--start"
+    )
+    cid = campaign_id(created)
+    cli("campaign", "wait", "--db", db, cid, "--timeout", "300", "--interval", "0.2")
+    return cid
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.1):
     """Poll until `predicate()` is truthy; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -46,8 +60,14 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: 
 
 def small_models(count: int, r: int = 64) -> list[tuple[str, bytes]]:
     """(LUT key, ONNX bytes) of the first `count` LUT entries of a small subnet."""
-    entries = list(export_lut_entries(SubnetConfig.largest(r=r)).items())
-    return [(key, artifact.onnx) for key, artifact in entries[:count]]
+    return list(_lut_models(count, r))
+
+
+@functools.cache
+def _lut_models(count: int, r: int) -> tuple[tuple[str, bytes], ...]:
+    """Exported once per test session: export is deterministic."""
+    specs = {spec.lut_key: spec for spec in layer_plan(SubnetConfig.largest(r=r))}
+    return tuple((key, export_lut_entry(spec).onnx) for key, spec in list(specs.items())[:count])
 
 
 class Fleet:

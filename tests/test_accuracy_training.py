@@ -19,7 +19,7 @@ from ofa.nn.accuracy_training import (
     held_out,
     read_accuracy_pairs,
 )
-from tests.test_campaigns import cli
+from tests.cli_output import cli
 
 NOISE = 0.002  # 0.2 top-1 points, about the spread of one ImageNet evaluation
 

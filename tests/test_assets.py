@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from coordinator.services.assets import PINNED, sha256_of
-from tests.test_campaigns import cli
+from tests.cli_output import cli
 
 
 @pytest.fixture

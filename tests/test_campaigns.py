@@ -21,18 +21,9 @@ from coordinator.services.results_export import campaign_results
 from ofa.config import SubnetConfig, sample_configs
 from ofa.lut import LatencyTable
 from ofa.plan import lut_keys, space_lut_specs
-from tests.fleet import QUICK_FLAGS, Fleet, kill9, wait_for
+from tests.cli_output import campaign_id, cli
+from tests.fleet import QUICK_FLAGS, Fleet, kill9, run_campaign, wait_for
 from tests.oracle import run_reference
-
-
-def cli(*args, expect: int = 0) -> str:
-    result = CliRunner().invoke(coord, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == expect, result.output
-    return result.output
-
-
-def campaign_id(output: str) -> str:
-    return output.split("campaign ", 1)[1].split()[0]
 
 
 @pytest.fixture(scope="module")
@@ -46,18 +37,9 @@ def fleet(tmp_path_factory):
     fleet.close()
 
 
-def run_campaign(fleet: Fleet, *args, label: str = "cpu") -> str:
-    created = cli(
-        "campaign", "create", "--db", fleet.db, "--label", label, *QUICK_FLAGS, *args, "--start"
-    )
-    cid = campaign_id(created)
-    cli("campaign", "wait", "--db", fleet.db, cid, "--timeout", "300", "--interval", "0.2")
-    return cid
-
-
 def test_lut_campaign_gives_a_complete_table_the_reference_reads(fleet, tmp_path):
     cid = run_campaign(
-        fleet,
+        fleet.db,
         "--name",
         "lut64",
         "--workload",
@@ -130,7 +112,7 @@ def assert_drift_derived_from_the_reference_checks(fleet: Fleet, cid: str, table
 
 def test_random_campaign_measures_each_subnet_twice_on_each_device(fleet, tmp_path):
     cid = run_campaign(
-        fleet,
+        fleet.db,
         "--name",
         "rand",
         "--workload",
@@ -166,7 +148,7 @@ def test_random_campaign_measures_each_subnet_twice_on_each_device(fleet, tmp_pa
     assert any(r["kind"] == "reference" for r in rows)
     artifacts = fleet.store.db.execute("SELECT COUNT(*) FROM artifacts").fetchone()[0]
     again = run_campaign(
-        fleet,
+        fleet.db,
         "--name",
         "rand again",
         "--workload",
@@ -193,7 +175,7 @@ def test_configs_campaign_reads_jsonl_and_published_net_configs(fleet, tmp_path,
     listing = tmp_path / "subnets.jsonl"
     listing.write_text("\n".join(c.to_json() for c in configs))
     cid = run_campaign(
-        fleet,
+        fleet.db,
         "--name",
         "cfg",
         "--workload",
@@ -220,7 +202,7 @@ def test_configs_campaign_reads_jsonl_and_published_net_configs(fleet, tmp_path,
     assert keys == {c.to_json() for c in configs}
     net = assets / "ofa_specialized/LG-G8_lat-8ms_top1-71.1_finetune-25/net.config"
     cid = run_campaign(
-        fleet,
+        fleet.db,
         "--name",
         "net",
         "--workload",
@@ -313,7 +295,7 @@ def test_a_partial_lut_lists_what_is_missing_and_never_writes_it(fleet, tmp_path
     """r=48 measured in full, then a campaign at 48 and 56 px cancelled as soon as it starts:
     the r=56 entries it never measured are missing from the device's LUT."""
     run_campaign(
-        fleet,
+        fleet.db,
         "--name",
         "full48",
         "--workload",

@@ -16,11 +16,9 @@ from agent.cli import main as agent_main
 from coordinator.cli.app import main as coord
 from coordinator.state import Store
 from ofa.config import SubnetConfig, sample_configs
-from tests.cli_output import stdout
+from tests.cli_output import cli, stdout
 from tests.fleet import QUICK_FLAGS
 from tests.test_accuracy_training import pairs_file  # noqa: F401 (a fixture)
-from tests.test_campaigns import cli
-from tests.test_predictor_cli import db, measured  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -169,7 +167,7 @@ def test_accuracy_eval_table_and_json_agree(assets, pairs_file):  # noqa: F811
     assert float(row["Kendall tau"]) == pytest.approx(record["kendall_tau"], abs=5e-4)
 
 
-def test_predictor_eval_and_predict_formats_agree(db, tmp_path):  # noqa: F811
+def test_predictor_eval_and_predict_formats_agree(db, tmp_path):
     cli("predictor", "train", "--db", db, "--device", "cpu", "--kind", "lut-ridge")
     records, table, _ = three_formats(coord, "predictor", "eval", "--db", db, "--device", "cpu")
     assert [r["predictor"] for r in records] == [r["predictor"] for r in table]

@@ -13,9 +13,8 @@ import pytest
 
 from coordinator.cli.app import main as coord
 from ofa.config import SubnetConfig
-from tests.cli_output import stdout
+from tests.cli_output import campaign_id, cli, stdout
 from tests.fleet import BIN, QUICK_FLAGS, Fleet, wait_for
-from tests.test_campaigns import campaign_id, cli
 from tests.test_cli_output import parse_table
 
 # Few subnets (each costs an export) measured many times, each for at least MIN_TIME_S: the

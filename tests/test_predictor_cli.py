@@ -1,13 +1,13 @@
 """`ofa-coord predictor train|eval|predict` on real measurements from a real fleet.
 
-The fleet measures once per module; each test works on its own copy of the database (the
-predictors are stored beside it), so the tests run alone and in any order. The checks
+The fleet measures once per session (`measured` in conftest.py); each test works on its own
+copy of the database (the predictors are stored beside it), so the tests run alone and in any
+order. The checks
 recompute what the commands print from the campaigns' raw results, exported separately."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -21,58 +21,9 @@ from ofa.config import SubnetConfig
 from ofa.latency_model import load_predictor
 from ofa.lut import LatencyTable
 from ofa.metrics import kendall_tau
-from tests.cli_output import stdout
-from tests.fleet import QUICK_FLAGS, Fleet
-from tests.test_campaigns import campaign_id, cli
+from tests.cli_output import cli, stdout
 
 HELD_OUT_EVERY = 3  # README: a third of the subnets, by id, is never trained on
-
-
-@pytest.fixture(scope="module")
-def measured(tmp_path_factory):
-    """A fleet that measured `cpu` (LUT and 15 subnets) and `cpu2` (9 subnets), twice each;
-    yields the database and {label: subnet campaign id}."""
-    fleet = Fleet(tmp_path_factory.mktemp("predictors"))
-    fleet.start_server()
-    fleet.start_agent("a", labels=("cpu",))
-    fleet.start_agent("b", labels=("cpu2",), extra=("--threads", "2"))
-    fleet.agent_id("a"), fleet.agent_id("b")
-    campaigns = {}
-    for args in (
-        ["--label", "cpu", "--workload", "lut+random", "--count", "15"],
-        ["--label", "cpu2", "--workload", "random", "--count", "9"],
-    ):
-        cid = campaign_id(
-            cli(
-                "campaign",
-                "create",
-                "--db",
-                fleet.db,
-                "--name",
-                args[1],
-                *QUICK_FLAGS,
-                "--resolutions",
-                "64",
-                "--seed",
-                "3",
-                *args,
-                "--start",
-            )
-        )
-        cli("campaign", "wait", "--db", fleet.db, cid, "--timeout", "300", "--interval", "0.2")
-        campaigns[args[1]] = cid
-    fleet.stop_server()
-    yield fleet.db, campaigns
-    fleet.close()
-
-
-@pytest.fixture
-def db(measured, tmp_path) -> Path:
-    """This test's own copy of the measured database."""
-    copy = tmp_path / "fleet.db"
-    with sqlite3.connect(measured[0]) as source, sqlite3.connect(copy) as target:
-        source.backup(target)
-    return copy
 
 
 def repeat_medians(db: Path, campaign: str) -> dict[str, list[float]]:

@@ -184,8 +184,8 @@ def test_scenarios_run_many_budgets_and_sources_into_one_table(assets, tmp_path)
 def test_verify_measures_the_chosen_subnet_on_the_device(assets, tmp_path):
     from ofa.latency_model import load_predictor
     from ofa.search import fastest_configs
+    from tests.cli_output import campaign_id, cli
     from tests.fleet import QUICK_FLAGS, Fleet
-    from tests.test_campaigns import campaign_id, cli
 
     fleet = Fleet(tmp_path / "fleet")
     fleet.folder.mkdir()

@@ -3,7 +3,7 @@ campaigns and devices. Building needs torch; everything else in the coordinator 
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from importlib import resources
 
@@ -18,6 +18,34 @@ __all__ = ["Item", "ArtifactBuilder", "REFERENCE_KEY"]
 REFERENCE_KEY = "agent-reference"
 RANDOM_WEIGHTS = "seed0"  # latency does not depend on weight values
 KIND_NAMES = {"lut": "LUT entries", "subnet": "subnets", "reference": "reference"}
+EXPORTED_CACHE_BYTES = 512 * 2**20
+
+
+class _Exported:
+    """The models this process exported, newest kept, up to `limit` bytes in all. Export is
+    deterministic, so a process that builds for several databases (the demo, a notebook, a
+    test session) exports each model once; a database's own cache (`Store.cached_artifact`)
+    serves its later campaigns and other processes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.size = limit, 0
+        self.models: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+
+    def get(self, key: tuple[str, str, str]) -> bytes | None:
+        if key in self.models:
+            self.models.move_to_end(key)
+        return self.models.get(key)
+
+    def put(self, key: tuple[str, str, str], model: bytes) -> None:
+        if key in self.models or len(model) > self.limit:
+            return
+        self.models[key] = model
+        self.size += len(model)
+        while self.size > self.limit:
+            self.size -= len(self.models.popitem(last=False)[1])
+
+
+_EXPORTED = _Exported(EXPORTED_CACHE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -50,7 +78,6 @@ class ArtifactBuilder:
     def __init__(self, store: Store, blobs: BlobStore) -> None:
         self.store, self.blobs = store, blobs
         self._supernets: dict[float, object] = {}
-        self.exported = 0
 
     def build_all(self, items: list[Item], progress: OnProgress = quiet) -> list[tuple[str, list]]:
         """Each item's model, in order. Exporting takes seconds a model, so `progress` hears
@@ -83,12 +110,15 @@ class ArtifactBuilder:
         cached = self.cached(item)
         if cached is not None:
             return cached
-        model = self._export(item)
+        key = (item.kind, item.key, self._weights(item))
+        model = _EXPORTED.get(key)
+        if model is None:
+            model = self._export(item)
+            _EXPORTED.put(key, model)
         inputs = model_inputs(model)
         digest = self.blobs.put(model)
         artifact = Artifact(digest, inputs)
         self.store.cache_artifact(item.kind, item.key, self._weights(item), artifact)
-        self.exported += 1
         return digest, inputs
 
     @staticmethod

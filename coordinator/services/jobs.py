@@ -10,8 +10,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
-import onnx
-
 from agent.measure import RUNTIMES
 from coordinator.state import BlobStore, Store
 from ofa.config import show
@@ -101,6 +99,8 @@ class BenchOptions:
 
 def model_inputs(model: bytes) -> list[tuple[str, list[int]]]:
     """(name, static shape) of each graph input; a file that is not ONNX is refused."""
+    import onnx  # here: importing it costs about a second, which every CLI command would pay
+
     try:
         proto = onnx.load_from_string(model)
     except Exception as exc:  # onnx raises DecodeError and friends

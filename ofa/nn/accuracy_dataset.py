@@ -20,7 +20,7 @@ import torch
 from ofa.config import SubnetConfig, sample_configs
 from ofa.nn.bn_calibration import recalibrate_bn
 from ofa.nn.checkpoint import load_supernet
-from ofa.nn.data import ImageSet, Splits, fixed_indices
+from ofa.nn.data import ImageSet, Splits, fixed_indices, place
 from ofa.nn.supernet import OFAMobileNetV3
 
 __all__ = ["subnet_accuracy", "build_accuracy_dataset", "CALIBRATION_IMAGES", "BATCH_SIZE"]
@@ -34,7 +34,7 @@ def _batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for start in range(0, len(indices), batch_size):
         images, labels = data.batch(indices[start : start + batch_size], resolution)
-        yield images.to(device), labels.to(device)
+        yield place(images, device), labels.to(device)
 
 
 @torch.no_grad()
@@ -48,7 +48,7 @@ def subnet_accuracy(
 ) -> float:
     """Top-1 (fraction) of `config` on the validation split, after BN recalibration on the
     training images `calibration`. The supernet is left untouched."""
-    net = supernet.get_active_subnet(config).to(device)
+    net = place(supernet.get_active_subnet(config), device)
     recalibrate_bn(
         net,
         (images for images, _ in _batches(data.train, calibration, config.r, batch_size, device)),

@@ -39,7 +39,7 @@ from ofa.config import SubnetConfig
 from ofa.nn.accuracy_dataset import subnet_accuracy
 from ofa.nn.channel_sort import sort_channels
 from ofa.nn.checkpoint import load_checkpoint, load_supernet
-from ofa.nn.data import Splits, fixed_indices, step_indices
+from ofa.nn.data import Splits, fixed_indices, place, step_indices
 from ofa.nn.supernet import OFAMobileNetV3
 from ofa.schedule import Chain, Phase, learning_rate
 
@@ -287,14 +287,14 @@ def _start(
     resumed = _resume_state(path, phase, model.width, steps, n_classes)
     if resumed is not None:
         model.load_state_dict(resumed["state_dict"])
-        model.to(device)  # first: the optimizer state follows its parameters' device
+        place(model, device)  # first: the optimizer state follows its parameters' device
         optimizer.load_state_dict(resumed["optimizer"])
         return model, optimizer, resumed["step"]
     if init is not None:
         load_checkpoint(model, init)
     if phase.sort_channels:
         sort_channels(model, phase.kept_expand_ratios)
-    return model.to(device), optimizer, 0
+    return place(model, device), optimizer, 0
 
 
 def train_phase(
@@ -330,7 +330,7 @@ def train_phase(
         say(f"[{phase.name}] resuming {path} at step {start}/{steps}")
     soft_teacher = None
     if teacher is not None and phase.kd_ratio > 0 and start < stop:
-        soft_teacher = teacher_network(load_supernet(teacher)).to(device)
+        soft_teacher = place(teacher_network(load_supernet(teacher)), device)
     if processes.is_main:
         out.mkdir(parents=True, exist_ok=True)
     model.train()
@@ -348,7 +348,8 @@ def train_phase(
         indices = step_indices(
             len(data.train), step, phase.batch_size, phase.seed, processes.rank, processes.world
         )
-        images, labels = (t.to(device) for t in data.train.batch(indices, resolution))
+        images, labels = data.train.batch(indices, resolution)
+        images, labels = place(images, device), labels.to(device)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(
                 random.Random(f"{phase.seed}/{step}/{processes.rank}").getrandbits(63)
