@@ -97,8 +97,11 @@ def _onnxruntime() -> tuple[str | None, list[str] | None]:
     return ort.__version__, probe(ort.get_available_providers)
 
 
-def _torch() -> tuple[str | None, str | None]:
-    """torch and CUDA, only if torch is installed (the agent never needs it)."""
+def _torch(with_torch: bool) -> tuple[str | None, str | None]:
+    """torch and CUDA, only if the agent runs torch jobs and torch is installed. Importing
+    torch takes seconds, which an agent that never runs it should not pay at every start."""
+    if not with_torch:
+        return None, None
     try:
         if importlib.util.find_spec("torch") is None:
             return None, None
@@ -109,10 +112,11 @@ def _torch() -> tuple[str | None, str | None]:
     return torch.__version__, cuda
 
 
-def device_info() -> dict[str, Any]:
-    """Fields of the protocol's DeviceInfo; absent keys mean the probe failed."""
+def device_info(with_torch: bool = True) -> dict[str, Any]:
+    """Fields of the protocol's DeviceInfo; absent keys mean the probe failed (or, for
+    torch's, that the agent does not run torch jobs: `with_torch` False)."""
     ort_version, providers = _onnxruntime()
-    torch_version, cuda = _torch()
+    torch_version, cuda = _torch(with_torch)
     freq = probe(psutil.cpu_freq)
     info = {
         "os": probe(platform.system),

@@ -172,7 +172,7 @@ class Agent:
                 reply = self.client.register(
                     self.agent_id,
                     self.config.labels,
-                    device_info(),
+                    device_info(with_torch=self.config.allow_torch),
                     self.config.threads,
                     __version__,
                 )

@@ -391,6 +391,10 @@ def test_torch_jobs_fail_cleanly_without_allow_torch_and_run_with_it(fleet):
     (result,) = fleet.store.results(allowed)
     assert result["status"] == "ok" and result["accepted"] == 1
     assert json.loads(result["runtime_versions"])["torch"] == torch.__version__
+    # only the agent that runs torch jobs advertises torch (the other never imports it)
+    devices = {a["id"]: a["device"] for a in fleet.store.list_agents()}
+    assert devices[fleet.agent_id("torch")]["torch_version"] == torch.__version__
+    assert "torch_version" not in devices[fleet.agent_id("plain")]
     # -v job lines name what was measured (logged once the report is answered)
     ok_line = f"(lut {layer.lut_key}, attempt 1): RESULT_STATUS_OK"
     wait_for(lambda: lines(fleet.agent_log("torch"), ok_line), 30, "the job line")
