@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 REFERENCE := .cache/ofa-reference
 
-.PHONY: venv test lint test-arm demo bench reference proto check-proto clean
+.PHONY: venv test lint test-arm demo bench reference browser proto check-proto clean
 
 venv: $(STAMP)
 
@@ -27,8 +27,13 @@ $(STAMP): pyproject.toml Makefile
 reference: $(STAMP)
 	PYTHON=$(PY) bash tests/oracle/install_reference.sh $(REFERENCE)
 
-test: $(STAMP) reference check-proto lint
+test: $(STAMP) reference browser check-proto lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Debian's Chromium, in which tests/test_web.py loads the status page (root, apt).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # Style, import contracts and types; each tool reads its settings from pyproject.toml.
 lint: $(STAMP)

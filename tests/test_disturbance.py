@@ -71,12 +71,14 @@ def test_judgment_follows_the_limits():
         DisturbanceLimits(cpu_wait=float("nan"))
 
 
-# How far a clean result may be from a quiet measurement of the same model in another
-# process. Clean 2-thread medians of one 3-7 ms subnet moved by up to 27% between processes
-# a few seconds apart on the 2-vCPU VMs this suite runs on (+-7 to +-14% around their
-# median), and one measured right after the hogs stopped was 31% slow, with no CPU wait or
-# steal to show for it: what the host does with the VM's cores is invisible inside. A
-# result taken beside the hogs is 2-5x the quiet one.
+# How much slower than a quiet measurement of the same model in another process a clean
+# result may be. Clean 2-thread medians of one 3-7 ms subnet moved by up to 27% between
+# processes a few seconds apart on the 2-vCPU VMs this suite runs on (+-7 to +-14% around
+# their median), and one measured right after the hogs stopped was 31% slow, with no CPU
+# wait or steal to show for it: what the host does with the VM's cores is invisible
+# inside. A result taken beside the hogs is 2-5x the quiet one. Only slower counts: load
+# never makes a model faster, and the quiet measurement itself was once 60% slower than
+# the agent's clean, pinned one (2026-12-02, AMD EPYC).
 # bench/disturbance.py and bench/noise_floor.py report the distributions.
 CLEAN_TOLERANCE = 0.35
 
@@ -84,7 +86,8 @@ CLEAN_TOLERANCE = 0.35
 def test_a_campaign_under_load_is_measured_again_once_the_load_is_gone(tmp_path, hogs):
     """Hogs on every core while a 2-thread agent starts measuring: the disturbed results are
     detected and stored as evidence only; each such job is measured again after the hogs stop,
-    and every accepted result is clean and close to a quiet measurement of its model."""
+    and every accepted result is clean and not slower than a quiet measurement of its model
+    (beyond the noise between processes)."""
     fleet = Fleet(tmp_path)
     try:
         fleet.start_server(extra=("--remeasure-cooldown", "2"))
@@ -118,7 +121,7 @@ def test_a_campaign_under_load_is_measured_again_once_the_load_is_gone(tmp_path,
                 evidence = json.loads(accepted["evidence"])
                 assert "reasons" not in evidence  # clean: no reason to doubt it
                 assert evidence["cpu_wait"] <= DisturbanceLimits().cpu_wait
-                assert abs(accepted["median_ms"] / quiet - 1) <= CLEAN_TOLERANCE, (
+                assert accepted["median_ms"] / quiet - 1 <= CLEAN_TOLERANCE, (
                     name,
                     accepted["median_ms"],
                     quiet,

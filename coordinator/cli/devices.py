@@ -8,6 +8,7 @@ import click
 
 from agent.output import Column, emit, format_option
 from coordinator.cli.options import DB
+from coordinator.services.fleet_status import agent_status
 from coordinator.state import Store
 from coordinator.timeago import ago
 
@@ -16,13 +17,6 @@ def _device_summary(device: dict) -> str:
     return " ".join(str(device[k]) for k in ("machine", "cpu_model") if k in device) + (
         f" {device.get('logical_cores', '?')} cpus"
     )
-
-
-def agent_status(agent: dict) -> str:
-    """quarantined, online or offline (a quarantined agent may be either)."""
-    if agent["quarantine"] is not None:
-        return "quarantined"
-    return "online" if agent["online"] else "offline"
 
 
 @click.command()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import numpy as np
 
 from agent.output import TABLE, Column, emit, format_option, render_table
 from coordinator.cli.options import DB
@@ -17,6 +16,7 @@ from coordinator.services.predictors import (
     held_out_subnets,
     noise_floor,
     noise_warnings,
+    plot_predictors,
     train_predictor,
 )
 from coordinator.state import Store
@@ -151,14 +151,7 @@ def eval_(db: str, label: str, kinds: tuple[str, ...], plot: str | None, fmt: st
         _say_if_no_floor(records)
     _warn(rows)
     if plot:
-        from coordinator.services.plots import predicted_vs_measured
-
-        measured = np.array([m.median_ms for m in held_out])
-        series = {
-            kind: (model.predict([m.config for m in held_out]), measured)
-            for kind, model in models.items()
-        }
-        predicted_vs_measured(series, Path(plot), f"{label}: {len(held_out)} held-out subnets")
+        plot_predictors(label, held_out, models, Path(plot))
         click.echo(f"plot -> {plot}", err=True)
 
 

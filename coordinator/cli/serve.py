@@ -64,6 +64,13 @@ MISSED_RANGE = SETTINGS_RANGES["missed_heartbeats"]
     show_default=True,
     help="Largest model (MiB) the coordinator stores for its agents; larger ones are refused.",
 )
+@click.option(
+    "--http",
+    metavar="HOST:PORT",
+    help="Also serve Prometheus metrics (/metrics) and a read-only status page (/) here; "
+    "HTTPS with --tls-cert. Off by default. The page needs no token: keep it on loopback "
+    "or a trusted network.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every registration and sweep.")
 def serve(
     db: str,
@@ -75,6 +82,7 @@ def serve(
     lease_seconds: float,
     remeasure_cooldown: float,
     max_model_mb: int,
+    http: str | None,
     verbose: bool,
 ) -> None:
     """Run the coordinator's gRPC server until SIGTERM or Ctrl-C."""
@@ -95,4 +103,4 @@ def serve(
         lease_seconds=lease_seconds,
         remeasure_cooldown_s=remeasure_cooldown,
     )
-    asyncio.run(run_server(Path(db), listen, settings, tls, max_model_mb * 2**20))
+    asyncio.run(run_server(Path(db), listen, settings, tls, max_model_mb * 2**20, http=http))

@@ -11,7 +11,6 @@ import click
 
 from agent import strict_json
 from agent.output import JSON, TABLE, Column, echo_json, emit, format_option
-from coordinator.cli.devices import agent_status
 from coordinator.cli.options import DB, FiniteFloat
 from coordinator.services.fleet_status import fleet_status
 from coordinator.state import Store
@@ -60,9 +59,7 @@ CAMPAIGN_COLUMNS = [
 
 
 def _snapshot(store: Store) -> dict:
-    current = fleet_status(store, time.time())
-    current["agents"] = [{**agent, "status": agent_status(agent)} for agent in current["agents"]]
-    return current
+    return fleet_status(store, time.time())
 
 
 def _tables(current: dict) -> None:

@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from coordinator.server.auth import TokenInterceptor
 from coordinator.server.fleet import FleetService, FleetSettings
 from coordinator.server.limits import decode_spec
+from coordinator.server.metrics import FleetMetrics, TimingInterceptor
 from coordinator.server.servicer import FleetServicer, add_to_server
 from coordinator.state import MAX_MODEL_BYTES, BlobStore, Store
 
@@ -29,14 +30,14 @@ SERVICE_NAME = "ofafleet.v1.Fleet"
 DEFAULT_SETTINGS = FleetSettings()  # frozen: one instance is safe to share as a default
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
+def parse_listen(listen: str, option: str = "--listen") -> tuple[str, int]:
     """HOST:PORT (HOST may be empty, or [v6]); refused unless PORT is 0..65535 written out
     (grpc would take a missing or out-of-range port as 443 or a random one)."""
     host, colon, port = listen.rpartition(":")
     bare_v6 = ":" in host and not (host.startswith("[") and host.endswith("]"))
     if not colon or bare_v6 or not port.isascii() or not port.isdigit() or int(port) > 65535:
         raise ValueError(
-            f"--listen: expected HOST:PORT with a port in 0..65535, got {listen[:100]!r}"
+            f"{option}: expected HOST:PORT with a port in 0..65535, got {listen[:100]!r}"
         )
     return host, int(port)
 
@@ -78,19 +79,24 @@ async def serve(
     tls: tuple[bytes, bytes] | None = None,
     max_model_bytes: int = MAX_MODEL_BYTES,
     grace_s: float = 5.0,
+    http: str | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT. Prints `listening on HOST:PORT` once bound (port 0 picks
-    a free port). A port in use, a bad address or TLS pair, or a file that is not a fleet
-    database raise before anything is served."""
+    a free port), and `http on HOST:PORT` for the metrics and page when `http` is given. A
+    port in use, a bad address or TLS pair, or a file that is not a fleet database raise
+    before anything is served."""
     host, _ = parse_listen(listen)
+    http_host, http_port = parse_listen(http, "--http") if http else ("", 0)
     if tls is not None:
         check_tls(*tls)
     created = not Path(db).exists()
     store = Store(db)
     blobs = BlobStore(store, max_model_bytes)
     fleet = FleetService(store, blobs, settings, check_spec=decode_spec)
+    metrics = FleetMetrics(Store(db)) if http else None
+    timing = [TimingInterceptor(metrics.rpc_seconds)] if metrics else []
     server = grpc.aio.server(
-        interceptors=[TokenInterceptor(store, fleet.db)],
+        interceptors=[*timing, TokenInterceptor(store, fleet.db)],
         options=[
             ("grpc.so_reuseport", 0),  # a second server on a port in use fails instead of sharing
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -115,11 +121,24 @@ async def serve(
         if created:  # a failed start leaves no new database behind
             _remove_database(store.path, blobs.root)
         raise OSError(f"listen: cannot serve on {listen} ({exc})") from None
+    web = None
+    if metrics is not None:
+        from coordinator.server.web import WebServer
+
+        try:
+            web = WebServer(Path(db), http_host, http_port, metrics, tls)
+        except OSError:
+            await fleet.stop()
+            store.close()
+            raise
     await server.start()
     await fleet.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     print(f"listening on {host}:{port}", flush=True)
+    if web is not None:
+        web.start()
+        print(f"http on {http_host}:{web.port}", flush=True)
     log.info("serving %s on %s:%d (%s)", db, host, port, "TLS" if tls else "plaintext")
 
     stopping = asyncio.Event()
@@ -131,6 +150,8 @@ async def serve(
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(grace_s)
+    if web is not None:
+        web.stop()
     await fleet.stop()
     store.close()
     print("stopped", file=sys.stderr, flush=True)

@@ -9,7 +9,7 @@ from coordinator.services.campaigns import campaign_status
 from coordinator.state import AgentError, CurrentLease, Store
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
-__all__ = ["fleet_status", "RATE_WINDOW_S", "ERROR_CHARS"]
+__all__ = ["fleet_status", "agent_status", "RATE_WINDOW_S", "ERROR_CHARS"]
 
 RATE_WINDOW_S = 60.0  # a label's rate: the jobs measured to an end in this many seconds
 ERROR_CHARS = 80  # an agent's last error is cut to this length
@@ -39,9 +39,17 @@ def fleet_status(store: Store, now: float) -> dict:
     }
 
 
+def agent_status(agent: dict) -> str:
+    """quarantined, online or offline (a quarantined agent may be either)."""
+    if agent["quarantine"] is not None:
+        return "quarantined"
+    return "online" if agent["online"] else "offline"
+
+
 def _agent(agent: dict, lease: CurrentLease | None, error: AgentError | None, now: float) -> dict:
     return {
         "id": agent["id"],
+        "status": agent_status(agent),
         "online": bool(agent["online"]),
         "quarantine": agent["quarantine"],  # None, or since when, why and at what ratio
         "labels": agent["labels"],

@@ -39,6 +39,7 @@ __all__ = [
     "train_predictor",
     "held_out_subnets",
     "device_predictors",
+    "plot_predictors",
 ]
 
 
@@ -238,3 +239,17 @@ def device_predictors(
             f"(ofa-coord predictor train --device {label})"
         )
     return {kind: load_predictor(predictor_path(db, label, kind)) for kind in kinds}
+
+
+def plot_predictors(
+    label: str, held_out: Sequence[Measured], models: dict[str, LatencyPredictor], path: Path
+) -> Path:
+    """Predicted against measured latency of the held-out subnets, one series per model."""
+    from coordinator.services.plots import predicted_vs_measured  # matplotlib: when drawing
+
+    measured = np.array([m.median_ms for m in held_out])
+    series = {
+        kind: (model.predict([m.config for m in held_out]), measured)
+        for kind, model in models.items()
+    }
+    return predicted_vs_measured(series, path, f"{label}: {len(held_out)} held-out subnets")

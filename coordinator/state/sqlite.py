@@ -1202,6 +1202,21 @@ class Store:
             ).fetchall()
         return [LabelQueue(**row) for row in rows]
 
+    def agent_result_counts(self) -> dict[tuple[str, str], int]:
+        """{(agent id, status): results stored}."""
+        rows = self.db.execute(
+            "SELECT agent_id, status, COUNT(*) FROM results GROUP BY agent_id, status"
+        )
+        return {(agent, status): count for agent, status, count in rows}
+
+    def last_drifts(self) -> dict[str, float]:
+        """Each agent's reference drift as its latest result carrying one reported it."""
+        rows = self.db.execute(
+            "SELECT agent_id, drift FROM results WHERE id IN (SELECT MAX(id) FROM results "
+            "WHERE drift IS NOT NULL GROUP BY agent_id)"
+        )
+        return dict(rows)
+
     def last_errors(self) -> list[AgentError]:
         """Each agent's most recent failed or disturbed result, by agent id. (The inner scan
         reads only the columns before the samples, never their overflow pages.)"""
