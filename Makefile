@@ -27,8 +27,12 @@ $(STAMP): pyproject.toml Makefile
 reference: $(STAMP)
 	PYTHON=$(PY) bash tests/oracle/install_reference.sh $(REFERENCE)
 
+# Two workers, each taking whole test files (a module's fixtures are built once); then,
+# alone, the tests that judge whether the machine is quiet (marked `serial`). Exit code 5
+# is "nothing selected", e.g. PYTEST_ARGS naming a file of one kind only.
 test: $(STAMP) reference browser check-proto lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PY) -m pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # Debian's Chromium, in which tests/test_web.py loads the status page (root, apt).
 browser:

@@ -17,7 +17,8 @@ import click
 
 from agent.device import device_info, machine_summary
 from agent.measure import SETTING_FLAGS, BenchSettings, measure
-from agent.output import JSON, echo_json, format_option, render_fields
+from agent.output import JSON, Column, echo_json, format_option, render_fields, render_table
+from agent.profile import PROFILE_RUNS, by_op_type, profile_nodes
 from agent.settings import MISCONFIGURED, default_cache_dir, parse_address, read_ca, read_token
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -201,6 +202,26 @@ def bench_setting_options(command: Command) -> Command:
     return command
 
 
+PROFILE_SLOWEST = 10  # nodes the table lists
+
+
+def _us(value: float) -> str:
+    return f"{value:.1f}"
+
+
+OP_COLUMNS = [
+    Column("op type", "op_type"),
+    Column("nodes", "nodes", align="right"),
+    Column("us/run", "mean_us", _us, align="right"),
+    Column("%", "share", lambda share: f"{100 * share:.1f}", align="right"),
+]
+NODE_COLUMNS = [
+    Column("node", "node"),
+    Column("op type", "op_type"),
+    Column("us/run", "mean_us", _us, align="right"),
+]
+
+
 @main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @bench_setting_options
@@ -211,8 +232,15 @@ def bench_setting_options(command: Command) -> Command:
     show_default=True,
     help="Pin the measuring threads to fixed cores (the last ones) where the OS allows.",
 )
+@click.option(
+    "--profile",
+    is_flag=True,
+    help=f"Then record onnxruntime's per-node kernel times ({PROFILE_RUNS} runs in a "
+    "profiled session of their own): the table shows them by operator type and the "
+    "slowest nodes; JSON every node (`ofa-coord profile show` maps them to OFA's layers).",
+)
 @format_option()
-def bench(model: str, fmt: str, **settings: Any) -> None:
+def bench(model: str, fmt: str, profile: bool, **settings: Any) -> None:
     """Time MODEL (an .onnx file) with the agent's measurement engine, and say whether other
     work disturbed it (JSON: also the raw samples, the evidence, the settings and the
     device)."""
@@ -224,8 +252,10 @@ def bench(model: str, fmt: str, **settings: Any) -> None:
         result = measure(model, checked)
     except Exception as exc:  # onnxruntime raises its own types for unreadable models
         raise click.ClickException(f"{model}: cannot be measured: {exc}") from None
+    nodes = profile_nodes(model, checked) if profile else []
     stats = result.stats()
     if fmt == JSON:
+        profiled = {"runs": PROFILE_RUNS, "nodes": [asdict(n) for n in nodes]}
         echo_json(
             {
                 "model": model,
@@ -241,6 +271,7 @@ def bench(model: str, fmt: str, **settings: Any) -> None:
                 "pinned_cores": list(result.pinned_cores),
                 "evidence": asdict(result.evidence),
                 "device": machine_summary(),
+                **({"profile": {**profiled, "by_op_type": by_op_type(nodes)}} if profile else {}),
             }
         )
         return
@@ -259,3 +290,9 @@ def bench(model: str, fmt: str, **settings: Any) -> None:
             }
         )
     )
+    if nodes:
+        slowest = sorted(nodes, key=lambda node: -node.mean_us)[:PROFILE_SLOWEST]
+        click.echo(f"\nby operator type (kernel times, mean of {PROFILE_RUNS} runs):")
+        click.echo(render_table(by_op_type(nodes), OP_COLUMNS))
+        click.echo(f"\nslowest {len(slowest)} of {len(nodes)} nodes:")
+        click.echo(render_table([asdict(node) for node in slowest], NODE_COLUMNS))

@@ -33,6 +33,8 @@ __all__ = [
     "measure",
     "RUNTIMES",
     "MAX_SAMPLES",
+    "session_options",
+    "session_feeds",
 ]
 
 RUNTIMES = ("onnxruntime", "torch")
@@ -154,12 +156,9 @@ class Measurement:
 Runner = Callable[[], object]
 
 
-def _onnxruntime_runner(
-    model: str | bytes,
-    settings: BenchSettings,
-    input_shapes: Sequence[Sequence[int]] | None,
-    cores: Sequence[int],
-) -> tuple[Runner, dict]:
+def session_options(settings: BenchSettings, cores: Sequence[int]) -> ort.SessionOptions:
+    """The session a measurement runs in: `settings.threads` intra-op threads (pinned to
+    `cores` when there are several), one inter-op thread, sequential execution."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = settings.threads
     options.inter_op_num_threads = 1
@@ -168,7 +167,13 @@ def _onnxruntime_runner(
         options.add_session_config_entry(
             "session.intra_op_thread_affinities", ort_affinities(cores)
         )
-    session = ort.InferenceSession(model, options, providers=[settings.execution_provider])
+    return options
+
+
+def session_feeds(
+    session: ort.InferenceSession, input_shapes: Sequence[Sequence[int]] | None
+) -> dict[str, np.ndarray]:
+    """Seeded random inputs of the model's static shapes (checked against the job's)."""
     rng = np.random.default_rng(0)
     feeds = {}
     for i, meta in enumerate(session.get_inputs()):
@@ -183,6 +188,18 @@ def _onnxruntime_runner(
                 f"the model takes {meta.shape}"
             )
         feeds[meta.name] = rng.standard_normal(meta.shape).astype(np.float32)
+    return feeds
+
+
+def _onnxruntime_runner(
+    model: str | bytes,
+    settings: BenchSettings,
+    input_shapes: Sequence[Sequence[int]] | None,
+    cores: Sequence[int],
+) -> tuple[Runner, dict]:
+    options = session_options(settings, cores)
+    session = ort.InferenceSession(model, options, providers=[settings.execution_provider])
+    feeds = session_feeds(session, input_shapes)
     run = session.run
     return (lambda: run(None, feeds)), {"onnxruntime": ort.__version__}
 

@@ -3,6 +3,8 @@ measurements that several files read."""
 
 from __future__ import annotations
 
+import fcntl
+import json
 import sqlite3
 from pathlib import Path
 
@@ -33,26 +35,42 @@ def fleet(tmp_path) -> Fleet:
 
 
 @pytest.fixture(scope="session")
-def measured(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+def measured(tmp_path_factory, worker_id) -> tuple[Path, dict[str, str]]:
     """A fleet that measured `cpu` (LUT and 15 subnets) and `cpu2` (9 subnets, 2 threads),
-    twice each: the database and {label: campaign id}. Measured once per session; tests
-    read it through `db`, their own copy."""
-    fleet = Fleet(tmp_path_factory.mktemp("measured"))
-    fleet.start_server()
-    fleet.start_agent("a", labels=("cpu",))
-    fleet.start_agent("b", labels=("cpu2",), extra=("--threads", "2"))
-    fleet.agent_id("a"), fleet.agent_id("b")
-    campaigns = {}
-    for label, workload, count in (("cpu", "lut+random", 15), ("cpu2", "random", 9)):
-        campaigns[label] = run_campaign(
-            fleet.db,
-            *("--name", label, "--workload", workload, "--count", count),
-            *("--resolutions", 64, "--seed", 3),
-            label=label,
-        )
-    fleet.stop_server()
-    fleet.close()  # its agents too: nothing measures for the rest of the session
-    return fleet.db, campaigns
+    twice each: the database and {label: campaign id}. Measured once per session, by the
+    first pytest-xdist worker that needs it while the others wait; tests read it through
+    `db`, their own copy."""
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # the workers' folders share the session's
+        shared = shared.parent
+    folder, made = shared / "measured", shared / "measured.json"
+    with open(shared / "measured.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not made.exists():
+            made.write_text(json.dumps(_measure(folder)))
+    return folder / "fleet.db", json.loads(made.read_text())
+
+
+def _measure(folder: Path) -> dict[str, str]:
+    folder.mkdir()
+    fleet = Fleet(folder)
+    try:
+        fleet.start_server()
+        fleet.start_agent("a", labels=("cpu",))
+        fleet.start_agent("b", labels=("cpu2",), extra=("--threads", "2"))
+        fleet.agent_id("a"), fleet.agent_id("b")
+        campaigns = {}
+        for label, workload, count in (("cpu", "lut+random", 15), ("cpu2", "random", 9)):
+            campaigns[label] = run_campaign(
+                fleet.db,
+                *("--name", label, "--workload", workload, "--count", count),
+                *("--resolutions", 64, "--seed", 3),
+                label=label,
+            )
+        fleet.stop_server()
+    finally:
+        fleet.close()  # its agents too: nothing measures for the rest of the session
+    return campaigns
 
 
 @pytest.fixture

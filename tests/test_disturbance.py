@@ -20,6 +20,8 @@ from agent.pinning import claimed_cores
 from coordinator.services.jobs import BenchOptions
 from tests.fleet import Fleet, small_models, wait_for
 
+# Load on purpose, and quiet measurements compared across processes: nothing else may run.
+pytestmark = pytest.mark.serial
 CORES = os.cpu_count() or 1
 REFERENCE = resources.files("agent").joinpath("data/reference.onnx").read_bytes()
 

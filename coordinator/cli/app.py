@@ -14,6 +14,7 @@ from coordinator.cli.devices import devices
 from coordinator.cli.errors import ErrorMapping
 from coordinator.cli.lut import lut
 from coordinator.cli.predictor import predictor
+from coordinator.cli.profile import profile
 from coordinator.cli.results import results
 from coordinator.cli.serve import serve
 from coordinator.cli.specialize import specialize
@@ -39,6 +40,7 @@ for command in (
     results,
     lut,
     predictor,
+    profile,
     specialize,
     accuracy,
     assets,

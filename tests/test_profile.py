@@ -1,0 +1,99 @@
+"""Per-node profiles: `ofa-agent bench --profile` on a real exported subnet, and `ofa-coord
+profile show` mapping every node to one of OFA's layers and its LUT key."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from agent.cli import main as agent_main
+from coordinator.services.profiles import OTHER, layer_scopes
+from ofa.config import SubnetConfig
+from ofa.nn.export import export_subnet
+from tests.cli_output import cli
+from tests.models import randomized_supernet
+
+QUICK = ["--warmup-runs", "2", "--min-runs", "10", "--min-time", "0.05", "--precision", "0.5"]
+
+
+@pytest.fixture(scope="module")
+def profiled(tmp_path_factory):
+    """A subnet with every kind of layer (SE, h-swish, strides), its config, and what
+    `ofa-agent bench --profile --format json` printed for it."""
+    folder = tmp_path_factory.mktemp("profile")
+    config = SubnetConfig(
+        ks=(3, 5, 7) * 6 + (3, 5), e=(3, 4, 6) * 6 + (4, 6), d=(2, 3, 4, 2, 3), r=64
+    )
+    model, config_file = folder / "subnet.onnx", folder / "subnet.json"
+    model.write_bytes(export_subnet(randomized_supernet(1.0, seed=1), config).onnx)
+    config_file.write_text(config.to_json())
+    result = CliRunner().invoke(
+        agent_main, ["bench", str(model), "--profile", "--format", "json", *QUICK]
+    )
+    assert result.exit_code == 0, result.output
+    out = folder / "bench.json"
+    out.write_text(result.stdout)
+    return config, config_file, out, json.loads(result.stdout)
+
+
+def test_every_node_maps_to_a_layer_of_the_subnet(profiled):
+    config, _, _, bench = profiled
+    nodes = bench["profile"]["nodes"]
+    scopes = layer_scopes(config)
+    assert {node["scope"] for node in nodes} - {""} == set(scopes)  # every layer, no other
+    # outside every layer: only what onnxruntime adds itself (layout reorders), no layer's op
+    unscoped = {node["op_type"] for node in nodes if not node["scope"]}
+    assert not unscoped & {"Conv", "Gemm", "GlobalAveragePool", "Mul", "ReduceMean"}
+    assert all(node["mean_us"] >= 0 for node in nodes)
+    convs = [node for node in nodes if node["op_type"] == "Conv"]
+    assert len(convs) >= len(config.active_blocks) * 2  # depthwise and pointwise at least
+    # kernel times leave out what runs between kernels, and were taken in another session:
+    # their sum is of the order of the latency, not a thousand times off
+    kernels_ms = sum(node["mean_us"] for node in nodes) / 1000
+    assert 0.2 < kernels_ms / bench["stats"]["median_ms"] < 2
+    ops = {row["op_type"]: row for row in bench["profile"]["by_op_type"]}
+    assert ops["Conv"]["nodes"] == len(convs)
+    assert sum(row["share"] for row in ops.values()) == pytest.approx(1)
+
+
+def test_profile_show_puts_each_layer_beside_its_lut_entry(profiled, tmp_path):
+    config, config_file, bench_file, bench = profiled
+    keys = [spec.lut_key for spec in layer_scopes(config).values()]
+    lut = tmp_path / "lut"
+    lut.mkdir()
+    table = {key: {"count": 1, "mean": 0.5 + i, "std": 0.0} for i, key in enumerate(keys)}
+    (lut / f"{config.r}_lookup_table.yaml").write_text(yaml.safe_dump(table))
+    show = ("profile", "show", bench_file, "--config", config_file)
+    shown = json.loads(cli(*show, "--lut", lut, "--format", "json"))
+    layers = {row["layer"]: row for row in shown["layers"]}
+    for scope, spec in layer_scopes(config).items():
+        assert layers[scope]["lut_key"] == spec.lut_key
+        assert layers[scope]["lut_ms"] == table[spec.lut_key]["mean"]
+    assert set(layers) - set(layer_scopes(config)) <= {OTHER}
+    assert sum(row["share"] for row in shown["layers"]) == pytest.approx(1)
+    total_us = sum(node["mean_us"] for node in bench["profile"]["nodes"])
+    assert sum(row["profiled_ms"] for row in shown["layers"]) == pytest.approx(total_us / 1000)
+    text = cli(*show)
+    assert f"subnet {config.id} by layer:" in text and "by operator type:" in text
+    assert "blocks.1" in text and "Conv" in text and "LUT ms" in text
+
+
+def test_a_profile_of_another_subnet_or_a_damaged_one_is_refused_in_one_line(profiled, tmp_path):
+    config, _, bench_file, bench = profiled
+    other = tmp_path / "other.json"
+    other.write_text(SubnetConfig.smallest(r=64).to_json())
+    said = cli("profile", "show", bench_file, "--config", other, expect=1)
+    assert "are not layers of subnet" in said and "another subnet" in said
+    assert len(said.strip().splitlines()) == 1
+    bench["profile"]["nodes"][3]["mean_us"] = -1
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text(json.dumps(bench))
+    said = cli("profile", "show", damaged, "--config", profiled[1], expect=1)
+    assert "profile: nodes[3].mean_us: expected a finite number >= 0" in said
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"stats": bench["stats"]}))
+    said = cli("profile", "show", plain, "--config", profiled[1], expect=1)
+    assert "ofa-agent bench --profile" in said
