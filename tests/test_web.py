@@ -38,22 +38,24 @@ def live(tmp_path_factory, measured):
     offline) running."""
     folder = tmp_path_factory.mktemp("web")
     fleet = Fleet(folder)
-    shutil.copy(measured[0], fleet.db)
-    cli("predictor", "train", "--db", fleet.db, "--device", "cpu", "--kind", "lut-ridge")
-    store = Store(fleet.db)  # a Pi that registered once and is offline now
-    pi = store.token_by_secret(store.create_token("pi", labels=["rpi4"]))
-    store.register_agent(pi, "", ["rpi4"], {"machine": "aarch64"}, 4, "0.1")
-    store.close()
-    fleet.start_server(extra=("--http", "127.0.0.1:0"))
-    url = f"http://{http_address(fleet)}"
-    fleet.start_agent("web-a", labels=("cpu",))
-    agent = fleet.agent_id("web-a")
-    created = cli(
-        *("campaign", "create", "--db", fleet.db, "--name", "pi-sweep", "--label", "rpi4"),
-        *("--workload", "random", "--count", 2, "--resolutions", 64, *QUICK_FLAGS, "--start"),
-    )
-    yield fleet, url, agent, campaign_id(created)
-    fleet.close()
+    try:
+        shutil.copy(measured[0], fleet.db)
+        cli("predictor", "train", "--db", fleet.db, "--device", "cpu", "--kind", "lut-ridge")
+        store = Store(fleet.db)  # a Pi that registered once and is offline now
+        pi = store.token_by_secret(store.create_token("pi", labels=["rpi4"]))
+        store.register_agent(pi, "", ["rpi4"], {"machine": "aarch64"}, 4, "0.1")
+        store.close()
+        fleet.start_server(extra=("--http", "127.0.0.1:0"))
+        url = f"http://{http_address(fleet)}"
+        fleet.start_agent("web-a", labels=("cpu",))
+        agent = fleet.agent_id("web-a")
+        created = cli(
+            *("campaign", "create", "--db", fleet.db, "--name", "pi-sweep", "--label", "rpi4"),
+            *("--workload", "random", "--count", 2, "--resolutions", 64, *QUICK_FLAGS, "--start"),
+        )
+        yield fleet, url, agent, campaign_id(created)
+    finally:
+        fleet.close()  # also when setting up failed: no process outlives the module
 
 
 def get(url: str, method: str = "GET", context: ssl.SSLContext | None = None):
