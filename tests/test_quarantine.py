@@ -11,24 +11,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from agent.client import FleetClient
 from agent.measure import measure
 from agent.runner import settings_from_spec
-from coordinator.cli.app import main as coord
 from coordinator.server.quarantine import review
 from coordinator.state import BlobStore, Store
 from proto.ofafleet.v1 import fleet_pb2 as pb
+from tests.cli_output import cli
 from tests.fleet import QUICK_FLAGS, Fleet, wait_for
 from tests.state.helpers import add_agent
 from tests.state.test_quarantine import measure as measured
-
-
-def cli(*args, expect: int = 0) -> str:
-    result = CliRunner().invoke(coord, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == expect, result.output
-    return result.output
 
 
 def quarantined(store) -> set[str]:
@@ -189,9 +182,8 @@ def assert_quarantined_and_left_out(fleet: Fleet, tmp_path: Path, liar: str, hon
     assert cli("agent", "readmit", "--db", fleet.db, liar) == f"agent {liar} readmitted\n"
     assert quarantined(fleet.store) == set()
     assert exported(fleet, tmp_path / "lut-readmitted") != pytest.approx(expected, rel=1e-12)
-    refused = CliRunner().invoke(coord, ["agent", "readmit", "--db", str(fleet.db), "ghost"])
-    assert refused.exit_code == 1
-    assert refused.output == "ofa-coord: error: agent_id: no agent 'ghost' has registered\n"
+    refused = cli("agent", "readmit", "--db", fleet.db, "ghost", expect=1)
+    assert refused == "ofa-coord: error: agent_id: no agent 'ghost' has registered\n"
 
 
 def exported(fleet: Fleet, out: Path) -> dict[str, float]:
