@@ -259,6 +259,8 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(fleet):
         "--label",
         "cpu",
         "-v",
+        "--no-disturbance-check",  # the job at the end is not about the machine's load
+        "--no-cooldown",
     )
     retries = lambda: lines(fleet.agent_log("a"), "Register: UNAVAILABLE; retrying")  # noqa: E731
     wait_for(lambda: len(retries()) >= 3, 60, "three retries of Register")

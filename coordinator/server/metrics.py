@@ -29,9 +29,11 @@ RPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 
 
 class FleetMetrics:
     """A registry with the store's gauges and the RPC latency histogram; `exposition()` is
-    the /metrics page. `store` is this object's own connection, used under a lock."""
+    the /metrics page. `store` is the HTTP side's own connection (the page reads it too),
+    used under `lock`, as requests come on several threads."""
 
     def __init__(self, store: Store) -> None:
+        self.store, self.lock = store, threading.Lock()
         self.registry = CollectorRegistry()
         self.rpc_seconds = Histogram(
             "ofa_rpc_seconds",
@@ -40,25 +42,25 @@ class FleetMetrics:
             buckets=RPC_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_StoreCollector(store))
+        self.registry.register(_StoreCollector(self))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class _StoreCollector(Collector):
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.lock = threading.Lock()  # one connection, requests on several threads
+    def __init__(self, metrics: FleetMetrics) -> None:
+        self.metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        with self.lock:
-            jobs = self.store.job_counts()
-            results = self.store.agent_result_counts()
-            agents = self.store.list_agents()
-            drift = self.store.last_drifts()
-            leases = self.store.current_leases()
-            queues = self.store.label_queue(since=time.time() - RATE_WINDOW_S)
+        store = self.metrics.store
+        with self.metrics.lock:
+            jobs = store.job_counts()
+            results = store.agent_result_counts()
+            agents = store.list_agents()
+            drift = store.last_drifts()
+            leases = store.current_leases()
+            queues = store.label_queue(since=time.time() - RATE_WINDOW_S)
         by_state = GaugeMetricFamily("ofa_jobs", "Jobs by state.", labels=["state"])
         for state in JOB_STATES:
             by_state.add_metric([state], jobs.get(state, 0))

@@ -22,7 +22,7 @@ from coordinator.server.metrics import FleetMetrics, TimingInterceptor
 from coordinator.server.servicer import FleetServicer, add_to_server
 from coordinator.state import MAX_MODEL_BYTES, BlobStore, Store
 
-__all__ = ["serve", "parse_listen", "check_tls", "MAX_MESSAGE_BYTES", "SERVICE_NAME"]
+__all__ = ["serve", "parse_listen", "check_tls", "tls_context", "MAX_MESSAGE_BYTES", "SERVICE_NAME"]
 
 log = logging.getLogger("ofa-coord")
 MAX_MESSAGE_BYTES = 16 * 2**20
@@ -42,6 +42,18 @@ def parse_listen(listen: str, option: str = "--listen") -> tuple[str, int]:
     return host, int(port)
 
 
+def tls_context(key: bytes, cert: bytes) -> ssl.SSLContext:
+    """A server context for the PEM pair (ssl reads files only: a private folder holds them
+    while it loads)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as folder:
+        cert_file, key_file = Path(folder, "cert.pem"), Path(folder, "key.pem")
+        cert_file.write_bytes(cert)
+        key_file.write_bytes(key)
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
 def check_tls(key: bytes, cert: bytes) -> None:
     """Refuse a key/certificate pair that TLS could not serve, saying why (grpc would only
     fail later, at each handshake or with a message that names nothing)."""
@@ -53,17 +65,13 @@ def check_tls(key: bytes, cert: bytes) -> None:
         raise ValueError("--tls-cert: not a PEM certificate (no BEGIN CERTIFICATE block)")
     if b"PRIVATE KEY-----" not in key:
         raise ValueError("--tls-key: not a PEM private key (no BEGIN ... PRIVATE KEY block)")
-    with tempfile.TemporaryDirectory() as folder:
-        cert_file, key_file = Path(folder, "cert.pem"), Path(folder, "key.pem")
-        cert_file.write_bytes(cert)
-        key_file.write_bytes(key)
-        try:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
-        except ssl.SSLError as exc:
-            raise ValueError(
-                f"--tls-cert/--tls-key: the key does not match the certificate, "
-                f"or one is damaged ({exc.reason or exc})"
-            ) from None
+    try:
+        tls_context(key, cert)
+    except ssl.SSLError as exc:
+        raise ValueError(
+            f"--tls-cert/--tls-key: the key does not match the certificate, "
+            f"or one is damaged ({exc.reason or exc})"
+        ) from None
 
 
 def _remove_database(path: Path, blobs: Path) -> None:
@@ -129,6 +137,7 @@ async def serve(
             web = WebServer(Path(db), http_host, http_port, metrics, tls)
         except OSError:
             await fleet.stop()
+            metrics.store.close()
             store.close()
             raise
     await server.start()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import re
-import ssl
 import sys
 import tempfile
 import threading
@@ -28,18 +27,25 @@ from pathlib import Path
 
 from agent import strict_json
 from coordinator.server.metrics import CONTENT_TYPE, FleetMetrics
+from coordinator.server.serve import tls_context
 from coordinator.services.fleet_status import fleet_status
-from coordinator.services.predictors import device_predictors, held_out_subnets, plot_predictors
-from coordinator.state import Store
+from coordinator.services.predictors import (
+    device_predictors,
+    held_out_subnets,
+    plot_predictors,
+    trained_kinds,
+)
+from coordinator.state import LABEL
 
 __all__ = ["WebServer"]
 
 log = logging.getLogger("ofa-coord")
-_PLOT = re.compile(r"^/plots/predictor/([A-Za-z0-9._-]{1,64})\.png$")
+_PLOT = re.compile(rf"^/plots/predictor/({LABEL.pattern})\.png$")
 
 
 class WebServer:
-    """Serves the routes above from its own database connection, on threads of its own."""
+    """Serves the routes above, on threads of its own, from the metrics' database
+    connection (closed by `stop`)."""
 
     def __init__(
         self,
@@ -50,17 +56,15 @@ class WebServer:
         tls: tuple[bytes, bytes] | None = None,
     ) -> None:
         self.db, self.metrics = db, metrics
-        self.store = Store(db)
-        self.lock = threading.Lock()  # one connection, requests on several threads
+        self.store, self.lock = metrics.store, metrics.lock
         self.page = resources.files("coordinator.server").joinpath("page.html").read_bytes()
         handler = type("Handler", (_Handler,), {"web": self})
         try:
             self.httpd = _HTTPServer((host.strip("[]"), port), handler)
         except OSError as exc:
-            self.store.close()
             raise OSError(f"--http: cannot serve on {host}:{port} ({exc.strerror})") from None
         if tls is not None:
-            self.httpd.socket = _tls_context(*tls).wrap_socket(  # handshakes on the
+            self.httpd.socket = tls_context(*tls).wrap_socket(  # handshakes on the
                 self.httpd.socket, server_side=True, do_handshake_on_connect=False
             )  # request's thread, so a slow client never holds up the accepting one
         self.port = self.httpd.server_address[1]
@@ -82,15 +86,8 @@ class WebServer:
             {label for agent in status["agents"] for label in agent["labels"]}
             | {row["label"] for row in status["labels"]}
         )
-        status["predictors"] = [label for label in labels if self._has_predictors(label)]
+        status["predictors"] = [label for label in labels if trained_kinds(self.db, label)]
         return strict_json.dumps(status).encode()
-
-    def _has_predictors(self, label: str) -> bool:
-        try:
-            device_predictors(self.db, label)
-        except ValueError:  # none trained for it
-            return False
-        return True
 
     def predictor_plot(self, label: str) -> bytes:
         """The PNG; ValueError (said as 404) when the device has no predictor or too few
@@ -163,14 +160,3 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args) -> None:
         log.debug("http %s", format % args)
-
-
-def _tls_context(key: bytes, cert: bytes) -> ssl.SSLContext:
-    """The gRPC side's key and certificate (already checked by `check_tls`)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    with tempfile.TemporaryDirectory() as folder:
-        cert_file, key_file = Path(folder, "cert.pem"), Path(folder, "key.pem")
-        cert_file.write_bytes(cert)
-        key_file.write_bytes(key)
-        context.load_cert_chain(cert_file, key_file)
-    return context

@@ -40,6 +40,7 @@ __all__ = [
     "held_out_subnets",
     "device_predictors",
     "plot_predictors",
+    "trained_kinds",
 ]
 
 
@@ -226,13 +227,16 @@ def held_out_subnets(store: Store, label: str) -> list[Measured]:
     return held_out
 
 
+def trained_kinds(db: str | Path, label: str) -> tuple[str, ...]:
+    """The kinds of predictor stored for the device (none read)."""
+    return tuple(kind for kind in KINDS if predictor_path(db, label, kind).exists())
+
+
 def device_predictors(
     db: str | Path, label: str, kinds: Sequence[str] = ()
 ) -> dict[str, LatencyPredictor]:
     """The device's predictors of `kinds` (default: every kind trained for it)."""
-    kinds = tuple(kinds) or tuple(
-        kind for kind in KINDS if predictor_path(db, label, kind).exists()
-    )
+    kinds = tuple(kinds) or trained_kinds(db, label)
     if not kinds:
         raise ValueError(
             f"device: no predictor trained for {label!r} "
