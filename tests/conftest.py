@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -14,6 +15,29 @@ from tests.fleet import Fleet, run_campaign
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT.parent / "shared" / "ofa-assets"
+# Started first under pytest-xdist, which hands out files in collection order: the longest
+# file (the digits chain, 3 minutes beside another worker) and the one whose fixture builds
+# the measured fleet other files wait for. Started last they made one worker run alone.
+START_FIRST = ("test_train.py", "test_predictor_cli.py")
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist, one thread per torch process: two workers on two cores, each
+    running torch (or the reference in a subprocess) on every core, spin in OpenMP and ran
+    some files 5x slower than alone. Agents set their measuring threads themselves."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return START_FIRST.index(name) if name in START_FIRST else len(START_FIRST)
+
+    items.sort(key=rank)  # stable: each file keeps its tests' order
 
 
 @pytest.fixture(scope="session")

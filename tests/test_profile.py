@@ -50,10 +50,11 @@ def test_every_node_maps_to_a_layer_of_the_subnet(profiled):
     assert all(node["mean_us"] >= 0 for node in nodes)
     convs = [node for node in nodes if node["op_type"] == "Conv"]
     assert len(convs) >= len(config.active_blocks) * 2  # depthwise and pointwise at least
-    # kernel times leave out what runs between kernels, and were taken in another session:
-    # their sum is of the order of the latency, not a thousand times off
+    # kernel times leave out what runs between kernels, and were taken in another session
+    # (beside other tests' load one was 2.7x the latency): their sum is of the order of the
+    # latency, not a thousand times off as a unit error would make it
     kernels_ms = sum(node["mean_us"] for node in nodes) / 1000
-    assert 0.2 < kernels_ms / bench["stats"]["median_ms"] < 2
+    assert 0.1 < kernels_ms / bench["stats"]["median_ms"] < 10
     ops = {row["op_type"]: row for row in bench["profile"]["by_op_type"]}
     assert ops["Conv"]["nodes"] == len(convs)
     assert sum(row["share"] for row in ops.values()) == pytest.approx(1)
