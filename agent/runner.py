@@ -28,6 +28,7 @@ from agent.device import device_info, peak_rss_bytes, reset_peak_rss, telemetry
 from agent.disturbance import Evidence
 from agent.link import Misconfigured, summary
 from agent.measure import BenchSettings, measure
+from agent.profile import PROFILE_RUNS, NodeTime, profile_nodes
 from agent.retry import RETRYABLE, Backoff
 from agent.settings import MISCONFIGURED
 from proto.ofafleet.v1 import fleet_pb2 as pb
@@ -289,7 +290,7 @@ class Agent:
                 log.info("%s disturbed: %s", describe_job(job), "; ".join(evidence.reasons))
                 if not self.config.disturbance_check:
                     evidence.reasons = []  # an OK result names no reasons
-            return pb.Result(
+            result = pb.Result(
                 status=pb.RESULT_STATUS_DISTURBED if evidence.disturbed else pb.RESULT_STATUS_OK,
                 evidence=evidence_message(evidence),
                 conditions=pb.Conditions(
@@ -306,6 +307,9 @@ class Agent:
                 after=pb.Telemetry(**telemetry()),
                 runtime_versions=measurement.runtime_versions,
             )
+            if spec.profile:
+                result.profile.CopyFrom(profile_message(profile_nodes(model, settings, shapes)))
+            return result
         except Exception as exc:  # a bad job must never take the agent down
             log.warning("%s failed: %s", describe_job(job), exc)
             return pb.Result(
@@ -377,3 +381,8 @@ def evidence_message(evidence: Evidence) -> pb.Evidence:
     """The wire form of a measurement's evidence (absent values stay absent)."""
     given = {k: v for k, v in vars(evidence).items() if v is not None}
     return pb.Evidence(**given)
+
+
+def profile_message(nodes: list[NodeTime]) -> pb.Profile:
+    """The wire form of a model's per-node profile (PROFILE_RUNS runs)."""
+    return pb.Profile(runs=PROFILE_RUNS, nodes=[pb.NodeTime(**vars(node)) for node in nodes])

@@ -1,5 +1,6 @@
-"""Per-node profiles: `ofa-agent bench --profile` on a real exported subnet, and `ofa-coord
-profile show` mapping every node to one of OFA's layers and its LUT key."""
+"""Per-node profiles: `ofa-agent bench --profile` on a real exported subnet, a campaign that
+records them through a real agent, and `ofa-coord profile show` mapping every node to one of
+OFA's layers and its LUT key."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ import yaml
 from click.testing import CliRunner
 
 from agent.cli import main as agent_main
+from coordinator.services.campaigns import CampaignSpec, Target
+from coordinator.services.jobs import BenchOptions
 from coordinator.services.profiles import OTHER, layer_scopes
 from ofa.config import SubnetConfig
 from ofa.nn.export import export_subnet
 from tests.cli_output import cli
+from tests.fleet import run_campaign
 from tests.models import randomized_supernet
 
 QUICK = ["--warmup-runs", "2", "--min-runs", "10", "--min-time", "0.05", "--precision", "0.5"]
+MIXED = SubnetConfig(ks=(3, 5, 7) * 6 + (3, 5), e=(3, 4, 6) * 6 + (4, 6), d=(2, 3, 4, 2, 3), r=64)
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +29,7 @@ def profiled(tmp_path_factory):
     """A subnet with every kind of layer (SE, h-swish, strides), its config, and what
     `ofa-agent bench --profile --format json` printed for it."""
     folder = tmp_path_factory.mktemp("profile")
-    config = SubnetConfig(
-        ks=(3, 5, 7) * 6 + (3, 5), e=(3, 4, 6) * 6 + (4, 6), d=(2, 3, 4, 2, 3), r=64
-    )
+    config = MIXED
     model, config_file = folder / "subnet.onnx", folder / "subnet.json"
     model.write_bytes(export_subnet(randomized_supernet(1.0, seed=1), config).onnx)
     config_file.write_text(config.to_json())
@@ -98,3 +101,65 @@ def test_a_profile_of_another_subnet_or_a_damaged_one_is_refused_in_one_line(pro
     plain.write_text(json.dumps({"stats": bench["stats"]}))
     said = cli("profile", "show", plain, "--config", profiled[1], expect=1)
     assert "ofa-agent bench --profile" in said
+
+
+def test_a_campaign_with_profile_records_them_and_profile_show_reads_its_results(fleet, tmp_path):
+    fleet.start_agent("a")
+    fleet.agent_id("a")
+    configs = tmp_path / "configs.jsonl"
+    configs.write_text(MIXED.to_json() + "\n" + SubnetConfig.smallest(r=64).to_json() + "\n")
+    cid = run_campaign(
+        fleet.db, "--name", "p", "--workload", "configs", "--configs", configs, "--profile"
+    )
+    export = tmp_path / "results.jsonl"
+    cli(
+        "results",
+        "export",
+        "--db",
+        fleet.db,
+        "--campaign",
+        cid,
+        "--format",
+        "jsonl",
+        "--out",
+        export,
+    )
+    records = [json.loads(line) for line in export.read_text().splitlines()]
+    subnets = [r for r in records if r["kind"] == "subnet"]
+    assert len(subnets) == 4 and all(r["accepted"] for r in subnets)  # 2 subnets x 2 repeats
+    for record in subnets:
+        config = SubnetConfig.from_json(record["key"])
+        assert record["profile"]["runs"] >= 1
+        assert {n["scope"] for n in record["profile"]["nodes"]} - {""} == set(layer_scopes(config))
+    assert all(not r["profile"] for r in records if r["kind"] == "reference")  # not asked for
+    said = cli("profile", "show", export, expect=1)  # two subnets: which one?
+    assert "subnet: the results hold profiles of 2 subnets" in said and "--subnet" in said
+    shown = json.loads(cli("profile", "show", export, "--subnet", MIXED.id, "--format", "json"))
+    assert shown["subnet"] == MIXED.id
+    assert {row["layer"] for row in shown["layers"]} - {OTHER} == set(layer_scopes(MIXED))
+    # the two repeats' profiles are averaged node by node
+    mine = [r["profile"]["nodes"] for r in subnets if r["key"] == MIXED.to_json()]
+    both = sum(n["mean_us"] for nodes in mine for n in nodes) / 2
+    assert sum(row["profiled_ms"] for row in shown["layers"]) == pytest.approx(both / 1000)
+    said = cli("profile", "show", export, "--subnet", "0" * 12, expect=1)
+    assert "no accepted subnet result with a profile for subnet 000000000000" in said
+
+
+def test_profile_needs_onnxruntime_and_its_results_name_their_subnet(fleet, tmp_path):
+    fleet.start_agent("a")
+    fleet.agent_id("a")
+    spec = CampaignSpec(
+        name="t",
+        targets=(Target(label="cpu"),),
+        workload="random",
+        count=1,
+        resolutions=(64,),
+        options=BenchOptions(runtime="torch"),
+        profile=True,
+    )
+    with pytest.raises(ValueError, match="profile: per-node profiles come from onnxruntime"):
+        spec.validate(fleet.store)
+    export = tmp_path / "r.jsonl"
+    export.write_text(json.dumps({"kind": "subnet", "accepted": True, "key": "{}"}) + "\n")
+    said = cli("profile", "show", export, "--config", export, expect=2)
+    assert "--config: campaign results name their subnets" in said

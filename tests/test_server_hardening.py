@@ -3,6 +3,7 @@ real SQLite file and raw gRPC clients sending what a careless or hostile client 
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -262,29 +263,48 @@ def test_reports_that_contradict_the_job_are_refused_and_not_stored(fleet):
     job = client.lease()
     cap_ns = int(QUICK.max_time_s * 1e9)
 
-    def report(samples, stop_reason="time_cap"):
+    def report(samples, stop_reason="time_cap", profile=None, job=job):
         return pb.ReportResultRequest(
             agent_id=client.agent_id,
             job_id=job.job_id,
             lease_id=job.lease_id,
             result=pb.Result(
-                status=pb.RESULT_STATUS_OK, samples_ns=samples, stop_reason=stop_reason
+                status=pb.RESULT_STATUS_OK,
+                samples_ns=samples,
+                stop_reason=stop_reason,
+                profile=profile,
             ),
         )
 
+    def profile(mean_us=5.0, node="/blocks.1/conv/Conv"):
+        return pb.Profile(runs=20, nodes=[pb.NodeTime(node=node, op_type="Conv", mean_us=mean_us)])
+
+    ten = [1_000_000] * 10
     for request, why in (
         (report([1_000_000] * 9 + [0]), "every sample must be > 0"),
         (report([-5] * 10), "every sample must be > 0"),
         (report([3600 * 10**9] * 10), "no run of a model takes an hour"),
         (report([cap_ns // 1000] * 1100), "do not fit the job's time cap"),
         (report([1_000_000] * 5, "precision"), "min_runs=10"),
-        (report([1_000_000] * 10, "bored"), "stop_reason"),
+        (report(ten, "bored"), "stop_reason"),
+        (report(ten, profile=profile()), "the job did not ask for a profile"),
+        (report(ten, profile=profile(math.nan)), "result.profile.nodes[0].mean_us"),
+        (report(ten, profile=profile(-1.0)), "result.profile.nodes[0].mean_us"),
+        (report(ten, profile=profile(node="x" * 600)), "result.profile.nodes[0].node"),
     ):
         error = client.refused("ReportResult", request)
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and why in error.details()
     assert fleet.store.results(job_id) == [] and fleet.store.job(job_id)["state"] == "leased"
     # a model slower than the cap: its one block began before the cap, so it is a result
     assert client.call("ReportResult", report([cap_ns + 1] * 10)).accepted
+    (profiled_id,) = fleet.enqueue(small_models(1), profile=True)
+    profiled = client.lease()
+    assert profiled.job_id == profiled_id and profiled.spec.profile
+    error = client.refused("ReportResult", report(ten, job=profiled))
+    assert "the job asked for a per-node profile" in error.details()
+    assert client.call("ReportResult", report(ten, profile=profile(), job=profiled)).accepted
+    (stored,) = fleet.store.results(profiled_id)
+    assert json.loads(stored["profile"])["nodes"][0]["mean_us"] == 5.0
 
 
 # ------------------------------------------------------------------ leases and blobs

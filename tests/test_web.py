@@ -96,7 +96,7 @@ def test_metrics_parse_and_match_the_store(live):
 
 
 class _Page(HTMLParser):
-    """The text of each table row, by table id, and the images' alt texts."""
+    """The text of each table row, by table id, and the images' sources."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -116,7 +116,7 @@ class _Page(HTMLParser):
         elif tag == "td" and self._row is not None:
             self._row.append("")
         elif tag == "img":
-            self.images.append(attrs.get("alt", ""))
+            self.images.append(attrs.get("src", ""))
         elif tag == "span" and attrs.get("id") == "error":
             self._in = "error"
 
@@ -137,7 +137,9 @@ class _Page(HTMLParser):
             self._row[-1] += data
 
 
-def test_the_page_in_chromium_shows_the_agents_the_campaign_and_the_predictor(live, tmp_path):
+def test_the_page_in_chromium_shows_the_agents_the_campaign_the_lut_and_the_predictor(
+    live, tmp_path
+):
     assert CHROMIUM, "Chromium is not installed: run `make browser` (Debian's chromium)"
     fleet, url, agent, campaign = live
     dom = subprocess.run(
@@ -165,10 +167,12 @@ def test_the_page_in_chromium_shows_the_agents_the_campaign_and_the_predictor(li
     assert running[1:3] == ["pi-sweep", "running"] and running[4] == f"0/{total}"
     labels = {row[0]: row for row in page.rows["labels"]}
     assert labels["rpi4"][1] == str(total) and labels["rpi4"][5] == "0"  # queued, none online
-    assert page.images == ["cpu"]  # cpu2 has measurements but no predictor
-    status, headers, png = get(f"{url}/plots/predictor/cpu.png")
-    assert status == 200 and headers["Content-Type"] == "image/png"
-    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    # cpu2 measured whole subnets only: no LUT, no predictor
+    assert page.images == ["plots/lut/cpu.png", "plots/predictor/cpu.png"]
+    for plot in page.images:
+        status, headers, png = get(f"{url}/{plot}")
+        assert status == 200 and headers["Content-Type"] == "image/png"
+        assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
 
 
 def test_the_page_is_read_only_and_says_what_it_does_not_have(live):
@@ -180,6 +184,8 @@ def test_the_page_is_read_only_and_says_what_it_does_not_have(live):
     assert status == 404 and b"/nothing-here: no such page" in body
     status, _, body = get(f"{url}/plots/predictor/cpu2.png")
     assert status == 404 and b"no predictor trained for 'cpu2'" in body
+    status, _, body = get(f"{url}/plots/lut/cpu2.png")
+    assert status == 404 and b"no LUT campaign has targeted label 'cpu2'" in body
     status, _, body = get(f"{url}/plots/predictor/..%2Fetc.png")
     assert status == 404
 

@@ -102,6 +102,12 @@ def campaign() -> None:
     help="Disturbed measurements a job may have (each measured again after a cooldown) "
     "before it ends 'disturbed'.",
 )
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="Also record each model's per-node kernel times (onnxruntime's profiler, in a "
+    "session after the timed runs): `results export` includes them, `profile show` reads them.",
+)
 @click.option("--start", "start_now", is_flag=True, help="Start it right away.")
 def create(
     db: str,
@@ -118,6 +124,7 @@ def create(
     reference_every: int,
     max_attempts: int,
     max_disturbed: int,
+    profile: bool,
     start_now: bool,
     **settings: Any,
 ) -> None:
@@ -139,6 +146,7 @@ def create(
         max_attempts=max_attempts,
         max_disturbed=max_disturbed,
         options=options,
+        profile=profile,
     )
     with ProgressReport() as progress:
         campaign_id = create_campaign(store, BlobStore(store), spec, progress, start_now)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
 from agent.output import JSON, TABLE, Column, echo_json, emit, format_option
-from agent.profile import by_op_type
-from coordinator.services.profiles import profile_by_layer, read_profile
+from agent.profile import NodeTime, by_op_type
+from coordinator.services.profiles import profile_by_layer, profile_from_results, read_profile
 from ofa import jsonfile
-from ofa.config import load_configs
+from ofa.config import SubnetConfig, load_configs
 from ofa.lut import LatencyTable
 
 
@@ -48,8 +49,12 @@ def profile() -> None:
     "--config",
     "config_file",
     type=click.Path(exists=True, dir_okay=False),
-    required=True,
-    help="The profiled subnet's config (JSON, or the net.config `subnet export` writes).",
+    help="The profiled subnet's config (JSON, or the net.config `subnet export` writes); "
+    "needed for a profile of `ofa-agent bench`, whose JSON does not name the subnet.",
+)
+@click.option("--subnet", help="Of campaign results: the subnet id, where they profile several.")
+@click.option(
+    "--target", help="Of campaign results: the target (e.g. label:pixel7), where they hold several."
 )
 @click.option(
     "--lut",
@@ -57,23 +62,56 @@ def profile() -> None:
     help="A folder of {r}_lookup_table.yaml (`lut export`): each layer's LUT figure beside it.",
 )
 @format_option()
-def show(profile_file: str, config_file: str, lut: str | None, fmt: str) -> None:
-    """Where a subnet's time goes: PROFILE (`ofa-agent bench MODEL --profile --format json`)
-    by layer, mapped to OFA's blocks and LUT keys (with --lut, each layer's LUT figure beside
-    it), and by operator type. Profiled times are onnxruntime's kernel times, which leave
-    out the time between kernels, so they sum to a little less than the latency."""
-    record = jsonfile.parse(jsonfile.read_text(Path(profile_file)), profile_file)
-    nodes = read_profile(record.get("profile") if isinstance(record, dict) else None)
-    configs = load_configs(config_file)
-    if len(configs) != 1:
-        raise click.UsageError(f"--config: expected one subnet, {config_file} has {len(configs)}")
+def show(
+    profile_file: str,
+    config_file: str | None,
+    subnet: str | None,
+    target: str | None,
+    lut: str | None,
+    fmt: str,
+) -> None:
+    """Where a subnet's time goes, by layer (mapped to OFA's blocks and LUT keys; with --lut,
+    each layer's LUT figure beside it) and by operator type. PROFILE is the JSON of
+    `ofa-agent bench MODEL --profile --format json`, or the results of a campaign created
+    with --profile (`results export --format jsonl`), whose repeats are averaged. Profiled
+    times are onnxruntime's kernel times, which leave out the time between kernels, so they
+    sum to a little less than the latency."""
+    config, nodes = _read(profile_file, config_file, subnet, target)
     table = LatencyTable.from_ofa_yaml(lut) if lut else None
-    layers = profile_by_layer(nodes, configs[0], table)
+    layers = profile_by_layer(nodes, config, table)
     ops = [{**row, "ms": row["mean_us"] / 1000} for row in by_op_type(nodes)]
     if fmt == JSON:
-        echo_json({"subnet": configs[0].id, "layers": layers, "op_types": ops})
+        echo_json({"subnet": config.id, "layers": layers, "op_types": ops})
         return
-    click.echo(f"subnet {configs[0].id} by layer:")
+    click.echo(f"subnet {config.id} by layer:")
     emit(layers, TABLE, LAYER_COLUMNS)
     click.echo("\nby operator type:")
     emit(ops, TABLE, OP_COLUMNS)
+
+
+def _read(
+    path: str, config_file: str | None, subnet: str | None, target: str | None
+) -> tuple[SubnetConfig, list[NodeTime]]:
+    """The subnet and its nodes from either kind of PROFILE file."""
+    text = jsonfile.read_text(Path(path))
+    try:
+        record = json.loads(text)
+    except ValueError:  # JSON lines, or not JSON at all (said per line below)
+        record = None
+    if isinstance(record, dict) and "kind" not in record:  # one `ofa-agent bench` record
+        if config_file is None:
+            raise click.UsageError("--config: a profile of `ofa-agent bench` needs the subnet")
+        configs = load_configs(config_file)
+        if len(configs) != 1:
+            raise click.UsageError(
+                f"--config: expected one subnet, {config_file} has {len(configs)}"
+            )
+        return configs[0], read_profile(record.get("profile"))
+    if config_file is not None:
+        raise click.UsageError("--config: campaign results name their subnets; use --subnet")
+    records = (
+        jsonfile.parse(line, f"{path}:{number}")
+        for number, line in enumerate(text.splitlines(), 1)
+        if line.strip()
+    )
+    return profile_from_results(records, subnet, target)

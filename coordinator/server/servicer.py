@@ -76,6 +76,14 @@ def result_to_dict(result: pb.Result, samples: np.ndarray) -> dict:
         "conditions": (
             _fields(result.conditions, with_zeros=True) if result.HasField("conditions") else None
         ),
+        "profile": (
+            {
+                "runs": result.profile.runs,
+                "nodes": [_fields(node, with_zeros=True) for node in result.profile.nodes],
+            }
+            if result.HasField("profile")
+            else None
+        ),
     }
 
 

@@ -5,10 +5,12 @@ when that is configured.
 Routes (GET and HEAD only; anything else is refused with 405):
 - `/`: the page (`page.html`), which draws itself from `/api/status` every few seconds;
 - `/api/status`: what `ofa-coord status --format json` prints, plus the device labels that
-  have latency predictors;
+  have latency predictors and those a LUT campaign targeted;
 - `/metrics`: Prometheus text format (`metrics.py`);
 - `/plots/predictor/<label>.png`: predicted against measured latency of a device's
-  held-out subnets, by every predictor trained for it (`ofa-coord predictor eval --plot`).
+  held-out subnets, by every predictor trained for it (`ofa-coord predictor eval --plot`);
+- `/plots/lut/<label>.png`: a device's LUT entries by stage, kernel, expand ratio and
+  resolution (median and p10-p90 ms of each group), from its accepted LUT results.
 The page and its data need no token: serve it on loopback, or on a network you trust.
 """
 
@@ -29,6 +31,7 @@ from agent import strict_json
 from coordinator.server.metrics import CONTENT_TYPE, FleetMetrics
 from coordinator.server.serve import tls_context
 from coordinator.services.fleet_status import fleet_status
+from coordinator.services.lut_compare import has_lut, plot_device_lut
 from coordinator.services.predictors import (
     device_predictors,
     held_out_subnets,
@@ -40,7 +43,7 @@ from coordinator.state import LABEL
 __all__ = ["WebServer"]
 
 log = logging.getLogger("ofa-coord")
-_PLOT = re.compile(rf"^/plots/predictor/({LABEL.pattern})\.png$")
+_PLOT = re.compile(rf"^/plots/(predictor|lut)/({LABEL.pattern})\.png$")
 
 
 class WebServer:
@@ -82,10 +85,11 @@ class WebServer:
     def status(self) -> bytes:
         with self.lock:
             status = fleet_status(self.store, time.time())
-        labels = sorted(
-            {label for agent in status["agents"] for label in agent["labels"]}
-            | {row["label"] for row in status["labels"]}
-        )
+            labels = sorted(
+                {label for agent in status["agents"] for label in agent["labels"]}
+                | {row["label"] for row in status["labels"]}
+            )
+            status["luts"] = [label for label in labels if has_lut(self.store, label)]
         status["predictors"] = [label for label in labels if trained_kinds(self.db, label)]
         return strict_json.dumps(status).encode()
 
@@ -97,6 +101,11 @@ class WebServer:
         models = device_predictors(self.db, label)
         with tempfile.TemporaryDirectory() as folder:
             return plot_predictors(label, held_out, models, Path(folder, "plot.png")).read_bytes()
+
+    def lut_plot(self, label: str) -> bytes:
+        """The PNG; ValueError (said as 404) while the device has no measured LUT entry."""
+        with self.lock, tempfile.TemporaryDirectory() as folder:
+            return plot_device_lut(self.store, label, Path(folder, "lut.png")).read_bytes()
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -121,7 +130,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/metrics":
                 self._send(self.web.metrics.exposition(), CONTENT_TYPE)
             elif match := _PLOT.match(path):
-                self._send(self.web.predictor_plot(match.group(1)), "image/png")
+                plot = self.web.predictor_plot if match[1] == "predictor" else self.web.lut_plot
+                self._send(plot(match[2]), "image/png")
             else:
                 self._fail(HTTPStatus.NOT_FOUND, f"{path[:100]}: no such page")
         except ValueError as exc:  # what was asked for does not exist (yet)

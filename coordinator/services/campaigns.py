@@ -73,6 +73,7 @@ class CampaignSpec:
     max_attempts: int = 3
     max_disturbed: int = 4  # disturbed measurements of a job before it ends `disturbed`
     options: BenchOptions = field(default_factory=BenchOptions)
+    profile: bool = False  # also record each model's per-node kernel times (onnxruntime)
 
     def validate(self, store: Store) -> list[Item]:
         """Raise ValueError naming the first bad field; touches nothing. Returns the items."""
@@ -133,6 +134,13 @@ class CampaignSpec:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed: expected an integer, got {self.seed!r}")
         BenchOptions.from_dict(asdict(self.options))  # settings built in Python are checked too
+        if not isinstance(self.profile, bool):
+            raise ValueError(f"profile: expected true or false, got {show(self.profile)}")
+        if self.profile and self.options.runtime != "onnxruntime":
+            raise ValueError(
+                f"profile: per-node profiles come from onnxruntime, and this campaign's "
+                f"runtime is {self.options.runtime}"
+            )
         if self.workload == "configs" and not self.configs_file and not self.subnets:
             raise ValueError("configs_file: the configs workload needs a JSON/JSONL file")
         if self.subnets and self.workload != "configs":
@@ -204,7 +212,7 @@ class CampaignSpec:
         except (ValueError, RecursionError) as exc:
             raise ValueError(f"campaign spec: not JSON ({show(str(exc))})") from None
         known = {f.name for f in fields(cls)}
-        added_later = {"subnets": [], "max_disturbed": cls.max_disturbed}
+        added_later = {"subnets": [], "max_disturbed": cls.max_disturbed, "profile": False}
         if not isinstance(data, dict) or not known - set(added_later) <= set(data) <= known:
             raise ValueError(
                 f"campaign spec: expected an object with the fields "
@@ -311,7 +319,12 @@ def _job_specs(
             raise NotFound(f"campaign item {item.item}: model blob {item.digest} is missing")
         specs[item.item] = (
             make_spec(
-                item.digest, size, item.inputs, spec.options, **implements
+                item.digest,
+                size,
+                item.inputs,
+                spec.options,
+                profile=spec.profile and item.kind != "reference",
+                **implements,
             ).SerializeToString(),
             item.digest,
         )

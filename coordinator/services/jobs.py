@@ -18,11 +18,15 @@ from proto.ofafleet.v1 import fleet_pb2 as pb
 __all__ = ["BenchOptions", "SPEC_SETTINGS", "model_inputs", "make_spec", "enqueue_model"]
 
 # The proto is the settings' one schema: BenchSpec's fields other than those saying which model
-# a job measures are its settings, and BenchOptions has exactly these (a test holds it to them).
+# a job measures and what to record besides the timings are its settings, and BenchOptions has
+# exactly these (a test holds it to them).
 JOB_IDENTITY = frozenset(
     {"model_digest", "model_size", "subnet_config_json", "lut_key", "reference", "inputs"}
 )
-SPEC_SETTINGS = tuple(f.name for f in pb.BenchSpec.DESCRIPTOR.fields if f.name not in JOB_IDENTITY)
+JOB_EXTRAS = frozenset({"profile"})  # recorded after the timed runs: not a setting of them
+SPEC_SETTINGS = tuple(
+    f.name for f in pb.BenchSpec.DESCRIPTOR.fields if f.name not in JOB_IDENTITY | JOB_EXTRAS
+)
 
 MAX_RUNS = 100_000
 MAX_THREADS = 1024  # more than any device the fleet measures has cores
@@ -134,10 +138,12 @@ def make_spec(
     subnet_json: str | None = None,
     lut_key: str | None = None,
     reference: str | None = None,
+    profile: bool = False,
 ) -> pb.BenchSpec:
     spec = pb.BenchSpec(
         model_digest=digest,
         model_size=size,
+        profile=profile,
         inputs=[pb.TensorShape(name=n, dims=list(d)) for n, d in inputs],
         **{name: getattr(options, name) for name in SPEC_SETTINGS},
     )
@@ -166,12 +172,20 @@ def enqueue_model(
     max_attempts: int = 3,
     max_disturbed: int = 4,
     campaign: str | None = None,
+    profile: bool = False,
 ) -> list[str]:
-    """Store `model` (if new) and queue `repeats` jobs measuring it; returns the job ids."""
+    """Store `model` (if new) and queue `repeats` jobs measuring it (and with `profile`,
+    recording its per-node profile); returns the job ids."""
     inputs = model_inputs(model)
     digest = blobs.put(model)
     spec = make_spec(
-        digest, len(model), inputs, options, subnet_json=subnet_json, lut_key=lut_key
+        digest,
+        len(model),
+        inputs,
+        options,
+        subnet_json=subnet_json,
+        lut_key=lut_key,
+        profile=profile,
     ).SerializeToString()
     return store.enqueue(
         [(spec, digest)] * repeats,

@@ -20,11 +20,26 @@ from typing import Any
 import numpy as np
 import yaml
 
+from coordinator.services.campaigns import Target
+from coordinator.services.lut_export import collect_lut
+from coordinator.services.plots import lut_by_group
+from coordinator.state import Store
 from ofa import space
 from ofa.lut import LatencyTable
 from ofa.plan import AVG_POOL, FEATURE_MIX, FINAL_EXPAND, FIRST_CONV, LOGITS, MBCONV
 
-__all__ = ["Table", "KeyGroups", "read_tables", "read_table", "parse_key", "compare", "DIMENSIONS"]
+__all__ = [
+    "Table",
+    "KeyGroups",
+    "read_tables",
+    "read_table",
+    "parse_key",
+    "compare",
+    "latency_groups",
+    "plot_device_lut",
+    "has_lut",
+    "DIMENSIONS",
+]
 
 DIMENSIONS = ("stage", "kernel", "expand", "resolution")
 HEAD, TAIL = "head", "tail"
@@ -148,6 +163,47 @@ def _order(dimension: str) -> Callable[[str], tuple]:
     return lambda label: (float(label.removeprefix("r=")),)
 
 
+def _groups(values: dict[tuple[int, str], float]) -> list[dict[str, Any]]:
+    """Each dimension's groups of the (r, key) values, in natural order, with their spread."""
+    groups: list[dict[str, Any]] = []
+    for dimension in DIMENSIONS:
+        members: dict[str, list[float]] = {}
+        for (r, key), value in values.items():
+            label = _group_of(dimension, r, key)
+            if label is not None:
+                members.setdefault(label, []).append(value)
+        groups += [
+            {"by": dimension, "group": label, "entries": len(values), **_spread(values)}
+            for label, values in sorted(members.items(), key=lambda kv: _order(dimension)(kv[0]))
+        ]
+    return groups
+
+
+def latency_groups(table: Table) -> list[dict[str, Any]]:
+    """Where one device's time goes across the space: its LUT entries' latency (ms) grouped
+    by stage, kernel, expand ratio and resolution, each group's median and p10-p90."""
+    return _groups(
+        {(r, key): ms for r, entries in table.means.items() for key, ms in entries.items()}
+    )
+
+
+def has_lut(store: Store, label: str) -> bool:
+    """Whether a LUT campaign has targeted device `label`."""
+    return bool(store.targeted_items(Target(label=label), "lut", None))
+
+
+def plot_device_lut(store: Store, label: str, path: Path) -> Path:
+    """Device `label`'s LUT (its accepted results, as `lut export` pools them) by group of
+    each dimension, as a PNG at `path`; ValueError while it has none."""
+    lut = collect_lut(store, label)
+    if not lut.entries:
+        raise ValueError(f"device: no LUT entry of {label!r} has been measured yet")
+    means: dict[int, dict[str, float]] = {}
+    for entry in lut.entries:
+        means.setdefault(entry.r, {})[entry.key] = entry.median_ms
+    return lut_by_group(label, latency_groups(Table(label, means)), DIMENSIONS, path)
+
+
 def compare(base: Table, other: Table, top: int = 10) -> dict:
     """`other` against `base`: every shared entry's ratio (other / base), their spread, the
     groups of each dimension (`vs_median` = group median / overall median) and per dimension
@@ -164,23 +220,14 @@ def compare(base: Table, other: Table, top: int = 10) -> dict:
     ratios = {(r, key): other.means[r][key] / base.means[r][key] for r, key in shared}
     overall = _spread(list(ratios.values()))
     median = overall["median"]
-    groups: list[dict[str, Any]] = []
+    groups = _groups(ratios)
+    for row in groups:
+        row["vs_median"] = row["median"] / median
     most_different: dict[str, dict[str, Any]] = {}
-    for dimension in DIMENSIONS:
-        members: dict[str, list[float]] = {}
-        for (r, key), ratio in ratios.items():
-            label = _group_of(dimension, r, key)
-            if label is not None:
-                members.setdefault(label, []).append(ratio)
-        rows: list[dict[str, Any]] = [
-            {"by": dimension, "group": label, "entries": len(values), **_spread(values)}
-            for label, values in sorted(members.items(), key=lambda kv: _order(dimension)(kv[0]))
-        ]
-        for row in rows:
-            row["vs_median"] = row["median"] / median
-        if rows:
-            most_different[dimension] = max(rows, key=lambda row: _distance(row["median"], median))
-        groups += rows
+    for row in groups:
+        best = most_different.get(row["by"])
+        if best is None or _distance(row["median"], median) > _distance(best["median"], median):
+            most_different[row["by"]] = row
     entries: list[dict[str, Any]] = [
         {
             "r": r,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["predicted_vs_measured", "accuracy_latency_front", "ratio_by_group"]
+__all__ = ["predicted_vs_measured", "accuracy_latency_front", "ratio_by_group", "lut_by_group"]
 
 
 def _pyplot():
@@ -70,17 +70,38 @@ def accuracy_latency_front(rows: list[dict], path: Path, source: str) -> Path:
 def ratio_by_group(comparisons: list[dict], dimensions: Sequence[str], path: Path) -> Path:
     """Per dimension (stage, kernel, ...) one panel: each compared table's median latency
     ratio to the base per group, with its p10-p90 range, around the line of equal latency."""
+    ylabel = f"latency / {comparisons[0]['base']}"
+    return _by_group(comparisons, dimensions, path, ylabel, reference=1.0)
+
+
+def lut_by_group(label: str, groups: list[dict], dimensions: Sequence[str], path: Path) -> Path:
+    """One device's LUT entries per group of each dimension (`latency_groups`): median ms
+    and p10-p90, on a log scale (the head's and tail's layers differ by 100x)."""
+    return _by_group(
+        [{"table": label, "groups": groups}], dimensions, path, "LUT entry (ms)", log=True
+    )
+
+
+def _by_group(
+    series: list[dict],
+    dimensions: Sequence[str],
+    path: Path,
+    ylabel: str,
+    reference: float | None = None,
+    log: bool = False,
+) -> Path:
+    """One panel per dimension; in it, each series' group medians with p10-p90 bars."""
     plt = _pyplot()
     figure, panels = plt.subplots(1, len(dimensions), figsize=(4 * len(dimensions), 4), dpi=120)
-    offsets = np.linspace(-0.2, 0.2, len(comparisons)) if len(comparisons) > 1 else [0.0]
+    offsets = np.linspace(-0.2, 0.2, len(series)) if len(series) > 1 else [0.0]
     for axes, dimension in zip(panels, dimensions, strict=True):
-        labels: list[str] = []  # one order of groups per panel, shared by all tables
-        for comparison in comparisons:
-            for row in comparison["groups"]:
+        labels: list[str] = []  # one order of groups per panel, shared by all series
+        for one in series:
+            for row in one["groups"]:
                 if row["by"] == dimension and row["group"] not in labels:
                     labels.append(row["group"])
-        for offset, comparison in zip(offsets, comparisons, strict=True):
-            rows = [row for row in comparison["groups"] if row["by"] == dimension]
+        for offset, one in zip(offsets, series, strict=True):
+            rows = [row for row in one["groups"] if row["by"] == dimension]
             median = np.array([row["median"] for row in rows])
             spread = np.array([[row["p10"] for row in rows], [row["p90"] for row in rows]])
             axes.errorbar(
@@ -89,11 +110,14 @@ def ratio_by_group(comparisons: list[dict], dimensions: Sequence[str], path: Pat
                 yerr=np.abs(spread - median),
                 fmt="o",
                 capsize=3,
-                label=comparison["table"],
+                label=one["table"],
             )
-        axes.axhline(1.0, color="0.4", linewidth=1)
+        if reference is not None:
+            axes.axhline(reference, color="0.4", linewidth=1)
+        if log:
+            axes.set_yscale("log")
         axes.set_xticks(range(len(labels)), labels, rotation=45 if dimension == "stage" else 0)
-        axes.set(xlabel=dimension, ylabel=f"latency / {comparisons[0]['base']}")
+        axes.set(xlabel=dimension, ylabel=ylabel)
         axes.grid(alpha=0.3)
     panels[0].legend(loc="best")
     figure.tight_layout()

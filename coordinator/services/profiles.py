@@ -1,4 +1,5 @@
-"""A subnet's per-node profile (`ofa-agent bench --profile --format json`) mapped back to
+"""A subnet's per-node profile (`ofa-agent bench --profile --format json`, or the results of
+a campaign created with --profile, as `results export --format jsonl` writes them) mapped back to
 OFA's layers: each node's scope names the module of the exported network it came from
 (`first_conv`, `blocks.N`, `final_expand_layer`, `global_avg_pool`, `feature_mix_layer`,
 `classifier`), which is one entry of `ofa.plan.layer_plan` and so one LUT key. Beside each
@@ -8,14 +9,14 @@ measuring a block alone misleads about the block inside the network."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from agent.profile import NodeTime
 from ofa.config import SubnetConfig
 from ofa.lut import LatencyTable
 from ofa.plan import LayerSpec, layer_plan
 
-__all__ = ["layer_scopes", "profile_by_layer", "read_profile", "OTHER"]
+__all__ = ["layer_scopes", "profile_by_layer", "read_profile", "profile_from_results", "OTHER"]
 
 OTHER = "(other)"  # nodes of no module: what onnxruntime adds itself (layout reorders)
 _TAIL = ("final_expand_layer", "global_avg_pool", "feature_mix_layer", "classifier")
@@ -48,6 +49,68 @@ def read_profile(record: object) -> list[NodeTime]:
     if not nodes:
         raise ValueError("profile: no nodes (was the model measured with --profile?)")
     return [NodeTime(n["node"], n["op_type"], n["scope"], float(n["mean_us"])) for n in nodes]
+
+
+def profile_from_results(
+    records: Iterable[object], subnet: str | None = None, target: str | None = None
+) -> tuple[SubnetConfig, list[NodeTime]]:
+    """One subnet's profile from a campaign's results (`results export --format jsonl`
+    records): each node's time averaged over the subnet's accepted, profiled results on one
+    target. `subnet` (an id) and `target` (e.g. label:pixel7) pick them where the results
+    hold several."""
+    groups: dict[tuple[str, str], tuple[SubnetConfig, list[list[NodeTime]]]] = {}
+    for line, record in enumerate(records, 1):
+        if not isinstance(record, dict):
+            raise ValueError(f"results line {line}: expected an object of `results export`")
+        if record.get("kind") != "subnet" or not record.get("accepted"):
+            continue
+        if not record.get("profile"):
+            continue
+        try:
+            config = SubnetConfig.from_json(str(record.get("key")))
+        except ValueError as exc:
+            raise ValueError(f"results line {line}: key: {exc}") from None
+        if (subnet and config.id != subnet) or (target and record.get("target") != target):
+            continue
+        try:
+            nodes = read_profile(record["profile"])
+        except ValueError as exc:
+            raise ValueError(f"results line {line}: {exc}") from None
+        group = groups.setdefault((str(record.get("target")), config.id), (config, []))
+        group[1].append(nodes)
+    wanted = " and ".join(
+        f"{name} {value}" for name, value in (("subnet", subnet), ("target", target)) if value
+    )
+    if not groups:
+        raise ValueError(
+            f"results: no accepted subnet result with a profile{' for ' + wanted if wanted else ''}"
+            " (was the campaign created with --profile?)"
+        )
+    for index, option in ((1, "--subnet"), (0, "--target")):
+        found = sorted({key[index] for key in groups})
+        if len(found) > 1:
+            listed = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+            name = option.lstrip("-")
+            raise ValueError(
+                f"{name}: the results hold profiles of {len(found)} {name}s ({listed}); "
+                f"pick one with {option}"
+            )
+    ((config, profiles),) = groups.values()
+    return config, _mean_profile(profiles)
+
+
+def _mean_profile(profiles: list[list[NodeTime]]) -> list[NodeTime]:
+    """Each node's mean time over the profiles that ran it, in the order it first ran."""
+    times: dict[str, list[float]] = {}
+    first: dict[str, NodeTime] = {}
+    for nodes in profiles:
+        for node in nodes:
+            first.setdefault(node.node, node)
+            times.setdefault(node.node, []).append(node.mean_us)
+    return [
+        NodeTime(n.node, n.op_type, n.scope, sum(times[name]) / len(times[name]))
+        for name, n in first.items()
+    ]
 
 
 def profile_by_layer(

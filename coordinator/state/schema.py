@@ -109,6 +109,10 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE agents ADD COLUMN quarantine_ratio REAL;
     ALTER TABLE agents ADD COLUMN readmitted_at REAL;
     """,
+    # 7: per-node profiles (onnxruntime's kernel times) of jobs that asked for one
+    """
+    ALTER TABLE results ADD COLUMN profile TEXT;
+    """,
 ]
 _TABLES = {"tokens", "agents", "jobs", "leases", "results", "blobs"}
 SCHEMA_VERSION = len(_MIGRATIONS)

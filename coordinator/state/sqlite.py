@@ -701,6 +701,7 @@ class Store:
             "drift_check": _json(drift) if drift else None,
             "evidence": _json(result["evidence"]) if result.get("evidence") else None,
             "conditions": _json(result["conditions"]) if result.get("conditions") else None,
+            "profile": _json(result["profile"]) if result.get("profile") else None,
             "accepted": int(accepted),
             "late": int(late),
             "received_at": now,

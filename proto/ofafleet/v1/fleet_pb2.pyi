@@ -87,13 +87,14 @@ class TensorShape(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dims: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class BenchSpec(_message.Message):
-    __slots__ = ("model_digest", "model_size", "subnet_config_json", "lut_key", "reference", "inputs", "runtime", "execution_provider", "threads", "warmup_runs", "warmup_min_s", "min_runs", "min_time_s", "max_time_s", "target_precision")
+    __slots__ = ("model_digest", "model_size", "subnet_config_json", "lut_key", "reference", "inputs", "profile", "runtime", "execution_provider", "threads", "warmup_runs", "warmup_min_s", "min_runs", "min_time_s", "max_time_s", "target_precision")
     MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
     MODEL_SIZE_FIELD_NUMBER: _ClassVar[int]
     SUBNET_CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     LUT_KEY_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     THREADS_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +110,7 @@ class BenchSpec(_message.Message):
     lut_key: str
     reference: str
     inputs: _containers.RepeatedCompositeFieldContainer[TensorShape]
+    profile: bool
     runtime: str
     execution_provider: str
     threads: int
@@ -118,7 +120,7 @@ class BenchSpec(_message.Message):
     min_time_s: float
     max_time_s: float
     target_precision: float
-    def __init__(self, model_digest: _Optional[str] = ..., model_size: _Optional[int] = ..., subnet_config_json: _Optional[str] = ..., lut_key: _Optional[str] = ..., reference: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorShape, _Mapping]]] = ..., runtime: _Optional[str] = ..., execution_provider: _Optional[str] = ..., threads: _Optional[int] = ..., warmup_runs: _Optional[int] = ..., warmup_min_s: _Optional[float] = ..., min_runs: _Optional[int] = ..., min_time_s: _Optional[float] = ..., max_time_s: _Optional[float] = ..., target_precision: _Optional[float] = ...) -> None: ...
+    def __init__(self, model_digest: _Optional[str] = ..., model_size: _Optional[int] = ..., subnet_config_json: _Optional[str] = ..., lut_key: _Optional[str] = ..., reference: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorShape, _Mapping]]] = ..., profile: _Optional[bool] = ..., runtime: _Optional[str] = ..., execution_provider: _Optional[str] = ..., threads: _Optional[int] = ..., warmup_runs: _Optional[int] = ..., warmup_min_s: _Optional[float] = ..., min_runs: _Optional[int] = ..., min_time_s: _Optional[float] = ..., max_time_s: _Optional[float] = ..., target_precision: _Optional[float] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("job_id", "lease_id", "lease_expires_unix_ms", "attempt", "spec")
@@ -173,7 +175,7 @@ class DriftCheck(_message.Message):
     def __init__(self, baseline_median_ms: _Optional[float] = ..., median_ms: _Optional[float] = ..., drift: _Optional[float] = ..., measured_unix_ns: _Optional[int] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("status", "message", "samples_ns", "session_create_ns", "first_run_ns", "warmup_runs", "warmup_ns", "stop_reason", "peak_rss_bytes", "before", "after", "runtime_versions", "drift", "lease_to_report_ns", "evidence", "conditions")
+    __slots__ = ("status", "message", "samples_ns", "session_create_ns", "first_run_ns", "warmup_runs", "warmup_ns", "stop_reason", "peak_rss_bytes", "before", "after", "runtime_versions", "drift", "lease_to_report_ns", "evidence", "conditions", "profile")
     class RuntimeVersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +199,7 @@ class Result(_message.Message):
     LEASE_TO_REPORT_NS_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
     status: ResultStatus
     message: str
     samples_ns: _containers.RepeatedScalarFieldContainer[int]
@@ -213,7 +216,28 @@ class Result(_message.Message):
     lease_to_report_ns: int
     evidence: Evidence
     conditions: Conditions
-    def __init__(self, status: _Optional[_Union[ResultStatus, str]] = ..., message: _Optional[str] = ..., samples_ns: _Optional[_Iterable[int]] = ..., session_create_ns: _Optional[int] = ..., first_run_ns: _Optional[int] = ..., warmup_runs: _Optional[int] = ..., warmup_ns: _Optional[int] = ..., stop_reason: _Optional[str] = ..., peak_rss_bytes: _Optional[int] = ..., before: _Optional[_Union[Telemetry, _Mapping]] = ..., after: _Optional[_Union[Telemetry, _Mapping]] = ..., runtime_versions: _Optional[_Mapping[str, str]] = ..., drift: _Optional[_Union[DriftCheck, _Mapping]] = ..., lease_to_report_ns: _Optional[int] = ..., evidence: _Optional[_Union[Evidence, _Mapping]] = ..., conditions: _Optional[_Union[Conditions, _Mapping]] = ...) -> None: ...
+    profile: Profile
+    def __init__(self, status: _Optional[_Union[ResultStatus, str]] = ..., message: _Optional[str] = ..., samples_ns: _Optional[_Iterable[int]] = ..., session_create_ns: _Optional[int] = ..., first_run_ns: _Optional[int] = ..., warmup_runs: _Optional[int] = ..., warmup_ns: _Optional[int] = ..., stop_reason: _Optional[str] = ..., peak_rss_bytes: _Optional[int] = ..., before: _Optional[_Union[Telemetry, _Mapping]] = ..., after: _Optional[_Union[Telemetry, _Mapping]] = ..., runtime_versions: _Optional[_Mapping[str, str]] = ..., drift: _Optional[_Union[DriftCheck, _Mapping]] = ..., lease_to_report_ns: _Optional[int] = ..., evidence: _Optional[_Union[Evidence, _Mapping]] = ..., conditions: _Optional[_Union[Conditions, _Mapping]] = ..., profile: _Optional[_Union[Profile, _Mapping]] = ...) -> None: ...
+
+class NodeTime(_message.Message):
+    __slots__ = ("node", "op_type", "scope", "mean_us")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    OP_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    MEAN_US_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    op_type: str
+    scope: str
+    mean_us: float
+    def __init__(self, node: _Optional[str] = ..., op_type: _Optional[str] = ..., scope: _Optional[str] = ..., mean_us: _Optional[float] = ...) -> None: ...
+
+class Profile(_message.Message):
+    __slots__ = ("runs", "nodes")
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    runs: int
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeTime]
+    def __init__(self, runs: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeTime, _Mapping]]] = ...) -> None: ...
 
 class Conditions(_message.Message):
     __slots__ = ("pinned_cores", "cooldown_s")
