@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from importlib import resources
 
@@ -69,8 +70,31 @@ def test_judgment_follows_the_limits():
     monitor.start()
     evidence = monitor.finish([1.0, 1.0, 1.0])
     assert not evidence.disturbed and evidence.trend == 0 and evidence.block_spread == 0
+    monitor.start()
+    assert not monitor.finish([1.0] * 4 + [1.2, 1.2]).disturbed
+    for medians in ([1.0] * 4 + [2.0, 2.0], [2.0] * 4 + [1.0, 1.0]):  # load began, or ended
+        monitor.start()
+        evidence = monitor.finish(medians)
+        assert any(reason.startswith("trend ") for reason in evidence.reasons), evidence
     with pytest.raises(ValueError, match="^cpu_wait: expected a finite number > 0"):
         DisturbanceLimits(cpu_wait=float("nan"))
+
+
+def test_a_load_that_starts_mid_job_shows_in_the_jobs_own_trend(hogs):
+    """The counters are switched off here: the job's own runs alone must show the load."""
+    blind = DisturbanceLimits(cpu_wait=1e6, steal=1e6, others_cpu=1e6, frequency_drop=1e6)
+    # the whole 2 s: no precision is reached that fine
+    settings = BenchSettings(threads=CORES, min_time_s=2, max_time_s=2, target_precision=1e-9)
+    quiet = measure(REFERENCE, settings, limits=blind).evidence
+    assert not quiet.disturbed, quiet.reasons
+    later = threading.Timer(0.8, hogs.start)
+    later.start()
+    try:
+        loaded = measure(REFERENCE, settings, limits=blind).evidence
+    finally:
+        later.join()
+    assert loaded.trend > DisturbanceLimits().trend, loaded
+    assert any(reason.startswith("trend ") for reason in loaded.reasons)
 
 
 # How much slower than a quiet measurement of the same model in another process a clean
