@@ -13,9 +13,11 @@ rests on the most direct evidence the OS gives:
 - **steal**: a VM's host took the CPU away.
 - **frequency** falling during the runs (throttling), and temperature, where exposed.
 
-The shape of the samples (spread and trend of the block medians) is recorded with them: it
-tells a reader how a disturbed number was disturbed, but a quiet device has spread too, so it
-does not judge on its own.
+The shape of the samples is recorded with them. Their spread tells a reader how a disturbed
+number was disturbed, but a quiet device has spread too, so it does not judge. Their trend
+does: the job's own runs are its in-job reference (of its size, with its threads), and a
+speed that changes by more than a quarter between the first and the last third of the
+blocks means a load began or ended during it, whatever the counters saw.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = ["DisturbanceLimits", "Evidence", "Monitor", "cpu_wait_ns"]
 
 _TASKS = Path("/proc/self/task")
 _BUSY_FIELDS = ("user", "nice", "system", "irq", "softirq")
+TREND_MIN_BLOCKS = 9  # three blocks per third at least
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,9 @@ class DisturbanceLimits:
     # over the first third, minus 1, beyond this either way (a load that ends mid-job makes
     # it faster). What the counters cannot see (heat, memory bandwidth other cores take)
     # still shows here. Quiet: within +-4% with 1 thread, +-13% with 2 threads on 2 shared
-    # cores; busy loops started mid-job: +45%.
+    # cores; busy loops started mid-job: +45%. Judged only over TREND_MIN_BLOCKS blocks or
+    # more: with fewer, one block is compared with one block, and 2-thread jobs of 5-9
+    # blocks went past the limit quiet.
     trend: float = 0.25
 
     def __post_init__(self) -> None:
@@ -140,6 +145,7 @@ class Monitor:
         self._sensor_at = -math.inf
         self._freqs: list[float] = []
         self._temps: list[float] = []
+        self._blocks = 0
 
     def start(self) -> None:
         self._first = self._last = _Counters.read()
@@ -161,6 +167,7 @@ class Monitor:
             self._note_window(self._last, end)
         self._read_sensors(force=True)
         spread, trend = _shape(block_medians)
+        self._blocks = len(block_medians)
         evidence = Evidence(
             cpu_wait=self._wait_share(self._first, end),
             cpu_wait_peak=self._peak_wait,
@@ -200,7 +207,8 @@ class Monitor:
                     f"frequency fell {drop:.0%} ({e.freq_max_mhz:.0f} -> "
                     f"{e.freq_min_mhz:.0f} MHz) during the runs"
                 )
-        if not 1 / (1 + limits.trend) - 1 <= e.trend <= limits.trend:
+        judged = self._blocks >= TREND_MIN_BLOCKS
+        if judged and not 1 / (1 + limits.trend) - 1 <= e.trend <= limits.trend:
             reasons.append(
                 f"trend {e.trend:+.0%}: the job's own runs changed speed by more than "
                 f"{limits.trend:.0%} between its first and last third (a load began or ended)"

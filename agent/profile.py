@@ -21,10 +21,24 @@ import onnxruntime as ort
 from agent.measure import BenchSettings, session_feeds, session_options
 from agent.pinning import claimed_cores, pinned
 
-__all__ = ["NodeTime", "profile_nodes", "by_op_type", "PROFILE_RUNS", "PROFILE_WARMUP_RUNS"]
+__all__ = [
+    "NodeTime",
+    "profile_nodes",
+    "by_op_type",
+    "check_size",
+    "PROFILE_RUNS",
+    "PROFILE_WARMUP_RUNS",
+    "MAX_NODES",
+    "MAX_NAME",
+]
 
 PROFILE_RUNS = 20
 PROFILE_WARMUP_RUNS = 5
+# What one profile may hold (the coordinator refuses more): an OFA subnet has about 150-250
+# nodes, a ResNet50 about 200, and node names are module paths such as
+# /blocks.3/conv/depth_conv/conv/Conv.
+MAX_NODES = 4096
+MAX_NAME = 512
 _KERNEL = "_kernel_time"
 
 
@@ -93,6 +107,15 @@ def _scope(node: str) -> str:
     """`/blocks.3/conv/.../Conv` -> `blocks.3`; a name without a path -> ''."""
     parts = node.split("/")
     return parts[1] if node.startswith("/") and len(parts) > 2 else ""
+
+
+def check_size(nodes: Sequence[NodeTime]) -> None:
+    """ValueError when the profile is larger than a coordinator takes."""
+    if len(nodes) > MAX_NODES:
+        raise ValueError(f"profile: {len(nodes)} nodes, at most {MAX_NODES} are reported")
+    for node in nodes:
+        if max(len(node.node), len(node.scope)) > MAX_NAME or len(node.op_type) > 64:
+            raise ValueError(f"profile: node {node.node[:80]!r}: a name over {MAX_NAME} characters")
 
 
 def by_op_type(nodes: Sequence[NodeTime]) -> list[dict]:

@@ -28,7 +28,7 @@ from agent.device import device_info, peak_rss_bytes, reset_peak_rss, telemetry
 from agent.disturbance import Evidence
 from agent.link import Misconfigured, summary
 from agent.measure import BenchSettings, measure
-from agent.profile import PROFILE_RUNS, NodeTime, profile_nodes
+from agent.profile import PROFILE_RUNS, check_size, profile_nodes
 from agent.retry import RETRYABLE, Backoff
 from agent.settings import MISCONFIGURED
 from proto.ofafleet.v1 import fleet_pb2 as pb
@@ -56,6 +56,7 @@ REFERENCE_SETTINGS = BenchSettings(
 # few percent on a quiet 2-core VM, so a smaller limit would make a quiet device wait.
 DRIFT_LIMIT = 0.10
 COOLDOWN_STEP_S = 2.0
+MAX_PROFILE_ERROR = 1000  # characters of why a profile failed
 COOLDOWN_MAX_S = 120.0
 
 
@@ -285,6 +286,7 @@ class Agent:
             measurement = measure(
                 model, settings, shapes, cancelled=lambda: job.lease_id in self.lost_leases
             )
+            cancelled = measurement.stop_reason == "cancelled"
             evidence = measurement.evidence
             if evidence.disturbed:
                 log.info("%s disturbed: %s", describe_job(job), "; ".join(evidence.reasons))
@@ -307,14 +309,27 @@ class Agent:
                 after=pb.Telemetry(**telemetry()),
                 runtime_versions=measurement.runtime_versions,
             )
-            if spec.profile:
-                result.profile.CopyFrom(profile_message(profile_nodes(model, settings, shapes)))
+            if spec.profile and result.status == pb.RESULT_STATUS_OK and not cancelled:
+                result.profile.CopyFrom(self._profile(job, model, settings, shapes))
             return result
         except Exception as exc:  # a bad job must never take the agent down
             log.warning("%s failed: %s", describe_job(job), exc)
             return pb.Result(
                 status=pb.RESULT_STATUS_FAILED, message=f"{type(exc).__name__}: {exc}"[:4000]
             )
+
+    def _profile(
+        self, job: pb.Job, model: Path, settings: BenchSettings, shapes: list | None
+    ) -> pb.Profile:
+        """The model's per-node profile; one that fails says why instead of failing the
+        measurement taken before it."""
+        try:
+            nodes = profile_nodes(model, settings, shapes)
+            check_size(nodes)
+        except Exception as exc:
+            log.warning("%s: no profile: %s", describe_job(job), exc)
+            return pb.Profile(error=f"{type(exc).__name__}: {exc}"[:MAX_PROFILE_ERROR])
+        return pb.Profile(runs=PROFILE_RUNS, nodes=[pb.NodeTime(**vars(node)) for node in nodes])
 
     def _fetch(self, digest: str, size: int) -> Path:
         cached = self.cache.get(digest)
@@ -381,8 +396,3 @@ def evidence_message(evidence: Evidence) -> pb.Evidence:
     """The wire form of a measurement's evidence (absent values stay absent)."""
     given = {k: v for k, v in vars(evidence).items() if v is not None}
     return pb.Evidence(**given)
-
-
-def profile_message(nodes: list[NodeTime]) -> pb.Profile:
-    """The wire form of a model's per-node profile (PROFILE_RUNS runs)."""
-    return pb.Profile(runs=PROFILE_RUNS, nodes=[pb.NodeTime(**vars(node)) for node in nodes])

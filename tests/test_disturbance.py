@@ -71,11 +71,13 @@ def test_judgment_follows_the_limits():
     evidence = monitor.finish([1.0, 1.0, 1.0])
     assert not evidence.disturbed and evidence.trend == 0 and evidence.block_spread == 0
     monitor.start()
-    assert not monitor.finish([1.0] * 4 + [1.2, 1.2]).disturbed
-    for medians in ([1.0] * 4 + [2.0, 2.0], [2.0] * 4 + [1.0, 1.0]):  # load began, or ended
+    assert not monitor.finish([1.0] * 6 + [1.2] * 3).disturbed
+    for medians in ([1.0] * 6 + [2.0] * 3, [2.0] * 6 + [1.0] * 3):  # load began, or ended
         monitor.start()
         evidence = monitor.finish(medians)
         assert any(reason.startswith("trend ") for reason in evidence.reasons), evidence
+    monitor.start()  # too few blocks to judge: one would be compared with one
+    assert not monitor.finish([1.0, 1.0, 2.0]).disturbed
     with pytest.raises(ValueError, match="^cpu_wait: expected a finite number > 0"):
         DisturbanceLimits(cpu_wait=float("nan"))
 

@@ -14,6 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from coordinator.cli.app import main as coord
+from coordinator.services.lut_compare import latency_groups, read_table
 from coordinator.state import Store
 from ofa.plan import space_lut_specs
 from tests.test_cli_errors import register, started_lut_campaign
@@ -183,3 +184,25 @@ def test_lut_export_says_what_it_did_not_export(tmp_path):
     assert len(tainted) == 1 and table[tainted[0]]["median_ms"] == 9.0
     assert table[tainted[0]]["disturbed"] == 4 and table[tainted[0]]["repeats"] == 4
     assert all(entry["disturbed"] == 0 for key, entry in table.items() if key != tainted[0])
+
+
+def test_one_devices_latency_groups_follow_the_note10_table(assets):
+    """The page's LUT plot: Note10's entries by group, against the raw yaml files."""
+    table = read_table(assets / "note10", "note10")
+    rows = {(row["by"], row["group"]): row for row in latency_groups(table)}
+    for r, entries in table.means.items():
+        row = rows[("resolution", f"r={r}")]
+        assert row["entries"] == len(entries)
+        assert row["median"] == pytest.approx(float(np.median(list(entries.values()))))
+        assert row["p10"] <= row["median"] <= row["p90"]
+    # on a phone more work costs more: larger kernels, expand ratios and resolutions
+    for dimension, groups in (
+        ("kernel", ["3", "5", "7"]),
+        ("expand", ["3", "4", "6"]),
+        ("resolution", [f"r={r}" for r in sorted(table.means)]),
+    ):
+        medians = [rows[(dimension, group)]["median"] for group in groups]
+        assert medians == sorted(medians), dimension
+    assert sum(row["entries"] for (by, _), row in rows.items() if by == "stage") == sum(
+        len(entries) for entries in table.means.values()
+    )

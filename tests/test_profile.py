@@ -5,6 +5,7 @@ OFA's layers and its LUT key."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -143,6 +144,28 @@ def test_a_campaign_with_profile_records_them_and_profile_show_reads_its_results
     assert sum(row["profiled_ms"] for row in shown["layers"]) == pytest.approx(both / 1000)
     said = cli("profile", "show", export, "--subnet", "0" * 12, expect=1)
     assert "no accepted subnet result with a profile for subnet 000000000000" in said
+    # a profile that failed on the device says why, and is passed over, not fatal
+    failed = dict(subnets[0], profile={"runs": 0, "nodes": [], "error": "OSError: disk full"})
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("\n".join(json.dumps(r) for r in [failed, *subnets]) + "\n\n")
+    again = json.loads(cli("profile", "show", mixed, "--subnet", MIXED.id, "--format", "json"))
+    assert again == shown
+    csv_export = tmp_path / "results.csv"
+    cli(
+        "results",
+        "export",
+        "--db",
+        fleet.db,
+        "--campaign",
+        cid,
+        "--format",
+        "csv",
+        "--out",
+        csv_export,
+    )
+    assert "profile" not in csv_export.read_text().splitlines()[0].split(",")
+    said = cli("profile", "show", csv_export, expect=1)
+    assert "a CSV export holds no profiles; export with --format jsonl" in said
 
 
 def test_profile_needs_onnxruntime_and_its_results_name_their_subnet(fleet, tmp_path):
@@ -159,7 +182,17 @@ def test_profile_needs_onnxruntime_and_its_results_name_their_subnet(fleet, tmp_
     )
     with pytest.raises(ValueError, match="profile: per-node profiles come from onnxruntime"):
         spec.validate(fleet.store)
+    with pytest.raises(ValueError, match="profile: only whole subnets are profiled"):
+        replace(spec, workload="lut", options=BenchOptions()).validate(fleet.store)
     export = tmp_path / "r.jsonl"
     export.write_text(json.dumps({"kind": "subnet", "accepted": True, "key": "{}"}) + "\n")
     said = cli("profile", "show", export, "--config", export, expect=2)
     assert "--config: campaign results name their subnets" in said
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"profile": {"nodes": []}}, indent=1))
+    said = cli("profile", "show", bench, "--subnet", "abc", expect=2)
+    assert "--subnet, --target: they pick among campaign results" in said
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"kind": "subnet"}) + "\n\n[1, 2\n")
+    said = cli("profile", "show", bad, expect=1)
+    assert f"{bad}:3: not valid JSON" in said and len(said.strip().splitlines()) == 1

@@ -300,8 +300,15 @@ def test_reports_that_contradict_the_job_are_refused_and_not_stored(fleet):
     (profiled_id,) = fleet.enqueue(small_models(1), profile=True)
     profiled = client.lease()
     assert profiled.job_id == profiled_id and profiled.spec.profile
-    error = client.refused("ReportResult", report(ten, job=profiled))
-    assert "the job asked for a per-node profile" in error.details()
+    failed = report(ten, profile=profile(), job=profiled)
+    failed.result.status = pb.RESULT_STATUS_FAILED
+    for request, why in (
+        (failed, "only an OK result carries a profile"),
+        (report(ten, profile=pb.Profile(runs=20), job=profiled), "either nodes or the error"),
+        (report(ten, profile=pb.Profile(error="x", nodes=profile().nodes), job=profiled), "either"),
+    ):
+        error = client.refused("ReportResult", request)
+        assert why in error.details()
     assert client.call("ReportResult", report(ten, profile=profile(), job=profiled)).accepted
     (stored,) = fleet.store.results(profiled_id)
     assert json.loads(stored["profile"])["nodes"][0]["mean_us"] == 5.0

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from coordinator.state import Store
+from coordinator.state import Store, Target
 from tests.cli_output import campaign_id, cli
 from tests.fleet import QUICK_FLAGS, Fleet
 from tests.test_tls import make_certificates
@@ -95,14 +95,37 @@ def test_metrics_parse_and_match_the_store(live):
     assert samples[("ofa_rpc_seconds_count", (("code", "OK"), ("method", "Heartbeat")))] >= 1
 
 
+def load_page(url: str, profile: Path) -> _Page:
+    """The page as headless Chromium drew it, after letting it fetch the status."""
+    assert CHROMIUM, "Chromium is not installed: run `make browser` (Debian's chromium)"
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            *("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"),
+            *("--disable-background-networking", "--disable-component-update", "--disable-sync"),
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=15000",  # let the page fetch and draw the status
+            "--dump-dom",
+            f"{url}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    page = _Page()
+    page.feed(dom)
+    return page
+
+
 class _Page(HTMLParser):
-    """The text of each table row, by table id, and the images' sources."""
+    """The text of each table row, by table id, the images' sources, and the text of the
+    error line and of the plots' boxes."""
 
     def __init__(self) -> None:
         super().__init__()
         self.rows: dict[str, list[list[str]]] = {}
         self.images: list[str] = []
-        self.error = ""
+        self.texts: dict[str, str] = {"error": "", "luts": "", "predictors": ""}
         self._table = self._row = None
         self._in: str | None = None
 
@@ -117,8 +140,8 @@ class _Page(HTMLParser):
             self._row.append("")
         elif tag == "img":
             self.images.append(attrs.get("src", ""))
-        elif tag == "span" and attrs.get("id") == "error":
-            self._in = "error"
+        elif tag in ("span", "div") and attrs.get("id") in self.texts:
+            self._in = attrs["id"]
 
     def handle_endtag(self, tag):
         if tag == "tr" and self._row:
@@ -127,12 +150,12 @@ class _Page(HTMLParser):
             self._row = None
         elif tag == "table":
             self._table = None
-        elif tag == "span":
+        elif tag in ("span", "div"):
             self._in = None
 
     def handle_data(self, data):
-        if self._in == "error":
-            self.error += data
+        if self._in:
+            self.texts[self._in] += data
         elif self._row is not None and self._row:
             self._row[-1] += data
 
@@ -140,25 +163,9 @@ class _Page(HTMLParser):
 def test_the_page_in_chromium_shows_the_agents_the_campaign_the_lut_and_the_predictor(
     live, tmp_path
 ):
-    assert CHROMIUM, "Chromium is not installed: run `make browser` (Debian's chromium)"
     fleet, url, agent, campaign = live
-    dom = subprocess.run(
-        [
-            CHROMIUM,
-            *("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"),
-            *("--disable-background-networking", "--disable-component-update", "--disable-sync"),
-            f"--user-data-dir={tmp_path / 'chromium'}",
-            "--virtual-time-budget=15000",  # let the page fetch and draw the status
-            "--dump-dom",
-            f"{url}/",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
-    page = _Page()
-    page.feed(dom)
-    assert page.error == "", page.error
+    page = load_page(url, tmp_path / "chromium")
+    assert page.texts["error"] == "", page.texts["error"]
     agents = {row[0]: row for row in page.rows["agents"]}
     assert agents[agent][1] == "online" and agents[agent][2] == "cpu"
     assert "CPU" in agents[agent][3]
@@ -167,8 +174,11 @@ def test_the_page_in_chromium_shows_the_agents_the_campaign_the_lut_and_the_pred
     assert running[1:3] == ["pi-sweep", "running"] and running[4] == f"0/{total}"
     labels = {row[0]: row for row in page.rows["labels"]}
     assert labels["rpi4"][1] == str(total) and labels["rpi4"][5] == "0"  # queued, none online
-    # cpu2 measured whole subnets only: no LUT, no predictor
-    assert page.images == ["plots/lut/cpu.png", "plots/predictor/cpu.png"]
+    # cpu2 measured whole subnets only: no LUT, no predictor. A LUT plot's address carries
+    # how many entries were measured, so that it is fetched again as more arrive
+    entries = fleet.store.accepted_count(Target("cpu"), "lut")
+    assert entries >= 96
+    assert page.images == [f"plots/lut/cpu.png?v={entries}", "plots/predictor/cpu.png?v=0"]
     for plot in page.images:
         status, headers, png = get(f"{url}/{plot}")
         assert status == 200 and headers["Content-Type"] == "image/png"
@@ -201,6 +211,24 @@ def test_with_tls_the_page_is_served_over_https_only(tmp_path):
         assert status == 200 and b'"agents": []' in body
         with pytest.raises((urllib.error.URLError, ConnectionError)):
             get(f"http://{address}/api/status")
+    finally:
+        fleet.close()
+
+
+def test_a_new_fleets_page_says_it_has_no_lut_and_no_predictor_yet(fleet_http, tmp_path):
+    page = load_page(fleet_http, tmp_path / "chromium")
+    assert page.texts["error"] == "" and page.images == []
+    assert page.texts["luts"].startswith("no LUT entry measured yet")
+    assert page.texts["predictors"].startswith("none trained")
+
+
+@pytest.fixture
+def fleet_http(tmp_path):
+    """A new fleet's coordinator with --http: its address."""
+    fleet = Fleet(tmp_path)
+    try:
+        fleet.start_server(extra=("--http", "127.0.0.1:0"))
+        yield f"http://{http_address(fleet)}"
     finally:
         fleet.close()
 

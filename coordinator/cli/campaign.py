@@ -105,8 +105,9 @@ def campaign() -> None:
 @click.option(
     "--profile",
     is_flag=True,
-    help="Also record each model's per-node kernel times (onnxruntime's profiler, in a "
-    "session after the timed runs): `results export` includes them, `profile show` reads them.",
+    help="Also record each subnet's per-node kernel times (onnxruntime's profiler, in a "
+    "session after the timed runs): `results export --format jsonl` includes them, "
+    "`profile show` reads them.",
 )
 @click.option("--start", "start_now", is_flag=True, help="Start it right away.")
 def create(

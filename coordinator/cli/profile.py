@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from collections.abc import Iterator
 
 import click
 
 from agent.output import JSON, TABLE, Column, echo_json, emit, format_option
 from agent.profile import NodeTime, by_op_type
 from coordinator.services.profiles import profile_by_layer, profile_from_results, read_profile
+from coordinator.state import CAMPAIGN_RESULT_KEYS
 from ofa import jsonfile
 from ofa.config import SubnetConfig, load_configs
 from ofa.lut import LatencyTable
@@ -92,26 +93,51 @@ def show(
 def _read(
     path: str, config_file: str | None, subnet: str | None, target: str | None
 ) -> tuple[SubnetConfig, list[NodeTime]]:
-    """The subnet and its nodes from either kind of PROFILE file."""
-    text = jsonfile.read_text(Path(path))
+    """The subnet and its nodes from either kind of PROFILE file (told apart by its first
+    line: a results export's is a whole record, with its `kind`)."""
+    first = next((record for _, record in _json_lines(path, strict=False)), None)
+    if isinstance(first, dict) and "kind" in first:
+        if config_file is not None:
+            raise click.UsageError("--config: campaign results name their subnets; use --subnet")
+        return profile_from_results(_json_lines(path), subnet, target)
+    if first == _CSV:
+        raise ValueError(f"{path}: a CSV export holds no profiles; export with --format jsonl")
+    if subnet or target:
+        raise click.UsageError("--subnet, --target: they pick among campaign results")
+    if config_file is None:
+        raise click.UsageError("--config: a profile of `ofa-agent bench` needs the subnet")
+    configs = load_configs(config_file)
+    if len(configs) != 1:
+        raise click.UsageError(f"--config: expected one subnet, {config_file} has {len(configs)}")
+    record = jsonfile.read(path)
+    return configs[0], read_profile(record.get("profile") if isinstance(record, dict) else None)
+
+
+_CSV = object()  # the first line of a CSV export, as _json_lines says it
+
+
+def _json_lines(path: str, strict: bool = True) -> Iterator[tuple[str, object]]:
+    """(`file:line`, value) of each non-blank line, read one at a time (an export with its
+    samples can be hundreds of MB). Not strict: stop at the first line, which may be the
+    start of a multi-line JSON document (or _CSV for a CSV export's header)."""
     try:
-        record = json.loads(text)
-    except ValueError:  # JSON lines, or not JSON at all (said per line below)
-        record = None
-    if isinstance(record, dict) and "kind" not in record:  # one `ofa-agent bench` record
-        if config_file is None:
-            raise click.UsageError("--config: a profile of `ofa-agent bench` needs the subnet")
-        configs = load_configs(config_file)
-        if len(configs) != 1:
-            raise click.UsageError(
-                f"--config: expected one subnet, {config_file} has {len(configs)}"
-            )
-        return configs[0], read_profile(record.get("profile"))
-    if config_file is not None:
-        raise click.UsageError("--config: campaign results name their subnets; use --subnet")
-    records = (
-        jsonfile.parse(line, f"{path}:{number}")
-        for number, line in enumerate(text.splitlines(), 1)
-        if line.strip()
-    )
-    return profile_from_results(records, subnet, target)
+        with open(path, encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{number}"
+                if strict:
+                    yield where, jsonfile.parse(line, where)
+                    continue
+                if line.startswith(CAMPAIGN_RESULT_KEYS[0] + ","):
+                    yield where, _CSV
+                else:
+                    try:
+                        yield where, json.loads(line)
+                    except ValueError:
+                        yield where, None
+                return
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None

@@ -28,7 +28,8 @@ def results() -> None:
 )
 @click.option("--out", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
 def results_export(db: str, campaign_id: str, fmt: str, out: str | None) -> None:
-    """Every result of a campaign: raw samples, statistics, device state."""
+    """Every result of a campaign: raw samples, statistics, device state (and in JSON lines,
+    the per-node profiles of a --profile campaign)."""
     store = Store(db)
     records = campaign_results(store, campaign_status(store, campaign_id)["id"])
     with ProgressReport() as progress:

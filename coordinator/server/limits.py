@@ -13,6 +13,7 @@ import numpy as np
 
 from agent.device import MAX_LIST  # temperature sources, providers, runtime versions
 from agent.measure import MAX_SAMPLES, BenchSettings
+from agent.profile import MAX_NAME, MAX_NODES
 from coordinator.state import DIGEST, LABEL
 from proto.ofafleet.v1 import fleet_pb2 as pb
 
@@ -43,11 +44,7 @@ MIN_RUN_NS = 1_000
 MAX_RUN_NS = 3600 * 10**9
 STOP_REASONS = ("precision", "time_cap", "cancelled")
 MEASURED = (pb.RESULT_STATUS_OK, pb.RESULT_STATUS_DISTURBED)  # results that carry samples
-# A per-node profile: an OFA subnet has about 150-250 nodes, a ResNet50 about 200; node names
-# are module paths such as /blocks.3/conv/depth_conv/conv/Conv.
-MAX_PROFILE_NODES = 4096
-MAX_NODE_NAME = 512
-MAX_PROFILE_BYTES = 2**20
+MAX_PROFILE_BYTES = 2**20  # a profile's encoded size (MAX_NODES nodes of short names)
 # The largest encoded request each method needs, checked before decoding. A report carries
 # up to MAX_SAMPLES samples of at most 6 bytes each (runs under 2**41 ns, 36 minutes), and
 # a profile when its job asked for one.
@@ -204,7 +201,7 @@ def check_report(request: pb.ReportResultRequest, samples: np.ndarray) -> None:
             "result.evidence.reasons: a DISTURBED result names why, and only a DISTURBED one"
         )
     if result.HasField("profile"):
-        _check_profile(result.profile)
+        _check_profile(result)
     if result.HasField("drift"):
         drift = result.drift
         _number("result.drift.baseline_median_ms", drift.baseline_median_ms, 0, 1e9)
@@ -212,16 +209,24 @@ def check_report(request: pb.ReportResultRequest, samples: np.ndarray) -> None:
         _number("result.drift.drift", drift.drift, -1, 1e9)
 
 
-def _check_profile(profile: pb.Profile) -> None:
+def _check_profile(result: pb.Result) -> None:
+    """An OK result's profile: its nodes, or why it has none."""
+    profile = result.profile
+    if result.status != pb.RESULT_STATUS_OK:
+        raise ValueError("result.profile: only an OK result carries a profile")
     if profile.ByteSize() > MAX_PROFILE_BYTES:
         raise ValueError(f"result.profile: at most {MAX_PROFILE_BYTES} bytes")
-    _number("result.profile.runs", profile.runs, 1, 10**6)
-    _count("result.profile.nodes", profile.nodes, MAX_PROFILE_NODES)
+    _text("result.profile.error", profile.error, MAX_MESSAGE)
+    if bool(profile.error) == bool(profile.nodes):
+        raise ValueError("result.profile: expected either nodes or the error that left it empty")
+    if profile.nodes:
+        _number("result.profile.runs", profile.runs, 1, 10**6)
+    _count("result.profile.nodes", profile.nodes, MAX_NODES)
     for i, node in enumerate(profile.nodes):
         field = f"result.profile.nodes[{i}]"
-        _text(f"{field}.node", node.node, MAX_NODE_NAME)
+        _text(f"{field}.node", node.node, MAX_NAME)
         _text(f"{field}.op_type", node.op_type, 64)
-        _text(f"{field}.scope", node.scope, MAX_NODE_NAME)
+        _text(f"{field}.scope", node.scope, MAX_NAME)
         _number(f"{field}.mean_us", node.mean_us, 0, MAX_RUN_NS / 1000)
 
 
@@ -245,12 +250,8 @@ def check_result_against_spec(result: pb.Result, samples: np.ndarray, spec: byte
     if result.status not in MEASURED:
         return
     settings = decode_spec(spec)
-    if settings.profile != result.HasField("profile"):
-        raise ValueError(
-            "result.profile: the job asked for a per-node profile"
-            if settings.profile
-            else "result.profile: the job did not ask for a profile"
-        )
+    if result.HasField("profile") and not settings.profile:  # an agent from before profiles,
+        raise ValueError("result.profile: the job did not ask for a profile")  # sends none
     cap_ns = (settings.max_time_s or BenchSettings.max_time_s) * 1e9
     min_runs = settings.min_runs or BenchSettings.min_runs
     if samples.max() >= MAX_RUN_NS:

@@ -4,8 +4,9 @@ when that is configured.
 
 Routes (GET and HEAD only; anything else is refused with 405):
 - `/`: the page (`page.html`), which draws itself from `/api/status` every few seconds;
-- `/api/status`: what `ofa-coord status --format json` prints, plus the device labels that
-  have latency predictors and those a LUT campaign targeted;
+- `/api/status`: what `ofa-coord status --format json` prints, plus `luts` and `predictors`:
+  [label, version] of each device with measured LUT entries (the version is their count)
+  and with trained latency predictors;
 - `/metrics`: Prometheus text format (`metrics.py`);
 - `/plots/predictor/<label>.png`: predicted against measured latency of a device's
   held-out subnets, by every predictor trained for it (`ofa-coord predictor eval --plot`);
@@ -31,18 +32,22 @@ from agent import strict_json
 from coordinator.server.metrics import CONTENT_TYPE, FleetMetrics
 from coordinator.server.serve import tls_context
 from coordinator.services.fleet_status import fleet_status
-from coordinator.services.lut_compare import has_lut, plot_device_lut
+from coordinator.services.lut_compare import DIMENSIONS
+from coordinator.services.lut_export import lut_groups
+from coordinator.services.plots import lut_by_group
 from coordinator.services.predictors import (
     device_predictors,
     held_out_subnets,
     plot_predictors,
     trained_kinds,
 )
-from coordinator.state import LABEL
+from coordinator.state import LABEL, Target
 
 __all__ = ["WebServer"]
 
 log = logging.getLogger("ofa-coord")
+# pyplot is not thread-safe, and the page fetches its plots at once: one drawing at a time
+_PLOTTING = threading.Lock()
 _PLOT = re.compile(rf"^/plots/(predictor|lut)/({LABEL.pattern})\.png$")
 
 
@@ -89,8 +94,10 @@ class WebServer:
                 {label for agent in status["agents"] for label in agent["labels"]}
                 | {row["label"] for row in status["labels"]}
             )
-            status["luts"] = [label for label in labels if has_lut(self.store, label)]
-        status["predictors"] = [label for label in labels if trained_kinds(self.db, label)]
+            luts = {label: self.store.accepted_count(Target(label), "lut") for label in labels}
+        # the count makes a LUT plot's address change, and the page fetch it, as entries arrive
+        status["luts"] = [[label, count] for label, count in luts.items() if count]
+        status["predictors"] = [[label, 0] for label in labels if trained_kinds(self.db, label)]
         return strict_json.dumps(status).encode()
 
     def predictor_plot(self, label: str) -> bytes:
@@ -99,13 +106,15 @@ class WebServer:
         with self.lock:
             held_out = held_out_subnets(self.store, label)
         models = device_predictors(self.db, label)
-        with tempfile.TemporaryDirectory() as folder:
+        with _PLOTTING, tempfile.TemporaryDirectory() as folder:
             return plot_predictors(label, held_out, models, Path(folder, "plot.png")).read_bytes()
 
     def lut_plot(self, label: str) -> bytes:
         """The PNG; ValueError (said as 404) while the device has no measured LUT entry."""
-        with self.lock, tempfile.TemporaryDirectory() as folder:
-            return plot_device_lut(self.store, label, Path(folder, "lut.png")).read_bytes()
+        with self.lock:
+            groups = lut_groups(self.store, label)
+        with _PLOTTING, tempfile.TemporaryDirectory() as folder:
+            return lut_by_group(label, groups, DIMENSIONS, Path(folder, "lut.png")).read_bytes()
 
 
 class _HTTPServer(ThreadingHTTPServer):

@@ -73,7 +73,7 @@ class CampaignSpec:
     max_attempts: int = 3
     max_disturbed: int = 4  # disturbed measurements of a job before it ends `disturbed`
     options: BenchOptions = field(default_factory=BenchOptions)
-    profile: bool = False  # also record each model's per-node kernel times (onnxruntime)
+    profile: bool = False  # also record each subnet's per-node kernel times (onnxruntime)
 
     def validate(self, store: Store) -> list[Item]:
         """Raise ValueError naming the first bad field; touches nothing. Returns the items."""
@@ -136,6 +136,11 @@ class CampaignSpec:
         BenchOptions.from_dict(asdict(self.options))  # settings built in Python are checked too
         if not isinstance(self.profile, bool):
             raise ValueError(f"profile: expected true or false, got {show(self.profile)}")
+        if self.profile and self.workload == "lut":
+            raise ValueError(
+                "profile: only whole subnets are profiled, and the lut workload has none "
+                "(profile them with --workload random, configs or lut+random)"
+            )
         if self.profile and self.options.runtime != "onnxruntime":
             raise ValueError(
                 f"profile: per-node profiles come from onnxruntime, and this campaign's "
@@ -323,7 +328,7 @@ def _job_specs(
                 size,
                 item.inputs,
                 spec.options,
-                profile=spec.profile and item.kind != "reference",
+                profile=spec.profile and item.kind == "subnet",
                 **implements,
             ).SerializeToString(),
             item.digest,

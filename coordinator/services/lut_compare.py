@@ -20,10 +20,6 @@ from typing import Any
 import numpy as np
 import yaml
 
-from coordinator.services.campaigns import Target
-from coordinator.services.lut_export import collect_lut
-from coordinator.services.plots import lut_by_group
-from coordinator.state import Store
 from ofa import space
 from ofa.lut import LatencyTable
 from ofa.plan import AVG_POOL, FEATURE_MIX, FINAL_EXPAND, FIRST_CONV, LOGITS, MBCONV
@@ -36,8 +32,6 @@ __all__ = [
     "parse_key",
     "compare",
     "latency_groups",
-    "plot_device_lut",
-    "has_lut",
     "DIMENSIONS",
 ]
 
@@ -173,8 +167,8 @@ def _groups(values: dict[tuple[int, str], float]) -> list[dict[str, Any]]:
             if label is not None:
                 members.setdefault(label, []).append(value)
         groups += [
-            {"by": dimension, "group": label, "entries": len(values), **_spread(values)}
-            for label, values in sorted(members.items(), key=lambda kv: _order(dimension)(kv[0]))
+            {"by": dimension, "group": label, "entries": len(group), **_spread(group)}
+            for label, group in sorted(members.items(), key=lambda kv: _order(dimension)(kv[0]))
         ]
     return groups
 
@@ -185,23 +179,6 @@ def latency_groups(table: Table) -> list[dict[str, Any]]:
     return _groups(
         {(r, key): ms for r, entries in table.means.items() for key, ms in entries.items()}
     )
-
-
-def has_lut(store: Store, label: str) -> bool:
-    """Whether a LUT campaign has targeted device `label`."""
-    return bool(store.targeted_items(Target(label=label), "lut", None))
-
-
-def plot_device_lut(store: Store, label: str, path: Path) -> Path:
-    """Device `label`'s LUT (its accepted results, as `lut export` pools them) by group of
-    each dimension, as a PNG at `path`; ValueError while it has none."""
-    lut = collect_lut(store, label)
-    if not lut.entries:
-        raise ValueError(f"device: no LUT entry of {label!r} has been measured yet")
-    means: dict[int, dict[str, float]] = {}
-    for entry in lut.entries:
-        means.setdefault(entry.r, {})[entry.key] = entry.median_ms
-    return lut_by_group(label, latency_groups(Table(label, means)), DIMENSIONS, path)
 
 
 def compare(base: Table, other: Table, top: int = 10) -> dict:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from coordinator.services.lut_compare import Table, latency_groups
 from coordinator.state import Campaign, ItemJobs, ItemResult, Store, Target
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Missing",
     "DeviceLut",
     "collect_lut",
+    "lut_groups",
     "write_lut",
     "FORMATS",
     "DRIFT_LIMIT",
@@ -128,6 +130,18 @@ def collect_lut(
         else None,
     }
     return DeviceLut(label, entries, missing, provenance)
+
+
+def lut_groups(store: Store, label: str) -> list[dict]:
+    """Device `label`'s LUT (its accepted results, pooled as `lut export` pools them) by
+    group of each dimension (`latency_groups`); ValueError while it has no entry."""
+    lut = collect_lut(store, label)
+    if not lut.entries:
+        raise ValueError(f"device: no LUT entry of {label!r} has been measured yet")
+    means: dict[int, dict[str, float]] = {}
+    for entry in lut.entries:
+        means.setdefault(entry.r, {})[entry.key] = entry.median_ms
+    return latency_groups(Table(label, means))
 
 
 def _why_missing(jobs: ItemJobs | None) -> str:

@@ -76,7 +76,7 @@ def ratio_by_group(comparisons: list[dict], dimensions: Sequence[str], path: Pat
 
 def lut_by_group(label: str, groups: list[dict], dimensions: Sequence[str], path: Path) -> Path:
     """One device's LUT entries per group of each dimension (`latency_groups`): median ms
-    and p10-p90, on a log scale (the head's and tail's layers differ by 100x)."""
+    and p10-p90, on a log scale (on Note10 the tail's layers span 0.01-0.7 ms)."""
     return _by_group(
         [{"table": label, "groups": groups}], dimensions, path, "LUT entry (ms)", log=True
     )

@@ -52,30 +52,32 @@ def read_profile(record: object) -> list[NodeTime]:
 
 
 def profile_from_results(
-    records: Iterable[object], subnet: str | None = None, target: str | None = None
+    records: Iterable[tuple[str, object]], subnet: str | None = None, target: str | None = None
 ) -> tuple[SubnetConfig, list[NodeTime]]:
     """One subnet's profile from a campaign's results (`results export --format jsonl`
-    records): each node's time averaged over the subnet's accepted, profiled results on one
-    target. `subnet` (an id) and `target` (e.g. label:pixel7) pick them where the results
-    hold several."""
+    records, each with where it was read, e.g. `file:line`): each node's time averaged over
+    the subnet's accepted results on one target that carry nodes (a profile that failed
+    says why instead). `subnet` (an id) and `target` (e.g. label:pixel7) pick them where the
+    results hold several."""
     groups: dict[tuple[str, str], tuple[SubnetConfig, list[list[NodeTime]]]] = {}
-    for line, record in enumerate(records, 1):
+    for where, record in records:
         if not isinstance(record, dict):
-            raise ValueError(f"results line {line}: expected an object of `results export`")
+            raise ValueError(f"{where}: expected an object of `results export`")
+        profile = record.get("profile")
         if record.get("kind") != "subnet" or not record.get("accepted"):
             continue
-        if not record.get("profile"):
+        if not isinstance(profile, dict) or not profile.get("nodes"):
             continue
         try:
             config = SubnetConfig.from_json(str(record.get("key")))
         except ValueError as exc:
-            raise ValueError(f"results line {line}: key: {exc}") from None
+            raise ValueError(f"{where}: key: {exc}") from None
         if (subnet and config.id != subnet) or (target and record.get("target") != target):
             continue
         try:
-            nodes = read_profile(record["profile"])
+            nodes = read_profile(profile)
         except ValueError as exc:
-            raise ValueError(f"results line {line}: {exc}") from None
+            raise ValueError(f"{where}: {exc}") from None
         group = groups.setdefault((str(record.get("target")), config.id), (config, []))
         group[1].append(nodes)
     wanted = " and ".join(

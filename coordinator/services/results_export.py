@@ -1,6 +1,8 @@
 """`ofa-coord results export`: every result of a campaign with its raw samples, statistics
 and device state, as CSV or JSON lines. Both are strict: a non-finite number (a NaN a sensor
-reported, say) is written as null in JSON and as an empty CSV cell, never as `NaN`."""
+reported, say) is written as null in JSON and as an empty CSV cell, never as `NaN`. Per-node
+profiles go to JSON lines only: one is 20 KB or more, past what CSV readers take in a cell
+(Python's csv module: 128 KiB; spreadsheets: 32,767 characters)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,10 @@ from coordinator.state import CAMPAIGN_RESULT_KEYS, JSON_RESULT_FIELDS, RESULT_F
 __all__ = ["campaign_results", "write_results", "FORMATS"]
 
 FORMATS = ("csv", "jsonl")
-_COLUMNS = CAMPAIGN_RESULT_KEYS + RESULT_FIELDS + ("samples_ns",)
+_CSV_LEFT_OUT = "profile"
+_COLUMNS = tuple(
+    c for c in CAMPAIGN_RESULT_KEYS + RESULT_FIELDS + ("samples_ns",) if c != _CSV_LEFT_OUT
+)
 
 
 def campaign_results(store: Store, campaign_id: str) -> Iterator[dict]:
@@ -41,8 +46,10 @@ def write_results(
     writer = csv.DictWriter(out, fieldnames=_COLUMNS)
     writer.writeheader()
     for record in map(strict_json.finite, records):
+        del record[_CSV_LEFT_OUT]
         for column in JSON_RESULT_FIELDS:
-            record[column] = strict_json.dumps(record[column], sort_keys=True)
+            if column != _CSV_LEFT_OUT:
+                record[column] = strict_json.dumps(record[column], sort_keys=True)
         record["samples_ns"] = " ".join(map(str, record["samples_ns"]))
         writer.writerow(record)
         count += 1

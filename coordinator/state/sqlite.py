@@ -1101,6 +1101,16 @@ class Store:
         )
         return {(row[0], row[1]) for row in rows}
 
+    def accepted_count(self, target: Target, kind: str) -> int:
+        """How many accepted OK results of agents not quarantined the target's items of this
+        kind have, over every campaign (the status page redraws a LUT plot when it grows)."""
+        where, params = _item_filter(target, kind, [])
+        return self.db.execute(
+            f"SELECT COUNT(*) FROM {_ITEM_RESULTS} WHERE {where} AND res.accepted=1 "
+            f"AND res.status='ok' AND {_TRUSTED}",
+            params,
+        ).fetchone()[0]
+
     def item_jobs(
         self, target: Target, kind: str, campaign_ids: Sequence[str] = ()
     ) -> dict[tuple[int | None, str], ItemJobs]:

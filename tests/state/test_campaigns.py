@@ -204,7 +204,10 @@ def test_item_results_are_the_accepted_ok_results_of_the_target(store, digest):
     start(store, digest, targets=(CPU, PI), repeats=2)
     first = lease(store, "a1")[0]  # fails once: not a result to use
     store.report("a1", first.job_id, first.lease_id, "failed", {"message": "boom"})
+    assert store.accepted_count(CPU, "lut") == 0
     run_all(store, "a1", samples=(1_000_000, 3_000_000), runtime_versions={"ort": "1"})
+    assert store.accepted_count(CPU, "lut") == 4 and store.accepted_count(CPU, "subnet") == 2
+    assert store.accepted_count(PI, "lut") == 0
     run_all(store, "a2", samples=(9_000_000,))
     lut = store.item_results(CPU, "lut")
     assert sorted((r.r, r.key) for r in lut) == [(64, "lut-a")] * 2 + [(64, "lut-b")] * 2

@@ -232,12 +232,14 @@ class NodeTime(_message.Message):
     def __init__(self, node: _Optional[str] = ..., op_type: _Optional[str] = ..., scope: _Optional[str] = ..., mean_us: _Optional[float] = ...) -> None: ...
 
 class Profile(_message.Message):
-    __slots__ = ("runs", "nodes")
+    __slots__ = ("runs", "nodes", "error")
     RUNS_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     runs: int
     nodes: _containers.RepeatedCompositeFieldContainer[NodeTime]
-    def __init__(self, runs: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeTime, _Mapping]]] = ...) -> None: ...
+    error: str
+    def __init__(self, runs: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeTime, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class Conditions(_message.Message):
     __slots__ = ("pinned_cores", "cooldown_s")
