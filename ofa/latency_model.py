@@ -8,8 +8,14 @@ its files carry and the command line's `--kind`):
   end-to-end subnet measurements (three numbers: a scale, a fixed cost, a cost per block).
 - `lut-ridge` (LutRidge): every block type gets its own multiplier of its LUT latency,
   pulled towards 1 by a ridge penalty chosen by cross-validation.
-- `transfer` (Transfer): another device's predictor rescaled, `a * source(x) + b`, from K
-  end-to-end measurements of the new device (few-sample adaptation).
+- `structure` (Structure): no LUT at all, for targets where a LUT sum is a poor model or
+  none was measured (GPUs, large batches): end-to-end latency as a cost per active block of
+  each type (stage, first-or-not, kernel, expand) times the input's pixel area, plus a
+  fixed cost per pixel and a constant. The per-type costs are pulled towards one shared cost
+  per block by a ridge penalty chosen by cross-validation.
+- `transfer` (Transfer): another device's predictor of any other kind rescaled,
+  `a * source(x) + b`, from K end-to-end measurements of the new device (few-sample
+  adaptation).
 
 Predictors are saved as JSON with a format version; nothing is pickled.
 """
@@ -22,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -41,10 +47,12 @@ __all__ = [
     "LutSum",
     "LutCorrected",
     "LutRidge",
+    "Structure",
     "Transfer",
     "PREDICTORS",
     "KINDS",
     "TABLE_KINDS",
+    "SOURCE_KINDS",
     "fit_predictor",
     "predictor_from_dict",
     "load_predictor",
@@ -194,17 +202,28 @@ class BlockTable:
 
 def _type_features(table: BlockTable, batch: ConfigBatch) -> np.ndarray:
     """(n, 90): LUT latency summed per block type (stage, first-or-not, kernel, expand)."""
-    latencies = table.block_latencies(batch)
+    return _per_type(batch, table.block_latencies(batch))
+
+
+def _per_type(batch: ConfigBatch, values: np.ndarray) -> np.ndarray:
+    """(n, 90): `values` (n, 20), one per elastic block, summed per block type."""
     block = np.arange(space.N_BLOCKS)
     position = (block // space.MAX_DEPTH) * 2 + (block % space.MAX_DEPTH > 0)
     types = position[None, :] * 9 + batch.ks.astype(int) * 3 + batch.e.astype(int)
     features = np.zeros((len(batch), N_TYPES))
     np.add.at(
-        features,
-        (np.repeat(np.arange(len(batch)), space.N_BLOCKS), types.ravel()),
-        latencies.ravel(),
+        features, (np.repeat(np.arange(len(batch)), space.N_BLOCKS), types.ravel()), values.ravel()
     )
     return features
+
+
+def _structure_design(batch: ConfigBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Penalised columns (active blocks per type x pixel area, (r/224)^2) and free columns
+    (active blocks x area: the shared cost per block; area: the fixed layers; 1)."""
+    area = (batch.r.astype(float) / 224.0) ** 2
+    counts = _per_type(batch, batch.active.astype(float)) * area[:, None]
+    free = np.column_stack([counts.sum(axis=1), area, np.ones(len(batch))])
+    return counts, free
 
 
 # ---------------------------------------------------------------------------- predictors
@@ -348,17 +367,16 @@ class TablePredictor(LatencyPredictor):
     def _training_set(
         cls, configs: Sequence[SubnetConfig] | None, measured_ms: Sequence[float] | None
     ) -> tuple[ConfigBatch, np.ndarray]:
-        """The learned kinds' training data: at least 4 subnets, one median each."""
-        if (
-            not configs
-            or measured_ms is None
-            or len(configs) != len(measured_ms)
-            or len(configs) < 4
-        ):
-            raise ValueError(
-                f"configs: {cls.kind} needs end-to-end measurements of at least 4 subnets"
-            )
-        return ConfigBatch.from_configs(configs), np.asarray(measured_ms, float)
+        return _training_set(cls.kind, configs, measured_ms)
+
+
+def _training_set(
+    kind: str, configs: Sequence[SubnetConfig] | None, measured_ms: Sequence[float] | None
+) -> tuple[ConfigBatch, np.ndarray]:
+    """The learned kinds' training data: at least 4 subnets, one median each."""
+    if not configs or measured_ms is None or len(configs) != len(measured_ms) or len(configs) < 4:
+        raise ValueError(f"configs: {kind} needs end-to-end measurements of at least 4 subnets")
+    return ConfigBatch.from_configs(configs), np.asarray(measured_ms, float)
 
 
 @register
@@ -507,9 +525,127 @@ class LutRidge(TablePredictor):
         return {**scalars, "multipliers": tuple(multipliers.tolist())}
 
 
+@register
+@dataclass(frozen=True, kw_only=True)
+class Structure(LatencyPredictor):
+    """No LUT: a cost per active block of each of the 90 types per unit of pixel area,
+    pulled towards one shared cost per block by a ridge penalty `alpha` chosen by
+    cross-validation, plus a fixed cost per unit of area and a constant (see
+    `_structure_design`). Predicts only the width and resolutions it was fitted on."""
+
+    kind: ClassVar[str] = "structure"
+    fitted_width: float
+    fitted_resolutions: tuple[int, ...]
+    deviations: tuple[float, ...]  # of each type's cost from the shared one, ms per area
+    per_block: float
+    per_area: float
+    offset: float
+    alpha: float
+
+    @property
+    def width(self) -> float:
+        return self.fitted_width
+
+    @property
+    def resolutions(self) -> np.ndarray:
+        return np.array(self.fitted_resolutions)
+
+    @classmethod
+    def fit(
+        cls,
+        configs: Sequence[SubnetConfig] | None,
+        measured_ms: Sequence[float] | None,
+        *,
+        folds: int = 5,
+        seed: int = 0,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> Self:
+        batch, target = _training_set(cls.kind, configs, measured_ms)
+        penalised, free = _structure_design(batch)
+        alpha = _choose_alpha(penalised, free, target, folds, seed, prior=0.0)
+        deviations, (per_block, per_area, offset) = _fit_ridge(
+            penalised, free, target, alpha, prior=0.0
+        )
+        return cls(
+            fitted_width=batch.w,
+            fitted_resolutions=tuple(sorted({int(r) for r in batch.r})),
+            deviations=tuple(deviations.tolist()),
+            per_block=float(per_block),
+            per_area=float(per_area),
+            offset=float(offset),
+            alpha=alpha,
+            provenance=dict(provenance or {}),
+        )
+
+    def _predict(self, batch: ConfigBatch) -> np.ndarray:
+        unknown = sorted(set(batch.r.tolist()) - set(self.fitted_resolutions))
+        if unknown:
+            raise ValueError(
+                f"r: not fitted at resolution {unknown[0]}; this predictor knows "
+                f"{list(self.fitted_resolutions)}"
+            )
+        penalised, free = _structure_design(batch)
+        weights = np.array([self.per_block, self.per_area, self.offset])
+        return penalised @ np.asarray(self.deviations) + free @ weights
+
+    def _content(self) -> dict[str, Any]:
+        return {
+            "table": None,
+            "params": {
+                "width": self.fitted_width,
+                "resolutions": list(self.fitted_resolutions),
+                "deviations": list(self.deviations),
+                "per_block": self.per_block,
+                "per_area": self.per_area,
+                "offset": self.offset,
+                "alpha": self.alpha,
+            },
+            "source": None,
+        }
+
+    @classmethod
+    def _read(
+        cls, data: Mapping[str, Any], params: Mapping[str, Any], details: dict[str, Any]
+    ) -> Self:
+        width = _number(params, "width", "params.")
+        if width not in space.WIDTH_CHOICES:
+            raise ValueError(f"params.width: expected one of {space.WIDTH_CHOICES}, got {width}")
+        resolutions = _numbers(params, "resolutions", (None,), "params.")
+        if (
+            len(resolutions) == 0
+            or np.any(resolutions != np.round(resolutions))
+            or np.any(resolutions < space.MIN_RESOLUTION)
+            or np.any(resolutions > space.MAX_RESOLUTION)
+        ):
+            raise ValueError(
+                f"params.resolutions: expected integers in {space.MIN_RESOLUTION}.."
+                f"{space.MAX_RESOLUTION}, got {resolutions.tolist()}"
+            )
+        per_block, per_area, offset, alpha = (
+            _number(params, name, "params.")
+            for name in ("per_block", "per_area", "offset", "alpha")
+        )
+        deviations = _numbers(params, "deviations", (N_TYPES,), "params.")
+        return cls(
+            fitted_width=width,
+            fitted_resolutions=tuple(sorted({int(r) for r in resolutions})),
+            deviations=tuple(deviations.tolist()),
+            per_block=per_block,
+            per_area=per_area,
+            offset=offset,
+            alpha=alpha,
+            **details,
+        )
+
+
 def _table_kinds() -> str:
     """'lut, lut-corrected or lut-ridge': the kinds made from a LUT, for messages."""
     return f"{', '.join(TABLE_KINDS[:-1])} or {TABLE_KINDS[-1]}"
+
+
+def _source_kinds() -> str:
+    """The kinds a transfer adapts (every other), for messages."""
+    return f"{', '.join(SOURCE_KINDS[:-1])} or {SOURCE_KINDS[-1]}"
 
 
 @register
@@ -519,7 +655,7 @@ class Transfer(LatencyPredictor):
     measurements of this device (few-sample adaptation)."""
 
     kind: ClassVar[str] = "transfer"
-    source: TablePredictor
+    source: LatencyPredictor  # of any other kind
     scale: float
     offset: float
 
@@ -541,8 +677,8 @@ class Transfer(LatencyPredictor):
         provenance: Mapping[str, Any] | None = None,
     ) -> Self:
         """A scale and an offset (only a scale below 3 measurements)."""
-        if not isinstance(source, TablePredictor):
-            raise ValueError(f"source.kind: expected {_table_kinds()}, got {source.kind!r}")
+        if isinstance(source, Transfer):
+            raise ValueError(f"source.kind: expected {_source_kinds()}, got {source.kind!r}")
         if not configs or len(configs) != len(measured_ms):
             raise ValueError("configs: transfer needs at least one end-to-end measurement")
         predicted = source.predict(configs)
@@ -575,19 +711,19 @@ class Transfer(LatencyPredictor):
         if not isinstance(source, Mapping):
             raise ValueError("source: a transfer predictor needs the source predictor")
         if source.get("kind") == cls.kind:  # `predictor train` never makes one
-            raise ValueError(f"source.kind: expected {_table_kinds()}")
+            raise ValueError(f"source.kind: expected {_source_kinds()}")
         try:
             loaded = predictor_from_dict(source)
         except ValueError as exc:
             raise ValueError(f"source.{exc}") from None
-        # every kind but this one is made from a table
-        return cls(source=cast(TablePredictor, loaded), scale=scale, offset=offset, **details)
+        return cls(source=loaded, scale=scale, offset=offset, **details)
 
 
 KINDS: tuple[str, ...] = tuple(PREDICTORS)
 TABLE_KINDS: tuple[str, ...] = tuple(
     kind for kind, cls in PREDICTORS.items() if issubclass(cls, TablePredictor)
 )
+SOURCE_KINDS: tuple[str, ...] = tuple(kind for kind in KINDS if kind != Transfer.kind)
 
 
 def fit_predictor(
@@ -655,21 +791,27 @@ def _ridge_design(table: BlockTable, batch: ConfigBatch) -> tuple[np.ndarray, np
 
 
 def _fit_ridge(
-    penalised: np.ndarray, free: np.ndarray, target: np.ndarray, alpha: float
+    penalised: np.ndarray, free: np.ndarray, target: np.ndarray, alpha: float, prior: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Minimise |target - P m - F f|^2 + lam |m - 1|^2 for multipliers m and free weights f."""
+    """Minimise |target - P m - F f|^2 + lam |m - prior|^2 for the penalised weights m and
+    free weights f."""
     design = np.hstack([penalised, free])
     lam = alpha * np.mean(np.sum(penalised**2, axis=0) + 1e-12)
     n_pen = penalised.shape[1]
-    residual = target - penalised.sum(axis=1)  # solve for m - 1
+    residual = target - prior * penalised.sum(axis=1)  # solve for m - prior
     gram = design.T @ design
     gram[np.arange(n_pen), np.arange(n_pen)] += lam
     solution = np.linalg.solve(gram + 1e-9 * np.eye(len(gram)), design.T @ residual)
-    return 1.0 + solution[:n_pen], solution[n_pen:]
+    return prior + solution[:n_pen], solution[n_pen:]
 
 
 def _choose_alpha(
-    penalised: np.ndarray, free: np.ndarray, target: np.ndarray, folds: int, seed: int
+    penalised: np.ndarray,
+    free: np.ndarray,
+    target: np.ndarray,
+    folds: int,
+    seed: int,
+    prior: float = 1.0,
 ) -> float:
     """The ridge strength with the lowest cross-validated relative RMSE."""
     folds = max(2, min(folds, len(target)))
@@ -679,7 +821,7 @@ def _choose_alpha(
         errors = []
         for fold in range(folds):
             train, test = assignment != fold, assignment == fold
-            m, f = _fit_ridge(penalised[train], free[train], target[train], alpha)
+            m, f = _fit_ridge(penalised[train], free[train], target[train], alpha, prior)
             predicted = penalised[test] @ m + free[test] @ f
             errors.append(((predicted - target[test]) / target[test]) ** 2)
         error = float(np.mean(np.concatenate(errors)))

@@ -137,6 +137,42 @@ def test_train_eval_and_predict_for_a_device(measured, db, tmp_path):
     assert predicted["latency_ms"] == pytest.approx(lut_sum, abs=5e-4)
 
 
+def test_structure_is_trained_without_a_lut_and_evaluated_beside_the_lut_kinds(measured, db):
+    """cpu2 has no LUT, only 9 subnets measured whole: the structural kind still fits, and
+    on cpu `eval` scores it beside a LUT kind on the same held-out subnets."""
+    out = cli("predictor", "train", "--db", db, "--device", "cpu2", "--kind", "structure")
+    assert "structure predictor for cpu2 from" in out and "subnets" in out
+    saved = json.loads(predictor_path(db, "cpu2", "structure").read_text())
+    medians = repeat_medians(db, measured[1]["cpu2"])
+    subnets, _ = held_out(medians)
+    assert saved["table"] is None and saved["provenance"]["lut"] is None
+    assert saved["provenance"]["training_subnets"] == len(medians) - len(subnets)
+    model = load_predictor(predictor_path(db, "cpu2", "structure"))
+    assert model.resolutions.tolist() == [64] and np.all(model.predict(subnets) > 0)
+    for kind in ("structure", "lut-ridge"):
+        cli("predictor", "train", "--db", db, "--device", "cpu", "--kind", kind)
+    report = {
+        r["predictor"]: r
+        for r in json.loads(
+            stdout(
+                coord,
+                *("predictor", "eval", "--db", db, "--device", "cpu"),
+                *("--kind", "structure", "--kind", "lut-ridge", "--format", "json"),
+            )
+        )
+    }
+    assert set(report) == {"structure", "lut-ridge", "noise floor"}
+    assert report["structure"]["n"] == report["lut-ridge"]["n"] >= 2
+    # a structural source transfers like a LUT-made one
+    out = cli(
+        *("predictor", "train", "--db", db, "--device", "cpu2", "--kind", "transfer"),
+        *("--source-device", "cpu", "--source-kind", "structure", "--k", "3"),
+    )
+    assert "transfer predictor for cpu2 from 3 subnets" in out
+    saved = json.loads(predictor_path(db, "cpu2", "transfer").read_text())
+    assert saved["source"]["kind"] == "structure"
+
+
 def test_transfer_to_a_new_device_from_k_measurements(measured, db, tmp_path):
     cli("predictor", "train", "--db", db, "--device", "cpu", "--kind", "lut-ridge")
     out = cli(

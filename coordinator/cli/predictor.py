@@ -21,7 +21,7 @@ from coordinator.services.predictors import (
 )
 from coordinator.state import Store
 from ofa.config import load_configs
-from ofa.latency_model import KINDS, TABLE_KINDS, load_predictor
+from ofa.latency_model import KINDS, SOURCE_KINDS, load_predictor
 
 
 @click.group()
@@ -68,7 +68,15 @@ def _warn(rows: dict[str, dict | None]) -> None:
 @predictor.command()
 @DB
 @click.option("--device", "label", required=True)
-@click.option("--kind", type=click.Choice(KINDS), default="lut-ridge", show_default=True)
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    default="lut-ridge",
+    show_default=True,
+    help="lut, lut-corrected, lut-ridge: from the device's LUT (the last two also learn from "
+    "its subnets); structure: from its measured subnets alone, no LUT; transfer: another "
+    "device's predictor adapted.",
+)
 @click.option(
     "--campaign",
     "campaigns",
@@ -78,7 +86,7 @@ def _warn(rows: dict[str, dict | None]) -> None:
 @click.option("--lut-campaign", help="The LUT campaign to use (default: all on this device).")
 @click.option("--source-device", help="transfer: the device whose predictor is adapted.")
 @click.option(
-    "--source-kind", type=click.Choice(TABLE_KINDS), default="lut-ridge", show_default=True
+    "--source-kind", type=click.Choice(SOURCE_KINDS), default="lut-ridge", show_default=True
 )
 @click.option(
     "--k",

@@ -25,6 +25,7 @@ from ofa.latency_model import (
     KINDS,
     BlockTable,
     LatencyPredictor,
+    Structure,
     Transfer,
     fit_predictor,
     load_predictor,
@@ -132,14 +133,17 @@ def train_predictor(
     """Fit a `kind` predictor of device `label` on its training subnets (of `campaigns`,
     default all) and store it beside the database, with its provenance and, when subnets
     are held out, its metrics. `transfer` adapts `source_device`'s `source_kind` predictor
-    from K of them (seeded); the other kinds are made from the device's LUT (of
-    `lut_campaign`, default all). `progress` hears of each phase (reading the measurements
-    and fitting take seconds to minutes on a large database)."""
+    from K of them (seeded); `structure` needs no LUT; the other kinds are made from the
+    device's LUT (of `lut_campaign`, default all). `progress` hears of each phase (reading
+    the measurements and fitting take seconds to minutes on a large database)."""
     progress("reading the measured subnets", 0, None)
     training, held_out = split(measured_subnets(store, label, list(campaigns) or None))
     if kind == Transfer.kind:
         progress(f"fitting {kind}", 0, None)
         model, origin, chosen = _transfer(db, training, source_device, source_kind, k, seed)
+    elif kind == Structure.kind:
+        progress(f"fitting {kind}", 0, None)
+        model, origin, chosen = _structure(training, seed)
     else:
         model, origin, chosen = _from_lut(
             store, label, kind, training, lut_campaign, seed, progress
@@ -190,6 +194,18 @@ def _transfer(
         },
         chosen,
     )
+
+
+def _structure(training: list[Measured], seed: int) -> Fitted:
+    """From the training subnets alone, of the width most of them have."""
+    widths = sorted({m.config.w for m in training})
+    if len(widths) > 1:
+        raise ValueError(
+            f"subnets: the training subnets span widths {widths}; train on one width "
+            "(give --campaign)"
+        )
+    model = Structure.fit([m.config for m in training], [m.median_ms for m in training], seed=seed)
+    return model, {"lut": None}, training
 
 
 def _from_lut(
