@@ -55,9 +55,11 @@ class DisturbanceLimits:
     # over the first third, minus 1, beyond this either way (a load that ends mid-job makes
     # it faster). What the counters cannot see (heat, memory bandwidth other cores take)
     # still shows here. Quiet: within +-4% with 1 thread, +-13% with 2 threads on 2 shared
-    # cores; busy loops started mid-job: +45%. Judged only over TREND_MIN_BLOCKS blocks or
-    # more: with fewer, one block is compared with one block, and 2-thread jobs of 5-9
-    # blocks went past the limit quiet.
+    # cores; busy loops started mid-job: +144% to +200% for a 2.7 ms subnet, but +3% to +45%
+    # for a 0.3 ms model, whose runs mostly fit between the scheduler's switches (CPU wait
+    # is the signal there). Judged only over TREND_MIN_BLOCKS blocks or more: with fewer,
+    # one block is compared with one block, and 2-thread jobs of 5-9 blocks went past the
+    # limit quiet.
     trend: float = 0.25
 
     def __post_init__(self) -> None:
