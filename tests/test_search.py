@@ -9,12 +9,21 @@ from ofa.accuracy import AccuracyPredictor
 from ofa.batch import ConfigBatch
 from ofa.config import sample_configs
 from ofa.latency_model import BlockTable, fit_predictor
+from ofa.local_search import _lagrange
 from ofa.lut import LatencyTable
 from ofa.plan import count_macs, space_lut_specs
-from ofa.search import ImpossibleBudget, SearchSettings, evolutionary_search
+from ofa.search import ImpossibleBudget, SearchSettings, evolutionary_search, fastest_configs
 
 RESOLUTIONS = (160, 176, 192, 208, 224)
 QUICK = SearchSettings(generations=40, seed=0)
+
+
+def largest(resolutions):
+    """The largest subnet at each resolution."""
+    n = len(resolutions)
+    return ConfigBatch(
+        np.full((n, 20), 2), np.full((n, 20), 2), np.full((n, 5), 4), np.array(resolutions), 1.2
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +93,81 @@ def test_a_macs_budget_holds_too(predictors):
     assert np.isclose(
         macs.lut_sum(ConfigBatch.from_configs([result.config]))[0], count_macs(result.config)
     )
+
+
+@pytest.mark.parametrize("resolutions", [(160,), (176, 208), RESOLUTIONS])
+def test_no_result_is_over_budget_or_at_another_resolution(predictors, resolutions):
+    """Budgets from just above the fastest reachable latency to above the slowest, with
+    and without a MACs limit that binds."""
+    accuracy, latency, tables = predictors
+    fastest = float(latency.predict(fastest_configs(resolutions, 1.2)).min())
+    macs = BlockTable.from_lut(
+        {r: {s.lut_key: s.macs() for s in space_lut_specs(r, 1.2)} for r in resolutions}, 1.2
+    )
+    cases = [(fastest * factor, None) for factor in (1.02, 1.3, 2.0, 12.0)]
+    cases.append((fastest * 3, 0.6 * float(macs.lut_sum(largest(resolutions)).min())))
+    for seed, (budget, max_macs) in enumerate(cases):
+        feasible = None if max_macs is None else lambda b, m=max_macs: macs.lut_sum(b) <= m
+        result = evolutionary_search(
+            accuracy.predict,
+            latency.predict,
+            budget,
+            resolutions,
+            1.2,
+            SearchSettings(generations=3, seed=seed),
+            feasible,
+        )
+        assert result.config.r in resolutions
+        assert result.latency_ms <= budget
+        assert tables.predict_ms(result.config) == pytest.approx(result.latency_ms)
+        if max_macs is not None:
+            assert count_macs(result.config) <= max_macs
+
+
+@pytest.mark.parametrize("budget, seed", [(15.0, 3), (20.0, 4)])
+def test_the_default_search_beats_plain_evolution_run_beside_it(predictors, budget, seed):
+    """The default (a few generations, then the local search) against OFA's plain evolution
+    at 100 generations, which costs about as much time, on the same seed."""
+    accuracy, latency, _ = predictors
+    default = evolutionary_search(
+        accuracy.predict, latency.predict, budget, RESOLUTIONS, 1.2, SearchSettings(seed=seed)
+    )
+    plain = evolutionary_search(
+        accuracy.predict,
+        latency.predict,
+        budget,
+        RESOLUTIONS,
+        1.2,
+        SearchSettings(generations=100, local_starts=0, seed=seed),
+    )
+    assert plain.latency_ms <= budget and default.latency_ms <= budget
+    assert default.accuracy >= plain.accuracy
+    assert default.history == sorted(default.history)
+
+
+def test_the_knapsack_repair_stays_within_capacity():
+    """Random multiple-choice knapsacks: the choice never costs more than the capacity and
+    is worth at least the all-cheapest choice."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(200, 20, 9))
+    costs = rng.random((200, 20, 9))
+    costs -= costs.min(axis=2, keepdims=True)
+    capacity = rng.random(200) * costs.max(axis=2).sum(axis=1)
+    chosen = _lagrange(values, costs, capacity)
+    picked = np.take_along_axis(costs, chosen[:, :, None], 2)[:, :, 0].sum(axis=1)
+    worth = np.take_along_axis(values, chosen[:, :, None], 2)[:, :, 0].sum(axis=1)
+    cheapest = np.take_along_axis(values, costs.argmin(axis=2)[:, :, None], 2)[:, :, 0]
+    assert (picked <= capacity + 1e-9).all()
+    assert (worth >= cheapest.sum(axis=1) - 1e-9).all()
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"screens": -1}, "screens: expected an integer in 0..10000, got -1"),
+        ({"local_steps": 1.5}, "local_steps: expected an integer"),
+    ],
+)
+def test_local_search_settings_are_refused_by_name(fields, message):
+    with pytest.raises(ValueError, match=message):
+        SearchSettings(**fields)

@@ -54,6 +54,15 @@ def test_budgets_and_front_from_the_note10_tables(assets, tmp_path):
     assert result["latency_model"]["kind"] == "lut"
     assert result["config"]["r"] in (160, 176, 192, 208, 224)
     assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    # the whole front: monotone, and each budget's choice is its best point within budget
+    front = list(csv.DictReader((tmp_path / "front.csv").open()))
+    latencies = [float(point["latency_ms"]) for point in front]
+    top1 = [float(point["accuracy"]) for point in front]
+    assert latencies == sorted(latencies) and top1 == sorted(set(top1))
+    for row in rows:
+        within = [a for a, ms in zip(top1, latencies, strict=True) if ms <= float(row["budget_ms"])]
+        assert float(row["accuracy"]) == pytest.approx(max(within))
+    assert SubnetConfig.from_json(front[0]["config"]).r in (160, 176, 192, 208, 224)
 
 
 def test_a_devices_stored_predictor_and_a_macs_budget(assets, tmp_path):
@@ -165,6 +174,7 @@ def test_scenarios_run_many_budgets_and_sources_into_one_table(assets, tmp_path)
         ("note10-again", 25.0),
     ]
     assert (tmp_path / "out" / "note10" / "30ms" / "subnet.json").is_file()
+    assert (tmp_path / "out" / "note10-again" / "front.csv").is_file()
     scenarios.write_text(json.dumps([{"lut": "x", "device": "y", "latency_ms": [1]}]))
     bad = CliRunner().invoke(
         coord,

@@ -24,6 +24,7 @@ from coordinator.services.specialise import (
 from coordinator.state import Store
 from ofa.accuracy import AccuracyPredictor
 from ofa.latency_model import KINDS
+from ofa.search import SearchSettings
 
 MAX_PARETO_POINTS = 1000
 # The summary table: the choice per budget and, with --verify, what the device measured.
@@ -111,7 +112,13 @@ def _pareto_range(
 @click.option(
     "--max-macs", type=FiniteFloat(min=0, min_open=True), help="Also a MACs budget (in millions)."
 )
-@click.option("--generations", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--generations",
+    type=click.IntRange(min=1),
+    default=SearchSettings.generations,
+    show_default=True,
+    help="Evolution generations before the local search.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--supernet",

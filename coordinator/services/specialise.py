@@ -30,10 +30,11 @@ from coordinator.state import BlobStore, Store, Target
 from ofa import space
 from ofa.accuracy import AccuracyPredictor
 from ofa.config import SubnetConfig
+from ofa.front import Front, pareto_front
 from ofa.latency_model import KINDS, BlockTable, LatencyPredictor, LutSum, load_predictor
 from ofa.lut import LatencyTable
 from ofa.plan import count_macs, space_lut_specs
-from ofa.search import SearchSettings, evolutionary_search
+from ofa.search import SearchSettings
 
 if TYPE_CHECKING:  # torch only when weights are asked for
     from ofa.nn.supernet import OFAMobileNetV3
@@ -110,7 +111,7 @@ class SpecialiseSettings:
 
     resolutions: tuple[int, ...] | None = None
     max_macs: float | None = None
-    generations: int = 100
+    generations: int = SearchSettings.generations
     seed: int = 0
 
 
@@ -273,9 +274,11 @@ def specialise(
     supernet: OFAMobileNetV3 | None = None,
     progress: OnProgress = quiet,
 ) -> list[Chosen]:
-    """Search each budget; write `<budget>ms/subnet.json` and `result.json` (recording
+    """Search the front over all budgets at once (`ofa.front`), refusing any budget below
+    the fastest reachable latency before writing anything; write `front.csv` (every point
+    of the front) and, per budget, `<budget>ms/subnet.json` and `result.json` (recording
     `source`, where the latency model came from) and, given a supernet, the subnet's weights
-    and ONNX. `progress` hears of each budget searched (a second or more each)."""
+    and ONNX. `progress` hears of each budget searched."""
     if supernet is not None and supernet.width != latency.width:
         raise ValueError(
             f"supernet: the checkpoint is a w{supernet.width} supernet, the latency "
@@ -296,36 +299,34 @@ def specialise(
         )
         limit = settings.max_macs * 1e6
         feasible = lambda batch: macs.lut_sum(batch) <= limit  # noqa: E731
-    chosen: list[Chosen] = []
     progress("searching", 0, len(budgets))
-    for budget in budgets:
-        result = evolutionary_search(
-            accuracy.predict,
-            latency.predict,
-            budget,
-            allowed,
-            latency.width,
-            SearchSettings(generations=settings.generations, seed=settings.seed),
-            feasible,
-        )
-        choice = Chosen(
-            budget,
-            result.config,
-            result.latency_ms,
-            result.accuracy,
-            count_macs(result.config),
-            result.generations,
-        )
-        chosen.append(choice)
-        target = folder / f"{budget:g}ms"
+    done: list[float] = []
+
+    def searched(budget: float) -> None:
+        done.append(budget)
+        progress("searching", len(done), len(budgets), f"{budget:g} ms")
+
+    front = pareto_front(
+        accuracy.predict,
+        latency.predict,
+        budgets,
+        allowed,
+        latency.width,
+        SearchSettings(generations=settings.generations, seed=settings.seed),
+        feasible,
+        searched,
+    )
+    chosen = [_choose(front, budget) for budget in budgets]  # refuses a budget before writing
+    for choice in chosen:
+        target = folder / f"{choice.budget_ms:g}ms"
         target.mkdir(parents=True, exist_ok=True)
-        (target / "subnet.json").write_text(result.config.to_json() + "\n")
+        (target / "subnet.json").write_text(choice.config.to_json() + "\n")
         (target / "result.json").write_text(
             json.dumps(
                 {
                     **choice.row(),
-                    "config": result.config.to_dict(),
-                    "generations": result.generations,
+                    "config": choice.config.to_dict(),
+                    "generations": choice.generations,
                     "latency_model": {
                         **source,
                         "kind": latency.kind,
@@ -336,9 +337,31 @@ def specialise(
             )
         )
         if supernet is not None:
-            _write_subnet(supernet, result.config, target)
-        progress("searching", len(chosen), len(budgets), f"{budget:g} ms")
+            _write_subnet(supernet, choice.config, target)
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_csv(folder / "front.csv", _front_rows(front))
     return chosen
+
+
+def _choose(front: Front, budget: float) -> Chosen:
+    """The front's subnet for `budget`, with its figures."""
+    config, accuracy, latency_ms = front.best_within(budget)
+    return Chosen(budget, config, latency_ms, accuracy, count_macs(config), front.generations)
+
+
+def _front_rows(front: Front) -> list[dict[str, Any]]:
+    """Every point of the front, fastest first: the choice for any budget in between."""
+    return [
+        {
+            "latency_ms": float(front.latency_ms[i]),
+            "accuracy": float(front.accuracy[i]),
+            "macs": count_macs(config),
+            "r": config.r,
+            "id": config.id,
+            "config": config.to_json(),
+        }
+        for i, config in enumerate(front.configs.config(i) for i in range(len(front)))
+    ]
 
 
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
