@@ -170,26 +170,12 @@ class BlockTable:
         """From a predictor file's `table`: every field checked for type, shape and range."""
         if not isinstance(data, Mapping):
             raise ValueError(f"table: expected an object, got {type(data).__name__}")
-        width = _number(data, "width", "table.")
-        if width not in space.WIDTH_CHOICES:
-            raise ValueError(f"table.width: expected one of {space.WIDTH_CHOICES}, got {width}")
-        resolutions = _numbers(data, "resolutions", (None,), "table.")
+        width = _width(data, "table.")
+        resolutions = _resolutions(data, "table.")
         count = len(resolutions)
-        if (
-            count == 0
-            or np.any(resolutions != np.round(resolutions))
-            or np.any(resolutions < space.MIN_RESOLUTION)
-            or np.any(resolutions > space.MAX_RESOLUTION)
-            or np.any(np.diff(resolutions) <= 0)
-        ):
-            raise ValueError(
-                f"table.resolutions: expected increasing integers in "
-                f"{space.MIN_RESOLUTION}..{space.MAX_RESOLUTION}, "
-                f"got {resolutions.tolist()}"
-            )
         return cls(
             width,
-            resolutions.astype(int),
+            resolutions,
             _numbers(data, "fixed", (count,), "table."),
             _numbers(
                 data,
@@ -198,6 +184,31 @@ class BlockTable:
                 "table.",
             ),
         )
+
+
+def _width(data: Mapping, prefix: str) -> float:
+    """A file's supernet width, one of the space's."""
+    width = _number(data, "width", prefix)
+    if width not in space.WIDTH_CHOICES:
+        raise ValueError(f"{prefix}width: expected one of {space.WIDTH_CHOICES}, got {width}")
+    return width
+
+
+def _resolutions(data: Mapping, prefix: str) -> np.ndarray:
+    """A file's resolutions: increasing integers of the space, at least one."""
+    resolutions = _numbers(data, "resolutions", (None,), prefix)
+    if (
+        len(resolutions) == 0
+        or np.any(resolutions != np.round(resolutions))
+        or np.any(resolutions < space.MIN_RESOLUTION)
+        or np.any(resolutions > space.MAX_RESOLUTION)
+        or np.any(np.diff(resolutions) <= 0)
+    ):
+        raise ValueError(
+            f"{prefix}resolutions: expected increasing integers in "
+            f"{space.MIN_RESOLUTION}..{space.MAX_RESOLUTION}, got {resolutions.tolist()}"
+        )
+    return resolutions.astype(int)
 
 
 def _type_features(table: BlockTable, batch: ConfigBatch) -> np.ndarray:
@@ -607,20 +618,8 @@ class Structure(LatencyPredictor):
     def _read(
         cls, data: Mapping[str, Any], params: Mapping[str, Any], details: dict[str, Any]
     ) -> Self:
-        width = _number(params, "width", "params.")
-        if width not in space.WIDTH_CHOICES:
-            raise ValueError(f"params.width: expected one of {space.WIDTH_CHOICES}, got {width}")
-        resolutions = _numbers(params, "resolutions", (None,), "params.")
-        if (
-            len(resolutions) == 0
-            or np.any(resolutions != np.round(resolutions))
-            or np.any(resolutions < space.MIN_RESOLUTION)
-            or np.any(resolutions > space.MAX_RESOLUTION)
-        ):
-            raise ValueError(
-                f"params.resolutions: expected integers in {space.MIN_RESOLUTION}.."
-                f"{space.MAX_RESOLUTION}, got {resolutions.tolist()}"
-            )
+        width = _width(params, "params.")
+        resolutions = _resolutions(params, "params.")
         per_block, per_area, offset, alpha = (
             _number(params, name, "params.")
             for name in ("per_block", "per_area", "offset", "alpha")
@@ -628,7 +627,7 @@ class Structure(LatencyPredictor):
         deviations = _numbers(params, "deviations", (N_TYPES,), "params.")
         return cls(
             fitted_width=width,
-            fitted_resolutions=tuple(sorted({int(r) for r in resolutions})),
+            fitted_resolutions=tuple(resolutions.tolist()),
             deviations=tuple(deviations.tolist()),
             per_block=per_block,
             per_area=per_area,

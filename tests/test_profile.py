@@ -112,19 +112,12 @@ def test_a_campaign_with_profile_records_them_and_profile_show_reads_its_results
     cid = run_campaign(
         fleet.db, "--name", "p", "--workload", "configs", "--configs", configs, "--profile"
     )
+
+    def export_results(out, fmt):
+        cli("results", "export", "--db", fleet.db, "--campaign", cid, "--format", fmt, "--out", out)
+
     export = tmp_path / "results.jsonl"
-    cli(
-        "results",
-        "export",
-        "--db",
-        fleet.db,
-        "--campaign",
-        cid,
-        "--format",
-        "jsonl",
-        "--out",
-        export,
-    )
+    export_results(export, "jsonl")
     records = [json.loads(line) for line in export.read_text().splitlines()]
     subnets = [r for r in records if r["kind"] == "subnet"]
     assert len(subnets) == 4 and all(r["accepted"] for r in subnets)  # 2 subnets x 2 repeats
@@ -151,18 +144,7 @@ def test_a_campaign_with_profile_records_them_and_profile_show_reads_its_results
     again = json.loads(cli("profile", "show", mixed, "--subnet", MIXED.id, "--format", "json"))
     assert again == shown
     csv_export = tmp_path / "results.csv"
-    cli(
-        "results",
-        "export",
-        "--db",
-        fleet.db,
-        "--campaign",
-        cid,
-        "--format",
-        "csv",
-        "--out",
-        csv_export,
-    )
+    export_results(csv_export, "csv")
     assert "profile" not in csv_export.read_text().splitlines()[0].split(",")
     said = cli("profile", "show", csv_export, expect=1)
     assert "a CSV export holds no profiles; export with --format jsonl" in said

@@ -95,13 +95,18 @@ def _read(
 ) -> tuple[SubnetConfig, list[NodeTime]]:
     """The subnet and its nodes from either kind of PROFILE file (told apart by its first
     line: a results export's is a whole record, with its `kind`)."""
-    first = next((record for _, record in _json_lines(path, strict=False)), None)
-    if isinstance(first, dict) and "kind" in first:
+    first = next((line for _, line in _lines(path)), "")
+    if first.startswith(CAMPAIGN_RESULT_KEYS[0] + ","):
+        raise ValueError(f"{path}: a CSV export holds no profiles; export with --format jsonl")
+    try:
+        record = json.loads(first)
+    except ValueError:  # the first line of a multi-line JSON document, or not JSON
+        record = None
+    if isinstance(record, dict) and "kind" in record:
         if config_file is not None:
             raise click.UsageError("--config: campaign results name their subnets; use --subnet")
-        return profile_from_results(_json_lines(path), subnet, target)
-    if first == _CSV:
-        raise ValueError(f"{path}: a CSV export holds no profiles; export with --format jsonl")
+        records = ((where, jsonfile.parse(line, where)) for where, line in _lines(path))
+        return profile_from_results(records, subnet, target)
     if subnet or target:
         raise click.UsageError("--subnet, --target: they pick among campaign results")
     if config_file is None:
@@ -109,34 +114,18 @@ def _read(
     configs = load_configs(config_file)
     if len(configs) != 1:
         raise click.UsageError(f"--config: expected one subnet, {config_file} has {len(configs)}")
-    record = jsonfile.read(path)
-    return configs[0], read_profile(record.get("profile") if isinstance(record, dict) else None)
+    bench = jsonfile.read(path)
+    return configs[0], read_profile(bench.get("profile") if isinstance(bench, dict) else None)
 
 
-_CSV = object()  # the first line of a CSV export, as _json_lines says it
-
-
-def _json_lines(path: str, strict: bool = True) -> Iterator[tuple[str, object]]:
-    """(`file:line`, value) of each non-blank line, read one at a time (an export with its
-    samples can be hundreds of MB). Not strict: stop at the first line, which may be the
-    start of a multi-line JSON document (or _CSV for a CSV export's header)."""
+def _lines(path: str) -> Iterator[tuple[str, str]]:
+    """(`file:line`, text) of each non-blank line, read one at a time (an export with its
+    samples can be hundreds of MB)."""
     try:
         with open(path, encoding="utf-8") as lines:
             for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                if strict:
-                    yield where, jsonfile.parse(line, where)
-                    continue
-                if line.startswith(CAMPAIGN_RESULT_KEYS[0] + ","):
-                    yield where, _CSV
-                else:
-                    try:
-                        yield where, json.loads(line)
-                    except ValueError:
-                        yield where, None
-                return
+                if line.strip():
+                    yield f"{path}:{number}", line
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
