@@ -194,7 +194,7 @@ def bench_setting_options(command: Command) -> Command:
         command = click.option(
             setting.flag,
             setting.field,
-            type=setting.kind,
+            type=click.Choice(setting.choices) if setting.choices else setting.kind,
             default=getattr(defaults, setting.field),
             show_default=True,
             help=setting.help,

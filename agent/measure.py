@@ -93,6 +93,7 @@ class SettingFlag:
     field: str  # the BenchSettings field (and BenchSpec's, on the wire)
     help: str  # what it means
     when_zero: str = ""  # what a job's 0 means, where not the engine's default
+    choices: tuple[str, ...] = ()  # the values a text setting takes, where they are few
 
     @property
     def kind(self) -> type:
@@ -125,9 +126,17 @@ SETTING_FLAGS = (
         "--max-time", "max_time_s", "Stop after this many seconds of timed runs even if imprecise."
     ),
     SettingFlag(
-        "--precision",
+        "--max-ci",
         "target_precision",
         "Stop once the 95% CI of the median is within this fraction of it.",
+    ),
+    SettingFlag("--runtime", "runtime", "Runtime to measure with.", choices=RUNTIMES),
+    SettingFlag(
+        "--provider",
+        "execution_provider",
+        "onnxruntime execution provider (`ofa-agent info` lists this device's), or torch's "
+        "device (cpu, cuda, cuda:N).",
+        when_zero="the runtime's CPU (CPUExecutionProvider, or cpu for torch)",
     ),
 )
 
@@ -173,7 +182,8 @@ def session_options(settings: BenchSettings, cores: Sequence[int]) -> ort.Sessio
 def session_feeds(
     session: ort.InferenceSession, input_shapes: Sequence[Sequence[int]] | None
 ) -> dict[str, np.ndarray]:
-    """Seeded random inputs of the model's static shapes (checked against the job's)."""
+    """Seeded random inputs of the model's static shapes (checked against the job's), in
+    float16 where the model takes it, else float32."""
     rng = np.random.default_rng(0)
     feeds = {}
     for i, meta in enumerate(session.get_inputs()):
@@ -187,7 +197,8 @@ def session_feeds(
                 f"inputs[{i}]: the job says shape {list(input_shapes[i])}, "
                 f"the model takes {meta.shape}"
             )
-        feeds[meta.name] = rng.standard_normal(meta.shape).astype(np.float32)
+        dtype = np.float16 if meta.type == "tensor(float16)" else np.float32
+        feeds[meta.name] = rng.standard_normal(meta.shape).astype(dtype)
     return feeds
 
 

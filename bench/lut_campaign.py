@@ -28,7 +28,7 @@ from coordinator.services.campaigns import (
 )
 from coordinator.services.jobs import BenchOptions
 from coordinator.services.results_export import campaign_results
-from coordinator.state import BlobStore, Target
+from coordinator.state import BlobStore, Devices
 from tests.fleet import Fleet
 
 
@@ -48,7 +48,7 @@ def main() -> None:
             store = fleet.store
             spec = CampaignSpec(
                 name="bench",
-                targets=(Target(label="bench"),),
+                targets=(Devices(label="bench"),),
                 workload="lut",
                 resolutions=(args.resolution,),
                 repeats=args.repeats,

@@ -7,6 +7,11 @@ A real coordinator and two real agents on loopback: `cpu-1t` (1 thread) and `cpu
 entry at 160..224 px (w1.0) and `--subnets` random subnets, shuffled together, each measured
 twice. cpu-2t, the "new device" of the few-sample study, gets only `--new-device-subnets`
 random subnets (twice). The database stays in `--out` for `bench.predictors`.
+
+`--protocol new` (the default) measures with the agent's own defaults: warm-up until the
+timings are stable, threads pinned, runs until the median's confidence interval is tight,
+disturbed measurements re-measured. `--protocol old` is the fixed one the first figures used:
+a 0.2 s warm-up (`--warmup-time`) and at least 30 runs and 0.3 s (`--min-time`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from coordinator.services.campaigns import (
 )
 from coordinator.services.jobs import BenchOptions
 from coordinator.services.local import start_agent, start_server
-from coordinator.state import BlobStore, Store, Target
+from coordinator.state import BlobStore, Devices, Store
 
 RESOLUTIONS = (160, 176, 192, 208, 224)
 
@@ -48,6 +53,7 @@ def main() -> None:
     parser.add_argument("--new-device-subnets", type=int, default=150)
     parser.add_argument("--min-time", type=float, default=0.3)
     parser.add_argument("--warmup-time", type=float, default=0.2)
+    parser.add_argument("--protocol", choices=("new", "old"), default="new")
     args = parser.parse_args()
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -70,14 +76,18 @@ def main() -> None:
             )
         while len(store.list_agents()) < 2:
             time.sleep(0.2)
-        options = BenchOptions(
-            warmup_runs=5, warmup_min_s=args.warmup_time, min_runs=30, min_time_s=args.min_time
+        options = (
+            BenchOptions(
+                warmup_runs=5, warmup_min_s=args.warmup_time, min_runs=30, min_time_s=args.min_time
+            )
+            if args.protocol == "old"
+            else BenchOptions()
         )
         run(
             store,
             CampaignSpec(
                 name="cpu-1t lut+random",
-                targets=(Target(label="cpu-1t"),),
+                targets=(Devices(label="cpu-1t"),),
                 workload="lut+random",
                 resolutions=RESOLUTIONS,
                 count=args.subnets,
@@ -89,7 +99,7 @@ def main() -> None:
             store,
             CampaignSpec(
                 name="cpu-2t random",
-                targets=(Target(label="cpu-2t"),),
+                targets=(Devices(label="cpu-2t"),),
                 workload="random",
                 resolutions=RESOLUTIONS,
                 count=args.new_device_subnets,

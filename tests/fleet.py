@@ -32,7 +32,7 @@ QUICK = BenchOptions(
 # Quick measurement settings as `campaign create` flags, for tests that drive the CLI.
 QUICK_FLAGS = (
     "--warmup-runs 2 --warmup-min-time 0.005 --min-runs 10 --min-time 0.01 --max-time 2 "
-    "--precision 0.5"
+    "--max-ci 0.5"
 ).split()
 
 

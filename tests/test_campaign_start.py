@@ -18,11 +18,11 @@ from coordinator.services.campaigns import (
     create_campaign,
     start_campaign,
 )
-from coordinator.state import BlobStore, Store, Target
+from coordinator.state import BlobStore, Devices, Store
 from ofa.config import SubnetConfig
 
 REPEATS = 5
-TARGETS = (Target(label="cpu"), Target(label="pi"))
+TARGETS = (Devices(label="cpu"), Devices(label="pi"))
 
 
 @pytest.fixture

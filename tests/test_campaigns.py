@@ -238,7 +238,7 @@ def test_configs_campaign_reads_jsonl_and_published_net_configs(fleet, tmp_path,
         ),
         (["--workload", "lut"], "targets: give at least one --label or --agent"),
         (
-            ["--label", "cpu", "--workload", "random", "--count", "2", "--precision", "2"],
+            ["--label", "cpu", "--workload", "random", "--count", "2", "--max-ci", "2"],
             "settings.target_precision: expected a fraction below 1",
         ),
         (
@@ -513,7 +513,9 @@ def test_a_campaign_starts_once_and_wait_needs_it_started(fleet):
 
 
 def test_lut_export_refuses_to_pool_results_of_different_settings(fleet, tmp_path):
-    for threads in ("1", "2"):  # a few results of each are enough to pool
+    """Threads are part of the target (each is exported on its own); other settings that
+    differ within one target are refused outright."""
+    for threads, warmup in (("1", "2"), ("2", "2"), ("1", "3")):  # a few results each
         cid = campaign_id(
             cli(
                 "campaign",
@@ -524,7 +526,7 @@ def test_lut_export_refuses_to_pool_results_of_different_settings(fleet, tmp_pat
                 "pool",
                 *QUICK_FLAGS,
                 "--name",
-                f"{threads} threads",
+                f"{threads} threads, {warmup} warm-up runs",
                 "--workload",
                 "lut",
                 "--resolutions",
@@ -535,6 +537,8 @@ def test_lut_export_refuses_to_pool_results_of_different_settings(fleet, tmp_pat
                 "0",
                 "--threads",
                 threads,
+                "--warmup-runs",
+                warmup,
                 "--start",
             )
         )
@@ -544,12 +548,25 @@ def test_lut_export_refuses_to_pool_results_of_different_settings(fleet, tmp_pat
             "two results",
         )
         cli("campaign", "cancel", "--db", fleet.db, cid)
-    mixed = CliRunner().invoke(
-        coord, ["lut", "export", "--db", str(fleet.db), "--device", "pool", "--out", str(tmp_path)]
+
+    def export(*args: str):
+        return CliRunner().invoke(
+            coord,
+            ["lut", "export", "--db", str(fleet.db), "--device", "pool", "--out", str(tmp_path)]
+            + list(args),
+        )
+
+    two_targets = export()
+    assert two_targets.exit_code == 1
+    assert "span targets onnxruntime-cpu-fp32-b1-t1, onnxruntime-cpu-fp32-b1-t2" in (
+        two_targets.output
     )
+    mixed = export("--target", "onnxruntime-cpu-fp32-b1-t1")
     assert mixed.exit_code == 1 and "measured with different settings" in mixed.output
     assert "export one with --campaign" in mixed.output
     assert not list(tmp_path.iterdir())  # nothing written
+    alone = export("--target", "onnxruntime-cpu-fp32-b1-t2", "--allow-missing")
+    assert alone.exit_code == 0 and "on onnxruntime-cpu-fp32-b1-t2" in alone.output
 
 
 def test_commands_refuse_a_database_that_does_not_exist(tmp_path):

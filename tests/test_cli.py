@@ -60,9 +60,11 @@ def test_measurement_settings_say_the_engine_defaults():
     defaults = BenchSettings()
     create = " ".join(invoke(coord_main, "campaign", "create", "--help").output.split())
     bench = " ".join(invoke(agent_main, "bench", "--help").output.split())
-    assert f"--warmup-runs INTEGER 0: the agent's default ({defaults.warmup_runs})" in create
-    assert f"--max-time FLOAT 0: the agent's default ({defaults.max_time_s:g} s)" in create
-    assert "--threads INTEGER 0: each agent's own --threads" in create
+    assert f"(then on until stable). 0: the agent's default ({defaults.warmup_runs})" in create
+    assert f"even if imprecise. 0: the agent's default ({defaults.max_time_s:g} s)" in create
+    assert "--threads INTEGER Threads to measure with. 0: each agent's own --threads" in create
+    assert "--provider TEXT" in create and "Unset: the runtime's CPU" in create
+    assert "--runtime [onnxruntime|torch]" in create and "--runtime [onnxruntime|torch]" in bench
     assert f"[default: {defaults.min_runs}]" in bench and "95% CI" in bench
     result = CliRunner().invoke(agent_main, ["bench", __file__, "--min-runs", "0"])
     assert result.exit_code == 1 and "min_runs: expected an integer >= 1" in result.output

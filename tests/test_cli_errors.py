@@ -31,7 +31,7 @@ from coordinator.cli.app import main as coord
 from coordinator.services.campaigns import CampaignSpec, create_campaign, start_campaign
 from coordinator.services.jobs import BenchOptions
 from coordinator.services.predictor_data import predictor_path
-from coordinator.state import BlobStore, Store, Target
+from coordinator.state import BlobStore, Devices, Store
 from ofa.config import SubnetConfig
 from ofa.latency_model import BlockTable, fit_predictor
 from ofa.lut import LatencyTable
@@ -86,7 +86,7 @@ def fleet_db(tmp_path_factory, assets_dir) -> Path:
         BlobStore(store),
         CampaignSpec(
             name="c",
-            targets=(Target(label="cpu"),),
+            targets=(Devices(label="cpu"),),
             workload="configs",
             configs_file=str(configs),
             reference_every=0,
@@ -388,7 +388,7 @@ def started_lut_campaign(store: Store) -> str:
         BlobStore(store),
         CampaignSpec(
             name="lut",
-            targets=(Target(label="cpu"),),
+            targets=(Devices(label="cpu"),),
             workload="lut",
             resolutions=(48,),
             repeats=1,
@@ -461,7 +461,7 @@ def test_jsonl_exports_are_strict_json(fleet_db, tmp_path):
         (["--min-time", "-1"], "settings.min_time_s"),
         (["--warmup-min-time", "1e300"], "settings.warmup_min_s"),
         (["--min-runs", "1000000000"], "settings.min_runs"),
-        (["--precision", "nan"], "settings.target_precision"),
+        (["--max-ci", "nan"], "settings.target_precision"),
         (["--min-time", "5", "--max-time", "1"], "settings.max_time_s"),
         (["--repeats", "1000"], "repeats"),
         (["--max-attempts", "0"], "max_attempts"),
@@ -509,7 +509,7 @@ def test_a_huge_count_is_refused_before_sampling():
     register(store, "cpu")
     spec = CampaignSpec(
         name="x",
-        targets=(Target(label="cpu"),),
+        targets=(Devices(label="cpu"),),
         workload="random",
         count=10**9,
         resolutions=(48,),

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from coordinator.services.campaigns import CampaignSpec
 from coordinator.services.jobs import BenchOptions, make_spec
-from coordinator.state import Store, Target
+from coordinator.state import Devices, Store
 from ofa import space
 from ofa.batch import ConfigBatch
 from ofa.config import SubnetConfig, load_configs, sample_configs
@@ -233,7 +233,7 @@ def store(folder):
 SPEC = json.loads(
     CampaignSpec(
         name="fuzz",
-        targets=(Target(label="cpu"),),
+        targets=(Devices(label="cpu"),),
         workload="lut",
         resolutions=(64,),
         options=BenchOptions(**OPTIONS),
@@ -254,6 +254,6 @@ def test_stored_campaign_specs_parse_or_are_refused(store, text):
         value = getattr(spec, name)
         assert isinstance(value, int) and not isinstance(value, bool), (name, value)
     assert spec.width in space.WIDTH_CHOICES
-    assert all(isinstance(t, Target) for t in spec.targets)
+    assert all(isinstance(t, Devices) for t in spec.targets)
     check_options(spec.options)
     assert CampaignSpec.from_json(spec.to_json()) == spec

@@ -141,7 +141,9 @@ def test_structure_is_trained_without_a_lut_and_evaluated_beside_the_lut_kinds(m
     """cpu2 has no LUT, only 9 subnets measured whole: the structural kind still fits, and
     on cpu `eval` scores it beside a LUT kind on the same held-out subnets."""
     out = cli("predictor", "train", "--db", db, "--device", "cpu2", "--kind", "structure")
-    assert "structure predictor for cpu2 from" in out and "subnets" in out
+    assert (
+        "structure predictor for cpu2 on onnxruntime-cpu-fp32-b1 from" in out and "subnets" in out
+    )
     saved = json.loads(predictor_path(db, "cpu2", "structure").read_text())
     medians = repeat_medians(db, measured[1]["cpu2"])
     subnets, _ = held_out(medians)
@@ -168,7 +170,7 @@ def test_structure_is_trained_without_a_lut_and_evaluated_beside_the_lut_kinds(m
         *("predictor", "train", "--db", db, "--device", "cpu2", "--kind", "transfer"),
         *("--source-device", "cpu", "--source-kind", "structure", "--k", "3"),
     )
-    assert "transfer predictor for cpu2 from 3 subnets" in out
+    assert "transfer predictor for cpu2 on onnxruntime-cpu-fp32-b1 from 3 subnets" in out
     saved = json.loads(predictor_path(db, "cpu2", "transfer").read_text())
     assert saved["source"]["kind"] == "structure"
 
@@ -189,7 +191,7 @@ def test_transfer_to_a_new_device_from_k_measurements(measured, db, tmp_path):
         "--k",
         "3",
     )
-    assert "transfer predictor for cpu2 from 3 subnets" in out
+    assert "transfer predictor for cpu2 on onnxruntime-cpu-fp32-b1 from 3 subnets" in out
     saved = json.loads(predictor_path(db, "cpu2", "transfer").read_text())
     assert saved["source"]["kind"] == "lut-ridge" and saved["provenance"]["k"] == 3
     medians = repeat_medians(db, measured[1]["cpu2"])
@@ -299,7 +301,7 @@ def test_a_tampered_predictor_is_refused_in_one_line(db, tmp_path, kind, field, 
             "no LUT campaign has targeted label 'cpu2'",
         ),
         (["predictor", "train", "--device", "cpu2", "--kind", "transfer"], "give --source-device"),
-        (["predictor", "eval", "--device", "nosuch"], "has 0 held-out subnets"),
+        (["predictor", "eval", "--device", "nosuch"], "no predictor trained for 'nosuch'"),
         (["predictor", "predict", "--device", "nosuch", "{config}"], "No such file"),
     ],
 )

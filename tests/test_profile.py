@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from agent.cli import main as agent_main
-from coordinator.services.campaigns import CampaignSpec, Target
+from coordinator.services.campaigns import CampaignSpec, Devices
 from coordinator.services.jobs import BenchOptions
 from coordinator.services.profiles import OTHER, layer_scopes
 from ofa.config import SubnetConfig
@@ -21,7 +21,7 @@ from tests.cli_output import cli
 from tests.fleet import run_campaign
 from tests.models import randomized_supernet
 
-QUICK = ["--warmup-runs", "2", "--min-runs", "10", "--min-time", "0.05", "--precision", "0.5"]
+QUICK = ["--warmup-runs", "2", "--min-runs", "10", "--min-time", "0.05", "--max-ci", "0.5"]
 MIXED = SubnetConfig(ks=(3, 5, 7) * 6 + (3, 5), e=(3, 4, 6) * 6 + (4, 6), d=(2, 3, 4, 2, 3), r=64)
 
 
@@ -155,7 +155,7 @@ def test_profile_needs_onnxruntime_and_its_results_name_their_subnet(fleet, tmp_
     fleet.agent_id("a")
     spec = CampaignSpec(
         name="t",
-        targets=(Target(label="cpu"),),
+        targets=(Devices(label="cpu"),),
         workload="random",
         count=1,
         resolutions=(64,),

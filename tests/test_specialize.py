@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from coordinator.cli.app import main as coord
 from coordinator.services.predictor_data import predictor_path
-from coordinator.state import Store, Target
+from coordinator.state import Devices, Store
 from ofa.config import SubnetConfig
 from ofa.latency_model import BlockTable, fit_predictor
 from ofa.lut import LatencyTable
@@ -350,7 +350,7 @@ def test_a_configs_campaign_carries_its_subnets_in_the_spec(tmp_path):
     small, large = SubnetConfig.smallest(r=160), SubnetConfig.largest(r=160)
     spec = CampaignSpec(
         name="chosen",
-        targets=(Target(label="cpu"),),
+        targets=(Devices(label="cpu"),),
         workload="configs",
         subnets=(small.to_json(), large.to_json(), small.to_json()),
     )
@@ -366,12 +366,12 @@ def test_a_configs_campaign_carries_its_subnets_in_the_spec(tmp_path):
     ):
         with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
             CampaignSpec(
-                name="bad", targets=(Target(label="cpu"),), workload="configs", subnets=subnets
+                name="bad", targets=(Devices(label="cpu"),), workload="configs", subnets=subnets
             ).validate(store)
     with pytest.raises(ValueError, match="subnets: only the configs workload"):
         CampaignSpec(
             name="bad",
-            targets=(Target(label="cpu"),),
+            targets=(Devices(label="cpu"),),
             workload="random",
             count=1,
             subnets=(small.to_json(),),

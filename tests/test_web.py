@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from coordinator.state import Store, Target
+from coordinator.state import Devices, Store
 from tests.cli_output import campaign_id, cli
 from tests.fleet import QUICK_FLAGS, Fleet
 from tests.test_tls import make_certificates
@@ -176,7 +176,7 @@ def test_the_page_in_chromium_shows_the_agents_the_campaign_the_lut_and_the_pred
     assert labels["rpi4"][1] == str(total) and labels["rpi4"][5] == "0"  # queued, none online
     # cpu2 measured whole subnets only: no LUT, no predictor. A LUT plot's address carries
     # how many entries were measured, so that it is fetched again as more arrive
-    entries = fleet.store.accepted_count(Target("cpu"), "lut")
+    entries = fleet.store.accepted_count(Devices("cpu"), "lut")
     assert entries >= 96
     assert page.images == [f"plots/lut/cpu.png?v={entries}", "plots/predictor/cpu.png?v=0"]
     for plot in page.images:

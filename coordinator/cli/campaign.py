@@ -25,22 +25,31 @@ from coordinator.services.campaigns import (
     unserved_targets,
 )
 from coordinator.services.jobs import BenchOptions
+from coordinator.services.targets import MAX_BATCH, PRECISIONS
 from coordinator.services.waiting import CampaignTimeout, Progress, follow_campaign
-from coordinator.state import BlobStore, Store, Target
+from coordinator.state import BlobStore, Devices, Store
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 def bench_setting_options(command: Command) -> Command:
-    """One option per measurement setting (agent/measure.py's table); 0 leaves it to the
-    agent. The values are checked by BenchOptions.from_dict."""
+    """One option per measurement setting (agent/measure.py's table); 0 or unset leaves it
+    to the agent. The values are checked by BenchOptions.from_dict."""
+    defaults = BenchOptions()
     for setting in reversed(SETTING_FLAGS):
+        default = getattr(defaults, setting.field)
         command = click.option(
             setting.flag,
             setting.field,
-            type=setting.kind,
-            default=setting.kind(),
-            help=f"0: {setting.job_default}.",
+            type=click.Choice(setting.choices) if setting.choices else setting.kind,
+            default=default,
+            show_default=bool(setting.choices),
+            help=setting.help
+            + (
+                ""
+                if setting.choices
+                else f" {'Unset' if default == '' else '0'}: {setting.job_default}."
+            ),
         )(command)
     return command
 
@@ -86,6 +95,21 @@ def campaign() -> None:
     show_default=True,
     help="Interleave the drift-reference model every N jobs (0: never).",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="fp32",
+    show_default=True,
+    help="Of the models: fp16 halves every weight and operation; int8 quantises statically "
+    "(QDQ, onnxruntime's tools, calibrated on fixed inputs).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, MAX_BATCH),
+    default=1,
+    show_default=True,
+    help="Batch size of the models' input.",
+)
 @bench_setting_options
 @click.option(
     "--max-attempts",
@@ -126,16 +150,18 @@ def create(
     max_attempts: int,
     max_disturbed: int,
     profile: bool,
+    precision: str,
+    batch: int,
     start_now: bool,
     **settings: Any,
 ) -> None:
-    """Create a campaign (validates it and builds its ONNX models; nothing is queued unless
-    --start)."""
+    """Create a campaign (validates it and builds its models for its target: --runtime,
+    --provider, --precision, --batch, --threads; nothing is queued unless --start)."""
     store = Store(db)
     options = BenchOptions.from_dict(settings)
     spec = CampaignSpec(
         name=name,
-        targets=tuple([Target(label=x) for x in labels] + [Target(agent=x) for x in agents]),
+        targets=tuple([Devices(label=x) for x in labels] + [Devices(agent=x) for x in agents]),
         workload=workload,
         resolutions=resolutions,
         width=float(width),
@@ -148,6 +174,8 @@ def create(
         max_disturbed=max_disturbed,
         options=options,
         profile=profile,
+        precision=precision,
+        batch=batch,
     )
     with ProgressReport() as progress:
         campaign_id = create_campaign(store, BlobStore(store), spec, progress, start_now)

@@ -36,9 +36,19 @@ def lut() -> None:
 @lut.command("export")
 @DB
 @click.option("--device", "label", required=True, help="The device label the LUT is for.")
-@click.option("--out", type=click.Path(file_okay=False), required=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Folder to write (default: luts/LABEL/TARGET, e.g. luts/pixel7/onnxruntime-cpu-int8-b1).",
+)
 @click.option(
     "--format", "fmt", type=click.Choice(LUT_FORMATS), default="ofa-yaml", show_default=True
+)
+@click.option(
+    "--target",
+    "target",
+    help="The measurement target (e.g. onnxruntime-cpu-int8-b1), where the device's LUT "
+    "campaigns measured several.",
 )
 @click.option("--campaign", "campaign_id", help="Only this campaign's results.")
 @click.option("--allow-missing", is_flag=True, help="Exit 0 even when entries are missing.")
@@ -51,17 +61,21 @@ def lut() -> None:
 def lut_export(
     db: str,
     label: str,
-    out: str,
+    out: str | None,
     fmt: str,
+    target: str | None,
     campaign_id: str | None,
     allow_missing: bool,
     include_disturbed: bool,
 ) -> None:
-    """Write the LUT of device LABEL. Missing entries are listed and make the exit code 1."""
+    """Write the LUT of device LABEL on one measurement target. Missing entries are listed
+    and make the exit code 1."""
     store = Store(db)
     if campaign_id:
         campaign_id = campaign_status(store, campaign_id)["id"]
-    table = collect_lut(store, label, campaign_id, include_disturbed)
+    table = collect_lut(store, label, campaign_id, include_disturbed, target)
+    target_name = table.provenance["target"]["name"]
+    out = out or str(Path("luts") / label / target_name)
     if not table.entries:  # an empty export would look like a success
         raise ValueError(
             f"device: nothing exported for {label}: none of the {len(table.missing)} entries "
@@ -75,7 +89,8 @@ def lut_export(
     remeasured = sum(e.disturbed > 0 for e in table.entries)
     tainted = sum(e.disturbed_only for e in table.entries)
     click.echo(
-        f"{len(table.entries)} entries for {label} ({flagged} drift-flagged, {remeasured} "
+        f"{len(table.entries)} entries for {label} on {target_name} ({flagged} drift-flagged, "
+        f"{remeasured} "
         "re-measured after a disturbance"
         + (f", {tainted} from disturbed measurements only" if tainted else "")
         + ") -> "

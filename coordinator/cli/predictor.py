@@ -17,6 +17,7 @@ from coordinator.services.predictors import (
     noise_floor,
     noise_warnings,
     plot_predictors,
+    predictors_target,
     train_predictor,
 )
 from coordinator.state import Store
@@ -95,6 +96,11 @@ def _warn(rows: dict[str, dict | None]) -> None:
     help="transfer: use only K training subnets of this device (seeded).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--target",
+    help="The measurement target (e.g. onnxruntime-cpu-fp32-b8), where the device was "
+    "measured on several.",
+)
 def train(
     db: str,
     label: str,
@@ -105,8 +111,10 @@ def train(
     source_kind: str,
     k: int | None,
     seed: int,
+    target: str | None,
 ) -> None:
-    """Fit a predictor of end-to-end latency for device LABEL and store it beside the DB."""
+    """Fit a predictor of end-to-end latency for device LABEL on one measurement target and
+    store it beside the DB."""
     with ProgressReport() as progress:
         trained = train_predictor(
             Store(db),
@@ -119,11 +127,13 @@ def train(
             source_kind=source_kind,
             k=k,
             seed=seed,
+            target=target,
             progress=progress,
         )
     count = trained.training_subnets
     source = f"{count} subnets" if count else "its LUT"
-    click.echo(f"{kind} predictor for {label} from {source} -> {trained.path}")
+    on = trained.model.provenance["target"]["name"]
+    click.echo(f"{kind} predictor for {label} on {on} from {source} -> {trained.path}")
     metrics = trained.model.metrics
     if metrics:
         rows = {kind: metrics["held_out"], NOISE_FLOOR: metrics["noise_floor"]}
@@ -146,9 +156,10 @@ def train(
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write predicted vs measured (PNG).")
 @format_option(csv=True)
 def eval_(db: str, label: str, kinds: tuple[str, ...], plot: str | None, fmt: str) -> None:
-    """Evaluate a device's predictors on its held-out subnets, beside the noise floor."""
-    held_out = held_out_subnets(Store(db), label)
+    """Evaluate a device's predictors on its held-out subnets (of the target they were
+    trained on), beside the noise floor."""
     models = device_predictors(db, label, kinds)
+    held_out = held_out_subnets(Store(db), label, predictors_target(models.values()))
     rows: dict[str, dict | None] = {
         kind: evaluate(model, held_out) for kind, model in models.items()
     }

@@ -41,7 +41,7 @@ from coordinator.services.predictors import (
     plot_predictors,
     trained_kinds,
 )
-from coordinator.state import LABEL, Target
+from coordinator.state import LABEL, Devices
 
 __all__ = ["WebServer"]
 
@@ -94,7 +94,7 @@ class WebServer:
                 {label for agent in status["agents"] for label in agent["labels"]}
                 | {row["label"] for row in status["labels"]}
             )
-            luts = {label: self.store.accepted_count(Target(label), "lut") for label in labels}
+            luts = {label: self.store.accepted_count(Devices(label), "lut") for label in labels}
         # the count makes a LUT plot's address change, and the page fetch it, as entries arrive
         status["luts"] = [[label, count] for label, count in luts.items() if count]
         status["predictors"] = [[label, 0] for label in labels if trained_kinds(self.db, label)]

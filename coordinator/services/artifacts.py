@@ -1,5 +1,7 @@
-"""ONNX artifacts for campaign items, built once per (kind, key, weights) and reused across
-campaigns and devices. Building needs torch; everything else in the coordinator does not."""
+"""Model artifacts for campaign items, built once per (kind, key, weights and export) and
+reused across campaigns and devices. The export is the measurement target's (ONNX fp32, fp16
+or int8, or TorchScript, at its batch size). Building needs torch; everything else in the
+coordinator does not."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from importlib import resources
 
 from coordinator.services.jobs import model_inputs
 from coordinator.services.progress import OnProgress, quiet
+from coordinator.services.targets import Target
 from coordinator.state import Artifact, BlobStore, Store
 from ofa.config import SubnetConfig
 from ofa.plan import LayerSpec
@@ -73,10 +76,11 @@ class Item:
 
 
 class ArtifactBuilder:
-    """Digest and input shapes of each item's model, exporting only what is not cached."""
+    """Digest and input shapes of each item's model for `target`, exporting only what is not
+    cached. The drift reference is one fixed fp32 ONNX model whatever the target."""
 
-    def __init__(self, store: Store, blobs: BlobStore) -> None:
-        self.store, self.blobs = store, blobs
+    def __init__(self, store: Store, blobs: BlobStore, target: Target | None = None) -> None:
+        self.store, self.blobs, self.target = store, blobs, target or Target()
         self._supernets: dict[float, object] = {}
 
     def build_all(self, items: list[Item], progress: OnProgress = quiet) -> list[tuple[str, list]]:
@@ -115,26 +119,50 @@ class ArtifactBuilder:
         if model is None:
             model = self._export(item)
             _EXPORTED.put(key, model)
-        inputs = model_inputs(model)
+        inputs = self._inputs(item, model)
         digest = self.blobs.put(model)
         artifact = Artifact(digest, inputs)
         self.store.cache_artifact(item.kind, item.key, self._weights(item), artifact)
         return digest, inputs
 
-    @staticmethod
-    def _weights(item: Item) -> str:
-        return RANDOM_WEIGHTS if item.kind == "subnet" else "-"
+    def _weights(self, item: Item) -> str:
+        """The cache key's weights part: the weights and, for any export but ONNX fp32 at
+        batch 1 (the key of every artifact cached before targets existed), the export."""
+        if item.kind == "reference":
+            return "-"
+        weights = RANDOM_WEIGHTS if item.kind == "subnet" else "-"
+        export = self.target.export_key
+        return f"{weights}/{export}" if export else weights
+
+    def _shape(self, item: Item) -> tuple[int, ...]:
+        from ofa.nn.export import input_shape
+
+        if item.layer is not None:
+            return input_shape(item.layer, self.target.batch)
+        if item.subnet is not None:
+            return (self.target.batch, 3, item.subnet.r, item.subnet.r)
+        raise ValueError(f"{item.kind} item {item.key}: carries no layer or subnet to export")
+
+    def _inputs(self, item: Item, model: bytes) -> list[tuple[str, list[int]]]:
+        """The model's input names and shapes: read from an ONNX graph; a TorchScript
+        model's one input is the shape it was traced for."""
+        if item.kind == "reference" or self.target.model_format == "onnx":
+            return model_inputs(model)
+        return [("input", list(self._shape(item)))]
 
     def _export(self, item: Item) -> bytes:
         if item.kind == "reference":
             return resources.files("agent").joinpath("data/reference.onnx").read_bytes()
-        from ofa.nn.export import export_lut_entry, export_subnet  # torch only when exporting
+        from ofa.nn.export import export_model, lut_entry_module  # torch only when exporting
 
         if item.layer is not None:  # "lut"
-            return export_lut_entry(item.layer).onnx
-        if item.subnet is not None:  # "subnet"
-            return export_subnet(self._supernet(item.subnet.w), item.subnet).onnx
-        raise ValueError(f"{item.kind} item {item.key}: carries no layer or subnet to export")
+            module = lut_entry_module(item.layer)
+        elif item.subnet is not None:  # "subnet"
+            module = self._supernet(item.subnet.w).get_active_subnet(item.subnet)
+        else:
+            raise ValueError(f"{item.kind} item {item.key}: carries no layer or subnet to export")
+        target = self.target
+        return export_model(module, self._shape(item), target.precision, target.model_format)
 
     def _supernet(self, width: float):
         if width not in self._supernets:

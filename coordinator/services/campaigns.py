@@ -3,7 +3,8 @@
 A campaign names its targets (device labels or agent ids; each measured separately), a
 workload (`lut`: every LUT entry the space needs; `random`: N sampled subnets; `lut+random`:
 both in one queue; `configs`: given subnets, from a file or held in the spec itself as
-`CampaignSpec.subnets`) and the benchmark settings. Starting it queues every item `repeats`
+`CampaignSpec.subnets`), the measurement target (targets.py: runtime, provider, precision,
+batch, threads) and the benchmark settings. Starting it queues every item `repeats`
 times per target, in a shuffled order with the drift-reference model interleaved, so each
 repeat lands in its own lease window and no kind of item is measured all in one stretch.
 """
@@ -15,13 +16,15 @@ import random
 import re
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from coordinator.services.artifacts import ArtifactBuilder, Item
 from coordinator.services.jobs import BenchOptions, make_spec
 from coordinator.services.progress import OnProgress, quiet
-from coordinator.state import TERMINAL, BlobStore, Campaign, CampaignItem, NotFound, Store, Target
+from coordinator.services.targets import Target, pick_target, refuse_unserved
+from coordinator.state import TERMINAL, BlobStore, Campaign, CampaignItem, Devices, NotFound, Store
 from coordinator.timeago import ago
 from ofa import space
 from ofa.config import SubnetConfig, load_configs, sample_configs, show
@@ -36,6 +39,8 @@ __all__ = [
     "list_campaigns",
     "render_progress",
     "unserved_targets",
+    "target_campaigns",
+    "campaigns_by_target",
     "WORKLOADS",
 ]
 
@@ -60,7 +65,7 @@ class CampaignSpec:
     the spec itself)."""
 
     name: str
-    targets: tuple[Target, ...]
+    targets: tuple[Devices, ...]
     workload: str
     resolutions: tuple[int, ...] = (224,)
     width: float = 1.0
@@ -74,6 +79,13 @@ class CampaignSpec:
     max_disturbed: int = 4  # disturbed measurements of a job before it ends `disturbed`
     options: BenchOptions = field(default_factory=BenchOptions)
     profile: bool = False  # also record each subnet's per-node kernel times (onnxruntime)
+    precision: str = "fp32"  # of the exported models (the target's precision)
+    batch: int = 1  # of the exported models' input
+
+    @property
+    def target(self) -> Target:
+        """What it measures on (ValueError naming the field for a bad one)."""
+        return Target.of(self.options, self.precision, self.batch)
 
     def validate(self, store: Store) -> list[Item]:
         """Raise ValueError naming the first bad field; touches nothing. Returns the items."""
@@ -134,6 +146,7 @@ class CampaignSpec:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed: expected an integer, got {self.seed!r}")
         BenchOptions.from_dict(asdict(self.options))  # settings built in Python are checked too
+        target = self.target  # checks precision and batch
         if not isinstance(self.profile, bool):
             raise ValueError(f"profile: expected true or false, got {show(self.profile)}")
         if self.profile and self.workload == "lut":
@@ -164,6 +177,7 @@ class CampaignSpec:
                     f"subnets[{i}]: expected a subnet's canonical JSON "
                     f"(SubnetConfig.to_json), got {show(subnet)}"
                 )
+        refuse_unserved(registered, self.targets, target)
         try:
             items = self.items()  # a configs file that does not parse fails here
         except OSError as exc:
@@ -217,7 +231,13 @@ class CampaignSpec:
         except (ValueError, RecursionError) as exc:
             raise ValueError(f"campaign spec: not JSON ({show(str(exc))})") from None
         known = {f.name for f in fields(cls)}
-        added_later = {"subnets": [], "max_disturbed": cls.max_disturbed, "profile": False}
+        added_later = {
+            "subnets": [],
+            "max_disturbed": cls.max_disturbed,
+            "profile": False,
+            "precision": cls.precision,
+            "batch": cls.batch,
+        }
         if not isinstance(data, dict) or not known - set(added_later) <= set(data) <= known:
             raise ValueError(
                 f"campaign spec: expected an object with the fields "
@@ -235,7 +255,7 @@ class CampaignSpec:
                 raise ValueError(f"{name}: expected a {kind.__name__}, got {show(data[name])}")
         if not all(isinstance(t, str) for t in data["targets"]):
             raise ValueError(f"targets: expected names like label:cpu, got {show(data['targets'])}")
-        data["targets"] = tuple(Target.parse(t) for t in data["targets"])
+        data["targets"] = tuple(Devices.parse(t) for t in data["targets"])
         data["resolutions"] = tuple(data["resolutions"])
         data["subnets"] = tuple(data["subnets"])
         data["options"] = BenchOptions.from_dict(data["options"])
@@ -257,7 +277,7 @@ def create_campaign(
     record the campaign in one transaction, so that it exists whole or not at all; with
     `start`, then queue its jobs."""
     items = spec.validate(store) + ([Item.reference()] if spec.reference_every else [])
-    built = ArtifactBuilder(store, blobs).build_all(items, progress)
+    built = ArtifactBuilder(store, blobs, spec.target).build_all(items, progress)
     campaign_id = "c" + uuid.uuid4().hex[:8]
     rows = [
         CampaignItem(i, item.kind, item.key, item.r, item.w, digest, inputs)
@@ -313,6 +333,12 @@ def _job_specs(
 ) -> dict[int, tuple[bytes, str]]:
     """Each item's serialised job spec and model digest, built before any write."""
     specs = {}
+    # The drift reference is one fixed fp32 ONNX model: onnxruntime runs it on any target.
+    reference_options = (
+        spec.options
+        if spec.options.runtime == "onnxruntime"
+        else replace(spec.options, runtime="onnxruntime", execution_provider="")
+    )
     for item in items:
         implements = {
             "reference": {"reference": item.key},
@@ -327,7 +353,7 @@ def _job_specs(
                 item.digest,
                 size,
                 item.inputs,
-                spec.options,
+                reference_options if item.kind == "reference" else spec.options,
                 profile=spec.profile and item.kind == "subnet",
                 **implements,
             ).SerializeToString(),
@@ -384,6 +410,42 @@ def _interleave(order: list[tuple[int, int]], reference: int, every: int) -> lis
     return out
 
 
+KIND_CAMPAIGNS = {"lut": "LUT", "subnet": "subnet"}
+
+
+def campaigns_by_target(
+    store: Store, devices: Devices, kind: str, campaign_ids: Sequence[str] = ()
+) -> dict[str, tuple[Target, list[Campaign]]]:
+    """The campaigns that queued items of this kind ('lut' or 'subnet') for `devices` (those
+    of `campaign_ids`, where given), by their measurement target's name."""
+    found: dict[str, tuple[Target, list[Campaign]]] = {}
+    for campaign in store.targeted_campaigns(devices, kind):
+        if not campaign_ids or campaign.id in campaign_ids:
+            of = CampaignSpec.from_json(campaign.spec).target
+            found.setdefault(of.name, (of, []))[1].append(campaign)
+    return found
+
+
+def target_campaigns(
+    store: Store,
+    devices: Devices,
+    kind: str,
+    campaign_ids: Sequence[str] = (),
+    target: str | None = None,
+) -> tuple[Target, list[Campaign]]:
+    """The campaigns of `campaigns_by_target` on one measurement target: `target` (its name)
+    or the only one they measured. Results of two targets are never pooled: ValueError
+    naming the targets when the choice is missing, and when no such campaign exists."""
+    found = campaigns_by_target(store, devices, kind, campaign_ids)
+    whose = f"label {devices.label!r}" if devices.label is not None else devices.name
+    if not found:
+        raise ValueError(
+            f"device: no {KIND_CAMPAIGNS[kind]} campaign has targeted {whose}"
+            + (f" in campaign {', '.join(campaign_ids)}" if campaign_ids else "")
+        )
+    return found[pick_target(found, target, f"the {KIND_CAMPAIGNS[kind]} campaigns of {whose}")]
+
+
 def cancel_campaign(store: Store, campaign_id: str) -> int:
     return store.cancel_campaign(_campaign(store, campaign_id).id)
 
@@ -425,14 +487,8 @@ def unserved_targets(store: Store, status: dict) -> list[str]:
     for name, counts in sorted(status["targets"].items()):
         if not any(n for state, n in counts.items() if state not in TERMINAL):
             continue
-        target = Target.parse(name)
-        serving = [
-            a
-            for a in agents
-            if (
-                target.label in a["labels"] if target.label is not None else a["id"] == target.agent
-            )
-        ]
+        target = Devices.parse(name)
+        serving = [agent for agent in agents if target.includes(agent)]
         if any(agent["online"] for agent in serving):  # judged by heartbeat age
             continue
         what = f"label {target.label}" if target.label is not None else f"id {target.agent}"

@@ -32,7 +32,7 @@ from coordinator.services.predictor_data import device_lut, measured_subnets
 from coordinator.services.results_export import campaign_results
 from coordinator.services.specialise import SpecialiseSettings, allowed_resolutions, specialise
 from coordinator.services.waiting import Progress, follow_campaign
-from coordinator.state import BlobStore, Store, Target
+from coordinator.state import BlobStore, Devices, Store
 from ofa.accuracy import AccuracyPredictor
 from ofa.config import SubnetConfig
 from ofa.latency_model import BlockTable, LutSum
@@ -204,7 +204,7 @@ class _Demo:
         with the subnets measured whole."""
         s = self.settings
         common: dict[str, Any] = {
-            "targets": (Target(label=label),),
+            "targets": (Devices(label=label),),
             "resolutions": s.resolutions,
             "width": self.width,
             "repeats": s.repeats,
@@ -292,7 +292,7 @@ class _Demo:
         campaign_id, _ = self._run(
             CampaignSpec(
                 name=f"{label} specialised subnets",
-                targets=(Target(label=label),),
+                targets=(Devices(label=label),),
                 workload="configs",
                 subnets=tuple(dict.fromkeys(choice.config.to_json() for choice in chosen)),
                 repeats=self.settings.repeats,

@@ -20,8 +20,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from coordinator.services.campaigns import target_campaigns
 from coordinator.services.lut_compare import Table, latency_groups
-from coordinator.state import Campaign, ItemJobs, ItemResult, Store, Target
+from coordinator.services.targets import Target
+from coordinator.state import Campaign, Devices, ItemJobs, ItemResult, Store
+from ofa.nn.precision import CALIBRATION
 
 __all__ = [
     "LutEntry",
@@ -74,27 +77,26 @@ class DeviceLut:
 
 
 def collect_lut(
-    store: Store, label: str, campaign: str | None = None, include_disturbed: bool = False
+    store: Store,
+    label: str,
+    campaign: str | None = None,
+    include_disturbed: bool = False,
+    target: str | None = None,
 ) -> DeviceLut:
-    """Aggregate the accepted LUT results measured for device `label`; with
-    `include_disturbed`, an entry never measured cleanly is made of its disturbed results
-    (and marked `disturbed_only`) rather than left missing."""
-    target = Target(label=label)
-    expected = store.targeted_items(target, "lut", campaign)
-    if not expected:
-        raise ValueError(
-            f"device: no LUT campaign has targeted label {label!r}"
-            + (f" in campaign {campaign}" if campaign else "")
-        )
+    """Aggregate the accepted LUT results measured for device `label` on one measurement
+    target (`target`, a target's name, where its campaigns measured several; or those of
+    `campaign`); with `include_disturbed`, an entry never measured cleanly is made of its
+    disturbed results (and marked `disturbed_only`) rather than left missing."""
+    devices = Devices(label=label)
+    of, campaigns = target_campaigns(store, devices, "lut", [campaign] if campaign else (), target)
+    campaign_ids = [c.id for c in campaigns]
+    expected = store.targeted_items(devices, "lut", campaign_ids)
     grouped: dict[tuple[int, str], list[ItemResult]] = {}
-    for result in store.item_results(
-        target, "lut", [campaign] if campaign else (), include_disturbed
-    ):
+    for result in store.item_results(devices, "lut", campaign_ids, include_disturbed):
         grouped.setdefault((_resolution(result.r, result.key), result.key), []).append(result)
     every = [result for results in grouped.values() for result in results]
-    campaigns = [store.campaign(c) for c in sorted({result.campaign_id for result in every})]
-    _refuse_mixed_settings(campaigns)
-    jobs = store.item_jobs(target, "lut", [campaign] if campaign else ())
+    _refuse_mixed_settings([c for c in campaigns if c.id in {x.campaign_id for x in every}])
+    jobs = store.item_jobs(devices, "lut", campaign_ids)
     entries = []
     for (r, key), results in sorted(grouped.items()):
         samples = np.concatenate([x.samples_ns for x in results]) / 1e6
@@ -119,7 +121,7 @@ def collect_lut(
         Missing(_resolution(r, key), key, _why_missing(jobs.get((r, key))))
         for r, key in expected - set(grouped)
     )
-    provenance = _provenance(store, label, every, campaigns)
+    provenance = _provenance(store, label, of, every, campaigns)
     provenance["cleanliness"] = {
         "disturbed_remeasured": sum(e.disturbed for e in entries),
         "entries_remeasured": sum(e.disturbed > 0 for e in entries),
@@ -186,8 +188,10 @@ def _refuse_mixed_settings(campaigns: list[Campaign]) -> None:
 
 
 def _provenance(
-    store: Store, label: str, results: list[ItemResult], campaigns: list[Campaign]
+    store: Store, label: str, target: Target, results: list[ItemResult], campaigns: list[Campaign]
 ) -> dict:
+    """Where the table came from: the target (with an int8 target's calibration), agents,
+    runtimes and campaigns."""
     agents = {result.agent_id for result in results}
     devices = [
         {"agent_id": a["id"], "device": a["device"], "threads": a["threads"]}
@@ -211,6 +215,8 @@ def _provenance(
     runtimes = sorted({result.runtime_versions for result in results})
     return {
         "device_label": label,
+        "target": target.to_dict()
+        | ({"calibration": CALIBRATION} if target.precision == "int8" else {}),
         "agents": devices,
         "runtime_versions": [json.loads(r) for r in runtimes],
         "campaigns": specs,

@@ -10,11 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from coordinator.services.campaigns import campaigns_by_target, target_campaigns
 from coordinator.services.lut_export import DeviceLut
-from coordinator.state import Store, Target
+from coordinator.services.targets import Target
+from coordinator.state import Devices, Store
 from ofa.config import SubnetConfig
 
-__all__ = ["Measured", "device_lut", "measured_subnets", "split", "predictor_path"]
+__all__ = [
+    "Measured",
+    "device_lut",
+    "measured_subnets",
+    "target_subnets",
+    "split",
+    "predictor_path",
+]
 
 HELD_OUT_EVERY = 3
 
@@ -46,14 +55,27 @@ def device_lut(table: DeviceLut) -> tuple[dict[int, dict[str, float]], float, di
 
 
 def measured_subnets(
-    store: Store, label: str, campaigns: list[str] | None = None
+    store: Store, label: str, campaigns: list[str] | None = None, target: str | None = None
 ) -> list[Measured]:
-    """Every subnet measured end to end on `label`, with its repeat medians."""
-    results = store.item_results(Target(label=label), "subnet", campaigns or ())
+    """Every subnet measured end to end on `label` on one measurement target (see
+    `target_campaigns`), with its repeat medians."""
+    return target_subnets(store, label, campaigns, target)[1]
+
+
+def target_subnets(
+    store: Store, label: str, campaigns: list[str] | None = None, target: str | None = None
+) -> tuple[Target | None, list[Measured]]:
+    """The measurement target and the subnets `measured_subnets` returns; (None, []) for a
+    device no subnet campaign has measured (a LUT-only device)."""
+    devices = Devices(label=label)
+    if not campaigns and not campaigns_by_target(store, devices, "subnet"):
+        return None, []
+    of, chosen = target_campaigns(store, devices, "subnet", campaigns or (), target)
+    results = store.item_results(devices, "subnet", [c.id for c in chosen])
     medians: dict[str, list[float]] = {}
     for result in results:
         medians.setdefault(result.key, []).append(result.median_ms)
-    return [
+    return of, [
         Measured(SubnetConfig.from_json(key), tuple(values))
         for key, values in sorted(medians.items())
     ]

@@ -5,7 +5,7 @@ well one measurement of them predicts the other)."""
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +18,10 @@ from coordinator.services.predictor_data import (
     measured_subnets,
     predictor_path,
     split,
+    target_subnets,
 )
 from coordinator.services.progress import OnProgress, quiet
-from coordinator.state import Store, Target
+from coordinator.state import Devices, Store
 from ofa.latency_model import (
     KINDS,
     BlockTable,
@@ -39,6 +40,7 @@ __all__ = [
     "noise_warnings",
     "train_predictor",
     "held_out_subnets",
+    "predictors_target",
     "device_predictors",
     "plot_predictors",
     "trained_kinds",
@@ -128,6 +130,7 @@ def train_predictor(
     source_kind: str = "lut-ridge",
     k: int | None = None,
     seed: int = 0,
+    target: str | None = None,
     progress: OnProgress = quiet,
 ) -> TrainedPredictor:
     """Fit a `kind` predictor of device `label` on its training subnets (of `campaigns`,
@@ -135,9 +138,12 @@ def train_predictor(
     are held out, its metrics. `transfer` adapts `source_device`'s `source_kind` predictor
     from K of them (seeded); `structure` needs no LUT; the other kinds are made from the
     device's LUT (of `lut_campaign`, default all). `progress` hears of each phase (reading
-    the measurements and fitting take seconds to minutes on a large database)."""
+    the measurements and fitting take seconds to minutes on a large database). Subnets and
+    LUT are of one measurement target: `target`, where the device was measured on several."""
     progress("reading the measured subnets", 0, None)
-    training, held_out = split(measured_subnets(store, label, list(campaigns) or None))
+    of, measured = target_subnets(store, label, list(campaigns) or None, target)
+    training, held_out = split(measured)
+    on = of.name if of is not None else target  # a LUT-only device: the LUT's target
     if kind == Transfer.kind:
         progress(f"fitting {kind}", 0, None)
         model, origin, chosen = _transfer(db, training, source_device, source_kind, k, seed)
@@ -146,18 +152,19 @@ def train_predictor(
         model, origin, chosen = _structure(training, seed)
     else:
         model, origin, chosen = _from_lut(
-            store, label, kind, training, lut_campaign, seed, progress
+            store, label, kind, training, lut_campaign, on, seed, progress
         )
     model = model.with_details(
         provenance={
             **origin,
             "device": label,
+            "target": of.to_dict() if of is not None else origin.get("target"),
             "training_subnets": len(chosen),
             "subnet_campaigns": list(campaigns) or "all",
             # disturbed measurements behind its subnets (re-measured; none of them used)
             "subnets_disturbed_remeasured": sum(
                 item.disturbed
-                for item in store.item_jobs(Target(label=label), "subnet", campaigns).values()
+                for item in store.item_jobs(Devices(label=label), "subnet", campaigns).values()
             ),
         },
         metrics={"held_out": evaluate(model, held_out), "noise_floor": noise_floor(held_out)}
@@ -214,12 +221,14 @@ def _from_lut(
     kind: str,
     training: list[Measured],
     lut_campaign: str | None,
+    target: str | None,
     seed: int,
     progress: OnProgress,
 ) -> Fitted:
-    """The device's LUT and, for the learned kinds, its training subnets of the LUT's width."""
+    """The device's LUT on `target` and, for the learned kinds, its training subnets of the
+    LUT's width."""
     progress("collecting the LUT", 0, None)
-    lut, width, provenance = device_lut(collect_lut(store, label, lut_campaign))
+    lut, width, provenance = device_lut(collect_lut(store, label, lut_campaign, target=target))
     chosen = [m for m in training if m.config.w == width] if kind != "lut" else []
     progress(f"fitting {kind}", 0, None)
     model = fit_predictor(
@@ -232,9 +241,10 @@ def _from_lut(
     return model, provenance, chosen
 
 
-def held_out_subnets(store: Store, label: str) -> list[Measured]:
-    """The device's held-out subnets; at least two, or metrics would mean nothing."""
-    _, held_out = split(measured_subnets(store, label))
+def held_out_subnets(store: Store, label: str, target: str | None = None) -> list[Measured]:
+    """The device's held-out subnets (of one target); at least two, or metrics would mean
+    nothing."""
+    _, held_out = split(measured_subnets(store, label, target=target))
     if len(held_out) < 2:
         raise ValueError(
             f"device: {label!r} has {len(held_out)} held-out subnets measured end "
@@ -259,6 +269,18 @@ def device_predictors(
             f"(ofa-coord predictor train --device {label})"
         )
     return {kind: load_predictor(predictor_path(db, label, kind)) for kind in kinds}
+
+
+def predictors_target(models: Iterable[LatencyPredictor]) -> str | None:
+    """The measurement target a device's predictors were trained on (None for predictors
+    from before targets were recorded); ValueError if they disagree."""
+    names = {(m.provenance or {}).get("target", {}).get("name") for m in models}
+    if len(names) > 1:
+        raise ValueError(
+            f"target: the device's predictors were trained on different targets "
+            f"({', '.join(sorted(str(n) for n in names))}); train them again on one"
+        )
+    return names.pop() if names else None
 
 
 def plot_predictors(

@@ -26,7 +26,7 @@ from coordinator.services.campaigns import (
 from coordinator.services.predictor_data import measured_subnets, predictor_path
 from coordinator.services.progress import OnProgress, quiet
 from coordinator.services.waiting import CampaignTimeout, follow_campaign
-from coordinator.state import BlobStore, Store, Target
+from coordinator.state import BlobStore, Devices, Store
 from ofa import space
 from ofa.accuracy import AccuracyPredictor
 from ofa.config import SubnetConfig
@@ -444,7 +444,7 @@ def verify(
     subnets = tuple(dict.fromkeys(choice.config.to_json() for choice in chosen))
     spec = CampaignSpec(
         name=f"verify {label} {uuid.uuid4().hex[:6]}",
-        targets=(Target(label=label),),
+        targets=(Devices(label=label),),
         workload="configs",
         subnets=subnets,
         reference_every=0,

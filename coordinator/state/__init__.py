@@ -29,6 +29,7 @@ from coordinator.state.rows import (
     CampaignItem,
     CampaignProgress,
     CurrentLease,
+    Devices,
     ItemJobs,
     ItemResult,
     LabelQueue,
@@ -36,7 +37,6 @@ from coordinator.state.rows import (
     PeerRatio,
     ReportOutcome,
     ResultTiming,
-    Target,
     Token,
 )
 from coordinator.state.schema import SCHEMA_VERSION
@@ -48,7 +48,7 @@ __all__ = [
     "Token",
     "LeasedJob",
     "ReportOutcome",
-    "Target",
+    "Devices",
     "Campaign",
     "CampaignItem",
     "CampaignProgress",

@@ -97,7 +97,7 @@ class ReportOutcome:
 
 
 @dataclass(frozen=True)
-class Target:
+class Devices:
     """A device class (label) or one agent; each target gets its own copy of every job.
     `name` is how the state stores it (`label:cpu`, `agent:a1`)."""
 
@@ -108,8 +108,14 @@ class Target:
     def name(self) -> str:
         return f"label:{self.label}" if self.label is not None else f"agent:{self.agent}"
 
+    def includes(self, agent: dict) -> bool:
+        """Whether `agent` (a `Store.list_agents` row) is one of these devices."""
+        return (
+            self.label in agent["labels"] if self.label is not None else agent["id"] == self.agent
+        )
+
     @classmethod
-    def parse(cls, name: str) -> Target:
+    def parse(cls, name: str) -> Devices:
         kind, _, value = name.partition(":")
         return cls(label=value) if kind == "label" else cls(agent=value)
 

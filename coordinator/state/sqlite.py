@@ -60,6 +60,7 @@ from coordinator.state.rows import (
     CampaignItem,
     CampaignProgress,
     CurrentLease,
+    Devices,
     ItemJobs,
     ItemResult,
     LabelQueue,
@@ -67,7 +68,6 @@ from coordinator.state.rows import (
     PeerRatio,
     ReportOutcome,
     ResultTiming,
-    Target,
     Token,
 )
 from coordinator.state.schema import check_header, check_schema, migrate
@@ -106,7 +106,7 @@ _ITEM_RESULTS = f"results res JOIN campaign_jobs cj ON cj.job_id=res.job_id {_IT
 _TRUSTED = "res.agent_id NOT IN (SELECT id FROM agents WHERE quarantined_at IS NOT NULL)"
 
 
-def _item_filter(target: Target, kind: str, campaign_ids: Sequence[str]) -> tuple[str, list[Any]]:
+def _item_filter(target: Devices, kind: str, campaign_ids: Sequence[str]) -> tuple[str, list[Any]]:
     """The WHERE clause (on _ITEM_JOBS) for a target's items of one kind, of some campaigns
     (or any, when none are given)."""
     where, params = "cj.target=? AND ci.kind=?", [target.name, kind]
@@ -990,7 +990,7 @@ class Store:
                 state = self.campaign(campaign_id).state
                 raise ValueError(f"campaign {campaign_id}: is {state}, not created")
 
-    def campaign_jobs_queued(self, campaign_id: str, target: Target | None = None) -> int:
+    def campaign_jobs_queued(self, campaign_id: str, target: Devices | None = None) -> int:
         """Jobs queued for the campaign so far (for one target, or all)."""
         query = "SELECT COUNT(*) FROM campaign_jobs WHERE campaign_id=?"
         args: tuple[str, ...] = (campaign_id,)
@@ -1001,7 +1001,7 @@ class Store:
     def queue_campaign_jobs(
         self,
         campaign_id: str,
-        target: Target,
+        target: Devices,
         begin: int,
         jobs: Sequence[tuple[int, int, bytes, str]],
         max_attempts: int,
@@ -1092,16 +1092,28 @@ class Store:
 
     # ----------------------------------------------------- results of campaign items
     def targeted_items(
-        self, target: Target, kind: str, campaign_id: str | None = None
+        self, target: Devices, kind: str, campaign_ids: Sequence[str] = ()
     ) -> set[tuple[int | None, str]]:
-        """(r, key) of every item of this kind that campaigns (or one) queued for `target`."""
-        where, params = _item_filter(target, kind, [campaign_id] if campaign_id else [])
+        """(r, key) of every item of this kind that campaigns (the given ones, or any) queued
+        for `target`."""
+        where, params = _item_filter(target, kind, campaign_ids)
         rows = self.db.execute(
             f"SELECT DISTINCT ci.r, ci.key FROM {_ITEM_JOBS} WHERE {where}", params
         )
         return {(row[0], row[1]) for row in rows}
 
-    def accepted_count(self, target: Target, kind: str) -> int:
+    def targeted_campaigns(self, target: Devices, kind: str) -> list[Campaign]:
+        """The campaigns that queued items of this kind for `target`, oldest first."""
+        where, params = _item_filter(target, kind, [])
+        rows = self.db.execute(
+            "SELECT * FROM campaigns WHERE id IN "
+            f"(SELECT DISTINCT cj.campaign_id FROM {_ITEM_JOBS} WHERE {where}) "
+            "ORDER BY created_at",
+            params,
+        )
+        return [Campaign(**row) for row in rows]
+
+    def accepted_count(self, target: Devices, kind: str) -> int:
         """How many accepted OK results of agents not quarantined the target's items of this
         kind have, over every campaign (the status page redraws a LUT plot when it grows)."""
         where, params = _item_filter(target, kind, [])
@@ -1112,7 +1124,7 @@ class Store:
         ).fetchone()[0]
 
     def item_jobs(
-        self, target: Target, kind: str, campaign_ids: Sequence[str] = ()
+        self, target: Devices, kind: str, campaign_ids: Sequence[str] = ()
     ) -> dict[tuple[int | None, str], ItemJobs]:
         """Per (r, key) item of this kind queued for `target` (by the given campaigns, or
         any): its jobs by state, and how many disturbed results they had."""
@@ -1132,7 +1144,7 @@ class Store:
 
     def item_results(
         self,
-        target: Target,
+        target: Devices,
         kind: str,
         campaign_ids: Sequence[str] = (),
         include_disturbed: bool = False,

@@ -1,13 +1,16 @@
-"""ONNX export of subnets and of single LUT entries.
+"""ONNX (and TorchScript) export of subnets and of single LUT entries.
 
 Export is deterministic (same config and weights give the same bytes), so the sha256 of the
 bytes is the artifact's cache key across campaigns and devices. We use the TorchScript-based
-exporter (`dynamo=False`): on this CPU it is several times faster than the dynamo exporter
-and needs no onnxscript; opset 17, batch 1, static shapes.
+ONNX exporter (`dynamo=False`): on this CPU it is several times faster than the dynamo
+exporter and needs no onnxscript; opset 17, static shapes. `export_model` makes the model a
+measurement target runs: ONNX in fp32, fp16 or int8 (precision.py), or TorchScript for the
+torch runtime, at any batch size.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import warnings
@@ -18,6 +21,7 @@ from torch import nn
 
 from ofa.config import SubnetConfig
 from ofa.nn.layers import build_layer
+from ofa.nn.precision import convert
 from ofa.nn.supernet import OFAMobileNetV3
 from ofa.plan import LOGITS, LayerSpec, layer_plan
 
@@ -28,9 +32,14 @@ __all__ = [
     "export_subnet",
     "export_lut_entry",
     "export_lut_entries",
+    "export_model",
+    "export_torchscript",
     "input_shape",
     "lut_entry_module",
+    "MODEL_FORMATS",
 ]
+
+MODEL_FORMATS = ("onnx", "torchscript")
 
 OPSET = 17
 
@@ -47,12 +56,12 @@ class Artifact:
         return hashlib.sha256(self.onnx).hexdigest()
 
 
-def input_shape(spec: LayerSpec) -> tuple[int, ...]:
-    """Batch-1 torch input shape of one layer: NCHW, or (1, C) for the classifier."""
+def input_shape(spec: LayerSpec, batch: int = 1) -> tuple[int, ...]:
+    """Torch input shape of one layer: NCHW, or (N, C) for the classifier."""
     if spec.kind == LOGITS:
-        return (1, spec.in_channels)
+        return (batch, spec.in_channels)
     height, width, channels = spec.in_shape
-    return (1, channels, height, width)
+    return (batch, channels, height, width)
 
 
 def export_module(module: nn.Module, shape: tuple[int, ...]) -> Artifact:
@@ -72,6 +81,45 @@ def export_module(module: nn.Module, shape: tuple[int, ...]) -> Artifact:
             do_constant_folding=True,
         )
     return Artifact(buffer.getvalue(), tuple(shape))
+
+
+class _Half(nn.Module):
+    """A module run in fp16 behind fp32 inputs and outputs, as the fp16 ONNX models are."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module.half()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x.half()).float()
+
+
+def export_torchscript(module: nn.Module, shape: tuple[int, ...], precision: str) -> bytes:
+    """`module` traced for one static input shape, in fp32 or fp16. A fresh compilation unit
+    per trace: TorchScript numbers the class types it has seen in a process
+    (`___torch_mangle_N`), so without it a model's bytes would depend on what the process
+    traced before."""
+    if precision not in ("fp32", "fp16"):
+        raise ValueError(f"precision: TorchScript models are fp32 or fp16, not {precision!r}")
+    traced_module = _Half(copy.deepcopy(module)) if precision == "fp16" else module
+    torch.jit._state._python_cu = torch._C.CompilationUnit()
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on constant shapes
+        traced = torch.jit.trace(traced_module.eval(), (torch.zeros(shape),))
+    torch.jit.save(traced, buffer)
+    return buffer.getvalue()
+
+
+def export_model(
+    module: nn.Module, shape: tuple[int, ...], precision: str = "fp32", fmt: str = "onnx"
+) -> bytes:
+    """The bytes a measurement target runs: `fmt` (MODEL_FORMATS) in `precision`."""
+    if fmt == "torchscript":
+        return export_torchscript(module, shape, precision)
+    if fmt != "onnx":
+        raise ValueError(f"format: expected one of {', '.join(MODEL_FORMATS)}, got {fmt!r}")
+    return convert(export_module(module, shape).onnx, precision, shape)
 
 
 def export_subnet(supernet: OFAMobileNetV3, subnet: SubnetConfig) -> Artifact:

@@ -11,12 +11,12 @@ from coordinator.state import (
     RESULT_FIELDS,
     Artifact,
     CampaignItem,
+    Devices,
     NotFound,
-    Target,
 )
 from tests.state.helpers import HOUR, SPEC, add_agent, age_leases, enqueue, lease, lease_row, ok
 
-CPU, PI = Target(label="cpu"), Target(label="pi")
+CPU, PI = Devices(label="cpu"), Devices(label="pi")
 INPUTS = [["input", [1, 3, 64, 64]]]
 
 
@@ -220,8 +220,11 @@ def test_item_results_are_the_accepted_ok_results_of_the_target(store, digest):
     assert store.item_results(CPU, "lut", ["other"]) == []
     assert len(store.item_results(CPU, "lut", ["c1", "other"])) == 4
     assert store.targeted_items(CPU, "lut") == {(64, "lut-a"), (64, "lut-b")}
-    assert store.targeted_items(CPU, "lut", "other") == set()
-    assert store.targeted_items(Target(label="gpu"), "lut") == set()
+    assert store.targeted_items(CPU, "lut", ["other"]) == set()
+    assert store.targeted_items(Devices(label="gpu"), "lut") == set()
+    assert [c.id for c in store.targeted_campaigns(CPU, "lut")] == ["c1"]
+    assert [c.id for c in store.targeted_campaigns(PI, "subnet")] == ["c1"]
+    assert store.targeted_campaigns(Devices(label="gpu"), "lut") == []
 
 
 def test_campaign_results_list_every_result_with_its_item(store, digest):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from coordinator.state import NotFound, PeerRatio, Target
+from coordinator.state import Devices, NotFound, PeerRatio
 from tests.state.helpers import HOUR, add_agent, ok
 from tests.state.test_campaigns import run_all, start
 
@@ -92,7 +92,7 @@ def test_a_quarantined_agent_is_no_ones_peer_until_readmitted(store, digest):
 
 
 def test_a_quarantined_agents_results_are_left_out_of_latency_tables(store, digest):
-    cpu = Target(label="cpu")
+    cpu = Devices(label="cpu")
     add_agent(store, "honest")
     add_agent(store, "liar")
     start(store, digest, repeats=2)

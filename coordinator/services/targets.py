@@ -1,0 +1,163 @@
+"""The measurement target: what a latency is a latency *of*, besides the device.
+
+One subnet on one phone has one latency under onnxruntime's CPU provider in fp32 at batch 1,
+another in int8, another at batch 32 or under torch on its GPU. Each of these is a target:
+runtime, execution provider, precision, batch size and threads. A campaign measures one
+target; its models are exported for it (batch, precision, format) and its jobs carry how to
+run them (runtime, provider, threads). Results of two targets are never pooled: a LUT, a
+predictor and a specialisation belong to one (label, target), and the target's name
+(`onnxruntime-cpu-int8-b8`) names their folders.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from agent.measure import RUNTIMES
+from coordinator.services.jobs import MAX_THREADS, BenchOptions
+from coordinator.state import Devices
+from ofa.config import show
+
+__all__ = ["Target", "PRECISIONS", "MAX_BATCH", "can_run", "refuse_unserved", "pick_target"]
+
+PRECISIONS = ("fp32", "fp16", "int8")
+MAX_BATCH = 1024  # OFA's GPU specialisations use 64; a batch past this is a typo
+# What each runtime runs when the job names no provider (the agent's own default).
+CPU = "CPUExecutionProvider"
+DEFAULT_PROVIDER = {"onnxruntime": CPU, "torch": "cpu"}
+# The model format each runtime loads.
+MODEL_FORMAT = {"onnxruntime": "onnx", "torch": "torchscript"}
+_PROVIDER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}(:[0-9]{1,3})?")
+
+
+@dataclass(frozen=True)
+class Target:
+    """runtime, provider ('' for the runtime's default), precision, batch, threads (0: each
+    agent's own --threads)."""
+
+    runtime: str = "onnxruntime"
+    provider: str = ""
+    precision: str = "fp32"
+    batch: int = 1
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime: expected {' or '.join(RUNTIMES)}, got {show(self.runtime)}")
+        if not isinstance(self.provider, str) or (
+            self.provider and not _PROVIDER.fullmatch(self.provider)
+        ):
+            raise ValueError(
+                "provider: expected an execution provider's name such as "
+                f"CPUExecutionProvider (or cuda:0 for torch), got {show(self.provider)}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision: expected one of {', '.join(PRECISIONS)}, got {show(self.precision)}"
+            )
+        if self.runtime == "torch" and self.precision == "int8":
+            raise ValueError(
+                "precision: int8 models are onnxruntime's (static QDQ quantisation); the torch "
+                "runtime measures fp32 and fp16"
+            )
+        for name, high in (("batch", MAX_BATCH), ("threads", MAX_THREADS)):
+            value = getattr(self, name)
+            low = 1 if name == "batch" else 0
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name}: expected an integer in {low}..{high}, got {show(value)}")
+
+    @classmethod
+    def of(cls, options: BenchOptions, precision: str = "fp32", batch: int = 1) -> Target:
+        """The target of a campaign: its jobs' settings and its models' export."""
+        return cls(options.runtime, options.execution_provider, precision, batch, options.threads)
+
+    @property
+    def provider_name(self) -> str:
+        return self.provider or DEFAULT_PROVIDER[self.runtime]
+
+    @property
+    def model_format(self) -> str:
+        return MODEL_FORMAT[self.runtime]
+
+    @property
+    def name(self) -> str:
+        """Folder-safe and unique: `onnxruntime-cpu-fp32-b1`, `torch-cuda0-fp16-b64-t4`."""
+        provider = self.provider_name.removesuffix("ExecutionProvider").replace(":", "")
+        threads = f"-t{self.threads}" if self.threads else ""
+        return f"{self.runtime}-{provider.lower()}-{self.precision}-b{self.batch}{threads}"
+
+    @property
+    def export_key(self) -> str:
+        """What the models' bytes depend on: '' for ONNX fp32 at batch 1 (what every campaign
+        exported before targets existed, so their cached artifacts stay valid)."""
+        if (self.model_format, self.precision, self.batch) == ("onnx", "fp32", 1):
+            return ""
+        return f"{self.model_format}/{self.precision}/b{self.batch}"
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "runtime": self.runtime,
+            "provider": self.provider_name,
+            "precision": self.precision,
+            "batch": self.batch,
+            "threads": self.threads,
+        }
+
+
+def can_run(device: dict, target: Target) -> bool:
+    """Whether an agent that registered `device` (its DeviceInfo) can run `target`. Every
+    onnxruntime build has its CPU provider, even where the agent's probe of them failed."""
+    if target.runtime == "torch":
+        if not device.get("torch_version"):
+            return False
+        return not target.provider_name.startswith("cuda") or bool(device.get("cuda_device"))
+    return target.provider_name in [*device.get("onnxruntime_providers", []), CPU]
+
+
+def what_runs(device: dict) -> list[str]:
+    """What an agent can run, as runtime:provider names."""
+    names = [f"onnxruntime:{p}" for p in {*device.get("onnxruntime_providers", []), CPU}]
+    if device.get("torch_version"):
+        names += ["torch:cpu"] + (["torch:cuda"] if device.get("cuda_device") else [])
+    return names
+
+
+def refuse_unserved(agents: Iterable[dict], devices: Iterable[Devices], target: Target) -> None:
+    """ValueError, naming what they can run, when no registered agent of one of `devices`
+    can run `target`: a campaign nobody can measure would wait forever."""
+    agents = list(agents)
+    for chosen in devices:
+        serving = [agent for agent in agents if chosen.includes(agent)]
+        if serving and not any(can_run(a["device"], target) for a in serving):
+            runs = sorted({name for a in serving for name in what_runs(a["device"])})
+            raise ValueError(
+                f"target: no agent of {chosen.name} can run {target.runtime} with "
+                f"{target.provider_name}; they can run {', '.join(runs) or 'nothing'}"
+                + (
+                    " (torch needs an agent started with --allow-torch)"
+                    if target.runtime == "torch"
+                    else ""
+                )
+            )
+
+
+def pick_target(names: Iterable[str], wanted: str | None, what: str) -> str:
+    """The one target `what` (e.g. "LUT results of pixel7") was measured on, or `wanted`
+    among them; ValueError naming them when the choice is missing or not one of them."""
+    names = sorted(set(names))
+    if wanted is not None:
+        if wanted not in names:
+            raise ValueError(
+                f"target: {what} have no target {wanted!r}; they have {', '.join(names) or 'none'}"
+            )
+        return wanted
+    if len(names) > 1:
+        raise ValueError(
+            f"target: {what} span targets {', '.join(names)}; choose one with --target"
+        )
+    if not names:
+        raise ValueError(f"target: {what} have none")
+    return names[0]
