@@ -14,9 +14,10 @@ import yaml
 from click.testing import CliRunner
 
 from coordinator.cli.app import main as coord
+from coordinator.services.results_export import campaign_results
 from coordinator.services.targets import Target
 from coordinator.state import BlobStore
-from ofa.config import sample_configs
+from ofa.config import SubnetConfig, sample_configs
 from ofa.lut import LatencyTable
 from ofa.plan import space_lut_specs
 from tests.fleet import Fleet, run_campaign
@@ -190,3 +191,53 @@ def test_target_names_are_unique_and_folder_safe():
     }
     assert Target(provider="CPUExecutionProvider").name == Target().name  # the default, named
     assert Target().export_key == "" and Target(batch=2).export_key == "onnx/fp32/b2"
+
+
+def test_the_torch_runtime_measures_torchscript_models(fleet, tmp_path):
+    """An agent started with --allow-torch measures a torch campaign's TorchScript models
+    (batch 2 here); the drift reference stays an onnxruntime job."""
+    fleet.start_agent("t", labels=("torch",), extra=("--allow-torch",))
+    fleet.agent_id("t")
+    configs = tmp_path / "one.jsonl"
+    configs.write_text(SubnetConfig.smallest(r=R).to_json() + "\n")
+    cid = run_campaign(
+        fleet.db,
+        "--name",
+        "torch",
+        "--workload",
+        "configs",
+        "--configs",
+        configs,
+        "--runtime",
+        "torch",
+        "--batch",
+        "2",
+        "--reference-every",
+        "1",
+        label="torch",
+    )
+    rows = list(campaign_results(fleet.store, cid))
+    assert {(row["kind"], row["status"]) for row in rows} == {("subnet", "ok"), ("reference", "ok")}
+    (item,) = [i for i in fleet.store.campaign_items(cid) if i.kind == "subnet"]
+    assert item.inputs == [["input", [2, 3, R, R]]]
+    assert BlobStore(fleet.store).path(item.digest).read_bytes()[:2] == b"PK"  # a zip archive
+    subnet = [row for row in rows if row["kind"] == "subnet"]
+    assert all("torch" in row["runtime_versions"] for row in subnet)
+
+
+def test_torchscript_export_is_the_same_whatever_was_traced_before():
+    """TorchScript numbers the class types a process has traced; the export starts afresh
+    each time, so a model's bytes do not depend on what was traced before. (They do depend
+    on the call stack, which TorchScript keeps as debug information: the coordinator
+    exports every model from one call site.)"""
+    from ofa.nn.export import export_torchscript
+    from ofa.nn.supernet import OFAMobileNetV3
+
+    supernet = OFAMobileNetV3().eval()
+    a, b = sample_configs(2, seed=9, resolutions=(R,))
+
+    def traced(config):
+        return export_torchscript(supernet.get_active_subnet(config), (1, 3, R, R), "fp32")
+
+    first, _, again = [traced(config) for config in (a, b, a)]  # one call site: see above
+    assert again == first

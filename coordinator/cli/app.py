@@ -13,6 +13,7 @@ from coordinator.cli.demo import demo
 from coordinator.cli.devices import devices
 from coordinator.cli.errors import ErrorMapping
 from coordinator.cli.lut import lut
+from coordinator.cli.measurements import measurements
 from coordinator.cli.predictor import predictor
 from coordinator.cli.profile import profile
 from coordinator.cli.results import results
@@ -39,6 +40,7 @@ for command in (
     campaign,
     results,
     lut,
+    measurements,
     predictor,
     profile,
     specialize,

@@ -106,15 +106,15 @@ class CampaignSpec:
         registered = store.list_agents()
         labels = {label for agent in registered for label in agent["labels"]}
         agents = {agent["id"] for agent in registered}
-        for target in self.targets:
-            if target.label is not None and target.label not in labels:
+        for devices in self.targets:
+            if devices.label is not None and devices.label not in labels:
                 known = ", ".join(sorted(labels)) or "none yet"
                 raise ValueError(
-                    f"targets: no registered agent has label {target.label!r} "
+                    f"targets: no registered agent has label {devices.label!r} "
                     f"(known labels: {known})"
                 )
-            if target.agent is not None and target.agent not in agents:
-                raise ValueError(f"targets: no registered agent {target.agent!r}")
+            if devices.agent is not None and devices.agent not in agents:
+                raise ValueError(f"targets: no registered agent {devices.agent!r}")
         if self.workload not in WORKLOADS:
             raise ValueError(
                 f"workload: expected one of {', '.join(WORKLOADS)}, got {self.workload!r}"

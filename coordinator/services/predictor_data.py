@@ -7,13 +7,14 @@ run at any time, agrees on which subnets were never trained on.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from coordinator.services.campaigns import campaigns_by_target, target_campaigns
 from coordinator.services.lut_export import DeviceLut
-from coordinator.services.targets import Target
-from coordinator.state import Devices, Store
+from coordinator.services.targets import Target, pick_target
+from coordinator.state import Devices, Imported, Store
 from ofa.config import SubnetConfig
 
 __all__ = [
@@ -65,16 +66,29 @@ def measured_subnets(
 def target_subnets(
     store: Store, label: str, campaigns: list[str] | None = None, target: str | None = None
 ) -> tuple[Target | None, list[Measured]]:
-    """The measurement target and the subnets `measured_subnets` returns; (None, []) for a
-    device no subnet campaign has measured (a LUT-only device)."""
+    """The measurement target and the subnets `measured_subnets` returns: those its subnet
+    campaigns (`campaigns`, default all) measured on that target and, unless campaigns are
+    named, those imported for it (`measurements import`). (None, []) for a device with no
+    subnet measured (a LUT-only device)."""
     devices = Devices(label=label)
-    if not campaigns and not campaigns_by_target(store, devices, "subnet"):
+    fleet = campaigns_by_target(store, devices, "subnet", campaigns or ())
+    imported: dict[str, list[Imported]] = {}
+    for row in [] if campaigns else store.imported(label):
+        imported.setdefault(json.loads(row.target)["name"], []).append(row)
+    if not fleet and not imported:
+        if campaigns:
+            target_campaigns(store, devices, "subnet", campaigns)  # says what is missing
         return None, []
-    of, chosen = target_campaigns(store, devices, "subnet", campaigns or (), target)
-    results = store.item_results(devices, "subnet", [c.id for c in chosen])
+    name = pick_target(
+        set(fleet) | set(imported), target, f"the subnet measurements of label {label!r}"
+    )
     medians: dict[str, list[float]] = {}
-    for result in results:
-        medians.setdefault(result.key, []).append(result.median_ms)
+    if name in fleet:
+        for result in store.item_results(devices, "subnet", [c.id for c in fleet[name][1]]):
+            medians.setdefault(result.key, []).append(result.median_ms)
+    for row in imported.get(name, []):
+        medians.setdefault(row.key, []).append(row.latency_ms)
+    of = fleet[name][0] if name in fleet else Target.parse(name)
     return of, [
         Measured(SubnetConfig.from_json(key), tuple(values))
         for key, values in sorted(medians.items())

@@ -19,10 +19,10 @@ from agent.measure import RUNTIMES
 from coordinator.services.jobs import MAX_THREADS, BenchOptions
 from coordinator.state import Devices
 from ofa.config import show
+from ofa.nn.precision import PRECISIONS
 
 __all__ = ["Target", "PRECISIONS", "MAX_BATCH", "can_run", "refuse_unserved", "pick_target"]
 
-PRECISIONS = ("fp32", "fp16", "int8")
 MAX_BATCH = 1024  # OFA's GPU specialisations use 64; a batch past this is a typo
 # What each runtime runs when the job names no provider (the agent's own default).
 CPU = "CPUExecutionProvider"
@@ -30,6 +30,7 @@ DEFAULT_PROVIDER = {"onnxruntime": CPU, "torch": "cpu"}
 # The model format each runtime loads.
 MODEL_FORMAT = {"onnxruntime": "onnx", "torch": "torchscript"}
 _PROVIDER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}(:[0-9]{1,3})?")
+_NAME = re.compile(r"([a-z]+)-([a-z0-9_]{1,64})-(fp32|fp16|int8)-b([0-9]{1,4})(?:-t([0-9]{1,4}))?")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,29 @@ class Target:
     def of(cls, options: BenchOptions, precision: str = "fp32", batch: int = 1) -> Target:
         """The target of a campaign: its jobs' settings and its models' export."""
         return cls(options.runtime, options.execution_provider, precision, batch, options.threads)
+
+    @classmethod
+    def parse(cls, name: str) -> Target:
+        """The target a name (`Target.name`) stands for; ValueError for one that is not a
+        target's name. The provider comes back as the name spells it (`cuda`), so the name
+        round-trips, which is what tells targets apart."""
+        match = _NAME.fullmatch(name) if isinstance(name, str) else None
+        if match is None:
+            raise ValueError(
+                "target: expected RUNTIME-PROVIDER-PRECISION-bBATCH[-tTHREADS], e.g. "
+                f"onnxruntime-cpu-fp32-b1 or torch-cuda-fp16-b64, got {show(name)}"
+            )
+        runtime, provider, precision, batch, threads = match.groups()
+        if runtime not in RUNTIMES:
+            raise ValueError(f"target: the runtime is {' or '.join(RUNTIMES)}, got {runtime!r}")
+        default = DEFAULT_PROVIDER[runtime].removesuffix("ExecutionProvider").lower()
+        return cls(
+            runtime,
+            "" if provider == default else provider,
+            precision,
+            int(batch),
+            int(threads or 0),
+        )
 
     @property
     def provider_name(self) -> str:

@@ -179,6 +179,28 @@ class ItemResult:
 
 
 @dataclass(frozen=True)
+class ImportedLine:
+    """One end-to-end measurement made elsewhere (`measurements import`): the file's line,
+    the subnet's canonical JSON, its latency and the line's other keys (JSON)."""
+
+    line: int
+    key: str
+    latency_ms: float
+    metadata: str
+
+
+@dataclass(frozen=True)
+class Imported:
+    """An imported measurement of a device, with the target it was measured on (the
+    target's dict as JSON) and the import it came in."""
+
+    import_id: str
+    target: str
+    key: str
+    latency_ms: float
+
+
+@dataclass(frozen=True)
 class ItemJobs:
     """The jobs of one campaign item for one target: how many are in each state, and how
     many disturbed results (re-measured, never accepted) they had."""

@@ -113,6 +113,17 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE results ADD COLUMN profile TEXT;
     """,
+    # 8: end-to-end measurements made elsewhere and imported for a device and target
+    """
+    CREATE TABLE imports (
+        id TEXT PRIMARY KEY, label TEXT NOT NULL, target TEXT NOT NULL, file TEXT NOT NULL,
+        sha256 TEXT NOT NULL, lines INTEGER NOT NULL, imported_at REAL NOT NULL,
+        UNIQUE (label, target, sha256));
+    CREATE TABLE imported (
+        import_id TEXT NOT NULL REFERENCES imports(id), line INTEGER NOT NULL,
+        key TEXT NOT NULL, latency_ms REAL NOT NULL, metadata TEXT NOT NULL,
+        PRIMARY KEY (import_id, line));
+    """,
 ]
 _TABLES = {"tokens", "agents", "jobs", "leases", "results", "blobs"}
 SCHEMA_VERSION = len(_MIGRATIONS)

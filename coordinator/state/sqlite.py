@@ -1,5 +1,6 @@
 """The coordinator's state in SQLite: tokens, agents, jobs, leases, results, blob index,
-campaigns and the artifact cache. The schema and its migrations are in `schema.py`.
+campaigns, the artifact cache and imported measurements. The schema and its migrations are
+in `schema.py`.
 
 Contract (what callers may rely on):
 - Every method is one transaction; a crash leaves the database as before or after it.
@@ -25,6 +26,8 @@ Contract (what callers may rely on):
   peers other agents are compared with (`peer_ratios`), until it is readmitted.
 - A token that names labels lets its agent register only those (Forbidden otherwise); one
   without (every token from before schema 6) lets it register any.
+- An import of measurements is stored whole or not at all; one file (by sha256) is imported
+  once per label and target.
 
 The database uses WAL so that CLI processes can read (and enqueue) while the server runs.
 """
@@ -61,6 +64,8 @@ from coordinator.state.rows import (
     CampaignProgress,
     CurrentLease,
     Devices,
+    Imported,
+    ImportedLine,
     ItemJobs,
     ItemResult,
     LabelQueue,
@@ -918,6 +923,53 @@ class Store:
                 "INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?,?)",
                 (kind, key, weights, artifact.digest, json.dumps(artifact.inputs)),
             )
+
+    # ------------------------------------------------------- imported measurements
+    def add_import(
+        self,
+        import_id: str,
+        label: str,
+        target: str,
+        file: str,
+        sha256: str,
+        lines: Sequence[ImportedLine],
+        now: float,
+    ) -> None:
+        """Store an import and all its lines in one transaction; ValueError when the same
+        file (by sha256) was imported for this label and target before."""
+        with self.transaction():
+            taken = self.db.execute(
+                "SELECT id, file FROM imports WHERE label=? AND target=? AND sha256=?",
+                (label, target, sha256),
+            ).fetchone()
+            if taken is not None:
+                raise ValueError(
+                    f"file: already imported for {label} on this target as {taken['id']} "
+                    f"(from {taken['file']})"
+                )
+            self.db.execute(
+                "INSERT INTO imports VALUES (?,?,?,?,?,?,?)",
+                (import_id, label, target, file, sha256, len(lines), now),
+            )
+            self.db.executemany(
+                "INSERT INTO imported VALUES (?,?,?,?,?)",
+                [(import_id, x.line, x.key, x.latency_ms, x.metadata) for x in lines],
+            )
+
+    def imported(self, label: str) -> list[Imported]:
+        """The imported measurements of device `label`, in import and line order."""
+        rows = self.db.execute(
+            "SELECT i.id, i.target, m.key, m.latency_ms FROM imported m "
+            "JOIN imports i ON i.id=m.import_id WHERE i.label=? "
+            "ORDER BY i.imported_at, i.id, m.line",
+            (label,),
+        )
+        return [Imported(*row) for row in rows]
+
+    def list_imports(self) -> list[dict]:
+        """Every import, oldest first: id, label, target, file, sha256, lines, imported_at."""
+        rows = self.db.execute("SELECT * FROM imports ORDER BY imported_at, id")
+        return [dict(row) for row in rows]
 
     # ----------------------------------------------------------------- campaigns
     def refuse_taken_campaign_name(self, name: str) -> None:

@@ -98,16 +98,19 @@ def export_torchscript(module: nn.Module, shape: tuple[int, ...], precision: str
     """`module` traced for one static input shape, in fp32 or fp16. A fresh compilation unit
     per trace: TorchScript numbers the class types it has seen in a process
     (`___torch_mangle_N`), so without it a model's bytes would depend on what the process
-    traced before."""
+    traced before. (Its debug information also records the Python call stack: the same
+    model traced from the same call site gives the same bytes.)"""
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"precision: TorchScript models are fp32 or fp16, not {precision!r}")
     traced_module = _Half(copy.deepcopy(module)) if precision == "fp16" else module
     torch.jit._state._python_cu = torch._C.CompilationUnit()
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracer's notes on constant shapes
+        # The tracer's notes on constant shapes, and TorchScript's deprecation: the agent
+        # loads TorchScript because its loader unpickles no Python objects (agent/measure.py).
+        warnings.simplefilter("ignore")
         traced = torch.jit.trace(traced_module.eval(), (torch.zeros(shape),))
-    torch.jit.save(traced, buffer)
+        torch.jit.save(traced, buffer)
     return buffer.getvalue()
 
 
