@@ -97,7 +97,7 @@ def measure(db: Path, out: Path, campaigns: dict[str, CampaignSpec]) -> None:
 
 def score(store: Store, name: str) -> dict:
     """LUT sum over measured, and each kind's held-out figures, on target `name`."""
-    _, measured = target_subnets(store, "cpu", target=name)
+    measured = target_subnets(store, "cpu", target=name).measured
     training, held_out = split(measured)
     lut, width, _ = device_lut(collect_lut(store, "cpu", target=name))
     table = BlockTable.from_lut(lut, width)

@@ -357,6 +357,8 @@ def screen(
     shortlist = np.argsort(-estimate, kind="stable")[: SCREENED_PER_START * count]
     shortlist = shortlist[np.isfinite(estimate[shortlist])]
     proposals = take(proposals, shortlist)
+    if not len(shortlist):  # another budget (MACs, parameters) refused every repair
+        return proposals, np.zeros(0)
     scores = problem.accuracy(proposals)
     order = np.argsort(-scores, kind="stable")[:count]
     return take(proposals, order), scores[order]

@@ -194,7 +194,9 @@ def test_csv_and_jsonl_import_alike(lines, tmp_path):
             "3: config.d: expected 5 entries",
         ),
         ({"latency_ms": -3.0}, "3: latency_ms: expected a finite number of milliseconds"),
-        ({"latency_ms": "NaN"}, "3: latency_ms: expected a finite number"),
+        ({"latency_ms": "2.5"}, "3: latency_ms: expected a number, got '2.5'"),
+        ({"latency_ms": float("nan")}, "3: latency_ms: expected a finite number"),
+        ({"latency_ms": 10**400}, "3: latency_ms: expected a finite number of milliseconds"),
         ({"latency_ms": True}, "3: latency_ms: expected a number, got True"),
         ({"latency_ms": 2.0, "note": float("inf")}, "3: metadata: expected finite numbers"),
         ([1, 2], "3: expected an object with config and latency_ms"),
@@ -241,8 +243,53 @@ def test_a_bad_device_or_target_is_refused(lines, tmp_path, args, message):
     assert message in said
 
 
+def test_spreadsheet_csv_and_unusual_characters_import(lines, tmp_path):
+    """A byte-order mark and CRLF line ends (a spreadsheet's "CSV UTF-8"), spaces after the
+    commas of the header, and a metadata string holding U+2028 (a line break to
+    str.splitlines, not to JSON lines) are all read as meant."""
+    db = tmp_path / "fleet.db"
+    rows = ["config, latency_ms, note"] + [
+        '"' + json.dumps(x["config"]).replace('"', '""') + f'",{x["latency_ms"]},lab'
+        for x in lines[:4]
+    ]
+    (tmp_path / "sheet.csv").write_bytes(b"\xef\xbb\xbf" + "\r\n".join(rows).encode() + b"\r\n")
+    (tmp_path / "odd.jsonl").write_text(
+        "".join(json.dumps({**x, "note": "a\u2028b"}, ensure_ascii=False) + "\n" for x in lines[:4])
+    )
+    for device, name in (("sheet", "sheet.csv"), ("odd", "odd.jsonl")):
+        said = cli(
+            "measurements",
+            "import",
+            "--db",
+            db,
+            "--device",
+            device,
+            "--target",
+            TARGET,
+            "--file",
+            tmp_path / name,
+        )
+        assert said.startswith("imported 4 measurements of 4 subnets"), said
+    assert measured_subnets(Store(db), "sheet") == measured_subnets(Store(db), "odd")
+
+
 def test_a_csv_without_the_columns_is_named(tmp_path):
     path = tmp_path / "x.csv"
+    path.write_text("config,latency_ms,config\n{},1,{}\n")
+    said = cli(
+        "measurements",
+        "import",
+        "--db",
+        tmp_path / "f.db",
+        "--device",
+        "p",
+        "--target",
+        TARGET,
+        "--file",
+        path,
+        expect=1,
+    )
+    assert "the header names config more than once" in said
     path.write_text("cfg,ms\n{},1\n")
     said = cli(
         "measurements",

@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from coordinator.cli.app import main as coord
 from coordinator.services.predictor_data import predictor_path
 from coordinator.state import Devices, Store
-from ofa.config import SubnetConfig
+from ofa.config import SubnetConfig, sample_configs
 from ofa.latency_model import BlockTable, fit_predictor
 from ofa.lut import LatencyTable
-from ofa.plan import count_macs, space_lut_specs
+from ofa.plan import count_macs, count_params, space_lut_specs
 
 
 def run(*args, expect: int = 0) -> str:
@@ -91,6 +91,61 @@ def test_a_devices_stored_predictor_and_a_macs_budget(assets, tmp_path):
     )
     config = SubnetConfig.from_file(tmp_path / "out" / "40ms" / "subnet.json")
     assert count_macs(config) <= 300e6
+
+
+def test_parameter_and_size_budgets_hold_and_an_impossible_one_names_itself(assets, tmp_path):
+    """The w1.2 space holds 4.60M (smallest) to 10.70M parameters; the Note10 LUT folder has
+    no target, so sizes are of fp32 weights (4 bytes each)."""
+    budgets = {"--max-params": 6.0, "--max-size-mb": 22.0}
+    for option, limit in budgets.items():
+        out = tmp_path / option.strip("-")
+        run(
+            "--lut",
+            assets / "note10",
+            "--acc-predictor",
+            assets / "acc_predictor.pth",
+            "--latency-ms",
+            "40",
+            option,
+            limit,
+            "--generations",
+            "3",
+            "--out",
+            out,
+        )
+        params = count_params(SubnetConfig.from_file(out / "40ms" / "subnet.json"))
+        assert params <= (limit if option == "--max-params" else limit / 4) * 1e6
+        assert params > 4.7e6  # the budget binds above the smallest subnet: a real search
+    said = run(
+        "--lut",
+        assets / "note10",
+        "--acc-predictor",
+        assets / "acc_predictor.pth",
+        "--latency-ms",
+        "40",
+        "--max-size-mb",
+        "10",
+        "--out",
+        tmp_path / "no",
+        expect=1,
+    )
+    assert (
+        "max_size_mb: no subnet is within 10 MB of fp32 weights; the smallest reachable "
+        "is 18.41" in said
+    )
+
+
+def test_the_budget_tables_sum_as_the_layer_plan_counts():
+    from coordinator.services.specialise import Limit, feasibility
+    from ofa.batch import ConfigBatch
+
+    configs = sample_configs(20, 3, (160, 224), 1.2)
+    for figure, count in (("params", count_params), ("macs", count_macs)):
+        exact = np.array([count(c) for c in configs], dtype=float)
+        limit = float(np.median(exact))
+        within = feasibility([Limit("x", figure, limit, 1.0, "")], (160, 224), 1.2)
+        assert within is not None
+        assert within(ConfigBatch.from_configs(configs)).tolist() == (exact <= limit).tolist()
 
 
 @pytest.mark.parametrize(
@@ -223,6 +278,8 @@ def test_verify_measures_the_chosen_subnet_on_the_device(assets, tmp_path):
                 "1",
                 "--reference-every",
                 "0",
+                "--batch",  # a target of its own: --verify measures on the predictor's target
+                "2",
                 *QUICK_FLAGS,
                 "--start",
             )
@@ -249,6 +306,7 @@ def test_verify_measures_the_chosen_subnet_on_the_device(assets, tmp_path):
             tmp_path / "out",
         )
         assert "predicted" in out and "measured" in out
+        assert "verifying on cpu, onnxruntime-cpu-fp32-b2: campaign" in out
         (row,) = list(csv.DictReader((tmp_path / "out" / "verify.csv").open()))
         chosen = SubnetConfig.from_file(tmp_path / "out" / f"{budget:g}ms" / "subnet.json")
         assert row["id"] == chosen.id
@@ -261,12 +319,10 @@ def test_verify_measures_the_chosen_subnet_on_the_device(assets, tmp_path):
         # the verify campaign's raw results say. How far it lies from the LUT sum depends on
         # the machine's load (a loaded run measured 5x the LUT sum), so no margin is imposed
         # between the two; error_pct must be their relative difference.
-        (verify,) = [
-            r[0]
-            for r in fleet.store.db.execute(
-                "SELECT id FROM campaigns WHERE name LIKE 'verify cpu %'"
-            )
-        ]
+        ((verify, spec),) = fleet.store.db.execute(
+            "SELECT id, spec FROM campaigns WHERE name LIKE 'verify cpu %'"
+        ).fetchall()
+        assert json.loads(spec)["batch"] == 2
         results = [
             json.loads(line)
             for line in cli(

@@ -190,6 +190,12 @@ def test_target_names_are_unique_and_folder_safe():
         "onnxruntime-cuda-fp32-b1",
     }
     assert Target(provider="CPUExecutionProvider").name == Target().name  # the default, named
+    for name in names:
+        assert Target.parse(name).name == name
+    with pytest.raises(ValueError, match="torch runs on cpu, cuda or cuda:N"):
+        Target("torch", "CUDAExecutionProvider")
+    with pytest.raises(ValueError, match="spells the provider short, as 'cuda'"):
+        Target.parse("onnxruntime-cudaexecutionprovider-fp32-b1")
     assert Target().export_key == "" and Target(batch=2).export_key == "onnx/fp32/b2"
 
 

@@ -154,12 +154,22 @@ def train(
     help="Predictors to evaluate (default: every one trained for this device).",
 )
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write predicted vs measured (PNG).")
+@click.option(
+    "--target",
+    help="The measurement target whose held-out subnets to score on, for predictors trained "
+    "before targets were recorded (others are scored on the target they were trained on).",
+)
 @format_option(csv=True)
-def eval_(db: str, label: str, kinds: tuple[str, ...], plot: str | None, fmt: str) -> None:
+def eval_(
+    db: str, label: str, kinds: tuple[str, ...], plot: str | None, target: str | None, fmt: str
+) -> None:
     """Evaluate a device's predictors on its held-out subnets (of the target they were
     trained on), beside the noise floor."""
     models = device_predictors(db, label, kinds)
-    held_out = held_out_subnets(Store(db), label, predictors_target(models.values()))
+    trained_on = predictors_target(models.values())
+    if target and trained_on and target != trained_on:
+        raise ValueError(f"target: the predictors were trained on {trained_on}, not {target}")
+    held_out = held_out_subnets(Store(db), label, trained_on or target)
     rows: dict[str, dict | None] = {
         kind: evaluate(model, held_out) for kind, model in models.items()
     }

@@ -16,11 +16,13 @@ from coordinator.services.specialise import (
     Scenario,
     SpecialiseSettings,
     latency_budgets,
+    latency_model,
     read_scenarios,
     specialise_scenarios,
     verify,
     write_scenarios,
 )
+from coordinator.services.targets import Target
 from coordinator.state import Store
 from ofa.accuracy import AccuracyPredictor
 from ofa.latency_model import KINDS
@@ -34,6 +36,7 @@ CHOSEN_COLUMNS = [
     Column("top-1", "accuracy", "{:.4f}".format, "right"),
     Column("predicted ms", "latency_ms", "{:.2f}".format, "right"),
     Column("MACs (M)", "macs", lambda macs: f"{macs / 1e6:.0f}", "right"),
+    Column("params (M)", "params", lambda params: f"{params / 1e6:.2f}", "right"),
     Column("r", "r", align="right"),
 ]
 VERIFIED_COLUMNS = [
@@ -113,6 +116,18 @@ def _pareto_range(
     "--max-macs", type=FiniteFloat(min=0, min_open=True), help="Also a MACs budget (in millions)."
 )
 @click.option(
+    "--max-params",
+    type=FiniteFloat(min=0, min_open=True),
+    help="Also a budget of parameters (in millions).",
+)
+@click.option(
+    "--max-size-mb",
+    type=FiniteFloat(min=0, min_open=True),
+    help="Also a budget of the weights' size in MB (flash on a small device), at the latency "
+    "model's precision: 4 bytes a weight for fp32, 2 for fp16, 1 for int8 (fp32 for a LUT "
+    "folder or a predictor from before targets).",
+)
+@click.option(
     "--generations",
     type=click.IntRange(min=1),
     default=SearchSettings.generations,
@@ -154,6 +169,8 @@ def specialize(
     acc_predictor,
     resolutions,
     max_macs,
+    max_params,
+    max_size_mb,
     generations,
     seed,
     supernet_path,
@@ -190,13 +207,14 @@ def specialize(
             scenarios,
             accuracy,
             folder,
-            SpecialiseSettings(resolutions, max_macs, generations, seed),
+            SpecialiseSettings(resolutions, max_macs, generations, seed, max_params, max_size_mb),
             supernet,
             progress,
         )
     rows = [{"scenario": scenario.name, **choice.row()} for scenario, choice in table]
     columns = CHOSEN_COLUMNS[0 if scenarios_file else 1 :]
     if store is not None:
+        target = Target.recorded(latency_model(db, scenarios[0]).provenance)
         with ProgressReport() as progress:
             verified = verify(
                 store,
@@ -206,6 +224,7 @@ def specialize(
                 verify_timeout,
                 lambda line: click.echo(line, err=True),
                 progress,
+                target,
             )
         for row, checked in zip(rows, verified, strict=True):
             row.update(  # a subnet left unmeasured has no error (NaN): null, shown as -

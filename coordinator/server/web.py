@@ -39,6 +39,7 @@ from coordinator.services.predictors import (
     device_predictors,
     held_out_subnets,
     plot_predictors,
+    predictors_target,
     trained_kinds,
 )
 from coordinator.state import LABEL, Devices
@@ -103,18 +104,20 @@ class WebServer:
     def predictor_plot(self, label: str) -> bytes:
         """The PNG; ValueError (said as 404) when the device has no predictor or too few
         held-out subnets."""
-        with self.lock:
-            held_out = held_out_subnets(self.store, label)
         models = device_predictors(self.db, label)
+        with self.lock:
+            held_out = held_out_subnets(self.store, label, predictors_target(models.values()))
         with _PLOTTING, tempfile.TemporaryDirectory() as folder:
             return plot_predictors(label, held_out, models, Path(folder, "plot.png")).read_bytes()
 
     def lut_plot(self, label: str) -> bytes:
-        """The PNG; ValueError (said as 404) while the device has no measured LUT entry."""
+        """The PNG of the device's latest LUT target; ValueError (said as 404) while the device
+        has no measured LUT entry."""
         with self.lock:
-            groups = lut_groups(self.store, label)
+            target, groups = lut_groups(self.store, label)
         with _PLOTTING, tempfile.TemporaryDirectory() as folder:
-            return lut_by_group(label, groups, DIMENSIONS, Path(folder, "lut.png")).read_bytes()
+            plot = lut_by_group(f"{label}, {target}", groups, DIMENSIONS, Path(folder, "lut.png"))
+            return plot.read_bytes()
 
 
 class _HTTPServer(ThreadingHTTPServer):

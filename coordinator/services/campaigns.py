@@ -421,7 +421,10 @@ def campaigns_by_target(
     found: dict[str, tuple[Target, list[Campaign]]] = {}
     for campaign in store.targeted_campaigns(devices, kind):
         if not campaign_ids or campaign.id in campaign_ids:
-            of = CampaignSpec.from_json(campaign.spec).target
+            try:
+                of = CampaignSpec.from_json(campaign.spec).target
+            except ValueError as exc:
+                raise ValueError(f"campaign {campaign.id}: {exc}") from None
             found.setdefault(of.name, (of, []))[1].append(campaign)
     return found
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from coordinator.services.campaigns import target_campaigns
+from coordinator.services.campaigns import campaigns_by_target, target_campaigns
 from coordinator.services.lut_compare import Table, latency_groups
 from coordinator.services.targets import Target
 from coordinator.state import Campaign, Devices, ItemJobs, ItemResult, Store
@@ -134,16 +134,19 @@ def collect_lut(
     return DeviceLut(label, entries, missing, provenance)
 
 
-def lut_groups(store: Store, label: str) -> list[dict]:
-    """Device `label`'s LUT (its accepted results, pooled as `lut export` pools them) by
-    group of each dimension (`latency_groups`); ValueError while it has no entry."""
-    lut = collect_lut(store, label)
+def lut_groups(store: Store, label: str) -> tuple[str, list[dict]]:
+    """Device `label`'s LUT (its accepted results, pooled as `lut export` pools them) on the
+    target of its latest LUT campaign, with that target's name, by group of each dimension
+    (`latency_groups`); ValueError while it has no entry."""
+    found = campaigns_by_target(store, Devices(label=label), "lut")
+    latest = max(found, key=lambda name: max(c.created_at for c in found[name][1]), default=None)
+    lut = collect_lut(store, label, target=latest)
     if not lut.entries:
         raise ValueError(f"device: no LUT entry of {label!r} has been measured yet")
     means: dict[int, dict[str, float]] = {}
     for entry in lut.entries:
         means.setdefault(entry.r, {})[entry.key] = entry.median_ms
-    return latency_groups(Table(label, means))
+    return lut.provenance["target"]["name"], latency_groups(Table(label, means))
 
 
 def _why_missing(jobs: ItemJobs | None) -> str:

@@ -22,6 +22,7 @@ __all__ = [
     "device_lut",
     "measured_subnets",
     "target_subnets",
+    "SubnetData",
     "split",
     "predictor_path",
 ]
@@ -59,17 +60,27 @@ def measured_subnets(
     store: Store, label: str, campaigns: list[str] | None = None, target: str | None = None
 ) -> list[Measured]:
     """Every subnet measured end to end on `label` on one measurement target (see
-    `target_campaigns`), with its repeat medians."""
-    return target_subnets(store, label, campaigns, target)[1]
+    `target_subnets`), with its repeat medians."""
+    return target_subnets(store, label, campaigns, target).measured
+
+
+@dataclass(frozen=True)
+class SubnetData:
+    """A device's end-to-end measurements on one target, and where they came from."""
+
+    target: Target | None  # None: no subnet measured at all (a LUT-only device)
+    measured: list[Measured]
+    campaigns: list[str]  # the subnet campaigns' ids
+    imports: list[str]  # the imports' ids
 
 
 def target_subnets(
     store: Store, label: str, campaigns: list[str] | None = None, target: str | None = None
-) -> tuple[Target | None, list[Measured]]:
-    """The measurement target and the subnets `measured_subnets` returns: those its subnet
-    campaigns (`campaigns`, default all) measured on that target and, unless campaigns are
-    named, those imported for it (`measurements import`). (None, []) for a device with no
-    subnet measured (a LUT-only device)."""
+) -> SubnetData:
+    """The subnets measured on `label` on one measurement target (`target`, a name, where
+    there are several): those its subnet campaigns (`campaigns`, default all) measured and,
+    unless campaigns are named, those imported for it (`measurements import`). A subnet
+    measured by both has both sources' measurements, as repeats."""
     devices = Devices(label=label)
     fleet = campaigns_by_target(store, devices, "subnet", campaigns or ())
     imported: dict[str, list[Imported]] = {}
@@ -78,21 +89,25 @@ def target_subnets(
     if not fleet and not imported:
         if campaigns:
             target_campaigns(store, devices, "subnet", campaigns)  # says what is missing
-        return None, []
+        return SubnetData(None, [], [], [])
     name = pick_target(
         set(fleet) | set(imported), target, f"the subnet measurements of label {label!r}"
     )
+    chosen = [c.id for c in fleet[name][1]] if name in fleet else []
     medians: dict[str, list[float]] = {}
-    if name in fleet:
-        for result in store.item_results(devices, "subnet", [c.id for c in fleet[name][1]]):
-            medians.setdefault(result.key, []).append(result.median_ms)
+    for result in store.item_results(devices, "subnet", chosen) if chosen else []:
+        medians.setdefault(result.key, []).append(result.median_ms)
     for row in imported.get(name, []):
         medians.setdefault(row.key, []).append(row.latency_ms)
-    of = fleet[name][0] if name in fleet else Target.parse(name)
-    return of, [
-        Measured(SubnetConfig.from_json(key), tuple(values))
-        for key, values in sorted(medians.items())
-    ]
+    return SubnetData(
+        fleet[name][0] if name in fleet else Target.parse(name),
+        [
+            Measured(SubnetConfig.from_json(key), tuple(values))
+            for key, values in sorted(medians.items())
+        ],
+        chosen,
+        sorted({row.import_id for row in imported.get(name, [])}),
+    )
 
 
 def split(measured: list[Measured]) -> tuple[list[Measured], list[Measured]]:

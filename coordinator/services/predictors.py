@@ -21,6 +21,7 @@ from coordinator.services.predictor_data import (
     target_subnets,
 )
 from coordinator.services.progress import OnProgress, quiet
+from coordinator.services.targets import Target
 from coordinator.state import Devices, Store
 from ofa.latency_model import (
     KINDS,
@@ -141,8 +142,9 @@ def train_predictor(
     the measurements and fitting take seconds to minutes on a large database). Subnets and
     LUT are of one measurement target: `target`, where the device was measured on several."""
     progress("reading the measured subnets", 0, None)
-    of, measured = target_subnets(store, label, list(campaigns) or None, target)
-    training, held_out = split(measured)
+    data = target_subnets(store, label, list(campaigns) or None, target)
+    of = data.target
+    training, held_out = split(data.measured)
     on = of.name if of is not None else target  # a LUT-only device: the LUT's target
     if kind == Transfer.kind:
         progress(f"fitting {kind}", 0, None)
@@ -160,12 +162,15 @@ def train_predictor(
             "device": label,
             "target": of.to_dict() if of is not None else origin.get("target"),
             "training_subnets": len(chosen),
-            "subnet_campaigns": list(campaigns) or "all",
+            "subnet_campaigns": data.campaigns,
+            "imports": data.imports,
             # disturbed measurements behind its subnets (re-measured; none of them used)
             "subnets_disturbed_remeasured": sum(
                 item.disturbed
-                for item in store.item_jobs(Devices(label=label), "subnet", campaigns).values()
-            ),
+                for item in store.item_jobs(Devices(label=label), "subnet", data.campaigns).values()
+            )
+            if data.campaigns
+            else 0,
         },
         metrics={"held_out": evaluate(model, held_out), "noise_floor": noise_floor(held_out)}
         if held_out
@@ -196,6 +201,7 @@ def _transfer(
         {
             "source_device": source_device,
             "source_kind": source_kind,
+            "source_target": (source.provenance or {}).get("target"),
             "k": len(chosen),
             "fitted_on": sorted(m.config.id for m in chosen),
         },
@@ -272,9 +278,9 @@ def device_predictors(
 
 
 def predictors_target(models: Iterable[LatencyPredictor]) -> str | None:
-    """The measurement target a device's predictors were trained on (None for predictors
-    from before targets were recorded); ValueError if they disagree."""
-    names = {(m.provenance or {}).get("target", {}).get("name") for m in models}
+    """The name of the measurement target a device's predictors were trained on (None for
+    predictors from before targets were recorded); ValueError if they disagree."""
+    names = {t.name if (t := Target.recorded(m.provenance)) else None for m in models}
     if len(names) > 1:
         raise ValueError(
             f"target: the device's predictors were trained on different targets "

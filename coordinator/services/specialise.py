@@ -25,16 +25,18 @@ from coordinator.services.campaigns import (
 )
 from coordinator.services.predictor_data import measured_subnets, predictor_path
 from coordinator.services.progress import OnProgress, quiet
+from coordinator.services.targets import Target
 from coordinator.services.waiting import CampaignTimeout, follow_campaign
 from coordinator.state import BlobStore, Devices, Store
 from ofa import space
 from ofa.accuracy import AccuracyPredictor
+from ofa.batch import ConfigBatch
 from ofa.config import SubnetConfig
 from ofa.front import Front, pareto_front
 from ofa.latency_model import KINDS, BlockTable, LatencyPredictor, LutSum, load_predictor
 from ofa.lut import LatencyTable
-from ofa.plan import count_macs, space_lut_specs
-from ofa.search import SearchSettings
+from ofa.plan import count_macs, count_params, space_lut_specs
+from ofa.search import ImpossibleBudget, SearchSettings, fastest_configs
 
 if TYPE_CHECKING:  # torch only when weights are asked for
     from ofa.nn.supernet import OFAMobileNetV3
@@ -77,6 +79,7 @@ class Chosen:
             "latency_ms": self.latency_ms,
             "accuracy": self.accuracy,
             "macs": self.macs,
+            "params": count_params(self.config),
             "r": self.config.r,
             "id": self.config.id,
         }
@@ -106,13 +109,78 @@ class Scenario:
 
 @dataclass(frozen=True)
 class SpecialiseSettings:
-    """The search's limits: resolutions (default: the latency model's, 160 and up), a MACs
-    budget in millions, generations and seed."""
+    """The search's limits: resolutions (default: the latency model's, 160 and up), budgets
+    of MACs and of parameters (in millions) and of the weights' size in MB (at the latency
+    model's precision: 4, 2 or 1 byte a weight for fp32, fp16, int8), generations and seed."""
 
     resolutions: tuple[int, ...] | None = None
     max_macs: float | None = None
     generations: int = SearchSettings.generations
     seed: int = 0
+    max_params: float | None = None
+    max_size_mb: float | None = None
+
+
+BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8": 1}
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A budget of an additive resource: its option, the per-layer figure summed over the
+    layer plan (MACs or parameters), the limit in that figure, and how to say it."""
+
+    option: str
+    figure: str  # "macs" or "params", a LayerSpec method
+    limit: float
+    per_unit: float  # figures per unit said
+    unit: str
+
+
+def limits(settings: SpecialiseSettings, latency: LatencyPredictor) -> list[Limit]:
+    """The resource budgets `settings` sets."""
+    precision = (Target.recorded(latency.provenance) or Target()).precision
+    size = BYTES_PER_WEIGHT[precision]
+    wanted = [
+        (settings.max_macs, "max_macs", "macs", 1e6, "M MACs"),
+        (settings.max_params, "max_params", "params", 1e6, "M parameters"),
+        (settings.max_size_mb, "max_size_mb", "params", 1e6 / size, f"MB of {precision} weights"),
+    ]
+    return [
+        Limit(option, figure, value * per_unit, per_unit, unit)
+        for value, option, figure, per_unit, unit in wanted
+        if value
+    ]
+
+
+def feasibility(
+    budgets: Sequence[Limit], allowed: Sequence[int], width: float
+) -> Callable[[ConfigBatch], np.ndarray] | None:
+    """Whether each subnet of a batch is within every budget (None: no budget). A budget
+    not even the smallest subnet meets is refused at once, naming it and the smallest
+    reachable value (the smallest subnet at the lowest resolution is the least of each
+    figure, and the fastest)."""
+    if not budgets:
+        return None
+    smallest = fastest_configs(allowed, width)
+    tables = []
+    for budget in budgets:
+        table = BlockTable.from_lut(
+            {
+                r: {
+                    s.lut_key: float(getattr(s, budget.figure)()) for s in space_lut_specs(r, width)
+                }
+                for r in allowed
+            },
+            width,
+        )
+        least = float(table.lut_sum(smallest).min())
+        if least > budget.limit:
+            raise ImpossibleBudget(
+                f"{budget.option}: no subnet is within {budget.limit / budget.per_unit:g} "
+                f"{budget.unit}; the smallest reachable is {least / budget.per_unit:.2f}"
+            )
+        tables.append((table, budget.limit))
+    return lambda batch: np.logical_and.reduce([t.lut_sum(batch) <= x for t, x in tables])
 
 
 @dataclass(frozen=True)
@@ -291,14 +359,7 @@ def specialise(
             "(campaign --width) or give an accuracy predictor for that width"
         )
     allowed = allowed_resolutions(latency, settings.resolutions)
-    feasible = None
-    if settings.max_macs:
-        macs = BlockTable.from_lut(
-            {r: {s.lut_key: s.macs() for s in space_lut_specs(r, latency.width)} for r in allowed},
-            latency.width,
-        )
-        limit = settings.max_macs * 1e6
-        feasible = lambda batch: macs.lut_sum(batch) <= limit  # noqa: E731
+    feasible = feasibility(limits(settings, latency), allowed, latency.width)
     progress("searching", 0, len(budgets))
     done: list[float] = []
 
@@ -435,22 +496,28 @@ def verify(
     timeout_s: float,
     say: Callable[[str], None],
     progress: OnProgress = quiet,
+    target: Target | None = None,
 ) -> list[Verified]:
-    """Measure each chosen subnet twice on `label` (a configs campaign) and write verify.csv
-    of measured against predicted latency. After `timeout_s` without the campaign finishing
+    """Measure each chosen subnet twice on `label` (a configs campaign) on `target` (the
+    predictor's; default onnxruntime fp32 at batch 1 on the CPU) and write verify.csv of
+    measured against predicted latency. After `timeout_s` without the campaign finishing
     it is cancelled and TimeoutError names it, its progress and the targets no agent serves.
     `say` gets the campaign and waiting lines; `progress` hears of the models built and of
     the jobs measured."""
     subnets = tuple(dict.fromkeys(choice.config.to_json() for choice in chosen))
+    target = target or Target()
     spec = CampaignSpec(
         name=f"verify {label} {uuid.uuid4().hex[:6]}",
         targets=(Devices(label=label),),
         workload="configs",
         subnets=subnets,
         reference_every=0,
+        options=target.bench_options(),
+        precision=target.precision,
+        batch=target.batch,
     )
     campaign = create_campaign(store, BlobStore(store), spec, progress, start=True)
-    say(f"verifying on {label}: campaign {campaign}")
+    say(f"verifying on {label}, {target.name}: campaign {campaign}")
     said: list[str] = []
     try:
         for look in follow_campaign(store, campaign, interval_s=0.5, timeout_s=timeout_s):

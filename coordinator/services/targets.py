@@ -4,15 +4,16 @@ One subnet on one phone has one latency under onnxruntime's CPU provider in fp32
 another in int8, another at batch 32 or under torch on its GPU. Each of these is a target:
 runtime, execution provider, precision, batch size and threads. A campaign measures one
 target; its models are exported for it (batch, precision, format) and its jobs carry how to
-run them (runtime, provider, threads). Results of two targets are never pooled: a LUT, a
-predictor and a specialisation belong to one (label, target), and the target's name
-(`onnxruntime-cpu-int8-b8`) names their folders.
+run them (runtime, provider, threads). Results of two targets are never pooled: a LUT and a
+predictor are made from one (label, target) and record it, a specialisation is verified on
+its predictor's target, and the target's name (`onnxruntime-cpu-int8-b8`) names the LUT's
+folder.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from agent.measure import RUNTIMES
@@ -30,6 +31,7 @@ DEFAULT_PROVIDER = {"onnxruntime": CPU, "torch": "cpu"}
 # The model format each runtime loads.
 MODEL_FORMAT = {"onnxruntime": "onnx", "torch": "torchscript"}
 _PROVIDER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}(:[0-9]{1,3})?")
+_TORCH_DEVICE = re.compile(r"|cpu|cuda(:?[0-9]{1,3})?")
 _NAME = re.compile(r"([a-z]+)-([a-z0-9_]{1,64})-(fp32|fp16|int8)-b([0-9]{1,4})(?:-t([0-9]{1,4}))?")
 
 
@@ -58,6 +60,10 @@ class Target:
             raise ValueError(
                 f"precision: expected one of {', '.join(PRECISIONS)}, got {show(self.precision)}"
             )
+        if self.runtime == "torch" and not _TORCH_DEVICE.fullmatch(self.provider):
+            raise ValueError(
+                f"provider: torch runs on cpu, cuda or cuda:N, got {show(self.provider)}"
+            )
         if self.runtime == "torch" and self.precision == "int8":
             raise ValueError(
                 "precision: int8 models are onnxruntime's (static QDQ quantisation); the torch "
@@ -75,6 +81,27 @@ class Target:
         return cls(options.runtime, options.execution_provider, precision, batch, options.threads)
 
     @classmethod
+    def from_dict(cls, data: dict) -> Target:
+        """The target `to_dict` recorded (in a LUT's or predictor's provenance)."""
+        try:
+            return cls(*(data[k] for k in ("runtime", "provider", "precision", "batch", "threads")))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"target: expected a recorded target, got {show(data)}") from exc
+
+    @classmethod
+    def recorded(cls, provenance: Mapping | None) -> Target | None:
+        """The target a LUT's or predictor's provenance records (None: made before targets
+        were recorded, or not from the fleet)."""
+        found = (provenance or {}).get("target")
+        return cls.from_dict(found) if found else None
+
+    def bench_options(self) -> BenchOptions:
+        """The settings a job of this target carries (the rest left to the agent)."""
+        return BenchOptions(
+            threads=self.threads, runtime=self.runtime, execution_provider=self.provider
+        )
+
+    @classmethod
     def parse(cls, name: str) -> Target:
         """The target a name (`Target.name`) stands for; ValueError for one that is not a
         target's name. The provider comes back as the name spells it (`cuda`), so the name
@@ -88,6 +115,11 @@ class Target:
         runtime, provider, precision, batch, threads = match.groups()
         if runtime not in RUNTIMES:
             raise ValueError(f"target: the runtime is {' or '.join(RUNTIMES)}, got {runtime!r}")
+        if provider.endswith("executionprovider"):
+            raise ValueError(
+                f"target: a name spells the provider short, as {provider[:-17] or 'cpu'!r} "
+                f"for {provider!r}"
+            )
         default = DEFAULT_PROVIDER[runtime].removesuffix("ExecutionProvider").lower()
         return cls(
             runtime,
