@@ -13,9 +13,10 @@ from click.testing import CliRunner
 
 from coordinator.cli.app import main as coord
 from coordinator.services.predictor_data import predictor_path
+from coordinator.services.results_export import campaign_results
 from coordinator.state import Devices, Store
 from ofa.config import SubnetConfig, sample_configs
-from ofa.latency_model import BlockTable, fit_predictor
+from ofa.latency_model import BlockTable, fit_predictor, load_predictor
 from ofa.lut import LatencyTable
 from ofa.plan import count_macs, count_params, space_lut_specs
 
@@ -339,6 +340,129 @@ def test_verify_measures_the_chosen_subnet_on_the_device(assets, tmp_path):
         )
     finally:
         fleet.close()
+
+
+def test_the_fleet_is_specialised_verified_and_written_to_one_manifest(assets, tmp_path):
+    """Two devices (two agents), each with its LUT and `lut` predictor; one command
+    searches both, measures every pick on its device and writes the manifest, whose
+    measured latencies are those of the verify campaigns and whose errors compare them with
+    the predictions."""
+    from coordinator.services.deployment import MANIFEST
+    from ofa.search import fastest_configs
+    from tests.cli_output import campaign_id, cli
+    from tests.fleet import QUICK_FLAGS, Fleet
+
+    fleet = Fleet(tmp_path / "fleet")
+    fleet.folder.mkdir()
+    try:
+        fleet.start_server()
+        for name in ("fa", "fb"):
+            fleet.start_agent(name, labels=(name,))
+            fleet.agent_id(name)
+        for name in ("fa", "fb"):
+            cid = campaign_id(
+                cli(
+                    "campaign",
+                    "create",
+                    "--db",
+                    fleet.db,
+                    "--name",
+                    name,
+                    "--label",
+                    name,
+                    "--workload",
+                    "lut",
+                    "--width",
+                    "1.2",
+                    "--resolutions",
+                    "160",
+                    "--repeats",
+                    "1",
+                    "--reference-every",
+                    "0",
+                    *QUICK_FLAGS,
+                    "--start",
+                )
+            )
+            cli("campaign", "wait", "--db", fleet.db, cid, "--timeout", "300", "--interval", "0.2")
+            cli("predictor", "train", "--db", fleet.db, "--device", name, "--kind", "lut")
+        budgets = {}
+        for name in ("fa", "fb"):
+            model = load_predictor(predictor_path(fleet.db, name, "lut"))
+            budgets[name] = round(2 * float(model.predict(fastest_configs([160], 1.2))[0]), 2)
+        (tmp_path / "budgets.json").write_text(
+            json.dumps(
+                {"fa": [budgets["fa"]], "fb": {"latency_ms": [budgets["fb"]], "kind": "lut"}}
+            )
+        )
+        out = run(
+            "--db",
+            fleet.db,
+            "--fleet",
+            tmp_path / "budgets.json",
+            "--acc-predictor",
+            assets / "acc_predictor.pth",
+            "--generations",
+            "3",
+            "--verify",
+            "--out",
+            tmp_path / "out",
+        )
+        assert f"deployment manifest -> {tmp_path / 'out' / MANIFEST}" in out
+        picks = json.loads((tmp_path / "out" / MANIFEST).read_text())["picks"]
+        assert [(p["device"], p["budget_ms"]) for p in picks] == [
+            ("fa", budgets["fa"]),
+            ("fb", budgets["fb"]),
+        ]
+        for pick in picks:
+            assert pick["target"]["name"] == "onnxruntime-cpu-fp32-b1"
+            assert pick["predictor"]["kind"] == "lut" and pick["latency_ms"] <= pick["budget_ms"]
+            (verify,) = [
+                c.id
+                for c in fleet.store.list_campaigns()
+                if c.name.startswith(f"verify {pick['device']} ")
+            ]
+            medians = [
+                r["median_ms"]
+                for r in campaign_results(fleet.store, verify)
+                if r["accepted"] and r["status"] == "ok"
+            ]
+            assert pick["measured_ms"] == pytest.approx(float(np.median(medians)))
+            assert pick["error_pct"] == pytest.approx(
+                100 * (pick["latency_ms"] - pick["measured_ms"]) / pick["measured_ms"]
+            )
+            assert SubnetConfig.from_dict(pick["config"]).id == pick["id"]
+    finally:
+        fleet.close()
+
+
+@pytest.mark.parametrize(
+    ("budgets", "message"),
+    [
+        ({}, "expected an object of device label -> budgets"),
+        ({"a b": [10]}, "expected device labels as keys"),
+        ({"pi": []}, "pi: latency_ms: expected a list of 1-1000 positive budgets"),
+        ({"pi": [10, -1]}, "pi: latency_ms: expected a list"),
+        ({"pi": {"latency_ms": [10], "kind": "best"}}, "pi: kind: expected one of"),
+        ({"pi": {"latency_ms": [10], "kinds": "lut"}}, "pi: unknown field(s) kinds"),
+        ({"nosuch": [10]}, "no predictor trained for 'nosuch'"),
+    ],
+)
+def test_a_bad_fleet_file_is_refused(assets, tmp_path, budgets, message):
+    Store(tmp_path / "fleet.db")
+    (tmp_path / "budgets.json").write_text(json.dumps(budgets))
+    said = run(
+        "--db",
+        tmp_path / "fleet.db",
+        "--fleet",
+        tmp_path / "budgets.json",
+        "--acc-predictor",
+        assets / "acc_predictor.pth",
+        "--out",
+        tmp_path / "out",
+        expect=1,
+    )
+    assert message in said
 
 
 def test_a_supernet_checkpoint_gives_each_subnets_weights_and_onnx(assets, tmp_path):

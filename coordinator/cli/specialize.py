@@ -12,9 +12,11 @@ import click
 from agent.output import JSON, Column, echo_json, format_option, render_table
 from coordinator.cli.options import RESOLUTIONS, FiniteFloat, db_option
 from coordinator.cli.output import ProgressReport
+from coordinator.services.deployment import fleet_scenarios, read_fleet_budgets, write_manifest
 from coordinator.services.specialise import (
     Scenario,
     SpecialiseSettings,
+    Verified,
     latency_budgets,
     latency_model,
     read_scenarios,
@@ -102,6 +104,14 @@ def _pareto_range(
     help="Or: a JSON list of {lut|device, kind?, name?, latency_ms: [...]}; one table.",
 )
 @click.option(
+    "--fleet",
+    "fleet_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help='Or (with --db): every device at once, from {"LABEL": [ms, ...] | {"latency_ms": '
+    '[...], "kind": K}}; each with its best predictor unless a kind is given; writes '
+    "manifest.json (with --verify, measured on every device).",
+)
+@click.option(
     "--acc-predictor",
     type=click.Path(exists=True, dir_okay=False),
     required=True,
@@ -166,6 +176,7 @@ def specialize(
     latency_ms,
     pareto,
     scenarios_file,
+    fleet_file,
     acc_predictor,
     resolutions,
     max_macs,
@@ -182,8 +193,10 @@ def specialize(
     """Search the most accurate subnet under each latency budget and write its config."""
     started = time.perf_counter()
     folder = Path(out)
-    if verify_on_device and not label:
-        raise click.UsageError("--verify measures on a device: give --db and --device")
+    if fleet_file and (label or lut_dir or scenarios_file or not db):
+        raise click.UsageError("--fleet takes --db and no --device, --lut or --scenarios")
+    if verify_on_device and not label and not fleet_file:
+        raise click.UsageError("--verify measures on a device: give --db and --device (or --fleet)")
     store = Store(db) if verify_on_device else None  # a bad database fails before the search
     accuracy = AccuracyPredictor.load(acc_predictor)
     supernet = None
@@ -191,7 +204,9 @@ def specialize(
         from ofa.nn.checkpoint import load_supernet  # torch only when weights are asked for
 
         supernet = load_supernet(supernet_path)
-    if scenarios_file:
+    if fleet_file:
+        scenarios = fleet_scenarios(db, read_fleet_budgets(fleet_file))
+    elif scenarios_file:
         scenarios = read_scenarios(scenarios_file)
         if not db and any(scenario.device for scenario in scenarios):
             raise click.UsageError("scenarios with a 'device' need --db")
@@ -212,26 +227,34 @@ def specialize(
             progress,
         )
     rows = [{"scenario": scenario.name, **choice.row()} for scenario, choice in table]
-    columns = CHOSEN_COLUMNS[0 if scenarios_file else 1 :]
+    columns = CHOSEN_COLUMNS[0 if scenarios_file or fleet_file else 1 :]
+    checked: dict[tuple[str, float], Verified] = {}
     if store is not None:
-        target = Target.recorded(latency_model(db, scenarios[0]).provenance)
-        with ProgressReport() as progress:
-            verified = verify(
-                store,
-                label,
-                [choice for _, choice in table],
-                folder,
-                verify_timeout,
-                lambda line: click.echo(line, err=True),
-                progress,
-                target,
-            )
-        for row, checked in zip(rows, verified, strict=True):
+        for scenario in scenarios:  # one verify campaign per device, on its predictor's target
+            device = str(scenario.device or label)
+            picks = [choice for of, choice in table if of is scenario]
+            with ProgressReport() as progress:
+                verified = verify(
+                    store,
+                    device,
+                    picks,
+                    folder / scenario.name,
+                    verify_timeout,
+                    lambda line: click.echo(line, err=True),
+                    progress,
+                    Target.recorded(latency_model(db, scenario).provenance),
+                )
+            checked |= {(device, v.budget_ms): v for v in verified}
+        for row, (scenario, choice) in zip(rows, table, strict=True):
+            found = checked[(str(scenario.device or label), choice.budget_ms)]
             row.update(  # a subnet left unmeasured has no error (NaN): null, shown as -
-                measured_ms=checked.measured_ms,
-                error_pct=checked.error_pct if checked.measured_ms else None,
+                measured_ms=found.measured_ms,
+                error_pct=found.error_pct if found.measured_ms else None,
             )
         columns += VERIFIED_COLUMNS
+    if fleet_file:
+        manifest = write_manifest(db, folder, table, checked, str(acc_predictor))
+        click.echo(f"deployment manifest -> {manifest}", err=fmt == JSON)
     if fmt == JSON:
         echo_json(rows)
     else:
