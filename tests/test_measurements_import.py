@@ -52,6 +52,11 @@ def lines(assets) -> list[dict]:
     ]
 
 
+def import_file(db, *args, expect: int = 0) -> str:
+    """`ofa-coord measurements import --db DB ARGS`."""
+    return cli("measurements", "import", "--db", db, *args, expect=expect)
+
+
 def write_jsonl(path, lines: list) -> None:
     path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
 
@@ -59,18 +64,7 @@ def write_jsonl(path, lines: list) -> None:
 def test_imported_data_train_evaluate_predict_and_specialize(lines, assets, tmp_path):
     db, data = tmp_path / "fleet.db", tmp_path / "phone.jsonl"
     write_jsonl(data, lines)
-    said = cli(
-        "measurements",
-        "import",
-        "--db",
-        db,
-        "--device",
-        "phone",
-        "--target",
-        TARGET,
-        "--file",
-        data,
-    )
+    said = import_file(db, "--device", "phone", "--target", TARGET, "--file", data)
     assert said.startswith(
         f"imported {2 * SUBNETS} measurements of {SUBNETS} subnets for phone on {TARGET} as i"
     )
@@ -143,19 +137,7 @@ def test_imported_data_train_evaluate_predict_and_specialize(lines, assets, tmp_
     assert [(i["label"], i["target"], i["lines"]) for i in listed] == [
         ("phone", TARGET, 2 * SUBNETS)
     ]
-    again = cli(
-        "measurements",
-        "import",
-        "--db",
-        db,
-        "--device",
-        "phone",
-        "--target",
-        TARGET,
-        "--file",
-        data,
-        expect=1,
-    )
+    again = import_file(db, "--device", "phone", "--target", TARGET, "--file", data, expect=1)
     assert "already imported for phone on this target" in again
 
 
@@ -167,18 +149,7 @@ def test_csv_and_jsonl_import_alike(lines, tmp_path):
         writer.writeheader()
         writer.writerows({**x, "config": json.dumps(x["config"])} for x in lines)
     for device, name in (("a", "a.jsonl"), ("b", "a.csv")):
-        cli(
-            "measurements",
-            "import",
-            "--db",
-            db,
-            "--device",
-            device,
-            "--target",
-            TARGET,
-            "--file",
-            tmp_path / name,
-        )
+        import_file(db, "--device", device, "--target", TARGET, "--file", tmp_path / name)
     store = Store(db)
     assert measured_subnets(store, "a") == measured_subnets(store, "b")
     assert len(measured_subnets(store, "a")) == SUBNETS
@@ -211,19 +182,7 @@ def test_a_bad_line_is_refused_with_its_number_and_nothing_is_imported(
     path = tmp_path / "bad.jsonl"
     write_jsonl(path, [good, lines[1], bad, lines[2]])
     db = tmp_path / "fleet.db"
-    said = cli(
-        "measurements",
-        "import",
-        "--db",
-        db,
-        "--device",
-        "phone",
-        "--target",
-        TARGET,
-        "--file",
-        path,
-        expect=1,
-    )
+    said = import_file(db, "--device", "phone", "--target", TARGET, "--file", path, expect=1)
     assert f"{path}:{message}" in said and len(said.strip().splitlines()) == 1
     assert Store(db).list_imports() == [] and Store(db).imported("phone") == []
 
@@ -239,7 +198,7 @@ def test_a_bad_line_is_refused_with_its_number_and_nothing_is_imported(
 def test_a_bad_device_or_target_is_refused(lines, tmp_path, args, message):
     path = tmp_path / "ok.jsonl"
     write_jsonl(path, lines[:2])
-    said = cli("measurements", "import", "--db", tmp_path / "f.db", *args, "--file", path, expect=1)
+    said = import_file(tmp_path / "f.db", *args, "--file", path, expect=1)
     assert message in said
 
 
@@ -257,18 +216,7 @@ def test_spreadsheet_csv_and_unusual_characters_import(lines, tmp_path):
         "".join(json.dumps({**x, "note": "a\u2028b"}, ensure_ascii=False) + "\n" for x in lines[:4])
     )
     for device, name in (("sheet", "sheet.csv"), ("odd", "odd.jsonl")):
-        said = cli(
-            "measurements",
-            "import",
-            "--db",
-            db,
-            "--device",
-            device,
-            "--target",
-            TARGET,
-            "--file",
-            tmp_path / name,
-        )
+        said = import_file(db, "--device", device, "--target", TARGET, "--file", tmp_path / name)
         assert said.startswith("imported 4 measurements of 4 subnets"), said
     assert measured_subnets(Store(db), "sheet") == measured_subnets(Store(db), "odd")
 
@@ -276,32 +224,12 @@ def test_spreadsheet_csv_and_unusual_characters_import(lines, tmp_path):
 def test_a_csv_without_the_columns_is_named(tmp_path):
     path = tmp_path / "x.csv"
     path.write_text("config,latency_ms,config\n{},1,{}\n")
-    said = cli(
-        "measurements",
-        "import",
-        "--db",
-        tmp_path / "f.db",
-        "--device",
-        "p",
-        "--target",
-        TARGET,
-        "--file",
-        path,
-        expect=1,
+    said = import_file(
+        tmp_path / "f.db", "--device", "p", "--target", TARGET, "--file", path, expect=1
     )
     assert "the header names config more than once" in said
     path.write_text("cfg,ms\n{},1\n")
-    said = cli(
-        "measurements",
-        "import",
-        "--db",
-        tmp_path / "f.db",
-        "--device",
-        "p",
-        "--target",
-        TARGET,
-        "--file",
-        path,
-        expect=1,
+    said = import_file(
+        tmp_path / "f.db", "--device", "p", "--target", TARGET, "--file", path, expect=1
     )
     assert "missing config, latency_ms" in said

@@ -250,8 +250,8 @@ def test_scenarios_run_many_budgets_and_sources_into_one_table(assets, tmp_path)
 def test_verify_measures_the_chosen_subnet_on_the_device(assets, tmp_path):
     from ofa.latency_model import load_predictor
     from ofa.search import fastest_configs
-    from tests.cli_output import campaign_id, cli
-    from tests.fleet import QUICK_FLAGS, Fleet
+    from tests.cli_output import cli
+    from tests.fleet import Fleet, run_campaign
 
     fleet = Fleet(tmp_path / "fleet")
     fleet.folder.mkdir()
@@ -259,33 +259,23 @@ def test_verify_measures_the_chosen_subnet_on_the_device(assets, tmp_path):
         fleet.start_server()
         fleet.start_agent("a", labels=("cpu",))
         fleet.agent_id("a")
-        cid = campaign_id(
-            cli(
-                "campaign",
-                "create",
-                "--db",
-                fleet.db,
-                "--name",
-                "w12",
-                "--label",
-                "cpu",
-                "--workload",
-                "lut",
-                "--width",
-                "1.2",
-                "--resolutions",
-                "160",
-                "--repeats",
-                "1",
-                "--reference-every",
-                "0",
-                "--batch",  # a target of its own: --verify measures on the predictor's target
-                "2",
-                *QUICK_FLAGS,
-                "--start",
-            )
+        run_campaign(
+            fleet.db,
+            "--name",
+            "w12",
+            "--workload",
+            "lut",
+            "--width",
+            "1.2",
+            "--resolutions",
+            "160",
+            "--repeats",
+            "1",
+            "--reference-every",
+            "0",
+            "--batch",  # a target of its own: --verify measures on the predictor's target
+            "2",
         )
-        cli("campaign", "wait", "--db", fleet.db, cid, "--timeout", "300", "--interval", "0.2")
         cli("predictor", "train", "--db", fleet.db, "--device", "cpu", "--kind", "lut")
         model = load_predictor(predictor_path(fleet.db, "cpu", "lut"))
         budget = round(2 * float(model.predict(fastest_configs([160], 1.2))[0]), 2)
@@ -349,8 +339,8 @@ def test_the_fleet_is_specialised_verified_and_written_to_one_manifest(assets, t
     the predictions."""
     from coordinator.services.deployment import MANIFEST
     from ofa.search import fastest_configs
-    from tests.cli_output import campaign_id, cli
-    from tests.fleet import QUICK_FLAGS, Fleet
+    from tests.cli_output import cli
+    from tests.fleet import Fleet, run_campaign
 
     fleet = Fleet(tmp_path / "fleet")
     fleet.folder.mkdir()
@@ -360,31 +350,22 @@ def test_the_fleet_is_specialised_verified_and_written_to_one_manifest(assets, t
             fleet.start_agent(name, labels=(name,))
             fleet.agent_id(name)
         for name in ("fa", "fb"):
-            cid = campaign_id(
-                cli(
-                    "campaign",
-                    "create",
-                    "--db",
-                    fleet.db,
-                    "--name",
-                    name,
-                    "--label",
-                    name,
-                    "--workload",
-                    "lut",
-                    "--width",
-                    "1.2",
-                    "--resolutions",
-                    "160",
-                    "--repeats",
-                    "1",
-                    "--reference-every",
-                    "0",
-                    *QUICK_FLAGS,
-                    "--start",
-                )
+            run_campaign(
+                fleet.db,
+                "--name",
+                name,
+                "--workload",
+                "lut",
+                "--width",
+                "1.2",
+                "--resolutions",
+                "160",
+                "--repeats",
+                "1",
+                "--reference-every",
+                "0",
+                label=name,
             )
-            cli("campaign", "wait", "--db", fleet.db, cid, "--timeout", "300", "--interval", "0.2")
             cli("predictor", "train", "--db", fleet.db, "--device", name, "--kind", "lut")
         budgets = {}
         for name in ("fa", "fb"):
