@@ -6,8 +6,8 @@ Run: .venv/bin/python -m bench.targets --out runs/targets [--subnets 150] [--res
 
 A real coordinator and one 1-thread agent on loopback, device label `cpu`. Each target gets
 one `lut+random` campaign at --resolution: every LUT entry and --subnets random subnets,
-shuffled together, each measured twice (--min-time s of timed runs and 10 runs at least, so
-that batch 32 fits in the time). Then, per target:
+shuffled together, each measured twice (warm-up from 2 runs on until stable, then --min-time s
+of timed runs and 10 runs at least, so that batch 32 fits in the time). Then, per target:
 - OFA's LUT sum over the measured latency (median over the held-out subnets);
 - each predictor kind trained on two thirds of the subnets (by id) and scored on the rest:
   share within +-10% and RMSE %, beside the noise floor (one repeat against the other);
@@ -51,7 +51,7 @@ K, DRAWS = 10, 5
 
 def specs(args: argparse.Namespace) -> dict[str, CampaignSpec]:
     """One campaign per target."""
-    options = BenchOptions(min_runs=10, min_time_s=args.min_time)
+    options = BenchOptions(warmup_runs=2, warmup_min_s=0.05, min_runs=10, min_time_s=args.min_time)
     return {
         short: CampaignSpec(
             name=f"cpu {short}",
