@@ -57,6 +57,25 @@ def import_file(db, *args, expect: int = 0) -> str:
     return cli("measurements", "import", "--db", db, *args, expect=expect)
 
 
+def predict(db, config_file) -> list[dict]:
+    """`predictor predict` of phone's structure predictor, as JSON."""
+    return json.loads(
+        cli(
+            "predictor",
+            "predict",
+            "--db",
+            db,
+            "--device",
+            "phone",
+            "--kind",
+            "structure",
+            config_file,
+            "--format",
+            "json",
+        )
+    )
+
+
 def write_jsonl(path, lines: list) -> None:
     path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
 
@@ -78,21 +97,7 @@ def test_imported_data_train_evaluate_predict_and_specialize(lines, assets, tmp_
     assert scores["noise floor"]["n"] >= SUBNETS // 4  # the repeats give the floor
     config = tmp_path / "one.json"
     config.write_text(json.dumps(lines[0]["config"]))
-    predicted = json.loads(
-        cli(
-            "predictor",
-            "predict",
-            "--db",
-            db,
-            "--device",
-            "phone",
-            "--kind",
-            "structure",
-            config,
-            "--format",
-            "json",
-        )
-    )
+    predicted = predict(db, config)
     model = load_predictor(predictor_path(db, "phone", "structure"))
     assert predicted[0]["latency_ms"] == pytest.approx(
         float(model.predict([SubnetConfig.from_dict(lines[0]["config"])])[0]), rel=1e-9
@@ -117,21 +122,7 @@ def test_imported_data_train_evaluate_predict_and_specialize(lines, assets, tmp_
         tmp_path / "out",
     )
     (chosen,) = (tmp_path / "out").glob("*ms/subnet.json")
-    model_ms = json.loads(
-        cli(
-            "predictor",
-            "predict",
-            "--db",
-            db,
-            "--device",
-            "phone",
-            "--kind",
-            "structure",
-            chosen,
-            "--format",
-            "json",
-        )
-    )
+    model_ms = predict(db, chosen)
     assert model_ms[0]["latency_ms"] <= budget
     listed = json.loads(cli("measurements", "list", "--db", db, "--format", "json"))
     assert [(i["label"], i["target"], i["lines"]) for i in listed] == [
