@@ -3,10 +3,10 @@
 Run: .venv/bin/python -m bench.lut_campaign [--resolution 224] [--repeats 1] [--threads 1]
 
 A real coordinator and one real agent on loopback; a `lut` campaign with the engine's
-default settings (warm-up >= 10 runs and 0.1 s and on until stable, >= 50 runs and 1 s) and the drift reference
-interleaved every 25 jobs. Reported: campaign wall time (start to last result) against the
-inference it contains, counted two ways: all inference the agent ran (warm-up + timed runs)
-and timed runs only. Target: wall / inference <= 1.3.
+default settings (warm-up >= 10 runs and 0.1 s and on until stable, >= 50 runs and 1 s) and
+the drift reference interleaved every 25 jobs. Reported: campaign wall time (start to last
+result) against the inference it contains, counted two ways: all inference the agent ran
+(warm-up + timed runs) and timed runs only. Target: wall / inference <= 1.3.
 """
 
 from __future__ import annotations
