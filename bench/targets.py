@@ -23,6 +23,7 @@ import json
 import random
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +35,10 @@ from coordinator.services.jobs import BenchOptions
 from coordinator.services.local import start_agent, start_server
 from coordinator.services.lut_compare import Table, compare
 from coordinator.services.lut_export import collect_lut
-from coordinator.services.predictor_data import device_lut, split, target_subnets
+from coordinator.services.predictor_data import Measured, device_lut, split, target_subnets
 from coordinator.services.predictors import evaluate, noise_floor
 from coordinator.state import Devices, Store
-from ofa.latency_model import BlockTable, Structure, Transfer, fit_predictor
+from ofa.latency_model import BlockTable, LatencyPredictor, Structure, Transfer, fit_predictor
 
 TARGETS = {  # name on the command line -> (precision, batch)
     "b1": ("fp32", 1),
@@ -95,7 +96,18 @@ def measure(db: Path, out: Path, campaigns: dict[str, CampaignSpec]) -> None:
             process.wait(timeout=120)
 
 
-def score(store: Store, name: str) -> dict:
+@dataclass
+class Scored:
+    """One target's figures, and what the transfer and the int8 table are made from."""
+
+    figures: dict
+    lut_ridge: LatencyPredictor
+    training: list[Measured]
+    held_out: list[Measured]
+    lut: dict[int, dict[str, float]]
+
+
+def score(store: Store, name: str) -> Scored:
     """LUT sum over measured, and each kind's held-out figures, on target `name`."""
     measured = target_subnets(store, "cpu", target=name).measured
     training, held_out = split(measured)
@@ -106,7 +118,8 @@ def score(store: Store, name: str) -> dict:
     models |= {kind: fit_predictor(kind, table, configs, medians, seed=0) for kind in LUT_KINDS}
     models["structure"] = Structure.fit(configs, medians, seed=0)
     lut_sum = models["lut"].predict([m.config for m in held_out])
-    return {
+    figures = {
+        "name": name,
         "subnets": len(measured),
         "held_out": len(held_out),
         "lut_sum_over_measured": float(
@@ -114,10 +127,8 @@ def score(store: Store, name: str) -> dict:
         ),
         "kinds": {kind: _figures(evaluate(model, held_out)) for kind, model in models.items()},
         "noise_floor": _figures(noise_floor(held_out)),
-        "models": models,
-        "held": held_out,
-        "training": training,
     }
+    return Scored(figures, models["lut-ridge"], training, held_out, lut)
 
 
 def _figures(metrics: dict | None) -> dict | None:
@@ -159,19 +170,16 @@ def main() -> None:
     names = {short: spec.target.name for short, spec in campaigns.items()}
     scores = {short: score(store, name) for short, name in names.items()}
     report: dict = {"machine": machine_summary(), "resolution": args.resolution, "targets": {}}
-    source = scores["b1"]["models"]["lut-ridge"] if "b1" in scores else None
     for short, found in scores.items():
-        row = {k: v for k, v in found.items() if k not in ("models", "held", "training")}
-        row["name"] = names[short]
-        if source is not None and short != "b1":
-            row["transfer_k10_spearman"] = transfer(source, found["training"], found["held"])
-        report["targets"][short] = row
-    if "int8" in names and "b1" in names:
-        tables = {
-            short: Table(short, device_lut(collect_lut(store, "cpu", target=names[short]))[0])
-            for short in ("b1", "int8")
-        }
-        report["int8_over_fp32"] = compare(tables["b1"], tables["int8"])
+        report["targets"][short] = found.figures
+        if "b1" in scores and short != "b1":
+            source = scores["b1"].lut_ridge
+            found.figures["transfer_k10_spearman"] = transfer(
+                source, found.training, found.held_out
+            )
+    if "int8" in scores and "b1" in scores:
+        base, int8 = (Table(short, scores[short].lut) for short in ("b1", "int8"))
+        report["int8_over_fp32"] = compare(base, int8)
     print(json.dumps(report, indent=2, default=str))
 
 

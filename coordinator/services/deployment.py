@@ -106,10 +106,14 @@ def write_manifest(
     accuracy_predictor: str,
 ) -> Path:
     """manifest.json: every pick, with what made it and, where verified, what was measured."""
+    predictors = {  # each device's once, not once per budget
+        scenario.name: load_predictor(predictor_path(db, str(scenario.device), scenario.kind))
+        for scenario in dict.fromkeys(scenario for scenario, _ in picks)
+    }
     rows = []
     for scenario, choice in picks:
         label = str(scenario.device)
-        predictor = load_predictor(predictor_path(db, label, scenario.kind))
+        predictor = predictors[scenario.name]
         onnx = folder / scenario.name / f"{choice.budget_ms:g}ms" / "subnet.onnx"
         checked = verified.get((label, choice.budget_ms))
         rows.append(

@@ -71,10 +71,14 @@ def _sort_nodes(graph) -> None:  # an onnx.GraphProto
 
 
 def to_int8(
-    model: bytes, shape: tuple[int, ...], calibration: Sequence[np.ndarray] | None = None
+    model: bytes,
+    shape: tuple[int, ...],
+    calibration: Sequence[np.ndarray] | None = None,
+    unsigned_activations: bool = False,
 ) -> bytes:
     """Quantised with activation ranges from `calibration` (default: the fixed set,
-    `calibration_inputs`; a trained network's own images keep its accuracy better)."""
+    `calibration_inputs`; a trained network's own images keep its accuracy better), the
+    activations int8 or, `unsigned_activations`, uint8 (U8S8)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -102,7 +106,7 @@ def to_int8(
             Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            activation_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8 if unsigned_activations else QuantType.QInt8,
             weight_type=QuantType.QInt8,
             calibration_providers=["CPUExecutionProvider"],
         )
