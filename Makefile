@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 REFERENCE := .cache/ofa-reference
 
-.PHONY: venv test lint test-arm demo bench reference browser proto check-proto clean
+.PHONY: venv test lint test-arm demo bench reference browser postgres proto check-proto clean
 
 venv: $(STAMP)
 
@@ -30,7 +30,7 @@ reference: $(STAMP)
 # Two workers, each taking whole test files (a module's fixtures are built once); then,
 # alone, the tests that judge whether the machine is quiet (marked `serial`). Exit code 5
 # is "nothing selected", e.g. PYTEST_ARGS naming a file of one kind only.
-test: $(STAMP) reference browser check-proto lint
+test: $(STAMP) reference browser postgres check-proto lint
 	$(PY) -m pytest -n 2 --dist loadfile -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(PY) -m pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
@@ -38,6 +38,12 @@ test: $(STAMP) reference browser check-proto lint
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# Debian's PostgreSQL: the tests of the PostgreSQL backend start its server in a temporary
+# folder of their own (root, apt; the package's own cluster is not used).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 # Style, import contracts and types; each tool reads its settings from pyproject.toml.
 lint: $(STAMP)

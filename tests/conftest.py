@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.fleet import Fleet, run_campaign
+from tests.postgres import ThrowawayPostgres, postgres_bin
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT.parent / "shared" / "ofa-assets"
@@ -46,6 +47,17 @@ def assets() -> Path:
     if not (ASSETS / "PROVENANCE.md").is_file():
         pytest.fail(f"OFA assets not found at {ASSETS}; they are expected beside the checkout")
     return ASSETS
+
+
+@pytest.fixture(scope="session")
+def postgres() -> ThrowawayPostgres:
+    """A PostgreSQL server of this worker's, for the tests of the PostgreSQL backend. They
+    are skipped only where PostgreSQL is not installed; `make test` installs it."""
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed: `make postgres` installs it")
+    server = ThrowawayPostgres()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

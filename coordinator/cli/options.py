@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from coordinator.cli.errors import DB_META
+from coordinator.state import is_postgres_url, redacted
 from ofa import space
 
 
@@ -54,25 +55,44 @@ RESOLUTIONS = ResolutionList()
 WIDTH = click.Choice([str(w) for w in space.WIDTH_CHOICES])
 
 
+class DatabaseLocation(click.Path):
+    """An SQLite file's path, or a postgresql:// URL taken as it is (only connecting can
+    tell whether that database is there)."""
+
+    name = "FILE|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if is_postgres_url(value):
+            return str(value)
+        return super().convert(value, param, ctx)
+
+
 def _remember_db(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Errors of the database are reported against its path (see cli/errors.py)."""
+    """Errors of the database are reported against its path or URL, never its password
+    (see cli/errors.py)."""
     if value is not None:
-        ctx.meta[DB_META] = value
+        ctx.meta[DB_META] = redacted(value)
     return value
 
 
 def db_option(
     *, must_exist: bool, required: bool = True, help: str
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The `--db` option: the coordinator's SQLite file."""
+    """The `--db` option: the coordinator's SQLite file or PostgreSQL URL."""
     return click.option(
         "--db",
-        type=click.Path(exists=must_exist, dir_okay=False),
+        type=DatabaseLocation(exists=must_exist, dir_okay=False),
         required=required,
         callback=_remember_db,
         help=help,
     )
 
 
-DB = db_option(must_exist=True, help="The coordinator's SQLite file (blobs live beside it).")
-NEW_DB = db_option(must_exist=False, help="The coordinator's SQLite file (created if missing).")
+DB = db_option(
+    must_exist=True,
+    help="The coordinator's SQLite file (its files live beside it), or a postgresql:// URL.",
+)
+NEW_DB = db_option(
+    must_exist=False,
+    help="The coordinator's SQLite file (created if missing), or a postgresql:// URL.",
+)

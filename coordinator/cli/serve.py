@@ -71,6 +71,13 @@ MISSED_RANGE = SETTINGS_RANGES["missed_heartbeats"]
     "HTTPS with --tls-cert. Off by default. The page needs no token: keep it on loopback "
     "or a trusted network.",
 )
+@click.option(
+    "--files",
+    type=click.Path(file_okay=False),
+    help="Folder for the model blobs and predictors of a PostgreSQL fleet, needed the "
+    "first time: one every coordinator and command reaches at this path (a shared volume); "
+    "the database records it for them. An SQLite fleet keeps them beside its --db.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every registration and sweep.")
 def serve(
     db: str,
@@ -83,6 +90,7 @@ def serve(
     remeasure_cooldown: float,
     max_model_mb: int,
     http: str | None,
+    files: str | None,
     verbose: bool,
 ) -> None:
     """Run the coordinator's gRPC server until SIGTERM or Ctrl-C."""
@@ -103,4 +111,14 @@ def serve(
         lease_seconds=lease_seconds,
         remeasure_cooldown_s=remeasure_cooldown,
     )
-    asyncio.run(run_server(Path(db), listen, settings, tls, max_model_mb * 2**20, http=http))
+    asyncio.run(
+        run_server(
+            db,
+            listen,
+            settings,
+            tls,
+            max_model_mb * 2**20,
+            http=http,
+            files=Path(files) if files else None,
+        )
+    )

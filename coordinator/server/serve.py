@@ -20,7 +20,7 @@ from coordinator.server.fleet import FleetService, FleetSettings
 from coordinator.server.limits import decode_spec
 from coordinator.server.metrics import FleetMetrics, TimingInterceptor
 from coordinator.server.servicer import FleetServicer, add_to_server
-from coordinator.state import MAX_MODEL_BYTES, BlobStore, Store
+from coordinator.state import MAX_MODEL_BYTES, BlobStore, Store, is_postgres_url
 
 __all__ = ["serve", "parse_listen", "check_tls", "tls_context", "MAX_MESSAGE_BYTES", "SERVICE_NAME"]
 
@@ -74,6 +74,20 @@ def check_tls(key: bytes, cert: bytes) -> None:
         ) from None
 
 
+def _settle_files(store: Store, files: Path | None) -> None:
+    """Record `--files` for the fleet the first time; refuse another folder later, since
+    every coordinator and command must find the same files."""
+    recorded = store.files_root()
+    if files is None or recorded == files.resolve():
+        return
+    if recorded is not None:
+        raise ValueError(
+            f"--files: this fleet keeps its files in {recorded}; give that folder "
+            "(reached at the same path) or leave --files out"
+        )
+    store.set_files_root(files)
+
+
 def _remove_database(path: Path, blobs: Path) -> None:
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         file.unlink(missing_ok=True)
@@ -81,13 +95,14 @@ def _remove_database(path: Path, blobs: Path) -> None:
 
 
 async def serve(
-    db: Path,
+    db: str | Path,
     listen: str,
     settings: FleetSettings = DEFAULT_SETTINGS,
     tls: tuple[bytes, bytes] | None = None,
     max_model_bytes: int = MAX_MODEL_BYTES,
     grace_s: float = 5.0,
     http: str | None = None,
+    files: Path | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT. Prints `listening on HOST:PORT` once bound (port 0 picks
     a free port), and `http on HOST:PORT` for the metrics and page when `http` is given. A
@@ -97,9 +112,14 @@ async def serve(
     http_host, http_port = parse_listen(http, "--http") if http else ("", 0)
     if tls is not None:
         check_tls(*tls)
-    created = not Path(db).exists()
+    created = not is_postgres_url(db) and not Path(db).exists()
     store = Store(db)
-    blobs = BlobStore(store, max_model_bytes)
+    try:
+        _settle_files(store, files)
+        blobs = BlobStore(store, max_model_bytes)
+    except BaseException:
+        store.close()
+        raise
     fleet = FleetService(store, blobs, settings, check_spec=decode_spec)
     metrics = FleetMetrics(Store(db)) if http else None
     timing = [TimingInterceptor(metrics.rpc_seconds)] if metrics else []
@@ -127,14 +147,14 @@ async def serve(
         await fleet.stop()
         store.close()
         if created:  # a failed start leaves no new database behind
-            _remove_database(store.path, blobs.root)
+            _remove_database(Path(db), blobs.root)
         raise OSError(f"listen: cannot serve on {listen} ({exc})") from None
     web = None
     if metrics is not None:
         from coordinator.server.web import WebServer
 
         try:
-            web = WebServer(Path(db), http_host, http_port, metrics, tls)
+            web = WebServer(db, http_host, http_port, metrics, tls)
         except OSError:
             await fleet.stop()
             metrics.store.close()
@@ -148,7 +168,7 @@ async def serve(
     if web is not None:
         web.start()
         print(f"http on {http_host}:{web.port}", flush=True)
-    log.info("serving %s on %s:%d (%s)", db, host, port, "TLS" if tls else "plaintext")
+    log.info("serving %s on %s:%d (%s)", store.location, host, port, "TLS" if tls else "plaintext")
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -58,7 +58,7 @@ class WebServer:
 
     def __init__(
         self,
-        db: Path,
+        db: str | Path,
         host: str,
         port: int,
         metrics: FleetMetrics,

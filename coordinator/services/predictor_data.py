@@ -14,7 +14,7 @@ from pathlib import Path
 from coordinator.services.campaigns import campaigns_by_target, target_campaigns
 from coordinator.services.lut_export import DeviceLut
 from coordinator.services.targets import Target, pick_target
-from coordinator.state import Devices, Imported, Store
+from coordinator.state import Devices, Imported, Store, is_postgres_url
 from ofa.config import SubnetConfig
 
 __all__ = [
@@ -117,5 +117,13 @@ def split(measured: list[Measured]) -> tuple[list[Measured], list[Measured]]:
 
 
 def predictor_path(db: str | Path, label: str, kind: str) -> Path:
-    """Where the coordinator keeps a device's predictor: beside the database."""
-    return Path(f"{db}.predictors") / label / f"{kind}.json"
+    """Where the coordinator keeps a device's predictor: in the fleet's predictors folder,
+    beside an SQLite database (which is not opened: a damaged one does not matter) or
+    where a PostgreSQL fleet recorded its files."""
+    if not is_postgres_url(db):
+        return Path(f"{db}.predictors") / label / f"{kind}.json"
+    store = Store(db)
+    try:
+        return store.folder("predictors") / label / f"{kind}.json"
+    finally:
+        store.close()

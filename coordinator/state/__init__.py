@@ -1,9 +1,11 @@
 """The fleet's state: tokens, agents, jobs, leases, results, blobs and campaigns.
 
 This package is the only place that speaks SQL; everything else uses the names exported
-here. `Store` is the SQLite backend of the state's interface (its contract is in
-`coordinator/state/sqlite.py`'s docstring, and the contract tests in `tests/state/`)."""
+here. `Store` is the state's interface (its contract is in `coordinator/state/store.py`'s
+docstring, and the contract tests in `tests/state/`), on an SQLite file or a PostgreSQL
+database (`coordinator/state/backend.py`)."""
 
+from coordinator.state.backend import is_postgres_url, redacted
 from coordinator.state.blobs import DIGEST, MAX_MODEL_BYTES, BlobStore
 from coordinator.state.errors import (
     STORAGE_ERRORS,
@@ -42,7 +44,7 @@ from coordinator.state.rows import (
     Token,
 )
 from coordinator.state.schema import SCHEMA_VERSION
-from coordinator.state.sqlite import DEFAULT_OFFLINE_AFTER_S, Store, hash_token
+from coordinator.state.store import DEFAULT_OFFLINE_AFTER_S, Store, hash_token
 
 __all__ = [
     "Store",
@@ -84,4 +86,6 @@ __all__ = [
     "DIGEST",
     "LABEL",
     "MAX_MODEL_BYTES",
+    "is_postgres_url",
+    "redacted",
 ]

@@ -1,4 +1,5 @@
-"""Content-addressed model files beside the database: `<db>.blobs/<aa>/<sha256>`.
+"""Content-addressed model files in the fleet's blob folder: `<root>/<aa>/<sha256>` (by
+default beside an SQLite database, `<db>.blobs`; see `Store.folder`).
 
 A blob is written once under the sha256 of its bytes (atomically, so a crash never leaves a
 half file under a digest) and then read in chunks by agents. A write that fails (a full
@@ -12,7 +13,8 @@ import re
 from pathlib import Path
 
 from coordinator.output_files import Staged
-from coordinator.state.sqlite import NotFound, Store
+from coordinator.state.errors import NotFound
+from coordinator.state.store import Store
 
 __all__ = ["BlobStore", "MAX_MODEL_BYTES", "DIGEST"]
 
@@ -23,7 +25,7 @@ DIGEST = re.compile(r"[0-9a-f]{64}")  # sha256, lowercase hex
 class BlobStore:
     def __init__(self, store: Store, max_bytes: int = MAX_MODEL_BYTES) -> None:
         self.store = store
-        self.root = store.path.with_name(store.path.name + ".blobs")
+        self.root = store.folder("blobs")
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import psycopg
+
 
 class NotFound(LookupError):
     """A lease, job, blob, campaign or token that the store does not know."""
@@ -24,14 +26,16 @@ class Forbidden(PermissionError):
 
 
 class NotAFleetDatabase(sqlite3.DatabaseError):
-    """The file is empty, not SQLite, SQLite without our schema, or of a newer schema."""
+    """The file is empty, not SQLite, SQLite without our schema, or of a newer schema (or
+    the PostgreSQL database holds other tables, or ours of a newer schema)."""
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: Path | str, reason: str) -> None:
         super().__init__(f"{path}: not a fleet database ({reason})")
 
 
-# The backend's own errors: the database failed (locked, full, read-only, damaged).
-STORAGE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error,)
+# The backends' own errors: the database failed (locked, full, read-only, damaged,
+# unreachable).
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, psycopg.Error)
 
 # Failures that pass (another process holding the write lock, a disk the operator can
 # free): a caller may retry. Any other (read-only, I/O error, damage) needs the operator.

@@ -1,16 +1,14 @@
-"""The fleet database's schema: its versioned migrations, and the checks that a file is a
-fleet database this coordinator can use (before anything is written to it)."""
+"""The fleet database's schema: its versioned migrations, one list for every backend (in
+SQLite's dialect; a backend translates the column types it spells otherwise)."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from coordinator.state.errors import NotAFleetDatabase
+if TYPE_CHECKING:
+    from coordinator.state.backend import Backend
 
-__all__ = ["SCHEMA_VERSION", "check_header", "check_schema", "migrate"]
+__all__ = ["SCHEMA_VERSION", "FLEET_TABLES", "migrate"]
 
 _MIGRATIONS: list[str] = [
     # 1: the fleet
@@ -124,51 +122,25 @@ _MIGRATIONS: list[str] = [
         key TEXT NOT NULL, latency_ms REAL NOT NULL, metadata TEXT NOT NULL,
         PRIMARY KEY (import_id, line));
     """,
+    # 9: fleet-wide settings: the folder of the fleet's files (model blobs, predictors),
+    # which every coordinator sharing a PostgreSQL database, and every command, must find
+    """
+    CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
 ]
-_TABLES = {"tokens", "agents", "jobs", "leases", "results", "blobs"}
 SCHEMA_VERSION = len(_MIGRATIONS)
-
-_SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-def check_header(path: Path) -> None:
-    """An existing file must start as an SQLite database does: SQLite itself takes a file
-    shorter than its header for a new, empty database and would write ours into it."""
-    with path.open("rb") as f:
-        head = f.read(len(_SQLITE_HEADER))
-    if not head:
-        raise NotAFleetDatabase(path, "the file is empty")
-    if head != _SQLITE_HEADER:
-        raise NotAFleetDatabase(path, "file is not a database (no SQLite header)")
+# The tables every fleet database has, from the first migration on.
+FLEET_TABLES = {"tokens", "agents", "jobs", "leases", "results", "blobs"}
 
 
-def check_schema(db: sqlite3.Connection, path: Path) -> int:
-    """The file's schema version, after checking that it is ours (or new and empty)."""
-    try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError as exc:  # "file is not a database", or damaged
-        raise NotAFleetDatabase(path, str(exc)) from None
-    if version > SCHEMA_VERSION:
-        raise NotAFleetDatabase(
-            path,
-            f"schema version {version} is newer than this "
-            f"coordinator's ({SCHEMA_VERSION}); upgrade ofa-fleet",
-        )
-    if (tables or version) and not (version and _TABLES <= tables):
-        raise NotAFleetDatabase(path, "an SQLite file without the fleet's tables")
-    return version
-
-
-def migrate(
-    db: sqlite3.Connection, version: int, transaction: Callable[[], AbstractContextManager]
-) -> None:
-    """Apply the migrations after `version`, each in its own transaction."""
-    for number in range(version, SCHEMA_VERSION):
-        with transaction():  # re-read inside the lock: another process may have migrated
-            if db.execute("PRAGMA user_version").fetchone()[0] != number:
+def migrate(backend: Backend) -> None:
+    """Apply the migrations after the database's version, each in its own transaction,
+    written in SQLite's dialect and translated by the backend."""
+    for number in range(backend.schema_version(), SCHEMA_VERSION):
+        with backend.transaction("write"):  # re-read inside the lock: another may have migrated
+            if backend.schema_version() != number:
                 continue
             for statement in _MIGRATIONS[number].split(";"):  # no ';' inside statements
                 if statement.strip():
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version={number + 1}")
+                    backend.db.execute(backend.ddl(statement))
+            backend.set_schema_version(number + 1)

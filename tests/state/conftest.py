@@ -8,23 +8,45 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.state import BlobStore, Store
+from coordinator.state import BlobStore, Store, is_postgres_url
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
 
 
-def open_store(backend: str, folder: Path) -> Store:
-    """A new, empty state of this backend, kept in `folder`."""
+def new_database(backend: str, folder: Path, request: pytest.FixtureRequest) -> str:
+    """Where a new, empty state of this backend lives (a file in `folder`, or a URL)."""
     if backend == "sqlite":
-        return Store(folder / "fleet.db")
+        return str(folder / "fleet.db")
+    if backend == "postgres":
+        return request.getfixturevalue("postgres").new_database()
     raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
 
 
 @pytest.fixture(params=BACKENDS)
-def store(request, tmp_path):
-    s = open_store(request.param, tmp_path)
-    yield s
-    s.close()
+def location(request, tmp_path) -> str:
+    return new_database(request.param, tmp_path, request)
+
+
+@pytest.fixture
+def open_store(location, tmp_path):
+    """Opens a store on the test's database: several make several processes sharing it."""
+    opened = []
+
+    def open_one() -> Store:
+        store = Store(location)
+        opened.append(store)
+        if is_postgres_url(location):  # no folder beside it: the fleet records one
+            store.set_files_root(tmp_path)
+        return store
+
+    yield open_one
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_store):
+    return open_store()
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ from coordinator.state import BlobStore, NotFound
 from tests.state.helpers import blob_count
 
 
-def test_blob_put_is_content_addressed(store, tmp_path):
+def test_blob_put_is_content_addressed(store):
     blobs = BlobStore(store)
     data = b"\x00onnx?" * 100
     digest = blobs.put(data)
     assert digest == hashlib.sha256(data).hexdigest()
-    path = tmp_path / "fleet.db.blobs" / digest[:2] / digest
+    path = store.folder("blobs") / digest[:2] / digest
     assert blobs.path(digest) == path and path.read_bytes() == data
     assert blobs.put(data, expected_digest=digest) == digest  # again: no-op
     assert store.blob_size(digest) == len(data)

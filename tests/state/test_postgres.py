@@ -1,0 +1,119 @@
+"""What only the PostgreSQL backend has: a database that coordinators starting together
+migrate once, refusing databases that are not the fleet's, column types as wide as
+SQLite's, and writes in one order while leases run beside them."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from coordinator.state import SCHEMA_VERSION, BlobStore, NotAFleetDatabase, Store
+from tests.state.helpers import add_agent, enqueue, lease, lease_row, ok
+
+
+@pytest.fixture
+def url(postgres):
+    return postgres.new_database()
+
+
+def opened(url, tmp_path) -> Store:
+    store = Store(url)
+    store.set_files_root(tmp_path)
+    return store
+
+
+def test_coordinators_starting_together_migrate_once(url):
+    stores, failures = [], []
+
+    def start() -> None:
+        try:
+            stores.append(Store(url))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not failures and len(stores) == 4
+    rows = stores[0].db.execute("SELECT version FROM fleet_schema").fetchall()
+    assert [tuple(row) for row in rows] == [(SCHEMA_VERSION,)]
+    for store in stores:
+        store.close()
+
+
+def test_a_database_with_other_tables_is_refused_untouched(url):
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id int)")
+    with pytest.raises(NotAFleetDatabase, match="not a fleet database.*other tables"):
+        Store(url)
+    with psycopg.connect(url) as conn:
+        tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname='public'")
+        assert [row[0] for row in tables] == ["orders"]
+
+
+def test_a_newer_schema_is_refused(url):
+    Store(url).close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE fleet_schema SET version=version+1")
+    with pytest.raises(NotAFleetDatabase, match=r"schema version \d+ is newer.*upgrade"):
+        Store(url)
+
+
+def test_a_password_never_appears_in_the_location(postgres):
+    url = postgres.url().replace("postgres@", "postgres:s3cret@")
+    store = Store(url)  # trust authentication: the password is not checked, only carried
+    assert "s3cret" not in store.location and "***" in store.location
+    store.close()
+
+
+def test_columns_keep_what_sqlite_keeps(url, tmp_path):
+    """Times are doubles (PostgreSQL's REAL has 24 bits), nanoseconds 64-bit integers."""
+    store = opened(url, tmp_path)
+    add_agent(store)
+    enqueue(store, BlobStore(store).put(b"m"))
+    [job] = lease(store)
+    assert lease_row(store, job.lease_id)["expires_at"] == job.expires_at
+    store.report("a1", job.job_id, job.lease_id, "ok", ok(session_create_ns=5 * 10**12))
+    [result] = store.results(job.job_id)
+    assert result["session_create_ns"] == 5 * 10**12
+    assert store.result_counts() == {"stored": 1, "accepted": 1}
+    assert all(type(n) is int for n in store.result_counts().values())
+    store.close()
+
+
+def test_leases_run_beside_a_write_and_writes_wait_for_it(url, tmp_path):
+    """A write transaction holding the writers' lock blocks other writes, not leasing."""
+    holder, leaser, writer = (opened(url, tmp_path) for _ in range(3))
+    add_agent(holder)
+    enqueue(holder, BlobStore(holder).put(b"m"), n=2)
+    written = threading.Event()
+    with holder.transaction():
+        holder.add_blob("f" * 64, 1)
+        started = time.monotonic()
+        assert len(lease(leaser, max_jobs=1)) == 1
+        assert time.monotonic() - started < 5
+        thread = threading.Thread(target=lambda: (writer.add_blob("e" * 64, 1), written.set()))
+        thread.start()
+        assert not written.wait(1.0)  # the other write waits for this one
+    assert written.wait(10)
+    thread.join()
+    for store in (holder, leaser, writer):
+        store.close()
+
+
+def test_a_lease_skips_the_jobs_another_lease_holds(url, tmp_path):
+    first, second = opened(url, tmp_path), opened(url, tmp_path)
+    add_agent(first)
+    held, free = enqueue(first, BlobStore(first).put(b"m"), n=2)
+    with first.transaction("rows"):
+        first.db.execute("SELECT id FROM jobs WHERE id=? FOR UPDATE", (held,))
+        [job] = lease(second, max_jobs=2)
+        assert job.job_id == free
+    assert [job.job_id for job in lease(first, max_jobs=2)] == [held]
+    first.close()
+    second.close()
