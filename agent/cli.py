@@ -19,7 +19,13 @@ from agent.device import device_info, machine_summary
 from agent.measure import SETTING_FLAGS, BenchSettings, measure
 from agent.output import JSON, Column, echo_json, format_option, render_fields, render_table
 from agent.profile import PROFILE_RUNS, by_op_type, profile_nodes
-from agent.settings import MISCONFIGURED, default_cache_dir, parse_address, read_ca, read_token
+from agent.settings import (
+    MISCONFIGURED,
+    default_cache_dir,
+    parse_addresses,
+    read_ca,
+    read_token,
+)
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -36,7 +42,12 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--coordinator", required=True, help="HOST:PORT of the coordinator.")
+@click.option(
+    "--coordinator",
+    required=True,
+    help="HOST:PORT of the coordinator; several, comma-separated, of coordinators that share "
+    "one database: the agent moves to the next when its own is gone.",
+)
 @click.option(
     "--token-file",
     required=True,
@@ -152,7 +163,7 @@ def run(
             raise ValueError(
                 f"--rpc-timeout: expected a finite number of seconds, got {rpc_timeout}"
             )
-        parse_address(coordinator)
+        parse_addresses(coordinator)
         token = read_token(token_file)
         config = AgentConfig(
             coordinator=coordinator,

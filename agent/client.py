@@ -1,18 +1,26 @@
-"""The agent's view of the coordinator: one channel, one stub, deadlines on every call, and
-retries only through `agent.retry`. Callers see `Misconfigured` (and its `AuthError`),
-`Forgotten` and `Rejected`, not gRPC codes; outages are logged by `agent.link`."""
+"""The agent's view of the coordinator: a channel and a stub per coordinator address,
+deadlines on every call, and retries only through `agent.retry`. Callers see
+`Misconfigured` (and its `AuthError`), `Forgotten` and `Rejected`, not gRPC codes; outages
+are logged by `agent.link`.
+
+Several coordinators sharing one database serve the same fleet: a call that finds its
+coordinator gone is retried on the next one, where the agent's registration and leases
+are as valid. (A DNS name that resolves to several addresses needs no list: gRPC moves
+between the addresses of one name by itself.)"""
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import grpc
 
 from agent.link import Link, Misconfigured, handshake_problem
 from agent.retry import RETRYABLE, call_with_retry
-from agent.settings import parse_address
+from agent.settings import parse_address, parse_addresses
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
 
@@ -30,6 +38,7 @@ __all__ = [
 MAX_MESSAGE_BYTES = 16 * 2**20
 CALL_TIMEOUT_S = 15.0
 CHUNK_BYTES = 2 * 2**20
+log = logging.getLogger("ofa-agent")
 
 
 class AuthError(Misconfigured):
@@ -75,6 +84,19 @@ def _translate(exc: grpc.RpcError) -> Exception:
     return exc
 
 
+@dataclass
+class _Coordinator:
+    """One coordinator address and the channel to it (kept open while the agent runs:
+    closing it would cancel another thread's call in flight)."""
+
+    address: str
+    host: str
+    port: int
+    channel: grpc.Channel
+    stub: pb_grpc.FleetStub
+    link: Link
+
+
 class FleetClient:
     def __init__(
         self,
@@ -85,12 +107,15 @@ class FleetClient:
         insecure: bool = False,
         timeout_s: float = CALL_TIMEOUT_S,
     ) -> None:
-        self.host, self.port = parse_address(address)
-        if tls_ca is None and not insecure and not is_loopback(address):
-            raise ValueError(
-                f"--coordinator: {address} is not a loopback address; use --tls-ca "
-                "to connect with TLS, or --insecure to send the token in plaintext"
-            )
+        """`address` is HOST:PORT, or several comma-separated of coordinators that share
+        one database."""
+        addresses = parse_addresses(address)
+        for one in addresses:
+            if tls_ca is None and not insecure and not is_loopback(one):
+                raise ValueError(
+                    f"--coordinator: {one} is not a loopback address; use --tls-ca "
+                    "to connect with TLS, or --insecure to send the token in plaintext"
+                )
         options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -98,42 +123,65 @@ class FleetClient:
             ("grpc.keepalive_timeout_ms", 20_000),
         ]
         self.tls = tls_ca is not None
-        self.channel = (
-            grpc.secure_channel(address, grpc.ssl_channel_credentials(tls_ca), options)
-            if self.tls
-            else grpc.insecure_channel(address, options)
-        )
-        self.stub = pb_grpc.FleetStub(self.channel)
+        self.coordinators = []
+        for one in addresses:
+            channel = (
+                grpc.secure_channel(one, grpc.ssl_channel_credentials(tls_ca), options)
+                if self.tls
+                else grpc.insecure_channel(one, options)
+            )
+            host, port = parse_address(one)
+            self.coordinators.append(
+                _Coordinator(one, host, port, channel, pb_grpc.FleetStub(channel), Link(one))
+            )
+        self.current = 0  # the coordinator calls go to
         self.metadata = (("authorization", f"Bearer {token}"),)
         self.timeout_s = timeout_s
         self.stop = stop
-        self.link = Link(address)
 
     def close(self) -> None:
-        self.channel.close()
+        for coordinator in self.coordinators:
+            coordinator.channel.close()
+
+    def _move_on(self, index: int) -> None:
+        """After an outage of coordinator `index`, send calls to the next one (once, however
+        many threads met the outage)."""
+        if len(self.coordinators) > 1 and self.current == index:
+            self.current = (index + 1) % len(self.coordinators)
+            log.warning(
+                "coordinator %s is unreachable; moving to %s",
+                self.coordinators[index].address,
+                self.coordinators[self.current].address,
+            )
 
     def _observed(self, call):
-        """Run one attempt; tell the link how it went, and stop at a handshake that cannot
-        succeed rather than retrying it."""
+        """Run one attempt, `call(stub)`, on the current coordinator; tell its link how it
+        went, move on after an outage, and stop at a handshake that cannot succeed rather
+        than retrying it."""
+        index = self.current
+        coordinator = self.coordinators[index]
         try:
-            reply = call()
+            reply = call(coordinator.stub)
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             if code == grpc.StatusCode.UNAVAILABLE:
-                problem = handshake_problem(exc.details() or "", self.host, self.port, self.tls)
+                problem = handshake_problem(
+                    exc.details() or "", coordinator.host, coordinator.port, self.tls
+                )
                 if problem:
                     raise Misconfigured(problem) from None
             if code in RETRYABLE:
-                self.link.down(exc)
+                coordinator.link.down(exc)
+                self._move_on(index)
             raise
-        self.link.up()
+        coordinator.link.up()
         return reply
 
     def _call(self, name: str, request, retry: bool = True, max_attempts: int | None = None):
-        method = getattr(self.stub, name)
-        call = lambda: self._observed(  # noqa: E731
-            lambda: method(request, timeout=self.timeout_s, metadata=self.metadata)
-        )
+        def attempt(stub: pb_grpc.FleetStub):
+            return getattr(stub, name)(request, timeout=self.timeout_s, metadata=self.metadata)
+
+        call = lambda: self._observed(attempt)  # noqa: E731
         try:
             if not retry:
                 return call()
@@ -176,8 +224,8 @@ class FleetClient:
         """Long-poll for jobs; returns early (with nothing) when `stop` is set."""
         request = pb.LeaseJobsRequest(agent_id=agent_id, max_jobs=max_jobs, wait_s=wait_s)
 
-        def poll() -> pb.LeaseJobsResponse:
-            future = self.stub.LeaseJobs.future(
+        def poll(stub: pb_grpc.FleetStub) -> pb.LeaseJobsResponse:
+            future = stub.LeaseJobs.future(
                 request, timeout=wait_s + self.timeout_s, metadata=self.metadata
             )
             while True:  # returns the moment the answer arrives; checks `stop` every 0.1 s

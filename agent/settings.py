@@ -11,6 +11,7 @@ from pathlib import Path
 
 __all__ = [
     "parse_address",
+    "parse_addresses",
     "read_token",
     "read_ca",
     "default_cache_dir",
@@ -41,6 +42,18 @@ def parse_address(address: str) -> tuple[str, int]:
             f"--coordinator: the port must be 1-65535, got {port[:20]!r} in {address[:200]!r}"
         )
     return host, int(port)
+
+
+def parse_addresses(text: str) -> list[str]:
+    """The HOST:PORT list of `--coordinator` (comma-separated, each checked, no repeats)."""
+    addresses = [one.strip() for one in text.split(",")]
+    if not all(addresses):
+        raise ValueError(f"--coordinator: an empty address in {text[:200]!r}")
+    for address in addresses:
+        parse_address(address)
+    if len(set(addresses)) < len(addresses):
+        raise ValueError(f"--coordinator: an address is given twice in {text[:200]!r}")
+    return addresses
 
 
 def _read(option: str, path: str | Path, limit: int) -> bytes:

@@ -1,5 +1,6 @@
 """A real fleet for tests: `ofa-coord serve` and `ofa-agent run` as separate processes on
-loopback, a real SQLite file, real exported models. Everything started is killed at the end."""
+loopback, a real SQLite file (or PostgreSQL database), real exported models. Everything
+started is killed at the end."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from coordinator.services.jobs import BenchOptions, enqueue_model
 from coordinator.services.local import start_agent, start_server
-from coordinator.state import TERMINAL, BlobStore, Store
+from coordinator.state import TERMINAL, BlobStore, Store, is_postgres_url
 from ofa.config import SubnetConfig
 from ofa.nn.export import export_lut_entry
 from ofa.plan import layer_plan
@@ -71,17 +72,30 @@ def _lut_models(count: int, r: int) -> tuple[tuple[str, bytes], ...]:
 
 
 class Fleet:
-    def __init__(self, folder: Path, heartbeat_s: float = 0.3, lease_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        heartbeat_s: float = 0.3,
+        lease_seconds: float = 10.0,
+        db: str | None = None,
+    ) -> None:
+        """A fleet on `db` (a postgresql:// URL; by default an SQLite file in `folder`)."""
         self.folder = folder
-        self.db = folder / "fleet.db"
+        self.db = db or folder / "fleet.db"
         self.heartbeat_s, self.lease_seconds = heartbeat_s, lease_seconds
-        self.server: subprocess.Popen | None = None
+        self.server: subprocess.Popen | None = None  # the coordinator started last
+        self.servers: list[subprocess.Popen] = []
         self.address = ""
         self.agents: dict[str, subprocess.Popen] = {}
         self._store: Store | None = None
 
     # ----------------------------------------------------------------- coordinator
     def start_server(self, port: int = 0, extra: tuple[str, ...] = ()) -> str:
+        """Start a coordinator (another one, when one runs: they share the database)."""
+        if is_postgres_url(self.db):
+            extra = ("--files", str(self.folder / "files"), *extra)
+        running = any(server.poll() is None for server in self.servers)
+        log = f"server-{len(self.servers)}.log" if running else "server.log"
         self.server, self.address = start_server(
             self.db,
             f"127.0.0.1:{port}",
@@ -93,8 +107,9 @@ class Fleet:
                 "-v",
                 *extra,
             ],
-            log=open(self.folder / "server.log", "ab"),
+            log=open(self.folder / log, "ab"),
         )
+        self.servers.append(self.server)
         return self.address
 
     @property
@@ -181,7 +196,7 @@ class Fleet:
         wait_for(lambda: self.done(job_ids), timeout, f"{len(job_ids)} jobs to finish")
 
     def close(self) -> None:
-        for process in [*self.agents.values(), self.server]:
+        for process in [*self.agents.values(), *self.servers]:
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait(timeout=10)

@@ -38,8 +38,20 @@ class NotAFleetDatabase(sqlite3.DatabaseError):
 STORAGE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, psycopg.Error)
 
 # Failures that pass (another process holding the write lock, a disk the operator can
-# free): a caller may retry. Any other (read-only, I/O error, damage) needs the operator.
-_TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL")
+# free; PostgreSQL's serialisation failures, deadlocks, lock waits, lost connections and
+# restarts, by SQLSTATE): a caller may retry. Any other (read-only, I/O error, damage)
+# needs the operator.
+_TRANSIENT = (
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_FULL",
+    "40001",
+    "40P01",
+    "55P03",
+    "08",
+    "57P",
+    "53300",
+)
 
 # What to do about the failures a user meets, by the backend's error name.
 _HINTS = {
@@ -53,8 +65,9 @@ _HINTS = {
 
 
 def storage_error_name(exc: BaseException) -> str:
-    """The backend's name of the failure (e.g. SQLITE_BUSY), or ''."""
-    return getattr(exc, "sqlite_errorname", "") or ""
+    """The backend's name of the failure (e.g. SQLITE_BUSY, or PostgreSQL's SQLSTATE such
+    as 40P01), or ''."""
+    return getattr(exc, "sqlite_errorname", "") or getattr(exc, "sqlstate", "") or ""
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -52,13 +52,11 @@ class PostgresBackend(Backend):
 
     def __init__(self, url: str) -> None:
         self.location = redacted(url)
-        conn = psycopg.connect(url, autocommit=True, row_factory=_row_factory, connect_timeout=10)
-        conn.adapters.register_loader("numeric", _Number)
-        self.db = _Connection(conn)
+        self.db = _Connection(url)
         try:
             self._check_schema()
         except BaseException:
-            conn.close()
+            self.db.conn.close()
             raise
 
     def begin(self, mode: Mode) -> None:
@@ -123,12 +121,24 @@ class PostgresBackend(Backend):
 
 class _Connection:
     """psycopg's connection with sqlite3's surface: `?` placeholders, execute and
-    executemany returning a cursor, `in_transaction`."""
+    executemany returning a cursor, `in_transaction`. A connection that broke (the server
+    restarted, or failed over) is opened again by the next statement outside a
+    transaction; the statement that met the break fails, and its caller may retry."""
 
-    def __init__(self, conn: psycopg.Connection) -> None:
-        self.conn = conn
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn = self._connect()
+
+    def _connect(self) -> psycopg.Connection:
+        conn = psycopg.connect(
+            self.url, autocommit=True, row_factory=_row_factory, connect_timeout=10
+        )
+        conn.adapters.register_loader("numeric", _Number)
+        return conn
 
     def execute(self, sql: str, params: Any = ()) -> psycopg.Cursor:
+        if self.conn.broken and not self.in_transaction:
+            self.conn = self._connect()
         return self.conn.execute(_placeholders(sql), params)
 
     def executemany(self, sql: str, rows: Any) -> psycopg.Cursor:
@@ -138,7 +148,10 @@ class _Connection:
 
     @property
     def in_transaction(self) -> bool:
-        return self.conn.info.transaction_status != pq.TransactionStatus.IDLE
+        return self.conn.info.transaction_status in _IN_TRANSACTION
+
+
+_IN_TRANSACTION = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
 
 
 @functools.lru_cache(maxsize=1024)

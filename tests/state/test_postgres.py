@@ -10,7 +10,15 @@ import time
 import psycopg
 import pytest
 
-from coordinator.state import SCHEMA_VERSION, BlobStore, NotAFleetDatabase, Store
+from coordinator.state import (
+    SCHEMA_VERSION,
+    STORAGE_ERRORS,
+    BlobStore,
+    NotAFleetDatabase,
+    Store,
+    is_transient,
+    storage_error_name,
+)
 from tests.state.helpers import add_agent, enqueue, lease, lease_row, ok
 
 
@@ -117,3 +125,20 @@ def test_a_lease_skips_the_jobs_another_lease_holds(url, tmp_path):
     assert [job.job_id for job in lease(first, max_jobs=2)] == [held]
     first.close()
     second.close()
+
+
+def test_a_lost_connection_is_transient_and_opened_again(url, tmp_path):
+    """The server dropping the connection (a restart, a failover) fails the call that met
+    it with an error callers retry, and the next call connects again."""
+    store = opened(url, tmp_path)
+    add_agent(store)
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname=current_database() AND pid <> pg_backend_pid()"
+        )
+    with pytest.raises(STORAGE_ERRORS) as met:
+        store.list_agents()
+    assert is_transient(met.value), storage_error_name(met.value)
+    assert [agent["id"] for agent in store.list_agents()] == ["a1"]
+    store.close()

@@ -1,0 +1,50 @@
+"""Two coordinators on one PostgreSQL database, serving one fleet: real `ofa-coord serve`
+and `ofa-agent run` processes on loopback. Killing one coordinator (kill -9) mid-campaign
+moves its agents to the other, and every job still ends with exactly one accepted result."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fleet import Fleet, kill9, small_models, wait_for
+
+
+@pytest.fixture
+def fleet(postgres, tmp_path):
+    fleet = Fleet(tmp_path, heartbeat_s=0.3, lease_seconds=4.0, db=postgres.new_database())
+    yield fleet
+    fleet.close()
+
+
+def accepted_per_job(fleet: Fleet, jobs: list[str]) -> dict[str, int]:
+    return {job: sum(r["accepted"] for r in fleet.store.results(job)) for job in jobs}
+
+
+def test_a_killed_coordinator_s_agents_move_to_the_other(fleet):
+    first = fleet.start_server()
+    second = fleet.start_server()
+    jobs = fleet.enqueue(small_models(12) * 2)
+    for name, order in (("p", f"{first},{second}"), ("q", f"{second},{first}")):
+        fleet.start_agent(name, address=order)
+    wait_for(lambda: fleet.store.job_counts().get("done", 0) >= 4, 60, "4 jobs done")
+    kill9(fleet.servers[0])
+    fleet.wait_done(jobs, timeout=120)
+    assert fleet.store.job_counts() == {"done": len(jobs)}
+    assert set(accepted_per_job(fleet, jobs).values()) == {1}
+    assert f"coordinator {first} is unreachable; moving to {second}" in fleet.agent_log("p")
+    assert "moving to" not in fleet.agent_log("q")  # its coordinator never went away
+    assert all(agent.poll() is None for agent in fleet.agents.values())
+
+
+def test_agents_spread_over_two_coordinators_serve_one_campaign(fleet):
+    """Each agent knows one coordinator only; both coordinators hand out the one queue."""
+    first = fleet.start_server()
+    second = fleet.start_server()
+    jobs = fleet.enqueue(small_models(8) * 2)
+    fleet.start_agent("p", address=first)
+    fleet.start_agent("q", address=second)
+    fleet.wait_done(jobs, timeout=120)
+    assert set(accepted_per_job(fleet, jobs).values()) == {1}
+    by_agent = {fleet.agent_id(name): name for name in ("p", "q")}
+    measured = {by_agent[r["agent_id"]] for job in jobs for r in fleet.store.results(job)}
+    assert measured == {"p", "q"}
