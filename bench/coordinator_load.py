@@ -1,13 +1,18 @@
 """Benchmark: the coordinator under many simulated agents on loopback.
 
 Run: .venv/bin/python -m bench.coordinator_load [--agents 500] [--seconds 60]
+     [--backend sqlite|postgres] [--coordinators N]
 
-A real `ofa-coord serve` runs in its own process on a fresh SQLite file. This process plays
-N agents over the real protocol (asyncio gRPC): each registers with its own token, reads the
-model blob once, then loops LeaseJobs -> fake measurement (50 samples; it "takes"
-`--measure-s` on average, uniform in 0.5x..1.5x, as a device spends ~1 s per job) ->
-ReportResult, and heartbeats every interval. Reported: job round trips per second, the time
-LeaseJobs takes to hand out a queued job (p50/p99), and a loss check against the database.
+Real `ofa-coord serve` processes (one, or N sharing a PostgreSQL database) run on a fresh
+SQLite file or on a throwaway PostgreSQL server (fsync on, synchronous_commit off: what
+SQLite's WAL with synchronous=NORMAL risks, the last commits on a power loss, never damage).
+This process plays N agents over the real protocol (asyncio gRPC), spread over the
+coordinators: each registers with its own token, reads the model blob once, then loops
+LeaseJobs -> fake measurement (50 samples; it "takes" `--measure-s` on average, uniform in
+0.5x..1.5x, as a device spends ~1 s per job) -> ReportResult, and heartbeats every interval.
+Reported: job round trips per second, the time LeaseJobs takes to hand out a queued job
+(p50/p99), a loss check against the database, and the CPU seconds each part used (the
+coordinators, PostgreSQL, this load generator): on a small machine, what limits the rate.
 
 With `--hostile`, one more client in its own process sends the largest messages the server
 accepts, in a loop: a Register with every field at its bound, Heartbeats with the most
@@ -24,6 +29,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import random
 import signal
 import tempfile
@@ -32,19 +38,23 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import psutil
 
 from agent.device import machine_summary
 from coordinator.server.fleet import FleetSettings
 from coordinator.server.limits import MAX_LABELS, MAX_LIST, MAX_SAMPLES, MAX_TEXT
 from coordinator.services.jobs import BenchOptions, make_spec
 from coordinator.services.local import start_server
-from coordinator.state import BlobStore, Store
+from coordinator.state import BlobStore, Store, is_postgres_url
 from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
+from tests.postgres import ThrowawayPostgres
 
 
-def prepare(db: Path, agents: int, jobs: int) -> list[str]:
+def prepare(db: str, files: Path, agents: int, jobs: int) -> list[str]:
     store = Store(db)
+    if is_postgres_url(db):
+        store.set_files_root(files)
     model = bytes(random.Random(0).getrandbits(8) for _ in range(200_000))
     digest = BlobStore(store).put(model)
     spec = make_spec(
@@ -210,17 +220,61 @@ def hostile_process(address: str, token: str, stop_at_unix: float, queue) -> Non
 
 
 async def drive(
-    address: str, tokens: list[str], seconds: float, heartbeat_s: float, measure_s: float
+    addresses: list[str], tokens: list[str], seconds: float, heartbeat_s: float, measure_s: float
 ) -> dict:
     stats = {"lease_s": [], "lease_at": [], "reported": 0, "accepted": 0, "done_at": []}
     start = time.monotonic()
     stop_at = start + seconds
     await asyncio.gather(
-        *(simulated_agent(address, t, stop_at, stats, heartbeat_s, measure_s) for t in tokens)
+        *(
+            simulated_agent(
+                addresses[i % len(addresses)], t, stop_at, stats, heartbeat_s, measure_s
+            )
+            for i, t in enumerate(tokens)
+        )
     )
     stats["wall_s"] = time.monotonic() - start
     stats["start"] = start
     return stats
+
+
+class CpuMeter:
+    """CPU seconds used from now on by the coordinators, PostgreSQL's processes and this
+    load generator: with 2 cores and a load generator in Python, what saturates first."""
+
+    def __init__(self, servers: list, postgres: ThrowawayPostgres | None) -> None:
+        self.parts = {
+            "coordinators": [psutil.Process(server.pid) for server in servers],
+            "load_generator": [psutil.Process(os.getpid())],
+            "postgres": [],
+        }
+        self.postmaster = psutil.Process(postgres.server_pid()) if postgres else None
+        self._find_postgres()
+        self.start = self._now()
+
+    def _find_postgres(self) -> None:
+        """The postmaster and its backends (forked per connection, so found again)."""
+        if self.postmaster is not None:
+            self.parts["postgres"] = [self.postmaster, *self.postmaster.children(recursive=True)]
+
+    def _now(self) -> dict[str, float]:
+        return {name: _cpu(processes) for name, processes in self.parts.items()}
+
+    def used(self) -> dict[str, float]:
+        self._find_postgres()
+        now = self._now()
+        return {name: round(now[name] - self.start.get(name, 0.0), 1) for name in now}
+
+
+def _cpu(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def main() -> None:
@@ -235,12 +289,26 @@ def main() -> None:
         action="store_true",
         help="Add one client sending the largest accepted messages in a loop.",
     )
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--coordinators", type=int, default=1, help="Coordinators sharing the database."
+    )
     args = parser.parse_args()
+    if args.coordinators > 1 and args.backend != "postgres":
+        parser.error("--coordinators: several need --backend postgres")
 
+    postgres = ThrowawayPostgres(fsync=True) if args.backend == "postgres" else None
     with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "load.db"
-        *tokens, hostile_token = prepare(db, args.agents, args.jobs)
-        server, address = start_server(db, args=["--heartbeat-interval", str(args.heartbeat)])
+        db = postgres.new_database() if postgres else str(Path(tmp) / "load.db")
+        files = Path(tmp) / "files"
+        *tokens, hostile_token = prepare(db, files, args.agents, args.jobs)
+        serve_args = ["--heartbeat-interval", str(args.heartbeat)]
+        if postgres:
+            serve_args += ["--files", str(files)]
+        servers = [start_server(db, args=serve_args) for _ in range(args.coordinators)]
+        addresses = [address for _, address in servers]
+        address = addresses[0]
+        cpu = CpuMeter([server for server, _ in servers], postgres)
         hostile, queue = None, multiprocessing.Queue()
         if args.hostile:
             hostile = multiprocessing.Process(
@@ -250,14 +318,17 @@ def main() -> None:
             hostile.start()
         try:
             stats = asyncio.run(
-                drive(address, tokens, args.seconds, args.heartbeat, args.measure_s)
+                drive(addresses, tokens, args.seconds, args.heartbeat, args.measure_s)
             )
+            cpu_seconds = cpu.used()
             hostile_counts = queue.get(timeout=120) if hostile else None
         finally:
             if hostile is not None:
                 hostile.join(timeout=60)
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=60)
+            for server, _ in servers:
+                server.send_signal(signal.SIGTERM)
+            for server, _ in servers:
+                server.wait(timeout=60)
         store = Store(db)
         counts = store.job_counts()
         results = store.result_counts()
@@ -274,6 +345,9 @@ def main() -> None:
         hostile_results = (
             store.result_counts(hostile_agent)["stored"] if hostile_agent is not None else 0
         )
+        store.close()
+    if postgres:
+        postgres.stop()
 
     done_at = np.array(stats["done_at"]) - stats["start"]
     steady = done_at[(done_at >= 5) & (done_at <= args.seconds)]  # after everyone registered
@@ -282,6 +356,8 @@ def main() -> None:
     steady_ms = lease_ms[lease_at >= 5]  # after the registrations and first blob reads
     report = {
         "machine": machine_summary(),
+        "backend": args.backend,
+        "coordinators": args.coordinators,
         "agents": args.agents,
         "seconds": args.seconds,
         "measure_s": args.measure_s,
@@ -293,6 +369,7 @@ def main() -> None:
         "lease_ms_max": float(lease_ms.max()),
         "steady_lease_ms_p50": float(np.percentile(steady_ms, 50)),
         "steady_lease_ms_p99": float(np.percentile(steady_ms, 99)),
+        "cpu_seconds": cpu_seconds,
         "hostile_calls": hostile_counts,
         "loss_check": {
             "reports_sent": stats["reported"] + hostile_results,

@@ -28,7 +28,10 @@ def postgres_bin() -> Path | None:
 
 
 class ThrowawayPostgres:
-    def __init__(self) -> None:
+    def __init__(self, fsync: bool = False) -> None:
+        """Without `fsync` (the tests) nothing is flushed to disk; with it (benchmarks)
+        commits are flushed in the background (synchronous_commit off), as SQLite's WAL
+        with synchronous=NORMAL does."""
         bin_dir = postgres_bin()
         if bin_dir is None:
             raise RuntimeError("PostgreSQL is not installed (make postgres installs it)")
@@ -41,9 +44,10 @@ class ThrowawayPostgres:
             self._as_user = ["runuser", "-u", "postgres", "--"]
         self._names = itertools.count()
         self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync")
+        durability = "-c synchronous_commit=off" if fsync else "-F"
         self._run(
             "pg_ctl", "-D", self.data, "-l", self.folder / "log", "-w", "start", "-o",
-            f"-k {self.folder} -c listen_addresses='' -F -c max_connections=300",
+            f"-k {self.folder} -c listen_addresses='' {durability} -c max_connections=300",
         )  # fmt: skip
 
     def url(self, database: str = "postgres") -> str:
@@ -57,6 +61,10 @@ class ThrowawayPostgres:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {name}")
         return self.url(name)
+
+    def server_pid(self) -> int:
+        """The postmaster's process id (its backends are its children)."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
 
     def stop(self) -> None:
         try:

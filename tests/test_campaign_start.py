@@ -107,8 +107,8 @@ def test_an_interrupted_start_resumes_where_it_stopped(created, monkeypatch):
     assert sum(sum(c.values()) for c in queued(store, campaign).values()) == 2 * 4
     monkeypatch.setattr(store, "enqueue", real_enqueue)
 
-    output = CliRunner().invoke(main, ["campaign", "status", "--db", str(store.path), campaign])
-    assert f"resume it: ofa-coord campaign start --db {store.path} {campaign}" in output.stderr
+    output = CliRunner().invoke(main, ["campaign", "status", "--db", store.location, campaign])
+    assert f"resume it: ofa-coord campaign start --db {store.location} {campaign}" in output.stderr
     assert start_campaign(store, campaign) == 2 * 14
     assert state(store, campaign) == "running"
     for target, pairs in queued(store, campaign).items():
