@@ -124,7 +124,7 @@ async def serve(
     metrics = FleetMetrics(Store(db)) if http else None
     timing = [TimingInterceptor(metrics.rpc_seconds)] if metrics else []
     server = grpc.aio.server(
-        interceptors=[*timing, TokenInterceptor(store, fleet.db)],
+        interceptors=[*timing, TokenInterceptor(fleet.authenticate)],
         options=[
             ("grpc.so_reuseport", 0),  # a second server on a port in use fails instead of sharing
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -70,6 +70,11 @@ class Backend(ABC):
         return statement
 
     @abstractmethod
+    def ready(self) -> None:
+        """After the migrations: what the backend keeps beside the schema (PostgreSQL's
+        job notifications)."""
+
+    @abstractmethod
     def folder_beside(self, kind: str) -> Path | None:
         """A folder for the fleet's files of one kind beside the database (None: there is
         no beside), used when the fleet recorded no files folder."""

@@ -6,6 +6,9 @@
   with `FOR UPDATE SKIP LOCKED`, so two coordinators never hand out one job twice and
   neither waits for the other's lease.
 - Reads of several queries share one REPEATABLE READ snapshot.
+- A trigger notifies channel `fleet_jobs` whenever a job is queued (enqueued, requeued, its
+  cooldown over); `data_version` counts those notifications, so long-polling agents on every
+  coordinator wake for new work, and not for each heartbeat someone commits.
 - The schema version is a one-row table; migrations run under the writers' lock, so
   coordinators starting together migrate once.
 - Model blobs (and predictors) are files in a folder every coordinator reaches (see
@@ -30,6 +33,13 @@ from coordinator.state.schema import FLEET_TABLES, SCHEMA_VERSION
 __all__ = ["PostgresBackend"]
 
 _WRITERS_LOCK = 0x0FAF1EE7  # the advisory lock key of every write transaction
+_CHANNEL = "fleet_jobs"
+_NOTIFY_QUEUED = (
+    f"""CREATE OR REPLACE FUNCTION fleet_job_queued() RETURNS trigger LANGUAGE plpgsql AS
+    $$ BEGIN PERFORM pg_notify('{_CHANNEL}', ''); RETURN NULL; END $$""",
+    """CREATE OR REPLACE TRIGGER fleet_job_queued AFTER INSERT OR UPDATE ON jobs
+    FOR EACH ROW WHEN (NEW.state = 'queued') EXECUTE FUNCTION fleet_job_queued()""",
+)
 _BEGIN = {
     "write": "BEGIN",
     "rows": "BEGIN",
@@ -72,9 +82,14 @@ class PostgresBackend(Backend):
             self.db.execute("ROLLBACK")
 
     def data_version(self) -> int:
-        """The next transaction id not yet completed: it moves when anyone commits."""
-        row = self.db.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").fetchone()
-        return int(row[0])
+        """How many job notifications this connection has received (it listens from the
+        first call on): it moves when anyone queues a job."""
+        return self.db.notified()
+
+    def ready(self) -> None:
+        with self.transaction("write"):  # two coordinators replacing one trigger would clash
+            for statement in _NOTIFY_QUEUED:
+                self.db.execute(statement)
 
     def schema_version(self) -> int:
         # pg_tables, not to_regclass: the catalog cache may not have seen another
@@ -128,6 +143,8 @@ class _Connection:
     def __init__(self, url: str) -> None:
         self.url = url
         self.conn = self._connect()
+        self.listening = False
+        self.notifications = 0
 
     def _connect(self) -> psycopg.Connection:
         conn = psycopg.connect(
@@ -139,7 +156,19 @@ class _Connection:
     def execute(self, sql: str, params: Any = ()) -> psycopg.Cursor:
         if self.conn.broken and not self.in_transaction:
             self.conn = self._connect()
+            if self.listening:  # what was notified meanwhile is lost: count it as news
+                self.conn.execute(f"LISTEN {_CHANNEL}")
+                self.notifications += 1
         return self.conn.execute(_placeholders(sql), params)
+
+    def notified(self) -> int:
+        """Notifications received on `fleet_jobs` since this connection began to listen."""
+        if not self.listening:
+            self.execute(f"LISTEN {_CHANNEL}")
+            self.listening = True
+        self.execute("SELECT 1")  # reads what the server sent while the connection was idle
+        self.notifications += sum(1 for _ in self.conn.notifies(timeout=0))
+        return self.notifications
 
     def executemany(self, sql: str, rows: Any) -> psycopg.Cursor:
         cursor = self.conn.cursor()

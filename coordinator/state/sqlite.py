@@ -60,6 +60,9 @@ class SqliteBackend(Backend):
     def set_schema_version(self, version: int) -> None:
         self.db.execute(f"PRAGMA user_version={int(version)}")
 
+    def ready(self) -> None:
+        """Nothing beside the schema: `data_version` is SQLite's own."""
+
     def folder_beside(self, kind: str) -> Path:
         return self.path.with_name(f"{self.path.name}.{kind}")
 

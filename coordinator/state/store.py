@@ -127,17 +127,23 @@ class Store:
         """Open (or create, when missing) a fleet database: an SQLite file at a path, or a
         PostgreSQL database at a postgresql:// URL. Anything that is not one raises
         NotAFleetDatabase before anything is written to it."""
+        self._opened_at = location  # with its password: `another` opens it again
         self.backend: Backend = open_backend(location)
         self.db = self.backend.db
         self.location = self.backend.location
         try:
             migrate(self.backend)
+            self.backend.ready()
         except BaseException:
             self.backend.close()
             raise
 
     def close(self) -> None:
         self.backend.close()
+
+    def another(self) -> Store:
+        """Another store on the same database, with a connection of its own."""
+        return Store(self._opened_at)
 
     def transaction(self, mode: Mode = "write") -> Transaction:
         """One transaction; methods called inside it join it instead of opening their own."""

@@ -142,3 +142,26 @@ def test_a_lost_connection_is_transient_and_opened_again(url, tmp_path):
     assert is_transient(met.value), storage_error_name(met.value)
     assert [agent["id"] for agent in store.list_agents()] == ["a1"]
     store.close()
+
+
+def test_data_version_moves_for_queued_jobs_not_for_heartbeats(url, tmp_path):
+    """Long-polling agents wake when another coordinator (or the CLI) queues a job, and not
+    at every heartbeat anyone commits."""
+    watcher, other = opened(url, tmp_path), opened(url, tmp_path)
+    add_agent(other)
+    version = watcher.data_version()
+    other.heartbeat("a1", [], {}, 60.0)
+    assert watcher.data_version() == version
+    enqueue(other, BlobStore(other).put(b"m"))
+    assert wait_until(lambda: watcher.data_version() != version)
+    watcher.close()
+    other.close()
+
+
+def wait_until(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False

@@ -8,7 +8,7 @@ import random
 import threading
 from collections import Counter
 
-from tests.state.helpers import SPEC, add_agent, ok
+from tests.state.helpers import SPEC, add_agent, age_leases, ok
 
 JOBS = 400
 STORES = 6  # each its own connection, in its own thread
@@ -73,3 +73,29 @@ def test_parallel_leasing_hands_each_job_out_once(open_store, digest):
     assert not failures, failures
     assert first.job_counts() == {"done": JOBS}
     assert first.result_counts() == {"stored": JOBS, "accepted": JOBS}
+
+
+def test_sweepers_on_every_store_expire_each_lease_once(open_store, digest):
+    """Every coordinator runs the sweeper: sweeping from four stores at once expires each
+    overdue lease once, and requeues its job once."""
+    first = open_store()
+    add_agent(first)
+    first.enqueue([(SPEC + bytes([n]), digest) for n in range(40)], label="cpu")
+    leased = first.lease_jobs("a1", 40, 3600.0)
+    age_leases(first, 7200.0)
+    stores = [open_store() for _ in range(4)]
+    expired: list[int] = []
+    start = threading.Barrier(len(stores))
+
+    def sweep(store) -> None:
+        start.wait()
+        expired.append(store.sweep(offline_after_s=7200.0)["expired"])
+
+    threads = [threading.Thread(target=sweep, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sum(expired) == len(leased) == 40
+    assert first.job_counts() == {"queued": 40}
+    assert {first.job(job.job_id)["attempts"] for job in leased} == {1}
