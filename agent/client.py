@@ -135,6 +135,7 @@ class FleetClient:
                 _Coordinator(one, host, port, channel, pb_grpc.FleetStub(channel), Link(one))
             )
         self.current = 0  # the coordinator calls go to
+        self._moving = threading.Lock()
         self.metadata = (("authorization", f"Bearer {token}"),)
         self.timeout_s = timeout_s
         self.stop = stop
@@ -146,7 +147,9 @@ class FleetClient:
     def _move_on(self, index: int) -> None:
         """After an outage of coordinator `index`, send calls to the next one (once, however
         many threads met the outage)."""
-        if len(self.coordinators) > 1 and self.current == index:
+        with self._moving:
+            if len(self.coordinators) < 2 or self.current != index:
+                return
             self.current = (index + 1) % len(self.coordinators)
             log.warning(
                 "coordinator %s is unreachable; moving to %s",

@@ -45,10 +45,19 @@ class ThrowawayPostgres:
         self._names = itertools.count()
         self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync")
         durability = "-c synchronous_commit=off" if fsync else "-F"
+        self._options = (
+            f"-k {self.folder} -c listen_addresses='' {durability} -c max_connections=300"
+        )
+        self.start()
+
+    def start(self) -> None:
         self._run(
-            "pg_ctl", "-D", self.data, "-l", self.folder / "log", "-w", "start", "-o",
-            f"-k {self.folder} -c listen_addresses='' {durability} -c max_connections=300",
+            "pg_ctl", "-D", self.data, "-l", self.folder / "log", "-w", "start", "-o", self._options
         )  # fmt: skip
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data (`start` brings it back): a restart, an outage."""
+        self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@/{database}?host={self.folder}"

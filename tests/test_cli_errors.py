@@ -615,3 +615,26 @@ def test_two_scenarios_never_write_into_one_folder(assets_dir, tmp_path, second,
     )
     assert message in line
     assert not out.exists() and not (tmp_path / "elsewhere").exists()  # refused before searching
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://fleet:s3cret@127.0.0.1:1/fleet",
+        "postgresql://fleet@127.0.0.1:1/fleet?password=s3cret&connect_timeout=2",
+    ],
+)
+def test_a_database_url_s_password_never_shows(url):
+    """A PostgreSQL fleet that cannot be reached: one line naming the URL, not its password."""
+    result = CliRunner().invoke(coord, ["devices", "--db", url])
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert line.startswith("ofa-coord: error: postgresql://fleet") and "\n" not in line
+    assert "s3cret" not in line
+
+
+def test_an_unencoded_at_sign_in_a_database_url_is_refused_unshown():
+    """libpq would take what follows an '@' inside the password for the host, and name it."""
+    result = CliRunner().invoke(coord, ["devices", "--db", "postgresql://f:s3c@ret@h/fleet"])
+    assert result.exit_code == 2 and "%40" in result.stderr
+    assert "s3c" not in result.output + result.stderr

@@ -27,7 +27,7 @@ from coordinator.services.campaigns import (
 from coordinator.services.jobs import BenchOptions
 from coordinator.services.targets import MAX_BATCH, PRECISIONS
 from coordinator.services.waiting import CampaignTimeout, Progress, follow_campaign
-from coordinator.state import BlobStore, Devices, Store
+from coordinator.state import BlobStore, Devices, Store, redacted
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -246,7 +246,7 @@ def _say_if_starting(db: str, current: dict) -> None:
     if current["state"] == "starting":
         click.echo(
             f"campaign {current['id']} is still being started; if that start was "
-            f"interrupted, resume it: ofa-coord campaign start --db {db} "
+            f"interrupted, resume it: ofa-coord campaign start --db {redacted(db)} "
             f"{current['id']}",
             err=True,
         )
@@ -281,7 +281,7 @@ def wait(db: str, campaign_id: str, timeout: float, interval: float) -> None:
     except KeyboardInterrupt:
         click.echo(
             f"\ncampaign {current['id']} keeps running; to stop it: ofa-coord campaign "
-            f"cancel --db {db} {current['id']}",
+            f"cancel --db {redacted(db)} {current['id']}",
             err=True,
         )
         code = 130

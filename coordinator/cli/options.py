@@ -63,6 +63,11 @@ class DatabaseLocation(click.Path):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if is_postgres_url(value):
+            authority = str(value).split("://", 1)[1].split("/", 1)[0]
+            if authority.count("@") > 1:  # libpq would read part of the password as the host
+                self.fail(
+                    "write an '@' inside a PostgreSQL URL's user or password as %40", param, ctx
+                )
             return str(value)
         return super().convert(value, param, ctx)
 

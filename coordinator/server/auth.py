@@ -50,16 +50,15 @@ def authenticate(store: Store, metadata) -> Token | str:
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):
-    """`check(metadata)` gives the caller's token or why it is refused, off the event loop
-    (FleetService.authenticate)."""
+    """`run(call, *args)` runs a store call off the event loop (FleetService.db)."""
 
-    def __init__(self, check: Callable[..., Awaitable[Token | str]]) -> None:
-        self.check = check
+    def __init__(self, store: Store, run: Callable[..., Awaitable]) -> None:
+        self.store, self.run = store, run
 
     async def intercept_service(self, continuation, handler_call_details):
         if not handler_call_details.method.startswith(FLEET_PREFIX):
             return await continuation(handler_call_details)  # health checks need no token
-        outcome = await self.check(handler_call_details.invocation_metadata)
+        outcome = await self.run(authenticate, self.store, handler_call_details.invocation_metadata)
         if isinstance(outcome, Token):
             return _with_caller(await continuation(handler_call_details), outcome)
 

@@ -1,12 +1,13 @@
 """The fleet's logic, below the gRPC layer: registration, liveness, long-poll leasing,
 blob reads, reports, and the sweeper that requeues the work of dead agents.
 
-Database work runs on worker threads, never on the event loop (it may wait for a CLI's
-write lock). On SQLite one thread uses the one connection, since SQLite serialises writes
-anyway. On PostgreSQL, whose every statement is a round trip to the server, several threads
-each use a connection of their own: leases run side by side and round trips overlap. Jobs
-enqueued by other processes (the CLI, other coordinators) are noticed through the store's
-`data_version`, so long-polling agents wake within a fraction of a second.
+It owns the only connection to the store in the server process, and uses it from one
+worker thread: database work (which may wait for a CLI's write lock) never blocks the event
+loop, and the calls are serialised as SQLite serialises writes anyway. (On PostgreSQL,
+several threads with a connection each were measured, and lost on two cores: see
+docs/benchmarks.md.) Jobs enqueued by other processes (the CLI, other coordinators) are
+noticed through the store's `data_version`, so long-polling agents wake within a fraction
+of a second.
 """
 
 from __future__ import annotations
@@ -14,23 +15,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import TypeVar
 
-from coordinator.server.auth import authenticate
 from coordinator.server.quarantine import review
 from coordinator.state import BlobStore, Forbidden, LeasedJob, ReportOutcome, Store, Token
 
-__all__ = ["FleetSettings", "FleetService", "SETTINGS_RANGES", "STORE_THREADS"]
+__all__ = ["FleetSettings", "FleetService", "SETTINGS_RANGES"]
 
 log = logging.getLogger("ofa-coord")
 T = TypeVar("T")
-# Worker threads, each with its own connection, on a database that serves them side by side
-# (PostgreSQL): enough to overlap round trips; more only queue for the writers' lock.
-STORE_THREADS = 4
 
 
 # (lowest, highest) of each FleetSettings field: a range a fleet can run with. `serve`'s
@@ -95,42 +91,22 @@ class FleetService:
     ) -> None:
         """`check_spec` raises ValueError for a job spec that could not reach an agent; such
         a job is failed with that reason instead of being leased."""
-        self.blobs, self.settings = blobs, settings
+        self.store, self.blobs, self.settings = store, blobs, settings
         self.check_spec = check_spec
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._to_review: set[str] = set()  # labels with results not compared yet
-        self._given, self._local = store, threading.local()
-        self._opened: list[Store] = []  # the worker threads' own stores, closed at stop
-        threads = STORE_THREADS if store.backend.locks_rows else 1
-        self._worker = ThreadPoolExecutor(
-            max_workers=threads,
-            thread_name_prefix="store",
-            initializer=self._open_own_store if threads > 1 else None,
-        )
-
-    @property
-    def store(self) -> Store:
-        """The store of the calling worker thread (the one given, with one thread)."""
-        return getattr(self._local, "store", self._given)
-
-    def _open_own_store(self) -> None:
-        self._local.store = self._given.another()
-        self._opened.append(self._local.store)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 
     async def db(self, call: Callable[..., T], *args) -> T:
-        """Run a store (or blob) call on a worker thread; `self.store` there is its own."""
+        """Run a store (or blob) call on the store's worker thread."""
         return await asyncio.get_running_loop().run_in_executor(self._worker, call, *args)
-
-    async def authenticate(self, metadata) -> Token | str:
-        """The caller's token, or why it is refused (`auth.authenticate`, on a worker)."""
-        return await self.db(lambda: authenticate(self.store, metadata))
 
     async def start(self) -> None:
         await self.db(
-            lambda: self.store.grant_restart_grace(
-                self.settings.lease_seconds, self.settings.offline_after_s
-            )
+            self.store.grant_restart_grace,
+            self.settings.lease_seconds,
+            self.settings.offline_after_s,
         )
         self._tasks = [asyncio.create_task(self._sweeper()), asyncio.create_task(self._watcher())]
 
@@ -139,8 +115,6 @@ class FleetService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._worker.shutdown(wait=True)
-        for store in self._opened:
-            store.close()
 
     def notify(self) -> None:
         """Wake every long-polling agent: there may be work."""
@@ -158,9 +132,14 @@ class FleetService:
         version: str,
     ) -> str:
         agent_id = await self.db(
-            lambda: self.store.register_agent(
-                token, agent_id, labels, device, threads, version, self.settings.offline_after_s
-            )
+            self.store.register_agent,
+            token,
+            agent_id,
+            labels,
+            device,
+            threads,
+            version,
+            self.settings.offline_after_s,
         )
         log.info("agent %s registered (labels %s)", agent_id, ",".join(labels) or "-")
         self.notify()  # its old leases, if it restarted, are queued again
@@ -205,7 +184,7 @@ class FleetService:
         except asyncio.CancelledError:
             jobs = await future
             if jobs:
-                await self.db(lambda: self.store.give_back([job.lease_id for job in jobs]))
+                await self.db(self.store.give_back, [job.lease_id for job in jobs])
                 log.info(
                     "agent %s: its call was cancelled; %d lease(s) given back", agent_id, len(jobs)
                 )
@@ -273,7 +252,7 @@ class FleetService:
         while True:
             await asyncio.sleep(self.settings.sweep_interval_s)
             try:
-                swept = await self.db(lambda: self.store.sweep(self.settings.offline_after_s))
+                swept = await self.db(self.store.sweep, self.settings.offline_after_s)
                 await self._review()
             except Exception:  # a busy database must not kill the sweeper
                 log.exception("sweep failed")
@@ -290,7 +269,7 @@ class FleetService:
         labels, self._to_review = self._to_review, set()
         try:
             for label in sorted(labels):
-                for peer in await self.db(lambda name: review(self.store, name), label):
+                for peer in await self.db(review, self.store, label):
                     log.warning(
                         "agent %s quarantined: its medians for label %s are %.3gx its peers' "
                         "over %d shared models",
@@ -304,12 +283,10 @@ class FleetService:
             raise
 
     async def _watcher(self) -> None:
-        # always the given store: a version is only comparable on its own connection, and
-        # with several threads no worker uses that one
-        version = await self.db(self._given.data_version)
+        version = await self.db(self.store.data_version)
         while True:
             await asyncio.sleep(self.settings.watch_interval_s)
-            current = await self.db(self._given.data_version)
+            current = await self.db(self.store.data_version)
             if current != version:
                 version = current
                 self.notify()

@@ -77,15 +77,14 @@ def check_tls(key: bytes, cert: bytes) -> None:
 def _settle_files(store: Store, files: Path | None) -> None:
     """Record `--files` for the fleet the first time; refuse another folder later, since
     every coordinator and command must find the same files."""
-    recorded = store.files_root()
-    if files is None or recorded == files.resolve():
+    if files is None:
         return
-    if recorded is not None:
+    recorded = store.set_files_root(files)
+    if recorded != files.resolve():
         raise ValueError(
             f"--files: this fleet keeps its files in {recorded}; give that folder "
             "(reached at the same path) or leave --files out"
         )
-    store.set_files_root(files)
 
 
 def _remove_database(path: Path, blobs: Path) -> None:
@@ -124,7 +123,7 @@ async def serve(
     metrics = FleetMetrics(Store(db)) if http else None
     timing = [TimingInterceptor(metrics.rpc_seconds)] if metrics else []
     server = grpc.aio.server(
-        interceptors=[*timing, TokenInterceptor(fleet.authenticate)],
+        interceptors=[*timing, TokenInterceptor(store, fleet.db)],
         options=[
             ("grpc.so_reuseport", 0),  # a second server on a port in use fails instead of sharing
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

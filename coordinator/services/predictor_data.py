@@ -7,6 +7,7 @@ run at any time, agrees on which subnets were never trained on.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,8 +123,15 @@ def predictor_path(db: str | Path, label: str, kind: str) -> Path:
     where a PostgreSQL fleet recorded its files."""
     if not is_postgres_url(db):
         return Path(f"{db}.predictors") / label / f"{kind}.json"
-    store = Store(db)
+    return _recorded_predictors(str(db)) / label / f"{kind}.json"
+
+
+@functools.lru_cache(maxsize=8)
+def _recorded_predictors(url: str) -> Path:
+    """A PostgreSQL fleet's predictors folder: recorded once, never changed, so asked once
+    per process (the status page asks for every label and kind at each refresh)."""
+    store = Store(url)
     try:
-        return store.folder("predictors") / label / f"{kind}.json"
+        return store.folder("predictors")
     finally:
         store.close()

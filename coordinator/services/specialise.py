@@ -27,7 +27,7 @@ from coordinator.services.predictor_data import measured_subnets, predictor_path
 from coordinator.services.progress import OnProgress, quiet
 from coordinator.services.targets import Target
 from coordinator.services.waiting import CampaignTimeout, follow_campaign
-from coordinator.state import BlobStore, Devices, Store
+from coordinator.state import BlobStore, Devices, Store, redacted
 from ofa import space
 from ofa.accuracy import AccuracyPredictor
 from ofa.batch import ConfigBatch
@@ -301,7 +301,7 @@ def latency_model(db: str | Path | None, scenario: Scenario) -> LatencyPredictor
     if not path.is_file():
         raise ValueError(
             f"device: no {scenario.kind} predictor for {scenario.device!r} ({path}); "
-            f"train it with `ofa-coord predictor train --db {db} --device "
+            f"train it with `ofa-coord predictor train --db {redacted(db)} --device "
             f"{scenario.device} --kind {scenario.kind}`"
         )
     return load_predictor(path)

@@ -30,12 +30,19 @@ def is_postgres_url(location: str | Path) -> bool:
 
 
 def redacted(location: str | Path) -> str:
-    """The location as messages may show it: a URL without its password."""
+    """The location as messages may show it: a URL without its password (in the user part,
+    which ends at the last '@' before the path, or as a `password=` parameter)."""
     text = str(location)
     if not is_postgres_url(text):
         return text
-    text = re.sub(r"(://[^:/@?]*):[^@/?]*@", r"\1:***@", text)
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", text)
+    scheme, rest = text.split("://", 1)
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        user, host = authority.rsplit("@", 1)
+        if ":" in user:
+            authority = f"{user.split(':', 1)[0]}:***@{host}"
+    tail = re.sub(r"([?&]password=)[^&]*", r"\1***", tail)
+    return f"{scheme}://{authority}{slash}{tail}"
 
 
 class Backend(ABC):
@@ -96,7 +103,12 @@ class Transaction:
 
     def __enter__(self) -> None:
         if not self.backend.db.in_transaction:
-            self.backend.begin(self.mode)
+            try:
+                self.backend.begin(self.mode)
+            except BaseException:  # e.g. the writers' lock not granted: never left open
+                if self.backend.db.in_transaction:
+                    self.backend.rollback()
+                raise
             self.outermost = True
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -71,6 +71,10 @@ def storage_error_name(exc: BaseException) -> str:
 
 
 def is_transient(exc: BaseException) -> bool:
+    """Whether a retry may succeed. PostgreSQL's connection failures met by the driver
+    itself (refused while the server restarts, reset, cut) carry no SQLSTATE."""
+    if isinstance(exc, psycopg.OperationalError) and not storage_error_name(exc):
+        return True
     return storage_error_name(exc).startswith(_TRANSIENT)
 
 

@@ -87,9 +87,22 @@ class PostgresBackend(Backend):
         return self.db.notified()
 
     def ready(self) -> None:
-        with self.transaction("write"):  # two coordinators replacing one trigger would clash
-            for statement in _NOTIFY_QUEUED:
-                self.db.execute(statement)
+        """Create the trigger once (DDL on every open would lock `jobs`, and need the
+        tables' owner for a mere `status`)."""
+        if self._has_trigger():
+            return
+        with self.transaction("write"):  # two coordinators creating it at once would clash
+            if not self._has_trigger():
+                for statement in _NOTIFY_QUEUED:
+                    self.db.execute(statement)
+
+    def _has_trigger(self) -> bool:
+        found = self.db.execute(  # catalog tables, not to_regclass: see schema_version
+            "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid=t.tgrelid "
+            "JOIN pg_namespace n ON n.oid=c.relnamespace WHERE t.tgname='fleet_job_queued' "
+            "AND c.relname='jobs' AND n.nspname=current_schema()"
+        )
+        return found.fetchone() is not None
 
     def schema_version(self) -> int:
         # pg_tables, not to_regclass: the catalog cache may not have seen another

@@ -127,7 +127,6 @@ class Store:
         """Open (or create, when missing) a fleet database: an SQLite file at a path, or a
         PostgreSQL database at a postgresql:// URL. Anything that is not one raises
         NotAFleetDatabase before anything is written to it."""
-        self._opened_at = location  # with its password: `another` opens it again
         self.backend: Backend = open_backend(location)
         self.db = self.backend.db
         self.location = self.backend.location
@@ -140,10 +139,6 @@ class Store:
 
     def close(self) -> None:
         self.backend.close()
-
-    def another(self) -> Store:
-        """Another store on the same database, with a connection of its own."""
-        return Store(self._opened_at)
 
     def transaction(self, mode: Mode = "write") -> Transaction:
         """One transaction; methods called inside it join it instead of opening their own."""
@@ -164,8 +159,10 @@ class Store:
         row = self.db.execute("SELECT value FROM settings WHERE name='files'").fetchone()
         return None if row is None else Path(row[0])
 
-    def set_files_root(self, root: Path) -> None:
-        """Record the files folder for every coordinator and command of this fleet."""
+    def set_files_root(self, root: Path) -> Path:
+        """Record the files folder for every coordinator and command of this fleet, unless
+        one is recorded already; returns the recorded one (two coordinators starting at
+        once with different folders: the first wins, the other sees it)."""
         if self.backend.folder_beside("blobs") is not None:
             raise ValueError(
                 "--files: an SQLite fleet keeps its files beside its database; --files is "
@@ -173,10 +170,12 @@ class Store:
             )
         with self.transaction():
             self.db.execute(
-                "INSERT INTO settings VALUES ('files', ?) "
-                "ON CONFLICT (name) DO UPDATE SET value=excluded.value",
+                "INSERT INTO settings VALUES ('files', ?) ON CONFLICT (name) DO NOTHING",
                 (str(root.resolve()),),
             )
+            recorded = self.files_root()
+        assert recorded is not None  # inserted, or there before
+        return recorded
 
     def folder(self, kind: str) -> Path:
         """Where the fleet keeps one kind of file ("blobs", "predictors"): beside an SQLite

@@ -19,6 +19,7 @@ from coordinator.state import (
     is_transient,
     storage_error_name,
 )
+from tests.postgres import ThrowawayPostgres
 from tests.state.helpers import add_agent, enqueue, lease, lease_row, ok
 
 
@@ -165,3 +166,37 @@ def wait_until(predicate, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_a_server_that_is_down_is_transient_and_found_again(tmp_path):
+    """While the server is down (restarting, failing over) a call fails with an error that
+    callers retry; once it is back, the next call connects again."""
+    server = ThrowawayPostgres()
+    try:
+        store = opened(server.new_database(), tmp_path)
+        add_agent(store)
+        server.halt()
+        for _ in range(2):  # the broken connection, then the refused reconnection
+            with pytest.raises(STORAGE_ERRORS) as met:
+                store.list_agents()
+            assert is_transient(met.value), met.value
+        server.start()
+        assert [agent["id"] for agent in store.list_agents()] == ["a1"]
+        store.close()
+    finally:
+        server.stop()
+
+
+def test_a_transaction_that_cannot_begin_leaves_the_connection_usable(url, tmp_path):
+    """A write whose wait for the writers' lock times out is rolled back, and the
+    connection's next transactions run as usual."""
+    holder, waiter = opened(url, tmp_path), opened(url, tmp_path)
+    waiter.db.execute("SET lock_timeout = '100ms'")
+    with holder.transaction():
+        with pytest.raises(STORAGE_ERRORS) as met:
+            waiter.add_blob("e" * 64, 1)
+        assert is_transient(met.value)  # 55P03, lock not available
+    waiter.add_blob("e" * 64, 1)
+    assert waiter.blob_size("e" * 64) == 1
+    holder.close()
+    waiter.close()
