@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import multiprocessing
 import os
@@ -51,6 +52,11 @@ from proto.ofafleet.v1 import fleet_pb2 as pb
 from proto.ofafleet.v1 import fleet_pb2_grpc as pb_grpc
 from tests.postgres import ThrowawayPostgres
 
+# Agents start over this many seconds, as a fleet does. (With about 1,500 or more agents
+# connected, some Registers come back CANCELLED from gRPC, however they are spread over
+# time or client processes: they are retried, as the agent does, and counted.)
+RAMP_S = 3.0
+
 
 def prepare(db: str, files: Path, agents: int, jobs: int) -> list[str]:
     store = Store(db)
@@ -72,11 +78,18 @@ async def simulated_agent(
     address: str, token: str, stop_at: float, stats: dict, heartbeat_s: float, measure_s: float
 ) -> None:
     metadata = (("authorization", f"Bearer {token}"),)
+    await asyncio.sleep(random.uniform(0, RAMP_S))
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.FleetStub(channel)
-        reply = await stub.Register(
-            pb.RegisterRequest(labels=["sim"]), metadata=metadata, timeout=60
-        )
+        while True:  # as the agent does, it registers again after a pause when refused
+            try:
+                reply = await stub.Register(
+                    pb.RegisterRequest(labels=["sim"]), metadata=metadata, timeout=60
+                )
+                break
+            except grpc.RpcError as exc:
+                stats["register_refused"][exc.code().name] += 1
+                await asyncio.sleep(random.uniform(0.5, 1.0))
         agent_id = reply.agent_id
         fetched = False
         next_beat = time.monotonic() + random.uniform(0, heartbeat_s)
@@ -223,7 +236,14 @@ def hostile_process(address: str, token: str, stop_at_unix: float, queue) -> Non
 async def drive(
     addresses: list[str], tokens: list[str], seconds: float, heartbeat_s: float, measure_s: float
 ) -> dict:
-    stats = {"lease_s": [], "lease_at": [], "reported": 0, "accepted": 0, "done_at": []}
+    stats = {
+        "lease_s": [],
+        "lease_at": [],
+        "reported": 0,
+        "accepted": 0,
+        "done_at": [],
+        "register_refused": collections.Counter(),
+    }
     start = time.monotonic()
     stop_at = start + seconds
     await asyncio.gather(
@@ -298,6 +318,7 @@ def main() -> None:
         help="Add one client sending the largest accepted messages in a loop.",
     )
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--logs", type=Path, help="Keep each coordinator's log in this folder.")
     parser.add_argument(
         "--coordinators", type=int, default=1, help="Coordinators sharing the database."
     )
@@ -314,7 +335,16 @@ def main() -> None:
         serve_args = ["--heartbeat-interval", str(args.heartbeat)]
         if postgres:
             serve_args += ["--files", str(files)]
-        servers = [start_server(db, args=serve_args) for _ in range(args.coordinators)]
+        if args.logs:
+            args.logs.mkdir(parents=True, exist_ok=True)
+        servers = [
+            start_server(
+                db,
+                args=serve_args,
+                log=open(args.logs / f"coordinator-{n}.log", "ab") if args.logs else None,
+            )
+            for n in range(args.coordinators)
+        ]
         addresses = [address for _, address in servers]
         address = addresses[0]
         cpu = CpuMeter([server for server, _ in servers], postgres)
@@ -379,6 +409,7 @@ def main() -> None:
         "steady_lease_ms_p50": float(np.percentile(steady_ms, 50)),
         "steady_lease_ms_p99": float(np.percentile(steady_ms, 99)),
         "cpu_seconds": cpu_seconds,
+        "registers_refused": dict(stats["register_refused"]),
         "hostile_calls": hostile_counts,
         "loss_check": {
             "reports_sent": stats["reported"] + hostile_results,
