@@ -28,6 +28,7 @@ import numpy as np
 from agent.device import machine_summary
 from coordinator.services.predictor_data import predictor_path
 from coordinator.services.specialise import Scenario, allowed_resolutions, latency_model
+from coordinator.services.targets import Target
 from coordinator.state import Store
 from ofa.accuracy import AccuracyPredictor
 from ofa.latency_model import N_TYPES, LutRidge
@@ -51,7 +52,7 @@ def synthetic_devices(db: Path, count: int) -> list[dict]:
             alpha=1.0,
             provenance={"synthetic": f"Note10 table, multipliers uniform 0.5..1.5, seed {i}"},
         )
-        model.save(predictor_path(db, f"synthetic-{i}", "lut-ridge"))
+        model.save(predictor_path(db, f"synthetic-{i}", "lut-ridge", Target().name))
         sources.append({"device": f"synthetic-{i}", "kind": "lut-ridge", "name": f"synthetic-{i}"})
     return sources
 

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from coordinator.cli.app import main as coord
 from coordinator.services.predictor_data import predictor_path
+from coordinator.services.targets import Target
 from ofa.config import SubnetConfig
 from ofa.latency_model import BlockTable, fit_predictor
 from ofa.lut import LatencyTable
@@ -154,7 +155,7 @@ def test_ctrl_c_on_wait_says_the_campaign_keeps_running_and_exits_130(fleet, tmp
 def test_verify_gives_up_after_its_timeout_and_cancels_its_campaign(fleet, tmp_path, assets):
     lut = LatencyTable.from_ofa_yaml(assets / "note10").means()
     fit_predictor("lut", BlockTable.from_lut(lut, 1.2)).save(
-        predictor_path(fleet.db, "note10", "lut")
+        predictor_path(fleet.db, "note10", "lut", Target().name)
     )
     result = invoke(
         "specialize",

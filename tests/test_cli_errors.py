@@ -31,6 +31,7 @@ from coordinator.cli.app import main as coord
 from coordinator.services.campaigns import CampaignSpec, create_campaign, start_campaign
 from coordinator.services.jobs import BenchOptions
 from coordinator.services.predictor_data import predictor_path
+from coordinator.services.targets import Target
 from coordinator.state import BlobStore, Devices, Store
 from ofa.config import SubnetConfig
 from ofa.latency_model import BlockTable, fit_predictor
@@ -107,7 +108,9 @@ def copy_fleet(fleet_db: Path, folder: Path) -> Path:
 
 def store_predictor(db: Path, assets_dir: Path) -> None:
     lut = LatencyTable.from_ofa_yaml(assets_dir / "note10").means()
-    fit_predictor("lut", BlockTable.from_lut(lut, 1.2)).save(predictor_path(db, "cpu", "lut"))
+    fit_predictor("lut", BlockTable.from_lut(lut, 1.2)).save(
+        predictor_path(db, "cpu", "lut", Target().name)
+    )
 
 
 def db_commands(db: Path, out: Path, assets_dir: Path) -> dict[str, list]:

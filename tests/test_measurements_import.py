@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from coordinator.cli.app import main as coord
-from coordinator.services.predictor_data import measured_subnets, predictor_path
+from coordinator.services.predictor_data import measured_subnets
+from coordinator.services.predictors import predictor_file
 from coordinator.state import Store
 from ofa.config import SubnetConfig, sample_configs
 from ofa.latency_model import load_predictor
@@ -98,7 +99,7 @@ def test_imported_data_train_evaluate_predict_and_specialize(lines, assets, tmp_
     config = tmp_path / "one.json"
     config.write_text(json.dumps(lines[0]["config"]))
     predicted = predict(db, config)
-    model = load_predictor(predictor_path(db, "phone", "structure"))
+    model = load_predictor(predictor_file(db, "phone", "structure"))
     assert predicted[0]["latency_ms"] == pytest.approx(
         float(model.predict([SubnetConfig.from_dict(lines[0]["config"])])[0]), rel=1e-9
     )

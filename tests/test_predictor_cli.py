@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from coordinator.cli.app import main as coord
 from coordinator.services.predictor_data import predictor_path
-from coordinator.services.predictors import noise_warnings
+from coordinator.services.predictors import noise_warnings, predictor_file
+from coordinator.services.targets import Target
 from ofa.config import SubnetConfig
 from ofa.latency_model import load_predictor
 from ofa.lut import LatencyTable
@@ -64,10 +65,10 @@ def test_train_eval_and_predict_for_a_device(measured, db, tmp_path):
     for kind in ("lut", "lut-corrected", "lut-ridge"):
         out = cli("predictor", "train", "--db", db, "--device", "cpu", "--kind", kind)
         assert f"{kind} predictor for cpu" in out and "noise floor" in out
-        saved = json.loads(predictor_path(db, "cpu", kind).read_text())
+        saved = json.loads(predictor_file(db, "cpu", kind).read_text())
         assert saved["provenance"]["device"] == "cpu" and saved["metrics"]["held_out"]["n"] >= 2
     models = {
-        k: load_predictor(predictor_path(db, "cpu", k))
+        k: load_predictor(predictor_file(db, "cpu", k))
         for k in ("lut", "lut-corrected", "lut-ridge")
     }
 
@@ -144,12 +145,12 @@ def test_structure_is_trained_without_a_lut_and_evaluated_beside_the_lut_kinds(m
     assert (
         "structure predictor for cpu2 on onnxruntime-cpu-fp32-b1 from" in out and "subnets" in out
     )
-    saved = json.loads(predictor_path(db, "cpu2", "structure").read_text())
+    saved = json.loads(predictor_file(db, "cpu2", "structure").read_text())
     medians = repeat_medians(db, measured[1]["cpu2"])
     subnets, _ = held_out(medians)
     assert saved["table"] is None and saved["provenance"]["lut"] is None
     assert saved["provenance"]["training_subnets"] == len(medians) - len(subnets)
-    model = load_predictor(predictor_path(db, "cpu2", "structure"))
+    model = load_predictor(predictor_file(db, "cpu2", "structure"))
     assert model.resolutions.tolist() == [64] and np.all(model.predict(subnets) > 0)
     for kind in ("structure", "lut-ridge"):
         cli("predictor", "train", "--db", db, "--device", "cpu", "--kind", kind)
@@ -171,7 +172,7 @@ def test_structure_is_trained_without_a_lut_and_evaluated_beside_the_lut_kinds(m
         *("--source-device", "cpu", "--source-kind", "structure", "--k", "3"),
     )
     assert "transfer predictor for cpu2 on onnxruntime-cpu-fp32-b1 from 3 subnets" in out
-    saved = json.loads(predictor_path(db, "cpu2", "transfer").read_text())
+    saved = json.loads(predictor_file(db, "cpu2", "transfer").read_text())
     assert saved["source"]["kind"] == "structure"
 
 
@@ -192,7 +193,7 @@ def test_transfer_to_a_new_device_from_k_measurements(measured, db, tmp_path):
         "3",
     )
     assert "transfer predictor for cpu2 on onnxruntime-cpu-fp32-b1 from 3 subnets" in out
-    saved = json.loads(predictor_path(db, "cpu2", "transfer").read_text())
+    saved = json.loads(predictor_file(db, "cpu2", "transfer").read_text())
     assert saved["source"]["kind"] == "lut-ridge" and saved["provenance"]["k"] == 3
     medians = repeat_medians(db, measured[1]["cpu2"])
     by_id = {SubnetConfig.from_json(k).id: SubnetConfig.from_json(k) for k in medians}
@@ -221,7 +222,7 @@ def test_transfer_to_a_new_device_from_k_measurements(measured, db, tmp_path):
             )
         )
     }
-    source = load_predictor(predictor_path(db, "cpu", "lut-ridge"))
+    source = load_predictor(predictor_file(db, "cpu", "lut-ridge"))
     measured_fitted = np.array([np.median(medians[c.to_json()]) for c in fitted])
     slope, intercept = np.polyfit(source.predict(fitted), measured_fitted, 1)
     for config in by_id.values():
@@ -278,7 +279,7 @@ def test_transfer_to_a_new_device_from_k_measurements(measured, db, tmp_path):
 )
 def test_a_tampered_predictor_is_refused_in_one_line(db, tmp_path, kind, field, tamper, message):
     cli("predictor", "train", "--db", db, "--device", "cpu", "--kind", kind)
-    path = predictor_path(db, "cpu", kind)
+    path = predictor_file(db, "cpu", kind)
     data = json.loads(path.read_text())
     section, name = field.split(".")
     data[section][name] = tamper(data[section][name])
@@ -302,7 +303,7 @@ def test_a_tampered_predictor_is_refused_in_one_line(db, tmp_path, kind, field, 
         ),
         (["predictor", "train", "--device", "cpu2", "--kind", "transfer"], "give --source-device"),
         (["predictor", "eval", "--device", "nosuch"], "no predictor trained for 'nosuch'"),
-        (["predictor", "predict", "--device", "nosuch", "{config}"], "No such file"),
+        (["predictor", "predict", "--device", "nosuch", "{config}"], "no predictor trained"),
     ],
 )
 def test_mistakes_get_clear_messages(db, tmp_path, args, message):
@@ -313,7 +314,7 @@ def test_mistakes_get_clear_messages(db, tmp_path, args, message):
 
 
 def test_a_corrupt_predictor_file_is_reported(db, tmp_path):
-    path = predictor_path(db, "broken", "lut")
+    path = predictor_path(db, "broken", "lut", Target().name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("{ not json")
     (tmp_path / "c.json").write_text(SubnetConfig.smallest(r=64).to_json())
@@ -345,3 +346,39 @@ def test_noise_warnings_name_figures_that_cannot_be_taken_at_face_value():
     assert len(lines) == 3 and all(line.startswith("warning: ") for line in lines)
     assert "84.0% RMSE" in lines[0] and "tau -0.10" in lines[1] and "lut ranks" in lines[2]
     assert noise_warnings({"lut": fine, "floor": None}, "floor") == []
+
+
+def test_predictors_are_kept_per_measurement_target(db, tmp_path):
+    """Training on one target keeps the predictors of another; a command that would read a
+    device with predictors on two targets asks which; a predictor stored before predictors
+    were kept per target is found under the target it records."""
+    cli("predictor", "train", "--db", db, "--device", "cpu", "--kind", "lut")
+    fp32 = Target().name
+    trained = predictor_file(db, "cpu", "lut")
+    assert trained == predictor_path(db, "cpu", "lut", fp32)
+    other = Target(batch=8).name
+    data = json.loads(trained.read_text())
+    data["provenance"]["target"] = Target(batch=8).to_dict()
+    predictor_path(db, "cpu", "lut", other).parent.mkdir(parents=True)
+    predictor_path(db, "cpu", "lut", other).write_text(json.dumps(data))
+    cli("predictor", "train", "--db", db, "--device", "cpu", "--kind", "lut")  # again, on fp32
+    assert predictor_path(db, "cpu", "lut", other).is_file()  # not replaced
+    (tmp_path / "c.json").write_text(SubnetConfig.smallest(r=64).to_json())
+    asked = ["predictor", "predict", "--db", str(db), "--device", "cpu", "--kind", "lut"]
+    result = CliRunner().invoke(coord, [*asked, str(tmp_path / "c.json")])
+    assert result.exit_code == 1
+    assert f"has predictors on {fp32}, {other}; name one with --target" in result.stderr
+    for target in (fp32, other):
+        out = stdout(
+            coord, *asked, "--target", target, str(tmp_path / "c.json"), "--format", "json"
+        )
+        assert json.loads(out)[0]["latency_ms"] > 0
+    result = CliRunner().invoke(
+        coord, [*asked, "--target", "torch-cpu-fp32-b1", str(tmp_path / "c.json")]
+    )
+    assert "has no predictor on torch-cpu-fp32-b1" in result.stderr
+
+    old = predictor_path(db, "cpu", "lut", fp32)
+    old.rename(old.parent.parent / "lut.json")  # where predictors lived before targets
+    old.parent.rmdir()
+    assert predictor_file(db, "cpu", "lut", fp32) == old.parent.parent / "lut.json"

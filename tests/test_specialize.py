@@ -13,7 +13,9 @@ from click.testing import CliRunner
 
 from coordinator.cli.app import main as coord
 from coordinator.services.predictor_data import predictor_path
+from coordinator.services.predictors import predictor_file
 from coordinator.services.results_export import campaign_results
+from coordinator.services.targets import Target
 from coordinator.state import Devices, Store
 from ofa.config import SubnetConfig, sample_configs
 from ofa.latency_model import BlockTable, fit_predictor, load_predictor
@@ -71,7 +73,9 @@ def test_a_devices_stored_predictor_and_a_macs_budget(assets, tmp_path):
     Store(db)
     tables = LatencyTable.from_ofa_yaml(assets / "note10")
     lut = tables.means()
-    fit_predictor("lut", BlockTable.from_lut(lut, 1.2)).save(predictor_path(db, "note10", "lut"))
+    fit_predictor("lut", BlockTable.from_lut(lut, 1.2)).save(
+        predictor_path(db, "note10", "lut", Target().name)
+    )
     run(
         "--db",
         db,
@@ -92,6 +96,14 @@ def test_a_devices_stored_predictor_and_a_macs_budget(assets, tmp_path):
     )
     config = SubnetConfig.from_file(tmp_path / "out" / "40ms" / "subnet.json")
     assert count_macs(config) <= 300e6
+    search = ["--acc-predictor", assets / "acc_predictor.pth", "--latency-ms", "40"]
+    b8 = Target(batch=8).name
+    out = run(*search, "--db", db, "--device", "note10", "--kind", "lut", "--target", b8,
+              "--out", tmp_path / "b8", expect=1)  # fmt: skip
+    assert f"has no predictor on {b8}; it has some on {Target().name}" in out
+    out = run(*search, "--lut", assets / "note10", "--target", b8, "--out", tmp_path / "x",
+              expect=2)  # fmt: skip
+    assert "--target goes with --device" in out
 
 
 def test_parameter_and_size_budgets_hold_and_an_impossible_one_names_itself(assets, tmp_path):
@@ -179,7 +191,9 @@ def test_a_latency_model_of_another_width_is_refused(assets, tmp_path):
     db = tmp_path / "fleet.db"
     Store(db)
     lut = {160: {spec.lut_key: 1.0 for spec in space_lut_specs(160, 1.0)}}
-    fit_predictor("lut", BlockTable.from_lut(lut, 1.0)).save(predictor_path(db, "w10", "lut"))
+    fit_predictor("lut", BlockTable.from_lut(lut, 1.0)).save(
+        predictor_path(db, "w10", "lut", Target().name)
+    )
     result = CliRunner().invoke(
         coord,
         [
@@ -277,7 +291,7 @@ def test_verify_measures_the_chosen_subnet_on_the_device(assets, tmp_path):
             "2",
         )
         cli("predictor", "train", "--db", fleet.db, "--device", "cpu", "--kind", "lut")
-        model = load_predictor(predictor_path(fleet.db, "cpu", "lut"))
+        model = load_predictor(predictor_file(fleet.db, "cpu", "lut"))
         budget = round(2 * float(model.predict(fastest_configs([160], 1.2))[0]), 2)
         out = run(
             "--db",
@@ -369,7 +383,7 @@ def test_the_fleet_is_specialised_verified_and_written_to_one_manifest(assets, t
             cli("predictor", "train", "--db", fleet.db, "--device", name, "--kind", "lut")
         budgets = {}
         for name in ("fa", "fb"):
-            model = load_predictor(predictor_path(fleet.db, name, "lut"))
+            model = load_predictor(predictor_file(fleet.db, name, "lut"))
             budgets[name] = round(2 * float(model.predict(fastest_configs([160], 1.2))[0]), 2)
         (tmp_path / "budgets.json").write_text(
             json.dumps(

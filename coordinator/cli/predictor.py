@@ -9,7 +9,6 @@ import click
 from agent.output import TABLE, Column, emit, format_option, render_table
 from coordinator.cli.options import DB
 from coordinator.cli.output import ProgressReport
-from coordinator.services.predictor_data import predictor_path
 from coordinator.services.predictors import (
     device_predictors,
     evaluate,
@@ -17,8 +16,9 @@ from coordinator.services.predictors import (
     noise_floor,
     noise_warnings,
     plot_predictors,
-    predictors_target,
+    predictor_file,
     train_predictor,
+    trained_target,
 )
 from coordinator.state import Store
 from ofa.config import load_configs
@@ -66,6 +66,14 @@ def _warn(rows: dict[str, dict | None]) -> None:
         click.echo(line, err=True)
 
 
+# Which of the device's predictors: those of one measurement target.
+TARGET = click.option(
+    "--target",
+    help="The measurement target of the predictors (e.g. onnxruntime-cpu-fp32-b8), where "
+    "the device has predictors on several.",
+)
+
+
 @predictor.command()
 @DB
 @click.option("--device", "label", required=True)
@@ -90,6 +98,10 @@ def _warn(rows: dict[str, dict | None]) -> None:
     "--source-kind", type=click.Choice(SOURCE_KINDS), default="lut-ridge", show_default=True
 )
 @click.option(
+    "--source-target",
+    help="transfer: the measurement target of the source's predictor, where it has several.",
+)
+@click.option(
     "--k",
     "k",
     type=click.IntRange(min=1),
@@ -109,12 +121,13 @@ def train(
     lut_campaign: str | None,
     source_device: str | None,
     source_kind: str,
+    source_target: str | None,
     k: int | None,
     seed: int,
     target: str | None,
 ) -> None:
     """Fit a predictor of end-to-end latency for device LABEL on one measurement target and
-    store it beside the DB."""
+    store it in the fleet's predictors folder (one per device, target and kind)."""
     with ProgressReport() as progress:
         trained = train_predictor(
             Store(db),
@@ -125,6 +138,7 @@ def train(
             lut_campaign=lut_campaign,
             source_device=source_device,
             source_kind=source_kind,
+            source_target=source_target,
             k=k,
             seed=seed,
             target=target,
@@ -154,22 +168,16 @@ def train(
     help="Predictors to evaluate (default: every one trained for this device).",
 )
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write predicted vs measured (PNG).")
-@click.option(
-    "--target",
-    help="The measurement target whose held-out subnets to score on, for predictors trained "
-    "before targets were recorded (others are scored on the target they were trained on).",
-)
+@TARGET
 @format_option(csv=True)
 def eval_(
     db: str, label: str, kinds: tuple[str, ...], plot: str | None, target: str | None, fmt: str
 ) -> None:
-    """Evaluate a device's predictors on its held-out subnets (of the target they were
-    trained on), beside the noise floor."""
-    models = device_predictors(db, label, kinds)
-    trained_on = predictors_target(models.values())
-    if target and trained_on and target != trained_on:
-        raise ValueError(f"target: the predictors were trained on {trained_on}, not {target}")
-    held_out = held_out_subnets(Store(db), label, trained_on or target)
+    """Evaluate a device's predictors of one measurement target on its held-out subnets of
+    that target, beside the noise floor."""
+    target, _ = trained_target(db, label, target)
+    models = device_predictors(db, label, kinds, target)
+    held_out = held_out_subnets(Store(db), label, target)
     rows: dict[str, dict | None] = {
         kind: evaluate(model, held_out) for kind, model in models.items()
     }
@@ -189,10 +197,13 @@ def eval_(
 @click.option("--device", "label", required=True)
 @click.option("--kind", type=click.Choice(KINDS), default="lut-ridge", show_default=True)
 @click.argument("configs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@TARGET
 @format_option()
-def predict(db: str, label: str, kind: str, configs: tuple[str, ...], fmt: str) -> None:
+def predict(
+    db: str, label: str, kind: str, configs: tuple[str, ...], target: str | None, fmt: str
+) -> None:
     """Predicted latency (ms) of each subnet in CONFIGS (JSON, JSONL or net.config files)."""
-    model = load_predictor(predictor_path(db, label, kind))
+    model = load_predictor(predictor_file(db, label, kind, target))
     subnets = [c for path in configs for c in load_configs(path)]
     latencies = model.predict(subnets)
     records = [

@@ -81,6 +81,10 @@ def _pareto_range(
     help="Which of the device's predictors.",
 )
 @click.option(
+    "--target",
+    help="With --device: the measurement target of its predictor, where it has several.",
+)
+@click.option(
     "--lut",
     "lut_dir",
     type=click.Path(exists=True, file_okay=False),
@@ -101,14 +105,14 @@ def _pareto_range(
     "--scenarios",
     "scenarios_file",
     type=click.Path(exists=True, dir_okay=False),
-    help="Or: a JSON list of {lut|device, kind?, name?, latency_ms: [...]}; one table.",
+    help="Or: a JSON list of {lut|device, kind?, target?, name?, latency_ms: [...]}; one table.",
 )
 @click.option(
     "--fleet",
     "fleet_file",
     type=click.Path(exists=True, dir_okay=False),
     help='Or (with --db): every device at once, from {"LABEL": [ms, ...] | {"latency_ms": '
-    '[...], "kind": K}}; each with its best predictor unless a kind is given; writes '
+    '[...], "kind": K, "target": T}}; each with its best predictor unless a kind is given; writes '
     "manifest.json (with --verify, measured on every device).",
 )
 @click.option(
@@ -172,6 +176,7 @@ def specialize(
     db,
     label,
     kind,
+    target,
     lut_dir,
     latency_ms,
     pareto,
@@ -211,11 +216,15 @@ def specialize(
         if not db and any(scenario.device for scenario in scenarios):
             raise click.UsageError("scenarios with a 'device' need --db")
     else:
+        if target and not label:
+            raise click.UsageError("--target goes with --device")
         if bool(label) == bool(lut_dir) or (label and not db):
             raise click.UsageError("give either --db and --device, or --lut (or --scenarios)")
         if not latency_ms and not pareto:
             raise click.UsageError("give --latency-ms (repeatable) or --pareto MIN:MAX:COUNT")
-        scenarios = [Scenario("", tuple(latency_budgets(latency_ms, pareto)), label, kind, lut_dir)]
+        scenarios = [
+            Scenario("", tuple(latency_budgets(latency_ms, pareto)), label, kind, lut_dir, target)
+        ]
     with ProgressReport() as progress:
         table = specialise_scenarios(
             db,

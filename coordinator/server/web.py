@@ -38,9 +38,9 @@ from coordinator.services.plots import lut_by_group
 from coordinator.services.predictors import (
     device_predictors,
     held_out_subnets,
+    latest_trained_target,
     plot_predictors,
     predictors_target,
-    trained_kinds,
 )
 from coordinator.state import LABEL, Devices
 
@@ -98,13 +98,15 @@ class WebServer:
             luts = {label: self.store.accepted_count(Devices(label), "lut") for label in labels}
         # the count makes a LUT plot's address change, and the page fetch it, as entries arrive
         status["luts"] = [[label, count] for label, count in luts.items() if count]
-        status["predictors"] = [[label, 0] for label in labels if trained_kinds(self.db, label)]
+        status["predictors"] = [
+            [label, 0] for label in labels if latest_trained_target(self.db, label)
+        ]
         return strict_json.dumps(status).encode()
 
     def predictor_plot(self, label: str) -> bytes:
         """The PNG; ValueError (said as 404) when the device has no predictor or too few
         held-out subnets."""
-        models = device_predictors(self.db, label)
+        models = device_predictors(self.db, label, target=latest_trained_target(self.db, label))
         with self.lock:
             held_out = held_out_subnets(self.store, label, predictors_target(models.values()))
         with _PLOTTING, tempfile.TemporaryDirectory() as folder:

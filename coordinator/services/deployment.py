@@ -2,7 +2,9 @@
 best latency predictor, and a deployment manifest of the picks.
 
 `ofa-coord specialize --fleet budgets.json` reads `{"pixel7": [12, 20], "rpi4": {"latency_ms":
-[40], "kind": "lut-ridge"}}`: a label's budgets, and optionally the predictor kind to use.
+[40], "kind": "lut-ridge", "target": "onnxruntime-cpu-int8-b1"}}`: a label's budgets, and
+optionally the predictor kind and the measurement target to use (where the device has
+predictors on several).
 Without a kind, the device's best trained predictor is used: the lowest held-out RMSE % its
 metrics record (a predictor trained with no held-out subnets ranks last). The manifest
 (`manifest.json`) lists each pick with its device, target, budget, subnet, predicted top-1
@@ -19,8 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent import strict_json
-from coordinator.services.predictor_data import predictor_path
-from coordinator.services.predictors import trained_kinds
+from coordinator.services.predictors import predictor_file, trained_kinds
 from coordinator.services.specialise import Chosen, Scenario, Verified
 from coordinator.services.targets import Target
 from coordinator.state import LABEL
@@ -34,9 +35,12 @@ MANIFEST = "manifest.json"
 MAX_BUDGETS = 1000  # per device, as --pareto allows
 
 
-def read_fleet_budgets(path: str | Path) -> dict[str, tuple[tuple[float, ...], str | None]]:
-    """Each label's budgets (sorted, distinct) and the kind asked for (None: its best);
-    ValueError naming the label and field for anything else."""
+FleetBudgets = dict[str, tuple[tuple[float, ...], str | None, str | None]]
+
+
+def read_fleet_budgets(path: str | Path) -> FleetBudgets:
+    """Each label's budgets (sorted, distinct), the kind asked for (None: its best) and the
+    target (None: its only one); ValueError naming the label and field for anything else."""
     data = read(path)
     if not isinstance(data, dict) or not data:
         raise ValueError(f"{path}: expected an object of device label -> budgets")
@@ -45,9 +49,9 @@ def read_fleet_budgets(path: str | Path) -> dict[str, tuple[tuple[float, ...], s
         where = f"{path}: {label}"
         if not LABEL.fullmatch(label):
             raise ValueError(f"{path}: expected device labels as keys, got {show(label)}")
-        kind = None
+        kind = target = None
         if isinstance(entry, dict):
-            unknown = sorted(set(entry) - {"latency_ms", "kind"})
+            unknown = sorted(set(entry) - {"latency_ms", "kind", "target"})
             if unknown:
                 raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)}")
             kind = entry.get("kind")
@@ -55,6 +59,9 @@ def read_fleet_budgets(path: str | Path) -> dict[str, tuple[tuple[float, ...], s
                 raise ValueError(
                     f"{where}: kind: expected one of {', '.join(KINDS)}, got {show(kind)}"
                 )
+            target = entry.get("target")
+            if target is not None and (not isinstance(target, str) or not target):
+                raise ValueError(f"{where}: target: expected a target name, got {show(target)}")
             entry = entry.get("latency_ms")
         if (
             not isinstance(entry, list)
@@ -68,33 +75,29 @@ def read_fleet_budgets(path: str | Path) -> dict[str, tuple[tuple[float, ...], s
                 f"{where}: latency_ms: expected a list of 1-{MAX_BUDGETS} positive budgets "
                 f"(ms), got {show(entry)}"
             )
-        fleet[label] = (tuple(sorted({float(b) for b in entry})), kind)
+        fleet[label] = (tuple(sorted({float(b) for b in entry})), kind, target)
     return fleet
 
 
-def _held_out_rmse(db: str | Path, label: str, kind: str) -> float:
-    metrics = load_predictor(predictor_path(db, label, kind)).metrics.get("held_out") or {}
+def _held_out_rmse(db: str | Path, label: str, kind: str, target: str | None) -> float:
+    model = load_predictor(predictor_file(db, label, kind, target))
+    metrics = model.metrics.get("held_out") or {}
     return float(metrics.get("rmse_pct", math.inf))
 
 
-def best_kind(db: str | Path, label: str) -> str:
-    """The device's trained predictor kind with the lowest held-out RMSE %."""
-    kinds = trained_kinds(db, label)
-    if not kinds:
-        raise ValueError(
-            f"device: no predictor trained for {label!r} "
-            f"(ofa-coord predictor train --device {label})"
-        )
-    return min(kinds, key=lambda kind: (_held_out_rmse(db, label, kind), KINDS.index(kind)))
+def best_kind(db: str | Path, label: str, target: str | None = None) -> str:
+    """The device's trained predictor kind (on `target`) with the lowest held-out RMSE %."""
+    return min(
+        trained_kinds(db, label, target),
+        key=lambda kind: (_held_out_rmse(db, label, kind, target), KINDS.index(kind)),
+    )
 
 
-def fleet_scenarios(
-    db: str | Path, fleet: dict[str, tuple[tuple[float, ...], str | None]]
-) -> list[Scenario]:
+def fleet_scenarios(db: str | Path, fleet: FleetBudgets) -> list[Scenario]:
     """One scenario per device, with its predictor kind (its best, unless asked)."""
     return [
-        Scenario(label, budgets, label, kind or best_kind(db, label))
-        for label, (budgets, kind) in fleet.items()
+        Scenario(label, budgets, label, kind or best_kind(db, label, target), target=target)
+        for label, (budgets, kind, target) in fleet.items()
     ]
 
 
@@ -107,7 +110,9 @@ def write_manifest(
 ) -> Path:
     """manifest.json: every pick, with what made it and, where verified, what was measured."""
     predictors = {  # each device's once, not once per budget
-        scenario.name: load_predictor(predictor_path(db, str(scenario.device), scenario.kind))
+        scenario.name: load_predictor(
+            predictor_file(db, str(scenario.device), scenario.kind, scenario.target)
+        )
         for scenario in dict.fromkeys(scenario for scenario, _ in picks)
     }
     rows = []

@@ -26,6 +26,7 @@ __all__ = [
     "SubnetData",
     "split",
     "predictor_path",
+    "predictors_folder",
 ]
 
 HELD_OUT_EVERY = 3
@@ -117,13 +118,18 @@ def split(measured: list[Measured]) -> tuple[list[Measured], list[Measured]]:
     return [m for m in measured if int(m.config.id, 16) % HELD_OUT_EVERY != 0], held
 
 
-def predictor_path(db: str | Path, label: str, kind: str) -> Path:
-    """Where the coordinator keeps a device's predictor: in the fleet's predictors folder,
-    beside an SQLite database (which is not opened: a damaged one does not matter) or
-    where a PostgreSQL fleet recorded its files."""
+def predictor_path(db: str | Path, label: str, kind: str, target: str) -> Path:
+    """Where the coordinator keeps a device's predictor of one kind on one measurement
+    target: `<predictors>/<label>/<target>/<kind>.json`."""
+    return predictors_folder(db) / label / target / f"{kind}.json"
+
+
+def predictors_folder(db: str | Path) -> Path:
+    """The fleet's predictors folder: beside an SQLite database (which is not opened: a
+    damaged one does not matter), or where a PostgreSQL fleet recorded its files."""
     if not is_postgres_url(db):
-        return Path(f"{db}.predictors") / label / f"{kind}.json"
-    return _recorded_predictors(str(db)) / label / f"{kind}.json"
+        return Path(f"{db}.predictors")
+    return _recorded_predictors(str(db))
 
 
 @functools.lru_cache(maxsize=8)

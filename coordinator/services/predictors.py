@@ -1,6 +1,7 @@
 """A device's latency predictors: trained from its LUT and the subnets measured on it,
-stored beside the database, and scored on the held-out subnets beside the noise floor (how
-well one measurement of them predicts the other)."""
+stored in the fleet's predictors folder one per (measurement target, kind), and scored on the
+held-out subnets beside the noise floor (how well one measurement of them predicts the
+other)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from coordinator.services.predictor_data import (
     device_lut,
     measured_subnets,
     predictor_path,
+    predictors_folder,
     split,
     target_subnets,
 )
@@ -45,6 +47,10 @@ __all__ = [
     "device_predictors",
     "plot_predictors",
     "trained_kinds",
+    "stored_predictors",
+    "trained_target",
+    "latest_trained_target",
+    "predictor_file",
 ]
 
 
@@ -129,6 +135,7 @@ def train_predictor(
     lut_campaign: str | None = None,
     source_device: str | None = None,
     source_kind: str = "lut-ridge",
+    source_target: str | None = None,
     k: int | None = None,
     seed: int = 0,
     target: str | None = None,
@@ -137,7 +144,8 @@ def train_predictor(
     """Fit a `kind` predictor of device `label` on its training subnets (of `campaigns`,
     default all) and store it beside the database, with its provenance and, when subnets
     are held out, its metrics. `transfer` adapts `source_device`'s `source_kind` predictor
-    from K of them (seeded); `structure` needs no LUT; the other kinds are made from the
+    from K of them (seeded; its predictor on `source_target`, where it has several);
+    `structure` needs no LUT; the other kinds are made from the
     device's LUT (of `lut_campaign`, default all). `progress` hears of each phase (reading
     the measurements and fitting take seconds to minutes on a large database). Subnets and
     LUT are of one measurement target: `target`, where the device was measured on several."""
@@ -148,7 +156,9 @@ def train_predictor(
     on = of.name if of is not None else target  # a LUT-only device: the LUT's target
     if kind == Transfer.kind:
         progress(f"fitting {kind}", 0, None)
-        model, origin, chosen = _transfer(db, training, source_device, source_kind, k, seed)
+        model, origin, chosen = _transfer(
+            db, training, source_device, source_kind, source_target, k, seed
+        )
     elif kind == Structure.kind:
         progress(f"fitting {kind}", 0, None)
         model, origin, chosen = _structure(training, seed)
@@ -176,7 +186,8 @@ def train_predictor(
         if held_out
         else {},
     )
-    path = predictor_path(db, label, kind)
+    recorded = Target.recorded(model.provenance)
+    path = predictor_path(db, label, kind, recorded.name if recorded else Target().name)
     model.save(path)
     return TrainedPredictor(model, path, len(chosen))
 
@@ -186,6 +197,7 @@ def _transfer(
     training: list[Measured],
     source_device: str | None,
     source_kind: str,
+    source_target: str | None,
     k: int | None,
     seed: int,
 ) -> Fitted:
@@ -193,7 +205,7 @@ def _transfer(
         raise ValueError(
             "source_device: transfer adapts another device's predictor; give --source-device"
         )
-    source = load_predictor(predictor_path(db, source_device, source_kind))
+    source = device_predictors(db, source_device, (source_kind,), source_target)[source_kind]
     chosen = random.Random(seed).sample(training, min(k or len(training), len(training)))
     model = Transfer.fit(source, [m.config for m in chosen], [m.median_ms for m in chosen])
     return (
@@ -259,22 +271,81 @@ def held_out_subnets(store: Store, label: str, target: str | None = None) -> lis
     return held_out
 
 
-def trained_kinds(db: str | Path, label: str) -> tuple[str, ...]:
-    """The kinds of predictor stored for the device (none read)."""
-    return tuple(kind for kind in KINDS if predictor_path(db, label, kind).exists())
+def stored_predictors(db: str | Path, label: str) -> dict[str, dict[str, Path]]:
+    """{target name: {kind: file}} of the device's stored predictors. One stored before
+    predictors were kept per target (`<label>/<kind>.json`) counts under the target it
+    records (fp32 at batch 1 on the CPU when it records none), unless that has its own."""
+    folder = predictors_folder(db) / label
+    found: dict[str, dict[str, Path]] = {}
+    if not folder.is_dir():
+        return found
+    for sub in sorted(path for path in folder.iterdir() if path.is_dir()):
+        kinds = {kind: sub / f"{kind}.json" for kind in KINDS if (sub / f"{kind}.json").is_file()}
+        if kinds:
+            found[sub.name] = kinds
+    for kind in KINDS:
+        old = folder / f"{kind}.json"
+        if old.is_file():
+            recorded = Target.recorded(load_predictor(old).provenance) or Target()
+            found.setdefault(recorded.name, {}).setdefault(kind, old)
+    return found
 
 
-def device_predictors(
-    db: str | Path, label: str, kinds: Sequence[str] = ()
-) -> dict[str, LatencyPredictor]:
-    """The device's predictors of `kinds` (default: every kind trained for it)."""
-    kinds = tuple(kinds) or trained_kinds(db, label)
-    if not kinds:
+def trained_target(db: str | Path, label: str, target: str | None) -> tuple[str, dict[str, Path]]:
+    """The target whose predictors to use, and their files: `target`, or the only one the
+    device has predictors on. ValueError naming what there is otherwise."""
+    stored = stored_predictors(db, label)
+    if not stored:
         raise ValueError(
             f"device: no predictor trained for {label!r} "
             f"(ofa-coord predictor train --device {label})"
         )
-    return {kind: load_predictor(predictor_path(db, label, kind)) for kind in kinds}
+    if target is None:
+        if len(stored) > 1:
+            raise ValueError(
+                f"target: {label!r} has predictors on {', '.join(stored)}; name one with --target"
+            )
+        target = next(iter(stored))
+    if target not in stored:
+        raise ValueError(
+            f"target: {label!r} has no predictor on {target}; it has some on {', '.join(stored)}"
+        )
+    return target, stored[target]
+
+
+def latest_trained_target(db: str | Path, label: str) -> str | None:
+    """The target of the device's most recently trained predictor (None: none trained)."""
+    stored = stored_predictors(db, label)
+    return max(
+        stored,
+        key=lambda name: max(path.stat().st_mtime for path in stored[name].values()),
+        default=None,
+    )
+
+
+def predictor_file(db: str | Path, label: str, kind: str, target: str | None = None) -> Path:
+    """The file of the device's `kind` predictor on `target` (see `trained_target`)."""
+    target, paths = trained_target(db, label, target)
+    if kind not in paths:
+        raise ValueError(
+            f"kind: no {kind} predictor for {label!r} on {target} (it has "
+            f"{', '.join(paths)}; ofa-coord predictor train --device {label} --kind {kind})"
+        )
+    return paths[kind]
+
+
+def trained_kinds(db: str | Path, label: str, target: str | None = None) -> tuple[str, ...]:
+    """The kinds of predictor stored for the device on `target` (see `trained_target`)."""
+    return tuple(trained_target(db, label, target)[1])
+
+
+def device_predictors(
+    db: str | Path, label: str, kinds: Sequence[str] = (), target: str | None = None
+) -> dict[str, LatencyPredictor]:
+    """The device's predictors of `kinds` (default: every kind trained for it) on `target`
+    (see `trained_target`)."""
+    kinds = tuple(kinds) or trained_kinds(db, label, target)
+    return {kind: load_predictor(predictor_file(db, label, kind, target)) for kind in kinds}
 
 
 def predictors_target(models: Iterable[LatencyPredictor]) -> str | None:

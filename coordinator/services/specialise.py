@@ -23,11 +23,12 @@ from coordinator.services.campaigns import (
     create_campaign,
     render_progress,
 )
-from coordinator.services.predictor_data import measured_subnets, predictor_path
+from coordinator.services.predictor_data import measured_subnets
+from coordinator.services.predictors import predictor_file
 from coordinator.services.progress import OnProgress, quiet
 from coordinator.services.targets import Target
 from coordinator.services.waiting import CampaignTimeout, follow_campaign
-from coordinator.state import BlobStore, Devices, Store, redacted
+from coordinator.state import BlobStore, Devices, Store
 from ofa import space
 from ofa.accuracy import AccuracyPredictor
 from ofa.batch import ConfigBatch
@@ -87,14 +88,15 @@ class Chosen:
 
 @dataclass(frozen=True)
 class Scenario:
-    """A latency model (a device's predictor of `kind`, or the LUT folder `lut`) and its
-    budgets; `name` is its output subfolder ('' for a single run)."""
+    """A latency model (a device's predictor of `kind` on `target`, or the LUT folder `lut`)
+    and its budgets; `name` is its output subfolder ('' for a single run)."""
 
     name: str
     budgets: tuple[float, ...]
     device: str | None = None
     kind: str = DEFAULT_KIND
     lut: str | None = None
+    target: str | None = None  # the device's measurement target (None: its only one)
 
     @property
     def source(self) -> dict[str, str | None]:
@@ -212,8 +214,8 @@ def latency_budgets(
 
 
 def read_scenarios(path: str | Path) -> list[Scenario]:
-    """The scenarios of a JSON list of `{"lut": DIR | "device": LABEL, "kind"?, "name"?,
-    "latency_ms": [..]}`; names are distinct folder names, so no two scenarios write into
+    """The scenarios of a JSON list of `{"lut": DIR | "device": LABEL, "kind"?, "target"?,
+    "name"?, "latency_ms": [..]}`; names are distinct folder names, so no two scenarios write into
     one folder."""
     try:
         data = json.loads(Path(path).read_text())
@@ -226,7 +228,7 @@ def read_scenarios(path: str | Path) -> list[Scenario]:
         where = f"{path}: scenario {i}"
         if not isinstance(item, dict) or ("lut" in item) == ("device" in item):
             raise ValueError(f"{where}: give exactly one of 'lut' or 'device'")
-        for key in ("lut", "device"):
+        for key in ("lut", "device", "target"):
             if key in item and (not isinstance(item[key], str) or not item[key]):
                 raise ValueError(
                     f"{where}: {key}: expected a non-empty string, got {item[key]!r:.40}"
@@ -267,6 +269,7 @@ def read_scenarios(path: str | Path) -> list[Scenario]:
             item.get("device"),
             kind,
             item.get("lut"),
+            item.get("target"),
         )
     return list(scenarios.values())
 
@@ -297,14 +300,7 @@ def latency_model(db: str | Path | None, scenario: Scenario) -> LatencyPredictor
         return lut_folder_predictor(scenario.lut)
     if scenario.device is None or db is None:
         raise ValueError("device: a scenario without a LUT folder needs a device and its database")
-    path = predictor_path(db, scenario.device, scenario.kind)
-    if not path.is_file():
-        raise ValueError(
-            f"device: no {scenario.kind} predictor for {scenario.device!r} ({path}); "
-            f"train it with `ofa-coord predictor train --db {redacted(db)} --device "
-            f"{scenario.device} --kind {scenario.kind}`"
-        )
-    return load_predictor(path)
+    return load_predictor(predictor_file(db, scenario.device, scenario.kind, scenario.target))
 
 
 def allowed_resolutions(
