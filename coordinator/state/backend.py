@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,6 +72,10 @@ class Backend(ABC):
 
     @abstractmethod
     def set_schema_version(self, version: int) -> None: ...
+
+    def stream(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
+        """The rows of a query of any size, read as they are consumed, from one snapshot."""
+        return iter(self.db.execute(sql, params))
 
     def ddl(self, statement: str) -> str:
         """A migration statement (SQLite's dialect) in this backend's."""

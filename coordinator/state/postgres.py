@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import functools
 import re
+import uuid
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -116,6 +118,18 @@ class PostgresBackend(Backend):
         self.db.execute("CREATE TABLE IF NOT EXISTS fleet_schema (version BIGINT NOT NULL)")
         self.db.execute("DELETE FROM fleet_schema")
         self.db.execute("INSERT INTO fleet_schema VALUES (?)", (version,))
+
+    def stream(self, sql: str, params: Sequence[Any]) -> Iterator[Any]:
+        """A server-side cursor, read in chunks: psycopg's usual cursor would load every row
+        first. WITH HOLD keeps it past its statement's own transaction (the connection is in
+        autocommit), so other calls may run between two rows."""
+        cursor = self.db.conn.cursor(name=f"stream_{uuid.uuid4().hex}", withhold=True)
+        cursor.itersize = 256
+        try:
+            cursor.execute(_placeholders(sql), params)
+            yield from cursor
+        finally:
+            cursor.close()
 
     def ddl(self, statement: str) -> str:
         for pattern, spelling in _TYPES:

@@ -1295,7 +1295,7 @@ class Store:
         order they arrived: the
         CAMPAIGN_RESULT_KEYS, RESULT_FIELDS (objects decoded) and samples_ns (int list).
         A generator over one read snapshot: it streams campaigns of any size."""
-        rows = self.db.execute(
+        rows = self.backend.stream(
             f"SELECT cj.campaign_id AS campaign, cj.target, cj.repeat, ci.kind, ci.key, ci.r, "
             f"ci.w, res.* FROM {_ITEM_RESULTS} WHERE cj.campaign_id=? AND {_TRUSTED} "
             f"ORDER BY res.id",

@@ -257,6 +257,20 @@ def test_campaign_results_list_every_result_with_its_item(store, digest):
     assert store.result_counts("a1")["stored"] == 4 and store.result_counts("x")["stored"] == 0
 
 
+def test_campaign_results_stream_from_one_snapshot_while_the_store_works(store, digest):
+    """A campaign's results are read as they are consumed: other calls, writes too, may run
+    between two rows."""
+    add_agent(store)
+    start(store, digest)
+    run_all(store)
+    stream = store.campaign_results("c1")
+    first = next(stream)
+    store.add_blob("e" * 64, 1)  # a write between two rows
+    assert store.blob_size("e" * 64) == 1 and store.list_campaigns()
+    assert [first, *stream] == list(store.campaign_results("c1"))
+    assert len(list(store.campaign_results("c1"))) == 3
+
+
 def test_the_artifact_cache(store, digest):
     assert store.cached_artifact("lut", "k", "-") is None
     store.cache_artifact("lut", "k", "-", Artifact(digest, INPUTS))
