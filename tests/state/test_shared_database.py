@@ -26,31 +26,19 @@ def test_parallel_leasing_hands_each_job_out_once(open_store, digest):
     stores = [open_store() for _ in range(STORES)]
     leased: list[tuple[str, str, str]] = []  # (agent, job, lease)
     calls = Counter()
-    failures: list[BaseException] = []
     lock = threading.Lock()
-    start = threading.Barrier(STORES)
 
     def lease_until_empty(n: int) -> None:
         rng = random.Random(n)
-        agents = itertools.cycle([f"a{k}" for k in range(n, AGENTS, STORES)])
-        try:
-            start.wait()
-            for agent in agents:
-                got = stores[n].lease_jobs(agent, rng.randint(1, 2), 3600.0)
-                with lock:
-                    calls[n] += 1
-                    leased.extend((agent, job.job_id, job.lease_id) for job in got)
-                if not got:
-                    return
-        except BaseException as exc:  # reported by the main thread
-            failures.append(exc)
+        for agent in itertools.cycle([f"a{k}" for k in range(n, AGENTS, STORES)]):
+            got = stores[n].lease_jobs(agent, rng.randint(1, 2), 3600.0)
+            with lock:
+                calls[n] += 1
+                leased.extend((agent, job.job_id, job.lease_id) for job in got)
+            if not got:
+                return
 
-    threads = [threading.Thread(target=lease_until_empty, args=(n,)) for n in range(STORES)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not failures, failures
+    run_together(lease_until_empty, STORES)
     assert sum(calls.values()) >= JOBS / 2  # hundreds of calls (SQLite's lock is not fair:
     # a store may find the queue empty before its first call is served)
     jobs = Counter(job for _, job, _ in leased)
@@ -58,19 +46,11 @@ def test_parallel_leasing_hands_each_job_out_once(open_store, digest):
     assert first.job_counts() == {"leased": JOBS}
 
     def report_all(n: int) -> None:
-        try:
-            for agent, job, lease_id in leased[n::STORES]:
-                reporter = stores[(n + 1) % STORES]
-                assert reporter.report(agent, job, lease_id, "ok", ok()).accepted
-        except BaseException as exc:
-            failures.append(exc)
+        for agent, job, lease_id in leased[n::STORES]:
+            reporter = stores[(n + 1) % STORES]
+            assert reporter.report(agent, job, lease_id, "ok", ok()).accepted
 
-    threads = [threading.Thread(target=report_all, args=(n,)) for n in range(STORES)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not failures, failures
+    run_together(report_all, STORES)
     assert first.job_counts() == {"done": JOBS}
     assert first.result_counts() == {"stored": JOBS, "accepted": JOBS}
 
@@ -85,17 +65,30 @@ def test_sweepers_on_every_store_expire_each_lease_once(open_store, digest):
     age_leases(first, 7200.0)
     stores = [open_store() for _ in range(4)]
     expired: list[int] = []
-    start = threading.Barrier(len(stores))
-
-    def sweep(store) -> None:
-        start.wait()
-        expired.append(store.sweep(offline_after_s=7200.0)["expired"])
-
-    threads = [threading.Thread(target=sweep, args=(store,)) for store in stores]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_together(lambda n: expired.append(stores[n].sweep(offline_after_s=7200.0)["expired"]), 4)
     assert sum(expired) == len(leased) == 40
     assert first.job_counts() == {"queued": 40}
     assert {first.job(job.job_id)["attempts"] for job in leased} == {1}
+
+
+def run_together(work, count: int) -> None:
+    """`work(n)` for n in 0..count-1, each on its own thread, started at once; the first
+    failure of any of them is raised here."""
+    start = threading.Barrier(count)
+    failures: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            start.wait()
+            work(n)
+        except BaseException as exc:  # raised by the caller's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a thread did not finish"
+    if failures:
+        raise failures[0]
