@@ -5,7 +5,10 @@ moves its agents to the other, and every job still ends with exactly one accepte
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
+from coordinator.cli.app import main as coord
+from coordinator.state import Store
 from tests.fleet import Fleet, kill9, small_models, wait_for
 
 
@@ -48,3 +51,23 @@ def test_agents_spread_over_two_coordinators_serve_one_campaign(fleet):
     by_agent = {fleet.agent_id(name): name for name in ("p", "q")}
     measured = {by_agent[r["agent_id"]] for job in jobs for r in fleet.store.results(job)}
     assert measured == {"p", "q"}
+
+
+def test_the_files_folder_is_needed_once_and_never_changed(postgres, tmp_path):
+    """A PostgreSQL fleet records its files folder with its first coordinator; a serve
+    without one, or with another, is refused in one line; an SQLite fleet takes none and
+    no database file is left by the refusal."""
+    url = postgres.new_database()
+    serve = ["serve", "--listen", "127.0.0.1:0", "--db"]
+    refused = CliRunner().invoke(coord, [*serve, url])
+    assert refused.exit_code == 1 and "this fleet has no folder for its files yet" in refused.stderr
+    store = Store(url)
+    store.set_files_root(tmp_path / "files")
+    store.close()
+    refused = CliRunner().invoke(coord, [*serve, url, "--files", str(tmp_path / "other")])
+    assert refused.exit_code == 1
+    assert f"this fleet keeps its files in {tmp_path / 'files'}" in refused.stderr
+    db = tmp_path / "fleet.db"
+    refused = CliRunner().invoke(coord, [*serve, str(db), "--files", str(tmp_path / "files")])
+    assert refused.exit_code == 1 and "an SQLite fleet keeps its files beside" in refused.stderr
+    assert not db.exists()

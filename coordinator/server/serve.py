@@ -20,7 +20,13 @@ from coordinator.server.fleet import FleetService, FleetSettings
 from coordinator.server.limits import decode_spec
 from coordinator.server.metrics import FleetMetrics, TimingInterceptor
 from coordinator.server.servicer import FleetServicer, add_to_server
-from coordinator.state import MAX_MODEL_BYTES, BlobStore, Store, is_postgres_url
+from coordinator.state import (
+    FILES_BESIDE_SQLITE,
+    MAX_MODEL_BYTES,
+    BlobStore,
+    Store,
+    is_postgres_url,
+)
 
 __all__ = ["serve", "parse_listen", "check_tls", "tls_context", "MAX_MESSAGE_BYTES", "SERVICE_NAME"]
 
@@ -111,6 +117,8 @@ async def serve(
     http_host, http_port = parse_listen(http, "--http") if http else ("", 0)
     if tls is not None:
         check_tls(*tls)
+    if files is not None and not is_postgres_url(db):  # refused before a file is created
+        raise ValueError(FILES_BESIDE_SQLITE)
     created = not is_postgres_url(db) and not Path(db).exists()
     store = Store(db)
     try:

@@ -44,7 +44,12 @@ from coordinator.state.rows import (
     Token,
 )
 from coordinator.state.schema import SCHEMA_VERSION
-from coordinator.state.store import DEFAULT_OFFLINE_AFTER_S, Store, hash_token
+from coordinator.state.store import (
+    DEFAULT_OFFLINE_AFTER_S,
+    FILES_BESIDE_SQLITE,
+    Store,
+    hash_token,
+)
 
 __all__ = [
     "Store",
@@ -88,4 +93,5 @@ __all__ = [
     "MAX_MODEL_BYTES",
     "is_postgres_url",
     "redacted",
+    "FILES_BESIDE_SQLITE",
 ]

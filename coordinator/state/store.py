@@ -78,7 +78,13 @@ from coordinator.state.rows import (
 )
 from coordinator.state.schema import migrate
 
-__all__ = ["Store", "hash_token", "DEFAULT_OFFLINE_AFTER_S", "REPORT_STATUSES"]
+__all__ = [
+    "Store",
+    "hash_token",
+    "DEFAULT_OFFLINE_AFTER_S",
+    "REPORT_STATUSES",
+    "FILES_BESIDE_SQLITE",
+]
 
 # What an agent may report for a lease (see `Store.report`).
 REPORT_STATUSES = ("ok", "failed", "released", "disturbed")
@@ -86,6 +92,9 @@ REPORT_STATUSES = ("ok", "failed", "released", "disturbed")
 # How long an agent may stay silent before listings call it offline when no server has told
 # the store its own window (FleetSettings' default: 3 heartbeats of 5 s).
 DEFAULT_OFFLINE_AFTER_S = 15.0
+FILES_BESIDE_SQLITE = (
+    "--files: an SQLite fleet keeps its files beside its database; --files is for a PostgreSQL one"
+)
 # The campaign states in which its jobs may still be queued or leased.
 _OPEN_CAMPAIGN = ("created", "starting", "running")
 
@@ -164,10 +173,7 @@ class Store:
         one is recorded already; returns the recorded one (two coordinators starting at
         once with different folders: the first wins, the other sees it)."""
         if self.backend.folder_beside("blobs") is not None:
-            raise ValueError(
-                "--files: an SQLite fleet keeps its files beside its database; --files is "
-                "for a PostgreSQL one"
-            )
+            raise ValueError(FILES_BESIDE_SQLITE)
         with self.transaction():
             self.db.execute(
                 "INSERT INTO settings VALUES ('files', ?) ON CONFLICT (name) DO NOTHING",
