@@ -27,6 +27,7 @@ import numpy as np
 
 from agent.device import machine_summary
 from coordinator.services.predictor_data import predictor_path
+from coordinator.services.predictors import stored_predictors
 from coordinator.services.specialise import Scenario, allowed_resolutions, latency_model
 from coordinator.services.targets import Target
 from coordinator.state import Store
@@ -71,14 +72,17 @@ def main() -> None:
             Store(db)
         sources = [{"lut": str(ASSETS / "note10"), "name": "note10"}]
         sources += [{"lut": lut, "name": Path(lut).name} for lut in args.lut]
-        for path in sorted(Path(f"{db}.predictors").glob("*/*.json")):
-            sources.append(
-                {
-                    "device": path.parent.name,
-                    "kind": path.stem,
-                    "name": f"{path.parent.name}-{path.stem}",
-                }
-            )
+        for device in sorted(p.name for p in Path(f"{db}.predictors").glob("*") if p.is_dir()):
+            for target, kinds in stored_predictors(db, device).items():
+                sources += [
+                    {
+                        "device": device,
+                        "kind": kind,
+                        "target": target,
+                        "name": f"{device}-{target}-{kind}",
+                    }
+                    for kind in kinds
+                ]
         models = {s["name"]: latency_model(db, _scenario(s)) for s in sources}
         sources = [s for s in sources if models[s["name"]].width == 1.2]
         if len(sources) < args.models:
@@ -152,7 +156,12 @@ def main() -> None:
 
 def _scenario(source: dict) -> Scenario:
     return Scenario(
-        source["name"], (), source.get("device"), source.get("kind", "lut-ridge"), source.get("lut")
+        source["name"],
+        (),
+        source.get("device"),
+        source.get("kind", "lut-ridge"),
+        source.get("lut"),
+        source.get("target"),
     )
 
 

@@ -382,3 +382,27 @@ def test_predictors_are_kept_per_measurement_target(db, tmp_path):
     old.rename(old.parent.parent / "lut.json")  # where predictors lived before targets
     old.parent.rmdir()
     assert predictor_file(db, "cpu", "lut", fp32) == old.parent.parent / "lut.json"
+    (old.parent.parent / "structure.json").write_text("{ damaged")  # another old file
+    out = stdout(coord, *asked, "--target", other, str(tmp_path / "c.json"), "--format", "json")
+    assert json.loads(out)[0]["latency_ms"] > 0  # the damaged file does not get in the way
+    result = CliRunner().invoke(
+        coord, [*asked, "--kind", "structure", "--target", fp32, str(tmp_path / "c.json")]
+    )  # asked for itself, the damaged file is named
+    assert result.exit_code == 1 and "structure.json" in result.stderr
+
+
+def test_an_old_predictor_that_records_no_target_serves_the_target_asked_for(db, tmp_path):
+    """Predictors from before targets were recorded: any target asked for that has none of
+    its own, and the device's only target otherwise."""
+    cli("predictor", "train", "--db", db, "--device", "cpu2", "--kind", "structure")
+    trained = predictor_file(db, "cpu2", "structure")
+    data = json.loads(trained.read_text())
+    del data["provenance"]["target"]
+    old = trained.parent.parent / "structure.json"
+    old.write_text(json.dumps(data))
+    trained.unlink()
+    trained.parent.rmdir()
+    two_threads = Target(threads=2).name
+    assert predictor_file(db, "cpu2", "structure", two_threads) == old
+    out = cli("predictor", "eval", "--db", db, "--device", "cpu2", "--target", two_threads)
+    assert "structure" in out and "noise floor" in out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -104,6 +105,21 @@ def test_a_devices_stored_predictor_and_a_macs_budget(assets, tmp_path):
     out = run(*search, "--lut", assets / "note10", "--target", b8, "--out", tmp_path / "x",
               expect=2)  # fmt: skip
     assert "--target goes with --device" in out
+    predictor_path(db, "note10", "lut", b8).parent.mkdir()
+    predictor_path(db, "note10", "lut", Target().name).rename(
+        predictor_path(db, "note10", "lut", b8)
+    )
+    predictor_path(db, "note10", "lut", Target(batch=2).name).parent.mkdir()
+    shutil.copy(predictor_path(db, "note10", "lut", b8),
+                predictor_path(db, "note10", "lut", Target(batch=2).name))  # fmt: skip
+    scenario = {"device": "note10", "kind": "lut", "latency_ms": [40]}
+    (tmp_path / "s.json").write_text(json.dumps([scenario]))
+    out = run(*search[:2], "--db", db, "--scenarios", tmp_path / "s.json", "--out",
+              tmp_path / "s", expect=1)  # fmt: skip
+    assert "has predictors on" in out and "name one with a 'target' field" in out
+    (tmp_path / "s.json").write_text(json.dumps([{**scenario, "target": b8}]))
+    out = run(*search[:2], "--db", db, "--scenarios", tmp_path / "s.json", "--out", tmp_path / "s")
+    assert (tmp_path / "s" / "note10" / "40ms" / "subnet.json").is_file()
 
 
 def test_parameter_and_size_budgets_hold_and_an_impossible_one_names_itself(assets, tmp_path):

@@ -17,6 +17,7 @@ from coordinator.services.predictors import (
     noise_warnings,
     plot_predictors,
     predictor_file,
+    scoring_target,
     train_predictor,
     trained_target,
 )
@@ -165,7 +166,7 @@ def train(
     "kinds",
     type=click.Choice(KINDS),
     multiple=True,
-    help="Predictors to evaluate (default: every one trained for this device).",
+    help="Predictors to evaluate (default: every one trained for this device on the target).",
 )
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write predicted vs measured (PNG).")
 @TARGET
@@ -177,7 +178,7 @@ def eval_(
     that target, beside the noise floor."""
     target, _ = trained_target(db, label, target)
     models = device_predictors(db, label, kinds, target)
-    held_out = held_out_subnets(Store(db), label, target)
+    held_out = held_out_subnets(Store(db), label, scoring_target(models.values(), target))
     rows: dict[str, dict | None] = {
         kind: evaluate(model, held_out) for kind, model in models.items()
     }

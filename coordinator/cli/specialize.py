@@ -198,6 +198,8 @@ def specialize(
     """Search the most accurate subnet under each latency budget and write its config."""
     started = time.perf_counter()
     folder = Path(out)
+    if target and not label:
+        raise click.UsageError("--target goes with --device")
     if fleet_file and (label or lut_dir or scenarios_file or not db):
         raise click.UsageError("--fleet takes --db and no --device, --lut or --scenarios")
     if verify_on_device and not label and not fleet_file:
@@ -216,8 +218,6 @@ def specialize(
         if not db and any(scenario.device for scenario in scenarios):
             raise click.UsageError("scenarios with a 'device' need --db")
     else:
-        if target and not label:
-            raise click.UsageError("--target goes with --device")
         if bool(label) == bool(lut_dir) or (label and not db):
             raise click.UsageError("give either --db and --device, or --lut (or --scenarios)")
         if not latency_ms and not pareto:

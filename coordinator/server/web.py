@@ -40,7 +40,7 @@ from coordinator.services.predictors import (
     held_out_subnets,
     latest_trained_target,
     plot_predictors,
-    predictors_target,
+    scoring_target,
 )
 from coordinator.state import LABEL, Devices
 
@@ -106,9 +106,12 @@ class WebServer:
     def predictor_plot(self, label: str) -> bytes:
         """The PNG; ValueError (said as 404) when the device has no predictor or too few
         held-out subnets."""
-        models = device_predictors(self.db, label, target=latest_trained_target(self.db, label))
+        target = latest_trained_target(self.db, label)
+        if target is None:
+            raise ValueError(f"device: no predictor trained for {label!r}")
+        models = device_predictors(self.db, label, target=target)
         with self.lock:
-            held_out = held_out_subnets(self.store, label, predictors_target(models.values()))
+            held_out = held_out_subnets(self.store, label, scoring_target(models.values(), target))
         with _PLOTTING, tempfile.TemporaryDirectory() as folder:
             return plot_predictors(label, held_out, models, Path(folder, "plot.png")).read_bytes()
 

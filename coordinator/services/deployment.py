@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent import strict_json
-from coordinator.services.predictors import predictor_file, trained_kinds
+from coordinator.services.predictors import predictor_file, trained_kinds, trained_target
 from coordinator.services.specialise import Chosen, Scenario, Verified
 from coordinator.services.targets import Target
 from coordinator.state import LABEL
@@ -87,6 +87,7 @@ def _held_out_rmse(db: str | Path, label: str, kind: str, target: str | None) ->
 
 def best_kind(db: str | Path, label: str, target: str | None = None) -> str:
     """The device's trained predictor kind (on `target`) with the lowest held-out RMSE %."""
+    target, _ = trained_target(db, label, target, "a 'target' field")
     return min(
         trained_kinds(db, label, target),
         key=lambda kind: (_held_out_rmse(db, label, kind, target), KINDS.index(kind)),

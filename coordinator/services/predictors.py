@@ -5,6 +5,8 @@ other)."""
 
 from __future__ import annotations
 
+import functools
+import json
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -51,6 +53,7 @@ __all__ = [
     "trained_target",
     "latest_trained_target",
     "predictor_file",
+    "scoring_target",
 ]
 
 
@@ -205,7 +208,8 @@ def _transfer(
         raise ValueError(
             "source_device: transfer adapts another device's predictor; give --source-device"
         )
-    source = device_predictors(db, source_device, (source_kind,), source_target)[source_kind]
+    source_target, _ = trained_target(db, source_device, source_target, "--source-target")
+    source = load_predictor(predictor_file(db, source_device, source_kind, source_target))
     chosen = random.Random(seed).sample(training, min(k or len(training), len(training)))
     model = Transfer.fit(source, [m.config for m in chosen], [m.median_ms for m in chosen])
     return (
@@ -213,7 +217,7 @@ def _transfer(
         {
             "source_device": source_device,
             "source_kind": source_kind,
-            "source_target": (source.provenance or {}).get("target"),
+            "source_target": source_target,
             "k": len(chosen),
             "fitted_on": sorted(m.config.id for m in chosen),
         },
@@ -274,11 +278,21 @@ def held_out_subnets(store: Store, label: str, target: str | None = None) -> lis
 def stored_predictors(db: str | Path, label: str) -> dict[str, dict[str, Path]]:
     """{target name: {kind: file}} of the device's stored predictors. One stored before
     predictors were kept per target (`<label>/<kind>.json`) counts under the target it
-    records (fp32 at batch 1 on the CPU when it records none), unless that has its own."""
+    records, unless that has its own; one that records none (or cannot be read: using it
+    says why), under fp32 at batch 1 on the CPU."""
+    found, unrecorded = _scan(db, label)
+    for kind, path in unrecorded.items():
+        found.setdefault(Target().name, {}).setdefault(kind, path)
+    return found
+
+
+def _scan(db: str | Path, label: str) -> tuple[dict[str, dict[str, Path]], dict[str, Path]]:
+    """The device's predictors by target, and its old files that record no target."""
     folder = predictors_folder(db) / label
     found: dict[str, dict[str, Path]] = {}
+    unrecorded: dict[str, Path] = {}
     if not folder.is_dir():
-        return found
+        return found, unrecorded
     for sub in sorted(path for path in folder.iterdir() if path.is_dir()):
         kinds = {kind: sub / f"{kind}.json" for kind in KINDS if (sub / f"{kind}.json").is_file()}
         if kinds:
@@ -286,14 +300,35 @@ def stored_predictors(db: str | Path, label: str) -> dict[str, dict[str, Path]]:
     for kind in KINDS:
         old = folder / f"{kind}.json"
         if old.is_file():
-            recorded = Target.recorded(load_predictor(old).provenance) or Target()
-            found.setdefault(recorded.name, {}).setdefault(kind, old)
-    return found
+            name = _recorded_target(str(old), old.stat().st_mtime_ns)
+            if name is None:
+                unrecorded[kind] = old
+            else:
+                found.setdefault(name, {}).setdefault(kind, old)
+    return found, unrecorded
 
 
-def trained_target(db: str | Path, label: str, target: str | None) -> tuple[str, dict[str, Path]]:
+@functools.lru_cache(maxsize=256)
+def _recorded_target(path: str, mtime_ns: int) -> str | None:
+    """The target name an old predictor file records (None: none, or unreadable), read once
+    per version of the file: the status page asks at every refresh."""
+    try:
+        recorded = Target.recorded(json.loads(Path(path).read_text()).get("provenance"))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    return recorded.name if recorded else None
+
+
+def trained_target(
+    db: str | Path, label: str, target: str | None, option: str = "--target"
+) -> tuple[str, dict[str, Path]]:
     """The target whose predictors to use, and their files: `target`, or the only one the
-    device has predictors on. ValueError naming what there is otherwise."""
+    device has predictors on; old files that record no target serve any target asked for
+    that has none of its own. ValueError naming what there is, and `option` (how the
+    caller names a target), otherwise."""
+    found, unrecorded = _scan(db, label)
+    if target is not None and target not in found and unrecorded:
+        return target, unrecorded
     stored = stored_predictors(db, label)
     if not stored:
         raise ValueError(
@@ -303,7 +338,7 @@ def trained_target(db: str | Path, label: str, target: str | None) -> tuple[str,
     if target is None:
         if len(stored) > 1:
             raise ValueError(
-                f"target: {label!r} has predictors on {', '.join(stored)}; name one with --target"
+                f"target: {label!r} has predictors on {', '.join(stored)}; name one with {option}"
             )
         target = next(iter(stored))
     if target not in stored:
@@ -311,6 +346,12 @@ def trained_target(db: str | Path, label: str, target: str | None) -> tuple[str,
             f"target: {label!r} has no predictor on {target}; it has some on {', '.join(stored)}"
         )
     return target, stored[target]
+
+
+def scoring_target(models: Iterable[LatencyPredictor], target: str) -> str | None:
+    """The target whose held-out subnets score these predictors: theirs, or None (the
+    device's only one) for old predictors that record none."""
+    return target if any(Target.recorded(m.provenance) for m in models) else None
 
 
 def latest_trained_target(db: str | Path, label: str) -> str | None:
@@ -323,13 +364,16 @@ def latest_trained_target(db: str | Path, label: str) -> str | None:
     )
 
 
-def predictor_file(db: str | Path, label: str, kind: str, target: str | None = None) -> Path:
+def predictor_file(
+    db: str | Path, label: str, kind: str, target: str | None = None, option: str = "--target"
+) -> Path:
     """The file of the device's `kind` predictor on `target` (see `trained_target`)."""
-    target, paths = trained_target(db, label, target)
+    target, paths = trained_target(db, label, target, option)
     if kind not in paths:
         raise ValueError(
             f"kind: no {kind} predictor for {label!r} on {target} (it has "
-            f"{', '.join(paths)}; ofa-coord predictor train --device {label} --kind {kind})"
+            f"{', '.join(paths)}; ofa-coord predictor train --device {label} --target {target} "
+            f"--kind {kind})"
         )
     return paths[kind]
 

@@ -300,7 +300,10 @@ def latency_model(db: str | Path | None, scenario: Scenario) -> LatencyPredictor
         return lut_folder_predictor(scenario.lut)
     if scenario.device is None or db is None:
         raise ValueError("device: a scenario without a LUT folder needs a device and its database")
-    return load_predictor(predictor_file(db, scenario.device, scenario.kind, scenario.target))
+    option = "--target" if scenario.name == "" else "a 'target' field"
+    return load_predictor(
+        predictor_file(db, scenario.device, scenario.kind, scenario.target, option)
+    )
 
 
 def allowed_resolutions(
@@ -450,10 +453,11 @@ def specialise_scenarios(
 ) -> list[tuple[Scenario, Chosen]]:
     """Each scenario specialised into its own subfolder of `folder`, with its front;
     `progress` hears of each scenario's search under the scenario's name."""
+    models = [latency_model(db, scenario) for scenario in scenarios]  # refused before any search
     table = []
-    for scenario in scenarios:
+    for scenario, model in zip(scenarios, models, strict=True):
         chosen = specialise(
-            latency_model(db, scenario),
+            model,
             accuracy,
             scenario.budgets,
             folder / scenario.name,
