@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from coordinator.services.predictors import predictors_version
 from coordinator.state import Devices, Store
 from tests.cli_output import campaign_id, cli
 from tests.fleet import QUICK_FLAGS, Fleet, wait_for
@@ -179,10 +180,15 @@ def test_the_page_in_chromium_shows_the_agents_the_campaign_the_lut_and_the_pred
     labels = {row[0]: row for row in page.rows["labels"]}
     assert labels["rpi4"][1] == str(total) and labels["rpi4"][5] == "0"  # queued, none online
     # cpu2 measured whole subnets only: no LUT, no predictor. A LUT plot's address carries
-    # how many entries were measured, so that it is fetched again as more arrive
+    # how many entries were measured, so that it is fetched again as more arrive, and a
+    # predictor plot's when the predictors were last trained, for the same reason
     entries = fleet.store.accepted_count(Devices("cpu"), "lut")
     assert entries >= 96
-    assert page.images == [f"plots/lut/cpu.png?v={entries}", "plots/predictor/cpu.png?v=0"]
+    trained = predictors_version(fleet.db, "cpu")
+    assert page.images == [
+        f"plots/lut/cpu.png?v={entries}",
+        f"plots/predictor/cpu.png?v={trained}",
+    ]
     for plot in page.images:
         status, headers, png = get(f"{url}/{plot}")
         assert status == 200 and headers["Content-Type"] == "image/png"

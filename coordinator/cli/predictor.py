@@ -189,7 +189,7 @@ def eval_(
         _say_if_no_floor(records)
     _warn(rows)
     if plot:
-        plot_predictors(label, held_out, models, Path(plot))
+        plot_predictors(f"{label}, {target}", held_out, models, Path(plot))
         click.echo(f"plot -> {plot}", err=True)
 
 

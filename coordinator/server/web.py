@@ -40,6 +40,7 @@ from coordinator.services.predictors import (
     held_out_subnets,
     latest_trained_target,
     plot_predictors,
+    predictors_version,
     scoring_target,
 )
 from coordinator.state import LABEL, Devices
@@ -98,8 +99,9 @@ class WebServer:
             luts = {label: self.store.accepted_count(Devices(label), "lut") for label in labels}
         # the count makes a LUT plot's address change, and the page fetch it, as entries arrive
         status["luts"] = [[label, count] for label, count in luts.items() if count]
+        # and the time of the latest training does so for a predictor plot
         status["predictors"] = [
-            [label, 0] for label in labels if latest_trained_target(self.db, label)
+            [label, version] for label in labels if (version := predictors_version(self.db, label))
         ]
         return strict_json.dumps(status).encode()
 
@@ -113,7 +115,8 @@ class WebServer:
         with self.lock:
             held_out = held_out_subnets(self.store, label, scoring_target(models.values(), target))
         with _PLOTTING, tempfile.TemporaryDirectory() as folder:
-            return plot_predictors(label, held_out, models, Path(folder, "plot.png")).read_bytes()
+            plot = plot_predictors(f"{label}, {target}", held_out, models, Path(folder, "p.png"))
+            return plot.read_bytes()
 
     def lut_plot(self, label: str) -> bytes:
         """The PNG of the device's latest LUT target; ValueError (said as 404) while the device

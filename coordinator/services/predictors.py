@@ -54,6 +54,7 @@ __all__ = [
     "latest_trained_target",
     "predictor_file",
     "scoring_target",
+    "predictors_version",
 ]
 
 
@@ -352,6 +353,12 @@ def scoring_target(models: Iterable[LatencyPredictor], target: str) -> str | Non
     """The target whose held-out subnets score these predictors: theirs, or None (the
     device's only one) for old predictors that record none."""
     return target if any(Target.recorded(m.provenance) for m in models) else None
+
+
+def predictors_version(db: str | Path, label: str) -> int:
+    """When the device's predictors last changed (0: it has none), in milliseconds."""
+    files = [path for kinds in stored_predictors(db, label).values() for path in kinds.values()]
+    return max((path.stat().st_mtime_ns // 1_000_000 for path in files), default=0)
 
 
 def latest_trained_target(db: str | Path, label: str) -> str | None:
