@@ -4,6 +4,8 @@ moves its agents to the other, and every job still ends with exactly one accepte
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from click.testing import CliRunner
 
@@ -51,6 +53,10 @@ def test_agents_spread_over_two_coordinators_serve_one_campaign(fleet):
     by_agent = {fleet.agent_id(name): name for name in ("p", "q")}
     measured = {by_agent[r["agent_id"]] for job in jobs for r in fleet.store.results(job)}
     assert measured == {"p", "q"}
+    # the command line reads the same fleet from the URL, on any machine
+    listed = CliRunner().invoke(coord, ["devices", "--db", fleet.db, "--format", "json"])
+    assert listed.exit_code == 0, listed.output
+    assert {agent["id"] for agent in json.loads(listed.stdout)} == set(by_agent)
 
 
 def test_the_files_folder_is_needed_once_and_never_changed(postgres, tmp_path):
