@@ -328,65 +328,67 @@ def main() -> None:
     raise_open_files_limit()
 
     postgres = ThrowawayPostgres(fsync=True) if args.backend == "postgres" else None
-    with tempfile.TemporaryDirectory() as tmp:
-        db = postgres.new_database() if postgres else str(Path(tmp) / "load.db")
-        files = Path(tmp) / "files"
-        *tokens, hostile_token = prepare(db, files, args.agents, args.jobs)
-        serve_args = ["--heartbeat-interval", str(args.heartbeat)]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = postgres.new_database() if postgres else str(Path(tmp) / "load.db")
+            files = Path(tmp) / "files"
+            *tokens, hostile_token = prepare(db, files, args.agents, args.jobs)
+            serve_args = ["--heartbeat-interval", str(args.heartbeat)]
+            if postgres:
+                serve_args += ["--files", str(files)]
+            if args.logs:
+                args.logs.mkdir(parents=True, exist_ok=True)
+            servers = [
+                start_server(
+                    db,
+                    args=serve_args,
+                    log=open(args.logs / f"coordinator-{n}.log", "ab") if args.logs else None,
+                )
+                for n in range(args.coordinators)
+            ]
+            addresses = [address for _, address in servers]
+            address = addresses[0]
+            cpu = CpuMeter([server for server, _ in servers], postgres)
+            hostile, queue = None, multiprocessing.Queue()
+            if args.hostile:
+                hostile = multiprocessing.Process(
+                    target=hostile_process,
+                    args=(address, hostile_token, time.time() + args.seconds, queue),
+                )
+                hostile.start()
+            try:
+                stats = asyncio.run(
+                    drive(addresses, tokens, args.seconds, args.heartbeat, args.measure_s)
+                )
+                cpu_seconds = cpu.used()
+                hostile_counts = queue.get(timeout=120) if hostile else None
+            finally:
+                if hostile is not None:
+                    hostile.join(timeout=60)
+                for server, _ in servers:
+                    server.send_signal(signal.SIGTERM)
+                for server, _ in servers:
+                    server.wait(timeout=60)
+            store = Store(db)
+            counts = store.job_counts()
+            results = store.result_counts()
+            accepted, stored = results["accepted"], results["stored"]
+            open_leases = sum(store.active_leases(agent["id"]) for agent in store.list_agents())
+            hostile_agent = next(
+                (
+                    token["agent_id"]
+                    for token in store.list_tokens()
+                    if token["name"] == f"sim{args.agents}"
+                ),
+                None,
+            )
+            hostile_results = (
+                store.result_counts(hostile_agent)["stored"] if hostile_agent is not None else 0
+            )
+            store.close()
+    finally:  # a failed run leaves no server behind
         if postgres:
-            serve_args += ["--files", str(files)]
-        if args.logs:
-            args.logs.mkdir(parents=True, exist_ok=True)
-        servers = [
-            start_server(
-                db,
-                args=serve_args,
-                log=open(args.logs / f"coordinator-{n}.log", "ab") if args.logs else None,
-            )
-            for n in range(args.coordinators)
-        ]
-        addresses = [address for _, address in servers]
-        address = addresses[0]
-        cpu = CpuMeter([server for server, _ in servers], postgres)
-        hostile, queue = None, multiprocessing.Queue()
-        if args.hostile:
-            hostile = multiprocessing.Process(
-                target=hostile_process,
-                args=(address, hostile_token, time.time() + args.seconds, queue),
-            )
-            hostile.start()
-        try:
-            stats = asyncio.run(
-                drive(addresses, tokens, args.seconds, args.heartbeat, args.measure_s)
-            )
-            cpu_seconds = cpu.used()
-            hostile_counts = queue.get(timeout=120) if hostile else None
-        finally:
-            if hostile is not None:
-                hostile.join(timeout=60)
-            for server, _ in servers:
-                server.send_signal(signal.SIGTERM)
-            for server, _ in servers:
-                server.wait(timeout=60)
-        store = Store(db)
-        counts = store.job_counts()
-        results = store.result_counts()
-        accepted, stored = results["accepted"], results["stored"]
-        open_leases = sum(store.active_leases(agent["id"]) for agent in store.list_agents())
-        hostile_agent = next(
-            (
-                token["agent_id"]
-                for token in store.list_tokens()
-                if token["name"] == f"sim{args.agents}"
-            ),
-            None,
-        )
-        hostile_results = (
-            store.result_counts(hostile_agent)["stored"] if hostile_agent is not None else 0
-        )
-        store.close()
-    if postgres:
-        postgres.stop()
+            postgres.stop()
 
     done_at = np.array(stats["done_at"]) - stats["start"]
     steady = done_at[(done_at >= 5) & (done_at <= args.seconds)]  # after everyone registered
