@@ -5,8 +5,8 @@ are logged by `agent.link`.
 
 Several coordinators sharing one database serve the same fleet: a call that finds its
 coordinator gone is retried on the next one, where the agent's registration and leases
-are as valid. (A DNS name that resolves to several addresses needs no list: gRPC moves
-between the addresses of one name by itself.)"""
+are as valid. (A DNS name that resolves to several addresses is left to gRPC's own
+resolver, which tries each address of a name; untested here.)"""
 
 from __future__ import annotations
 

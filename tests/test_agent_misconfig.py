@@ -77,6 +77,9 @@ def free_port() -> int:
         ("127.0.0.1:-5", "--coordinator: the port must be 1-65535, got '-5'"),
         ("localhost:", "--coordinator: the port must be 1-65535, got ''"),
         ("::1:50051", "write an IPv6 address as [ADDRESS]:PORT"),
+        ("127.0.0.1:1,", "--coordinator: an empty address in"),  # a list of coordinators
+        ("127.0.0.1:1,127.0.0.1:1", "--coordinator: an address is given twice"),
+        ("127.0.0.1:1,127.0.0.1", "--coordinator: expected HOST:PORT"),
     ],
 )
 def test_an_address_without_a_valid_port_is_refused_at_once(tmp_path, coordinator, message):

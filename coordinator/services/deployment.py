@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agent import strict_json
-from coordinator.services.predictors import predictor_file, trained_kinds, trained_target
+from coordinator.services.predictors import predictor_file, trained_target
 from coordinator.services.specialise import Chosen, Scenario, Verified
 from coordinator.services.targets import Target
 from coordinator.state import LABEL
@@ -79,19 +79,15 @@ def read_fleet_budgets(path: str | Path) -> FleetBudgets:
     return fleet
 
 
-def _held_out_rmse(db: str | Path, label: str, kind: str, target: str | None) -> float:
-    model = load_predictor(predictor_file(db, label, kind, target))
-    metrics = model.metrics.get("held_out") or {}
+def _held_out_rmse(path: Path) -> float:
+    metrics = load_predictor(path).metrics.get("held_out") or {}
     return float(metrics.get("rmse_pct", math.inf))
 
 
 def best_kind(db: str | Path, label: str, target: str | None = None) -> str:
     """The device's trained predictor kind (on `target`) with the lowest held-out RMSE %."""
-    target, _ = trained_target(db, label, target, "a 'target' field")
-    return min(
-        trained_kinds(db, label, target),
-        key=lambda kind: (_held_out_rmse(db, label, kind, target), KINDS.index(kind)),
-    )
+    _, paths = trained_target(db, label, target, "a 'target' field")
+    return min(paths, key=lambda kind: (_held_out_rmse(paths[kind]), KINDS.index(kind)))
 
 
 def fleet_scenarios(db: str | Path, fleet: FleetBudgets) -> list[Scenario]:

@@ -281,7 +281,13 @@ def stored_predictors(db: str | Path, label: str) -> dict[str, dict[str, Path]]:
     predictors were kept per target (`<label>/<kind>.json`) counts under the target it
     records, unless that has its own; one that records none (or cannot be read: using it
     says why), under fp32 at batch 1 on the CPU."""
-    found, unrecorded = _scan(db, label)
+    return _with_unrecorded(*_scan(db, label))
+
+
+def _with_unrecorded(
+    found: dict[str, dict[str, Path]], unrecorded: dict[str, Path]
+) -> dict[str, dict[str, Path]]:
+    """`found`, with the old files that record no target under the default target."""
     for kind, path in unrecorded.items():
         found.setdefault(Target().name, {}).setdefault(kind, path)
     return found
@@ -330,7 +336,7 @@ def trained_target(
     found, unrecorded = _scan(db, label)
     if target is not None and target not in found and unrecorded:
         return target, unrecorded
-    stored = stored_predictors(db, label)
+    stored = _with_unrecorded(found, unrecorded)
     if not stored:
         raise ValueError(
             f"device: no predictor trained for {label!r} "
@@ -375,7 +381,10 @@ def predictor_file(
     db: str | Path, label: str, kind: str, target: str | None = None, option: str = "--target"
 ) -> Path:
     """The file of the device's `kind` predictor on `target` (see `trained_target`)."""
-    target, paths = trained_target(db, label, target, option)
+    return _of_kind(label, kind, *trained_target(db, label, target, option))
+
+
+def _of_kind(label: str, kind: str, target: str, paths: dict[str, Path]) -> Path:
     if kind not in paths:
         raise ValueError(
             f"kind: no {kind} predictor for {label!r} on {target} (it has "
@@ -395,8 +404,8 @@ def device_predictors(
 ) -> dict[str, LatencyPredictor]:
     """The device's predictors of `kinds` (default: every kind trained for it) on `target`
     (see `trained_target`)."""
-    kinds = tuple(kinds) or trained_kinds(db, label, target)
-    return {kind: load_predictor(predictor_file(db, label, kind, target)) for kind in kinds}
+    target, paths = trained_target(db, label, target)  # one look at the folder for all
+    return {kind: load_predictor(_of_kind(label, kind, target, paths)) for kind in kinds or paths}
 
 
 def predictors_target(models: Iterable[LatencyPredictor]) -> str | None:

@@ -51,8 +51,9 @@ class Backend(ABC):
     location: str  # the file or URL, as error messages name it
     errors: tuple[type[BaseException], ...]  # the driver's own failures
     integrity_error: type[BaseException]  # a UNIQUE or foreign key refused a write
-    lock_rows: str = ""  # appended to the SELECTs of a "rows" transaction
-    locks_rows: bool = False  # whether "rows" transactions run beside each other
+    # appended to the SELECTs of a "rows" transaction: where it is not empty, "rows"
+    # transactions run beside each other (else they are writes like any other)
+    lock_rows: str = ""
 
     @abstractmethod
     def begin(self, mode: Mode) -> None: ...

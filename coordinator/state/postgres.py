@@ -60,7 +60,6 @@ class PostgresBackend(Backend):
     errors = (psycopg.Error,)
     integrity_error = psycopg.IntegrityError
     lock_rows = " FOR UPDATE SKIP LOCKED"
-    locks_rows = True
 
     def __init__(self, url: str) -> None:
         self.location = redacted(url)
@@ -106,10 +105,10 @@ class PostgresBackend(Backend):
         )
         return found.fetchone() is not None
 
-    def schema_version(self) -> int:
+    def schema_version(self, tables: set[str] | None = None) -> int:
         # pg_tables, not to_regclass: the catalog cache may not have seen another
         # coordinator's migration committed while this transaction waited for the lock
-        if "fleet_schema" not in self._tables():
+        if "fleet_schema" not in (self._tables() if tables is None else tables):
             return 0
         row = self.db.execute("SELECT version FROM fleet_schema").fetchone()
         return 0 if row is None else row[0]
@@ -144,7 +143,8 @@ class PostgresBackend(Backend):
 
     def _check_schema(self) -> None:
         """Refuse a database that holds other tables, or ours of a newer schema."""
-        version, tables = self.schema_version(), self._tables()
+        tables = self._tables()
+        version = self.schema_version(tables)
         if version > SCHEMA_VERSION:
             raise NotAFleetDatabase(
                 self.location,

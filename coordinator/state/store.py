@@ -635,7 +635,7 @@ class Store:
                     check_spec(row["spec"])
                 except ValueError as exc:
                     refused[row["id"]] = exc
-            if refused and mode == "rows" and self.backend.locks_rows:
+            if refused and mode == "rows" and self.backend.lock_rows:
                 return None
             leased = []
             for row in rows:

@@ -1,6 +1,7 @@
 """The state's contract tests run against every backend in BACKENDS: a second backend of
-the state's interface passes the same suite by adding its name here (and its branch to
-`open_store` and to the white-box hooks in `tests/state/helpers.py`)."""
+the state's interface passes the same suite by adding its name here and its branch to
+`new_database` (the white-box hooks in `tests/state/helpers.py` speak the SQL every backend
+takes)."""
 
 from __future__ import annotations
 

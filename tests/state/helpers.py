@@ -1,6 +1,6 @@
 """Helpers of the state's contract tests: short ways to reach a state, and the white-box
-hooks that age leases and heartbeats or read a row the interface does not return (SQLite
-here; a second backend adds its own)."""
+hooks that age leases and heartbeats or read a row the interface does not return (in SQL
+that both SQLite and PostgreSQL take)."""
 
 from __future__ import annotations
 
