@@ -15,6 +15,8 @@ from typing import Any
 
 import psutil
 
+from agent.gpu import gpu_device_info, gpu_telemetry
+
 __all__ = [
     "cpu_model",
     "machine_summary",
@@ -137,6 +139,7 @@ def device_info(with_torch: bool = True) -> dict[str, Any]:
         "python_version": probe(platform.python_version),
         "hostname": probe(socket.gethostname),
         "android_release": probe(_android_release),
+        **gpu_device_info(),
     }
     return {k: v for k, v in info.items() if v is not None}
 
@@ -157,9 +160,10 @@ def _steal_percent() -> float | None:
     return getattr(times, "steal", None)
 
 
-def telemetry() -> dict[str, Any]:
-    """Fields of the protocol's Telemetry: frequency, temperature, load, CPU steal, memory.
-    CPU percentages are since the previous call (the first call reads since boot)."""
+def telemetry(gpu: int | None = None) -> dict[str, Any]:
+    """Fields of the protocol's Telemetry: frequency, temperature, load, CPU steal, memory,
+    and the clocks, temperature and memory of CUDA device `gpu` where one is named. CPU
+    percentages are since the previous call (the first call reads since boot)."""
     snapshot = {
         "unix_time_ns": time.time_ns(),
         "cpu_freq_mhz": probe(lambda: psutil.cpu_freq().current),
@@ -168,6 +172,7 @@ def telemetry() -> dict[str, Any]:
         "cpu_percent": probe(lambda: psutil.cpu_percent(interval=None)),
         "cpu_steal_percent": probe(_steal_percent),
         "available_memory_bytes": probe(lambda: psutil.virtual_memory().available),
+        **(gpu_telemetry(gpu) if gpu is not None else {}),
     }
     return {k: v for k, v in snapshot.items() if v is not None}
 

@@ -35,6 +35,9 @@ __all__ = [
     "MAX_SAMPLES",
     "session_options",
     "session_feeds",
+    "gpu_index",
+    "ort_session",
+    "BoundRunner",
 ]
 
 RUNTIMES = ("onnxruntime", "torch")
@@ -43,6 +46,13 @@ RUNTIMES = ("onnxruntime", "torch")
 # far tighter than any device holds still, and bound what one report costs the coordinator.
 MAX_SAMPLES = 2**16
 WARMUP_STABLE = 0.10  # warm-up ends once a block's median is within this of the one before
+# onnxruntime providers whose models run in GPU memory, and the device their tensors live on.
+# Their inputs are copied there once and their outputs stay there (IOBinding), so a timed run
+# is the model and not a host-device copy of its batch; run_with_iobinding synchronises the
+# device before it returns, so the clock stops when the GPU has finished.
+GPU_PROVIDERS = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda"}
+# What a provider hands the nodes it cannot run to, before the CPU: TensorRT to CUDA.
+FALLBACK_PROVIDERS = {"TensorrtExecutionProvider": ["CUDAExecutionProvider"]}
 
 
 @dataclass(frozen=True)
@@ -202,17 +212,67 @@ def session_feeds(
     return feeds
 
 
+def ort_session(
+    model: str | bytes, options: ort.SessionOptions, provider: str
+) -> ort.InferenceSession:
+    """An onnxruntime session on `provider` (with its FALLBACK_PROVIDERS), refused unless it
+    really runs there: onnxruntime only warns when a provider is missing or fails to start
+    (no CUDA libraries, a TensorRT that will not load) and runs the model on the CPU, whose
+    timings would then be reported as the provider's."""
+    with warnings.catch_warnings():  # its warning says less than the error below
+        warnings.filterwarnings("ignore", "Specified provider", UserWarning)
+        session = ort.InferenceSession(
+            model, options, providers=[provider, *FALLBACK_PROVIDERS.get(provider, [])]
+        )
+    if provider not in session.get_providers():
+        raise ValueError(
+            f"provider: onnxruntime could not run the model on {provider} here (it runs on "
+            f"{', '.join(session.get_providers())}; this onnxruntime offers "
+            f"{', '.join(ort.get_available_providers())})"
+        )
+    return session
+
+
+class BoundRunner:
+    """One run of a session whose inputs were placed on `device` once and whose outputs stay
+    there (see GPU_PROVIDERS). It holds the input tensors: the binding alone does not keep
+    host memory alive."""
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        feeds: dict[str, np.ndarray],
+        device: str,
+        device_id: int = 0,
+    ) -> None:
+        self.session, self.binding = session, session.io_binding()
+        self.inputs = {
+            name: ort.OrtValue.ortvalue_from_numpy(array, device, device_id)
+            for name, array in feeds.items()
+        }
+        for name, value in self.inputs.items():
+            self.binding.bind_ortvalue_input(name, value)
+        for output in session.get_outputs():
+            self.binding.bind_output(output.name, device, device_id)
+
+    def __call__(self) -> None:
+        self.session.run_with_iobinding(self.binding)
+
+
 def _onnxruntime_runner(
     model: str | bytes,
     settings: BenchSettings,
     input_shapes: Sequence[Sequence[int]] | None,
     cores: Sequence[int],
 ) -> tuple[Runner, dict]:
-    options = session_options(settings, cores)
-    session = ort.InferenceSession(model, options, providers=[settings.execution_provider])
+    provider = settings.execution_provider
+    session = ort_session(model, session_options(settings, cores), provider)
     feeds = session_feeds(session, input_shapes)
+    versions = {"onnxruntime": ort.__version__}
+    if provider in GPU_PROVIDERS:
+        return BoundRunner(session, feeds, GPU_PROVIDERS[provider]), versions
     run = session.run
-    return (lambda: run(None, feeds)), {"onnxruntime": ort.__version__}
+    return (lambda: run(None, feeds)), versions
 
 
 def _torch_device(provider: str) -> str:
@@ -221,6 +281,17 @@ def _torch_device(provider: str) -> str:
     return {"": "cpu", "cpuexecutionprovider": "cpu", "cudaexecutionprovider": "cuda"}.get(
         name, name
     )
+
+
+def gpu_index(settings: BenchSettings) -> int | None:
+    """The CUDA device a measurement runs on (its clocks and temperature are recorded), or
+    None for one that runs on no GPU."""
+    if settings.runtime == "torch":
+        device = _torch_device(settings.execution_provider)
+        if device == "cuda":
+            return 0
+        return int(device[5:]) if device.startswith("cuda:") and device[5:].isdigit() else None
+    return 0 if settings.execution_provider in GPU_PROVIDERS else None
 
 
 def _torch_runner(

@@ -16,9 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnxruntime as ort
-
-from agent.measure import BenchSettings, session_feeds, session_options
+from agent.measure import BenchSettings, ort_session, session_feeds, session_options
 from agent.pinning import claimed_cores, pinned
 
 __all__ = [
@@ -71,7 +69,7 @@ def profile_nodes(
         options = session_options(settings, cores)
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(folder, "ort"))
-        session = ort.InferenceSession(source, options, providers=[settings.execution_provider])
+        session = ort_session(source, options, settings.execution_provider)
         feeds = session_feeds(session, input_shapes)
         for _ in range(PROFILE_WARMUP_RUNS + runs):
             session.run(None, feeds)

@@ -27,7 +27,7 @@ from agent.describe import describe_spec
 from agent.device import device_info, peak_rss_bytes, reset_peak_rss, telemetry
 from agent.disturbance import Evidence
 from agent.link import Misconfigured, summary
-from agent.measure import BenchSettings, measure
+from agent.measure import BenchSettings, gpu_index, measure
 from agent.profile import PROFILE_RUNS, check_size, profile_nodes
 from agent.retry import RETRYABLE, Backoff
 from agent.settings import MISCONFIGURED
@@ -281,7 +281,8 @@ class Agent:
             model = self._fetch(spec.model_digest, spec.model_size)
             shapes = [list(t.dims) for t in spec.inputs] or None
             cooldown_s = self._cool_down() if self.config.cooldown else 0.0
-            before = telemetry()
+            gpu = gpu_index(settings)
+            before = telemetry(gpu)
             reset_peak_rss()
             measurement = measure(
                 model, settings, shapes, cancelled=lambda: job.lease_id in self.lost_leases
@@ -306,7 +307,7 @@ class Agent:
                 stop_reason=measurement.stop_reason,
                 peak_rss_bytes=peak_rss_bytes() or 0,
                 before=pb.Telemetry(**before),
-                after=pb.Telemetry(**telemetry()),
+                after=pb.Telemetry(**telemetry(gpu)),
                 runtime_versions=measurement.runtime_versions,
             )
             if spec.profile and result.status == pb.RESULT_STATUS_OK and not cancelled:

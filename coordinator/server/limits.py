@@ -105,6 +105,10 @@ def _message_fields(field: str, message, ranges: Mapping[str, tuple[float, float
 
 _TELEMETRY = {
     "temperature_c": (-273.15, 1000),
+    "gpu_temperature_c": (-273.15, 1000),
+    "gpu_sm_clock_mhz": (0, 1e6),
+    "gpu_memory_clock_mhz": (0, 1e6),
+    "gpu_index": (0, 4096),
     "cpu_percent": (0, 100),
     "cpu_steal_percent": (0, 100),
     "cpu_freq_mhz": (0, 1e6),

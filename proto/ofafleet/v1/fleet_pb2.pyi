@@ -21,7 +21,7 @@ RESULT_STATUS_RELEASED: ResultStatus
 RESULT_STATUS_DISTURBED: ResultStatus
 
 class DeviceInfo(_message.Message):
-    __slots__ = ("os", "os_release", "machine", "cpu_model", "physical_cores", "logical_cores", "cpu_min_mhz", "cpu_max_mhz", "cpu_governor", "memory_bytes", "temperature_sources", "onnxruntime_version", "onnxruntime_providers", "torch_version", "cuda_device", "python_version", "hostname", "android_release")
+    __slots__ = ("os", "os_release", "machine", "cpu_model", "physical_cores", "logical_cores", "cpu_min_mhz", "cpu_max_mhz", "cpu_governor", "memory_bytes", "temperature_sources", "onnxruntime_version", "onnxruntime_providers", "torch_version", "cuda_device", "python_version", "hostname", "android_release", "gpu_name", "gpu_driver", "gpu_memory_bytes")
     OS_FIELD_NUMBER: _ClassVar[int]
     OS_RELEASE_FIELD_NUMBER: _ClassVar[int]
     MACHINE_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,9 @@ class DeviceInfo(_message.Message):
     PYTHON_VERSION_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     ANDROID_RELEASE_FIELD_NUMBER: _ClassVar[int]
+    GPU_NAME_FIELD_NUMBER: _ClassVar[int]
+    GPU_DRIVER_FIELD_NUMBER: _ClassVar[int]
+    GPU_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     os: str
     os_release: str
     machine: str
@@ -58,10 +61,13 @@ class DeviceInfo(_message.Message):
     python_version: str
     hostname: str
     android_release: str
-    def __init__(self, os: _Optional[str] = ..., os_release: _Optional[str] = ..., machine: _Optional[str] = ..., cpu_model: _Optional[str] = ..., physical_cores: _Optional[int] = ..., logical_cores: _Optional[int] = ..., cpu_min_mhz: _Optional[float] = ..., cpu_max_mhz: _Optional[float] = ..., cpu_governor: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., temperature_sources: _Optional[_Iterable[str]] = ..., onnxruntime_version: _Optional[str] = ..., onnxruntime_providers: _Optional[_Iterable[str]] = ..., torch_version: _Optional[str] = ..., cuda_device: _Optional[str] = ..., python_version: _Optional[str] = ..., hostname: _Optional[str] = ..., android_release: _Optional[str] = ...) -> None: ...
+    gpu_name: str
+    gpu_driver: str
+    gpu_memory_bytes: int
+    def __init__(self, os: _Optional[str] = ..., os_release: _Optional[str] = ..., machine: _Optional[str] = ..., cpu_model: _Optional[str] = ..., physical_cores: _Optional[int] = ..., logical_cores: _Optional[int] = ..., cpu_min_mhz: _Optional[float] = ..., cpu_max_mhz: _Optional[float] = ..., cpu_governor: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., temperature_sources: _Optional[_Iterable[str]] = ..., onnxruntime_version: _Optional[str] = ..., onnxruntime_providers: _Optional[_Iterable[str]] = ..., torch_version: _Optional[str] = ..., cuda_device: _Optional[str] = ..., python_version: _Optional[str] = ..., hostname: _Optional[str] = ..., android_release: _Optional[str] = ..., gpu_name: _Optional[str] = ..., gpu_driver: _Optional[str] = ..., gpu_memory_bytes: _Optional[int] = ...) -> None: ...
 
 class Telemetry(_message.Message):
-    __slots__ = ("unix_time_ns", "cpu_freq_mhz", "temperature_c", "load_1m", "cpu_percent", "cpu_steal_percent", "available_memory_bytes")
+    __slots__ = ("unix_time_ns", "cpu_freq_mhz", "temperature_c", "load_1m", "cpu_percent", "cpu_steal_percent", "available_memory_bytes", "gpu_index", "gpu_sm_clock_mhz", "gpu_memory_clock_mhz", "gpu_temperature_c", "gpu_memory_used_bytes")
     UNIX_TIME_NS_FIELD_NUMBER: _ClassVar[int]
     CPU_FREQ_MHZ_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_C_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +75,11 @@ class Telemetry(_message.Message):
     CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
     CPU_STEAL_PERCENT_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GPU_INDEX_FIELD_NUMBER: _ClassVar[int]
+    GPU_SM_CLOCK_MHZ_FIELD_NUMBER: _ClassVar[int]
+    GPU_MEMORY_CLOCK_MHZ_FIELD_NUMBER: _ClassVar[int]
+    GPU_TEMPERATURE_C_FIELD_NUMBER: _ClassVar[int]
+    GPU_MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
     unix_time_ns: int
     cpu_freq_mhz: float
     temperature_c: float
@@ -76,7 +87,12 @@ class Telemetry(_message.Message):
     cpu_percent: float
     cpu_steal_percent: float
     available_memory_bytes: int
-    def __init__(self, unix_time_ns: _Optional[int] = ..., cpu_freq_mhz: _Optional[float] = ..., temperature_c: _Optional[float] = ..., load_1m: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., cpu_steal_percent: _Optional[float] = ..., available_memory_bytes: _Optional[int] = ...) -> None: ...
+    gpu_index: int
+    gpu_sm_clock_mhz: float
+    gpu_memory_clock_mhz: float
+    gpu_temperature_c: float
+    gpu_memory_used_bytes: int
+    def __init__(self, unix_time_ns: _Optional[int] = ..., cpu_freq_mhz: _Optional[float] = ..., temperature_c: _Optional[float] = ..., load_1m: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., cpu_steal_percent: _Optional[float] = ..., available_memory_bytes: _Optional[int] = ..., gpu_index: _Optional[int] = ..., gpu_sm_clock_mhz: _Optional[float] = ..., gpu_memory_clock_mhz: _Optional[float] = ..., gpu_temperature_c: _Optional[float] = ..., gpu_memory_used_bytes: _Optional[int] = ...) -> None: ...
 
 class TensorShape(_message.Message):
     __slots__ = ("name", "dims")

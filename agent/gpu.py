@@ -1,0 +1,105 @@
+"""What an NVIDIA GPU is and what state it is in, read through NVML (the `gpu` extra installs
+its binding, nvidia-ml-py; the driver provides the library). A GPU's clocks and temperature
+move its latency as a CPU's do, so each GPU measurement records them before and after.
+Without the binding, the driver or a GPU every field is left out, as device.py's probes do.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from typing import Any
+
+__all__ = ["gpu_device_info", "gpu_telemetry", "nvml_index"]
+
+
+@functools.cache
+def _nvml() -> Any:
+    """The initialised pynvml module, or None (no binding, no driver, no GPU)."""
+    try:
+        nvml = importlib.import_module("pynvml")
+        nvml.nvmlInit()
+    except Exception:  # ImportError, or NVMLError_LibraryNotFound / DriverNotLoaded
+        return None
+    return nvml
+
+
+def nvml_index(cuda_index: int) -> int | str:
+    """NVML's name for what CUDA calls device `cuda_index`: CUDA_VISIBLE_DEVICES renumbers
+    the GPUs CUDA sees and NVML ignores it. An int is NVML's index, a str a GPU UUID."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if not visible:
+        return cuda_index
+    entries = [entry.strip() for entry in visible.split(",")]
+    if cuda_index >= len(entries):
+        raise ValueError(f"cuda:{cuda_index} is not in CUDA_VISIBLE_DEVICES={visible}")
+    entry = entries[cuda_index]
+    return int(entry) if entry.isdigit() else entry
+
+
+def _handle(nvml: Any, cuda_index: int) -> Any:
+    index = nvml_index(cuda_index)
+    if isinstance(index, str):
+        return nvml.nvmlDeviceGetHandleByUUID(index)
+    return nvml.nvmlDeviceGetHandleByIndex(index)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value  # bytes from older bindings
+
+
+def _read(fields: dict[str, Any]) -> dict[str, Any]:
+    """Each field's reader called; one the GPU refuses (NVMLError_NotSupported) is left out."""
+    values = {}
+    for name, read in fields.items():
+        try:
+            values[name] = read()
+        except Exception:
+            continue
+    return values
+
+
+def gpu_device_info(cuda_index: int = 0) -> dict[str, Any]:
+    """DeviceInfo's GPU fields: the GPU's name, driver version and memory."""
+    nvml = _nvml()
+    if nvml is None:
+        return {}
+    try:
+        handle = _handle(nvml, cuda_index)
+    except Exception:
+        return {}
+    return _read(
+        {
+            "gpu_name": lambda: _text(nvml.nvmlDeviceGetName(handle)),
+            "gpu_driver": lambda: _text(nvml.nvmlSystemGetDriverVersion()),
+            "gpu_memory_bytes": lambda: int(nvml.nvmlDeviceGetMemoryInfo(handle).total),
+        }
+    )
+
+
+def gpu_telemetry(cuda_index: int) -> dict[str, Any]:
+    """Telemetry's GPU fields for the GPU a job runs on: SM and memory clocks, temperature,
+    memory in use, and the GPU's index as CUDA numbers it."""
+    nvml = _nvml()
+    if nvml is None:
+        return {}
+    try:
+        handle = _handle(nvml, cuda_index)
+    except Exception:
+        return {}
+    values = _read(
+        {
+            "gpu_sm_clock_mhz": lambda: float(
+                nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)
+            ),
+            "gpu_memory_clock_mhz": lambda: float(
+                nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM)
+            ),
+            "gpu_temperature_c": lambda: float(
+                nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)
+            ),
+            "gpu_memory_used_bytes": lambda: int(nvml.nvmlDeviceGetMemoryInfo(handle).used),
+        }
+    )
+    return {"gpu_index": cuda_index, **values} if values else {}
