@@ -197,6 +197,23 @@ def info() -> None:
     click.echo(json.dumps(device_info(), indent=2))
 
 
+class InputShape(click.ParamType):
+    """Comma-separated positive dimensions, e.g. `8,3,224,224`."""
+
+    name = "N,C,H,W"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).split(",")
+        if not 1 <= len(parts) <= 8 or not all(p.strip().isdigit() for p in parts):
+            self.fail(f"expected comma-separated dimensions like 8,3,224,224, got {value!r}")
+        dims = tuple(int(p) for p in parts)
+        if not all(1 <= d <= 2**16 for d in dims):
+            self.fail(f"expected dimensions in 1..65536, got {value!r}")
+        return dims
+
+
 def bench_setting_options(command: Command) -> Command:
     """One option per measurement setting (measure.py's table), defaulting to the engine's;
     BenchSettings checks the values."""
@@ -250,20 +267,31 @@ NODE_COLUMNS = [
     "profiled session of their own): the table shows them by operator type and the "
     "slowest nodes; JSON every node (`ofa-coord profile show` maps them to OFA's layers).",
 )
+@click.option(
+    "--input-shape",
+    "shape",
+    type=InputShape(),
+    help="The model's input shape, e.g. 8,3,224,224: a TorchScript model (--runtime torch) "
+    "needs it; an ONNX model's own is checked against it.",
+)
 @format_option()
-def bench(model: str, fmt: str, profile: bool, **settings: Any) -> None:
-    """Time MODEL (an .onnx file) with the agent's measurement engine, and say whether other
+def bench(
+    model: str, fmt: str, profile: bool, shape: tuple[int, ...] | None, **settings: Any
+) -> None:
+    """Time MODEL (an .onnx file, or TorchScript with --runtime torch; `ofa-coord export`
+    writes both for any target) with the agent's measurement engine, and say whether other
     work disturbed it (JSON: also the raw samples, the evidence, the settings and the
     device)."""
     try:
         checked = BenchSettings(**settings)
     except ValueError as exc:  # the one line naming the setting, exit 1
         raise click.ClickException(str(exc)) from None
+    shapes = [list(shape)] if shape else None
     try:
-        result = measure(model, checked)
+        result = measure(model, checked, shapes)
     except Exception as exc:  # onnxruntime raises its own types for unreadable models
         raise click.ClickException(f"{model}: cannot be measured: {exc}") from None
-    nodes = profile_nodes(model, checked) if profile else []
+    nodes = profile_nodes(model, checked, shapes) if profile else []
     stats = result.stats()
     if fmt == JSON:
         profiled = {"runs": PROFILE_RUNS, "nodes": [asdict(n) for n in nodes]}

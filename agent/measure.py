@@ -308,7 +308,9 @@ def _torch_runner(
     (`cores` pins only onnxruntime's pool threads one by one)."""
     torch = importlib.import_module("torch")  # optional: only GPU hosts that want it have it
     if not input_shapes:
-        raise ValueError("inputs: the torch runtime needs the input shapes in the job")
+        raise ValueError(
+            "inputs: the torch runtime needs the input shapes (the job's, or bench --input-shape)"
+        )
     device = torch.device(_torch_device(settings.execution_provider))
     torch.set_num_threads(settings.threads)
     source = io.BytesIO(model) if isinstance(model, bytes) else model

@@ -114,6 +114,81 @@ def test_export_writes_the_subnet_and_its_lut_entries(tmp_path):
     assert all((tmp_path / "out/lut" / e["file"]).is_file() for e in index.values())
 
 
+QUICK_BENCH = ("--min-runs", "5", "--min-time", "0", "--max-time", "1", "--warmup-min-time", "0")
+
+
+def test_export_writes_a_targets_models_that_agent_bench_times(tmp_path):
+    """The same files a campaign for the target measures, timed off the fleet."""
+    config = SubnetConfig.smallest(r=64)
+    (tmp_path / "c.json").write_text(config.to_json())
+    out = tmp_path / "int8"
+    result = invoke(
+        coord_main,
+        "export",
+        tmp_path / "c.json",
+        "--out",
+        out,
+        "--precision",
+        "int8",
+        "--batch",
+        "2",
+        "--lut-entries",
+    )
+    assert "input 2x3x64x64 int8" in result.output
+    (model,) = out.glob(f"{config.id}-*.onnx")
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == [2, 3, 64, 64]
+    assert any(node.op_type == "QuantizeLinear" for node in _onnx_nodes(model))
+    index = json.loads((out / "lut" / "index.json").read_text())
+    assert {entry["input_shape"][0] for entry in index.values()} == {2}
+    timed = json.loads(invoke(agent_main, "bench", model, *QUICK_BENCH, "--format", "json").output)
+    assert timed["stats"]["n"] >= 5
+    wrong = CliRunner().invoke(agent_main, ["bench", str(model), "--input-shape", "1,3,64,64"])
+    assert wrong.exit_code == 1 and "the model takes [2, 3, 64, 64]" in wrong.output
+
+    out = tmp_path / "torch"
+    invoke(
+        coord_main,
+        "export",
+        tmp_path / "c.json",
+        "--out",
+        out,
+        "--runtime",
+        "torch",
+        "--precision",
+        "fp16",
+        "--batch",
+        "2",
+    )
+    (script,) = out.glob(f"{config.id}-*.pt")
+    bench = ["bench", str(script), "--runtime", "torch", *QUICK_BENCH]
+    unshaped = CliRunner().invoke(agent_main, bench)
+    assert unshaped.exit_code == 1 and "--input-shape" in unshaped.output
+    timed = json.loads(
+        invoke(agent_main, *bench, "--input-shape", "2,3,64,64", "--format", "json").output
+    )
+    assert timed["stats"]["n"] >= 5 and "torch" in timed["runtime_versions"]
+
+
+def _onnx_nodes(path: Path):
+    import onnx
+
+    return onnx.load(str(path)).graph.node
+
+
+def test_export_refuses_a_target_that_cannot_be(tmp_path):
+    (tmp_path / "c.json").write_text(SubnetConfig.smallest().to_json())
+    for flags, message in (
+        (["--runtime", "torch", "--precision", "int8"], "precision: int8 models are onnxruntime"),
+        (["--batch", "0"], "Invalid value for '--batch'"),
+    ):
+        result = CliRunner().invoke(
+            coord_main, ["export", str(tmp_path / "c.json"), "--out", str(tmp_path), *flags]
+        )
+        assert result.exit_code != 0 and message in result.output, result.output
+    assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.onnx"))
+
+
 def test_export_refuses_a_checkpoint_that_does_not_fit(tmp_path):
     import torch
 

@@ -11,7 +11,14 @@ import click
 
 from agent.measure import SETTING_FLAGS
 from agent.output import TABLE, Column, echo_json, emit, format_option, render_table
-from coordinator.cli.options import DB, RESOLUTIONS, WIDTH, FiniteFloat
+from coordinator.cli.options import (
+    DB,
+    RESOLUTIONS,
+    WIDTH,
+    FiniteFloat,
+    batch_option,
+    precision_option,
+)
 from coordinator.cli.output import ProgressReport
 from coordinator.services.campaigns import (
     WORKLOADS,
@@ -25,7 +32,6 @@ from coordinator.services.campaigns import (
     unserved_targets,
 )
 from coordinator.services.jobs import BenchOptions
-from coordinator.services.targets import MAX_BATCH, PRECISIONS
 from coordinator.services.waiting import CampaignTimeout, Progress, follow_campaign
 from coordinator.state import BlobStore, Devices, Store, redacted
 
@@ -95,21 +101,8 @@ def campaign() -> None:
     show_default=True,
     help="Interleave the drift-reference model every N jobs (0: never).",
 )
-@click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    default="fp32",
-    show_default=True,
-    help="Of the models: fp16 halves every weight and operation; int8 quantises statically "
-    "(QDQ, onnxruntime's tools, calibrated on fixed inputs).",
-)
-@click.option(
-    "--batch",
-    type=click.IntRange(1, MAX_BATCH),
-    default=1,
-    show_default=True,
-    help="Batch size of the models' input.",
-)
+@precision_option
+@batch_option
 @bench_setting_options
 @click.option(
     "--max-attempts",

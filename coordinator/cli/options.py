@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from coordinator.cli.errors import DB_META
+from coordinator.services.targets import MAX_BATCH, PRECISIONS
 from coordinator.state import is_postgres_url, redacted
 from ofa import space
 
@@ -101,3 +102,26 @@ NEW_DB = db_option(
     must_exist=False,
     help="The coordinator's SQLite file (created if missing), or a postgresql:// URL.",
 )
+
+
+def precision_option(command: Callable) -> Callable:
+    """`--precision`, as `campaign create` and `export` take it."""
+    return click.option(
+        "--precision",
+        type=click.Choice(PRECISIONS),
+        default="fp32",
+        show_default=True,
+        help="Of the models: fp16 halves every weight and operation; int8 quantises statically "
+        "(QDQ, onnxruntime's tools, calibrated on fixed inputs).",
+    )(command)
+
+
+def batch_option(command: Callable) -> Callable:
+    """`--batch`, as `campaign create` and `export` take it."""
+    return click.option(
+        "--batch",
+        type=click.IntRange(1, MAX_BATCH),
+        default=1,
+        show_default=True,
+        help="Batch size of the models' input.",
+    )(command)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import click
 
 from agent.output import JSON, Column, echo_json, format_option, render_fields, render_table
-from coordinator.cli.options import RESOLUTIONS, WIDTH
+from coordinator.cli.options import RESOLUTIONS, WIDTH, batch_option, precision_option
+from coordinator.services.targets import MODEL_FORMAT, Target
 from ofa.config import SubnetConfig, sample_configs
 from ofa.plan import count_macs, count_params, layer_plan
 
@@ -66,7 +68,7 @@ def describe(config: str, fmt: str) -> None:
     "--out",
     type=click.Path(file_okay=False),
     required=True,
-    help="Folder to write the ONNX files into.",
+    help="Folder to write the models into.",
 )
 @click.option(
     "--checkpoint",
@@ -74,15 +76,36 @@ def describe(config: str, fmt: str) -> None:
     help="Supernet weights ({'state_dict': ...}); random weights if omitted.",
 )
 @click.option("--lut-entries", is_flag=True, help="Also export every LUT entry on its own.")
-def export(config: str, out: str, checkpoint: str | None, lut_entries: bool) -> None:
-    """Export a subnet (and optionally its LUT entries) to ONNX, opset 17, batch 1.
+@click.option(
+    "--runtime",
+    type=click.Choice(sorted(MODEL_FORMAT)),
+    default="onnxruntime",
+    show_default=True,
+    help="The runtime the files are for: ONNX for onnxruntime, TorchScript for torch.",
+)
+@precision_option
+@batch_option
+def export(
+    config: str,
+    out: str,
+    checkpoint: str | None,
+    lut_entries: bool,
+    runtime: str,
+    precision: str,
+    batch: int,
+) -> None:
+    """Export a subnet (and optionally its LUT entries) for a measurement target: ONNX
+    (opset 17) or TorchScript, fp32, fp16 or int8, at a static batch; the same files a
+    campaign for that target measures. `ofa-agent bench FILE` times one on a device.
 
-    Files are named by content: `<subnet id>-<sha256[:12]>.onnx`; LUT entries go to
-    `lut/` with an `index.json` mapping each OFA key to its file."""
+    Files are named by content: `<subnet id>-<sha256[:12]>.onnx` (`.pt` for TorchScript);
+    LUT entries go to `lut/` with an `index.json` mapping each OFA key to its file and input
+    shape."""
     from ofa.nn.checkpoint import load_supernet  # torch is imported only when exporting
-    from ofa.nn.export import export_lut_entries, export_subnet
+    from ofa.nn.export import export_model, input_shape, lut_entry_module
     from ofa.nn.supernet import OFAMobileNetV3
 
+    target = Target(runtime, precision=precision, batch=batch)  # refuses torch in int8
     subnet = SubnetConfig.from_file(config)
     supernet = load_supernet(checkpoint) if checkpoint else OFAMobileNetV3(subnet.w)
     if supernet.width != subnet.w:
@@ -91,16 +114,30 @@ def export(config: str, out: str, checkpoint: str | None, lut_entries: bool) -> 
         )
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    artifact = export_subnet(supernet.eval(), subnet)
-    path = folder / f"{subnet.id}-{artifact.sha256[:12]}.onnx"
-    path.write_bytes(artifact.onnx)
-    click.echo(f"{path}  {len(artifact.onnx) / 2**20:.1f} MiB  sha256 {artifact.sha256}")
+    suffix = ".pt" if target.model_format == "torchscript" else ".onnx"
+
+    def write(module, shape: tuple[int, ...], subnet_id: str = "") -> tuple[Path, str]:
+        """The model written under its content's name; its path and sha256."""
+        model = export_model(module, shape, precision, target.model_format)
+        digest = hashlib.sha256(model).hexdigest()
+        name = f"{subnet_id}-{digest[:12]}" if subnet_id else digest[:16]
+        path = folder / f"{name}{suffix}"
+        path.write_bytes(model)
+        return path, digest
+
+    shape: tuple[int, ...] = (batch, 3, subnet.r, subnet.r)
+    path, digest = write(supernet.eval().get_active_subnet(subnet), shape, subnet.id)
+    click.echo(
+        f"{path}  {path.stat().st_size / 2**20:.1f} MiB  input {'x'.join(map(str, shape))} "
+        f"{precision}  sha256 {digest}"
+    )
     if lut_entries:
-        (folder / "lut").mkdir(exist_ok=True)
+        folder = folder / "lut"
+        folder.mkdir(exist_ok=True)
         index = {}
-        for key, entry in export_lut_entries(subnet).items():
-            name = f"{entry.sha256[:16]}.onnx"
-            (folder / "lut" / name).write_bytes(entry.onnx)
-            index[key] = {"file": name, "sha256": entry.sha256, "input_shape": entry.input_shape}
-        (folder / "lut" / "index.json").write_text(json.dumps(index, indent=2))
-        click.echo(f"{folder / 'lut'}: {len(index)} LUT entries")
+        for spec in {spec.lut_key: spec for spec in layer_plan(subnet)}.values():
+            shape = input_shape(spec, batch)
+            path, digest = write(lut_entry_module(spec), shape)
+            index[spec.lut_key] = {"file": path.name, "sha256": digest, "input_shape": shape}
+        (folder / "index.json").write_text(json.dumps(index, indent=2))
+        click.echo(f"{folder}: {len(index)} LUT entries")
