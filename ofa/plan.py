@@ -8,6 +8,7 @@ walk it, so they agree by construction. No torch here.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from ofa import space
@@ -86,6 +87,25 @@ class LayerSpec:
             macs += 2 * self.mid * space.se_channels(self.mid)
         macs += self.mid * h_out * w_out * c_out
         return macs
+
+    def activations(self) -> int:
+        """Elements of one image's activations alive at once at the layer's busiest moment:
+        input and output, and for an MBConv the expanded tensors between its convolutions
+        (its input stays alive to the end when the block adds it back)."""
+        elements = [math.prod(shape) for shape in (self.in_shape, self.out_shape)]
+        if self.kind != MBCONV:
+            return sum(elements)
+        (h_in, w_in, _), (h_out, w_out, _) = self.in_shape, self.out_shape
+        (inputs, outputs), mid_in, mid_out = (
+            elements,
+            h_in * w_in * self.mid,
+            h_out * w_out * self.mid,
+        )
+        kept = inputs if self.idskip else 0
+        stages = [mid_out + outputs + kept, mid_in + mid_out + kept]
+        if self.has_expand:
+            stages.append(inputs + mid_in)
+        return max(stages)
 
     def params(self) -> int:
         """Learnable parameters (weights, biases, BN affine), as OFA's counter counts."""

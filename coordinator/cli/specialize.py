@@ -142,6 +142,13 @@ def _pareto_range(
     "folder or a predictor from before targets).",
 )
 @click.option(
+    "--max-peak-mb",
+    type=FiniteFloat(min=0, min_open=True),
+    help="Also a budget of peak memory in MB while the subnet runs on the device (a model fit "
+    "on what its agents recorded measuring subnets on the predictor's target; needs --db and "
+    "--device, or device scenarios).",
+)
+@click.option(
     "--generations",
     type=click.IntRange(min=1),
     default=SearchSettings.generations,
@@ -187,6 +194,7 @@ def specialize(
     max_macs,
     max_params,
     max_size_mb,
+    max_peak_mb,
     generations,
     seed,
     supernet_path,
@@ -231,7 +239,9 @@ def specialize(
             scenarios,
             accuracy,
             folder,
-            SpecialiseSettings(resolutions, max_macs, generations, seed, max_params, max_size_mb),
+            SpecialiseSettings(
+                resolutions, max_macs, generations, seed, max_params, max_size_mb, max_peak_mb
+            ),
             supernet,
             progress,
         )

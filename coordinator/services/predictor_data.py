@@ -34,10 +34,12 @@ HELD_OUT_EVERY = 3
 
 @dataclass(frozen=True)
 class Measured:
-    """One subnet and the medians of its independent measurements (one per repeat)."""
+    """One subnet and the medians of its independent measurements (one per repeat), and
+    the agents' peak memory while measuring it, in MB, where they recorded it."""
 
     config: SubnetConfig
     medians_ms: tuple[float, ...]
+    peaks_mb: tuple[float, ...] = ()
 
     @property
     def median_ms(self) -> float:
@@ -97,14 +99,17 @@ def target_subnets(
     )
     chosen = [c.id for c in fleet[name][1]] if name in fleet else []
     medians: dict[str, list[float]] = {}
+    peaks: dict[str, list[float]] = {}
     for result in store.item_results(devices, "subnet", chosen) if chosen else []:
         medians.setdefault(result.key, []).append(result.median_ms)
+        if result.peak_rss_bytes > 0:
+            peaks.setdefault(result.key, []).append(result.peak_rss_bytes / 1e6)
     for row in imported.get(name, []):
         medians.setdefault(row.key, []).append(row.latency_ms)
     return SubnetData(
         fleet[name][0] if name in fleet else Target.parse(name),
         [
-            Measured(SubnetConfig.from_json(key), tuple(values))
+            Measured(SubnetConfig.from_json(key), tuple(values), tuple(peaks.get(key, ())))
             for key, values in sorted(medians.items())
         ],
         chosen,

@@ -12,6 +12,7 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from coordinator.services.campaigns import (
     create_campaign,
     render_progress,
 )
-from coordinator.services.predictor_data import measured_subnets
+from coordinator.services.predictor_data import measured_subnets, target_subnets
 from coordinator.services.predictors import predictor_file
 from coordinator.services.progress import OnProgress, quiet
 from coordinator.services.targets import Target
@@ -36,7 +37,8 @@ from ofa.config import SubnetConfig
 from ofa.front import Front, pareto_front
 from ofa.latency_model import KINDS, BlockTable, LatencyPredictor, LutSum, load_predictor
 from ofa.lut import LatencyTable
-from ofa.plan import count_macs, count_params, space_lut_specs
+from ofa.plan import count_macs, count_params
+from ofa.resources import MemoryModel, ResourceFigures, resource_table
 from ofa.search import ImpossibleBudget, SearchSettings, fastest_configs
 
 if TYPE_CHECKING:  # torch only when weights are asked for
@@ -72,15 +74,18 @@ class Chosen:
     accuracy: float
     macs: int
     generations: int
+    peak_mb: float | None = None  # predicted peak memory, where a budget of it was set
 
     def row(self) -> dict[str, Any]:
         """The figures as one row of pareto.csv (and of summaries)."""
+        peak = {} if self.peak_mb is None else {"peak_mb": self.peak_mb}
         return {
             "budget_ms": self.budget_ms,
             "latency_ms": self.latency_ms,
             "accuracy": self.accuracy,
             "macs": self.macs,
             "params": count_params(self.config),
+            **peak,
             "r": self.config.r,
             "id": self.config.id,
         }
@@ -113,7 +118,9 @@ class Scenario:
 class SpecialiseSettings:
     """The search's limits: resolutions (default: the latency model's, 160 and up), budgets
     of MACs and of parameters (in millions) and of the weights' size in MB (at the latency
-    model's precision: 4, 2 or 1 byte a weight for fp32, fp16, int8), generations and seed."""
+    model's precision: 4, 2 or 1 byte a weight for fp32, fp16, int8), a budget of peak
+    memory in MB (fit on the device's measurements: `ofa.resources.MemoryModel`),
+    generations and seed."""
 
     resolutions: tuple[int, ...] | None = None
     max_macs: float | None = None
@@ -121,6 +128,7 @@ class SpecialiseSettings:
     seed: int = 0
     max_params: float | None = None
     max_size_mb: float | None = None
+    max_peak_mb: float | None = None
 
 
 BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8": 1}
@@ -154,35 +162,79 @@ def limits(settings: SpecialiseSettings, latency: LatencyPredictor) -> list[Limi
     ]
 
 
+@dataclass(frozen=True)
+class PeakMemory:
+    """A budget of peak memory on one device, with the model that predicts it."""
+
+    limit_mb: float
+    model: MemoryModel
+    device: str
+
+
 def feasibility(
-    budgets: Sequence[Limit], allowed: Sequence[int], width: float
+    budgets: Sequence[Limit],
+    allowed: Sequence[int],
+    width: float,
+    peak: PeakMemory | None = None,
 ) -> Callable[[ConfigBatch], np.ndarray] | None:
     """Whether each subnet of a batch is within every budget (None: no budget). A budget
     not even the smallest subnet meets is refused at once, naming it and the smallest
     reachable value (the smallest subnet at the lowest resolution is the least of each
     figure, and the fastest)."""
-    if not budgets:
+    if not budgets and peak is None:
         return None
     smallest = fastest_configs(allowed, width)
-    tables = []
+    tests: list[Callable[[ConfigBatch], np.ndarray]] = []
     for budget in budgets:
-        table = BlockTable.from_lut(
-            {
-                r: {
-                    s.lut_key: float(getattr(s, budget.figure)()) for s in space_lut_specs(r, width)
-                }
-                for r in allowed
-            },
-            width,
-        )
+        table = resource_table(budget.figure, allowed, width)
         least = float(table.lut_sum(smallest).min())
         if least > budget.limit:
             raise ImpossibleBudget(
                 f"{budget.option}: no subnet is within {budget.limit / budget.per_unit:g} "
                 f"{budget.unit}; the smallest reachable is {least / budget.per_unit:.2f}"
             )
-        tables.append((table, budget.limit))
-    return lambda batch: np.logical_and.reduce([t.lut_sum(batch) <= x for t, x in tables])
+        tests.append(partial(_within, table.lut_sum, budget.limit))
+    if peak is not None:
+        figures = ResourceFigures.of(allowed, width)
+        least = float(peak.model.predict(figures, smallest).min())
+        if least > peak.limit_mb:
+            raise ImpossibleBudget(
+                f"max_peak_mb: no subnet is predicted within {peak.limit_mb:g} MB of peak "
+                f"memory on {peak.device}; the smallest reachable is {least:.1f} MB (fit on "
+                f"{peak.model.n} measured subnets, RMSE {peak.model.rmse_mb:.1f} MB)"
+            )
+        tests.append(partial(_within, partial(peak.model.predict, figures), peak.limit_mb))
+    return lambda batch: np.logical_and.reduce([test(batch) for test in tests])
+
+
+def _within(figure: Callable[[ConfigBatch], np.ndarray], limit: float, batch: ConfigBatch):
+    return figure(batch) <= limit
+
+
+def peak_memory(
+    db: str | Path | None, scenario: Scenario, latency: LatencyPredictor, limit_mb: float
+) -> PeakMemory:
+    """The budget of peak memory on the scenario's device, with the model fit on what its
+    agents recorded while measuring subnets on the latency model's target."""
+    if scenario.device is None or db is None:
+        raise ValueError(
+            f"max_peak_mb: peak memory is fit on a device's measurements, and "
+            f"{scenario.lut} is a LUT folder: give --db and --device"
+        )
+    recorded = Target.recorded(latency.provenance)
+    data = target_subnets(
+        Store(db), scenario.device, target=recorded.name if recorded else scenario.target
+    )
+    measured = [m for m in data.measured if m.peaks_mb]
+    try:
+        model = MemoryModel.fit(
+            [m.config for m in measured],
+            [float(np.median(m.peaks_mb)) for m in measured],
+            data.target.batch if data.target else 1,
+        )
+    except ValueError as exc:
+        raise ValueError(f"max_peak_mb: device {scenario.device}: {exc}") from None
+    return PeakMemory(limit_mb, model, scenario.device)
 
 
 @dataclass(frozen=True)
@@ -340,6 +392,7 @@ def specialise(
     settings: SpecialiseSettings = SpecialiseSettings(),
     supernet: OFAMobileNetV3 | None = None,
     progress: OnProgress = quiet,
+    peak: PeakMemory | None = None,
 ) -> list[Chosen]:
     """Search the front over all budgets at once (`ofa.front`), refusing any budget below
     the fastest reachable latency before writing anything; write `front.csv` (every point
@@ -358,7 +411,7 @@ def specialise(
             "(campaign --width) or give an accuracy predictor for that width"
         )
     allowed = allowed_resolutions(latency, settings.resolutions)
-    feasible = feasibility(limits(settings, latency), allowed, latency.width)
+    feasible = feasibility(limits(settings, latency), allowed, latency.width, peak)
     progress("searching", 0, len(budgets))
     done: list[float] = []
 
@@ -376,7 +429,7 @@ def specialise(
         feasible,
         searched,
     )
-    chosen = [_choose(front, budget) for budget in budgets]  # refuses a budget before writing
+    chosen = [_choose(front, budget, peak) for budget in budgets]  # refuses before writing
     for choice in chosen:
         target = folder / f"{choice.budget_ms:g}ms"
         target.mkdir(parents=True, exist_ok=True)
@@ -403,10 +456,16 @@ def specialise(
     return chosen
 
 
-def _choose(front: Front, budget: float) -> Chosen:
+def _choose(front: Front, budget: float, peak: PeakMemory | None = None) -> Chosen:
     """The front's subnet for `budget`, with its figures."""
     config, accuracy, latency_ms = front.best_within(budget)
-    return Chosen(budget, config, latency_ms, accuracy, count_macs(config), front.generations)
+    peak_mb = None
+    if peak is not None:
+        one = ConfigBatch.from_configs([config])
+        peak_mb = float(peak.model.predict(ResourceFigures.of([config.r], config.w), one)[0])
+    return Chosen(
+        budget, config, latency_ms, accuracy, count_macs(config), front.generations, peak_mb
+    )
 
 
 def _front_rows(front: Front) -> list[dict[str, Any]]:
@@ -454,8 +513,12 @@ def specialise_scenarios(
     """Each scenario specialised into its own subfolder of `folder`, with its front;
     `progress` hears of each scenario's search under the scenario's name."""
     models = [latency_model(db, scenario) for scenario in scenarios]  # refused before any search
+    peaks = [
+        peak_memory(db, scenario, model, settings.max_peak_mb) if settings.max_peak_mb else None
+        for scenario, model in zip(scenarios, models, strict=True)
+    ]
     table = []
-    for scenario, model in zip(scenarios, models, strict=True):
+    for scenario, model, peak in zip(scenarios, models, peaks, strict=True):
         chosen = specialise(
             model,
             accuracy,
@@ -465,6 +528,7 @@ def specialise_scenarios(
             settings,
             supernet,
             _named(progress, scenario.name),
+            peak,
         )
         write_front(chosen, folder / scenario.name, scenario.source_name)
         table += [(scenario, choice) for choice in chosen]

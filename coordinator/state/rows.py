@@ -176,6 +176,7 @@ class ItemResult:
     runtime_versions: str  # JSON with sorted keys: equal versions compare equal
     campaign_id: str
     disturbed: bool = False
+    peak_rss_bytes: int = 0  # the agent's peak memory while measuring (0: not recorded)
 
 
 @dataclass(frozen=True)

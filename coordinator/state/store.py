@@ -1276,7 +1276,8 @@ class Store:
             taken = f"({taken} OR (res.status='disturbed' AND j.state='disturbed'))"
         rows = self.db.execute(
             f"SELECT ci.r, ci.key, res.median_ms, res.samples, res.drift, res.agent_id, "
-            f"res.runtime_versions, cj.campaign_id, res.status FROM {_ITEM_RESULTS} "
+            f"res.runtime_versions, cj.campaign_id, res.status, res.peak_rss_bytes "
+            f"FROM {_ITEM_RESULTS} "
             f"JOIN jobs j ON j.id=res.job_id WHERE {where} AND {taken} AND {_TRUSTED} "
             "ORDER BY res.id",
             params,
@@ -1292,6 +1293,7 @@ class Store:
                 row["runtime_versions"],
                 row["campaign_id"],
                 row["status"] == "disturbed",
+                row["peak_rss_bytes"] or 0,
             )
             for row in rows
         ]

@@ -1,0 +1,105 @@
+"""Peak memory as a budget of the search: each layer's activation working set, the
+vectorised figures over a batch of configs, the model fit to a device's measured peaks,
+and `specialize --max-peak-mb` on a device whose real agent recorded its peak memory while
+measuring subnets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ofa.batch import ConfigBatch
+from ofa.config import SubnetConfig, sample_configs
+from ofa.plan import MBCONV, LayerSpec, count_params, layer_plan
+from ofa.resources import MIN_MEMORY_SUBNETS, MemoryModel, ResourceFigures
+
+
+def test_an_mbconv_keeps_its_input_for_the_residual_and_its_expanded_tensors():
+    block = LayerSpec(MBCONV, (8, 8, 4), (8, 8, 4), mid=24, kernel=3, idskip=True, has_expand=True)
+    # expand: input 256 + mid 1536; depthwise: mid 1536 + mid 1536 + input kept 256;
+    # project: mid 1536 + output 256 + input 256
+    assert block.activations() == 1536 + 1536 + 256
+    strided = LayerSpec(MBCONV, (8, 8, 4), (4, 4, 8), mid=24, kernel=3, stride=2, has_expand=True)
+    assert strided.activations() == 1536 + 384  # the depthwise conv's input and output
+    assert layer_plan(SubnetConfig.smallest(r=32))[-1].activations() == 1280 + 1000
+
+
+def test_the_batch_figures_are_the_layer_plans_sum_of_parameters_and_largest_activations():
+    configs = sample_configs(30, seed=5, resolutions=(160, 192, 224), w=1.2)
+    figures = ResourceFigures.of((160, 192, 224), 1.2).features(ConfigBatch.from_configs(configs))
+    params = [count_params(c) / 1e6 for c in configs]
+    largest = [max(layer.activations() for layer in layer_plan(c)) / 1e6 for c in configs]
+    np.testing.assert_allclose(figures[:, 0], params, rtol=1e-12)
+    np.testing.assert_allclose(figures[:, 1], largest, rtol=1e-12)
+
+
+def test_the_fit_recovers_a_device_and_drops_a_coefficient_noise_makes_negative():
+    configs = sample_configs(40, seed=6, resolutions=(160, 224), w=1.0)
+    x = ResourceFigures.of((160, 224), 1.0).features(ConfigBatch.from_configs(configs))
+    noise = np.random.default_rng(0).normal(0, 0.5, len(configs))
+    peaks = 150 + 4.0 * x[:, 0] + 8 * 4.0 * x[:, 1] + noise  # batch 8: 4 bytes a value
+    model = MemoryModel.fit(configs, peaks, batch=8)
+    assert model.base_mb == pytest.approx(150, abs=3)
+    assert model.per_param_mb == pytest.approx(4.0, rel=0.1)
+    assert model.per_activation_mb == pytest.approx(4.0, rel=0.05)
+    assert model.rmse_mb < 1 and model.n == 40
+    shrinking = 150 - 3.0 * x[:, 0] + 8 * 4.0 * x[:, 1]
+    assert MemoryModel.fit(configs, shrinking, batch=8).per_param_mb == 0.0
+    with pytest.raises(ValueError, match=f"at least {MIN_MEMORY_SUBNETS} are needed"):
+        MemoryModel.fit(configs[:3], peaks[:3], batch=8)
+
+
+def test_specialize_keeps_the_pick_within_the_devices_peak_memory(assets, tmp_path):
+    from coordinator.services.predictors import predictor_file
+    from ofa.latency_model import load_predictor
+    from ofa.search import fastest_configs
+    from tests.cli_output import cli
+    from tests.fleet import Fleet, run_campaign
+    from tests.test_specialize import run
+
+    fleet = Fleet(tmp_path / "fleet")
+    fleet.folder.mkdir()
+    try:
+        fleet.start_server()
+        fleet.start_agent("a", labels=("cpu",))
+        fleet.agent_id("a")
+        run_campaign(
+            fleet.db, "--name", "w12", "--workload", "lut+random", "--count", "12",
+            "--width", "1.2", "--resolutions", "160", "--repeats", "1",
+            "--reference-every", "0",
+        )  # fmt: skip
+    finally:
+        fleet.close()
+    cli("predictor", "train", "--db", fleet.db, "--device", "cpu", "--kind", "lut")
+    model = load_predictor(predictor_file(fleet.db, "cpu", "lut"))
+    budget = round(3 * float(model.predict(fastest_configs([160], 1.2))[0]), 2)
+    search = [
+        "--db", fleet.db, "--device", "cpu", "--kind", "lut", "--latency-ms", budget,
+        "--acc-predictor", assets / "acc_predictor.pth", "--generations", "3",
+    ]  # fmt: skip
+
+    def pick(name: str, *args) -> dict:
+        run(*search, *args, "--out", tmp_path / name)
+        return json.loads((tmp_path / name / f"{budget:g}ms" / "result.json").read_text())
+
+    free = pick("free")
+    assert "peak_mb" not in free
+    # A limit below the unconstrained pick's predicted peak, above the smallest subnet's
+    said = run(*search, "--max-peak-mb", "1", "--out", tmp_path / "no", expect=1)
+    smallest = float(said.split("the smallest reachable is ")[1].split()[0])
+    assert "max_peak_mb: no subnet is predicted within 1 MB of peak memory on cpu" in said
+    assert "fit on 12 measured subnets" in said
+    probe = pick("probe", "--max-peak-mb", 1e6)
+    assert probe["id"] == free["id"] and probe["peak_mb"] > smallest
+    limit = round((smallest + probe["peak_mb"]) / 2, 3)
+    bound = pick("bound", "--max-peak-mb", limit)
+    assert smallest <= bound["peak_mb"] <= limit and bound["latency_ms"] <= budget
+    assert bound["accuracy"] <= free["accuracy"] and bound["id"] != free["id"]
+    assert "peak_mb" in (tmp_path / "bound" / "pareto.csv").read_text().splitlines()[0]
+    lut = run(
+        "--lut", assets / "note10", "--latency-ms", 30, "--max-peak-mb", 500,
+        "--acc-predictor", assets / "acc_predictor.pth", "--out", tmp_path / "lut", expect=1,
+    )  # fmt: skip
+    assert "max_peak_mb: peak memory is fit on a device's measurements" in lut
