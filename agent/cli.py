@@ -206,7 +206,9 @@ class InputShape(click.ParamType):
         if isinstance(value, tuple):
             return value
         parts = str(value).split(",")
-        if not 1 <= len(parts) <= 8 or not all(p.strip().isdigit() for p in parts):
+        if not 1 <= len(parts) <= 8 or not all(
+            p.strip().isascii() and p.strip().isdigit() for p in parts
+        ):
             self.fail(f"expected comma-separated dimensions like 8,3,224,224, got {value!r}")
         dims = tuple(int(p) for p in parts)
         if not all(1 <= d <= 2**16 for d in dims):
@@ -268,6 +270,13 @@ NODE_COLUMNS = [
     "slowest nodes; JSON every node (`ofa-coord profile show` maps them to OFA's layers).",
 )
 @click.option(
+    "--precision",
+    "model_precision",
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    help="The model's precision, which TensorRT must be told (other providers read it off "
+    "the model).",
+)
+@click.option(
     "--input-shape",
     "shape",
     type=InputShape(),
@@ -276,14 +285,19 @@ NODE_COLUMNS = [
 )
 @format_option()
 def bench(
-    model: str, fmt: str, profile: bool, shape: tuple[int, ...] | None, **settings: Any
+    model: str,
+    fmt: str,
+    profile: bool,
+    shape: tuple[int, ...] | None,
+    model_precision: str | None,
+    **settings: Any,
 ) -> None:
     """Time MODEL (an .onnx file, or TorchScript with --runtime torch; `ofa-coord export`
     writes both for any target) with the agent's measurement engine, and say whether other
     work disturbed it (JSON: also the raw samples, the evidence, the settings and the
     device)."""
     try:
-        checked = BenchSettings(**settings)
+        checked = BenchSettings(**settings, model_precision=model_precision or "")
     except ValueError as exc:  # the one line naming the setting, exit 1
         raise click.ClickException(str(exc)) from None
     shapes = [list(shape)] if shape else None

@@ -11,7 +11,7 @@ import importlib
 import os
 from typing import Any
 
-__all__ = ["gpu_device_info", "gpu_telemetry", "nvml_index"]
+__all__ = ["gpu_device_info", "gpu_telemetry"]
 
 
 @functools.cache
@@ -25,24 +25,34 @@ def _nvml() -> Any:
     return nvml
 
 
-def nvml_index(cuda_index: int) -> int | str:
-    """NVML's name for what CUDA calls device `cuda_index`: CUDA_VISIBLE_DEVICES renumbers
-    the GPUs CUDA sees and NVML ignores it. An int is NVML's index, a str a GPU UUID."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
-    if not visible:
-        return cuda_index
-    entries = [entry.strip() for entry in visible.split(",")]
-    if cuda_index >= len(entries):
-        raise ValueError(f"cuda:{cuda_index} is not in CUDA_VISIBLE_DEVICES={visible}")
-    entry = entries[cuda_index]
-    return int(entry) if entry.isdigit() else entry
-
-
 def _handle(nvml: Any, cuda_index: int) -> Any:
-    index = nvml_index(cuda_index)
-    if isinstance(index, str):
-        return nvml.nvmlDeviceGetHandleByUUID(index)
-    return nvml.nvmlDeviceGetHandleByIndex(index)
+    """NVML's handle of what CUDA calls device `cuda_index`. CUDA_VISIBLE_DEVICES renumbers
+    the GPUs CUDA sees (by index or by a UUID or its prefix; set but empty, none) and NVML
+    ignores it. Indices count in CUDA_DEVICE_ORDER, fastest first unless PCI_BUS_ID, and
+    NVML counts by PCI bus: on a host of different GPUs an index is ambiguous without
+    PCI_BUS_ID, so it names none (ValueError), rather than possibly the wrong one."""
+    handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    entries = None if visible is None else [e.strip() for e in visible.split(",") if e.strip()]
+    by_index = entries is None or any(e.isdigit() for e in entries)
+    models = {_text(nvml.nvmlDeviceGetName(h)) for h in handles}
+    if by_index and len(models) > 1 and os.environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
+        raise ValueError("GPUs of different models, numbered fastest first: set PCI_BUS_ID")
+    candidates = handles if entries is None else [_visible(nvml, handles, e) for e in entries]
+    if cuda_index >= len(candidates):
+        raise ValueError(f"cuda:{cuda_index} is not among the {len(candidates)} GPUs CUDA sees")
+    return candidates[cuda_index]
+
+
+def _visible(nvml: Any, handles: list[Any], entry: str) -> Any:
+    """The GPU a CUDA_VISIBLE_DEVICES entry names: an index, or a UUID or its unique prefix
+    (MIG instances are not followed)."""
+    if entry.isdigit():
+        return handles[int(entry)]
+    matches = [h for h in handles if _text(nvml.nvmlDeviceGetUUID(h)).startswith(entry)]
+    if len(matches) != 1:
+        raise ValueError(f"CUDA_VISIBLE_DEVICES entry {entry!r} names {len(matches)} GPUs")
+    return matches[0]
 
 
 def _text(value: str | bytes) -> str:

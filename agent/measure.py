@@ -53,6 +53,13 @@ WARMUP_STABLE = 0.10  # warm-up ends once a block's median is within this of the
 GPU_PROVIDERS = {"CUDAExecutionProvider": "cuda", "TensorrtExecutionProvider": "cuda"}
 # What a provider hands the nodes it cannot run to, before the CPU: TensorRT to CUDA.
 FALLBACK_PROVIDERS = {"TensorrtExecutionProvider": ["CUDAExecutionProvider"]}
+MODEL_PRECISIONS = ("", "fp32", "fp16", "int8")
+# TensorRT builds fp32 kernels unless told otherwise: an fp16 model fails to build (or runs
+# in fp32) and a QDQ int8 one runs dequantised. Other providers follow the model's types.
+TENSORRT_PRECISION_OPTIONS = {
+    "fp16": {"trt_fp16_enable": "True"},
+    "int8": {"trt_int8_enable": "True"},
+}
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,7 @@ class BenchSettings:
     runtime: str = "onnxruntime"
     execution_provider: str = "CPUExecutionProvider"
     pin_cores: bool = True  # pin the measuring threads to fixed cores where the OS allows
+    model_precision: str = ""  # the model's, as a job's spec says it ("": not said)
 
     def __post_init__(self) -> None:
         for name in ("threads", "min_runs", "block_runs"):
@@ -87,6 +95,11 @@ class BenchSettings:
         if not 0 < self.target_precision < 1:
             raise ValueError(
                 f"target_precision: expected a fraction in (0, 1), got {self.target_precision}"
+            )
+        if self.model_precision not in MODEL_PRECISIONS:
+            raise ValueError(
+                f"model_precision: expected one of fp32, fp16, int8 (or none), got "
+                f"{self.model_precision!r:.40}"
             )
         if self.runtime not in RUNTIMES:
             raise ValueError(
@@ -212,17 +225,26 @@ def session_feeds(
     return feeds
 
 
+def provider_options(provider: str, precision: str) -> dict[str, str]:
+    """What `provider` must be told to run a model of `precision` as such."""
+    if provider == "TensorrtExecutionProvider":
+        return TENSORRT_PRECISION_OPTIONS.get(precision, {})
+    return {}
+
+
 def ort_session(
-    model: str | bytes, options: ort.SessionOptions, provider: str
+    model: str | bytes, options: ort.SessionOptions, provider: str, precision: str = ""
 ) -> ort.InferenceSession:
-    """An onnxruntime session on `provider` (with its FALLBACK_PROVIDERS), refused unless it
-    really runs there: onnxruntime only warns when a provider is missing or fails to start
-    (no CUDA libraries, a TensorRT that will not load) and runs the model on the CPU, whose
-    timings would then be reported as the provider's."""
+    """An onnxruntime session on `provider` (with its FALLBACK_PROVIDERS and the options a
+    model of `precision` needs), refused unless onnxruntime enabled that provider: it only
+    warns when a provider is missing or fails to start (no CUDA libraries, a TensorRT that
+    will not load) and runs the model on the CPU, whose timings would then be reported as
+    the provider's. (Which nodes a provider takes is its own choice.)"""
+    providers: list = [(provider, provider_options(provider, precision))]
     with warnings.catch_warnings():  # its warning says less than the error below
         warnings.filterwarnings("ignore", "Specified provider", UserWarning)
         session = ort.InferenceSession(
-            model, options, providers=[provider, *FALLBACK_PROVIDERS.get(provider, [])]
+            model, options, providers=providers + FALLBACK_PROVIDERS.get(provider, [])
         )
     if provider not in session.get_providers():
         raise ValueError(
@@ -266,9 +288,12 @@ def _onnxruntime_runner(
     cores: Sequence[int],
 ) -> tuple[Runner, dict]:
     provider = settings.execution_provider
-    session = ort_session(model, session_options(settings, cores), provider)
+    precision = settings.model_precision
+    session = ort_session(model, session_options(settings, cores), provider, precision)
     feeds = session_feeds(session, input_shapes)
     versions = {"onnxruntime": ort.__version__}
+    for name, value in provider_options(provider, precision).items():
+        versions[name] = value  # what TensorRT was told
     if provider in GPU_PROVIDERS:
         return BoundRunner(session, feeds, GPU_PROVIDERS[provider]), versions
     run = session.run

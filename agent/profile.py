@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.measure import BenchSettings, ort_session, session_feeds, session_options
+from agent.measure import (
+    GPU_PROVIDERS,
+    BenchSettings,
+    ort_session,
+    session_feeds,
+    session_options,
+)
 from agent.pinning import claimed_cores, pinned
 
 __all__ = [
@@ -58,6 +64,11 @@ def profile_nodes(
     runs after PROFILE_WARMUP_RUNS (onnxruntime only)."""
     if settings.runtime != "onnxruntime":
         raise ValueError(f"runtime: profiles come from onnxruntime, not {settings.runtime!r}")
+    if settings.execution_provider in GPU_PROVIDERS:
+        raise ValueError(
+            f"provider: onnxruntime's profiler times {settings.execution_provider}'s kernel "
+            "launches on the host, not the GPU's work: profiles are for CPU providers"
+        )
     if runs < 1:
         raise ValueError(f"runs: expected an integer >= 1, got {runs}")
     source = model if isinstance(model, bytes) else str(model)
@@ -69,7 +80,9 @@ def profile_nodes(
         options = session_options(settings, cores)
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(folder, "ort"))
-        session = ort_session(source, options, settings.execution_provider)
+        session = ort_session(
+            source, options, settings.execution_provider, settings.model_precision
+        )
         feeds = session_feeds(session, input_shapes)
         for _ in range(PROFILE_WARMUP_RUNS + runs):
             session.run(None, feeds)

@@ -131,7 +131,8 @@ def test_the_proto_is_the_one_schema_of_the_benchmark_settings():
     assert {f.name: f.type for f in fields(BenchOptions)} == wire
     engine = {f.name: f.type for f in fields(BenchSettings)}
     assert {name: engine[name] for name in wire} == wire  # the agent understands every one
-    assert AGENT_SPEC_SETTINGS == SPEC_SETTINGS
+    # and the model's precision: what the model is (not a setting), which TensorRT must know
+    assert AGENT_SPEC_SETTINGS == (*SPEC_SETTINGS, "model_precision")
     assert {setting.field for setting in SETTING_FLAGS} <= set(wire)
     spec = make_spec(
         "d",

@@ -112,6 +112,8 @@ def test_export_writes_the_subnet_and_its_lut_entries(tmp_path):
     index = json.loads((tmp_path / "out/lut/index.json").read_text())
     assert set(index) == set(lut_keys(config))
     assert all((tmp_path / "out/lut" / e["file"]).is_file() for e in index.values())
+    invoke(coord_main, "export", tmp_path / "c.json", "--out", tmp_path / "again")
+    assert (tmp_path / "again" / models[0].name).is_file()  # seeded: the same bytes each time
 
 
 QUICK_BENCH = ("--min-runs", "5", "--min-time", "0", "--max-time", "1", "--warmup-min-time", "0")

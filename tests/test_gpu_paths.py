@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -43,6 +44,10 @@ def model_bytes() -> bytes:
 
 
 @pytest.mark.parametrize("provider", ["CUDAExecutionProvider", "TensorrtExecutionProvider"])
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in ort.get_available_providers(),
+    reason="onnxruntime-gpu is installed: these providers may start here",
+)
 def test_a_provider_onnxruntime_cannot_start_is_refused_not_run_on_the_cpu(model_bytes, provider):
     with pytest.raises(ValueError) as error:
         measure(model_bytes, BenchSettings(execution_provider=provider, **QUICK))
@@ -90,6 +95,9 @@ def test_the_gpu_a_measurement_runs_on(runtime, provider, index):
     assert gpu_index(BenchSettings(runtime=runtime, execution_provider=provider)) == index
 
 
+@pytest.mark.skipif(
+    Path("/proc/driver/nvidia").exists(), reason="an NVIDIA driver is loaded: NVML is present"
+)
 def test_without_a_driver_every_gpu_field_is_left_out(monkeypatch):
     gpu._nvml.cache_clear()
     monkeypatch.setitem(sys.modules, "pynvml", __import__("pynvml"))  # the real binding
@@ -109,11 +117,12 @@ def fake_nvml(temperature: float = 47.0) -> types.ModuleType:
     """A stand-in for pynvml with two GPUs (see the module docstring)."""
     module = types.ModuleType("pynvml")
     module.NVML_CLOCK_SM, module.NVML_CLOCK_MEM, module.NVML_TEMPERATURE_GPU = 1, 2, 0
-    gpus = {0: "GPU-aaaa", 1: "GPU-bbbb"}
+    gpus = {0: "GPU-aaaa", 1: "GPU-bbbb"}  # PCI bus order; the UUIDs go on past these
     memory = types.SimpleNamespace(total=80 * 2**30, used=3 * 2**30, free=77 * 2**30)
     module.nvmlInit = lambda: None
+    module.nvmlDeviceGetCount = lambda: len(gpus)
     module.nvmlDeviceGetHandleByIndex = lambda i: gpus[i]
-    module.nvmlDeviceGetHandleByUUID = lambda uuid: uuid if uuid in gpus.values() else 1 / 0
+    module.nvmlDeviceGetUUID = lambda handle: handle + "-1111-2222"
     module.nvmlDeviceGetName = lambda h: b"NVIDIA H100" if h == "GPU-aaaa" else "NVIDIA A10"
     module.nvmlSystemGetDriverVersion = lambda: "560.35.03"
     module.nvmlDeviceGetMemoryInfo = lambda h: memory
@@ -133,6 +142,7 @@ def nvml(monkeypatch):
     gpu._nvml.cache_clear()
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml())
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # the two GPUs are different models
     yield
     gpu._nvml.cache_clear()
 
@@ -162,9 +172,43 @@ def test_cuda_visible_devices_is_followed_to_the_gpu_nvml_names(nvml, monkeypatc
     assert gpu.gpu_device_info(0)["gpu_name"] == name
 
 
-def test_a_gpu_outside_cuda_visible_devices_gives_no_fields(nvml, monkeypatch):
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+@pytest.mark.parametrize(
+    ("visible", "order"),
+    [
+        ("0", "PCI_BUS_ID"),  # cuda:1 is not visible
+        ("", "PCI_BUS_ID"),  # set but empty: CUDA sees no GPU
+        ("GPU-", "PCI_BUS_ID"),  # a prefix of both UUIDs
+        (None, "FASTEST_FIRST"),  # CUDA's order among different models is not NVML's
+    ],
+)
+def test_a_gpu_that_cannot_be_told_for_sure_gives_no_fields(nvml, monkeypatch, visible, order):
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", order)
     assert gpu.gpu_telemetry(1) == {}
+
+
+def test_uuids_name_the_gpu_in_any_device_order(nvml, monkeypatch):
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "FASTEST_FIRST")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bbbb-1111,GPU-aaaa")
+    assert gpu.gpu_device_info(0)["gpu_name"] == "NVIDIA A10"
+    assert gpu.gpu_device_info(1)["gpu_name"] == "NVIDIA H100"
+
+
+def test_tensorrt_is_told_the_models_precision_and_profiles_refuse_gpu_providers(model_bytes):
+    from agent.measure import provider_options
+    from agent.profile import profile_nodes
+
+    trt = "TensorrtExecutionProvider"
+    assert provider_options(trt, "fp16") == {"trt_fp16_enable": "True"}
+    assert provider_options(trt, "int8") == {"trt_int8_enable": "True"}
+    assert provider_options(trt, "fp32") == provider_options("CUDAExecutionProvider", "fp16") == {}
+    with pytest.raises(ValueError, match="model_precision: expected one of fp32"):
+        BenchSettings(model_precision="bf16")
+    with pytest.raises(ValueError, match="profiles are for CPU providers"):
+        profile_nodes(model_bytes, BenchSettings(execution_provider=trt))
 
 
 def test_the_coordinator_takes_gpu_telemetry_and_refuses_a_temperature_out_of_range(nvml):

@@ -131,6 +131,26 @@ def test_the_models_are_exported_for_the_target(measured):
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model.graph.node}
 
 
+def test_each_job_tells_the_agent_its_models_precision(measured):
+    """TensorRT must be told (agent/measure.py); the drift reference is always fp32."""
+    from proto.ofafleet.v1 import fleet_pb2 as pb
+
+    by_name = {c.name: c.id for c in measured.store.list_campaigns()}
+    for name, precision in (
+        ("onnxruntime-cpu-int8-b1", "int8"),
+        ("onnxruntime-cpu-fp32-b8", "fp32"),
+    ):
+        specs = [
+            pb.BenchSpec.FromString(row[0])
+            for row in measured.store.db.execute(
+                "SELECT j.spec FROM jobs j JOIN campaign_jobs cj ON cj.job_id=j.id "
+                "WHERE cj.campaign_id=?",
+                (by_name[name],),
+            ).fetchall()
+        ]
+        assert len(specs) == 96 and {s.model_precision for s in specs} == {precision}
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [

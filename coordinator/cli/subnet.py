@@ -103,11 +103,11 @@ def export(
     shape."""
     from ofa.nn.checkpoint import load_supernet  # torch is imported only when exporting
     from ofa.nn.export import export_model, input_shape, lut_entry_module
-    from ofa.nn.supernet import OFAMobileNetV3
+    from ofa.nn.supernet import seeded_supernet
 
     target = Target(runtime, precision=precision, batch=batch)  # refuses torch in int8
     subnet = SubnetConfig.from_file(config)
-    supernet = load_supernet(checkpoint) if checkpoint else OFAMobileNetV3(subnet.w)
+    supernet = load_supernet(checkpoint) if checkpoint else seeded_supernet(subnet.w)
     if supernet.width != subnet.w:
         raise ValueError(
             f"w: the config is a w{subnet.w} subnet, {checkpoint} a w{supernet.width} supernet"

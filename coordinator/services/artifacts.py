@@ -166,11 +166,7 @@ class ArtifactBuilder:
 
     def _supernet(self, width: float):
         if width not in self._supernets:
-            import torch
+            from ofa.nn.supernet import seeded_supernet  # torch only when exporting
 
-            from ofa.nn.supernet import OFAMobileNetV3
-
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                self._supernets[width] = OFAMobileNetV3(width).eval()
+            self._supernets[width] = seeded_supernet(width)  # RANDOM_WEIGHTS
         return self._supernets[width]

@@ -355,6 +355,7 @@ def _job_specs(
                 item.inputs,
                 reference_options if item.kind == "reference" else spec.options,
                 profile=spec.profile and item.kind == "subnet",
+                precision="fp32" if item.kind == "reference" else spec.precision,
                 **implements,
             ).SerializeToString(),
             item.digest,

@@ -21,7 +21,15 @@ __all__ = ["BenchOptions", "SPEC_SETTINGS", "model_inputs", "make_spec", "enqueu
 # a job measures and what to record besides the timings are its settings, and BenchOptions has
 # exactly these (a test holds it to them).
 JOB_IDENTITY = frozenset(
-    {"model_digest", "model_size", "subnet_config_json", "lut_key", "reference", "inputs"}
+    {
+        "model_digest",
+        "model_size",
+        "subnet_config_json",
+        "lut_key",
+        "reference",
+        "inputs",
+        "model_precision",
+    }
 )
 JOB_EXTRAS = frozenset({"profile"})  # recorded after the timed runs: not a setting of them
 SPEC_SETTINGS = tuple(
@@ -139,10 +147,12 @@ def make_spec(
     lut_key: str | None = None,
     reference: str | None = None,
     profile: bool = False,
+    precision: str = "",
 ) -> pb.BenchSpec:
     spec = pb.BenchSpec(
         model_digest=digest,
         model_size=size,
+        model_precision=precision,
         profile=profile,
         inputs=[pb.TensorShape(name=n, dims=list(d)) for n, d in inputs],
         **{name: getattr(options, name) for name in SPEC_SETTINGS},

@@ -31,7 +31,7 @@ from ofa.nn.layers import (
 )
 from ofa.plan import MBCONV, layer_plan
 
-__all__ = ["OFAMobileNetV3"]
+__all__ = ["OFAMobileNetV3", "seeded_supernet"]
 
 
 class ElasticConv2d(nn.Module):
@@ -308,3 +308,12 @@ class OFAMobileNetV3(nn.Module):
             pl.conv.active_weight(target.point_linear.conv.out_channels, mid)
         )
         _copy_bn(target.point_linear.bn, pl.bn.bn)
+
+
+def seeded_supernet(width: float, seed: int = 0) -> OFAMobileNetV3:
+    """A supernet of random weights drawn from `seed` (the global RNG left alone): the same
+    weights, and so the same exported bytes, in every process. Latency does not depend on
+    weight values, so campaigns measure these when no checkpoint is given."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return OFAMobileNetV3(width).eval()

@@ -103,7 +103,7 @@ class TensorShape(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dims: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class BenchSpec(_message.Message):
-    __slots__ = ("model_digest", "model_size", "subnet_config_json", "lut_key", "reference", "inputs", "profile", "runtime", "execution_provider", "threads", "warmup_runs", "warmup_min_s", "min_runs", "min_time_s", "max_time_s", "target_precision")
+    __slots__ = ("model_digest", "model_size", "subnet_config_json", "lut_key", "reference", "inputs", "profile", "model_precision", "runtime", "execution_provider", "threads", "warmup_runs", "warmup_min_s", "min_runs", "min_time_s", "max_time_s", "target_precision")
     MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
     MODEL_SIZE_FIELD_NUMBER: _ClassVar[int]
     SUBNET_CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,7 @@ class BenchSpec(_message.Message):
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_PRECISION_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     THREADS_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +128,7 @@ class BenchSpec(_message.Message):
     reference: str
     inputs: _containers.RepeatedCompositeFieldContainer[TensorShape]
     profile: bool
+    model_precision: str
     runtime: str
     execution_provider: str
     threads: int
@@ -136,7 +138,7 @@ class BenchSpec(_message.Message):
     min_time_s: float
     max_time_s: float
     target_precision: float
-    def __init__(self, model_digest: _Optional[str] = ..., model_size: _Optional[int] = ..., subnet_config_json: _Optional[str] = ..., lut_key: _Optional[str] = ..., reference: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorShape, _Mapping]]] = ..., profile: _Optional[bool] = ..., runtime: _Optional[str] = ..., execution_provider: _Optional[str] = ..., threads: _Optional[int] = ..., warmup_runs: _Optional[int] = ..., warmup_min_s: _Optional[float] = ..., min_runs: _Optional[int] = ..., min_time_s: _Optional[float] = ..., max_time_s: _Optional[float] = ..., target_precision: _Optional[float] = ...) -> None: ...
+    def __init__(self, model_digest: _Optional[str] = ..., model_size: _Optional[int] = ..., subnet_config_json: _Optional[str] = ..., lut_key: _Optional[str] = ..., reference: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorShape, _Mapping]]] = ..., profile: _Optional[bool] = ..., model_precision: _Optional[str] = ..., runtime: _Optional[str] = ..., execution_provider: _Optional[str] = ..., threads: _Optional[int] = ..., warmup_runs: _Optional[int] = ..., warmup_min_s: _Optional[float] = ..., min_runs: _Optional[int] = ..., min_time_s: _Optional[float] = ..., max_time_s: _Optional[float] = ..., target_precision: _Optional[float] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("job_id", "lease_id", "lease_expires_unix_ms", "attempt", "spec")
