@@ -132,7 +132,7 @@ def test_the_proto_is_the_one_schema_of_the_benchmark_settings():
     engine = {f.name: f.type for f in fields(BenchSettings)}
     assert {name: engine[name] for name in wire} == wire  # the agent understands every one
     # and the model's precision: what the model is (not a setting), which TensorRT must know
-    assert AGENT_SPEC_SETTINGS == (*SPEC_SETTINGS, "model_precision")
+    assert set(AGENT_SPEC_SETTINGS) == {*SPEC_SETTINGS, "model_precision"}
     assert {setting.field for setting in SETTING_FLAGS} <= set(wire)
     spec = make_spec(
         "d",
