@@ -88,6 +88,11 @@ class AccuracyPredictor:
     width: float = 1.2
     encoding: ResolutionEncoding = OFFICIAL_ENCODING
 
+    def __post_init__(self) -> None:
+        for name in ("weights", "biases"):
+            arrays = tuple(np.asarray(a, np.float32) for a in getattr(self, name))
+            object.__setattr__(self, name, arrays)
+
     def predict(self, configs: ConfigBatch | Sequence[SubnetConfig]) -> np.ndarray:
         """Predicted top-1 (fraction) of each config."""
         batch = configs if isinstance(configs, ConfigBatch) else ConfigBatch.from_configs(configs)
@@ -127,8 +132,8 @@ class AccuracyPredictor:
                 f"first layer taking {n_in} inputs, got {sorted(state)}"
             )
         return cls(
-            tuple(np.asarray(state[f"{i}.weight"], np.float32) for i in linear),
-            tuple(np.asarray(state[f"{i}.bias"], np.float32) for i in linear),
+            tuple(np.asarray(state[f"{i}.weight"]) for i in linear),
+            tuple(np.asarray(state[f"{i}.bias"]) for i in linear),
             width,
             encoding,
         )
