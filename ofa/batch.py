@@ -118,6 +118,21 @@ class ConfigBatch:
             object.__setattr__(self, name, value)
 
     @classmethod
+    def derived(
+        cls, ks: np.ndarray, e: np.ndarray, d: np.ndarray, r: np.ndarray, w: float
+    ) -> ConfigBatch:
+        """A batch of values taken from checked batches or from the space's own choices (the
+        search's moves, mutations and crossovers), in the canonical dtypes, unchecked: the
+        search derives thousands of batches a second, and checking each cost it a tenth of
+        its time. Anything from outside goes through the constructor."""
+        batch = object.__new__(cls)
+        for name, value, dtype in (("ks", ks, np.int8), ("e", e, np.int8), ("d", d, np.int8)):
+            object.__setattr__(batch, name, value.astype(dtype, copy=False))
+        object.__setattr__(batch, "r", r.astype(np.int32, copy=False))
+        object.__setattr__(batch, "w", w)
+        return batch
+
+    @classmethod
     def from_configs(cls, configs: Sequence[SubnetConfig]) -> ConfigBatch:
         widths = {c.w for c in configs}
         if len(widths) > 1:

@@ -221,11 +221,9 @@ def _per_type(batch: ConfigBatch, values: np.ndarray) -> np.ndarray:
     block = np.arange(space.N_BLOCKS)
     position = (block // space.MAX_DEPTH) * 2 + (block % space.MAX_DEPTH > 0)
     types = position[None, :] * 9 + batch.ks.astype(int) * 3 + batch.e.astype(int)
-    features = np.zeros((len(batch), N_TYPES))
-    np.add.at(
-        features, (np.repeat(np.arange(len(batch)), space.N_BLOCKS), types.ravel()), values.ravel()
-    )
-    return features
+    cells = np.arange(len(batch))[:, None] * N_TYPES + types  # row-major (n, 90) cells
+    summed = np.bincount(cells.ravel(), np.asarray(values, float).ravel(), len(batch) * N_TYPES)
+    return summed.reshape(len(batch), N_TYPES)
 
 
 def _structure_design(batch: ConfigBatch) -> tuple[np.ndarray, np.ndarray]:

@@ -85,15 +85,17 @@ def options(batch: ConfigBatch) -> np.ndarray:
 
 
 def with_options(batch: ConfigBatch, chosen: np.ndarray) -> ConfigBatch:
-    return ConfigBatch(OPTION_KS[chosen], OPTION_E[chosen], batch.d, batch.r, batch.w)
+    return ConfigBatch.derived(OPTION_KS[chosen], OPTION_E[chosen], batch.d, batch.r, batch.w)
 
 
 def take(batch: ConfigBatch, index: np.ndarray) -> ConfigBatch:
-    return ConfigBatch(batch.ks[index], batch.e[index], batch.d[index], batch.r[index], batch.w)
+    return ConfigBatch.derived(
+        batch.ks[index], batch.e[index], batch.d[index], batch.r[index], batch.w
+    )
 
 
 def concat(batches: list[ConfigBatch]) -> ConfigBatch:
-    return ConfigBatch(
+    return ConfigBatch.derived(
         np.concatenate([b.ks for b in batches]),
         np.concatenate([b.e for b in batches]),
         np.concatenate([b.d for b in batches]),
@@ -112,7 +114,7 @@ def propagate(batch: ConfigBatch) -> ConfigBatch:
             skipped = ~active[:, block]
             ks[skipped, block] = ks[skipped, block - 1]
             e[skipped, block] = e[skipped, block - 1]
-    return ConfigBatch(ks, e, batch.d, batch.r, batch.w)
+    return ConfigBatch.derived(ks, e, batch.d, batch.r, batch.w)
 
 
 def _block_moves(
@@ -125,7 +127,9 @@ def _block_moves(
     row, block, option = np.nonzero(movable[:, :, None] & options_of[current])
     chosen = current[row].copy()
     chosen[np.arange(len(row)), block] = option
-    moved = ConfigBatch(OPTION_KS[chosen], OPTION_E[chosen], batch.d[row], batch.r[row], batch.w)
+    moved = ConfigBatch.derived(
+        OPTION_KS[chosen], OPTION_E[chosen], batch.d[row], batch.r[row], batch.w
+    )
     return moved, row, block, option
 
 
@@ -218,7 +222,7 @@ def _context_moves(batch: ConfigBatch, resolutions: np.ndarray) -> tuple[ConfigB
     depth_rows, depth_move = np.nonzero(depth_ok)
     r_rows, r_move = np.nonzero(r_ok)
     rows = np.concatenate([depth_rows, r_rows])
-    moved = ConfigBatch(
+    moved = ConfigBatch.derived(
         batch.ks[rows],
         batch.e[rows],
         np.concatenate([d[depth_rows, depth_move], batch.d[r_rows]]),
@@ -270,7 +274,7 @@ def _replace(batch: ConfigBatch, rows: np.ndarray, new: ConfigBatch) -> ConfigBa
     """`batch` with `rows` replaced by `new`."""
     ks, e, d, r = batch.ks.copy(), batch.e.copy(), batch.d.copy(), batch.r.copy()
     ks[rows], e[rows], d[rows], r[rows] = new.ks, new.e, new.d, new.r
-    return ConfigBatch(ks, e, d, r, batch.w)
+    return ConfigBatch.derived(ks, e, d, r, batch.w)
 
 
 def descend(

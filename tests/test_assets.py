@@ -9,9 +9,12 @@ import http.server
 import shutil
 import threading
 
+import numpy as np
 import pytest
 
 from coordinator.services.assets import PINNED, sha256_of
+from ofa.accuracy import AccuracyPredictor
+from ofa.config import sample_configs
 from tests.cli_output import cli
 
 
@@ -43,6 +46,10 @@ def test_fetch_checks_every_file_and_skips_those_present(mirror, tmp_path, asset
     assert text.count("fetched") == len(PINNED) == 6
     for name, (_, digest) in PINNED.items():
         assert sha256_of(dest / name) == digest == sha256_of(assets / name)
+    official = AccuracyPredictor.load(dest / "acc_predictor.pth")
+    converted = AccuracyPredictor.load(dest / "acc_predictor.npz")  # read without torch
+    configs = sample_configs(20, seed=3, resolutions=(160, 224), w=1.2)
+    assert np.array_equal(converted.predict(configs), official.predict(configs))
     requests.clear()
     text = cli("assets", "fetch", "--dest", dest, "--base-url", url)
     assert text.count("ok ") == 6 and requests == []

@@ -242,17 +242,12 @@ def test_scenarios_run_many_budgets_and_sources_into_one_table(assets, tmp_path)
             ]
         )
     )
-    out = run(
-        "--scenarios",
-        scenarios,
-        "--acc-predictor",
-        assets / "acc_predictor.pth",
-        "--generations",
-        "20",
-        "--out",
-        tmp_path / "out",
-    )
+    search = ["--scenarios", scenarios, "--acc-predictor", assets / "acc_predictor.pth"]
+    out = run(*search, "--generations", "20", "--jobs", "2", "--out", tmp_path / "out")
     assert "3 scenario(s) in" in out and "note10-again" in out
+    run(*search, "--generations", "20", "--jobs", "1", "--out", tmp_path / "alone")
+    table = (tmp_path / "out" / "scenarios.csv").read_text()
+    assert table == (tmp_path / "alone" / "scenarios.csv").read_text()  # side by side or not
     rows = list(csv.DictReader((tmp_path / "out" / "scenarios.csv").open()))
     assert [(r["scenario"], float(r["budget_ms"])) for r in rows] == [
         ("note10", 20.0),
@@ -261,6 +256,10 @@ def test_scenarios_run_many_budgets_and_sources_into_one_table(assets, tmp_path)
     ]
     assert (tmp_path / "out" / "note10" / "30ms" / "subnet.json").is_file()
     assert (tmp_path / "out" / "note10-again" / "front.csv").is_file()
+    impossible = {"lut": str(assets / "note10"), "name": "slow", "latency_ms": [5]}
+    scenarios.write_text(json.dumps([json.loads(scenarios.read_text())[0], impossible]))
+    said = run(*search, "--jobs", "2", "--out", tmp_path / "no", expect=1)
+    assert "latency_ms: no subnet meets 5 ms; the fastest reachable is 9.89 ms" in said
     scenarios.write_text(json.dumps([{"lut": "x", "device": "y", "latency_ms": [1]}]))
     bad = CliRunner().invoke(
         coord,

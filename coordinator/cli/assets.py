@@ -8,6 +8,9 @@ from pathlib import Path
 import click
 
 from coordinator.services.assets import AUTHORS_URL, DEFAULT_DEST, PINNED, fetch_pinned
+from ofa.accuracy import AccuracyPredictor
+
+OFFICIAL_NPZ = "acc_predictor.npz"  # the official predictor in our torch-free format
 
 
 @click.group()
@@ -40,8 +43,10 @@ def assets() -> None:
 def fetch(dest: str, base_url: str, timeout_s: float) -> None:
     """Download the official accuracy predictor and the Note10 LUTs, checking pinned sha256.
 
-    Files already present with the right checksum are not downloaded again. Then use e.g.
-    `ofa-coord specialize --lut DEST/note10 --acc-predictor DEST/acc_predictor.pth ...`."""
+    Files already present with the right checksum are not downloaded again. The accuracy
+    predictor is also written as DEST/acc_predictor.npz, which commands read without
+    importing torch (a second or so sooner). Then use e.g. `ofa-coord specialize --lut
+    DEST/note10 --acc-predictor DEST/acc_predictor.npz ...`."""
     folder = Path(dest)
     failed = []
     for outcome in fetch_pinned(folder, base_url, timeout_s):
@@ -57,3 +62,6 @@ def fetch(dest: str, base_url: str, timeout_s: float) -> None:
             "mirror); every command also takes the files' paths directly"
         )
     click.echo(f"all {len(PINNED)} files in {folder} match their pinned sha256")
+    converted = folder / OFFICIAL_NPZ
+    AccuracyPredictor.load(folder / "acc_predictor.pth").save(converted)
+    click.echo(f"written  {converted} (the accuracy predictor, read without torch)")

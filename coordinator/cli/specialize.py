@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from agent.output import JSON, Column, echo_json, format_option, render_table
-from coordinator.cli.options import RESOLUTIONS, FiniteFloat, db_option
+from coordinator.cli.options import RESOLUTIONS, FiniteFloat, db_option, usable_cpus
 from coordinator.cli.output import ProgressReport
 from coordinator.services.deployment import fleet_scenarios, read_fleet_budgets, write_manifest
 from coordinator.services.specialise import (
@@ -157,6 +157,13 @@ def _pareto_range(
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Processes searching scenarios side by side (--scenarios, --fleet). Default: one per "
+    "CPU this command may use. Each answer is the same whatever the number.",
+)
+@click.option(
     "--supernet",
     "supernet_path",
     type=click.Path(exists=True, dir_okay=False),
@@ -197,6 +204,7 @@ def specialize(
     max_peak_mb,
     generations,
     seed,
+    jobs,
     supernet_path,
     verify_on_device,
     verify_timeout,
@@ -244,6 +252,7 @@ def specialize(
             ),
             supernet,
             progress,
+            jobs or usable_cpus(),
         )
     rows = [{"scenario": scenario.name, **choice.row()} for scenario, choice in table]
     columns = CHOSEN_COLUMNS[0 if scenarios_file or fleet_file else 1 :]

@@ -8,9 +8,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import multiprocessing as mp
 import re
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -509,30 +511,81 @@ def specialise_scenarios(
     settings: SpecialiseSettings = SpecialiseSettings(),
     supernet: OFAMobileNetV3 | None = None,
     progress: OnProgress = quiet,
+    jobs: int = 1,
 ) -> list[tuple[Scenario, Chosen]]:
     """Each scenario specialised into its own subfolder of `folder`, with its front;
-    `progress` hears of each scenario's search under the scenario's name."""
+    `progress` hears of each scenario's search under the scenario's name. With `jobs` > 1,
+    that many processes search scenarios side by side (see `_in_processes`); each
+    scenario's answer is the same either way (its search is seeded)."""
     models = [latency_model(db, scenario) for scenario in scenarios]  # refused before any search
     peaks = [
         peak_memory(db, scenario, model, settings.max_peak_mb) if settings.max_peak_mb else None
         for scenario, model in zip(scenarios, models, strict=True)
     ]
-    table = []
-    for scenario, model, peak in zip(scenarios, models, peaks, strict=True):
-        chosen = specialise(
-            model,
-            accuracy,
-            scenario.budgets,
-            folder / scenario.name,
-            scenario.source,
-            settings,
-            supernet,
-            _named(progress, scenario.name),
-            peak,
-        )
-        write_front(chosen, folder / scenario.name, scenario.source_name)
-        table += [(scenario, choice) for choice in chosen]
-    return table
+    work = list(zip(scenarios, models, peaks, strict=True))
+    search = partial(
+        _specialise_scenario, accuracy=accuracy, folder=folder, settings=settings, supernet=supernet
+    )
+    if jobs > 1 and len(work) > 1 and supernet is None and "fork" in mp.get_all_start_methods():
+        found = _in_processes(search, work, jobs, progress)
+    else:
+        found = [search(*item, progress=_named(progress, item[0].name)) for item in work]
+    return [
+        (scenario, choice)
+        for (scenario, _, _), chosen in zip(work, found, strict=True)
+        for choice in chosen
+    ]
+
+
+def _specialise_scenario(
+    scenario: Scenario,
+    model: LatencyPredictor,
+    peak: PeakMemory | None,
+    *,
+    accuracy: AccuracyPredictor,
+    folder: Path,
+    settings: SpecialiseSettings,
+    supernet: OFAMobileNetV3 | None,
+    progress: OnProgress = quiet,
+) -> list[Chosen]:
+    chosen = specialise(
+        model,
+        accuracy,
+        scenario.budgets,
+        folder / scenario.name,
+        scenario.source,
+        settings,
+        supernet,
+        progress,
+        peak,
+    )
+    write_front(chosen, folder / scenario.name, scenario.source_name)
+    return chosen
+
+
+def _in_processes(
+    search: Callable[..., list[Chosen]],
+    work: list[tuple[Scenario, LatencyPredictor, PeakMemory | None]],
+    jobs: int,
+    progress: OnProgress,
+) -> list[list[Chosen]]:
+    """`search` of each scenario in `jobs` forked processes (a search is numpy over small
+    arrays: threads would wait on each other), in the scenarios' order. Forked, a worker
+    starts in milliseconds with everything loaded; without fork (Windows, and macOS's
+    default), scenarios are searched one after the other instead. The first error stops
+    the rest."""
+    context = mp.get_context("fork")
+    with ProcessPoolExecutor(min(jobs, len(work)), mp_context=context) as pool:
+        futures = [pool.submit(search, *item) for item in work]
+        progress("searching scenarios", 0, len(futures))
+        for done, future in enumerate(as_completed(futures), 1):
+            error = future.exception()
+            if error is not None:
+                pool.shutdown(cancel_futures=True)
+                raise error
+            name = work[futures.index(future)][0].name
+            progress("searching scenarios", done, len(futures), name)
+        return [future.result() for future in futures]
 
 
 def _named(progress: OnProgress, name: str) -> OnProgress:
