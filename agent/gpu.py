@@ -70,15 +70,23 @@ def _read(fields: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def gpu_device_info(cuda_index: int = 0) -> dict[str, Any]:
-    """DeviceInfo's GPU fields: the GPU's name, driver version and memory."""
+def _gpu(cuda_index: int) -> tuple[Any, Any] | None:
+    """NVML and its handle of CUDA device `cuda_index`, or None where either is missing."""
     nvml = _nvml()
     if nvml is None:
-        return {}
+        return None
     try:
-        handle = _handle(nvml, cuda_index)
+        return nvml, _handle(nvml, cuda_index)
     except Exception:
+        return None
+
+
+def gpu_device_info(cuda_index: int = 0) -> dict[str, Any]:
+    """DeviceInfo's GPU fields: the GPU's name, driver version and memory."""
+    found = _gpu(cuda_index)
+    if found is None:
         return {}
+    nvml, handle = found
     return _read(
         {
             "gpu_name": lambda: _text(nvml.nvmlDeviceGetName(handle)),
@@ -91,13 +99,10 @@ def gpu_device_info(cuda_index: int = 0) -> dict[str, Any]:
 def gpu_telemetry(cuda_index: int) -> dict[str, Any]:
     """Telemetry's GPU fields for the GPU a job runs on: SM and memory clocks, temperature,
     memory in use, and the GPU's index as CUDA numbers it."""
-    nvml = _nvml()
-    if nvml is None:
+    found = _gpu(cuda_index)
+    if found is None:
         return {}
-    try:
-        handle = _handle(nvml, cuda_index)
-    except Exception:
-        return {}
+    nvml, handle = found
     values = _read(
         {
             "gpu_sm_clock_mhz": lambda: float(

@@ -2,6 +2,7 @@
 each answer beside the single-budget search of the same scenario.
 
 Run: .venv/bin/python -m bench.scenarios [--db runs/predictor-data/fleet.db] [--models 8]
+     [--acc-format npz|pth] [--jobs N]
 
 Sources: the Note10 tables, every w1.2 predictor trained in `--db`, every LUT folder given
 with --lut; when these are fewer than `--models`, synthetic devices fill up: `lut-ridge`
@@ -71,6 +72,9 @@ def main() -> None:
         help="The accuracy predictor as `assets fetch` converts it (npz, read without torch) "
         "or the authors' .pth (the command then imports torch to read it)",
     )
+    parser.add_argument(
+        "--jobs", type=int, default=0, help="specialize --jobs (0: one per usable CPU)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,6 +125,8 @@ def main() -> None:
                 str(scenarios),
                 "--acc-predictor",
                 str(predictor),
+                "--jobs",
+                str(args.jobs),
                 "--format",
                 "json",
                 "--out",
@@ -155,6 +161,7 @@ def main() -> None:
                 "machine": machine_summary(),
                 "sources": len(sources),
                 "accuracy_predictor": args.acc_format,
+                "jobs": args.jobs,
                 "scenarios": len(rows),
                 "wall_s_including_start_up": round(wall, 2),
                 "reported": done.stderr.strip().splitlines()[-1],

@@ -56,20 +56,14 @@ def test_specialize_keeps_the_pick_within_the_devices_peak_memory(assets, tmp_pa
     from ofa.latency_model import load_predictor
     from ofa.search import fastest_configs
     from tests.cli_output import cli
-    from tests.fleet import Fleet, run_campaign
+    from tests.fleet import W12_AT_160, cpu_fleet, run_campaign
     from tests.test_specialize import run
 
-    fleet = Fleet(tmp_path / "fleet")
-    fleet.folder.mkdir()
+    fleet = cpu_fleet(tmp_path / "fleet")
     try:
-        fleet.start_server()
-        fleet.start_agent("a", labels=("cpu",))
-        fleet.agent_id("a")
         run_campaign(
-            fleet.db, "--name", "w12", "--workload", "lut+random", "--count", "12",
-            "--width", "1.2", "--resolutions", "160", "--repeats", "1",
-            "--reference-every", "0",
-        )  # fmt: skip
+            fleet.db, "--name", "w12", "--workload", "lut+random", "--count", "12", *W12_AT_160
+        )
     finally:
         fleet.close()
     cli("predictor", "train", "--db", fleet.db, "--device", "cpu", "--kind", "lut")

@@ -280,28 +280,17 @@ def test_verify_measures_the_chosen_subnet_on_the_device(assets, tmp_path):
     from ofa.latency_model import load_predictor
     from ofa.search import fastest_configs
     from tests.cli_output import cli
-    from tests.fleet import Fleet, run_campaign
+    from tests.fleet import W12_AT_160, cpu_fleet, run_campaign
 
-    fleet = Fleet(tmp_path / "fleet")
-    fleet.folder.mkdir()
+    fleet = cpu_fleet(tmp_path / "fleet")
     try:
-        fleet.start_server()
-        fleet.start_agent("a", labels=("cpu",))
-        fleet.agent_id("a")
         run_campaign(
             fleet.db,
             "--name",
             "w12",
             "--workload",
             "lut",
-            "--width",
-            "1.2",
-            "--resolutions",
-            "160",
-            "--repeats",
-            "1",
-            "--reference-every",
-            "0",
+            *W12_AT_160,
             "--batch",  # a target of its own: --verify measures on the predictor's target
             "2",
         )
