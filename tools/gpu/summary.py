@@ -31,21 +31,23 @@ def span(rows: list[dict], key: str, unit: str) -> str:
 
 
 def results(rows: list[dict]) -> int:
-    measured = [row for row in rows if row["status"] in ("ok", "disturbed")]
+    """A campaign's subnets: those with an accepted measurement (a disturbed one measured
+    again counts once), and why the others have none."""
+    subnets = {row["key"] for row in rows}
+    measured = [row for row in rows if row["accepted"]]
     for row in rows:
-        if row not in measured:
-            print(f"   {row['status']}: {(row['message'] or '')[:300]}")
+        if row["status"] == "failed":
+            print(f"   failed: {(row['message'] or '')[:300]}")
     if not measured:
-        print("   nothing measured")
+        print(f"   none of {len(subnets)} subnets measured")
         return 1
     medians = sorted(row["median_ms"] for row in measured)
-    first = measured[0]
     print(
-        f"   {len(measured)} of {len(rows)} subnets measured; median latency "
+        f"   {len(measured)} of {len(subnets)} subnets measured; median latency "
         f"{medians[0]:.3f} / {statistics.median(medians):.3f} / {medians[-1]:.3f} ms "
         "(fastest / median / slowest)"
     )
-    versions = first["runtime_versions"] or {}
+    versions = measured[0]["runtime_versions"] or {}
     print("   " + ", ".join(f"{name} {value}" for name, value in sorted(versions.items())))
     print(
         f"   GPU {span(measured, 'gpu_index', '')}: SM clock "
@@ -54,7 +56,7 @@ def results(rows: list[dict]) -> int:
         f"{span(measured, 'gpu_temperature_c', ' C')}, memory used "
         f"{span(measured, 'gpu_memory_used_bytes', ' B')}"
     )
-    return 0 if len(measured) == len(rows) else 1
+    return 0 if len(measured) == len(subnets) else 1
 
 
 if __name__ == "__main__":
