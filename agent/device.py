@@ -177,25 +177,23 @@ def telemetry(gpu: int | None = None) -> dict[str, Any]:
     return {k: v for k, v in snapshot.items() if v is not None}
 
 
-def reset_peak_rss() -> None:
-    """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM)."""
+def reset_peak_rss() -> bool:
+    """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM); whether it
+    could. Without a reset the peak is the process's lifetime peak, which only grows."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
-        pass
+        return False
+    return True
 
 
 def peak_rss_bytes() -> int | None:
-    """Peak resident memory since the last reset (VmHWM), else of the process's lifetime."""
+    """Peak resident memory since the last reset (VmHWM), or None where the OS has no
+    VmHWM."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    try:
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    except Exception:
-        return None
+    return None

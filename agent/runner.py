@@ -283,7 +283,7 @@ class Agent:
             cooldown_s = self._cool_down() if self.config.cooldown else 0.0
             gpu = gpu_index(settings)
             before = telemetry(gpu)
-            reset_peak_rss()
+            windowed = reset_peak_rss()  # else the peak is not this job's: not recorded
             measurement = measure(
                 model, settings, shapes, cancelled=lambda: job.lease_id in self.lost_leases
             )
@@ -305,7 +305,7 @@ class Agent:
                 warmup_runs=measurement.warmup_runs,
                 warmup_ns=measurement.warmup_ns,
                 stop_reason=measurement.stop_reason,
-                peak_rss_bytes=peak_rss_bytes() or 0,
+                peak_rss_bytes=(peak_rss_bytes() or 0) if windowed else 0,
                 before=pb.Telemetry(**before),
                 after=pb.Telemetry(**telemetry(gpu)),
                 runtime_versions=measurement.runtime_versions,

@@ -21,7 +21,7 @@ from coordinator.services.campaigns import campaigns_by_target
 from coordinator.services.predictor_data import split, target_subnets
 from coordinator.state import Devices, Store
 from ofa.batch import ConfigBatch
-from ofa.resources import MemoryModel, ResourceFigures
+from ofa.resources import MIN_MEMORY_SUBNETS, MemoryModel, ResourceFigures
 
 
 def main() -> None:
@@ -35,6 +35,9 @@ def main() -> None:
         data = target_subnets(store, args.label, target=name)
         measured = [m for m in data.measured if m.peaks_mb]
         training, held_out = split(measured)
+        if len(training) < MIN_MEMORY_SUBNETS or not held_out:
+            rows.append({"target": name, "skipped": f"{len(measured)} subnets record a peak"})
+            continue
         batch = data.target.batch if data.target else 1
         model = MemoryModel.fit(
             [m.config for m in training], [float(np.median(m.peaks_mb)) for m in training], batch

@@ -90,7 +90,7 @@ class AccuracyPredictor:
 
     def __post_init__(self) -> None:
         for name in ("weights", "biases"):
-            arrays = tuple(np.asarray(a, np.float32) for a in getattr(self, name))
+            arrays = tuple(np.array(a, np.float32) for a in getattr(self, name))  # its own
             object.__setattr__(self, name, arrays)
 
     def predict(self, configs: ConfigBatch | Sequence[SubnetConfig]) -> np.ndarray:

@@ -81,6 +81,7 @@ class MemoryModel:
     batch: int
     rmse_mb: float
     n: int
+    resolutions: tuple[int, int] = (0, 0)  # the range of the measured subnets' resolutions
 
     def predict(self, figures: ResourceFigures, batch: ConfigBatch) -> np.ndarray:
         params, activations = figures.features(batch).T
@@ -101,9 +102,11 @@ class MemoryModel:
                 f"peak memory: {len(configs)} measured subnets record it, at least "
                 f"{MIN_MEMORY_SUBNETS} are needed"
             )
-        widths = {c.w for c in configs}
+        widths = sorted({c.w for c in configs})
+        if len(widths) > 1:
+            raise ValueError(f"peak memory: fit on one width at a time, got {widths}")
         resolutions = sorted({c.r for c in configs})
-        figures = ResourceFigures.of(resolutions, widths.pop() if len(widths) == 1 else 1.0)
+        figures = ResourceFigures.of(resolutions, widths[0])
         x = figures.features(ConfigBatch.from_configs(configs)) * [1.0, batch]
         y = np.asarray(peak_mb, float)
         columns = [0, 1]
@@ -116,4 +119,12 @@ class MemoryModel:
             columns = [c for c in columns if c not in negative]
         per = dict(zip(columns, coef[1:], strict=True))
         rmse = float(np.sqrt(np.mean((design @ coef - y) ** 2)))
-        return cls(float(coef[0]), per.get(0, 0.0), per.get(1, 0.0), batch, rmse, len(y))
+        return cls(
+            float(coef[0]),
+            float(per.get(0, 0.0)),
+            float(per.get(1, 0.0)),
+            batch,
+            rmse,
+            len(y),
+            (resolutions[0], resolutions[-1]),
+        )

@@ -5,6 +5,7 @@ measuring subnets."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -47,8 +48,12 @@ def test_the_fit_recovers_a_device_and_drops_a_coefficient_noise_makes_negative(
     assert model.rmse_mb < 1 and model.n == 40
     shrinking = 150 - 3.0 * x[:, 0] + 8 * 4.0 * x[:, 1]
     assert MemoryModel.fit(configs, shrinking, batch=8).per_param_mb == 0.0
+    assert model.resolutions == (160, 224)
     with pytest.raises(ValueError, match=f"at least {MIN_MEMORY_SUBNETS} are needed"):
         MemoryModel.fit(configs[:3], peaks[:3], batch=8)
+    wide = [c.replace(w=1.2) for c in configs[:20]]
+    with pytest.raises(ValueError, match=r"one width at a time, got \[1.0, 1.2\]"):
+        MemoryModel.fit(configs[:20] + wide, np.concatenate([peaks[:20]] * 2), batch=8)
 
 
 def test_specialize_keeps_the_pick_within_the_devices_peak_memory(assets, tmp_path):
@@ -98,12 +103,17 @@ def test_specialize_keeps_the_pick_within_the_devices_peak_memory(assets, tmp_pa
 def test_a_peak_memory_budget_binds_the_search(assets, tmp_path):
     """A known memory model (no device needed for it), so that the limit surely lies
     between the smallest subnet's peak and the unconstrained pick's."""
-    from coordinator.services.specialise import PeakMemory, lut_folder_predictor, specialise
+    from coordinator.services.specialise import (
+        PeakMemory,
+        SpecialiseSettings,
+        lut_folder_predictor,
+        specialise,
+    )
     from ofa.accuracy import AccuracyPredictor
 
     latency = lut_folder_predictor(assets / "note10")
     accuracy = AccuracyPredictor.load(assets / "acc_predictor.pth")
-    model = MemoryModel(100.0, 4.0, 4.0, batch=1, rmse_mb=0.0, n=100)
+    model = MemoryModel(100.0, 4.0, 4.0, batch=1, rmse_mb=0.0, n=100, resolutions=(160, 224))
     source = {"device": None, "lut": "note10"}
     (free,) = specialise(latency, accuracy, [30], tmp_path / "free", source)
     figures = ResourceFigures.of([160, 176, 192, 208, 224], 1.2)
@@ -112,8 +122,16 @@ def test_a_peak_memory_budget_binds_the_search(assets, tmp_path):
         model.predict(figures, ConfigBatch.from_configs([SubnetConfig.smallest(r=160, w=1.2)]))[0]
     )
     limit = (least + peak) / 2
+    settings = SpecialiseSettings(max_peak_mb=limit)
+    peak_budget = PeakMemory(limit, model, "x")
     (bound,) = specialise(
-        latency, accuracy, [30], tmp_path / "bound", source, peak=PeakMemory(limit, model, "x")
+        latency, accuracy, [30], tmp_path / "bound", source, settings, peak=peak_budget
     )
     assert bound.peak_mb is not None and least <= bound.peak_mb <= limit < peak
     assert bound.latency_ms <= 30 and bound.accuracy < free.accuracy
+    narrow = PeakMemory(limit, dataclasses.replace(model, resolutions=(160, 176)), "x")
+    with pytest.raises(ValueError, match=r"fit on subnets measured at 160..176 px and cannot "
+                       r"say what \[192, 208, 224\] cost"):  # fmt: skip
+        specialise(latency, accuracy, [30], tmp_path / "no", source, settings, peak=narrow)
+    with pytest.raises(ValueError, match="give the device's PeakMemory"):
+        specialise(latency, accuracy, [30], tmp_path / "no", source, settings)

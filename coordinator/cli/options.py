@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -129,8 +130,16 @@ def batch_option(command: Callable) -> Callable:
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity, where the OS has one)."""
+    """The CPUs this process may run on: its affinity, where the OS has one, and at most its
+    cgroup's CPU quota (a container limited to 2 CPUs of a 64-core host sees 64)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # macOS has no affinity call
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):  # cgroup v1, or none: the affinity alone
+        pass
+    return cpus

@@ -145,8 +145,8 @@ def _pareto_range(
     "--max-peak-mb",
     type=FiniteFloat(min=0, min_open=True),
     help="Also a budget of peak memory in MB while the subnet runs on the device (a model fit "
-    "on what its agents recorded measuring subnets on the predictor's target; needs --db and "
-    "--device, or device scenarios).",
+    "on what its agents recorded measuring subnets on the predictor's target; needs --db with "
+    "--device, --fleet or device scenarios).",
 )
 @click.option(
     "--generations",

@@ -10,9 +10,11 @@ import json
 import math
 import multiprocessing as mp
 import re
+import signal
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -58,6 +60,8 @@ __all__ = [
     "allowed_resolutions",
     "specialise",
     "specialise_scenarios",
+    "PeakMemory",
+    "peak_memory",
     "write_front",
     "write_scenarios",
     "verify",
@@ -197,6 +201,14 @@ def feasibility(
             )
         tests.append(partial(_within, table.lut_sum, budget.limit))
     if peak is not None:
+        low, high = peak.model.resolutions
+        outside = sorted(r for r in allowed if not low <= r <= high)
+        if outside:
+            raise ValueError(
+                f"max_peak_mb: the memory model of {peak.device} was fit on subnets measured "
+                f"at {low}..{high} px and cannot say what {outside} cost; give --resolutions "
+                f"within that range, or measure subnets at those resolutions"
+            )
         figures = ResourceFigures.of(allowed, width)
         least = float(peak.model.predict(figures, smallest).min())
         if least > peak.limit_mb:
@@ -217,18 +229,20 @@ def peak_memory(
     db: str | Path | None, scenario: Scenario, latency: LatencyPredictor, limit_mb: float
 ) -> PeakMemory:
     """The budget of peak memory on the scenario's device, with the model fit on what its
-    agents recorded while measuring subnets on the latency model's target."""
-    if scenario.device is None or db is None:
+    agents recorded while measuring subnets of the latency model's width on its target."""
+    if scenario.device is None:
         raise ValueError(
             f"max_peak_mb: peak memory is fit on a device's measurements, and "
             f"{scenario.lut} is a LUT folder: give --db and --device"
         )
+    if db is None:
+        raise ValueError(f"max_peak_mb: device {scenario.device}: its database is needed")
     recorded = Target.recorded(latency.provenance)
-    data = target_subnets(
-        Store(db), scenario.device, target=recorded.name if recorded else scenario.target
-    )
-    measured = [m for m in data.measured if m.peaks_mb]
     try:
+        data = target_subnets(
+            Store(db), scenario.device, target=recorded.name if recorded else scenario.target
+        )
+        measured = [m for m in data.measured if m.peaks_mb and m.config.w == latency.width]
         model = MemoryModel.fit(
             [m.config for m in measured],
             [float(np.median(m.peaks_mb)) for m in measured],
@@ -412,6 +426,8 @@ def specialise(
             f"predictor for w{accuracy.width}; measure the w{accuracy.width} space "
             "(campaign --width) or give an accuracy predictor for that width"
         )
+    if (peak.limit_mb if peak else None) != settings.max_peak_mb:
+        raise ValueError("max_peak_mb: give the device's PeakMemory (`peak_memory`) with it")
     allowed = allowed_resolutions(latency, settings.resolutions)
     feasible = feasibility(limits(settings, latency), allowed, latency.width, peak)
     progress("searching", 0, len(budgets))
@@ -575,17 +591,29 @@ def _in_processes(
     default), scenarios are searched one after the other instead. The first error stops
     the rest."""
     context = mp.get_context("fork")
-    with ProcessPoolExecutor(min(jobs, len(work)), mp_context=context) as pool:
+    pool = ProcessPoolExecutor(
+        min(jobs, len(work)),
+        mp_context=context,
+        initializer=signal.signal,  # Ctrl-C is the parent's to handle: it stops the workers
+        initargs=(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
         futures = [pool.submit(search, *item) for item in work]
         progress("searching scenarios", 0, len(futures))
         for done, future in enumerate(as_completed(futures), 1):
             error = future.exception()
             if error is not None:
-                pool.shutdown(cancel_futures=True)
                 raise error
             name = work[futures.index(future)][0].name
             progress("searching scenarios", done, len(futures), name)
         return [future.result() for future in futures]
+    except BrokenProcessPool:
+        raise OSError("a search process died (out of memory?); run again with --jobs 1") from None
+    finally:  # after an error or Ctrl-C, no worker goes on with the queue
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in context.active_children():
+            child.terminate()
+        pool.shutdown(wait=True)
 
 
 def _named(progress: OnProgress, name: str) -> OnProgress:

@@ -170,8 +170,8 @@ def fit_accuracy_predictor(
             progress(epoch, (squared / len(y)) ** 0.5)
     layers = [m for m in model if isinstance(m, nn.Linear)]
     return AccuracyPredictor(
-        tuple(m.weight.detach().double().numpy() for m in layers),
-        tuple(m.bias.detach().double().numpy() for m in layers),
+        tuple(m.weight.detach().numpy() for m in layers),
+        tuple(m.bias.detach().numpy() for m in layers),
         batch.w,
         encoding,
     )
