@@ -304,7 +304,8 @@ def bench(
     try:
         result = measure(model, checked, shapes)
     except Exception as exc:  # onnxruntime raises its own types for unreadable models
-        raise click.ClickException(f"{model}: cannot be measured: {exc}") from None
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise click.ClickException(f"{model}: cannot be measured: {lines[-1]}") from None
     nodes = profile_nodes(model, checked, shapes) if profile else []
     stats = result.stats()
     if fmt == JSON:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import io
 import math
+import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -101,6 +102,8 @@ class BenchSettings:
                 f"model_precision: expected one of fp32, fp16, int8 (or none), got "
                 f"{self.model_precision!r:.40}"
             )
+        if self.runtime == "torch" and self.model_precision == "int8":
+            raise ValueError("model_precision: the torch runtime measures fp32 and fp16 models")
         if self.runtime not in RUNTIMES:
             raise ValueError(
                 f"runtime: expected one of {', '.join(RUNTIMES)}, got {self.runtime!r}"
@@ -217,8 +220,8 @@ def session_feeds(
             )
         if input_shapes and list(input_shapes[i]) != list(meta.shape):
             raise ValueError(
-                f"inputs[{i}]: the job says shape {list(input_shapes[i])}, "
-                f"the model takes {meta.shape}"
+                f"inputs[{i}]: expected shape {list(input_shapes[i])} (the job's, or bench "
+                f"--input-shape), the model takes {meta.shape}"
             )
         dtype = np.float16 if meta.type == "tensor(float16)" else np.float32
         feeds[meta.name] = rng.standard_normal(meta.shape).astype(dtype)
@@ -240,6 +243,11 @@ def ort_session(
     warns when a provider is missing or fails to start (no CUDA libraries, a TensorRT that
     will not load) and runs the model on the CPU, whose timings would then be reported as
     the provider's. (Which nodes a provider takes is its own choice.)"""
+    if provider not in ort.get_available_providers():  # before onnxruntime's own banner
+        raise ValueError(
+            f"provider: this onnxruntime has no {provider}; it offers "
+            f"{', '.join(ort.get_available_providers())}"
+        )
     providers: list = [(provider, provider_options(provider, precision))]
     with warnings.catch_warnings():  # its warning says less than the error below
         warnings.filterwarnings("ignore", "Specified provider", UserWarning)
@@ -301,11 +309,15 @@ def _onnxruntime_runner(
 
 
 def _torch_device(provider: str) -> str:
-    """'cpu', 'cuda' or 'cuda:N'; onnxruntime's provider names are accepted as aliases."""
+    """'cpu', 'cuda' or 'cuda:N'; onnxruntime's provider names are accepted as aliases.
+    Anything else (torch's `meta` computes nothing) is refused."""
     name = provider.strip().lower()
-    return {"": "cpu", "cpuexecutionprovider": "cpu", "cudaexecutionprovider": "cuda"}.get(
+    device = {"": "cpu", "cpuexecutionprovider": "cpu", "cudaexecutionprovider": "cuda"}.get(
         name, name
     )
+    if not re.fullmatch(r"cpu|cuda(:[0-9]{1,3})?", device):
+        raise ValueError(f"provider: torch measures on cpu, cuda or cuda:N, got {provider!r:.40}")
+    return device
 
 
 def gpu_index(settings: BenchSettings) -> int | None:
@@ -337,6 +349,8 @@ def _torch_runner(
             "inputs: the torch runtime needs the input shapes (the job's, or bench --input-shape)"
         )
     device = torch.device(_torch_device(settings.execution_provider))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"provider: torch has no CUDA device here ({torch.__version__})")
     torch.set_num_threads(settings.threads)
     source = io.BytesIO(model) if isinstance(model, bytes) else model
     with warnings.catch_warnings():

@@ -167,6 +167,14 @@ class AccuracyPredictor:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises several types for a file that is not one
             raise ValueError(f"{path}: not a weights-only torch file ({exc})") from None
+        if not isinstance(state, Mapping) or not all(
+            isinstance(v, torch.Tensor) for v in state.values()
+        ):
+            raise ValueError(
+                f"{path}: expected an accuracy predictor's state dict (tensors under keys "
+                f"0/2/4/6 .weight/.bias), got a {type(state).__name__}"
+                + (" holding other things than tensors" if isinstance(state, Mapping) else "")
+            )
         return cls.from_state_dict({k: v.numpy() for k, v in state.items()})
 
     def save(self, path: str | Path) -> None:
@@ -183,7 +191,11 @@ class AccuracyPredictor:
             arrays[f"{2 * i}.weight"], arrays[f"{2 * i}.bias"] = weight, bias
         path = Path(path)
         partial = path.with_name(path.name + ".partial")
-        with open(partial, "wb") as f:  # np.savez would add ".npz" to a bare name
-            # mypy matches **arrays against savez's `allow_pickle: bool` keyword too
-            np.savez(f, **arrays)  # type: ignore[arg-type]
-        os.replace(partial, path)  # never a half-written predictor under its own name
+        try:
+            with open(partial, "wb") as f:  # np.savez would add ".npz" to a bare name
+                # mypy matches **arrays against savez's `allow_pickle: bool` keyword too
+                np.savez(f, **arrays)  # type: ignore[arg-type]
+            os.replace(partial, path)  # never a half-written predictor under its own name
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise OSError(exc.errno, exc.strerror, str(path)) from None  # names the target

@@ -64,3 +64,20 @@ def test_saved_npz_loads_without_torch_and_predicts_the_same(official, tmp_path)
     np.savez(tmp_path / "wrong.npz", **{"0.weight": np.zeros((3, 3)), "0.bias": np.zeros(3)})
     with pytest.raises(ValueError, match="with a first layer taking 128 inputs"):
         AccuracyPredictor.load(tmp_path / "wrong.npz")
+
+
+def test_a_torch_file_that_is_not_a_predictor_is_refused_in_one_line(tmp_path):
+    import torch
+
+    for content in ({"state_dict": {"0.weight": torch.zeros(2)}}, torch.zeros(3)):
+        torch.save(content, tmp_path / "x.pth")
+        with pytest.raises(ValueError, match="expected an accuracy predictor's state dict"):
+            AccuracyPredictor.load(tmp_path / "x.pth")
+
+
+def test_a_predictor_that_cannot_be_saved_leaves_no_partial_file(official, tmp_path):
+    (tmp_path / "p.npz").mkdir()  # the name is taken by a folder
+    with pytest.raises(OSError) as error:
+        official.save(tmp_path / "p.npz")
+    assert error.value.filename == str(tmp_path / "p.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.npz"]

@@ -213,7 +213,7 @@ def test_a_bad_job_fails_with_its_reason_and_the_agent_carries_on(fleet):
     good = fleet.enqueue([(key, model)])
     fleet.wait_done([bad, *good])
     job = fleet.store.job(bad)
-    assert job["state"] == "failed" and "the job says shape [1, 3, 9, 9]" in job["error"]
+    assert job["state"] == "failed" and "expected shape [1, 3, 9, 9] (the job's" in job["error"]
     assert "attempt 2 of 2" in job["error"]
     assert [r["status"] for r in fleet.store.results(bad)] == ["failed", "failed"]
     assert fleet.store.job(good[0])["state"] == "done"

@@ -52,8 +52,8 @@ def test_a_provider_onnxruntime_cannot_start_is_refused_not_run_on_the_cpu(model
     with pytest.raises(ValueError) as error:
         measure(model_bytes, BenchSettings(execution_provider=provider, **QUICK))
     message = str(error.value)
-    assert message.startswith(f"provider: onnxruntime could not run the model on {provider}")
-    assert "CPUExecutionProvider" in message  # where it would have run, and what there is
+    assert message.startswith(f"provider: this onnxruntime has no {provider}")
+    assert "CPUExecutionProvider" in message  # what there is
 
 
 def test_the_device_binding_gives_the_outputs_of_a_plain_run(model_bytes):
@@ -207,6 +207,11 @@ def test_tensorrt_is_told_the_models_precision_and_profiles_refuse_gpu_providers
     assert provider_options(trt, "fp32") == provider_options("CUDAExecutionProvider", "fp16") == {}
     with pytest.raises(ValueError, match="model_precision: expected one of fp32"):
         BenchSettings(model_precision="bf16")
+    with pytest.raises(ValueError, match="model_precision: the torch runtime measures fp32"):
+        BenchSettings(runtime="torch", model_precision="int8")
+    for device in ("meta", "cuda:x", "xla"):
+        with pytest.raises(ValueError, match="provider: torch measures on cpu, cuda or cuda:N"):
+            gpu_index(BenchSettings(runtime="torch", execution_provider=device))
     with pytest.raises(ValueError, match="profiles are for CPU providers"):
         profile_nodes(model_bytes, BenchSettings(execution_provider=trt))
 

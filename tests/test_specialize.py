@@ -259,7 +259,7 @@ def test_scenarios_run_many_budgets_and_sources_into_one_table(assets, tmp_path)
     impossible = {"lut": str(assets / "note10"), "name": "slow", "latency_ms": [5]}
     scenarios.write_text(json.dumps([json.loads(scenarios.read_text())[0], impossible]))
     said = run(*search, "--jobs", "2", "--out", tmp_path / "no", expect=1)
-    assert "latency_ms: no subnet meets 5 ms; the fastest reachable is 9.89 ms" in said
+    assert "scenario slow: latency_ms: no subnet meets 5 ms; the fastest reachable is 9.89" in said
     scenarios.write_text(json.dumps([{"lut": "x", "device": "y", "latency_ms": [1]}]))
     bad = CliRunner().invoke(
         coord,
@@ -570,6 +570,10 @@ def test_a_configs_campaign_carries_its_subnets_in_the_spec(tmp_path):
         ({"lut": "x", "latency_ms": [0]}, "scenario 0: latency_ms: expected a list of positive"),
         (
             {"lut": "x", "name": "a/b", "latency_ms": [1]},
+            "scenario 0: name: expected a folder name",
+        ),
+        (
+            {"lut": "x", "name": "n" * 256, "latency_ms": [1]},  # past a file name's 255 bytes
             "scenario 0: name: expected a folder name",
         ),
     ],

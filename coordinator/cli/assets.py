@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from coordinator.cli.options import FiniteFloat
 from coordinator.services.assets import AUTHORS_URL, DEFAULT_DEST, PINNED, fetch_pinned
 from ofa.accuracy import AccuracyPredictor
 
@@ -35,7 +36,7 @@ def assets() -> None:
 @click.option(
     "--timeout",
     "timeout_s",
-    type=click.FloatRange(min=1),
+    type=FiniteFloat(min=1, max=86400),
     default=60,
     show_default=True,
     help="Seconds without data before a download fails.",

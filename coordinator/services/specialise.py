@@ -323,8 +323,9 @@ def read_scenarios(path: str | Path) -> list[Scenario]:
             or "/" in name
             or "\\" in name
             or not name.isprintable()
+            or len(name.encode()) > 255
         ):
-            raise ValueError(f"{where}: name: expected a folder name, got {name!r}")
+            raise ValueError(f"{where}: name: expected a folder name, got {name!r:.80}")
         if name in scenarios:
             index = list(scenarios).index(name)
             raise ValueError(
@@ -564,17 +565,22 @@ def _specialise_scenario(
     supernet: OFAMobileNetV3 | None,
     progress: OnProgress = quiet,
 ) -> list[Chosen]:
-    chosen = specialise(
-        model,
-        accuracy,
-        scenario.budgets,
-        folder / scenario.name,
-        scenario.source,
-        settings,
-        supernet,
-        progress,
-        peak,
-    )
+    try:
+        chosen = specialise(
+            model,
+            accuracy,
+            scenario.budgets,
+            folder / scenario.name,
+            scenario.source,
+            settings,
+            supernet,
+            progress,
+            peak,
+        )
+    except ValueError as exc:  # ImpossibleBudget included: say whose budget
+        if not scenario.name:
+            raise
+        raise type(exc)(f"scenario {scenario.name}: {exc}") from None
     write_front(chosen, folder / scenario.name, scenario.source_name)
     return chosen
 
