@@ -134,6 +134,12 @@ class ConfigBatch:
 
     @classmethod
     def from_configs(cls, configs: Sequence[SubnetConfig]) -> ConfigBatch:
+        other = next((c for c in configs if c.family != space.MOBILENET_V3.name), None)
+        if other is not None:
+            raise ValueError(
+                f"family: predictors and search handle MobileNetV3 subnets only so far; "
+                f"{other.id} is a {other.family_space.title} subnet"
+            )
         widths = {c.w for c in configs}
         if len(widths) > 1:
             raise ValueError(f"w: a batch holds one width, got {sorted(widths)}")

@@ -1,4 +1,5 @@
-"""Subnet configurations: one validated, canonical, hashable value per OFA MobileNetV3 subnet.
+"""Subnet configurations: one validated, canonical, hashable value per subnet of an OFA
+supernet family (`ofa.space.FAMILIES`: MobileNetV3, ProxylessNAS).
 
 A config is what the fleet measures, the predictors score and the search mutates, so it is
 plain data (a frozen dataclass of tuples) with exactly one parser. Two spellings of one
@@ -12,7 +13,7 @@ import hashlib
 import json
 import math
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,19 +81,28 @@ def _check_list(field: str, value: Any, length: int, allowed: Sequence[int]) -> 
     return tuple(check_int(field, v, allowed, index=i) for i, v in enumerate(value))
 
 
-def check_width(value: Any) -> float:
-    """One of WIDTH_CHOICES (exactly, so equal subnets hash equal)."""
+def check_width(value: Any, family: space.Family = space.MOBILENET_V3) -> float:
+    """One of the family's widths (exactly, so equal subnets hash equal)."""
     if not isinstance(value, bool) and isinstance(value, (int, float)):
-        for choice in space.WIDTH_CHOICES:
+        for choice in family.width_choices:
             if abs(float(value) - choice) < 1e-9:
                 return choice
-    raise ValueError(f"w: expected one of {space.WIDTH_CHOICES}, got {show(value)}")
+    raise ValueError(
+        f"w: expected one of {family.width_choices} for {family.title}, got {show(value)}"
+    )
+
+
+def _block_active(family: space.Family, block: int, depths: Sequence[int]) -> bool:
+    if block >= family.n_stages * family.max_depth:
+        return True  # a tail block: it always runs
+    return block % family.max_depth < depths[block // family.max_depth]
 
 
 @dataclass(frozen=True)
 class SubnetConfig:
-    """One subnet: kernel size and expand ratio per elastic block, depth per stage,
-    input resolution, and the width multiplier of the supernet it belongs to.
+    """One subnet: kernel size and expand ratio per elastic block, depth per elastic stage,
+    input resolution, the width multiplier of the supernet it belongs to, and its family
+    (`ofa.space.FAMILIES`; MobileNetV3's 20 blocks and 5 depths by default).
 
     Construction validates and canonicalises: entries of blocks that depth skips are set
     to the smallest choice, so equal subnets compare (and hash) equal.
@@ -103,36 +113,51 @@ class SubnetConfig:
     d: tuple[int, ...]
     r: int = 224
     w: float = 1.0
+    family: str = space.MOBILENET_V3.name
 
     def __post_init__(self) -> None:
-        d = _check_list("d", self.d, space.N_STAGES, space.DEPTH_CHOICES)
-        ks = _check_list("ks", self.ks, space.N_BLOCKS, space.KERNEL_CHOICES)
-        e = _check_list("e", self.e, space.N_BLOCKS, space.EXPAND_CHOICES)
+        family = space.family_named(self.family)
+        d = _check_list("d", self.d, family.n_stages, family.depth_choices)
+        ks = _check_list("ks", self.ks, family.n_blocks, family.kernel_choices)
+        e = _check_list("e", self.e, family.n_blocks, family.expand_choices)
         r = check_int("r", self.r, bounds=(space.MIN_RESOLUTION, space.MAX_RESOLUTION))
-        w = check_width(self.w)
-        active = [self._block_active(b, d) for b in range(space.N_BLOCKS)]
-        ks = tuple(k if on else min(space.KERNEL_CHOICES) for k, on in zip(ks, active, strict=True))
-        e = tuple(x if on else min(space.EXPAND_CHOICES) for x, on in zip(e, active, strict=True))
+        w = check_width(self.w, family)
+        active = [_block_active(family, b, d) for b in range(family.n_blocks)]
+        ks = tuple(
+            k if on else min(family.kernel_choices) for k, on in zip(ks, active, strict=True)
+        )
+        e = tuple(x if on else min(family.expand_choices) for x, on in zip(e, active, strict=True))
         for name, value in (("ks", ks), ("e", e), ("d", d), ("r", r), ("w", w)):
             object.__setattr__(self, name, value)
 
-    @staticmethod
-    def _block_active(block: int, depths: Sequence[int]) -> bool:
-        return block % space.MAX_DEPTH < depths[space.stage_of(block)]
-
     # ------------------------------------------------------------------ views
+    @property
+    def family_space(self) -> space.Family:
+        """The design space of this subnet's family."""
+        return space.FAMILIES[self.family]
+
     def is_active(self, block: int) -> bool:
-        """Whether elastic block `block` (0..19) runs in this subnet."""
-        return self._block_active(block, self.d)
+        """Whether elastic block `block` (0..19 for MobileNetV3) runs in this subnet."""
+        return _block_active(self.family_space, block, self.d)
 
     @property
     def active_blocks(self) -> list[int]:
-        """Indices (0..19) of the elastic blocks that run, in order."""
-        return [b for b in range(space.N_BLOCKS) if self.is_active(b)]
+        """Indices of the elastic blocks that run, in order."""
+        return [b for b in range(self.family_space.n_blocks) if self.is_active(b)]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict in OFA's spelling plus our `w` (e.g. for `set_active_subnet`)."""
-        return {"ks": list(self.ks), "e": list(self.e), "d": list(self.d), "r": self.r, "w": self.w}
+        """Plain JSON-able dict in OFA's spelling plus our `w` (e.g. for `set_active_subnet`),
+        and `family` for a family other than MobileNetV3 (whose ids stay those of before)."""
+        fields = {
+            "ks": list(self.ks),
+            "e": list(self.e),
+            "d": list(self.d),
+            "r": self.r,
+            "w": self.w,
+        }
+        if self.family != space.MOBILENET_V3.name:
+            fields["family"] = self.family
+        return fields
 
     def to_json(self) -> str:
         """Canonical JSON: sorted keys, no spaces. Equal subnets give equal strings."""
@@ -154,14 +179,15 @@ class SubnetConfig:
     def from_dict(cls, data: Mapping[str, Any], *, w: float | None = None) -> SubnetConfig:
         """Parse our JSON or OFA's (`"r": [224]`, `"image_size"`, `"width_mult"`).
 
-        `w` is used when the data does not name a width; the default width is 1.0.
+        `w` is used when the data does not name a width; the default is the family's first
+        (1.0 for MobileNetV3, the default family).
         Unknown keys are refused so that a typo cannot silently fall back to a default.
         """
         if not isinstance(data, Mapping):
             raise ValueError(f"config: expected a JSON object, got {type(data).__name__}")
         if "blocks" in data:
             return cls.from_net_config(data)
-        known = {"ks", "e", "d", "r", "image_size", "w", "width_mult"}
+        known = {"ks", "e", "d", "r", "image_size", "w", "width_mult", "family"}
         unknown = [key for key in data if key not in known]
         if unknown:
             more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
@@ -181,8 +207,9 @@ class SubnetConfig:
             if len(r) != 1:
                 raise ValueError(f"r: expected one resolution, got {show(list(r))}")
             r = r[0]
-        width = data.get("w", data.get("width_mult", 1.0 if w is None else w))
-        return cls(ks=data["ks"], e=data["e"], d=data["d"], r=r, w=width)
+        family = space.family_named(data.get("family", space.MOBILENET_V3.name))
+        width = data.get("w", data.get("width_mult", family.width_choices[0] if w is None else w))
+        return cls(ks=data["ks"], e=data["e"], d=data["d"], r=r, w=width, family=family.name)
 
     @classmethod
     def from_json(cls, text: str, *, w: float | None = None) -> SubnetConfig:
@@ -190,15 +217,14 @@ class SubnetConfig:
 
     @classmethod
     def from_net_config(cls, net: Mapping[str, Any], image_size: int | None = None) -> SubnetConfig:
-        """Read an OFA `net.config` (a built MobileNetV3, old or new block naming)."""
+        """Read an OFA `net.config` of any family (old or new block naming)."""
         if not isinstance(net, Mapping):
             raise ValueError(f"net.config: expected a JSON object, got {type(net).__name__}")
         name = net.get("name")
-        if name != "MobileNetV3":
-            raise ValueError(
-                f"net.config: name is {show(name)}; only OFA MobileNetV3 subnets "
-                "are in this space (ProxylessNAS nets are not)"
-            )
+        family = next((f for f in space.FAMILIES.values() if f.net_config_name == name), None)
+        if family is None:
+            names = ", ".join(f.net_config_name for f in space.FAMILIES.values())
+            raise ValueError(f"net.config: name is {show(name)}; expected one of {names}")
         first_conv, raw = net.get("first_conv"), net.get("blocks")
         if not isinstance(first_conv, Mapping) or "out_channels" not in first_conv:
             raise ValueError("net.config: first_conv.out_channels: missing")
@@ -213,12 +239,14 @@ class SubnetConfig:
         shortcuts = [b.get("shortcut") for b in raw]
         first_out = first_conv["out_channels"]
         width = next(
-            (w for w in space.WIDTH_CHOICES if space.stage_widths(w)[0] == first_out), None
+            (w for w in family.width_choices if family.stage_widths(w)[0] == first_out), None
         )
         if width is None:
+            expected = " or ".join(
+                f"{family.stage_widths(w)[0]} (w{w})" for w in family.width_choices
+            )
             raise ValueError(
-                f"net.config: first_conv.out_channels is {show(first_out)}; expected "
-                f"{space.stage_widths(1.0)[0]} (w1.0) or {space.stage_widths(1.2)[0]} (w1.2)"
+                f"net.config: first_conv.out_channels is {show(first_out)}; expected {expected}"
             )
         stages: list[list[Mapping[str, Any]]] = []
         for block, shortcut in zip(blocks[1:], shortcuts[1:], strict=True):
@@ -227,19 +255,23 @@ class SubnetConfig:
             if not stages:
                 raise ValueError("net.config: blocks[1] must start a stage (no shortcut)")
             stages[-1].append(block)
-        if len(stages) != space.N_STAGES:
+        n_stages = family.n_stages + (1 if family.tail_blocks else 0)
+        if len(stages) != n_stages:
             raise ValueError(
-                f"net.config: expected {space.N_STAGES} stages after blocks[0], found {len(stages)}"
+                f"net.config: expected {n_stages} stages after blocks[0], found {len(stages)}"
             )
-        widths = space.stage_widths(width)[2:7]
+        widths = family.stage_widths(width)[2 : 2 + n_stages]
         ks: list[Any] = []  # as the file has them; the constructor checks them
         e: list[Any] = []
         d: list[int] = []
         for s, stage in enumerate(stages):
-            if not 1 <= len(stage) <= space.MAX_DEPTH:
+            tail = s == family.n_stages
+            low, high = (
+                (family.tail_blocks,) * 2 if tail else (min(family.depth_choices), family.max_depth)
+            )
+            if not 1 <= len(stage) <= high:
                 raise ValueError(
-                    f"net.config: stage {s} has {len(stage)} blocks, expected "
-                    f"{min(space.DEPTH_CHOICES)}..{space.MAX_DEPTH}"
+                    f"net.config: stage {s} has {len(stage)} blocks, expected {low}..{high}"
                 )
             for i, block in enumerate(stage):
                 if block.get("out_channels") != widths[s]:
@@ -248,15 +280,15 @@ class SubnetConfig:
                         f"{show(block.get('out_channels'))}, expected {widths[s]} "
                         f"for w{width}"
                     )
-            d.append(len(stage))
-            pad = space.MAX_DEPTH - len(stage)
-            ks += [b.get("kernel_size") for b in stage] + [min(space.KERNEL_CHOICES)] * pad
-            e += [b.get("expand_ratio") for b in stage] + [min(space.EXPAND_CHOICES)] * pad
+            pad = 0 if tail else family.max_depth - len(stage)
+            d += [] if tail else [len(stage)]
+            ks += [b.get("kernel_size") for b in stage] + [min(family.kernel_choices)] * pad
+            e += [b.get("expand_ratio") for b in stage] + [min(family.expand_choices)] * pad
         if image_size is None:
             image_size = net.get("image_size")
         if image_size is None:
             raise ValueError("r: net.config has no image size; pass it (run.config's image_size)")
-        return cls(ks=tuple(ks), e=tuple(e), d=tuple(d), r=image_size, w=width)
+        return cls(ks=tuple(ks), e=tuple(e), d=tuple(d), r=image_size, w=width, family=family.name)
 
     @classmethod
     def from_file(cls, path: str | Path) -> SubnetConfig:
@@ -273,36 +305,44 @@ class SubnetConfig:
 
     # ---------------------------------------------------------------- special
     @classmethod
-    def largest(cls, r: int = 224, w: float = 1.0) -> SubnetConfig:
-        return cls(
-            ks=(max(space.KERNEL_CHOICES),) * space.N_BLOCKS,
-            e=(max(space.EXPAND_CHOICES),) * space.N_BLOCKS,
-            d=(max(space.DEPTH_CHOICES),) * space.N_STAGES,
-            r=r,
-            w=w,
-        )
+    def largest(cls, r: int = 224, w: float = 1.0, family: str = "mbv3") -> SubnetConfig:
+        return cls._uniform(max, r, w, family)
 
     @classmethod
-    def smallest(cls, r: int = 224, w: float = 1.0) -> SubnetConfig:
+    def smallest(cls, r: int = 224, w: float = 1.0, family: str = "mbv3") -> SubnetConfig:
+        return cls._uniform(min, r, w, family)
+
+    @classmethod
+    def _uniform(
+        cls, pick: Callable[[tuple[int, ...]], int], r: int, w: float, family: str
+    ) -> SubnetConfig:
+        f = space.family_named(family)
         return cls(
-            ks=(min(space.KERNEL_CHOICES),) * space.N_BLOCKS,
-            e=(min(space.EXPAND_CHOICES),) * space.N_BLOCKS,
-            d=(min(space.DEPTH_CHOICES),) * space.N_STAGES,
+            ks=(pick(f.kernel_choices),) * f.n_blocks,
+            e=(pick(f.expand_choices),) * f.n_blocks,
+            d=(pick(f.depth_choices),) * f.n_stages,
             r=r,
             w=w,
+            family=family,
         )
 
     @classmethod
     def sample(
-        cls, rng: random.Random, resolutions: Sequence[int] = (224,), w: float = 1.0
+        cls,
+        rng: random.Random,
+        resolutions: Sequence[int] = (224,),
+        w: float = 1.0,
+        family: str = "mbv3",
     ) -> SubnetConfig:
         """Uniform per choice, like OFA's `sample_active_subnet`."""
+        f = space.family_named(family)
         return cls(
-            ks=tuple(rng.choice(space.KERNEL_CHOICES) for _ in range(space.N_BLOCKS)),
-            e=tuple(rng.choice(space.EXPAND_CHOICES) for _ in range(space.N_BLOCKS)),
-            d=tuple(rng.choice(space.DEPTH_CHOICES) for _ in range(space.N_STAGES)),
+            ks=tuple(rng.choice(f.kernel_choices) for _ in range(f.n_blocks)),
+            e=tuple(rng.choice(f.expand_choices) for _ in range(f.n_blocks)),
+            d=tuple(rng.choice(f.depth_choices) for _ in range(f.n_stages)),
             r=rng.choice(list(resolutions)),
             w=w,
+            family=family,
         )
 
 
@@ -318,20 +358,21 @@ def _image_size_beside(net_config: Path) -> Any:
 
 
 def sample_configs(
-    n: int, seed: int, resolutions: Sequence[int] = (224,), w: float = 1.0
+    n: int, seed: int, resolutions: Sequence[int] = (224,), w: float = 1.0, family: str = "mbv3"
 ) -> list[SubnetConfig]:
     """`n` configs drawn with their own RNG (same seed, same list; the global RNG is untouched)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n: expected a non-negative integer, got {show(n)}")
     rng = random.Random(seed)
-    return [SubnetConfig.sample(rng, resolutions, w) for _ in range(n)]
+    return [SubnetConfig.sample(rng, resolutions, w, family) for _ in range(n)]
 
 
-def space_size(n_resolutions: int = 1) -> int:
+def space_size(n_resolutions: int = 1, family: str = "mbv3") -> int:
     """Number of distinct subnets (canonical forms) times the number of resolutions."""
-    per_block = len(space.KERNEL_CHOICES) * len(space.EXPAND_CHOICES)
-    per_stage = sum(per_block**depth for depth in space.DEPTH_CHOICES)
-    return per_stage**space.N_STAGES * n_resolutions
+    f = space.family_named(family)
+    per_block = len(f.kernel_choices) * len(f.expand_choices)
+    per_stage = sum(per_block**depth for depth in f.depth_choices)
+    return per_stage**f.n_stages * per_block**f.tail_blocks * n_resolutions
 
 
 def load_configs(path: str | Path) -> list[SubnetConfig]:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from functools import partial
 
 from ofa import space
 from ofa.config import SubnetConfig
 
 __all__ = ["LayerSpec", "layer_plan", "lut_keys", "count_macs", "count_params", "space_lut_specs"]
 
-# LUT entry kinds, spelled as OFA's latency tables spell them.
+# LUT entry kinds, spelled as OFA's latency tables spell them. ProxylessNAS's tables have
+# no AvgPool2D and Conv_2: its `Conv_1` is the feature-mix conv and `Logits` pools too.
 FIRST_CONV = "Conv"
 MBCONV = "expanded_conv"
 FINAL_EXPAND = "Conv_1"
@@ -40,16 +42,27 @@ class LayerSpec:
     se: bool = False
     act: str = ""
     has_expand: bool = False  # MBConv with a 1x1 expansion (all but `blocks[0]`)
+    expand: int = 0  # MBConv expand ratio (1 for `blocks[0]`)
+    family: str = space.MOBILENET_V3.name  # whose LUT spelling and BN settings
 
     @property
     def lut_key(self) -> str:
-        """The key of this layer in an OFA `{r}_lookup_table.yaml`."""
+        """The key of this layer in the family's OFA latency table (MobileNetV3's
+        `{r}_lookup_table.yaml`: the MBConv's middle channels, SE and h-swish; ProxylessNAS's
+        `mobile_trim.yaml`: its expand ratio)."""
         parts = [
             self.kind,
             "input:" + "x".join(map(str, self.in_shape)),
             "output:" + "x".join(map(str, self.out_shape)),
         ]
-        if self.kind == MBCONV:
+        if self.kind == MBCONV and self.family == space.PROXYLESS.name:
+            parts += [
+                f"expand:{self.expand}",
+                f"kernel:{self.kernel}",
+                f"stride:{self.stride}",
+                f"idskip:{int(self.idskip)}",
+            ]
+        elif self.kind == MBCONV:
             parts += [
                 f"expand:{self.mid}",
                 f"kernel:{self.kernel}",
@@ -59,6 +72,11 @@ class LayerSpec:
                 f"hs:{int(self.act == 'h_swish')}",
             ]
         return "-".join(parts)
+
+    @property
+    def pools(self) -> bool:
+        """A `Logits` entry that pools its input first (ProxylessNAS's, above 1x1)."""
+        return self.kind == LOGITS and self.in_shape[:-1] not in ((), (1, 1))
 
     @property
     def in_channels(self) -> int:
@@ -131,19 +149,17 @@ class LayerSpec:
 
 def layer_plan(config: SubnetConfig) -> list[LayerSpec]:
     """All layers of `config` in execution order: first conv, `blocks[0]`, the active
-    elastic blocks, final expand, pooling, feature mix, classifier."""
-    widths = space.stage_widths(config.w)
-    first, block0, stage_out, final_expand, feature_mix = (
-        widths[0],
-        widths[1],
-        widths[2:7],
-        widths[7],
-        widths[8],
-    )
+    elastic blocks (the tail's too), then the family's head (MobileNetV3: final expand,
+    pooling, feature mix, classifier; ProxylessNAS: feature mix, pooling with classifier)."""
+    family = config.family_space
+    widths = family.stage_widths(config.w)
+    first, block0 = widths[0], widths[1]
+    stage_out = widths[2 : 2 + family.n_stages + (1 if family.tail_blocks else 0)]
+    layer = partial(LayerSpec, family=family.name)
     size = (config.r + 1) // 2
-    plan = [LayerSpec(FIRST_CONV, (config.r, config.r, 3), (size, size, first), act="h_swish")]
+    plan = [layer(FIRST_CONV, (config.r, config.r, 3), (size, size, first), act=family.first_act)]
     plan.append(
-        LayerSpec(
+        layer(
             MBCONV,
             (size, size, first),
             (size, size, block0),
@@ -152,17 +168,19 @@ def layer_plan(config: SubnetConfig) -> list[LayerSpec]:
             stride=1,
             idskip=first == block0,
             se=False,
-            act="relu",
+            act=family.block0_act,
+            expand=1,
         )
     )
     channels = block0
     for block in config.active_blocks:
-        stage = space.stage_of(block)
-        first_in_stage = block % space.MAX_DEPTH == 0
-        stride = space.STAGE_STRIDES[stage] if first_in_stage else 1
+        stage = family.stage_of(block)
+        tail = stage == family.n_stages
+        first_in_stage = block % family.max_depth == 0 or tail
+        stride = family.stage_strides[stage] if first_in_stage and not tail else 1
         out_size = int((size - 1) / stride + 1)
         plan.append(
-            LayerSpec(
+            layer(
                 MBCONV,
                 (size, size, channels),
                 (out_size, out_size, stage_out[stage]),
@@ -170,19 +188,26 @@ def layer_plan(config: SubnetConfig) -> list[LayerSpec]:
                 kernel=config.ks[block],
                 stride=stride,
                 idskip=not first_in_stage,
-                se=space.STAGE_SE[stage],
-                act=space.STAGE_ACTS[stage],
+                se=not tail and family.stage_se[stage],
+                act=family.stage_acts[min(stage, family.n_stages - 1)],
                 has_expand=True,
+                expand=config.e[block],
             )
         )
         size, channels = out_size, stage_out[stage]
-    plan += [
-        LayerSpec(FINAL_EXPAND, (size, size, channels), (size, size, final_expand), act="h_swish"),
-        LayerSpec(AVG_POOL, (size, size, final_expand), (1, 1, final_expand)),
-        LayerSpec(FEATURE_MIX, (1, 1, final_expand), (1, 1, feature_mix), act="h_swish"),
-        LayerSpec(LOGITS, (1, 1, feature_mix), (space.N_CLASSES,)),
+    mix = widths[-1]
+    if family.head == space.PROXYLESS_HEAD:
+        return plan + [
+            layer(FINAL_EXPAND, (size, size, channels), (size, size, mix), act=family.head_act),
+            layer(LOGITS, (size, size, mix), (space.N_CLASSES,)),
+        ]
+    final_expand = widths[-2]
+    return plan + [
+        layer(FINAL_EXPAND, (size, size, channels), (size, size, final_expand), act="h_swish"),
+        layer(AVG_POOL, (size, size, final_expand), (1, 1, final_expand)),
+        layer(FEATURE_MIX, (1, 1, final_expand), (1, 1, mix), act="h_swish"),
+        layer(LOGITS, (1, 1, mix), (space.N_CLASSES,)),
     ]
-    return plan
 
 
 def lut_keys(config: SubnetConfig) -> list[str]:
@@ -198,21 +223,28 @@ def count_params(config: SubnetConfig) -> int:
     return sum(layer.params() for layer in layer_plan(config))
 
 
-def space_lut_specs(r: int, w: float = 1.0) -> list[LayerSpec]:
+def space_lut_specs(
+    r: int, w: float = 1.0, family: str = space.MOBILENET_V3.name
+) -> list[LayerSpec]:
     """Every distinct LUT entry that some subnet of the space needs at resolution `r`:
     first conv, `blocks[0]`, for each stage its first block and its other blocks with each
-    (kernel, expand ratio), and the tail. 96 entries for OFA MobileNetV3."""
-    largest = layer_plan(SubnetConfig.largest(r=r, w=w))
-    head, tail = largest[:2], largest[-4:]
-    blocks = []
-    for stage in range(space.N_STAGES):
-        for position in (0, 1):  # a stage's first block, and the (identical) ones after it
-            spec = largest[2 + stage * space.MAX_DEPTH + position]
-            for kernel in space.KERNEL_CHOICES:
-                for expand in space.EXPAND_CHOICES:
-                    blocks.append(
-                        dataclasses.replace(
-                            spec, kernel=kernel, mid=space.middle_channels(spec.in_channels, expand)
-                        )
-                    )
-    return head + blocks + tail
+    (kernel, expand ratio), each tail block likewise, and the head. 96 entries for OFA
+    MobileNetV3, 103 for ProxylessNAS."""
+    f = space.family_named(family)
+    largest = layer_plan(SubnetConfig.largest(r=r, w=w, family=family))
+    head_layers = 2 if f.head == space.PROXYLESS_HEAD else 4
+    # a stage's first block, and the (identical) ones after it; then the tail blocks
+    positions = [2 + stage * f.max_depth + i for stage in range(f.n_stages) for i in (0, 1)]
+    positions += [2 + f.n_stages * f.max_depth + i for i in range(f.tail_blocks)]
+    blocks = [
+        dataclasses.replace(
+            largest[position],
+            kernel=kernel,
+            expand=expand,
+            mid=space.middle_channels(largest[position].in_channels, expand),
+        )
+        for position in positions
+        for kernel in f.kernel_choices
+        for expand in f.expand_choices
+    ]
+    return largest[:2] + blocks + largest[-head_layers:]

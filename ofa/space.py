@@ -1,11 +1,15 @@
-"""The OFA MobileNetV3 design space as plain data (no torch).
+"""The OFA design spaces as plain data (no torch): one `Family` per elastic supernet.
 
-Every number here is fixed by the published supernet `ofa_mbv3_d234_e346_k357_w{1.0,1.2}`;
-the supernet, the config validator, the arithmetic counters and the LUT keys all read them
-from this one place so they cannot disagree.
+Every number here is fixed by a published supernet: `ofa_mbv3_d234_e346_k357_w{1.0,1.2}`
+(MobileNetV3) and `ofa_proxyless_d234_e346_k357_w1.3` (ProxylessNAS). The supernets, the
+config validator, the arithmetic counters and the LUT keys all read them from here so they
+cannot disagree. The module-level constants are MobileNetV3's, for the code that handles
+that family only (search, predictors, campaigns); `FAMILIES` holds every family.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 KERNEL_CHOICES = (3, 5, 7)
 EXPAND_CHOICES = (3, 4, 6)
@@ -36,6 +40,106 @@ CHANNEL_DIVISOR = 8
 BN_MOMENTUM = 0.1
 BN_EPS = 1e-5
 
+# The two ways the published supernets end (`Family.head`).
+MBV3_HEAD = "mbv3"  # final expand 1x1 conv, pooling, feature-mix 1x1 conv (no BN), linear
+PROXYLESS_HEAD = "proxyless"  # feature-mix 1x1 conv (BN), pooling, linear
+
+
+@dataclass(frozen=True)
+class Family:
+    """One elastic MBConv supernet family: a first conv, a fixed `blocks[0]`, `n_stages`
+    elastic stages of up to `max_depth` blocks, then `tail_blocks` blocks of their own stage
+    that always run (elastic kernel and expand ratio only), and a head.
+
+    `base_widths`: first conv | blocks[0] | each elastic stage | the tail stage, if any |
+    the head's one or two 1x1 convolutions, before width scaling."""
+
+    name: str  # the `family` of a config
+    title: str
+    net_config_name: str  # `name` in a published net.config
+    width_choices: tuple[float, ...]
+    base_widths: tuple[int, ...]
+    stage_strides: tuple[int, ...]
+    stage_acts: tuple[str, ...]
+    stage_se: tuple[bool, ...]
+    first_act: str
+    block0_act: str
+    head: str
+    head_act: str
+    bn_eps: float
+    tail_blocks: int = 0
+    kernel_choices: tuple[int, ...] = KERNEL_CHOICES
+    expand_choices: tuple[int, ...] = EXPAND_CHOICES
+    depth_choices: tuple[int, ...] = DEPTH_CHOICES
+
+    @property
+    def n_stages(self) -> int:
+        """Stages of elastic depth."""
+        return len(self.stage_strides)
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.depth_choices)
+
+    @property
+    def n_blocks(self) -> int:
+        """Blocks of elastic kernel and expand ratio: the elastic stages', then the tail's."""
+        return self.n_stages * self.max_depth + self.tail_blocks
+
+    def stage_widths(self, width_mult: float) -> tuple[int, ...]:
+        """`base_widths` scaled by `width_mult`."""
+        return tuple(make_divisible(w * width_mult) for w in self.base_widths)
+
+    def stage_of(self, block: int) -> int:
+        """Stage index of block `block`; the tail blocks are stage `n_stages`."""
+        return min(block // self.max_depth, self.n_stages)
+
+
+MOBILENET_V3 = Family(
+    name="mbv3",
+    title="MobileNetV3",
+    net_config_name="MobileNetV3",
+    width_choices=WIDTH_CHOICES,
+    base_widths=BASE_WIDTHS,
+    stage_strides=STAGE_STRIDES,
+    stage_acts=STAGE_ACTS,
+    stage_se=STAGE_SE,
+    first_act="h_swish",
+    block0_act="relu",
+    head=MBV3_HEAD,
+    head_act="h_swish",
+    bn_eps=BN_EPS,
+)
+
+# ProxylessNAS (`OFAProxylessNASNets`): ReLU6 everywhere, no squeeze-excite, a sixth stage
+# of one stride-1 block (320 channels before width scaling), BN eps 1e-3.
+PROXYLESS = Family(
+    name="proxyless",
+    title="ProxylessNAS",
+    net_config_name="ProxylessNASNets",
+    width_choices=(1.3,),
+    base_widths=(32, 16, 24, 40, 80, 96, 192, 320, 1280),
+    stage_strides=(2, 2, 2, 1, 2),
+    stage_acts=("relu6",) * 5,
+    stage_se=(False,) * 5,
+    first_act="relu6",
+    block0_act="relu6",
+    head=PROXYLESS_HEAD,
+    head_act="relu6",
+    bn_eps=1e-3,
+    tail_blocks=1,
+)
+
+FAMILIES = {family.name: family for family in (MOBILENET_V3, PROXYLESS)}
+
+
+def family_named(name: object) -> Family:
+    """The family called `name`, or a ValueError listing them."""
+    if isinstance(name, str) and name in FAMILIES:
+        return FAMILIES[name]
+    shown = repr(name) if len(repr(name)) <= 40 else repr(name)[:37] + "..."
+    raise ValueError(f"family: expected one of {', '.join(FAMILIES)}, got {shown}")
+
 
 def make_divisible(value: float, divisor: int = CHANNEL_DIVISOR) -> int:
     """Round `value` to a multiple of `divisor`, never more than 10% down (TF MobileNet rule)."""
@@ -46,8 +150,8 @@ def make_divisible(value: float, divisor: int = CHANNEL_DIVISOR) -> int:
 
 
 def stage_widths(width_mult: float) -> tuple[int, ...]:
-    """The nine channel counts of `BASE_WIDTHS` scaled by `width_mult`."""
-    return tuple(make_divisible(w * width_mult) for w in BASE_WIDTHS)
+    """The nine channel counts of MobileNetV3's `BASE_WIDTHS` scaled by `width_mult`."""
+    return MOBILENET_V3.stage_widths(width_mult)
 
 
 def middle_channels(in_channels: int, expand_ratio: int) -> int:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import torch
 
-from ofa.nn.supernet import OFAMobileNetV3
+from ofa.nn.supernet import SUPERNETS, ElasticSupernet
 
 
 @torch.no_grad()
-def randomized_supernet(width: float, seed: int) -> OFAMobileNetV3:
+def randomized_supernet(width: float, seed: int, family: str = "mbv3") -> ElasticSupernet:
     generator = torch.Generator().manual_seed(seed)
-    model = OFAMobileNetV3(width)
+    model = SUPERNETS[family](width)
     for name, tensor in model.state_dict().items():
         if name.endswith("num_batches_tracked"):
             continue

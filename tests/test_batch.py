@@ -72,8 +72,8 @@ def put(index, value, dtype=None):
         ({"d": lambda d: d[:5]}, "d: expected 6 rows (one per config, as in ks), got 5"),
         ({"r": 224}, "r: expected an array of shape (n,), got shape ()"),
         ({"e": [[0] * 20] * 5 + [[0] * 19]}, "e: expected a rectangular array"),
-        ({"w": 1.5}, "w: expected one of (1.0, 1.2), got 1.5"),
-        ({"w": float("nan")}, "w: expected one of (1.0, 1.2), got nan"),
+        ({"w": 1.5}, "w: expected one of (1.0, 1.2) for MobileNetV3, got 1.5"),
+        ({"w": float("nan")}, "w: expected one of (1.0, 1.2) for MobileNetV3, got nan"),
     ],
 )
 def test_bad_arrays_are_refused_naming_field_entry_and_choices(changes, message):
@@ -108,7 +108,7 @@ def zeros(batch: ConfigBatch) -> np.ndarray:
             "budget_ms: expected a positive number of milliseconds, got nan",
         ),
         ({"budget_ms": -1.0}, "budget_ms: expected a positive number of milliseconds, got -1.0"),
-        ({"width": 2.0}, "w: expected one of (1.0, 1.2), got 2.0"),
+        ({"width": 2.0}, "w: expected one of (1.0, 1.2) for MobileNetV3, got 2.0"),
     ],
 )
 def test_search_parameters_are_refused_by_name(kwargs, message):
@@ -138,3 +138,15 @@ def test_search_settings_are_refused_by_name(fields, message):
     with pytest.raises(ValueError) as info:
         SearchSettings(**fields)
     assert str(info.value).startswith(message)
+
+
+def test_a_proxylessnas_subnet_is_refused_by_name_until_predictors_handle_its_family():
+    from ofa.config import SubnetConfig
+
+    proxyless = SubnetConfig.smallest(w=1.3, family="proxyless")
+    with pytest.raises(ValueError) as info:
+        ConfigBatch.from_configs([*CONFIGS, proxyless])
+    assert str(info.value) == (
+        "family: predictors and search handle MobileNetV3 subnets only so far; "
+        f"{proxyless.id} is a ProxylessNAS subnet"
+    )

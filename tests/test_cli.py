@@ -92,6 +92,28 @@ def test_describe_reads_a_published_net_config(assets):
     assert re.search(r"^MACs +389.5 M$", text, re.M)
 
 
+def test_describe_and_export_read_a_published_proxylessnas_net(assets, tmp_path):
+    path = assets / "ofa_specialized/cpu_lat-10ms_top1-71.1_finetune-25/net.config"
+    config = SubnetConfig.from_file(path)
+    info = json.loads(invoke(coord_main, "describe", path, "--format", "json").output)
+    assert info["config"]["family"] == "proxyless" and info["lut_keys"] == lut_keys(config)
+    assert info["lut_keys"][1].endswith("-expand:1-kernel:3-stride:1-idskip:0")  # no se/hs
+    assert "ProxylessNAS" in invoke(coord_main, "describe", path).output
+    invoke(coord_main, "export", path, "--out", tmp_path, "--lut-entries")
+    (model,) = tmp_path.glob(f"{config.id}-*.onnx")
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    x = np.zeros((1, 3, config.r, config.r), np.float32)
+    assert session.run(None, {session.get_inputs()[0].name: x})[0].shape == (1, 1000)
+    index = json.loads((tmp_path / "lut/index.json").read_text())
+    logits = index[lut_keys(config)[-1]]  # ProxylessNAS's Logits entry pools its input
+    assert logits["input_shape"] == [1, 1664, 5, 5]
+    sampled = invoke(coord_main, "sample", "-n", "2", "--family", "proxyless").output
+    assert all(SubnetConfig.from_json(line).w == 1.3 for line in sampled.splitlines())
+    wrong = CliRunner().invoke(coord_main, ["sample", "--family", "proxyless", "--width", "1.2"])
+    assert wrong.exit_code == 1
+    assert "w: expected one of (1.3,) for ProxylessNAS, got 1.2" in wrong.output
+
+
 def test_describe_names_the_bad_field(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"ks": [9] * 20, "e": [3] * 20, "d": [2] * 5, "r": 224}))
@@ -202,9 +224,9 @@ def test_export_refuses_a_checkpoint_that_does_not_fit(tmp_path):
         "classifier.linear.weight": torch.zeros(1000, 1280),
     }
     for state, message in (
-        ({"x": torch.zeros(1)}, "not an OFA MobileNetV3 checkpoint"),
+        ({"x": torch.zeros(1)}, "not an OFA supernet checkpoint"),
         (partial, "missing (473)"),
-        (OFAMobileNetV3(1.2).state_dict(), "the config is a w1.0 subnet"),
+        (OFAMobileNetV3(1.2).state_dict(), "the config is a w1.0 MobileNetV3 subnet"),
     ):
         torch.save({"state_dict": state}, tmp_path / "bad.pth")
         result = CliRunner().invoke(

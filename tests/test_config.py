@@ -36,7 +36,13 @@ def with_(**changes):
         (with_(e=[float("nan")] * 20), "e[0]: expected one of 3, 4, 6, got nan (float)"),
         (with_(d=[True] * 5), "d[0]: expected one of 2, 3, 4, got True (bool)"),
         (with_(ks="3" * 20), "ks: expected a list of 20 integers"),
-        (with_(w=1.5), "w: expected one of (1.0, 1.2), got 1.5"),
+        (with_(w=1.5), "w: expected one of (1.0, 1.2) for MobileNetV3, got 1.5"),
+        (with_(family="resnet"), "family: expected one of mbv3, proxyless, got 'resnet'"),
+        (with_(family="proxyless"), "ks: expected 21 entries, got 20"),
+        (
+            with_(ks=[3] * 21, e=[3] * 21, family="proxyless", w=1.2),
+            "w: expected one of (1.3,) for ProxylessNAS, got 1.2",
+        ),
         (with_(r=[224, 160]), "r: expected one resolution, got [224, 160]"),
         ({"ks": [3] * 20, "e": [3] * 20, "r": 224}, "d: missing"),
         (with_(kernel=[3] * 20), "config: unknown field(s) 'kernel'"),
@@ -65,6 +71,23 @@ def test_skipped_blocks_are_canonicalised_so_two_spellings_are_one_subnet():
     assert c.id != a.id and c.ks[2] == 3
 
 
+def test_a_proxylessnas_subnet_names_its_family_and_always_runs_its_tail_block():
+    config = SubnetConfig.smallest(r=160, w=1.3, family="proxyless").replace(
+        ks=[3] * 20 + [7], e=[3] * 20 + [6]
+    )
+    assert config.active_blocks[-1] == 20 and config.ks[20] == 7 and config.e[20] == 6
+    assert len(config.active_blocks) == 2 * 5 + 1
+    text = config.to_json()
+    assert '"family":"proxyless"' in text and SubnetConfig.from_json(text) == config
+    # MobileNetV3, the default family, keeps the canonical JSON (and so the ids) of before
+    assert "family" not in SubnetConfig.smallest().to_json()
+    assert SubnetConfig.from_dict({**BASE, "family": "mbv3"}) == SubnetConfig.from_dict(BASE)
+    # without a width, a ProxylessNAS subnet is w1.3, the only published one
+    fields = {"ks": [3] * 21, "e": [3] * 21, "d": [2] * 5, "r": 160, "family": "proxyless"}
+    assert SubnetConfig.from_dict(fields).w == 1.3
+    assert space_size(family="proxyless") == space_size() * 9
+
+
 def test_json_round_trip_and_ofa_spellings():
     config = sample_configs(1, seed=5, resolutions=(192,), w=1.2)[0]
     assert SubnetConfig.from_json(config.to_json()) == config
@@ -81,16 +104,18 @@ def test_json_round_trip_and_ofa_spellings():
     assert len(config.id) == 12 and all(ch in "0123456789abcdef" for ch in config.id)
 
 
-def test_published_mobilenetv3_net_configs_are_read(assets):
+def test_published_net_configs_of_both_families_are_read(assets):
     paths = sorted(assets.glob("ofa_specialized/*/net.config"))
-    read = {}
-    for path in paths:
-        if '"ProxylessNASNets"' in path.read_text():
-            with pytest.raises(ValueError, match="only OFA MobileNetV3"):
-                SubnetConfig.from_file(path)
-            continue
-        read[path.parent.name] = SubnetConfig.from_file(path)
-    assert len(read) == 34
+    read = {path.parent.name: SubnetConfig.from_file(path) for path in paths}
+    proxyless = {name: c for name, c in read.items() if c.family == "proxyless"}
+    assert len(read) == 50 and len(proxyless) == 16
+    assert all(c.w == 1.3 and len(c.ks) == 21 for c in proxyless.values())
+    assert {name.split("-")[0] for name in proxyless} == {
+        "1080ti_gpu64",
+        "v100_gpu64",
+        "tx2_gpu16",
+        "cpu_lat",
+    }
     note10 = read["note10_lat-30ms_top1-78.4_finetune-75"]
     assert (note10.w, note10.r, note10.d) == (1.2, 224, (2, 3, 3, 3, 4))
     assert read["LG-G8_lat-11ms_top1-73.0_finetune-25"].w == 1.0

@@ -9,20 +9,35 @@ from pathlib import Path
 import click
 
 from agent.output import JSON, Column, echo_json, format_option, render_fields, render_table
-from coordinator.cli.options import RESOLUTIONS, WIDTH, batch_option, precision_option
+from coordinator.cli.options import RESOLUTIONS, batch_option, precision_option
 from coordinator.services.targets import MODEL_FORMAT, Target
 from ofa.config import SubnetConfig, sample_configs
 from ofa.plan import count_macs, count_params, layer_plan
+from ofa.space import FAMILIES, MOBILENET_V3
 
 
 @click.command()
 @click.option("-n", "--count", type=click.IntRange(min=0), default=5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resolutions", type=RESOLUTIONS, default="224", show_default=True)
-@click.option("--width", type=WIDTH, default="1.0", show_default=True)
-def sample(count: int, seed: int, resolutions: tuple[int, ...], width: str) -> None:
+@click.option(
+    "--family",
+    type=click.Choice(list(FAMILIES)),
+    default=MOBILENET_V3.name,
+    show_default=True,
+    help="The supernet: OFA MobileNetV3 (w1.0, w1.2) or ProxylessNAS (w1.3).",
+)
+@click.option(
+    "--width",
+    type=click.Choice(sorted({str(w) for f in FAMILIES.values() for w in f.width_choices})),
+    help="The supernet's width multiplier  [default: the family's first, 1.0 or 1.3]",
+)
+def sample(
+    count: int, seed: int, resolutions: tuple[int, ...], family: str, width: str | None
+) -> None:
     """Print COUNT uniformly sampled subnet configs as JSON lines."""
-    for config in sample_configs(count, seed, resolutions, float(width)):
+    w = float(width) if width else FAMILIES[family].width_choices[0]
+    for config in sample_configs(count, seed, resolutions, w, family):
         click.echo(config.to_json())
 
 
@@ -49,6 +64,7 @@ def describe(config: str, fmt: str) -> None:
         return
     summary = {
         "id": subnet.id,
+        "family": subnet.family_space.title,
         "width": f"w{subnet.w}",
         "resolution": subnet.r,
         "depths": list(subnet.d),
@@ -107,10 +123,13 @@ def export(
 
     target = Target(runtime, precision=precision, batch=batch)  # refuses torch in int8
     subnet = SubnetConfig.from_file(config)
-    supernet = load_supernet(checkpoint) if checkpoint else seeded_supernet(subnet.w)
-    if supernet.width != subnet.w:
+    supernet = (
+        load_supernet(checkpoint) if checkpoint else seeded_supernet(subnet.w, family=subnet.family)
+    )
+    if (supernet.family.name, supernet.width) != (subnet.family, subnet.w):
         raise ValueError(
-            f"w: the config is a w{subnet.w} subnet, {checkpoint} a w{supernet.width} supernet"
+            f"w: the config is a w{subnet.w} {subnet.family_space.title} subnet, {checkpoint} "
+            f"a w{supernet.width} {supernet.family.title} supernet"
         )
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,7 @@ from ofa.resources import MemoryModel, ResourceFigures, resource_table
 from ofa.search import ImpossibleBudget, SearchSettings, fastest_configs
 
 if TYPE_CHECKING:  # torch only when weights are asked for
-    from ofa.nn.supernet import OFAMobileNetV3
+    from ofa.nn.supernet import ElasticSupernet
 
 __all__ = [
     "Chosen",
@@ -390,7 +390,7 @@ def allowed_resolutions(
     return allowed
 
 
-def _write_subnet(supernet: OFAMobileNetV3, config: SubnetConfig, folder: Path) -> None:
+def _write_subnet(supernet: ElasticSupernet, config: SubnetConfig, folder: Path) -> None:
     """The subnet's own weights (`{"state_dict": ...}` of the static network) and its ONNX."""
     from ofa.nn.checkpoint import save_checkpoint
     from ofa.nn.export import export_module
@@ -407,7 +407,7 @@ def specialise(
     folder: Path,
     source: dict[str, str | None],
     settings: SpecialiseSettings = SpecialiseSettings(),
-    supernet: OFAMobileNetV3 | None = None,
+    supernet: ElasticSupernet | None = None,
     progress: OnProgress = quiet,
     peak: PeakMemory | None = None,
 ) -> list[Chosen]:
@@ -526,7 +526,7 @@ def specialise_scenarios(
     accuracy: AccuracyPredictor,
     folder: Path,
     settings: SpecialiseSettings = SpecialiseSettings(),
-    supernet: OFAMobileNetV3 | None = None,
+    supernet: ElasticSupernet | None = None,
     progress: OnProgress = quiet,
     jobs: int = 1,
 ) -> list[tuple[Scenario, Chosen]]:
@@ -562,7 +562,7 @@ def _specialise_scenario(
     accuracy: AccuracyPredictor,
     folder: Path,
     settings: SpecialiseSettings,
-    supernet: OFAMobileNetV3 | None,
+    supernet: ElasticSupernet | None,
     progress: OnProgress = quiet,
 ) -> list[Chosen]:
     try:

@@ -21,7 +21,7 @@ from ofa.config import SubnetConfig, sample_configs
 from ofa.nn.bn_calibration import recalibrate_bn
 from ofa.nn.checkpoint import load_supernet
 from ofa.nn.data import ImageSet, Splits, fixed_indices, place
-from ofa.nn.supernet import OFAMobileNetV3
+from ofa.nn.supernet import ElasticSupernet
 
 __all__ = ["subnet_accuracy", "build_accuracy_dataset", "CALIBRATION_IMAGES", "BATCH_SIZE"]
 
@@ -39,7 +39,7 @@ def _batches(
 
 @torch.no_grad()
 def subnet_accuracy(
-    supernet: OFAMobileNetV3,
+    supernet: ElasticSupernet,
     config: SubnetConfig,
     data: Splits,
     calibration: np.ndarray,

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ofa import space
-from ofa.nn.supernet import OFAMobileNetV3
+from ofa.nn.supernet import SUPERNETS, ElasticSupernet
 
 __all__ = [
     "remap_state_dict_keys",
@@ -95,21 +95,26 @@ def save_checkpoint(model: nn.Module, path: str | Path, **extra: torch.Tensor) -
     torch.save({"state_dict": model.state_dict(), **extra}, Path(path))
 
 
-def load_supernet(path: str | Path, dropout: float = 0.1) -> OFAMobileNetV3:
-    """The supernet a checkpoint holds, its width and class count read off the weights."""
+def load_supernet(path: str | Path, dropout: float = 0.1) -> ElasticSupernet:
+    """The supernet a checkpoint holds, its family and width (each published supernet's
+    first conv has a number of filters of its own) and class count read off the weights."""
     state = read_state_dict(path)
     try:
         first, classes = state["first_conv.conv.weight"], state["classifier.linear.weight"]
     except KeyError as exc:
-        raise ValueError(f"{path}: not an OFA MobileNetV3 checkpoint (no {exc})") from None
-    width = next(
-        (w for w in space.WIDTH_CHOICES if space.stage_widths(w)[0] == first.shape[0]), None
-    )
-    if width is None:
+        raise ValueError(f"{path}: not an OFA supernet checkpoint (no {exc})") from None
+    supernets = {
+        family.stage_widths(w)[0]: (family, w)
+        for family in space.FAMILIES.values()
+        for w in family.width_choices
+    }
+    if first.shape[0] not in supernets:
+        known = ", ".join(f"{n} ({f.title} w{w})" for n, (f, w) in supernets.items())
         raise ValueError(
-            f"{path}: first_conv has {first.shape[0]} filters, which is no "
-            f"supported width ({', '.join(map(str, space.WIDTH_CHOICES))})"
+            f"{path}: first_conv has {first.shape[0]} filters, which is no supported "
+            f"supernet's ({known})"
         )
-    model = OFAMobileNetV3(width, n_classes=classes.shape[0], dropout=dropout)
+    family, width = supernets[first.shape[0]]
+    model = SUPERNETS[family.name](width, n_classes=classes.shape[0], dropout=dropout)
     _load_strict(model, state, path)
     return model

@@ -22,7 +22,7 @@ from torch import nn
 from ofa.config import SubnetConfig
 from ofa.nn.layers import build_layer
 from ofa.nn.precision import convert
-from ofa.nn.supernet import OFAMobileNetV3
+from ofa.nn.supernet import ElasticSupernet
 from ofa.plan import LOGITS, LayerSpec, layer_plan
 
 __all__ = [
@@ -57,8 +57,8 @@ class Artifact:
 
 
 def input_shape(spec: LayerSpec, batch: int = 1) -> tuple[int, ...]:
-    """Torch input shape of one layer: NCHW, or (N, C) for the classifier."""
-    if spec.kind == LOGITS:
+    """Torch input shape of one layer: NCHW, or (N, C) for a classifier that does not pool."""
+    if spec.kind == LOGITS and not spec.pools:
         return (batch, spec.in_channels)
     height, width, channels = spec.in_shape
     return (batch, channels, height, width)
@@ -125,7 +125,7 @@ def export_model(
     return convert(export_module(module, shape).onnx, precision, shape)
 
 
-def export_subnet(supernet: OFAMobileNetV3, subnet: SubnetConfig) -> Artifact:
+def export_subnet(supernet: ElasticSupernet, subnet: SubnetConfig) -> Artifact:
     """The whole subnet, weights baked in, for an input of `subnet.r` x `subnet.r`."""
     return export_module(supernet.get_active_subnet(subnet), (1, 3, subnet.r, subnet.r))
 

@@ -1,8 +1,8 @@
-"""Static MobileNetV3 building blocks and the static network built from a layer plan.
+"""Static MBConv building blocks and the static network built from a layer plan.
 
 Child names are part of the checkpoint format: they reproduce the state-dict keys of OFA's
-static `MobileNetV3` (`blocks.3.conv.depth_conv.se.fc.reduce.weight`, ...), so never rename
-them casually.
+static `MobileNetV3` and `ProxylessNASNets` (`blocks.3.conv.depth_conv.se.fc.reduce.weight`,
+...), so never rename them casually.
 """
 
 from __future__ import annotations
@@ -26,22 +26,36 @@ __all__ = [
     "LinearLayer",
     "GlobalAvgPool",
     "MobileNetV3",
+    "ProxylessNASNet",
+    "set_bn_eps",
     "build_layer",
     "build_network",
 ]
 
 
 def activation(name: str) -> nn.Module:
-    """OFA's activations: relu, and h_swish = x * relu6(x + 3) / 6 (exported as HardSwish)."""
+    """OFA's activations: relu, relu6 (ProxylessNAS) and h_swish = x * relu6(x + 3) / 6
+    (exported as HardSwish)."""
     if name == "relu":
         return nn.ReLU(inplace=True)
+    if name == "relu6":
+        return nn.ReLU6(inplace=True)
     if name == "h_swish":
         return nn.Hardswish(inplace=True)
-    raise ValueError(f"act: expected 'relu' or 'h_swish', got {name!r}")
+    raise ValueError(f"act: expected 'relu', 'relu6' or 'h_swish', got {name!r}")
 
 
 def batch_norm(channels: int) -> nn.BatchNorm2d:
+    """MobileNetV3's BN; a network of another family gets its eps from `set_bn_eps`."""
     return nn.BatchNorm2d(channels, eps=space.BN_EPS, momentum=space.BN_MOMENTUM)
+
+
+def set_bn_eps(module: nn.Module, family: str) -> None:
+    """Every BN of `module` with the family's eps (as OFA's `set_bn_param`)."""
+    eps = space.family_named(family).bn_eps
+    for child in module.modules():
+        if isinstance(child, nn.BatchNorm2d):
+            child.eps = eps
 
 
 class ConvLayer(nn.Sequential):
@@ -223,8 +237,40 @@ class MobileNetV3(nn.Module):
         return self.classifier(self.feature_mix_layer(x))
 
 
+class ProxylessNASNet(nn.Module):
+    """A static ProxylessNAS subnet (OFA's `ProxylessNASNets`): the head is a feature-mix
+    1x1 conv with BN at full resolution, then pooling and the classifier."""
+
+    def __init__(
+        self,
+        first_conv: nn.Module,
+        blocks: list[nn.Module],
+        feature_mix_layer: nn.Module,
+        classifier: nn.Module,
+    ) -> None:
+        super().__init__()
+        self.first_conv = first_conv
+        self.blocks = nn.ModuleList(blocks)
+        self.feature_mix_layer = feature_mix_layer
+        self.global_avg_pool = GlobalAvgPool()
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.first_conv(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.classifier(self.global_avg_pool(self.feature_mix_layer(x)))
+
+
 def build_layer(spec: LayerSpec, dropout: float = 0.0) -> nn.Module:
-    """The static module that computes one layer of a plan (also a LUT entry on its own)."""
+    """The static module that computes one layer of a plan (also a LUT entry on its own),
+    its BN with the family's eps."""
+    module = _static_layer(spec, dropout)
+    set_bn_eps(module, spec.family)
+    return module
+
+
+def _static_layer(spec: LayerSpec, dropout: float) -> nn.Module:
     if spec.kind == FIRST_CONV:
         return ConvLayer(spec.in_channels, spec.out_channels, 3, 2, spec.act)
     if spec.kind == MBCONV:
@@ -245,15 +291,24 @@ def build_layer(spec: LayerSpec, dropout: float = 0.0) -> nn.Module:
         return GlobalAvgPool()
     if spec.kind == FEATURE_MIX:
         return ConvLayer(spec.in_channels, spec.out_channels, 1, 1, spec.act, use_bn=False)
+    if spec.pools:
+        return nn.Sequential(GlobalAvgPool(), LinearLayer(spec.in_channels, spec.out_channels))
     if spec.kind == LOGITS:
         return LinearLayer(spec.in_channels, spec.out_channels, dropout)
     raise ValueError(f"kind: unknown layer kind {spec.kind!r}")
 
 
-def build_network(plan: list[LayerSpec], dropout: float = 0.0) -> MobileNetV3:
+def build_network(plan: list[LayerSpec], dropout: float = 0.0) -> MobileNetV3 | ProxylessNASNet:
     """The static network of a layer plan, freshly initialised."""
     by_kind = {spec.kind: spec for spec in plan if spec.kind != MBCONV}
     blocks = [build_layer(spec) for spec in plan if spec.kind == MBCONV]
+    if plan[0].family == space.PROXYLESS.name:
+        return ProxylessNASNet(
+            build_layer(by_kind[FIRST_CONV]),
+            blocks,
+            build_layer(by_kind[FINAL_EXPAND]),
+            LinearLayer(by_kind[LOGITS].in_channels, by_kind[LOGITS].out_channels, dropout),
+        )
     return MobileNetV3(
         build_layer(by_kind[FIRST_CONV]),
         blocks,

@@ -1,4 +1,5 @@
-"""The elastic OFA MobileNetV3 supernet (kernel, expand ratio, depth, any resolution).
+"""The elastic OFA supernets, MobileNetV3 and ProxylessNAS (kernel, expand ratio, depth, any
+resolution).
 
 The subnet to run is passed to `forward` (or set on the instance with `set_active_subnet`):
 no class-level flags and no global state, so two threads can run two subnets of one
@@ -23,15 +24,17 @@ from ofa.nn.layers import (
     LinearLayer,
     MBConv,
     MobileNetV3,
+    ProxylessNASNet,
     ResidualBlock,
     SqueezeExciteFC,
     activation,
     batch_norm,
     build_network,
+    set_bn_eps,
 )
 from ofa.plan import MBCONV, layer_plan
 
-__all__ = ["OFAMobileNetV3", "seeded_supernet"]
+__all__ = ["ElasticSupernet", "OFAMobileNetV3", "OFAProxylessNAS", "SUPERNETS", "seeded_supernet"]
 
 
 class ElasticConv2d(nn.Module):
@@ -207,36 +210,56 @@ def _copy_bn(target: nn.BatchNorm2d, source: nn.BatchNorm2d) -> None:
         getattr(target, name).data.copy_(getattr(source, name).data[:channels])
 
 
-class OFAMobileNetV3(nn.Module):
-    """OFA's elastic MobileNetV3 (`ofa_mbv3_d234_e346_k357_w{width}`)."""
+class ElasticSupernet(nn.Module):
+    """An OFA supernet of one family (`ofa.space.FAMILIES`): first conv, `blocks[0]`, the
+    elastic blocks, and the family's head, whose modules `head` names in order."""
+
+    family = space.MOBILENET_V3
+    head: tuple[str, ...] = ()
+    classifier: LinearLayer
 
     def __init__(
-        self, width: float = 1.0, n_classes: int = space.N_CLASSES, dropout: float = 0.1
+        self, width: float, n_classes: int = space.N_CLASSES, dropout: float = 0.1
     ) -> None:
         super().__init__()
-        self.width = SubnetConfig.largest(w=width).w  # validates the width
-        widths = space.stage_widths(self.width)
+        family = self.family
+        self.width = SubnetConfig.largest(w=width, family=family.name).w  # validates it
+        widths = family.stage_widths(self.width)
         first, block0 = widths[0], widths[1]
-        self.first_conv = ConvLayer(3, first, 3, 2, "h_swish")
+        self.first_conv = ConvLayer(3, first, 3, 2, family.first_act)
         blocks: list[nn.Module] = [
             ResidualBlock(
-                MBConv(first, block0, first, 3, 1, "relu", False, expand=False), first == block0
+                MBConv(first, block0, first, 3, 1, family.block0_act, False, expand=False),
+                first == block0,
             )
         ]
         channels = block0
-        for stage, out in enumerate(widths[2:7]):
-            for i in range(space.MAX_DEPTH):
-                stride = space.STAGE_STRIDES[stage] if i == 0 else 1
-                conv = ElasticMBConv(
-                    channels, out, stride, space.STAGE_ACTS[stage], space.STAGE_SE[stage]
-                )
-                blocks.append(ResidualBlock(conv, residual=i > 0))
-                channels = out
+        for b in range(family.n_blocks):
+            stage = family.stage_of(b)
+            tail = stage == family.n_stages
+            first_in_stage = tail or b % family.max_depth == 0
+            out = widths[2 + stage]
+            conv = ElasticMBConv(
+                channels,
+                out,
+                family.stage_strides[stage] if first_in_stage and not tail else 1,
+                family.stage_acts[min(stage, family.n_stages - 1)],
+                not tail and family.stage_se[stage],
+            )
+            blocks.append(ResidualBlock(conv, residual=not first_in_stage))
+            channels = out
         self.blocks = nn.ModuleList(blocks)
-        self.final_expand_layer = ConvLayer(channels, widths[7], 1, 1, "h_swish")
-        self.feature_mix_layer = ConvLayer(widths[7], widths[8], 1, 1, "h_swish", use_bn=False)
-        self.classifier = LinearLayer(widths[8], n_classes, dropout)
-        self.active_subnet = SubnetConfig.largest(w=self.width)
+        self._build_head(widths, channels, n_classes, dropout)
+        set_bn_eps(self, family.name)
+        self.active_subnet = SubnetConfig.largest(w=self.width, family=family.name)
+
+    def _build_head(
+        self, widths: tuple[int, ...], channels: int, n_classes: int, dropout: float
+    ) -> None:
+        raise NotImplementedError
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def set_active_subnet(self, subnet: SubnetConfig) -> None:
         """The subnet `forward` runs when it is not given one."""
@@ -245,6 +268,11 @@ class OFAMobileNetV3(nn.Module):
     def _check(self, subnet: SubnetConfig) -> SubnetConfig:
         if not isinstance(subnet, SubnetConfig):
             raise TypeError(f"subnet: expected a SubnetConfig, got {type(subnet).__name__}")
+        if subnet.family != self.family.name:
+            raise ValueError(
+                f"family: the subnet is a {subnet.family_space.title} subnet, this supernet "
+                f"is {self.family.title}"
+            )
         if subnet.w != self.width:
             raise ValueError(
                 f"w: the subnet is for width {subnet.w}, this supernet is w{self.width}"
@@ -252,7 +280,7 @@ class OFAMobileNetV3(nn.Module):
         return subnet
 
     def elastic_block(self, b: int) -> ResidualBlock[ElasticMBConv]:
-        """Elastic block `b` (0..19), `blocks[b + 1]`."""
+        """Elastic block `b` (0..19 for MobileNetV3), `blocks[b + 1]`."""
         return cast("ResidualBlock[ElasticMBConv]", self.blocks[b + 1])  # ModuleList: Module
 
     def forward(self, x: torch.Tensor, subnet: SubnetConfig | None = None) -> torch.Tensor:
@@ -262,22 +290,21 @@ class OFAMobileNetV3(nn.Module):
             block = self.elastic_block(b)
             y = block.conv(x, subnet.ks[b], subnet.e[b])
             x = y + x if block.residual else y
-        x = F.adaptive_avg_pool2d(self.final_expand_layer(x), 1)
-        return self.classifier(self.feature_mix_layer(x))
+        return self._head(x)
 
     @torch.no_grad()
-    def get_active_subnet(self, subnet: SubnetConfig | None = None) -> MobileNetV3:
-        """A static `MobileNetV3` with this subnet's weights and BN statistics copied in."""
+    def get_active_subnet(
+        self, subnet: SubnetConfig | None = None
+    ) -> MobileNetV3 | ProxylessNASNet:
+        """A static network with this subnet's weights and BN statistics copied in."""
         subnet = self.active_subnet if subnet is None else self._check(subnet)
         plan = layer_plan(subnet)
         # the plan counts ImageNet's 1000 classes; a supernet trained on other data has others
         plan[-1] = replace(plan[-1], out_shape=(self.classifier.linear.out_features,))
         net = build_network(plan, dropout=self.classifier.dropout.p)
-        net.first_conv.load_state_dict(self.first_conv.state_dict())
+        for name in ("first_conv", *self.head):
+            getattr(net, name).load_state_dict(getattr(self, name).state_dict())
         net.blocks[0].load_state_dict(self.blocks[0].state_dict())
-        net.final_expand_layer.load_state_dict(self.final_expand_layer.state_dict())
-        net.feature_mix_layer.load_state_dict(self.feature_mix_layer.state_dict())
-        net.classifier.load_state_dict(self.classifier.state_dict())
         block_specs = [spec for spec in plan if spec.kind == MBCONV][1:]
         targets = [cast("ResidualBlock[MBConv]", block) for block in net.blocks[1:]]
         for target, b, spec in zip(targets, subnet.active_blocks, block_specs, strict=True):
@@ -310,10 +337,61 @@ class OFAMobileNetV3(nn.Module):
         _copy_bn(target.point_linear.bn, pl.bn.bn)
 
 
-def seeded_supernet(width: float, seed: int = 0) -> OFAMobileNetV3:
+class OFAMobileNetV3(ElasticSupernet):
+    """OFA's elastic MobileNetV3 (`ofa_mbv3_d234_e346_k357_w{width}`)."""
+
+    family = space.MOBILENET_V3
+    head = ("final_expand_layer", "feature_mix_layer", "classifier")
+
+    def __init__(
+        self, width: float = 1.0, n_classes: int = space.N_CLASSES, dropout: float = 0.1
+    ) -> None:
+        super().__init__(width, n_classes, dropout)
+
+    def _build_head(
+        self, widths: tuple[int, ...], channels: int, n_classes: int, dropout: float
+    ) -> None:
+        self.final_expand_layer = ConvLayer(channels, widths[7], 1, 1, "h_swish")
+        self.feature_mix_layer = ConvLayer(widths[7], widths[8], 1, 1, "h_swish", use_bn=False)
+        self.classifier = LinearLayer(widths[8], n_classes, dropout)
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.adaptive_avg_pool2d(self.final_expand_layer(x), 1)
+        return self.classifier(self.feature_mix_layer(x))
+
+
+class OFAProxylessNAS(ElasticSupernet):
+    """OFA's elastic ProxylessNAS (`ofa_proxyless_d234_e346_k357_w1.3`)."""
+
+    family = space.PROXYLESS
+    head = ("feature_mix_layer", "classifier")
+
+    def __init__(
+        self, width: float = 1.3, n_classes: int = space.N_CLASSES, dropout: float = 0.1
+    ) -> None:
+        super().__init__(width, n_classes, dropout)
+
+    def _build_head(
+        self, widths: tuple[int, ...], channels: int, n_classes: int, dropout: float
+    ) -> None:
+        self.feature_mix_layer = ConvLayer(channels, widths[-1], 1, 1, self.family.head_act)
+        self.classifier = LinearLayer(widths[-1], n_classes, dropout)
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(F.adaptive_avg_pool2d(self.feature_mix_layer(x), 1))
+
+
+SUPERNETS: dict[str, type[ElasticSupernet]] = {
+    cls.family.name: cls for cls in (OFAMobileNetV3, OFAProxylessNAS)
+}
+
+
+def seeded_supernet(
+    width: float, seed: int = 0, family: str = space.MOBILENET_V3.name
+) -> ElasticSupernet:
     """A supernet of random weights drawn from `seed` (the global RNG left alone): the same
     weights, and so the same exported bytes, in every process. Latency does not depend on
     weight values, so campaigns measure these when no checkpoint is given."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return OFAMobileNetV3(width).eval()
+        return SUPERNETS[space.family_named(family).name](width).eval()

@@ -40,7 +40,7 @@ from ofa.nn.accuracy_dataset import subnet_accuracy
 from ofa.nn.channel_sort import sort_channels
 from ofa.nn.checkpoint import load_checkpoint, load_supernet
 from ofa.nn.data import Splits, fixed_indices, place, step_indices
-from ofa.nn.supernet import OFAMobileNetV3
+from ofa.nn.supernet import ElasticSupernet, OFAMobileNetV3
 from ofa.schedule import Chain, Phase, learning_rate
 
 __all__ = [
@@ -169,7 +169,7 @@ def make_optimizer(model: nn.Module, phase: Phase) -> torch.optim.SGD:
     )
 
 
-def teacher_network(supernet: OFAMobileNetV3) -> nn.Module:
+def teacher_network(supernet: ElasticSupernet) -> nn.Module:
     """The supernet's full network as a static net without dropout, in training mode: BN
     on batch statistics, as OFA's teacher."""
     teacher = supernet.get_active_subnet(SubnetConfig.largest(w=supernet.width))

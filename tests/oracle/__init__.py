@@ -3,14 +3,16 @@
 The reference's top-level package is also called `ofa`, so it must never be imported into
 the test process; `run_reference` hands it a JSON request and reads back a JSON response.
 
-Request fields (see run_reference.py): width (1.0 or 1.2), n_classes (default 1000), seed,
-state_dict (path of a torch.save({"state_dict": sd, ...}) file or None), save_state_dict
-(optional path), subnets (list of {"ks": [20], "e": [20], "d": [5], "r": int, "input":
-"x.npy" or None, "state_dict": optional path of weights loaded for this subnet and those
-after it}), lut_dir (optional folder of {r}_lookup_table.yaml), net_configs (optional
-list of net.config paths), accuracy (optional {"predictor": .pth path, "subnets": [{"ks",
-"e", "d", "r"}]}: the tutorial accuracy predictor's outputs come back as a list under
-"accuracy").
+Request fields (see run_reference.py): family ("mbv3", the default, or "proxyless"), width
+(1.0 or 1.2; 1.3 for ProxylessNAS), n_classes (default 1000), seed, state_dict (path of a
+torch.save({"state_dict": sd, ...}) file or None), save_state_dict (optional path), subnets
+(list of {"ks": [20 or 21], "e": [20 or 21], "d": [5], "r": int, "input": "x.npy" or None,
+"state_dict": optional path of weights loaded for this subnet and those after it}), lut_dir
+(optional folder of {r}_lookup_table.yaml), net_configs (optional list of net.config paths),
+proxyless_lut (optional yaml in ProxylessNAS's latency-table format: the ProxylessNASNets
+among net_configs are summed with ProxylessNASLatencyTable), accuracy (optional
+{"predictor": .pth path, "subnets": [{"ks", "e", "d", "r"}]}: the tutorial accuracy
+predictor's outputs come back as a list under "accuracy").
 With a state_dict, "loaded_keys" lists its keys the reference lacks ("unexpected") and the
 reference's keys it lacks ("missing"). Per-subnet response: macs, params, state_dict
 {key: shape}, net_config, and when asked logits_super / logits_sub (.npy paths), lut_ms,

@@ -126,20 +126,24 @@ def run(req):
         raise RuntimeError(f"imported the wrong `ofa`: {ofa.__file__}")
     from importlib.metadata import distributions
 
-    from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+    from ofa.imagenet_classification.elastic_nn.networks import (
+        OFAMobileNetV3,
+        OFAProxylessNASNets,
+    )
     from ofa.imagenet_classification.networks import get_net_by_name
     from ofa.utils.flops_counter import profile
 
     version = next(
         d.version for d in distributions(path=[req["ref_path"]]) if d.metadata["Name"] == "ofa"
     )
-    lut_dir = req.get("lut_dir")
-    if lut_dir:
+    lut_dir, proxyless_lut = req.get("lut_dir"), req.get("proxyless_lut")
+    if lut_dir or proxyless_lut:
         patch_yaml_load()
     estimators = {}
 
     torch.manual_seed(req.get("seed", 0))
-    net = OFAMobileNetV3(
+    proxyless = req.get("family", "mbv3") == "proxyless"
+    net = (OFAProxylessNASNets if proxyless else OFAMobileNetV3)(
         n_classes=req.get("n_classes", 1000),
         dropout_rate=0,
         width_mult=req["width"],
@@ -147,6 +151,7 @@ def run(req):
         expand_ratio_list=[3, 4, 6],
         depth_list=[2, 3, 4],
     )
+    n_blocks = 21 if proxyless else 20
     net.eval()
     loaded_keys = None
     if req.get("state_dict"):
@@ -164,9 +169,9 @@ def run(req):
         r = spec["r"]
         # the reference accepts out-of-space choices (e.g. ks=9) silently; refuse them here
         ok = (
-            len(spec["ks"]) == 20
+            len(spec["ks"]) == n_blocks
             and set(spec["ks"]) <= {3, 5, 7}
-            and len(spec["e"]) == 20
+            and len(spec["e"]) == n_blocks
             and set(spec["e"]) <= {3, 4, 6}
             and len(spec["d"]) == 5
             and set(spec["d"]) <= {2, 3, 4}
@@ -177,7 +182,9 @@ def run(req):
             net.load_state_dict(
                 torch.load(spec["state_dict"], map_location="cpu", weights_only=True)["state_dict"]
             )
-        net.set_active_subnet(ks=spec["ks"], e=spec["e"], d=spec["d"])
+        # ProxylessNAS's sixth block group (the tail) always runs one block
+        depths = spec["d"] + [1] if proxyless else spec["d"]
+        net.set_active_subnet(ks=spec["ks"], e=spec["e"], d=depths)
         sub = net.get_active_subnet(preserve_weight=True)
         sub.eval()
         res = {}
@@ -225,7 +232,14 @@ def run(req):
             "macs": int(macs),
             "params": int(params),
         }
-        if lut_dir:
+        if proxyless_lut and config["name"] == "ProxylessNASNets":
+            from ofa.nas.efficiency_predictor import ProxylessNASLatencyTable
+
+            table = ProxylessNASLatencyTable(url=proxyless_lut)
+            table.lut = RecordingDict(table.lut)
+            res["lut_ms_net"] = float(table.predict_network_latency_given_config(config, size))
+            res["lut_keys_net"] = list(table.lut.keys_seen)
+        elif lut_dir:
             if config["name"] != "MobileNetV3":
                 res["lut_error"] = "LatencyEstimator only handles MobileNetV3"
             else:
