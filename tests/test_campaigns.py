@@ -30,8 +30,8 @@ from tests.oracle import run_reference
 def fleet(tmp_path_factory):
     fleet = Fleet(tmp_path_factory.mktemp("campaigns"))
     fleet.start_server()
-    fleet.start_agent("a", labels=("cpu", "lut", "partial", "pool"))
-    fleet.start_agent("b", labels=("cpu2",))
+    fleet.start_agent("a", labels=("cpu", "lut", "partial", "pool", "zoo"))
+    fleet.start_agent("b", labels=("cpu2", "zoo"))
     fleet.agent_id("a"), fleet.agent_id("b")
     yield fleet
     fleet.close()
@@ -81,6 +81,53 @@ def test_lut_campaign_gives_a_complete_table_the_reference_reads(fleet, tmp_path
     entry = next(iter(provenance["tables"]["64"].values()))
     assert {"median_ms", "p10_ms", "p90_ms", "n", "drift_flag"} <= set(entry)
     assert_drift_derived_from_the_reference_checks(fleet, cid, provenance["tables"]["64"])
+
+
+def test_a_proxylessnas_lut_campaign_on_two_agents_gives_a_table_the_reference_reads(
+    fleet, tmp_path
+):
+    cid = run_campaign(
+        fleet.db,
+        "--name",
+        "proxyless64",
+        "--workload",
+        "lut",
+        "--family",
+        "proxyless",
+        "--resolutions",
+        "64",
+        "--repeats",
+        "1",
+        label="zoo",
+    )
+    status = json.loads(cli("campaign", "status", "--db", fleet.db, cid, "--format", "json"))
+    assert status["state"] == "done" and status["failed"] == 0
+    assert status["total"] == 103 + 1 + 103 // 25  # ProxylessNAS has 103 entries per size
+    rows = [row for row in campaign_results(fleet.store, cid) if row["kind"] == "lut"]
+    assert {row["agent_id"] for row in rows} == {fleet.agent_id("a"), fleet.agent_id("b")}
+    out = tmp_path / "lut"
+    cli("lut", "export", "--db", fleet.db, "--device", "zoo", "--out", out, "--campaign", cid)
+    table = yaml.safe_load((out / "64_lookup_table.yaml").read_text())
+    assert set(table) == {spec.lut_key for spec in space_lut_specs(64, 1.3, "proxyless")}
+    ours = LatencyTable.from_ofa_yaml(out)
+    configs = sample_configs(3, seed=1, resolutions=(64,), w=1.3, family="proxyless")
+    reference = run_reference(
+        {
+            "family": "proxyless",
+            "width": 1.3,
+            "proxyless_lut": str(out / "64_lookup_table.yaml"),
+            "subnets": [{**c.to_dict(), "input": None} for c in configs],
+        },
+        tmp_path,
+    )
+    for config, theirs in zip(configs, reference["subnets"], strict=True):
+        assert theirs["lut_keys_net"] == lut_keys(config)
+        assert ours.predict_ms(config) == pytest.approx(theirs["lut_ms_net"], rel=1e-9)
+    trained = CliRunner().invoke(
+        coord, ["predictor", "train", "--db", fleet.db, "--device", "zoo", "--kind", "lut"]
+    )
+    assert trained.exit_code == 1
+    assert "latency predictors handle MobileNetV3 LUTs only so far" in trained.output
 
 
 def assert_drift_derived_from_the_reference_checks(fleet: Fleet, cid: str, table: dict) -> None:

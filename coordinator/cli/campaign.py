@@ -14,10 +14,10 @@ from agent.output import TABLE, Column, echo_json, emit, format_option, render_t
 from coordinator.cli.options import (
     DB,
     RESOLUTIONS,
-    WIDTH,
     FiniteFloat,
     batch_option,
     precision_option,
+    supernet_options,
 )
 from coordinator.cli.output import ProgressReport
 from coordinator.services.campaigns import (
@@ -78,7 +78,7 @@ def campaign() -> None:
     "configs: subnets from --configs; lut+random: both in one shuffled queue.",
 )
 @click.option("--resolutions", type=RESOLUTIONS, default="224", show_default=True)
-@click.option("--width", type=WIDTH, default="1.0", show_default=True)
+@supernet_options
 @click.option("--count", type=int, default=0, help="Subnets to sample (random workload).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
@@ -134,7 +134,8 @@ def create(
     agents: tuple[str, ...],
     workload: str,
     resolutions: tuple[int, ...],
-    width: str,
+    family: str,
+    width: float,
     count: int,
     seed: int,
     configs_file: str | None,
@@ -157,7 +158,8 @@ def create(
         targets=tuple([Devices(label=x) for x in labels] + [Devices(agent=x) for x in agents]),
         workload=workload,
         resolutions=resolutions,
-        width=float(width),
+        family=family,
+        width=width,
         count=count,
         seed=seed,
         configs_file=configs_file,

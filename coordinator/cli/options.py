@@ -106,6 +106,32 @@ NEW_DB = db_option(
 )
 
 
+def supernet_options(command: Callable) -> Callable:
+    """`--family` and `--width`, the supernet whose subnets a command handles: the command
+    gets `family` and `width` (a float, the family's first width when not given)."""
+
+    def choose_width(ctx: click.Context, param: click.Parameter, value: str | None) -> float:
+        family = space.FAMILIES[ctx.params.get("family", space.MOBILENET_V3.name)]
+        return float(value) if value else family.width_choices[0]
+
+    command = click.option(
+        "--width",
+        type=click.Choice(
+            sorted({str(w) for f in space.FAMILIES.values() for w in f.width_choices})
+        ),
+        callback=choose_width,
+        help="The supernet's width multiplier  [default: the family's first, 1.0 or 1.3]",
+    )(command)
+    return click.option(
+        "--family",
+        type=click.Choice(list(space.FAMILIES)),
+        default=space.MOBILENET_V3.name,
+        show_default=True,
+        is_eager=True,  # read before --width's default is chosen
+        help="The supernet: OFA MobileNetV3 (w1.0, w1.2) or ProxylessNAS (w1.3).",
+    )(command)
+
+
 def precision_option(command: Callable) -> Callable:
     """`--precision`, as `campaign create` and `export` take it."""
     return click.option(

@@ -9,35 +9,25 @@ from pathlib import Path
 import click
 
 from agent.output import JSON, Column, echo_json, format_option, render_fields, render_table
-from coordinator.cli.options import RESOLUTIONS, batch_option, precision_option
+from coordinator.cli.options import (
+    RESOLUTIONS,
+    batch_option,
+    precision_option,
+    supernet_options,
+)
 from coordinator.services.targets import MODEL_FORMAT, Target
 from ofa.config import SubnetConfig, sample_configs
 from ofa.plan import count_macs, count_params, layer_plan
-from ofa.space import FAMILIES, MOBILENET_V3
 
 
 @click.command()
 @click.option("-n", "--count", type=click.IntRange(min=0), default=5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resolutions", type=RESOLUTIONS, default="224", show_default=True)
-@click.option(
-    "--family",
-    type=click.Choice(list(FAMILIES)),
-    default=MOBILENET_V3.name,
-    show_default=True,
-    help="The supernet: OFA MobileNetV3 (w1.0, w1.2) or ProxylessNAS (w1.3).",
-)
-@click.option(
-    "--width",
-    type=click.Choice(sorted({str(w) for f in FAMILIES.values() for w in f.width_choices})),
-    help="The supernet's width multiplier  [default: the family's first, 1.0 or 1.3]",
-)
-def sample(
-    count: int, seed: int, resolutions: tuple[int, ...], family: str, width: str | None
-) -> None:
+@supernet_options
+def sample(count: int, seed: int, resolutions: tuple[int, ...], family: str, width: float) -> None:
     """Print COUNT uniformly sampled subnet configs as JSON lines."""
-    w = float(width) if width else FAMILIES[family].width_choices[0]
-    for config in sample_configs(count, seed, resolutions, w, family):
+    for config in sample_configs(count, seed, resolutions, width, family):
         click.echo(config.to_json())
 
 

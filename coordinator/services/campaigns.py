@@ -69,6 +69,7 @@ class CampaignSpec:
     workload: str
     resolutions: tuple[int, ...] = (224,)
     width: float = 1.0
+    family: str = space.MOBILENET_V3.name  # of the lut and random workloads' subnets
     count: int = 0
     seed: int = 0
     configs_file: str | None = None
@@ -119,6 +120,7 @@ class CampaignSpec:
             raise ValueError(
                 f"workload: expected one of {', '.join(WORKLOADS)}, got {self.workload!r}"
             )
+        space.family_named(self.family)
         if self.workload != "configs":  # lut, random and lut+random use resolutions
             if not self.resolutions:
                 raise ValueError("resolutions: expected at least one resolution")
@@ -132,7 +134,7 @@ class CampaignSpec:
                         f"resolutions[{i}]: expected an integer in "
                         f"{space.MIN_RESOLUTION}..{space.MAX_RESOLUTION}, got {r!r}"
                     )
-            SubnetConfig.largest(w=self.width)  # validates the width
+            SubnetConfig.largest(w=self.width, family=self.family)  # validates both
         for name, (low, high) in INT_RANGES.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -204,12 +206,14 @@ class CampaignSpec:
             items += [
                 Item.lut(layer, r, self.width)
                 for r in self.resolutions
-                for layer in space_lut_specs(r, self.width)
+                for layer in space_lut_specs(r, self.width, self.family)
             ]
         if "random" in self.workload:
             items += [
                 Item.whole(c)
-                for c in sample_configs(self.count, self.seed, self.resolutions, self.width)
+                for c in sample_configs(
+                    self.count, self.seed, self.resolutions, self.width, self.family
+                )
             ]
         if self.workload == "configs" and self.configs_file:
             items += [Item.whole(c) for c in load_configs(Path(self.configs_file))]
@@ -237,6 +241,7 @@ class CampaignSpec:
             "profile": False,
             "precision": cls.precision,
             "batch": cls.batch,
+            "family": cls.family,
         }
         if not isinstance(data, dict) or not known - set(added_later) <= set(data) <= known:
             raise ValueError(

@@ -25,6 +25,7 @@ from coordinator.services.lut_compare import Table, latency_groups
 from coordinator.services.targets import Target
 from coordinator.state import Campaign, Devices, ItemJobs, ItemResult, Store
 from ofa.nn.precision import CALIBRATION
+from ofa.space import MOBILENET_V3
 
 __all__ = [
     "LutEntry",
@@ -178,12 +179,11 @@ def _refuse_mixed_settings(campaigns: list[Campaign]) -> None:
     settings: dict[str, list[str]] = {}
     for campaign in campaigns:
         spec = json.loads(campaign.spec)
-        key = json.dumps({"options": spec["options"], "width": spec["width"]}, sort_keys=True)
+        supernet = {"width": spec["width"], "family": spec.get("family", MOBILENET_V3.name)}
+        key = json.dumps({"options": spec["options"], **supernet}, sort_keys=True)
         settings.setdefault(key, []).append(campaign.id)
     if len(settings) > 1:
-        groups = "; ".join(
-            f"{', '.join(ids)}: {json.loads(k)['options']}" for k, ids in settings.items()
-        )
+        groups = "; ".join(f"{', '.join(ids)}: {json.loads(k)}" for k, ids in settings.items())
         raise ValueError(
             f"campaign: these campaigns measured with different settings ({groups}); "
             "export one with --campaign"
@@ -212,6 +212,7 @@ def _provenance(
                 "threads": spec["options"]["threads"],
                 "repeats": spec["repeats"],
                 "width": spec["width"],
+                "family": spec.get("family", MOBILENET_V3.name),
                 "settings": spec["options"],
             }
         )

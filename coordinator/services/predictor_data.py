@@ -51,6 +51,12 @@ class Measured:
 def device_lut(table: DeviceLut) -> tuple[dict[int, dict[str, float]], float, dict]:
     """A collected LUT (`collect_lut`) as `{r: {key: median ms}}`, the width it was
     measured at, and its provenance."""
+    families = {spec.get("family", "mbv3") for spec in table.provenance["campaigns"]}
+    if families != {"mbv3"}:
+        raise ValueError(
+            f"device: the LUT of {table.label!r} is of the {', '.join(sorted(families))} "
+            "supernet; latency predictors handle MobileNetV3 LUTs only so far"
+        )
     widths = {spec["width"] for spec in table.provenance["campaigns"]}
     if len(widths) != 1:
         raise ValueError(f"device: LUT results of {table.label!r} span widths {sorted(widths)}")

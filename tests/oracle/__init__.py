@@ -9,8 +9,8 @@ torch.save({"state_dict": sd, ...}) file or None), save_state_dict (optional pat
 (list of {"ks": [20 or 21], "e": [20 or 21], "d": [5], "r": int, "input": "x.npy" or None,
 "state_dict": optional path of weights loaded for this subnet and those after it}), lut_dir
 (optional folder of {r}_lookup_table.yaml), net_configs (optional list of net.config paths),
-proxyless_lut (optional yaml in ProxylessNAS's latency-table format: the ProxylessNASNets
-among net_configs are summed with ProxylessNASLatencyTable), accuracy (optional
+proxyless_lut (optional yaml in ProxylessNAS's latency-table format: the subnets, and the
+ProxylessNASNets among net_configs, are summed with ProxylessNASLatencyTable), accuracy (optional
 {"predictor": .pth path, "subnets": [{"ks", "e", "d", "r"}]}: the tutorial accuracy
 predictor's outputs come back as a list under "accuracy").
 With a state_dict, "loaded_keys" lists its keys the reference lacks ("unexpected") and the

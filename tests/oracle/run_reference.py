@@ -116,6 +116,16 @@ def lut_eval(estimators, lut_dir, r, fn):
     return ms, list(est.lut.keys_seen), err
 
 
+def proxyless_lut_eval(path, fn):
+    """One ProxylessNASLatencyTable prediction, `fn(table)`, on the table at `path`;
+    returns (ms, keys looked up in order)."""
+    from ofa.nas.efficiency_predictor import ProxylessNASLatencyTable
+
+    table = ProxylessNASLatencyTable(url=path)
+    table.lut = RecordingDict(table.lut)
+    return float(fn(table)), list(table.lut.keys_seen)
+
+
 def run(req):
     import numpy as np
     import torch
@@ -201,7 +211,11 @@ def run(req):
         # after the state dict: profile() leaves total_ops/total_params buffers on every leaf
         macs, params = profile(sub, (1, 3, r, r))
         res.update(macs=int(macs), params=int(params))
-        if lut_dir:
+        if proxyless_lut:
+            res["lut_ms_net"], res["lut_keys_net"] = proxyless_lut_eval(
+                proxyless_lut, methodcaller("predict_network_latency", sub, r)
+            )
+        elif lut_dir:
             arch = {"ks": spec["ks"], "e": spec["e"], "d": spec["d"], "r": [r]}
             got = lut_eval(
                 estimators, lut_dir, r, methodcaller("predict_network_latency_given_spec", arch)
@@ -233,12 +247,10 @@ def run(req):
             "params": int(params),
         }
         if proxyless_lut and config["name"] == "ProxylessNASNets":
-            from ofa.nas.efficiency_predictor import ProxylessNASLatencyTable
-
-            table = ProxylessNASLatencyTable(url=proxyless_lut)
-            table.lut = RecordingDict(table.lut)
-            res["lut_ms_net"] = float(table.predict_network_latency_given_config(config, size))
-            res["lut_keys_net"] = list(table.lut.keys_seen)
+            res["lut_ms_net"], res["lut_keys_net"] = proxyless_lut_eval(
+                proxyless_lut,
+                methodcaller("predict_network_latency_given_config", config, size),
+            )
         elif lut_dir:
             if config["name"] != "MobileNetV3":
                 res["lut_error"] = "LatencyEstimator only handles MobileNetV3"
