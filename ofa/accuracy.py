@@ -27,7 +27,14 @@ from ofa import space
 from ofa.batch import ConfigBatch
 from ofa.config import SubnetConfig
 
-__all__ = ["AccuracyPredictor", "ResolutionEncoding", "OFFICIAL_ENCODING", "features"]
+__all__ = [
+    "AccuracyPredictor",
+    "ResolutionEncoding",
+    "OFFICIAL_ENCODING",
+    "features",
+    "mlp",
+    "read_torch_state",
+]
 
 # Non-weight arrays of our .npz: the supernet width and the resolution encoding.
 _META = ("width", "r_min", "r_step", "r_slots", "r_trained")
@@ -76,6 +83,35 @@ def features(batch: ConfigBatch, encoding: ResolutionEncoding = OFFICIAL_ENCODIN
     return np.hstack([kernels.reshape(n, -1), expands.reshape(n, -1), resolution])
 
 
+def mlp(x: np.ndarray, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> np.ndarray:
+    """(n,) outputs of Linear-ReLU-...-Linear(1) over rows `x` (weights (out, in) as torch's)."""
+    for i, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
+        x = x @ weight.T + bias
+        if i < len(weights) - 1:
+            x = np.maximum(x, 0.0)
+    return x[:, 0]
+
+
+def read_torch_state(path: Path, keys: str) -> dict[str, np.ndarray]:
+    """A predictor's torch state dict as arrays (read weights only: no pickle runs), or a
+    ValueError naming the file and the `keys` expected."""
+    import torch  # only for the authors' .pth files
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a file that is not one
+        raise ValueError(f"{path}: not a weights-only torch file ({exc})") from None
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise ValueError(
+            f"{path}: expected an accuracy predictor's state dict (tensors under {keys}), "
+            f"got a {type(state).__name__}"
+            + (" holding other things than tensors" if isinstance(state, Mapping) else "")
+        )
+    return {k: v.numpy() for k, v in state.items()}
+
+
 @dataclass(frozen=True)
 class AccuracyPredictor:
     """An MLP as plain arrays: `weights[i]` is (out, in) like torch's Linear. `width` is the
@@ -109,11 +145,7 @@ class AccuracyPredictor:
                 "what it was trained on",
                 stacklevel=2,
             )
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            x = x @ weight.T + bias
-            if i < len(self.weights) - 1:
-                x = np.maximum(x, 0.0)
-        return x[:, 0]
+        return mlp(x, self.weights, self.biases)
 
     @classmethod
     def from_state_dict(
@@ -161,21 +193,7 @@ class AccuracyPredictor:
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
                 raise ValueError(f"{path}: not an accuracy predictor .npz ({exc!r})") from None
             return cls.from_state_dict(state, width, encoding)
-        import torch  # only for the official file
-
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises several types for a file that is not one
-            raise ValueError(f"{path}: not a weights-only torch file ({exc})") from None
-        if not isinstance(state, Mapping) or not all(
-            isinstance(v, torch.Tensor) for v in state.values()
-        ):
-            raise ValueError(
-                f"{path}: expected an accuracy predictor's state dict (tensors under keys "
-                f"0/2/4/6 .weight/.bias), got a {type(state).__name__}"
-                + (" holding other things than tensors" if isinstance(state, Mapping) else "")
-            )
-        return cls.from_state_dict({k: v.numpy() for k, v in state.items()})
+        return cls.from_state_dict(read_torch_state(path, "keys 0/2/4/6 .weight/.bias"))
 
     def save(self, path: str | Path) -> None:
         """As `.npz` (no pickle), loadable without torch."""

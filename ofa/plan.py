@@ -11,9 +11,15 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING, Union
 
 from ofa import space
 from ofa.config import SubnetConfig
+
+if TYPE_CHECKING:
+    from ofa.resnet import ResNetConfig
+
+AnyConfig = Union[SubnetConfig, "ResNetConfig"]
 
 __all__ = ["LayerSpec", "layer_plan", "lut_keys", "count_macs", "count_params", "space_lut_specs"]
 
@@ -25,6 +31,10 @@ FINAL_EXPAND = "Conv_1"
 AVG_POOL = "AvgPool2D"
 FEATURE_MIX = "Conv_2"
 LOGITS = "Logits"
+# OFA-ResNet50's (OFA publishes no ResNet50 table; ours spell keys in the same way).
+STEM_CONV = "Conv_stem"  # the stem's 3x3 stride-1 convolutions (its first is FIRST_CONV)
+MAX_POOL = "MaxPool2D"
+BOTTLENECK = "bottleneck"  # 1x1, 3x3 (with the stride), 1x1; an avgpool-1x1 shortcut or not
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,15 @@ class LayerSpec:
                 f"stride:{self.stride}",
                 f"idskip:{int(self.idskip)}",
             ]
+        elif self.kind == BOTTLENECK:
+            parts += [
+                f"expand:{self.mid}",
+                f"kernel:{self.kernel}",
+                f"stride:{self.stride}",
+                f"idskip:{int(self.idskip)}",
+            ]
+        elif self.kind == STEM_CONV:
+            parts.append(f"idskip:{int(self.idskip)}")
         elif self.kind == MBCONV:
             parts += [
                 f"expand:{self.mid}",
@@ -93,12 +112,20 @@ class LayerSpec:
             (self.out_shape[0], self.out_shape[1]) if len(self.out_shape) == 3 else (1, 1)
         )
         c_out = self.out_channels
-        if self.kind == FIRST_CONV:
+        if self.kind in (FIRST_CONV, STEM_CONV):
             return c_in * 9 * h_out * w_out * c_out
         if self.kind in (FINAL_EXPAND, FEATURE_MIX, LOGITS):
             return c_in * h_out * w_out * c_out
-        if self.kind == AVG_POOL:
+        if self.kind in (AVG_POOL, MAX_POOL):
             return 0
+        if self.kind == BOTTLENECK:
+            shortcut = 0 if self.idskip else c_in * c_out * h_out * w_out
+            mid = self.mid
+            return (
+                c_in * mid * h_in * w_in
+                + mid * mid * 9 * h_out * w_out
+                + (mid * c_out * h_out * w_out + shortcut)
+            )
         macs = c_in * h_in * w_in * self.mid if self.has_expand else 0
         macs += self.mid * self.kernel**2 * h_out * w_out
         if self.se:
@@ -111,6 +138,11 @@ class LayerSpec:
         input and output, and for an MBConv the expanded tensors between its convolutions
         (its input stays alive to the end when the block adds it back)."""
         elements = [math.prod(shape) for shape in (self.in_shape, self.out_shape)]
+        if self.kind == BOTTLENECK:  # its input lives on for the shortcut
+            (h_in, w_in, _), (h_out, w_out, _) = self.in_shape, self.out_shape
+            inputs, outputs = elements
+            mid_in, mid_out = h_in * w_in * self.mid, h_out * w_out * self.mid
+            return inputs + max(mid_in, mid_in + mid_out, mid_out + 2 * outputs)
         if self.kind != MBCONV:
             return sum(elements)
         (h_in, w_in, _), (h_out, w_out, _) = self.in_shape, self.out_shape
@@ -128,7 +160,7 @@ class LayerSpec:
     def params(self) -> int:
         """Learnable parameters (weights, biases, BN affine), as OFA's counter counts."""
         c_in, c_out = self.in_channels, self.out_channels
-        if self.kind == FIRST_CONV:
+        if self.kind in (FIRST_CONV, STEM_CONV):
             return c_in * 9 * c_out + 2 * c_out
         if self.kind == FINAL_EXPAND:
             return c_in * c_out + 2 * c_out
@@ -136,8 +168,12 @@ class LayerSpec:
             return c_in * c_out
         if self.kind == LOGITS:
             return c_in * c_out + c_out
-        if self.kind == AVG_POOL:
+        if self.kind in (AVG_POOL, MAX_POOL):
             return 0
+        if self.kind == BOTTLENECK:
+            shortcut = 0 if self.idskip else c_in * c_out + 2 * c_out
+            mid = self.mid
+            return c_in * mid + mid * mid * 9 + mid * c_out + 2 * (2 * mid + c_out) + shortcut
         params = (c_in * self.mid + 2 * self.mid) if self.has_expand else 0
         params += self.mid * self.kernel**2 + 2 * self.mid
         if self.se:
@@ -147,10 +183,15 @@ class LayerSpec:
         return params
 
 
-def layer_plan(config: SubnetConfig) -> list[LayerSpec]:
+def layer_plan(config: AnyConfig) -> list[LayerSpec]:
     """All layers of `config` in execution order: first conv, `blocks[0]`, the active
     elastic blocks (the tail's too), then the family's head (MobileNetV3: final expand,
-    pooling, feature mix, classifier; ProxylessNAS: feature mix, pooling with classifier)."""
+    pooling, feature mix, classifier; ProxylessNAS: feature mix, pooling with classifier).
+    A ResNet50 subnet's plan is `ofa.resnet.resnet_layer_plan`'s."""
+    if not isinstance(config, SubnetConfig):
+        from ofa.resnet import resnet_layer_plan  # which builds on this module
+
+        return resnet_layer_plan(config)
     family = config.family_space
     widths = family.stage_widths(config.w)
     first, block0 = widths[0], widths[1]
@@ -210,16 +251,16 @@ def layer_plan(config: SubnetConfig) -> list[LayerSpec]:
     ]
 
 
-def lut_keys(config: SubnetConfig) -> list[str]:
+def lut_keys(config: AnyConfig) -> list[str]:
     """The LUT keys whose latencies sum to `config`'s latency under OFA's model."""
     return [layer.lut_key for layer in layer_plan(config)]
 
 
-def count_macs(config: SubnetConfig) -> int:
+def count_macs(config: AnyConfig) -> int:
     return sum(layer.macs() for layer in layer_plan(config))
 
 
-def count_params(config: SubnetConfig) -> int:
+def count_params(config: AnyConfig) -> int:
     return sum(layer.params() for layer in layer_plan(config))
 
 

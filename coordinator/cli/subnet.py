@@ -16,8 +16,10 @@ from coordinator.cli.options import (
     supernet_options,
 )
 from coordinator.services.targets import MODEL_FORMAT, Target
-from ofa.config import SubnetConfig, sample_configs
+from ofa.config import sample_configs
 from ofa.plan import count_macs, count_params, layer_plan
+from ofa.resnet import ResNetConfig
+from ofa.zoo import config_from_file
 
 
 @click.command()
@@ -37,9 +39,10 @@ def sample(count: int, seed: int, resolutions: tuple[int, ...], family: str, wid
 def describe(config: str, fmt: str) -> None:
     """Show a subnet's id, MACs, parameters and LUT keys.
 
-    CONFIG is a JSON file: our format, OFA's `{"ks", "e", "d", "r"}`, or a published
+    CONFIG is a JSON file of any family: our format, OFA's `{"ks", "e", "d", "r"}` (and
+    `{"family": "resnet50", "d", "e", "w", "r"}` for OFA-ResNet50), or a published
     `net.config` (its image size is read from the `run.config` beside it)."""
-    subnet = SubnetConfig.from_file(config)
+    subnet = config_from_file(config)
     layers = layer_plan(subnet)
     macs, params = count_macs(subnet), count_params(subnet)
     info = {
@@ -52,10 +55,15 @@ def describe(config: str, fmt: str) -> None:
     if fmt == JSON:
         echo_json(info)
         return
+    family, width = (
+        ("ResNet50", f"indices {list(subnet.w)}")
+        if isinstance(subnet, ResNetConfig)
+        else (subnet.family_space.title, f"w{subnet.w}")
+    )
     summary = {
         "id": subnet.id,
-        "family": subnet.family_space.title,
-        "width": f"w{subnet.w}",
+        "family": family,
+        "width": width,
         "resolution": subnet.r,
         "depths": list(subnet.d),
         "MACs": f"{macs / 1e6:.1f} M",
@@ -112,7 +120,10 @@ def export(
     from ofa.nn.supernet import seeded_supernet
 
     target = Target(runtime, precision=precision, batch=batch)  # refuses torch in int8
-    subnet = SubnetConfig.from_file(config)
+    read = config_from_file(config)
+    if isinstance(read, ResNetConfig):
+        raise ValueError(f"{config}: family: ResNet50 subnets cannot be exported yet")
+    subnet = read
     supernet = (
         load_supernet(checkpoint) if checkpoint else seeded_supernet(subnet.w, family=subnet.family)
     )

@@ -126,6 +126,11 @@ def proxyless_lut_eval(path, fn):
     return float(fn(table)), list(table.lut.keys_seen)
 
 
+RESNET_EXPANDS = [0.2, 0.25, 0.35]
+RESNET_WIDTHS = [0.65, 0.8, 1.0]
+RESNET_RESOLUTIONS = [128, 144, 160, 176, 192, 224, 240, 256]
+
+
 def run(req):
     import numpy as np
     import torch
@@ -139,6 +144,7 @@ def run(req):
     from ofa.imagenet_classification.elastic_nn.networks import (
         OFAMobileNetV3,
         OFAProxylessNASNets,
+        OFAResNets,
     )
     from ofa.imagenet_classification.networks import get_net_by_name
     from ofa.utils.flops_counter import profile
@@ -152,15 +158,25 @@ def run(req):
     estimators = {}
 
     torch.manual_seed(req.get("seed", 0))
-    proxyless = req.get("family", "mbv3") == "proxyless"
-    net = (OFAProxylessNASNets if proxyless else OFAMobileNetV3)(
-        n_classes=req.get("n_classes", 1000),
-        dropout_rate=0,
-        width_mult=req["width"],
-        ks_list=[3, 5, 7],
-        expand_ratio_list=[3, 4, 6],
-        depth_list=[2, 3, 4],
-    )
+    family = req.get("family", "mbv3")
+    proxyless, resnet = family == "proxyless", family == "resnet50"
+    if resnet:
+        net = OFAResNets(
+            n_classes=req.get("n_classes", 1000),
+            dropout_rate=0,
+            depth_list=[0, 1, 2],
+            expand_ratio_list=RESNET_EXPANDS,
+            width_mult_list=RESNET_WIDTHS,
+        )
+    else:
+        net = (OFAProxylessNASNets if proxyless else OFAMobileNetV3)(
+            n_classes=req.get("n_classes", 1000),
+            dropout_rate=0,
+            width_mult=req["width"],
+            ks_list=[3, 5, 7],
+            expand_ratio_list=[3, 4, 6],
+            depth_list=[2, 3, 4],
+        )
     n_blocks = 21 if proxyless else 20
     net.eval()
     loaded_keys = None
@@ -178,7 +194,7 @@ def run(req):
     for spec in req.get("subnets", []):
         r = spec["r"]
         # the reference accepts out-of-space choices (e.g. ks=9) silently; refuse them here
-        ok = (
+        ok = resnet or (
             len(spec["ks"]) == n_blocks
             and set(spec["ks"]) <= {3, 5, 7}
             and len(spec["e"]) == n_blocks
@@ -192,9 +208,12 @@ def run(req):
             net.load_state_dict(
                 torch.load(spec["state_dict"], map_location="cpu", weights_only=True)["state_dict"]
             )
-        # ProxylessNAS's sixth block group (the tail) always runs one block
-        depths = spec["d"] + [1] if proxyless else spec["d"]
-        net.set_active_subnet(ks=spec["ks"], e=spec["e"], d=depths)
+        if resnet:
+            net.set_active_subnet(d=spec["d"], e=spec["e"], w=spec["w"])
+        else:
+            # ProxylessNAS's sixth block group (the tail) always runs one block
+            depths = spec["d"] + [1] if proxyless else spec["d"]
+            net.set_active_subnet(ks=spec["ks"], e=spec["e"], d=depths)
         sub = net.get_active_subnet(preserve_weight=True)
         sub.eval()
         res = {}
@@ -276,6 +295,25 @@ def run(req):
             for a in req["accuracy"]["subnets"]
         ]
         accuracy = predictor.predict_accuracy(population).reshape(-1).tolist()
+
+    if req.get("resnet_accuracy"):
+        # the library's predictor as OFA's ResNet50 tutorial builds it, on the given weights
+        from ofa.nas.accuracy_predictor import AccuracyPredictor as LibraryPredictor
+        from ofa.nas.accuracy_predictor import ResNetArchEncoder
+
+        encoder = ResNetArchEncoder(
+            image_size_list=RESNET_RESOLUTIONS,
+            depth_list=[0, 1, 2],
+            expand_list=RESNET_EXPANDS,
+            width_mult_list=RESNET_WIDTHS,
+        )
+        spec = req["resnet_accuracy"]
+        predictor = LibraryPredictor(encoder, checkpoint_path=spec["predictor"], device="cpu")
+        archs = [
+            {"d": a["d"], "e": a["e"], "w": a["w"], "image_size": a["r"]} for a in spec["subnets"]
+        ]
+        with torch.no_grad():
+            accuracy = predictor.predict_acc(archs).reshape(-1).tolist()
 
     evolution = None
     if req.get("evolution"):
