@@ -223,8 +223,13 @@ def test_two_agents_on_one_host_keep_apart_without_cache_dir(fleet):
             env={"HOME": str(home)},
         )
     wait_for(lambda: len(fleet.store.list_agents()) == 2, 60, "both agents to register")
-    ids = {p.read_text() for p in (home / ".cache" / "ofa-agent").glob("*/agent-id")}
-    assert ids == {a["id"] for a in fleet.store.list_agents()} and len(ids) == 2
+
+    def ids_on_disk() -> set[str]:
+        return {p.read_text() for p in (home / ".cache" / "ofa-agent").glob("*/agent-id")}
+
+    # an agent writes its id file just after the coordinator has stored its registration
+    registered = {a["id"] for a in fleet.store.list_agents()}
+    wait_for(lambda: ids_on_disk() == registered, 30, "both agents to write their ids")
     jobs = fleet.enqueue(small_models(4))
     fleet.wait_done(jobs)
     assert all(fleet.agents[n].poll() is None for n in "ab")
