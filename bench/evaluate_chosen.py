@@ -18,7 +18,7 @@ import numpy as np
 
 from ofa.config import SubnetConfig
 from ofa.nn.accuracy_dataset import subnet_accuracy
-from ofa.nn.checkpoint import load_supernet
+from ofa.nn.checkpoint import load_mbconv_supernet
 from ofa.nn.data import fixed_indices, open_data
 
 
@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
 
     data = open_data(args.data)
-    supernet = load_supernet(args.checkpoint).eval()
+    supernet = load_mbconv_supernet(args.checkpoint).eval()
     calibration = fixed_indices(len(data.train), args.calibration_images, args.seed)
     rows = [
         {

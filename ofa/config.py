@@ -136,6 +136,11 @@ class SubnetConfig:
         """The design space of this subnet's family."""
         return space.FAMILIES[self.family]
 
+    @property
+    def supernet(self) -> str:
+        """The supernet this subnet is taken from (`ofa_mbv3_d234_e346_k357_w1.2`, ...)."""
+        return self.family_space.supernet(self.w)
+
     def is_active(self, block: int) -> bool:
         """Whether elastic block `block` (0..19 for MobileNetV3) runs in this subnet."""
         return _block_active(self.family_space, block, self.d)

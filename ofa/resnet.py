@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 FAMILY = "resnet50"
+SUPERNET = "ofa_resnet50"
 BASE_DEPTHS = (2, 2, 4, 2)
 STAGE_WIDTHS = (256, 512, 1024, 2048)
 STAGE_STRIDES = (1, 2, 2, 2)
@@ -109,6 +110,11 @@ class ResNetConfig:
     def active_blocks(self) -> list[int]:
         """Block slots that run, in order."""
         return _active_blocks(self.d)
+
+    @property
+    def supernet(self) -> str:
+        """The supernet this subnet is taken from (OFA's model-zoo name)."""
+        return SUPERNET
 
     @property
     def stem_skipped(self) -> bool:

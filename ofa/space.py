@@ -56,6 +56,7 @@ class Family:
 
     name: str  # the `family` of a config
     title: str
+    supernet_prefix: str  # the published supernets' names, before `_w<width>`
     net_config_name: str  # `name` in a published net.config
     width_choices: tuple[float, ...]
     base_widths: tuple[int, ...]
@@ -90,6 +91,10 @@ class Family:
         """`base_widths` scaled by `width_mult`."""
         return tuple(make_divisible(w * width_mult) for w in self.base_widths)
 
+    def supernet(self, width_mult: float) -> str:
+        """The supernet's name, as OFA's model zoo spells it."""
+        return f"{self.supernet_prefix}_w{width_mult}"
+
     def stage_of(self, block: int) -> int:
         """Stage index of block `block`; the tail blocks are stage `n_stages`."""
         return min(block // self.max_depth, self.n_stages)
@@ -98,6 +103,7 @@ class Family:
 MOBILENET_V3 = Family(
     name="mbv3",
     title="MobileNetV3",
+    supernet_prefix="ofa_mbv3_d234_e346_k357",
     net_config_name="MobileNetV3",
     width_choices=WIDTH_CHOICES,
     base_widths=BASE_WIDTHS,
@@ -116,6 +122,7 @@ MOBILENET_V3 = Family(
 PROXYLESS = Family(
     name="proxyless",
     title="ProxylessNAS",
+    supernet_prefix="ofa_proxyless_d234_e346_k357",
     net_config_name="ProxylessNASNets",
     width_choices=(1.3,),
     base_widths=(32, 16, 24, 40, 80, 96, 192, 320, 1280),

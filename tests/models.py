@@ -6,15 +6,24 @@ freshly built supernet would not exercise them; these helpers randomise both.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
+from torch import nn
 
 from ofa.nn.supernet import SUPERNETS, ElasticSupernet
 
+M = TypeVar("M", bound=nn.Module)
+
+
+def randomized_supernet(width: float, seed: int, family: str = "mbv3") -> ElasticSupernet:
+    return randomized(SUPERNETS[family](width), seed)
+
 
 @torch.no_grad()
-def randomized_supernet(width: float, seed: int, family: str = "mbv3") -> ElasticSupernet:
+def randomized(model: M, seed: int) -> M:
+    """`model` with every weight, BN statistic and kernel transform perturbed from `seed`."""
     generator = torch.Generator().manual_seed(seed)
-    model = SUPERNETS[family](width)
     for name, tensor in model.state_dict().items():
         if name.endswith("num_batches_tracked"):
             continue

@@ -226,7 +226,10 @@ def test_export_refuses_a_checkpoint_that_does_not_fit(tmp_path):
     for state, message in (
         ({"x": torch.zeros(1)}, "not an OFA supernet checkpoint"),
         (partial, "missing (473)"),
-        (OFAMobileNetV3(1.2).state_dict(), "the config is a w1.0 MobileNetV3 subnet"),
+        (
+            OFAMobileNetV3(1.2).state_dict(),
+            "is a subnet of ofa_mbv3_d234_e346_k357_w1.0, not of ofa_mbv3_d234_e346_k357_w1.2",
+        ),
     ):
         torch.save({"state_dict": state}, tmp_path / "bad.pth")
         result = CliRunner().invoke(

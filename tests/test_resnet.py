@@ -101,9 +101,11 @@ def test_the_official_resnet50_accuracy_predictor_gives_the_reference_outputs(as
         ResNetAccuracyPredictor.load(path).predict([ResNetConfig.largest(r=208)])
 
 
-def test_describe_reads_a_resnet50_config_and_export_and_campaigns_refuse_it(tmp_path):
+def test_describe_and_export_read_a_resnet50_config_and_campaigns_refuse_it(tmp_path):
     import json
 
+    import numpy as np
+    import onnxruntime as ort
     from click.testing import CliRunner
 
     from coordinator.cli.app import main as coord
@@ -117,7 +119,94 @@ def test_describe_reads_a_resnet50_config_and_export_and_campaigns_refuse_it(tmp
     assert info["id"] == config.id and info["macs"] == plan.count_macs(config)
     assert info["lut_keys"] == plan.lut_keys(config) and info["config"]["family"] == "resnet50"
     assert "ResNet50" in CliRunner().invoke(coord, ["describe", str(path)]).output
-    refused = CliRunner().invoke(coord, ["export", str(path), "--out", str(tmp_path / "out")])
-    assert refused.exit_code == 1 and "ResNet50 subnets cannot be exported yet" in refused.output
+    exported = CliRunner().invoke(
+        coord, ["export", str(path), "--out", str(tmp_path / "out"), "--lut-entries"]
+    )
+    assert exported.exit_code == 0, exported.output
+    (model,) = (tmp_path / "out").glob(f"{config.id}-*.onnx")
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    x = np.zeros((1, 3, 224, 224), np.float32)
+    assert session.run(None, {session.get_inputs()[0].name: x})[0].shape == (1, 1000)
+    index = json.loads((tmp_path / "out/lut/index.json").read_text())
+    assert set(index) == set(plan.lut_keys(config))
     with pytest.raises(ValueError, match="entry 0: family: ResNet50 subnets are not measured"):
         load_configs(path)
+
+
+@pytest.fixture(scope="module")
+def parity(tmp_path_factory):
+    """Our ResNet50 supernet and subnets against the reference's, same weights and inputs."""
+    import numpy as np
+    import torch
+
+    from ofa.nn.resnet_supernet import OFAResNet50
+    from tests.models import randomized
+
+    work = tmp_path_factory.mktemp("resnet-parity")
+    model = randomized(OFAResNet50(), seed=11)
+    torch.save({"state_dict": model.state_dict()}, work / "weights.pt")
+    configs = sampled(6, 11, (128, 160, 176))
+    configs += [ResNetConfig.largest(r=160), ResNetConfig.smallest(r=131)]
+    requests, ours = [], []
+    for i, config in enumerate(configs):
+        x = np.random.default_rng(i).standard_normal((1, 3, config.r, config.r)).astype(np.float32)
+        np.save(work / f"x{i}.npy", x)
+        requests.append({**config.to_dict(), "input": str(work / f"x{i}.npy")})
+        with torch.no_grad():
+            subnet = model.get_active_subnet(config).eval()
+            ours.append(
+                {
+                    "super": model(torch.from_numpy(x), config).numpy(),
+                    "sub": subnet(torch.from_numpy(x)).numpy(),
+                    "sub_state": {k: list(v.shape) for k, v in subnet.state_dict().items()},
+                }
+            )
+    reference = run_reference(
+        {
+            "family": "resnet50",
+            "width": 1.0,
+            "state_dict": str(work / "weights.pt"),
+            "subnets": requests,
+        },
+        work,
+    )
+    return model, configs, ours, reference
+
+
+def test_the_resnet50_supernet_has_the_reference_state_dict(parity):
+    model, _, _, reference = parity
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == reference[
+        "supernet_state_dict"
+    ]
+    assert reference["loaded_keys"] == {"missing": [], "unexpected": []}
+
+
+def test_resnet50_logits_and_subnet_state_dicts_match_the_reference(parity):
+    import numpy as np
+
+    _, configs, ours, reference = parity
+    for config, mine, theirs in zip(configs, ours, reference["subnets"], strict=True):
+        ref_super = np.load(theirs["logits_super"])
+        scale = np.abs(ref_super).max()
+        assert ref_super.std() > 1e-3  # non-trivial outputs, or the comparison is empty
+        for name, logits in (("supernet", mine["super"]), ("subnet", mine["sub"])):
+            err = np.abs(logits - ref_super).max() / scale
+            assert err <= 1e-5, f"{config.id} r={config.r} {name}: relative |diff| {err:.2e}"
+        assert mine["sub_state"] == theirs["state_dict"], config.id
+
+
+def test_a_resnet50_checkpoint_loads_as_one_and_mbconv_commands_refuse_it(tmp_path):
+    import torch
+
+    from ofa.nn.checkpoint import load_mbconv_supernet, load_supernet, save_checkpoint
+    from ofa.nn.resnet_supernet import OFAResNet50
+    from tests.models import randomized
+
+    model = randomized(OFAResNet50(n_classes=10), seed=3)
+    save_checkpoint(model, tmp_path / "resnet.pth")
+    loaded = load_supernet(tmp_path / "resnet.pth")
+    assert isinstance(loaded, OFAResNet50) and loaded.classifier.linear.linear.out_features == 10
+    theirs = loaded.state_dict()
+    assert all(torch.equal(value, theirs[key]) for key, value in model.state_dict().items())
+    with pytest.raises(ValueError, match="an OFA-ResNet50 checkpoint; this takes MobileNetV3"):
+        load_mbconv_supernet(tmp_path / "resnet.pth")

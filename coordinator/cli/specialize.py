@@ -224,9 +224,9 @@ def specialize(
     accuracy = AccuracyPredictor.load(acc_predictor)
     supernet = None
     if supernet_path:
-        from ofa.nn.checkpoint import load_supernet  # torch only when weights are asked for
+        from ofa.nn.checkpoint import load_mbconv_supernet  # torch only when weights are asked
 
-        supernet = load_supernet(supernet_path)
+        supernet = load_mbconv_supernet(supernet_path)
     if fleet_file:
         scenarios = fleet_scenarios(db, read_fleet_budgets(fleet_file))
     elif scenarios_file:

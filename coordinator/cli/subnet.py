@@ -117,21 +117,15 @@ def export(
     shape."""
     from ofa.nn.checkpoint import load_supernet  # torch is imported only when exporting
     from ofa.nn.export import export_model, input_shape, lut_entry_module
-    from ofa.nn.supernet import seeded_supernet
+    from ofa.nn.supernet import seeded_supernet, static_subnet
 
     target = Target(runtime, precision=precision, batch=batch)  # refuses torch in int8
-    read = config_from_file(config)
-    if isinstance(read, ResNetConfig):
-        raise ValueError(f"{config}: family: ResNet50 subnets cannot be exported yet")
-    subnet = read
-    supernet = (
-        load_supernet(checkpoint) if checkpoint else seeded_supernet(subnet.w, family=subnet.family)
-    )
-    if (supernet.family.name, supernet.width) != (subnet.family, subnet.w):
-        raise ValueError(
-            f"w: the config is a w{subnet.w} {subnet.family_space.title} subnet, {checkpoint} "
-            f"a w{supernet.width} {supernet.family.title} supernet"
-        )
+    subnet = config_from_file(config)
+    supernet = load_supernet(checkpoint) if checkpoint else seeded_supernet(subnet.supernet)
+    try:
+        network = static_subnet(supernet.eval(), subnet)
+    except ValueError as exc:
+        raise ValueError(f"{checkpoint}: {exc}") from None  # only a checkpoint can differ
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     suffix = ".pt" if target.model_format == "torchscript" else ".onnx"
@@ -146,7 +140,7 @@ def export(
         return path, digest
 
     shape: tuple[int, ...] = (batch, 3, subnet.r, subnet.r)
-    path, digest = write(supernet.eval().get_active_subnet(subnet), shape, subnet.id)
+    path, digest = write(network, shape, subnet.id)
     click.echo(
         f"{path}  {path.stat().st_size / 2**20:.1f} MiB  input {'x'.join(map(str, shape))} "
         f"{precision}  sha256 {digest}"

@@ -81,7 +81,7 @@ class ArtifactBuilder:
 
     def __init__(self, store: Store, blobs: BlobStore, target: Target | None = None) -> None:
         self.store, self.blobs, self.target = store, blobs, target or Target()
-        self._supernets: dict[tuple[str, float], object] = {}
+        self._supernets: dict[str, object] = {}
 
     def build_all(self, items: list[Item], progress: OnProgress = quiet) -> list[tuple[str, list]]:
         """Each item's model, in order. Exporting takes seconds a model, so `progress` hears
@@ -158,17 +158,17 @@ class ArtifactBuilder:
         if item.layer is not None:  # "lut"
             module = lut_entry_module(item.layer)
         elif item.subnet is not None:  # "subnet"
-            module = self._supernet(item.subnet.family, item.subnet.w).get_active_subnet(
-                item.subnet
-            )
+            from ofa.nn.supernet import static_subnet
+
+            module = static_subnet(self._supernet(item.subnet.supernet), item.subnet)
         else:
             raise ValueError(f"{item.kind} item {item.key}: carries no layer or subnet to export")
         target = self.target
         return export_model(module, self._shape(item), target.precision, target.model_format)
 
-    def _supernet(self, family: str, width: float):
-        if (family, width) not in self._supernets:
-            from ofa.nn.supernet import seeded_supernet  # torch only when exporting
+    def _supernet(self, name: str):
+        if name not in self._supernets:
+            from ofa.nn.supernet import seeded_supernet
 
-            self._supernets[family, width] = seeded_supernet(width, family=family)  # RANDOM_WEIGHTS
-        return self._supernets[family, width]
+            self._supernets[name] = seeded_supernet(name)  # RANDOM_WEIGHTS
+        return self._supernets[name]

@@ -19,7 +19,7 @@ import torch
 
 from ofa.config import SubnetConfig, sample_configs
 from ofa.nn.bn_calibration import recalibrate_bn
-from ofa.nn.checkpoint import load_supernet
+from ofa.nn.checkpoint import load_mbconv_supernet
 from ofa.nn.data import ImageSet, Splits, fixed_indices, place
 from ofa.nn.supernet import ElasticSupernet
 
@@ -74,7 +74,7 @@ def build_accuracy_dataset(
 ) -> list[dict]:
     """Evaluate `n_subnets` sampled architectures, each at every resolution, and write one
     JSONL line per (subnet, resolution) as soon as it is measured."""
-    supernet = load_supernet(checkpoint).eval()
+    supernet = load_mbconv_supernet(checkpoint).eval()
     if supernet.classifier.linear.out_features != data.n_classes:
         raise ValueError(
             f"data: {data.n_classes} classes, but {checkpoint} was trained for "

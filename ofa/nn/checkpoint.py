@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ofa import space
+from ofa.nn.resnet_supernet import OFAResNet50
 from ofa.nn.supernet import SUPERNETS, ElasticSupernet
 
 __all__ = [
@@ -90,15 +91,31 @@ def _load_strict(
     model.load_state_dict(state, strict=True)
 
 
+def load_mbconv_supernet(path: str | Path, dropout: float = 0.1) -> ElasticSupernet:
+    """`load_supernet` for the commands that take MobileNetV3 (or ProxylessNAS) supernets
+    only so far; an OFA-ResNet50 checkpoint is refused by name."""
+    model = load_supernet(path, dropout)
+    if not isinstance(model, ElasticSupernet):
+        raise ValueError(f"{path}: an OFA-ResNet50 checkpoint; this takes MobileNetV3 ones only")
+    return model
+
+
 def save_checkpoint(model: nn.Module, path: str | Path, **extra: torch.Tensor) -> None:
     """Write `{"state_dict": ...}` (the official layout), readable with `weights_only=True`."""
     torch.save({"state_dict": model.state_dict(), **extra}, Path(path))
 
 
-def load_supernet(path: str | Path, dropout: float = 0.1) -> ElasticSupernet:
+def load_supernet(path: str | Path, dropout: float = 0.1) -> ElasticSupernet | OFAResNet50:
     """The supernet a checkpoint holds, its family and width (each published supernet's
     first conv has a number of filters of its own) and class count read off the weights."""
     state = read_state_dict(path)
+    if "input_stem.0.conv.conv.weight" in state:  # OFA-ResNet50's stem
+        resnet = OFAResNet50(dropout=dropout)
+        classes = state.get("classifier.linear.linear.weight")
+        if classes is not None:
+            resnet = OFAResNet50(n_classes=classes.shape[0], dropout=dropout)
+        _load_strict(resnet, state, path)
+        return resnet
     try:
         first, classes = state["first_conv.conv.weight"], state["classifier.linear.weight"]
     except KeyError as exc:

@@ -15,7 +15,19 @@ from torch import nn
 from torch.nn import functional as F
 
 from ofa import space
-from ofa.plan import AVG_POOL, FEATURE_MIX, FINAL_EXPAND, FIRST_CONV, LOGITS, MBCONV, LayerSpec
+from ofa.plan import (
+    AVG_POOL,
+    BOTTLENECK,
+    FEATURE_MIX,
+    FINAL_EXPAND,
+    FIRST_CONV,
+    LOGITS,
+    MAX_POOL,
+    MBCONV,
+    STEM_CONV,
+    LayerSpec,
+)
+from ofa.resnet import FAMILY as RESNET50
 
 __all__ = [
     "activation",
@@ -27,6 +39,8 @@ __all__ = [
     "GlobalAvgPool",
     "MobileNetV3",
     "ProxylessNASNet",
+    "Bottleneck",
+    "ResNet",
     "set_bn_eps",
     "build_layer",
     "build_network",
@@ -51,8 +65,9 @@ def batch_norm(channels: int) -> nn.BatchNorm2d:
 
 
 def set_bn_eps(module: nn.Module, family: str) -> None:
-    """Every BN of `module` with the family's eps (as OFA's `set_bn_param`)."""
-    eps = space.family_named(family).bn_eps
+    """Every BN of `module` with the family's eps (as OFA's `set_bn_param`); ResNet50's is
+    MobileNetV3's."""
+    eps = space.BN_EPS if family == RESNET50 else space.family_named(family).bn_eps
     for child in module.modules():
         if isinstance(child, nn.BatchNorm2d):
             child.eps = eps
@@ -262,6 +277,57 @@ class ProxylessNASNet(nn.Module):
         return self.classifier(self.global_avg_pool(self.feature_mix_layer(x)))
 
 
+class Bottleneck(nn.Module):
+    """OFA-ResNet50's bottleneck: 1x1, 3x3 (with the stride), 1x1, added to the input or to
+    its average-pooled 1x1 projection (`downsample`), then ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, mid: int, stride: int, identity: bool):
+        super().__init__()
+        self.conv1 = ConvLayer(in_channels, mid, 1, 1, "relu")
+        self.conv2 = ConvLayer(mid, mid, 3, stride, "relu")
+        self.conv3 = ConvBN(
+            OrderedDict(
+                conv=nn.Conv2d(mid, out_channels, 1, bias=False), bn=batch_norm(out_channels)
+            )
+        )
+        self.downsample = (
+            None
+            if identity
+            else ConvBN(
+                OrderedDict(
+                    avg_pool=nn.AvgPool2d(stride, stride, 0, ceil_mode=True),
+                    conv=nn.Conv2d(in_channels, out_channels, 1, bias=False),
+                    bn=batch_norm(out_channels),
+                )
+            )
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return F.relu(self.conv3(self.conv2(self.conv1(x))) + shortcut)
+
+
+class ResNet(nn.Module):
+    """A static OFA-ResNet50 subnet (OFA's `ResNets`): the stem's convolutions, max pooling,
+    bottlenecks, global pooling and the classifier."""
+
+    def __init__(self, input_stem: list[nn.Module], blocks: list[nn.Module], classifier: nn.Module):
+        super().__init__()
+        self.input_stem = nn.ModuleList(input_stem)
+        self.max_pooling = nn.MaxPool2d(3, 2, 1)
+        self.blocks = nn.ModuleList(blocks)
+        self.global_avg_pool = GlobalAvgPool()
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.input_stem:
+            x = layer(x)
+        x = self.max_pooling(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.classifier(self.global_avg_pool(x))
+
+
 def build_layer(spec: LayerSpec, dropout: float = 0.0) -> nn.Module:
     """The static module that computes one layer of a plan (also a LUT entry on its own),
     its BN with the family's eps."""
@@ -273,6 +339,13 @@ def build_layer(spec: LayerSpec, dropout: float = 0.0) -> nn.Module:
 def _static_layer(spec: LayerSpec, dropout: float) -> nn.Module:
     if spec.kind == FIRST_CONV:
         return ConvLayer(spec.in_channels, spec.out_channels, 3, 2, spec.act)
+    if spec.kind == STEM_CONV:
+        stem = ConvLayer(spec.in_channels, spec.out_channels, 3, 1, spec.act)
+        return ResidualBlock(stem, residual=True) if spec.idskip else stem
+    if spec.kind == MAX_POOL:
+        return nn.MaxPool2d(3, 2, 1)
+    if spec.kind == BOTTLENECK:
+        return Bottleneck(spec.in_channels, spec.out_channels, spec.mid, spec.stride, spec.idskip)
     if spec.kind == MBCONV:
         conv = MBConv(
             spec.in_channels,
@@ -298,8 +371,16 @@ def _static_layer(spec: LayerSpec, dropout: float) -> nn.Module:
     raise ValueError(f"kind: unknown layer kind {spec.kind!r}")
 
 
-def build_network(plan: list[LayerSpec], dropout: float = 0.0) -> MobileNetV3 | ProxylessNASNet:
+def build_network(
+    plan: list[LayerSpec], dropout: float = 0.0
+) -> MobileNetV3 | ProxylessNASNet | ResNet:
     """The static network of a layer plan, freshly initialised."""
+    if plan[0].family == RESNET50:
+        return ResNet(
+            [build_layer(spec) for spec in plan if spec.kind in (FIRST_CONV, STEM_CONV)],
+            [build_layer(spec) for spec in plan if spec.kind == BOTTLENECK],
+            build_layer(plan[-1], dropout),
+        )
     by_kind = {spec.kind: spec for spec in plan if spec.kind != MBCONV}
     blocks = [build_layer(spec) for spec in plan if spec.kind == MBCONV]
     if plan[0].family == space.PROXYLESS.name:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import replace
-from itertools import pairwise
 from typing import cast
 
 import torch
@@ -19,6 +18,12 @@ from torch.nn import functional as F
 
 from ofa import space
 from ofa.config import SubnetConfig
+from ofa.nn.elastic import (
+    ElasticBatchNorm2d,
+    ElasticConv2d,
+    ElasticDepthwiseConv2d,
+    ElasticSqueezeExcite,
+)
 from ofa.nn.layers import (
     ConvLayer,
     LinearLayer,
@@ -26,122 +31,23 @@ from ofa.nn.layers import (
     MobileNetV3,
     ProxylessNASNet,
     ResidualBlock,
-    SqueezeExciteFC,
     activation,
-    batch_norm,
     build_network,
     set_bn_eps,
 )
-from ofa.plan import MBCONV, layer_plan
+from ofa.nn.resnet_supernet import OFAResNet50
+from ofa.plan import MBCONV, AnyConfig, layer_plan
+from ofa.resnet import ResNetConfig
 
-__all__ = ["ElasticSupernet", "OFAMobileNetV3", "OFAProxylessNAS", "SUPERNETS", "seeded_supernet"]
-
-
-class ElasticConv2d(nn.Module):
-    """A 1x1 convolution that uses the first `out` filters over the first `in` channels."""
-
-    def __init__(self, max_in: int, max_out: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(max_in, max_out, 1, bias=False)
-
-    def active_weight(self, out_channels: int, in_channels: int) -> torch.Tensor:
-        return self.conv.weight[:out_channels, :in_channels]
-
-    def forward(self, x: torch.Tensor, out_channels: int) -> torch.Tensor:
-        return F.conv2d(x, self.active_weight(out_channels, x.size(1)).contiguous())
-
-
-class ElasticDepthwiseConv2d(nn.Module):
-    """Depthwise conv with one 7x7 kernel per channel; smaller kernels are its centre,
-    passed through learned per-layer transforms (`7to5_matrix`, `5to3_matrix`)."""
-
-    def __init__(self, max_channels: int, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-        self.kernel_sizes = tuple(sorted(space.KERNEL_CHOICES))
-        largest = self.kernel_sizes[-1]
-        self.conv = nn.Conv2d(
-            max_channels, max_channels, largest, stride, groups=max_channels, bias=False
-        )
-        for small, large in pairwise(self.kernel_sizes):
-            self.register_parameter(f"{large}to{small}_matrix", nn.Parameter(torch.eye(small**2)))
-
-    def active_weight(self, channels: int, kernel_size: int) -> torch.Tensor:
-        weight = self.conv.weight[:channels]
-        for large, small in pairwise(self.kernel_sizes[::-1]):
-            if large <= kernel_size:
-                break
-            start = (large - small) // 2
-            centre = weight[:, :, start : start + small, start : start + small].reshape(
-                -1, small**2
-            )
-            matrix = getattr(self, f"{large}to{small}_matrix")
-            weight = F.linear(centre, matrix).reshape(channels, 1, small, small)
-        return weight
-
-    def forward(self, x: torch.Tensor, kernel_size: int) -> torch.Tensor:
-        channels = x.size(1)
-        weight = self.active_weight(channels, kernel_size).contiguous()
-        return F.conv2d(x, weight, None, self.stride, kernel_size // 2, 1, channels)
-
-
-class ElasticBatchNorm2d(nn.Module):
-    """Batch norm over the first C channels of a wider one (statistics updated in place)."""
-
-    def __init__(self, max_channels: int) -> None:
-        super().__init__()
-        self.bn = batch_norm(max_channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bn, channels = self.bn, x.size(1)
-        mean, var, tracked = bn.running_mean, bn.running_var, bn.num_batches_tracked
-        assert mean is not None and var is not None and tracked is not None  # batch_norm() tracks
-        momentum = 0.0
-        if bn.training and bn.track_running_stats:
-            tracked += 1
-            momentum = bn.momentum if bn.momentum is not None else 1.0 / float(tracked)
-        return F.batch_norm(
-            x,
-            mean[:channels],
-            var[:channels],
-            bn.weight[:channels],
-            bn.bias[:channels],
-            bn.training or not bn.track_running_stats,
-            momentum,
-            bn.eps,
-        )
-
-
-class ElasticSqueezeExcite(nn.Module):
-    """Squeeze-excite over the first C channels, hidden width `se_channels(C)`."""
-
-    def __init__(self, max_channels: int) -> None:
-        super().__init__()
-        hidden = space.se_channels(max_channels)
-        self.fc = SqueezeExciteFC(
-            OrderedDict(
-                reduce=nn.Conv2d(max_channels, hidden, 1, bias=True),
-                relu=nn.ReLU(inplace=True),
-                expand=nn.Conv2d(hidden, max_channels, 1, bias=True),
-                h_sigmoid=nn.Hardsigmoid(inplace=True),
-            )
-        )
-
-    def active_params(self, channels: int) -> tuple[torch.Tensor, ...]:
-        """(reduce weight, reduce bias, expand weight, expand bias) for C channels."""
-        hidden = space.se_channels(channels)
-        reduce_weight, reduce_bias, expand_weight, expand_bias = self.fc.weights_and_biases()
-        return (
-            reduce_weight[:hidden, :channels],
-            reduce_bias[:hidden],
-            expand_weight[:channels, :hidden],
-            expand_bias[:channels],
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w1, b1, w2, b2 = self.active_params(x.size(1))
-        y = F.relu(F.conv2d(x.mean((2, 3), keepdim=True), w1.contiguous(), b1))
-        return x * F.hardsigmoid(F.conv2d(y, w2.contiguous(), b2))
+__all__ = [
+    "ElasticSupernet",
+    "OFAMobileNetV3",
+    "OFAProxylessNAS",
+    "SUPERNETS",
+    "build_supernet",
+    "static_subnet",
+    "seeded_supernet",
+]
 
 
 class _InvertedBottleneck(nn.ModuleDict):
@@ -261,6 +167,11 @@ class ElasticSupernet(nn.Module):
     def _head(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    @property
+    def name(self) -> str:
+        """OFA's model-zoo name of this supernet (`ofa_mbv3_d234_e346_k357_w1.2`, ...)."""
+        return self.family.supernet(self.width)
+
     def set_active_subnet(self, subnet: SubnetConfig) -> None:
         """The subnet `forward` runs when it is not given one."""
         self.active_subnet = self._check(subnet)
@@ -301,7 +212,9 @@ class ElasticSupernet(nn.Module):
         plan = layer_plan(subnet)
         # the plan counts ImageNet's 1000 classes; a supernet trained on other data has others
         plan[-1] = replace(plan[-1], out_shape=(self.classifier.linear.out_features,))
-        net = build_network(plan, dropout=self.classifier.dropout.p)
+        net = cast(
+            "MobileNetV3 | ProxylessNASNet", build_network(plan, dropout=self.classifier.dropout.p)
+        )
         for name in ("first_conv", *self.head):
             getattr(net, name).load_state_dict(getattr(self, name).state_dict())
         net.blocks[0].load_state_dict(self.blocks[0].state_dict())
@@ -386,12 +299,34 @@ SUPERNETS: dict[str, type[ElasticSupernet]] = {
 }
 
 
-def seeded_supernet(
-    width: float, seed: int = 0, family: str = space.MOBILENET_V3.name
-) -> ElasticSupernet:
-    """A supernet of random weights drawn from `seed` (the global RNG left alone): the same
-    weights, and so the same exported bytes, in every process. Latency does not depend on
-    weight values, so campaigns measure these when no checkpoint is given."""
+def build_supernet(name: str) -> ElasticSupernet | OFAResNet50:
+    """The supernet OFA's model zoo calls `name` (a config's `supernet`), freshly built."""
+    if name == OFAResNet50.name:
+        return OFAResNet50()
+    for family in space.FAMILIES.values():
+        for width in family.width_choices:
+            if family.supernet(width) == name:
+                return SUPERNETS[family.name](width)
+    raise ValueError(f"supernet: no supernet is called {name!r}")
+
+
+def static_subnet(supernet: ElasticSupernet | OFAResNet50, config: AnyConfig) -> nn.Module:
+    """`config`'s static network with `supernet`'s weights; a ValueError naming both
+    supernets when the config is not one of its subnets."""
+    if isinstance(supernet, OFAResNet50) and isinstance(config, ResNetConfig):
+        return supernet.get_active_subnet(config)
+    if isinstance(supernet, ElasticSupernet) and isinstance(config, SubnetConfig):
+        if supernet.name == config.supernet:
+            return supernet.get_active_subnet(config)
+    raise ValueError(
+        f"supernet: {config.id} is a subnet of {config.supernet}, not of {supernet.name}"
+    )
+
+
+def seeded_supernet(name: str, seed: int = 0) -> ElasticSupernet | OFAResNet50:
+    """Supernet `name` with random weights drawn from `seed` (the global RNG left alone):
+    the same weights, and so the same exported bytes, in every process. Latency does not
+    depend on weight values, so campaigns measure these when no checkpoint is given."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return SUPERNETS[space.family_named(family).name](width).eval()
+        return build_supernet(name).eval()

@@ -38,7 +38,7 @@ from ofa import space
 from ofa.config import SubnetConfig
 from ofa.nn.accuracy_dataset import subnet_accuracy
 from ofa.nn.channel_sort import sort_channels
-from ofa.nn.checkpoint import load_checkpoint, load_supernet
+from ofa.nn.checkpoint import load_checkpoint, load_mbconv_supernet
 from ofa.nn.data import Splits, fixed_indices, place, step_indices
 from ofa.nn.supernet import ElasticSupernet, OFAMobileNetV3
 from ofa.schedule import Chain, Phase, learning_rate
@@ -330,7 +330,7 @@ def train_phase(
         say(f"[{phase.name}] resuming {path} at step {start}/{steps}")
     soft_teacher = None
     if teacher is not None and phase.kd_ratio > 0 and start < stop:
-        soft_teacher = place(teacher_network(load_supernet(teacher)), device)
+        soft_teacher = place(teacher_network(load_mbconv_supernet(teacher)), device)
     if processes.is_main:
         out.mkdir(parents=True, exist_ok=True)
     model.train()
