@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ofa import jsonfile, space
 
@@ -29,6 +29,9 @@ __all__ = [
     "check_width",
     "show",
 ]
+
+
+T = TypeVar("T")
 
 
 def show(value: Any, limit: int = 80) -> str:
@@ -195,7 +198,8 @@ class SubnetConfig:
         known = {"ks", "e", "d", "r", "image_size", "w", "width_mult", "family"}
         if data.get("family") == "resnet50":
             raise ValueError(
-                "family: ResNet50 subnets are not measured or searched yet (describe reads them)"
+                "family: ResNet50 subnets are not taken here yet (describe, export and "
+                "campaigns take them)"
             )
         unknown = [key for key in data if key not in known]
         if unknown:
@@ -386,6 +390,12 @@ def space_size(n_resolutions: int = 1, family: str = "mbv3") -> int:
 
 def load_configs(path: str | Path) -> list[SubnetConfig]:
     """Configs from a JSON file (one object or a list) or a JSONL file (one per line)."""
+    return read_configs(path, SubnetConfig.from_dict)
+
+
+def read_configs(path: str | Path, parse: Callable[[Any], T]) -> list[T | SubnetConfig]:
+    """`parse` of each entry of a JSON file (one object or a list) or a JSONL file (one per
+    line), each bad one named by its position; a published net.config is one config."""
     path = Path(path)
     text = jsonfile.read_text(path)
     try:
@@ -400,10 +410,10 @@ def load_configs(path: str | Path) -> list[SubnetConfig]:
         if isinstance(data, Mapping) and "blocks" in data:
             return [SubnetConfig.from_file(path)]
         items = data if isinstance(data, list) else [data]
-    configs = []
+    configs: list[T | SubnetConfig] = []
     for i, item in enumerate(items):
         try:
-            configs.append(SubnetConfig.from_dict(item))
+            configs.append(parse(item))
         except ValueError as exc:
             raise ValueError(f"{path}: entry {i}: {exc}") from None
     return configs

@@ -309,3 +309,39 @@ class ResNetAccuracyPredictor:
     def predict(self, configs: Sequence[ResNetConfig]) -> np.ndarray:
         """Predicted top-1 (fraction) of each config."""
         return mlp(features(configs), self.weights, self.biases)
+
+
+def resnet_lut_specs(r: int) -> list[LayerSpec]:
+    """Every distinct LUT entry some ResNet50 subnet needs at resolution `r`: the stem's
+    convolutions and max pooling at each width, each stage's first block from each input
+    width to each output width and its other blocks at each width, with each expand ratio,
+    then pooling and the classifier at each width."""
+    widths = range(len(WIDTH_MULTS))
+    choices = [
+        ResNetConfig((stem, 0, 0, 0, 0), (EXPAND_CHOICES[x],) * N_BLOCKS, (a, b) + (c,) * 4, r)
+        for stem in STEM_DEPTH_CHOICES
+        for a in widths
+        for b in widths
+        for c in widths
+        for x in range(len(EXPAND_CHOICES))
+    ]
+    # two blocks per stage hold both kinds; a first block's input width varies with the
+    # previous stage's, which these uniform configs leave out: add them
+    mixed = [
+        ResNetConfig((0, 0, 0, 0, 0), (e,) * N_BLOCKS, (0, b) + tuple(ws), r)
+        for b in widths
+        for e in EXPAND_CHOICES
+        for ws in _stage_width_pairs()
+    ]
+    specs: dict[str, LayerSpec] = {}
+    for config in choices + mixed:
+        for spec in resnet_layer_plan(config):
+            specs.setdefault(spec.lut_key, spec)
+    return list(specs.values())
+
+
+def _stage_width_pairs() -> list[tuple[int, int, int, int]]:
+    """Stage width indices in which every pair of consecutive stages takes every pair of
+    values (9 patterns cover all 9 pairs at once for each of the three boundaries)."""
+    n = len(WIDTH_MULTS)
+    return [(a, b, (a + b) % n, (a + 2 * b) % n) for a in range(n) for b in range(n)]

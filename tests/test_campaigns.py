@@ -21,6 +21,7 @@ from coordinator.services.results_export import campaign_results
 from ofa.config import SubnetConfig, sample_configs
 from ofa.lut import LatencyTable
 from ofa.plan import lut_keys, space_lut_specs
+from ofa.zoo import config_from_json, lut_specs, sample_any
 from tests.cli_output import campaign_id, cli
 from tests.fleet import QUICK_FLAGS, Fleet, kill9, run_campaign, wait_for
 from tests.oracle import run_reference
@@ -128,6 +129,39 @@ def test_a_proxylessnas_lut_campaign_on_two_agents_gives_a_table_the_reference_r
     )
     assert trained.exit_code == 1
     assert "latency predictors handle MobileNetV3 LUTs only so far" in trained.output
+
+
+def test_a_resnet50_lut_and_random_campaign_gives_a_table_covering_its_subnets(fleet, tmp_path):
+    cid = run_campaign(
+        fleet.db,
+        "--name",
+        "resnet64",
+        "--workload",
+        "lut+random",
+        "--family",
+        "resnet50",
+        "--count",
+        "2",
+        "--resolutions",
+        "64",
+        "--repeats",
+        "1",
+        label="zoo",
+    )
+    status = json.loads(cli("campaign", "status", "--db", fleet.db, cid, "--format", "json"))
+    assert status["state"] == "done" and status["failed"] == 0
+    specs = lut_specs(64, 1.0, "resnet50")
+    assert len(specs) == 163 and status["total"] == 163 + 2 + 1 + 165 // 25
+    out = tmp_path / "lut"
+    cli("lut", "export", "--db", fleet.db, "--device", "zoo", "--out", out, "--campaign", cid)
+    table = yaml.safe_load((out / "64_lookup_table.yaml").read_text())
+    assert set(table) == {spec.lut_key for spec in specs}
+    ours = LatencyTable.from_ofa_yaml(out)
+    rows = [row for row in campaign_results(fleet.store, cid) if row["kind"] == "subnet"]
+    measured = {config_from_json(row["key"]) for row in rows}
+    assert measured == set(sample_any(2, 0, (64,), 1.0, "resnet50"))
+    for config in measured:  # every layer of a measured subnet has its entry
+        assert ours.predict_ms(config) > 0
 
 
 def assert_drift_derived_from_the_reference_checks(fleet: Fleet, cid: str, table: dict) -> None:

@@ -111,7 +111,7 @@ def test_describe_and_export_read_a_published_proxylessnas_net(assets, tmp_path)
     assert all(SubnetConfig.from_json(line).w == 1.3 for line in sampled.splitlines())
     wrong = CliRunner().invoke(coord_main, ["sample", "--family", "proxyless", "--width", "1.2"])
     assert wrong.exit_code == 1
-    assert "w: expected one of (1.3,) for ProxylessNAS, got 1.2" in wrong.output
+    assert "width: expected one of (1.3,) for proxyless, got 1.2" in wrong.output
 
 
 def test_describe_names_the_bad_field(tmp_path):

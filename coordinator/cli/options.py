@@ -14,6 +14,7 @@ from coordinator.cli.errors import DB_META
 from coordinator.services.targets import MAX_BATCH, PRECISIONS
 from coordinator.state import is_postgres_url, redacted
 from ofa import space
+from ofa.zoo import FAMILY_NAMES, WIDTHS
 
 
 class ResolutionList(click.ParamType):
@@ -111,24 +112,22 @@ def supernet_options(command: Callable) -> Callable:
     gets `family` and `width` (a float, the family's first width when not given)."""
 
     def choose_width(ctx: click.Context, param: click.Parameter, value: str | None) -> float:
-        family = space.FAMILIES[ctx.params.get("family", space.MOBILENET_V3.name)]
-        return float(value) if value else family.width_choices[0]
+        return float(value) if value else WIDTHS[ctx.params.get("family", FAMILY_NAMES[0])][0]
 
     command = click.option(
         "--width",
-        type=click.Choice(
-            sorted({str(w) for f in space.FAMILIES.values() for w in f.width_choices})
-        ),
+        type=click.Choice(sorted({str(w) for choices in WIDTHS.values() for w in choices})),
         callback=choose_width,
         help="The supernet's width multiplier  [default: the family's first, 1.0 or 1.3]",
     )(command)
     return click.option(
         "--family",
-        type=click.Choice(list(space.FAMILIES)),
-        default=space.MOBILENET_V3.name,
+        type=click.Choice(FAMILY_NAMES),
+        default=FAMILY_NAMES[0],
         show_default=True,
         is_eager=True,  # read before --width's default is chosen
-        help="The supernet: OFA MobileNetV3 (w1.0, w1.2) or ProxylessNAS (w1.3).",
+        help="The supernet: OFA MobileNetV3 (w1.0, w1.2), ProxylessNAS (w1.3) or ResNet50 "
+        "(its width multipliers are per subnet).",
     )(command)
 
 

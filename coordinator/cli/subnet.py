@@ -16,10 +16,9 @@ from coordinator.cli.options import (
     supernet_options,
 )
 from coordinator.services.targets import MODEL_FORMAT, Target
-from ofa.config import sample_configs
 from ofa.plan import count_macs, count_params, layer_plan
 from ofa.resnet import ResNetConfig
-from ofa.zoo import config_from_file
+from ofa.zoo import check_family, config_from_file, sample_any
 
 
 @click.command()
@@ -29,7 +28,8 @@ from ofa.zoo import config_from_file
 @supernet_options
 def sample(count: int, seed: int, resolutions: tuple[int, ...], family: str, width: float) -> None:
     """Print COUNT uniformly sampled subnet configs as JSON lines."""
-    for config in sample_configs(count, seed, resolutions, width, family):
+    check_family(family, width)
+    for config in sample_any(count, seed, resolutions, width, family):
         click.echo(config.to_json())
 
 

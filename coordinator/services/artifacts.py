@@ -14,7 +14,7 @@ from coordinator.services.progress import OnProgress, quiet
 from coordinator.services.targets import Target
 from coordinator.state import Artifact, BlobStore, Store
 from ofa.config import SubnetConfig
-from ofa.plan import LayerSpec
+from ofa.plan import AnyConfig, LayerSpec
 
 __all__ = ["Item", "ArtifactBuilder", "REFERENCE_KEY"]
 
@@ -60,15 +60,18 @@ class Item:
     r: int | None = None
     w: float | None = None
     layer: LayerSpec | None = None  # for "lut"
-    subnet: SubnetConfig | None = None  # for "subnet"
+    subnet: AnyConfig | None = None  # for "subnet"
 
     @classmethod
     def lut(cls, layer: LayerSpec, r: int, w: float) -> Item:
         return cls("lut", layer.lut_key, r, w, layer=layer)
 
     @classmethod
-    def whole(cls, subnet: SubnetConfig) -> Item:
-        return cls("subnet", subnet.to_json(), subnet.r, subnet.w, subnet=subnet)
+    def whole(cls, subnet: AnyConfig) -> Item:
+        """A whole subnet; `w` is its supernet's width (none for ResNet50, whose width
+        multipliers are per subnet)."""
+        width = subnet.w if isinstance(subnet, SubnetConfig) else None
+        return cls("subnet", subnet.to_json(), subnet.r, width, subnet=subnet)
 
     @classmethod
     def reference(cls) -> Item:

@@ -27,8 +27,8 @@ from coordinator.services.targets import Target, pick_target, refuse_unserved
 from coordinator.state import TERMINAL, BlobStore, Campaign, CampaignItem, Devices, NotFound, Store
 from coordinator.timeago import ago
 from ofa import space
-from ofa.config import SubnetConfig, load_configs, sample_configs, show
-from ofa.plan import space_lut_specs
+from ofa.config import show
+from ofa.zoo import check_family, config_from_json, load_any_configs, lut_specs, sample_any
 
 __all__ = [
     "CampaignSpec",
@@ -120,7 +120,7 @@ class CampaignSpec:
             raise ValueError(
                 f"workload: expected one of {', '.join(WORKLOADS)}, got {self.workload!r}"
             )
-        space.family_named(self.family)
+        check_family(self.family, self.width)
         if self.workload != "configs":  # lut, random and lut+random use resolutions
             if not self.resolutions:
                 raise ValueError("resolutions: expected at least one resolution")
@@ -134,7 +134,6 @@ class CampaignSpec:
                         f"resolutions[{i}]: expected an integer in "
                         f"{space.MIN_RESOLUTION}..{space.MAX_RESOLUTION}, got {r!r}"
                     )
-            SubnetConfig.largest(w=self.width, family=self.family)  # validates both
         for name, (low, high) in INT_RANGES.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -169,9 +168,7 @@ class CampaignSpec:
             )
         for i, subnet in enumerate(self.subnets):
             try:
-                canonical = (
-                    isinstance(subnet, str) and SubnetConfig.from_json(subnet).to_json() == subnet
-                )
+                canonical = isinstance(subnet, str) and config_from_json(subnet).to_json() == subnet
             except ValueError as exc:
                 raise ValueError(f"subnets[{i}]: {exc}") from None
             if not canonical:
@@ -206,18 +203,18 @@ class CampaignSpec:
             items += [
                 Item.lut(layer, r, self.width)
                 for r in self.resolutions
-                for layer in space_lut_specs(r, self.width, self.family)
+                for layer in lut_specs(r, self.width, self.family)
             ]
         if "random" in self.workload:
             items += [
                 Item.whole(c)
-                for c in sample_configs(
+                for c in sample_any(
                     self.count, self.seed, self.resolutions, self.width, self.family
                 )
             ]
         if self.workload == "configs" and self.configs_file:
-            items += [Item.whole(c) for c in load_configs(Path(self.configs_file))]
-        items += [Item.whole(SubnetConfig.from_json(subnet)) for subnet in self.subnets]
+            items += [Item.whole(c) for c in load_any_configs(Path(self.configs_file))]
+        items += [Item.whole(config_from_json(subnet)) for subnet in self.subnets]
         unique = {(item.kind, item.key, item.r): item for item in items}
         return list(unique.values())
 

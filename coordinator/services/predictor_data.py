@@ -17,6 +17,8 @@ from coordinator.services.lut_export import DeviceLut
 from coordinator.services.targets import Target, pick_target
 from coordinator.state import Devices, Imported, Store, is_postgres_url
 from ofa.config import SubnetConfig
+from ofa.space import MOBILENET_V3
+from ofa.zoo import config_from_json
 
 __all__ = [
     "Measured",
@@ -112,11 +114,14 @@ def target_subnets(
             peaks.setdefault(result.key, []).append(result.peak_rss_bytes / 1e6)
     for row in imported.get(name, []):
         medians.setdefault(row.key, []).append(row.latency_ms)
+    configs = {key: config_from_json(key) for key in medians}
     return SubnetData(
         fleet[name][0] if name in fleet else Target.parse(name),
         [
-            Measured(SubnetConfig.from_json(key), tuple(values), tuple(peaks.get(key, ())))
-            for key, values in sorted(medians.items())
+            Measured(config, tuple(medians[key]), tuple(peaks.get(key, ())))
+            for key, config in sorted(configs.items())
+            # latency predictors learn MobileNetV3 subnets only so far
+            if isinstance(config, SubnetConfig) and config.family == MOBILENET_V3.name
         ],
         chosen,
         sorted({row.import_id for row in imported.get(name, [])}),
