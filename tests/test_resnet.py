@@ -101,7 +101,7 @@ def test_the_official_resnet50_accuracy_predictor_gives_the_reference_outputs(as
         ResNetAccuracyPredictor.load(path).predict([ResNetConfig.largest(r=208)])
 
 
-def test_describe_and_export_read_a_resnet50_config_and_campaigns_refuse_it(tmp_path):
+def test_describe_and_export_read_a_resnet50_config_and_mbconv_readers_refuse_it(tmp_path):
     import json
 
     import numpy as np
@@ -129,7 +129,7 @@ def test_describe_and_export_read_a_resnet50_config_and_campaigns_refuse_it(tmp_
     assert session.run(None, {session.get_inputs()[0].name: x})[0].shape == (1, 1000)
     index = json.loads((tmp_path / "out/lut/index.json").read_text())
     assert set(index) == set(plan.lut_keys(config))
-    with pytest.raises(ValueError, match="entry 0: family: ResNet50 subnets are not measured"):
+    with pytest.raises(ValueError, match="entry 0: family: ResNet50 subnets are not taken here"):
         load_configs(path)
 
 

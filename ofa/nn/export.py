@@ -23,7 +23,7 @@ from ofa.config import SubnetConfig
 from ofa.nn.layers import build_layer
 from ofa.nn.precision import convert
 from ofa.nn.supernet import ElasticSupernet
-from ofa.plan import LOGITS, LayerSpec, layer_plan
+from ofa.plan import LOGITS, AnyConfig, LayerSpec, layer_plan
 
 __all__ = [
     "OPSET",
@@ -145,7 +145,7 @@ def export_lut_entry(spec: LayerSpec) -> Artifact:
     return export_module(lut_entry_module(spec), input_shape(spec))
 
 
-def export_lut_entries(subnet: SubnetConfig) -> dict[str, Artifact]:
+def export_lut_entries(subnet: AnyConfig) -> dict[str, Artifact]:
     """Every distinct LUT entry of `subnet`, keyed as OFA spells it."""
     return {
         spec.lut_key: export_lut_entry(spec)
