@@ -11,8 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from ofa.config import SubnetConfig
-from ofa.plan import lut_keys
+from ofa.plan import AnyConfig, lut_keys
 
 __all__ = ["LatencyTable"]
 
@@ -51,11 +50,11 @@ class LatencyTable:
             for r, table in self.entries.items()
         }
 
-    def missing_keys(self, config: SubnetConfig) -> list[str]:
+    def missing_keys(self, config: AnyConfig) -> list[str]:
         table = self.entries.get(config.r, {})
         return [key for key in lut_keys(config) if key not in table]
 
-    def predict_ms(self, config: SubnetConfig) -> float:
+    def predict_ms(self, config: AnyConfig) -> float:
         """OFA's latency estimate of `config`: the sum of its LUT entries' means."""
         if config.r not in self.entries:
             raise ValueError(
@@ -64,7 +63,7 @@ class LatencyTable:
         missing = self.missing_keys(config)
         if missing:
             raise ValueError(
-                f"config {config.id} (w{config.w}, r={config.r}): "
+                f"config {config.id} ({config.supernet}, r={config.r}): "
                 f"{len(missing)} LUT key(s) missing, first {missing[0]}"
             )
         table = self.entries[config.r]

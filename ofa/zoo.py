@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from ofa import jsonfile, space
+from ofa.accuracy import AccuracyPredictor, read_torch_state
 from ofa.config import SubnetConfig, read_configs, sample_configs
 from ofa.plan import AnyConfig, LayerSpec, space_lut_specs
 from ofa.resnet import FAMILY as RESNET50
-from ofa.resnet import ResNetConfig, resnet_lut_specs
+from ofa.resnet import ResNetAccuracyPredictor, ResNetConfig, resnet_lut_specs
 
 __all__ = [
     "FAMILY_NAMES",
@@ -25,6 +26,7 @@ __all__ = [
     "load_any_configs",
     "sample_any",
     "lut_specs",
+    "load_accuracy_predictor",
 ]
 
 FAMILY_NAMES = (*space.FAMILIES, RESNET50)
@@ -80,3 +82,15 @@ def sample_any(
 def lut_specs(r: int, width: float, family: str) -> list[LayerSpec]:
     """Every distinct LUT entry some subnet of `family` needs at resolution `r`."""
     return resnet_lut_specs(r) if family == RESNET50 else space_lut_specs(r, width, family)
+
+
+def load_accuracy_predictor(path: str | Path) -> AccuracyPredictor | ResNetAccuracyPredictor:
+    """The accuracy predictor in `path`: the authors' ResNet50 one (a `.pth` holding
+    `base_acc`), or a MobileNetV3 one (their `.pth` or our `.npz`)."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        return AccuracyPredictor.load(path)
+    state = read_torch_state(path, "0/2/4/6 .weight/.bias, or layers.* and base_acc")
+    if "base_acc" in state:
+        return ResNetAccuracyPredictor.from_state_dict(state)
+    return AccuracyPredictor.from_state_dict(state)

@@ -13,6 +13,7 @@ from agent.output import JSON, Column, echo_json, format_option, render_table
 from coordinator.cli.options import RESOLUTIONS, FiniteFloat, db_option, usable_cpus
 from coordinator.cli.output import ProgressReport
 from coordinator.services.deployment import fleet_scenarios, read_fleet_budgets, write_manifest
+from coordinator.services.resnet_specialise import specialise_resnet
 from coordinator.services.specialise import (
     Scenario,
     SpecialiseSettings,
@@ -26,9 +27,10 @@ from coordinator.services.specialise import (
 )
 from coordinator.services.targets import Target
 from coordinator.state import Store
-from ofa.accuracy import AccuracyPredictor
 from ofa.latency_model import KINDS
+from ofa.resnet import ResNetAccuracyPredictor
 from ofa.search import SearchSettings
+from ofa.zoo import load_accuracy_predictor
 
 MAX_PARETO_POINTS = 1000
 # The summary table: the choice per budget and, with --verify, what the device measured.
@@ -45,6 +47,46 @@ VERIFIED_COLUMNS = [
     Column("measured ms", "measured_ms", "{:.2f}".format, "right"),
     Column("error %", "error_pct", "{:+.1f}".format, "right"),
 ]
+
+
+RESNET_COLUMNS = [
+    Column("budget", "budget", "{:g}".format, "right"),
+    Column("unit", "unit"),
+    Column("top-1", "accuracy", "{:.4f}".format, "right"),
+    Column("predicted ms", "latency_ms", lambda ms: "-" if ms is None else f"{ms:.2f}", "right"),
+    CHOSEN_COLUMNS[4],
+    CHOSEN_COLUMNS[5],
+    CHOSEN_COLUMNS[6],
+]
+
+
+def _specialise_resnet(
+    accuracy: ResNetAccuracyPredictor,
+    lut_dir: str | None,
+    latency_ms: tuple[float, ...],
+    max_macs: float | None,
+    resolutions: tuple[int, ...] | None,
+    generations: int,
+    seed: int,
+    folder: Path,
+    fmt: str,
+) -> None:
+    with ProgressReport() as progress:
+        chosen = specialise_resnet(
+            accuracy,
+            lut_dir,
+            latency_ms,
+            max_macs,
+            resolutions,
+            SearchSettings(generations=generations, seed=seed),
+            folder,
+            progress,
+        )
+    rows = [choice.row() for choice in chosen]
+    if fmt == JSON:
+        echo_json(rows)
+    else:
+        click.echo(render_table(rows, RESNET_COLUMNS))
 
 
 def _pareto_range(
@@ -119,7 +161,8 @@ def _pareto_range(
     "--acc-predictor",
     type=click.Path(exists=True, dir_okay=False),
     required=True,
-    help="OFA's acc_predictor.pth, or our .npz.",
+    help="OFA's acc_predictor.pth, or our .npz; or OFA's ofa_resnet50_acc_predictor.pth, "
+    "which searches ResNet50 subnets (with a ResNet50 --lut and --latency-ms, or --max-macs).",
 )
 @click.option(
     "--resolutions",
@@ -211,7 +254,10 @@ def specialize(
     out,
     fmt,
 ) -> None:
-    """Search the most accurate subnet under each latency budget and write its config."""
+    """Search the most accurate subnet under each latency budget and write its config.
+
+    With the ResNet50 accuracy predictor, the subnets are OFA-ResNet50's: budgets in ms from
+    a ResNet50 LUT folder (`--lut`), or one MACs budget (`--max-macs` alone)."""
     started = time.perf_counter()
     folder = Path(out)
     if target and not label:
@@ -220,8 +266,23 @@ def specialize(
         raise click.UsageError("--fleet takes --db and no --device, --lut or --scenarios")
     if verify_on_device and not label and not fleet_file:
         raise click.UsageError("--verify measures on a device: give --db and --device (or --fleet)")
+    accuracy = load_accuracy_predictor(acc_predictor)
+    if isinstance(accuracy, ResNetAccuracyPredictor):
+        others = (label, scenarios_file, fleet_file, pareto, max_params, max_size_mb)
+        if any(others) or max_peak_mb or supernet_path or verify_on_device:
+            raise click.UsageError(
+                "a ResNet50 accuracy predictor takes --lut (a ResNet50 LUT) with --latency-ms, "
+                "or --max-macs alone; --resolutions, --generations, --seed and --max-macs"
+            )
+        _specialise_resnet(
+            accuracy, lut_dir, latency_ms, max_macs, resolutions, generations, seed, folder, fmt
+        )
+        click.echo(
+            f"ResNet50 in {time.perf_counter() - started:.2f} s; results in {folder}",
+            err=fmt == JSON,
+        )
+        return
     store = Store(db) if verify_on_device else None  # a bad database fails before the search
-    accuracy = AccuracyPredictor.load(acc_predictor)
     supernet = None
     if supernet_path:
         from ofa.nn.checkpoint import load_mbconv_supernet  # torch only when weights are asked

@@ -318,6 +318,8 @@ def run(req):
     evolution = None
     if req.get("evolution"):
         evolution = run_evolution(req["evolution"], torch)
+    if req.get("resnet_evolution"):
+        evolution = run_resnet_evolution(req["resnet_evolution"], net, torch)
 
     return {
         "supernet_state_dict": shapes(net.state_dict()),
@@ -364,6 +366,53 @@ def run_evolution(spec, torch):
         "latency_ms": float(latency),
         "config": best_config,
     }
+
+
+def run_resnet_evolution(spec, ofa_net, torch):
+    """The library's EvolutionFinder for OFA-ResNet50 under a MFLOPs budget
+    (ResNet50FLOPsModel), with the authors' ResNet50 accuracy predictor; only the search is
+    timed. Each seed is one run."""
+    import random
+    import time
+
+    import numpy as np
+
+    from ofa.nas.accuracy_predictor import AccuracyPredictor as LibraryPredictor
+    from ofa.nas.accuracy_predictor import ResNetArchEncoder
+    from ofa.nas.efficiency_predictor import ResNet50FLOPsModel
+    from ofa.nas.search_algorithm import EvolutionFinder
+
+    encoder = ResNetArchEncoder(
+        image_size_list=RESNET_RESOLUTIONS,
+        depth_list=[0, 1, 2],
+        expand_list=RESNET_EXPANDS,
+        width_mult_list=RESNET_WIDTHS,
+    )
+    predictor = LibraryPredictor(encoder, checkpoint_path=spec["predictor"], device="cpu")
+    flops = ResNet50FLOPsModel(ofa_net)
+    runs = []
+    for seed in spec["seeds"]:
+        finder = EvolutionFinder(
+            flops,
+            predictor,
+            max_time_budget=spec.get("generations", 500),
+            resolution_mutate_prob=spec.get("resolution_mutate_prob", 0.5),
+        )
+        random.seed(seed)
+        np.random.seed(seed)
+        started = time.perf_counter()
+        with torch.no_grad():
+            _, (accuracy, arch, mflops) = finder.run_evolution_search(spec["budget_mflops"])
+        runs.append(
+            {
+                "seed": seed,
+                "seconds": time.perf_counter() - started,
+                "accuracy": float(accuracy),
+                "mflops": float(mflops),
+                "arch": arch,
+            }
+        )
+    return runs
 
 
 def main():
