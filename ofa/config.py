@@ -22,6 +22,7 @@ from ofa import jsonfile, space
 
 __all__ = [
     "SubnetConfig",
+    "checked_fields",
     "sample_configs",
     "space_size",
     "load_configs",
@@ -99,6 +100,34 @@ def _block_active(family: space.Family, block: int, depths: Sequence[int]) -> bo
     if block >= family.n_stages * family.max_depth:
         return True  # a tail block: it always runs
     return block % family.max_depth < depths[block // family.max_depth]
+
+
+def checked_fields(
+    data: Mapping[str, Any], known: set[str], required: Sequence[str], what: str
+) -> Any:
+    """The resolution of a config's JSON (`r`, `image_size`, or OFA's `[r]`), after refusing
+    unknown keys (a typo must not fall back to a default) and missing `required` ones; `what`
+    names the config in messages ("a subnet")."""
+    unknown = [key for key in data if key not in known]
+    if unknown:
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        raise ValueError(
+            f"config: unknown field(s) {', '.join(map(show, unknown[:3]))}"
+            f"{more}; expected {', '.join(sorted(known))}"
+        )
+    for name in required:
+        if name not in data:
+            raise ValueError(f"{name}: missing ({what} needs {', '.join(required)} and r)")
+    if "r" in data and "image_size" in data:
+        raise ValueError("r: given twice (as 'r' and 'image_size')")
+    r = data.get("r", data.get("image_size"))
+    if r is None:
+        raise ValueError("r: missing (the input resolution, e.g. 224)")
+    if isinstance(r, Sequence) and not isinstance(r, (str, bytes)):
+        if len(r) != 1:
+            raise ValueError(f"r: expected one resolution, got {show(list(r))}")
+        r = r[0]
+    return r
 
 
 @dataclass(frozen=True)
@@ -201,25 +230,7 @@ class SubnetConfig:
                 "family: ResNet50 subnets are not taken here yet (describe, export and "
                 "campaigns take them)"
             )
-        unknown = [key for key in data if key not in known]
-        if unknown:
-            more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
-            raise ValueError(
-                f"config: unknown field(s) {', '.join(map(show, unknown[:3]))}"
-                f"{more}; expected {', '.join(sorted(known))}"
-            )
-        for name in ("ks", "e", "d"):
-            if name not in data:
-                raise ValueError(f"{name}: missing (a subnet needs ks, e, d and r)")
-        if "r" in data and "image_size" in data:
-            raise ValueError("r: given twice (as 'r' and 'image_size')")
-        r = data.get("r", data.get("image_size"))
-        if r is None:
-            raise ValueError("r: missing (the input resolution, e.g. 224)")
-        if isinstance(r, Sequence) and not isinstance(r, (str, bytes)):
-            if len(r) != 1:
-                raise ValueError(f"r: expected one resolution, got {show(list(r))}")
-            r = r[0]
+        r = checked_fields(data, known, ("ks", "e", "d"), "a subnet")
         family = space.family_named(data.get("family", space.MOBILENET_V3.name))
         width = data.get("w", data.get("width_mult", family.width_choices[0] if w is None else w))
         return cls(ks=data["ks"], e=data["e"], d=data["d"], r=r, w=width, family=family.name)

@@ -28,7 +28,7 @@ import numpy as np
 
 from ofa import space
 from ofa.accuracy import mlp, read_torch_state
-from ofa.config import check_int, show
+from ofa.config import check_int, checked_fields, show
 from ofa.plan import AVG_POOL, BOTTLENECK, FIRST_CONV, LOGITS, MAX_POOL, STEM_CONV, LayerSpec
 
 __all__ = [
@@ -141,24 +141,7 @@ class ResNetConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> ResNetConfig:
         """Parse our JSON or OFA's (`"image_size"`, `"r": [224]`); unknown keys are refused."""
         known = {"family", "d", "e", "w", "r", "image_size"}
-        unknown = [key for key in data if key not in known]
-        if unknown:
-            raise ValueError(
-                f"config: unknown field(s) {', '.join(map(show, unknown[:3]))}; "
-                f"expected {', '.join(sorted(known))}"
-            )
-        for name in ("d", "e", "w"):
-            if name not in data:
-                raise ValueError(f"{name}: missing (a ResNet50 subnet needs d, e, w and r)")
-        if "r" in data and "image_size" in data:
-            raise ValueError("r: given twice (as 'r' and 'image_size')")
-        r = data.get("r", data.get("image_size"))
-        if r is None:
-            raise ValueError("r: missing (the input resolution, e.g. 224)")
-        if isinstance(r, Sequence) and not isinstance(r, (str, bytes)):
-            if len(r) != 1:
-                raise ValueError(f"r: expected one resolution, got {show(list(r))}")
-            r = r[0]
+        r = checked_fields(data, known, ("d", "e", "w"), "a ResNet50 subnet")
         return cls(d=data["d"], e=data["e"], w=data["w"], r=r)
 
     @classmethod
