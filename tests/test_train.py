@@ -28,15 +28,14 @@ from ofa.nn.data import digits, fixed_indices, step_indices
 from ofa.nn.supernet import OFAMobileNetV3
 from ofa.nn.train import (
     CHECKPOINT,
-    EVALUATION,
     _loss,
     make_optimizer,
     sample_subnet,
     teacher_network,
     train_phase,
 )
-from ofa.schedule import learning_rate, load_chain, load_phase
-from tests.oracle import run_reference
+from ofa.schedule import learning_rate, load_phase
+from tests.trained import CALIBRATION_IMAGES, assert_reference_logits, evaluations, run_chain
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "ofa" / "schedules" / "digits"
@@ -51,12 +50,6 @@ FULL_ABOVE = 0.85
 SAMPLED_ABOVE = 0.5
 SMALLEST_ABOVE = 0.25
 KERNEL_TOLERANCE = 0.05  # top-1 the full network may lose in the elastic-kernel phase
-CALIBRATION_IMAGES = 200  # training images that recalibrate BN before comparing logits
-# Recalibrated digits subnets (6 measured, AMD EPYC): largest |logit| 1.95-6.17, ours and the
-# reference's differing by at most 1.0e-6 of it; without recalibration 1.0e4-9.1e4 (largest
-# net at r 32 and 40), 2.2e-3 of it apart. Both bounds sit >= 16x from what was measured.
-LOGIT_SCALE_BELOW = 100.0
-LOGITS_RELATIVE = 2e-5
 TORCHRUN_GAP_BELOW = 0.2  # of the distance the weights moved; see the torchrun test
 # fp16 and int8 against fp32 on 200 validation digits (one chain, Intel Xeon): fp16 agreed on
 # every top-1; int8 calibrated on 8/32/128 of the
@@ -82,51 +75,25 @@ def one_thread():
 def chain_run(tmp_path_factory, one_thread) -> Path:
     """The shipped digits chain, all six phases, run once through `ofa-coord train chain`."""
     out = tmp_path_factory.mktemp("ps-chain")
-    result = CliRunner().invoke(
-        main,
-        [
-            "train",
-            "chain",
-            str(DIGITS / "chain.json"),
-            "--data",
-            "digits",
-            "--out",
-            str(out),
-            "--threads",
-            "1",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    assert f"chain finished: {out / 'expand-2' / CHECKPOINT}" in result.output
-    assert "[kernel] step 15/15 loss" in result.output and "images/s" in result.output
+    output = run_chain(DIGITS / "chain.json", out)
+    assert "[kernel] step 15/15 loss" in output and "images/s" in output
     return out
 
 
-def _evaluations(out: Path) -> dict[str, dict[str, float]]:
-    phases = load_chain(DIGITS / "chain.json").phases
-    return {
-        p.name: {
-            name: r["accuracy"]
-            for name, r in json.loads((out / p.name / EVALUATION).read_text())["subnets"].items()
-        }
-        for p in phases
-    }
-
-
 def test_every_phase_of_the_chain_beats_chance_clearly(chain_run):
-    evaluations = _evaluations(chain_run)
-    assert list(evaluations) == ["full", "kernel", "depth-1", "depth-2", "expand-1", "expand-2"]
-    for phase, subnets in evaluations.items():
+    top1 = evaluations(DIGITS / "chain.json", chain_run)
+    assert list(top1) == ["full", "kernel", "depth-1", "depth-2", "expand-1", "expand-2"]
+    for phase, subnets in top1.items():
         assert set(subnets) == {"largest", "smallest", "random0"}
         assert subnets["largest"] > SAMPLED_ABOVE, phase
         assert subnets["random0"] > SAMPLED_ABOVE, phase
         assert subnets["smallest"] > SMALLEST_ABOVE, phase
-    assert evaluations["full"]["largest"] > FULL_ABOVE
+    assert top1["full"]["largest"] > FULL_ABOVE
 
 
 def test_elastic_kernel_keeps_the_full_networks_accuracy(chain_run):
-    evaluations = _evaluations(chain_run)
-    assert evaluations["kernel"]["largest"] >= evaluations["full"]["largest"] - KERNEL_TOLERANCE
+    top1 = evaluations(DIGITS / "chain.json", chain_run)
+    assert top1["kernel"]["largest"] >= top1["full"]["largest"] - KERNEL_TOLERANCE
 
 
 def test_a_finished_chain_is_not_trained_again(chain_run):
@@ -179,7 +146,7 @@ def test_resuming_with_another_schedule_is_refused(tmp_path):
     schedule.write_text(json.dumps({**json.loads(schedule.read_text()), "lr": 0.5}))
     result = runner.invoke(main, args)
     assert result.exit_code == 1
-    assert "written by another schedule or width" in result.output
+    assert "written by another schedule or supernet" in result.output
     schedule.write_text(json.dumps(original))
     saved = torch.load(out / CHECKPOINT, weights_only=True)
     torch.save({**saved, "steps": 8}, out / CHECKPOINT)  # as if started with 2 processes
@@ -292,54 +259,11 @@ def _one_process_as_two(phase, init: Path, teacher: Path) -> dict[str, torch.Ten
 
 
 def test_our_checkpoint_loads_in_the_reference_with_the_same_logits(chain_run, tmp_path):
-    """Each compared subnet gets its BN statistics recalibrated first, as OFA evaluates a
-    subnet: the supernet's training-time statistics (a running mix over all sampled subnets)
-    make the largest net's logits ~1e4-9e4 (float32 rounding alone then differs by ~200)
-    and a mixed subnet's a near-constant ~0.7."""
-    path = chain_run / "expand-2" / CHECKPOINT
-    model = load_supernet(path).eval()
     configs = [
         SubnetConfig.largest(r=40),
         SubnetConfig(ks=[3, 5, 7, 5] * 5, e=[3, 4, 6, 4] * 5, d=[2, 3, 4, 3, 2], r=32),
     ]
-    data = digits()
-    calibration = fixed_indices(len(data.train), CALIBRATION_IMAGES)
-    requests, ours = [], []
-    for i, config in enumerate(configs):
-        recalibrated = load_supernet(path)
-        recalibrated.set_active_subnet(config)
-        recalibrate_bn(recalibrated, [data.train.batch(calibration, config.r)[0]])
-        torch.save({"state_dict": recalibrated.state_dict()}, tmp_path / f"recalibrated{i}.pt")
-        images = data.val.batch(list(range(4 * i, 4 * i + 4)), config.r)[0].numpy()
-        np.save(tmp_path / f"x{i}.npy", images)
-        requests.append(
-            {
-                **config.to_dict(),
-                "input": str(tmp_path / f"x{i}.npy"),
-                "state_dict": str(tmp_path / f"recalibrated{i}.pt"),
-            }
-        )
-        with torch.no_grad():
-            ours.append(recalibrated(torch.from_numpy(images)).numpy())
-    reference = run_reference(
-        {
-            "width": 1.0,
-            "n_classes": 10,
-            "state_dict": str(path),
-            "save_state_dict": str(tmp_path / "as_loaded.pt"),
-            "subnets": requests,
-        },
-        tmp_path,
-    )
-    assert reference["loaded_keys"] == {"missing": [], "unexpected": []}
-    as_loaded = torch.load(tmp_path / "as_loaded.pt", weights_only=True)["state_dict"]
-    assert as_loaded.keys() == model.state_dict().keys()
-    assert all(torch.equal(as_loaded[k], v) for k, v in model.state_dict().items())
-    for mine, theirs in zip(ours, reference["subnets"], strict=True):
-        scale = np.abs(mine).max()
-        assert 0.1 < mine.std() and scale < LOGIT_SCALE_BELOW  # sane: BN was recalibrated
-        for logits in ("logits_super", "logits_sub"):
-            assert np.abs(np.load(theirs[logits]) - mine).max() <= LOGITS_RELATIVE * scale
+    assert_reference_logits(chain_run / "expand-2" / CHECKPOINT, configs, tmp_path)
 
 
 def test_fp16_and_int8_models_agree_with_fp32_on_a_trained_subnet(chain_run, one_thread):

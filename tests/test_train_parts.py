@@ -210,6 +210,29 @@ def test_sorting_channels_keeps_the_full_network_and_the_kept_sets():
         assert torch.allclose(before, model(x, largest), atol=1e-5, rtol=1e-5)
 
 
+def test_sorting_proxylessnas_channels_keeps_its_function_and_reaches_the_tail_block():
+    model = randomized_supernet(1.3, seed=4, family="proxyless")
+    x = torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(1))
+    largest = SubnetConfig.largest(r=48, w=1.3, family="proxyless")
+    with torch.no_grad():
+        before = model(x, largest)
+    sort_channels(model)
+    with torch.no_grad():
+        assert torch.allclose(before, model(x, largest), atol=1e-5, rtol=1e-5)
+    tail = model.elastic_block(space.PROXYLESS.n_blocks - 1).conv  # the 21st, always active
+    importance = tail.point_linear["conv"].conv.weight.abs().sum((0, 2, 3))
+    assert torch.all(importance[:-1] >= importance[1:])
+
+
+def test_phase_subnets_of_proxylessnas_have_its_shape():
+    phase = load_phase(SCHEDULES / "digits" / "expand-2.json")
+    subnets = phase_subnets(phase, 1.3, space.PROXYLESS)
+    assert subnets["smallest"] == SubnetConfig(
+        ks=[3] * 21, e=[3] * 21, d=[2] * 5, r=32, w=1.3, family="proxyless"
+    )
+    assert all(c.family == "proxyless" and len(c.ks) == 21 for c in subnets.values())
+
+
 def test_no_weight_decay_on_batch_norm_and_biases():
     model = randomized_supernet(1.0, seed=0)
     decay, no_decay = _param_groups(model, 3e-5)

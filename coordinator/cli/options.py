@@ -56,7 +56,6 @@ class FiniteFloat(click.FloatRange):
 
 
 RESOLUTIONS = ResolutionList()
-WIDTH = click.Choice([str(w) for w in space.WIDTH_CHOICES])
 
 
 class DatabaseLocation(click.Path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from coordinator.cli.options import RESOLUTIONS, WIDTH
+from coordinator.cli.options import RESOLUTIONS, supernet_options
 from coordinator.cli.output import ProgressReport
 
 DATA = click.option(
@@ -29,6 +29,19 @@ THREADS = click.option(
 @click.group()
 def train() -> None:
     """Train a supernet by progressive shrinking and measure its subnets."""
+
+
+def _supernet(family: str, width: float) -> str:
+    """OFA's name of the supernet to train; ResNet50 has no schedules yet."""
+    from ofa import space
+
+    if family not in space.FAMILIES:
+        raise click.BadParameter(
+            f"progressive shrinking trains MobileNetV3 and ProxylessNAS supernets; "
+            f"{family} is not built yet",
+            param_hint="--family",
+        )
+    return space.FAMILIES[family].supernet(width)
 
 
 def _prepare(source: str, threads: int | None):
@@ -61,7 +74,7 @@ def _prepare(source: str, threads: int | None):
     type=click.Path(exists=True, dir_okay=False),
     help="Checkpoint whose full network is distilled (phases with kd_ratio > 0).",
 )
-@click.option("--width", type=WIDTH, default="1.0", show_default=True)
+@supernet_options
 @click.option(
     "--stop-after",
     type=click.IntRange(min=1),
@@ -74,7 +87,8 @@ def run(
     out: str,
     init: str | None,
     teacher: str | None,
-    width: str,
+    family: str,
+    width: float,
     stop_after: int | None,
     threads: int | None,
 ) -> None:
@@ -82,6 +96,7 @@ def run(
     from ofa.nn.train import CHECKPOINT, Processes, train_phase
     from ofa.schedule import load_phase
 
+    supernet = _supernet(family, width)
     phase = load_phase(schedule)
     data = _prepare(source, threads)
     with Processes.from_env() as processes:
@@ -89,7 +104,7 @@ def run(
             phase,
             data,
             out,
-            width=float(width),
+            supernet=supernet,
             init=init,
             teacher=teacher,
             processes=processes,
@@ -109,18 +124,21 @@ def run(
     type=click.Path(file_okay=False),
     help="Folder with one sub-folder per phase; finished phases are skipped.",
 )
-@click.option("--width", type=WIDTH, default="1.0", show_default=True)
+@supernet_options
 @THREADS
-def chain(chain_file: str, source: str, out: str, width: str, threads: int | None) -> None:
+def chain(
+    chain_file: str, source: str, out: str, family: str, width: float, threads: int | None
+) -> None:
     """Run every phase of the CHAIN file in order (resuming a stopped chain)."""
     from ofa.nn.train import CHECKPOINT, Processes, train_chain
     from ofa.schedule import load_chain
 
+    supernet = _supernet(family, width)
     plan = load_chain(chain_file)
     data = _prepare(source, threads)
     with Processes.from_env() as processes:
         train_chain(
-            plan, data, out, width=float(width), processes=processes, log=ProgressReport().say
+            plan, data, out, supernet=supernet, processes=processes, log=ProgressReport().say
         )
         if processes.is_main:
             click.echo(f"chain finished: {Path(out) / plan.phases[-1].name / CHECKPOINT}")

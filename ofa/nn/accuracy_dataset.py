@@ -82,7 +82,7 @@ def build_accuracy_dataset(
         )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     calibration = fixed_indices(len(data.train), calibration_images, seed)
-    architectures = sample_configs(n_subnets, seed, w=supernet.width)
+    architectures = sample_configs(n_subnets, seed, w=supernet.width, family=supernet.family.name)
     rows = []
     started = time.perf_counter()
     Path(out).parent.mkdir(parents=True, exist_ok=True)

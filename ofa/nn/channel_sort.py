@@ -17,7 +17,7 @@ from itertools import pairwise
 import torch
 
 from ofa import space
-from ofa.nn.supernet import ElasticMBConv, OFAMobileNetV3
+from ofa.nn.supernet import ElasticMBConv, ElasticSupernet
 
 __all__ = ["sort_channels", "grouped_order"]
 
@@ -65,8 +65,8 @@ def _sort_block(block: ElasticMBConv, keep_expand: Sequence[int]) -> None:
         _permute(reduce_bias, 0, hidden)
 
 
-def sort_channels(supernet: OFAMobileNetV3, keep_expand: Sequence[int] = ()) -> None:
+def sort_channels(supernet: ElasticSupernet, keep_expand: Sequence[int] = ()) -> None:
     """Sort the middle channels of every elastic block in place, keeping the channel set of
     each expand ratio in `keep_expand` (e.g. (4, 6) when adding 3 to {4, 6})."""
-    for b in range(space.N_BLOCKS):
+    for b in range(supernet.family.n_blocks):
         _sort_block(supernet.elastic_block(b).conv, keep_expand)

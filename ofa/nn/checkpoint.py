@@ -96,7 +96,9 @@ def load_mbconv_supernet(path: str | Path, dropout: float = 0.1) -> ElasticSuper
     only so far; an OFA-ResNet50 checkpoint is refused by name."""
     model = load_supernet(path, dropout)
     if not isinstance(model, ElasticSupernet):
-        raise ValueError(f"{path}: an OFA-ResNet50 checkpoint; this takes MobileNetV3 ones only")
+        raise ValueError(
+            f"{path}: an OFA-ResNet50 checkpoint; this takes MobileNetV3 or ProxylessNAS ones"
+        )
     return model
 
 

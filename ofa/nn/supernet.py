@@ -45,6 +45,7 @@ __all__ = [
     "OFAProxylessNAS",
     "SUPERNETS",
     "build_supernet",
+    "mbconv_supernet",
     "static_subnet",
     "seeded_supernet",
 ]
@@ -303,11 +304,19 @@ def build_supernet(name: str) -> ElasticSupernet | OFAResNet50:
     """The supernet OFA's model zoo calls `name` (a config's `supernet`), freshly built."""
     if name == OFAResNet50.name:
         return OFAResNet50()
+    return mbconv_supernet(name)
+
+
+def mbconv_supernet(
+    name: str, n_classes: int = space.N_CLASSES, dropout: float = 0.1
+) -> ElasticSupernet:
+    """MobileNetV3 or ProxylessNAS supernet `name` for `n_classes`, freshly built."""
     for family in space.FAMILIES.values():
         for width in family.width_choices:
             if family.supernet(width) == name:
-                return SUPERNETS[family.name](width)
-    raise ValueError(f"supernet: no supernet is called {name!r}")
+                return SUPERNETS[family.name](width, n_classes=n_classes, dropout=dropout)
+    known = [f.supernet(w) for f in space.FAMILIES.values() for w in f.width_choices]
+    raise ValueError(f"supernet: expected one of {', '.join(known)}, got {name!r}")
 
 
 def static_subnet(supernet: ElasticSupernet | OFAResNet50, config: AnyConfig) -> nn.Module:

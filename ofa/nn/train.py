@@ -40,7 +40,7 @@ from ofa.nn.accuracy_dataset import subnet_accuracy
 from ofa.nn.channel_sort import sort_channels
 from ofa.nn.checkpoint import load_checkpoint, load_mbconv_supernet
 from ofa.nn.data import Splits, fixed_indices, place, step_indices
-from ofa.nn.supernet import ElasticSupernet, OFAMobileNetV3
+from ofa.nn.supernet import ElasticSupernet, mbconv_supernet
 from ofa.schedule import Chain, Phase, learning_rate
 
 __all__ = [
@@ -54,10 +54,12 @@ __all__ = [
     "teacher_network",
     "CHECKPOINT",
     "EVALUATION",
+    "DEFAULT_SUPERNET",
 ]
 
 CHECKPOINT = "checkpoint.pt"
 EVALUATION = "eval.json"
+DEFAULT_SUPERNET = space.MOBILENET_V3.supernet(1.0)
 
 
 @dataclass(frozen=True)
@@ -112,34 +114,45 @@ class Processes:
             offset += t.numel()
 
 
-def sample_subnet(rng: random.Random, phase: Phase, resolution: int, width: float) -> SubnetConfig:
-    """A subnet whose choices are drawn uniformly from the phase's `ks`, `e` and `d`."""
+def sample_subnet(
+    rng: random.Random,
+    phase: Phase,
+    resolution: int,
+    width: float,
+    family: space.Family = space.MOBILENET_V3,
+) -> SubnetConfig:
+    """A subnet of `family` whose choices are drawn uniformly from the phase's `ks`, `e`
+    and `d`."""
     return SubnetConfig(
-        ks=tuple(rng.choice(phase.ks) for _ in range(space.N_BLOCKS)),
-        e=tuple(rng.choice(phase.e) for _ in range(space.N_BLOCKS)),
-        d=tuple(rng.choice(phase.d) for _ in range(space.N_STAGES)),
+        ks=tuple(rng.choice(phase.ks) for _ in range(family.n_blocks)),
+        e=tuple(rng.choice(phase.e) for _ in range(family.n_blocks)),
+        d=tuple(rng.choice(phase.d) for _ in range(family.n_stages)),
         r=resolution,
         w=width,
+        family=family.name,
     )
 
 
-def phase_subnets(phase: Phase, width: float) -> dict[str, SubnetConfig]:
+def phase_subnets(
+    phase: Phase, width: float, family: space.Family = space.MOBILENET_V3
+) -> dict[str, SubnetConfig]:
     """The subnets evaluated at the end of a phase: its largest, its smallest, and
     `eval_subnets` random ones (seeded by the phase's seed)."""
     r = phase.eval_size
     subnets = {
         name: SubnetConfig(
-            ks=(pick(phase.ks),) * space.N_BLOCKS,
-            e=(pick(phase.e),) * space.N_BLOCKS,
-            d=(pick(phase.d),) * space.N_STAGES,
+            ks=(pick(phase.ks),) * family.n_blocks,
+            e=(pick(phase.e),) * family.n_blocks,
+            d=(pick(phase.d),) * family.n_stages,
             r=r,
             w=width,
+            family=family.name,
         )
         for name, pick in (("largest", max), ("smallest", min))
     }
     rng = random.Random(f"eval/{phase.seed}")
     for i in range(phase.eval_subnets):
-        subnets[f"random{i}"] = sample_subnet(rng, phase, r, width)
+        subnets[f"random{i}"] = sample_subnet(rng, phase, r, width, family)
     return subnets
 
 
@@ -172,7 +185,9 @@ def make_optimizer(model: nn.Module, phase: Phase) -> torch.optim.SGD:
 def teacher_network(supernet: ElasticSupernet) -> nn.Module:
     """The supernet's full network as a static net without dropout, in training mode: BN
     on batch statistics, as OFA's teacher."""
-    teacher = supernet.get_active_subnet(SubnetConfig.largest(w=supernet.width))
+    teacher = supernet.get_active_subnet(
+        SubnetConfig.largest(w=supernet.width, family=supernet.family.name)
+    )
     for module in teacher.modules():
         if isinstance(module, nn.Dropout):  # the classifier's
             module.p = 0.0
@@ -189,7 +204,7 @@ def _loss(
 
 
 def train_step(
-    model: OFAMobileNetV3,
+    model: ElasticSupernet,
     optimizer: torch.optim.Optimizer,
     teacher: nn.Module | None,
     phase: Phase,
@@ -235,7 +250,7 @@ def _save(
             "step": step,
             "steps": steps,
             "phase": phase.to_dict(),
-            "width": model.width,
+            "supernet": model.name,
         },
         partial,
     )
@@ -243,16 +258,16 @@ def _save(
 
 
 def _resume_state(
-    path: Path, phase: Phase, width: float, steps: int, n_classes: int
+    path: Path, phase: Phase, supernet: str, steps: int, n_classes: int
 ) -> dict | None:
     """The checkpoint to resume from, if it was written by this very run."""
     if not path.exists():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("phase") != phase.to_dict() or state.get("width") != width:
+    if state.get("phase") != phase.to_dict() or state.get("supernet") != supernet:
         raise ValueError(
-            f"{path}: written by another schedule or width; resume it with the "
-            f"same phase file and --width, or choose another --out"
+            f"{path}: written by another schedule or supernet ({state.get('supernet')}); "
+            f"resume it with the same phase file, --family and --width, or choose another --out"
         )
     if state.get("steps") != steps:
         raise ValueError(
@@ -272,19 +287,19 @@ def _resume_state(
 def _start(
     phase: Phase,
     n_classes: int,
-    width: float,
+    supernet: str,
     path: Path,
     init: str | Path | None,
     device: torch.device,
     steps: int,
-) -> tuple[OFAMobileNetV3, torch.optim.SGD, int]:
+) -> tuple[ElasticSupernet, torch.optim.SGD, int]:
     """(model, optimizer, first step): from the phase's own checkpoint when there is one,
     else from `init` (or a seeded initialisation), channels sorted if the phase asks."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(phase.seed)
-        model = OFAMobileNetV3(width, n_classes=n_classes, dropout=phase.dropout)
+        model = mbconv_supernet(supernet, n_classes=n_classes, dropout=phase.dropout)
     optimizer = make_optimizer(model, phase)
-    resumed = _resume_state(path, phase, model.width, steps, n_classes)
+    resumed = _resume_state(path, phase, model.name, steps, n_classes)
     if resumed is not None:
         model.load_state_dict(resumed["state_dict"])
         place(model, device)  # first: the optimizer state follows its parameters' device
@@ -302,16 +317,17 @@ def train_phase(
     data: Splits,
     out: str | Path,
     *,
-    width: float = 1.0,
+    supernet: str = DEFAULT_SUPERNET,
     init: str | Path | None = None,
     teacher: str | Path | None = None,
     processes: Processes = Processes(),
     stop_after: int | None = None,
     log: Callable[[str], None] = print,
-) -> OFAMobileNetV3:
-    """Run (or resume) one phase, writing `out/checkpoint.pt` and, when finished,
-    `out/eval.json`. `init` starts from another phase's weights; `teacher` is required
-    when the phase distils. `stop_after` ends this invocation after that step (resumable)."""
+) -> ElasticSupernet:
+    """Run (or resume) one phase of `supernet` (OFA's model-zoo name, MobileNetV3 or
+    ProxylessNAS), writing `out/checkpoint.pt` and, when finished, `out/eval.json`. `init`
+    starts from another phase's weights; `teacher` is required when the phase distils.
+    `stop_after` ends this invocation after that step (resumable)."""
     out = Path(out)
     path = out / CHECKPOINT
     if phase.kd_ratio > 0 and teacher is None:
@@ -322,7 +338,7 @@ def train_phase(
     steps, warmup = phase.total_steps(len(data.train), processes.world)
     say = log if processes.is_main else (lambda _: None)
     device = processes.device
-    model, optimizer, start = _start(phase, data.n_classes, width, path, init, device, steps)
+    model, optimizer, start = _start(phase, data.n_classes, supernet, path, init, device, steps)
     stop = steps if stop_after is None else min(steps, stop_after)
     if start == steps:
         say(f"[{phase.name}] already finished: {path}")
@@ -342,7 +358,7 @@ def train_phase(
         rng = random.Random(f"{phase.seed}/{step}")
         resolution = rng.choice(phase.resolutions)
         subnets = [
-            sample_subnet(rng, phase, resolution, model.width)
+            sample_subnet(rng, phase, resolution, model.width, model.family)
             for _ in range(phase.subnets_per_step)
         ]
         indices = step_indices(
@@ -376,7 +392,7 @@ def train_phase(
 
 
 def _evaluate(
-    model: OFAMobileNetV3,
+    model: ElasticSupernet,
     phase: Phase,
     data: Splits,
     path: Path,
@@ -385,7 +401,7 @@ def _evaluate(
 ) -> None:
     calibration = fixed_indices(len(data.train), phase.eval_calibration_images, phase.seed)
     results, measured = {}, {}
-    for name, config in phase_subnets(phase, model.width).items():
+    for name, config in phase_subnets(phase, model.width, model.family).items():
         if config not in measured:  # the full phase's largest and smallest are one net
             measured[config] = subnet_accuracy(model, config, data, calibration, device=device)
         results[name] = {"config": config.to_dict(), "accuracy": measured[config]}
@@ -401,10 +417,10 @@ def train_chain(
     data: Splits,
     out: str | Path,
     *,
-    width: float = 1.0,
+    supernet: str = DEFAULT_SUPERNET,
     processes: Processes = Processes(),
     log: Callable[[str], None] = print,
-) -> OFAMobileNetV3:
+) -> ElasticSupernet:
     """All phases in order, each starting from the previous one's checkpoint and distilling
     the teacher phase's; `out/<phase>/`. Finished phases are skipped, so a stopped chain
     resumes where it stopped when run again."""
@@ -419,7 +435,7 @@ def train_chain(
             phase,
             data,
             out / phase.name,
-            width=width,
+            supernet=supernet,
             init=init,
             teacher=teacher,
             processes=processes,
