@@ -71,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
 
     store = Store(args.db)
-    lut, width, _ = device_lut(collect_lut(store, args.device))
+    lut, _, width, _ = device_lut(collect_lut(store, args.device))
     table = BlockTable.from_lut(lut, width)
     training, held_out = split(measured_subnets(store, args.device))
     report = {

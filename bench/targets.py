@@ -111,7 +111,7 @@ def score(store: Store, name: str) -> Scored:
     """LUT sum over measured, and each kind's held-out figures, on target `name`."""
     measured = target_subnets(store, "cpu", target=name).measured
     training, held_out = split(measured)
-    lut, width, _ = device_lut(collect_lut(store, "cpu", target=name))
+    lut, _, width, _ = device_lut(collect_lut(store, "cpu", target=name))
     table = BlockTable.from_lut(lut, width)
     configs, medians = [m.config for m in training], [m.median_ms for m in training]
     models = {"lut": fit_predictor("lut", table)}

@@ -36,9 +36,13 @@ __all__ = [
     "read_torch_state",
 ]
 
-# Non-weight arrays of our .npz: the supernet width and the resolution encoding.
-_META = ("width", "r_min", "r_step", "r_slots", "r_trained")
-_ARCH_FEATURES = space.N_BLOCKS * (len(space.KERNEL_CHOICES) + len(space.EXPAND_CHOICES))
+# Non-weight arrays of our .npz: the supernet (family, width) and the resolution encoding.
+_META = ("family", "width", "r_min", "r_step", "r_slots", "r_trained")
+
+
+def _arch_features(family: space.Family) -> int:
+    """Inputs before the resolution one-hot: a kernel and an expand one-hot per block."""
+    return family.n_blocks * (len(family.kernel_choices) + len(family.expand_choices))
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,8 @@ OFFICIAL_ENCODING = ResolutionEncoding(112, 16, 8, (160, 224))
 
 
 def features(batch: ConfigBatch, encoding: ResolutionEncoding = OFFICIAL_ENCODING) -> np.ndarray:
-    """(n, 120 + slots) float32 encoding of a batch (see the module docstring)."""
+    """(n, 120 + slots) float32 encoding of a MobileNetV3 batch (see the module docstring);
+    ProxylessNAS's 21 blocks make it 126 + slots."""
     outside = (batch.r < encoding.r_min) | (batch.r > encoding.r_max)
     if outside.any():
         raise ValueError(
@@ -75,9 +80,9 @@ def features(batch: ConfigBatch, encoding: ResolutionEncoding = OFFICIAL_ENCODIN
             f"{encoding.r_min}..{encoding.r_max}, got {int(batch.r[outside][0])}"
         )
     n = len(batch)
-    active = batch.active[:, :, None]
-    kernels = np.eye(len(space.KERNEL_CHOICES), dtype=np.float32)[batch.ks] * active
-    expands = np.eye(len(space.EXPAND_CHOICES), dtype=np.float32)[batch.e] * active
+    active, family = batch.active[:, :, None], batch.family_space
+    kernels = np.eye(len(family.kernel_choices), dtype=np.float32)[batch.ks] * active
+    expands = np.eye(len(family.expand_choices), dtype=np.float32)[batch.e] * active
     resolution = np.zeros((n, encoding.slots), np.float32)
     resolution[np.arange(n), (batch.r - encoding.r_min) // encoding.step] = 1
     return np.hstack([kernels.reshape(n, -1), expands.reshape(n, -1), resolution])
@@ -123,15 +128,26 @@ class AccuracyPredictor:
     biases: tuple[np.ndarray, ...]
     width: float = 1.2
     encoding: ResolutionEncoding = OFFICIAL_ENCODING
+    family: str = space.MOBILENET_V3.name
 
     def __post_init__(self) -> None:
         for name in ("weights", "biases"):
             arrays = tuple(np.array(a, np.float32) for a in getattr(self, name))  # its own
             object.__setattr__(self, name, arrays)
 
+    @property
+    def supernet(self) -> str:
+        """OFA's name of the supernet whose subnets it predicts."""
+        return space.FAMILIES[self.family].supernet(self.width)
+
     def predict(self, configs: ConfigBatch | Sequence[SubnetConfig]) -> np.ndarray:
         """Predicted top-1 (fraction) of each config."""
         batch = configs if isinstance(configs, ConfigBatch) else ConfigBatch.from_configs(configs)
+        if batch.family != self.family:
+            raise ValueError(
+                f"family: this accuracy predictor is for {space.FAMILIES[self.family].title} "
+                f"subnets, the configs are {batch.family_space.title}"
+            )
         if batch.w != self.width:
             raise ValueError(
                 f"w: this accuracy predictor is for the w{self.width} supernet, "
@@ -153,11 +169,12 @@ class AccuracyPredictor:
         state: Mapping[str, Any],
         width: float = 1.2,
         encoding: ResolutionEncoding = OFFICIAL_ENCODING,
+        family: str = space.MOBILENET_V3.name,
     ) -> AccuracyPredictor:
         """From `{"0.weight", "0.bias", "2.weight", ...}` arrays (the tutorial's layout)."""
         linear = sorted({int(k.split(".")[0]) for k in state if k.split(".")[0].isdigit()})
         expected = {f"{i}.{p}" for i in linear for p in ("weight", "bias")}
-        n_in = _ARCH_FEATURES + encoding.slots
+        n_in = _arch_features(space.family_named(family)) + encoding.slots
         if set(state) != expected or np.shape(state.get("0.weight", ()))[1:] != (n_in,):
             raise ValueError(
                 f"accuracy predictor: expected keys 0/2/4/6 .weight/.bias with a "
@@ -168,6 +185,7 @@ class AccuracyPredictor:
             tuple(np.asarray(state[f"{i}.bias"]) for i in linear),
             width,
             encoding,
+            family,
         )
 
     @classmethod
@@ -180,6 +198,7 @@ class AccuracyPredictor:
                 with np.load(path) as data:
                     meta = {k: data[k] for k in _META if k in data.files}
                     width = float(meta.get("width", 1.2))
+                    family = str(meta.get("family", space.MOBILENET_V3.name))
                     encoding = OFFICIAL_ENCODING  # files saved before encodings were recorded
                     if "r_min" in meta:
                         low, high = (int(r) for r in meta["r_trained"])
@@ -192,13 +211,14 @@ class AccuracyPredictor:
                     state = {k: data[k] for k in data.files if k not in _META}
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
                 raise ValueError(f"{path}: not an accuracy predictor .npz ({exc!r})") from None
-            return cls.from_state_dict(state, width, encoding)
+            return cls.from_state_dict(state, width, encoding, family)
         return cls.from_state_dict(read_torch_state(path, "keys 0/2/4/6 .weight/.bias"))
 
     def save(self, path: str | Path) -> None:
         """As `.npz` (no pickle), loadable without torch."""
         e = self.encoding
         arrays = {
+            "family": np.array(self.family),
             "width": np.array(self.width),
             "r_min": np.array(e.r_min),
             "r_step": np.array(e.step),

@@ -14,9 +14,6 @@ from ofa.config import SubnetConfig, check_int, check_width, show
 
 __all__ = ["ConfigBatch", "check_array"]
 
-_KERNEL_INDEX = {k: i for i, k in enumerate(space.KERNEL_CHOICES)}
-_EXPAND_INDEX = {e: i for i, e in enumerate(space.EXPAND_CHOICES)}
-
 
 def check_array(
     field: str,
@@ -73,8 +70,10 @@ def check_array(
 
 @dataclass(frozen=True)
 class ConfigBatch:
-    """`n` configs: choice indices `ks` and `e` (n, 20) into KERNEL_CHOICES/EXPAND_CHOICES,
-    depths `d` (n, 5), resolutions `r` (n,). All configs share one width `w`.
+    """`n` configs of one supernet (`family`, width `w`): choice indices `ks` and `e`
+    (n, blocks) into the family's kernel and expand choices, depths `d` (n, stages),
+    resolutions `r` (n,). MobileNetV3 has 20 blocks, ProxylessNAS 21 (its tail block always
+    runs).
 
     Construction validates like SubnetConfig (each array once, vectorised), so a depth of 5,
     a kernel index of 9 or a NaN resolution is refused naming the field, row and column,
@@ -85,16 +84,18 @@ class ConfigBatch:
     d: np.ndarray
     r: np.ndarray
     w: float = 1.0
+    family: str = space.MOBILENET_V3.name
 
     def __post_init__(self) -> None:
+        family = space.family_named(self.family)
         ks = check_array(
             "ks",
             self.ks,
             None,
-            space.N_BLOCKS,
+            family.n_blocks,
             np.int8,
-            range(len(space.KERNEL_CHOICES)),
-            note=f" (indices into {space.KERNEL_CHOICES})",
+            range(len(family.kernel_choices)),
+            note=f" (indices into {family.kernel_choices})",
         )
         n = len(ks)
         checked = {
@@ -103,57 +104,62 @@ class ConfigBatch:
                 "e",
                 self.e,
                 n,
-                space.N_BLOCKS,
+                family.n_blocks,
                 np.int8,
-                range(len(space.EXPAND_CHOICES)),
-                note=f" (indices into {space.EXPAND_CHOICES})",
+                range(len(family.expand_choices)),
+                note=f" (indices into {family.expand_choices})",
             ),
-            "d": check_array("d", self.d, n, space.N_STAGES, np.int8, space.DEPTH_CHOICES),
+            "d": check_array("d", self.d, n, family.n_stages, np.int8, family.depth_choices),
             "r": check_array(
                 "r", self.r, n, None, np.int32, bounds=(space.MIN_RESOLUTION, space.MAX_RESOLUTION)
             ),
-            "w": check_width(self.w),
+            "w": check_width(self.w, family),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
-    @classmethod
-    def derived(
-        cls, ks: np.ndarray, e: np.ndarray, d: np.ndarray, r: np.ndarray, w: float
-    ) -> ConfigBatch:
-        """A batch of values taken from checked batches or from the space's own choices (the
-        search's moves, mutations and crossovers), in the canonical dtypes, unchecked: the
-        search derives thousands of batches a second, and checking each cost it a tenth of
-        its time. Anything from outside goes through the constructor."""
-        batch = object.__new__(cls)
+    @property
+    def family_space(self) -> space.Family:
+        return space.FAMILIES[self.family]
+
+    def derive(self, ks: np.ndarray, e: np.ndarray, d: np.ndarray, r: np.ndarray) -> ConfigBatch:
+        """A batch of this one's supernet from values taken from checked batches or from the
+        space's own choices (the search's moves, mutations and crossovers), in the canonical
+        dtypes, unchecked: the search derives thousands of batches a second, and checking
+        each cost it a tenth of its time. Anything from outside goes through the
+        constructor."""
+        batch = object.__new__(type(self))
         for name, value, dtype in (("ks", ks, np.int8), ("e", e, np.int8), ("d", d, np.int8)):
             object.__setattr__(batch, name, value.astype(dtype, copy=False))
         object.__setattr__(batch, "r", r.astype(np.int32, copy=False))
-        object.__setattr__(batch, "w", w)
+        object.__setattr__(batch, "w", self.w)
+        object.__setattr__(batch, "family", self.family)
         return batch
 
     @classmethod
-    def from_configs(cls, configs: Sequence[SubnetConfig]) -> ConfigBatch:
-        other = next((c for c in configs if c.family != space.MOBILENET_V3.name), None)
-        if other is not None:
-            raise ValueError(
-                f"family: predictors and search handle MobileNetV3 subnets only so far; "
-                f"{other.id} is a {other.family_space.title} subnet"
-            )
+    def from_configs(
+        cls, configs: Sequence[SubnetConfig], family: str = space.MOBILENET_V3.name
+    ) -> ConfigBatch:
+        """Configs of one supernet; `family` is that of an empty list."""
+        families = {c.family for c in configs}
         widths = {c.w for c in configs}
+        if len(families) > 1:
+            raise ValueError(f"family: a batch holds one family, got {sorted(families)}")
         if len(widths) > 1:
             raise ValueError(f"w: a batch holds one width, got {sorted(widths)}")
+        f = space.family_named(families.pop() if families else family)
+        kernel = {k: i for i, k in enumerate(f.kernel_choices)}
+        expand = {x: i for i, x in enumerate(f.expand_choices)}
         n = len(configs)
         return cls(
-            ks=np.array([[_KERNEL_INDEX[k] for k in c.ks] for c in configs], np.int8).reshape(
-                n, space.N_BLOCKS
+            ks=np.array([[kernel[k] for k in c.ks] for c in configs], np.int8).reshape(
+                n, f.n_blocks
             ),
-            e=np.array([[_EXPAND_INDEX[x] for x in c.e] for c in configs], np.int8).reshape(
-                n, space.N_BLOCKS
-            ),
-            d=np.array([c.d for c in configs], np.int8).reshape(n, space.N_STAGES),
+            e=np.array([[expand[x] for x in c.e] for c in configs], np.int8).reshape(n, f.n_blocks),
+            d=np.array([c.d for c in configs], np.int8).reshape(n, f.n_stages),
             r=np.array([c.r for c in configs], np.int32),
-            w=widths.pop() if widths else 1.0,
+            w=widths.pop() if widths else f.width_choices[0],
+            family=f.name,
         )
 
     def __len__(self) -> int:
@@ -161,16 +167,20 @@ class ConfigBatch:
 
     @property
     def active(self) -> np.ndarray:
-        """(n, 20) bool: which elastic blocks run."""
-        position = np.arange(space.N_BLOCKS) % space.MAX_DEPTH
-        depth = np.repeat(self.d, space.MAX_DEPTH, axis=1)
-        return position < depth
+        """(n, blocks) bool: which elastic blocks run (a tail block always does)."""
+        f = self.family_space
+        position = np.arange(f.n_stages * f.max_depth) % f.max_depth
+        depth = np.repeat(self.d, f.max_depth, axis=1)
+        staged = position < depth
+        return np.hstack([staged, np.ones((len(self), f.tail_blocks), bool)])
 
     def config(self, i: int) -> SubnetConfig:
+        f = self.family_space
         return SubnetConfig(
-            ks=tuple(space.KERNEL_CHOICES[k] for k in self.ks[i]),
-            e=tuple(space.EXPAND_CHOICES[x] for x in self.e[i]),
+            ks=tuple(f.kernel_choices[k] for k in self.ks[i]),
+            e=tuple(f.expand_choices[x] for x in self.e[i]),
             d=tuple(self.d[i].tolist()),
             r=int(self.r[i]),
             w=self.w,
+            family=self.family,
         )

@@ -54,6 +54,7 @@ __all__ = [
     "TABLE_KINDS",
     "SOURCE_KINDS",
     "fit_predictor",
+    "n_types",
     "predictor_from_dict",
     "load_predictor",
     "FORMAT",
@@ -63,6 +64,13 @@ __all__ = [
 FORMAT = "ofa-fleet/latency-predictor"
 VERSION = 1
 N_TYPES = space.N_STAGES * 2 * len(space.KERNEL_CHOICES) * len(space.EXPAND_CHOICES)
+
+
+def n_types(family: space.Family) -> int:
+    """Block types (stage, first-or-not, kernel, expand): MobileNetV3's 90 (`N_TYPES`);
+    ProxylessNAS's tail block is a sixth stage's, 108."""
+    stages = family.n_stages + (1 if family.tail_blocks else 0)
+    return stages * 2 * len(family.kernel_choices) * len(family.expand_choices)
 
 
 def _number(data: Mapping, name: str, prefix: str = "") -> float:
@@ -99,20 +107,28 @@ def _numbers(
 @dataclass(frozen=True)
 class BlockTable:
     """A LUT laid out for vectorised lookups: per resolution the fixed part (first conv,
-    `blocks[0]`, tail) and each elastic block's latency for every (kernel, expand)."""
+    `blocks[0]`, head) and each elastic block's latency for every (kernel, expand), for the
+    subnets of one supernet (`family`, `width`)."""
 
     width: float
     resolutions: np.ndarray  # (R,)
     fixed: np.ndarray  # (R,)
-    blocks: np.ndarray  # (R, 20, 3, 3)
+    blocks: np.ndarray  # (R, blocks, 3, 3): 20 blocks for MobileNetV3, 21 for ProxylessNAS
+    family: str = space.MOBILENET_V3.name
 
     @classmethod
-    def from_lut(cls, lut: Mapping[int, Mapping[str, float]], width: float) -> BlockTable:
+    def from_lut(
+        cls,
+        lut: Mapping[int, Mapping[str, float]],
+        width: float,
+        family: str = space.MOBILENET_V3.name,
+    ) -> BlockTable:
         """From `{r: {lut_key: ms}}`; a key the space needs but the LUT lacks is an error."""
+        f = space.family_named(family)
         resolutions = sorted(lut)
         fixed = np.zeros(len(resolutions))
         blocks = np.zeros(
-            (len(resolutions), space.N_BLOCKS, len(space.KERNEL_CHOICES), len(space.EXPAND_CHOICES))
+            (len(resolutions), f.n_blocks, len(f.kernel_choices), len(f.expand_choices))
         )
         missing = []
 
@@ -123,18 +139,22 @@ class BlockTable:
             return float(lut[r][key])
 
         for i, r in enumerate(resolutions):
-            plan = layer_plan(SubnetConfig.largest(r=r, w=width))
-            fixed[i] = sum(look(r, spec.lut_key) for spec in plan[:2] + plan[-4:])
-            for b, spec in enumerate(plan[2 : 2 + space.N_BLOCKS]):
-                for ki, kernel in enumerate(space.KERNEL_CHOICES):
-                    for ei, expand in enumerate(space.EXPAND_CHOICES):
+            plan = layer_plan(SubnetConfig.largest(r=r, w=width, family=f.name))
+            elastic = plan[2 : 2 + f.n_blocks]
+            fixed[i] = sum(look(r, spec.lut_key) for spec in plan[:2] + plan[2 + f.n_blocks :])
+            for b, spec in enumerate(elastic):
+                for ki, kernel in enumerate(f.kernel_choices):
+                    for ei, expand in enumerate(f.expand_choices):
                         mid = space.middle_channels(spec.in_channels, expand)
-                        blocks[i, b, ki, ei] = look(
-                            r, dataclasses.replace(spec, kernel=kernel, mid=mid).lut_key
-                        )
+                        key = dataclasses.replace(spec, kernel=kernel, mid=mid, expand=expand)
+                        blocks[i, b, ki, ei] = look(r, key.lut_key)
         if missing:
             raise ValueError(f"lut: {len(missing)} entries missing, first {missing[0]}")
-        return cls(width, np.array(resolutions), fixed, blocks)
+        return cls(width, np.array(resolutions), fixed, blocks, f.name)
+
+    @property
+    def family_space(self) -> space.Family:
+        return space.FAMILIES[self.family]
 
     def rows(self, r: np.ndarray) -> np.ndarray:
         rows = np.searchsorted(self.resolutions, r)
@@ -151,7 +171,7 @@ class BlockTable:
     def block_latencies(self, batch: ConfigBatch) -> np.ndarray:
         """(n, 20) ms of each elastic block, 0 where depth skips it."""
         rows = self.rows(batch.r)
-        values = self.blocks[rows[:, None], np.arange(space.N_BLOCKS), batch.ks, batch.e]
+        values = self.blocks[rows[:, None], np.arange(self.blocks.shape[1]), batch.ks, batch.e]
         return values * batch.active
 
     def lut_sum(self, batch: ConfigBatch) -> np.ndarray:
@@ -159,6 +179,7 @@ class BlockTable:
 
     def to_dict(self) -> dict:
         return {
+            "family": self.family,
             "width": self.width,
             "resolutions": self.resolutions.tolist(),
             "fixed": self.fixed.tolist(),
@@ -170,28 +191,32 @@ class BlockTable:
         """From a predictor file's `table`: every field checked for type, shape and range."""
         if not isinstance(data, Mapping):
             raise ValueError(f"table: expected an object, got {type(data).__name__}")
-        width = _width(data, "table.")
+        family, width = _supernet(data, "table.")
         resolutions = _resolutions(data, "table.")
         count = len(resolutions)
+        shape = (count, family.n_blocks, len(family.kernel_choices), len(family.expand_choices))
         return cls(
             width,
             resolutions,
             _numbers(data, "fixed", (count,), "table."),
-            _numbers(
-                data,
-                "blocks",
-                (count, space.N_BLOCKS, len(space.KERNEL_CHOICES), len(space.EXPAND_CHOICES)),
-                "table.",
-            ),
+            _numbers(data, "blocks", shape, "table."),
+            family.name,
         )
 
 
-def _width(data: Mapping, prefix: str) -> float:
-    """A file's supernet width, one of the space's."""
+def _supernet(data: Mapping, prefix: str) -> tuple[space.Family, float]:
+    """A file's supernet: its `family` (MobileNetV3 in files that name none) and width."""
+    name = data.get("family", space.MOBILENET_V3.name)
+    try:
+        family = space.family_named(name)
+    except ValueError as exc:
+        raise ValueError(f"{prefix}{exc}") from None
     width = _number(data, "width", prefix)
-    if width not in space.WIDTH_CHOICES:
-        raise ValueError(f"{prefix}width: expected one of {space.WIDTH_CHOICES}, got {width}")
-    return width
+    if width not in family.width_choices:
+        raise ValueError(
+            f"{prefix}width: expected one of {family.width_choices} for {family.title}, got {width}"
+        )
+    return family, width
 
 
 def _resolutions(data: Mapping, prefix: str) -> np.ndarray:
@@ -217,13 +242,16 @@ def _type_features(table: BlockTable, batch: ConfigBatch) -> np.ndarray:
 
 
 def _per_type(batch: ConfigBatch, values: np.ndarray) -> np.ndarray:
-    """(n, 90): `values` (n, 20), one per elastic block, summed per block type."""
-    block = np.arange(space.N_BLOCKS)
-    position = (block // space.MAX_DEPTH) * 2 + (block % space.MAX_DEPTH > 0)
+    """(n, types): `values` (n, blocks), one per elastic block, summed per block type (a
+    tail block is the first of its own stage)."""
+    family = batch.family_space
+    count = n_types(family)
+    block = np.arange(family.n_blocks)
+    position = (block // family.max_depth) * 2 + (block % family.max_depth > 0)
     types = position[None, :] * 9 + batch.ks.astype(int) * 3 + batch.e.astype(int)
-    cells = np.arange(len(batch))[:, None] * N_TYPES + types  # row-major (n, 90) cells
-    summed = np.bincount(cells.ravel(), np.asarray(values, float).ravel(), len(batch) * N_TYPES)
-    return summed.reshape(len(batch), N_TYPES)
+    cells = np.arange(len(batch))[:, None] * count + types  # row-major (n, types) cells
+    summed = np.bincount(cells.ravel(), np.asarray(values, float).ravel(), len(batch) * count)
+    return summed.reshape(len(batch), count)
 
 
 def _structure_design(batch: ConfigBatch) -> tuple[np.ndarray, np.ndarray]:
@@ -266,11 +294,21 @@ class LatencyPredictor(ABC):
 
     @property
     @abstractmethod
+    def family(self) -> str:
+        """The supernet family of the configs it predicts."""
+
+    @property
+    @abstractmethod
     def resolutions(self) -> np.ndarray:
         """The resolutions its LUT has: the only ones it can predict."""
 
     def predict(self, configs: ConfigBatch | Sequence[SubnetConfig]) -> np.ndarray:
         batch = configs if isinstance(configs, ConfigBatch) else ConfigBatch.from_configs(configs)
+        if batch.family != self.family:
+            raise ValueError(
+                f"family: the configs are {batch.family_space.title} subnets, this predictor "
+                f"is for {space.FAMILIES[self.family].title}"
+            )
         if batch.w != self.width:
             raise ValueError(f"w: the configs are w{batch.w}, this predictor is w{self.width}")
         return self._predict(batch)
@@ -335,6 +373,10 @@ class TablePredictor(LatencyPredictor):
         return self.table.width
 
     @property
+    def family(self) -> str:
+        return self.table.family
+
+    @property
     def resolutions(self) -> np.ndarray:
         return self.table.resolutions
 
@@ -359,7 +401,7 @@ class TablePredictor(LatencyPredictor):
 
     @classmethod
     @abstractmethod
-    def _read_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+    def _read_params(cls, params: Mapping[str, Any], table: BlockTable) -> dict[str, Any]:
         """The checked fitted numbers, as keyword arguments."""
 
     def _content(self) -> dict[str, Any]:
@@ -369,8 +411,8 @@ class TablePredictor(LatencyPredictor):
     def _read(
         cls, data: Mapping[str, Any], params: Mapping[str, Any], details: dict[str, Any]
     ) -> Self:
-        fitted = cls._read_params(params)
-        return cls(table=BlockTable.from_dict(data.get("table")), **fitted, **details)
+        table = BlockTable.from_dict(data.get("table"))
+        return cls(table=table, **cls._read_params(params, table), **details)
 
     @classmethod
     def _training_set(
@@ -416,7 +458,7 @@ class LutSum(TablePredictor):
         return {}
 
     @classmethod
-    def _read_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+    def _read_params(cls, params: Mapping[str, Any], table: BlockTable) -> dict[str, Any]:
         return {}
 
 
@@ -465,7 +507,7 @@ class LutCorrected(TablePredictor):
         return {"scale": self.scale, "offset": self.offset, "per_block": self.per_block}
 
     @classmethod
-    def _read_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+    def _read_params(cls, params: Mapping[str, Any], table: BlockTable) -> dict[str, Any]:
         return _scalars(params, "scale", "offset", "per_block")
 
 
@@ -528,9 +570,9 @@ class LutRidge(TablePredictor):
         }
 
     @classmethod
-    def _read_params(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+    def _read_params(cls, params: Mapping[str, Any], table: BlockTable) -> dict[str, Any]:
         scalars = _scalars(params, "fixed_scale", "per_block", "offset", "alpha")
-        multipliers = _numbers(params, "multipliers", (N_TYPES,), "params.")
+        multipliers = _numbers(params, "multipliers", (n_types(table.family_space),), "params.")
         return {**scalars, "multipliers": tuple(multipliers.tolist())}
 
 
@@ -544,6 +586,7 @@ class Structure(LatencyPredictor):
 
     kind: ClassVar[str] = "structure"
     fitted_width: float
+    fitted_family: str = space.MOBILENET_V3.name
     fitted_resolutions: tuple[int, ...]
     deviations: tuple[float, ...]  # of each type's cost from the shared one, ms per area
     per_block: float
@@ -554,6 +597,10 @@ class Structure(LatencyPredictor):
     @property
     def width(self) -> float:
         return self.fitted_width
+
+    @property
+    def family(self) -> str:
+        return self.fitted_family
 
     @property
     def resolutions(self) -> np.ndarray:
@@ -577,6 +624,7 @@ class Structure(LatencyPredictor):
         )
         return cls(
             fitted_width=batch.w,
+            fitted_family=batch.family,
             fitted_resolutions=tuple(sorted({int(r) for r in batch.r})),
             deviations=tuple(deviations.tolist()),
             per_block=float(per_block),
@@ -601,6 +649,7 @@ class Structure(LatencyPredictor):
         return {
             "table": None,
             "params": {
+                "family": self.fitted_family,
                 "width": self.fitted_width,
                 "resolutions": list(self.fitted_resolutions),
                 "deviations": list(self.deviations),
@@ -616,15 +665,16 @@ class Structure(LatencyPredictor):
     def _read(
         cls, data: Mapping[str, Any], params: Mapping[str, Any], details: dict[str, Any]
     ) -> Self:
-        width = _width(params, "params.")
+        family, width = _supernet(params, "params.")
         resolutions = _resolutions(params, "params.")
         per_block, per_area, offset, alpha = (
             _number(params, name, "params.")
             for name in ("per_block", "per_area", "offset", "alpha")
         )
-        deviations = _numbers(params, "deviations", (N_TYPES,), "params.")
+        deviations = _numbers(params, "deviations", (n_types(family),), "params.")
         return cls(
             fitted_width=width,
+            fitted_family=family.name,
             fitted_resolutions=tuple(resolutions.tolist()),
             deviations=tuple(deviations.tolist()),
             per_block=per_block,
@@ -659,6 +709,10 @@ class Transfer(LatencyPredictor):
     @property
     def width(self) -> float:
         return self.source.width
+
+    @property
+    def family(self) -> str:
+        return self.source.family
 
     @property
     def resolutions(self) -> np.ndarray:

@@ -85,22 +85,19 @@ def options(batch: ConfigBatch) -> np.ndarray:
 
 
 def with_options(batch: ConfigBatch, chosen: np.ndarray) -> ConfigBatch:
-    return ConfigBatch.derived(OPTION_KS[chosen], OPTION_E[chosen], batch.d, batch.r, batch.w)
+    return batch.derive(OPTION_KS[chosen], OPTION_E[chosen], batch.d, batch.r)
 
 
 def take(batch: ConfigBatch, index: np.ndarray) -> ConfigBatch:
-    return ConfigBatch.derived(
-        batch.ks[index], batch.e[index], batch.d[index], batch.r[index], batch.w
-    )
+    return batch.derive(batch.ks[index], batch.e[index], batch.d[index], batch.r[index])
 
 
 def concat(batches: list[ConfigBatch]) -> ConfigBatch:
-    return ConfigBatch.derived(
+    return batches[0].derive(
         np.concatenate([b.ks for b in batches]),
         np.concatenate([b.e for b in batches]),
         np.concatenate([b.d for b in batches]),
         np.concatenate([b.r for b in batches]),
-        batches[0].w,
     )
 
 
@@ -114,7 +111,7 @@ def propagate(batch: ConfigBatch) -> ConfigBatch:
             skipped = ~active[:, block]
             ks[skipped, block] = ks[skipped, block - 1]
             e[skipped, block] = e[skipped, block - 1]
-    return ConfigBatch.derived(ks, e, batch.d, batch.r, batch.w)
+    return batch.derive(ks, e, batch.d, batch.r)
 
 
 def _block_moves(
@@ -127,9 +124,7 @@ def _block_moves(
     row, block, option = np.nonzero(movable[:, :, None] & options_of[current])
     chosen = current[row].copy()
     chosen[np.arange(len(row)), block] = option
-    moved = ConfigBatch.derived(
-        OPTION_KS[chosen], OPTION_E[chosen], batch.d[row], batch.r[row], batch.w
-    )
+    moved = batch.derive(OPTION_KS[chosen], OPTION_E[chosen], batch.d[row], batch.r[row])
     return moved, row, block, option
 
 
@@ -222,12 +217,11 @@ def _context_moves(batch: ConfigBatch, resolutions: np.ndarray) -> tuple[ConfigB
     depth_rows, depth_move = np.nonzero(depth_ok)
     r_rows, r_move = np.nonzero(r_ok)
     rows = np.concatenate([depth_rows, r_rows])
-    moved = ConfigBatch.derived(
+    moved = batch.derive(
         batch.ks[rows],
         batch.e[rows],
         np.concatenate([d[depth_rows, depth_move], batch.d[r_rows]]),
         np.concatenate([batch.r[depth_rows], resolutions[position[r_rows, r_move]]]),
-        batch.w,
     )
     return moved, rows
 
@@ -274,7 +268,7 @@ def _replace(batch: ConfigBatch, rows: np.ndarray, new: ConfigBatch) -> ConfigBa
     """`batch` with `rows` replaced by `new`."""
     ks, e, d, r = batch.ks.copy(), batch.e.copy(), batch.d.copy(), batch.r.copy()
     ks[rows], e[rows], d[rows], r[rows] = new.ks, new.e, new.d, new.r
-    return ConfigBatch.derived(ks, e, d, r, batch.w)
+    return batch.derive(ks, e, d, r)
 
 
 def descend(

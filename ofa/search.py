@@ -307,7 +307,7 @@ def self_mutate(
     d[hit] = rng.choice(np.array(space.DEPTH_CHOICES, np.int8), int(hit.sum()))
     hit = rng.random(n) < settings.resolution_mutate_prob
     r[hit] = rng.choice(resolutions, int(hit.sum()))
-    return ConfigBatch.derived(ks, e, d, r, parents.w)
+    return parents.derive(ks, e, d, r)
 
 
 def crossover(parents: ConfigBatch, n: int, rng: np.random.Generator) -> ConfigBatch:
@@ -318,6 +318,4 @@ def crossover(parents: ConfigBatch, n: int, rng: np.random.Generator) -> ConfigB
     def pick(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.where(rng.random(x.shape) < 0.5, x, y)
 
-    return ConfigBatch.derived(
-        pick(a.ks, b.ks), pick(a.e, b.e), pick(a.d, b.d), pick(a.r, b.r), a.w
-    )
+    return a.derive(pick(a.ks, b.ks), pick(a.e, b.e), pick(a.d, b.d), pick(a.r, b.r))

@@ -140,13 +140,25 @@ def test_search_settings_are_refused_by_name(fields, message):
     assert str(info.value).startswith(message)
 
 
-def test_a_proxylessnas_subnet_is_refused_by_name_until_predictors_handle_its_family():
-    from ofa.config import SubnetConfig
+def test_a_batch_of_proxylessnas_subnets_round_trips_with_its_tail_block():
+    from ofa.config import SubnetConfig, sample_configs
 
-    proxyless = SubnetConfig.smallest(w=1.3, family="proxyless")
-    with pytest.raises(ValueError) as info:
-        ConfigBatch.from_configs([*CONFIGS, proxyless])
-    assert str(info.value) == (
-        "family: predictors and search handle MobileNetV3 subnets only so far; "
-        f"{proxyless.id} is a ProxylessNAS subnet"
+    configs = sample_configs(6, seed=3, resolutions=(160, 224), w=1.3, family="proxyless")
+    batch = ConfigBatch.from_configs(configs)
+    assert (batch.family, batch.w, batch.ks.shape, batch.d.shape) == (
+        "proxyless",
+        1.3,
+        (6, 21),
+        (6, 5),
     )
+    assert [batch.config(i) for i in range(6)] == configs
+    assert batch.active.shape == (6, 21) and batch.active[:, 20].all()
+    assert (batch.active.sum(axis=1) == [len(c.active_blocks) for c in configs]).all()
+    with pytest.raises(
+        ValueError, match=r"^family: a batch holds one family, got \['mbv3', 'proxyless'\]"
+    ):
+        ConfigBatch.from_configs([*CONFIGS, SubnetConfig.smallest(w=1.3, family="proxyless")])
+    with pytest.raises(ValueError, match=r"^ks: expected an array of shape \(n, 21\)"):
+        ConfigBatch(batch.ks[:, :20], batch.e, batch.d, batch.r, 1.3, "proxyless")
+    with pytest.raises(ValueError, match=r"^w: expected one of \(1.3,\) for ProxylessNAS"):
+        ConfigBatch(batch.ks, batch.e, batch.d, batch.r, 1.0, "proxyless")

@@ -127,8 +127,26 @@ def test_a_proxylessnas_lut_campaign_on_two_agents_gives_a_table_the_reference_r
     trained = CliRunner().invoke(
         coord, ["predictor", "train", "--db", fleet.db, "--device", "zoo", "--kind", "lut"]
     )
-    assert trained.exit_code == 1
-    assert "latency predictors handle MobileNetV3 LUTs only so far" in trained.output
+    assert trained.exit_code == 0, trained.output
+    subnets = tmp_path / "subnets.jsonl"
+    subnets.write_text("".join(json.dumps(c.to_dict()) + "\n" for c in configs))
+    predicted = json.loads(
+        cli(
+            "predictor",
+            "predict",
+            "--db",
+            fleet.db,
+            "--device",
+            "zoo",
+            "--kind",
+            "lut",
+            subnets,
+            "--format",
+            "json",
+        )
+    )
+    for row, theirs in zip(predicted, reference["subnets"], strict=True):
+        assert row["latency_ms"] == pytest.approx(theirs["lut_ms_net"], rel=1e-9)
 
 
 def test_a_resnet50_lut_and_random_campaign_gives_a_table_covering_its_subnets(fleet, tmp_path):

@@ -9,20 +9,24 @@ import json
 import numpy as np
 import pytest
 
+from ofa import space
 from ofa.batch import ConfigBatch
 from ofa.config import SubnetConfig, sample_configs
 from ofa.latency_model import (
     KINDS,
     PREDICTORS,
+    TABLE_KINDS,
     BlockTable,
     Structure,
     Transfer,
     fit_predictor,
     load_predictor,
+    n_types,
     predictor_from_dict,
 )
 from ofa.lut import LatencyTable
 from ofa.metrics import kendall_tau, regression_metrics, spearman_rho
+from ofa.plan import layer_plan, space_lut_specs
 
 RESOLUTIONS = (160, 176, 192, 208, 224)
 
@@ -138,8 +142,14 @@ def _set(data: dict, path: str, value) -> None:
             "table.resolutions: expected increasing",
         ),
         ("table.resolutions", [160, "176", 192, 208, 224], "table.resolutions: expected a .*list"),
-        ("table.width", 1.1, r"table.width: expected one of \(1.0, 1.2\), got 1.1"),
+        ("table.width", 1.1, r"table.width: expected one of \(1.0, 1.2\) for MobileNetV3, got 1.1"),
         ("table.width", "1.2", "table.width: expected a finite number, got '1.2'"),
+        (
+            "table.family",
+            "resnet50",
+            "table.family: expected one of mbv3, proxyless, got 'resnet50'",
+        ),
+        ("table.family", "proxyless", r"table.width: expected one of \(1.3,\) for ProxylessNAS"),
         ("table", [1, 2], "table: expected an object, got list"),
         ("params.multipliers", lambda m: m[:89], r"params.multipliers: expected shape \(90\)"),
         (
@@ -234,7 +244,8 @@ def test_structure_needs_no_lut_and_learns_the_space_from_subnets_alone(note10, 
 
 def test_each_kind_keeps_the_version_1_file_layout(note10, configs):
     """Files written before the kinds became classes still load: every kind saves the same
-    fields, its numbers under the same names."""
+    fields, its numbers under the same names; files written before families were recorded
+    (no `family` beside `width`) load as MobileNetV3."""
     _, table = note10
     measured = synthetic(table, configs[:50])
     fitted = {
@@ -248,6 +259,7 @@ def test_each_kind_keeps_the_version_1_file_layout(note10, configs):
         "lut-corrected": {"scale", "offset", "per_block"},
         "lut-ridge": {"multipliers", "fixed_scale", "per_block", "offset", "alpha"},
         "structure": {
+            "family",
             "width",
             "resolutions",
             "deviations",
@@ -281,6 +293,10 @@ def test_each_kind_keeps_the_version_1_file_layout(note10, configs):
         assert (data["table"] is None) == (kind in ("structure", "transfer"))
         assert (data["source"] is not None) == (kind == "transfer")
         assert type(predictor_from_dict(data)) is PREDICTORS[kind]
+        for fields in (data["table"], data["params"], (data["source"] or {}).get("table")):
+            if fields and "family" in fields:
+                assert fields.pop("family") == "mbv3"
+        assert predictor_from_dict(data).family == "mbv3"
 
 
 def test_details_are_given_when_a_predictor_is_made(note10, configs):
@@ -308,3 +324,35 @@ def test_metrics_on_known_values():
     assert kendall_tau(2 * b + 1, b) == pytest.approx(1) and kendall_tau(-b, b) == pytest.approx(-1)
     with pytest.raises(ValueError, match="two equal-length series"):
         regression_metrics(measured[:2], measured)
+
+
+def test_proxylessnas_predictors_of_every_kind(tmp_path):
+    """ProxylessNAS's table holds 21 blocks (the tail one always runs) and 108 block types;
+    a LUT whose entries are their MACs sums to the plan's MACs of each subnet exactly."""
+    resolutions = (160, 224)
+    lut = {
+        r: {s.lut_key: float(s.macs()) for s in space_lut_specs(r, 1.3, "proxyless")}
+        for r in resolutions
+    }
+    table = BlockTable.from_lut(lut, 1.3, "proxyless")
+    assert table.blocks.shape == (2, 21, 3, 3)
+    configs = sample_configs(120, 5, resolutions, w=1.3, family="proxyless")
+    plan_macs = [sum(s.macs() for s in layer_plan(c)) for c in configs]
+    assert np.allclose(table.lut_sum(ConfigBatch.from_configs(configs)), plan_macs, rtol=1e-12)
+    table = dataclasses.replace(table, fixed=table.fixed / 1e6, blocks=table.blocks / 1e6)
+    measured = synthetic(table, configs)
+    fitted = [fit_predictor(k, table, configs, measured) for k in TABLE_KINDS]
+    fitted.append(Structure.fit(configs, measured))
+    fitted.append(Transfer.fit(fitted[0], configs[:5], measured[:5]))
+    for model in fitted:
+        path = tmp_path / f"{model.kind}.json"
+        model.save(path)
+        loaded = load_predictor(path)
+        assert loaded.family == "proxyless" and loaded.width == 1.3
+        assert np.array_equal(loaded.predict(configs), model.predict(configs))
+        if model.kind != "lut":  # the others learn the scale and per-block cost it misses
+            error = np.abs(model.predict(configs) / measured - 1)
+            assert np.median(error) < 0.05, model.kind
+    assert len(fitted[-2].deviations) == n_types(space.PROXYLESS) == 108
+    with pytest.raises(ValueError, match="family: the configs are MobileNetV3 subnets, this"):
+        fitted[0].predict([SubnetConfig.smallest(224, 1.2)])

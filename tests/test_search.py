@@ -174,16 +174,16 @@ def test_local_search_settings_are_refused_by_name(fields, message):
 
 
 def test_every_batch_the_search_derives_unchecked_would_pass_the_checks(predictors, monkeypatch):
-    """ConfigBatch.derived skips validation for speed; with it validating, a search must
+    """ConfigBatch.derive skips validation for speed; with it validating, a search must
     meet no invalid batch and find exactly the same subnet."""
     accuracy, latency, _ = predictors
     fast = evolutionary_search(accuracy.predict, latency.predict, 25.0, RESOLUTIONS, 1.2)
 
-    def checked(cls, ks, e, d, r, w):
-        batch = ConfigBatch(ks, e, d, r, w)
+    def checked(self, ks, e, d, r):
+        batch = ConfigBatch(ks, e, d, r, self.w, self.family)
         assert (batch.ks.dtype, batch.r.dtype) == (np.int8, np.int32)
         return batch
 
-    monkeypatch.setattr(ConfigBatch, "derived", classmethod(checked))
+    monkeypatch.setattr(ConfigBatch, "derive", checked)
     slow = evolutionary_search(accuracy.predict, latency.predict, 25.0, RESOLUTIONS, 1.2)
     assert (slow.config, slow.accuracy) == (fast.config, fast.accuracy)

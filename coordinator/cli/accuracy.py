@@ -105,7 +105,7 @@ def train(
     _print_metrics("held out", metrics)
     e = predictor.encoding
     click.echo(
-        f"wrote {out} (w{predictor.width}, resolutions {e.trained[0]}..{e.trained[1]} "
+        f"wrote {out} ({predictor.supernet}, resolutions {e.trained[0]}..{e.trained[1]} "
         f"step {e.step}) in {time.perf_counter() - started:.1f} s"
     )
     Path(out[: -len(".npz")] + ".meta.json").write_text(

@@ -220,7 +220,7 @@ class _Demo:
         lut = collect_lut(self.store, label, lut_id)
         out = self.folder / f"lut-{label}"
         files = write_lut(lut, out, "ofa-yaml") + write_lut(lut, out, "json")
-        means, width, provenance = device_lut(lut)
+        means, _, width, provenance = device_lut(lut)
         latency = LutSum.fit(BlockTable.from_lut(means, width), provenance=provenance)
         self.latency[label] = latency
         lut_rows = [

@@ -17,7 +17,7 @@ from coordinator.services.lut_export import DeviceLut
 from coordinator.services.targets import Target, pick_target
 from coordinator.state import Devices, Imported, Store, is_postgres_url
 from ofa.config import SubnetConfig
-from ofa.space import MOBILENET_V3
+from ofa.space import FAMILIES, MOBILENET_V3
 from ofa.zoo import config_from_json
 
 __all__ = [
@@ -50,22 +50,25 @@ class Measured:
         return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def device_lut(table: DeviceLut) -> tuple[dict[int, dict[str, float]], float, dict]:
-    """A collected LUT (`collect_lut`) as `{r: {key: median ms}}`, the width it was
-    measured at, and its provenance."""
-    families = {spec.get("family", "mbv3") for spec in table.provenance["campaigns"]}
-    if families != {"mbv3"}:
+def device_lut(table: DeviceLut) -> tuple[dict[int, dict[str, float]], str, float, dict]:
+    """A collected LUT (`collect_lut`) as `{r: {key: median ms}}`, the supernet family and
+    width it was measured at, and its provenance."""
+    families = {spec.get("family", MOBILENET_V3.name) for spec in table.provenance["campaigns"]}
+    if not families <= set(FAMILIES):
         raise ValueError(
             f"device: the LUT of {table.label!r} is of the {', '.join(sorted(families))} "
-            "supernet; latency predictors handle MobileNetV3 LUTs only so far"
+            "supernet; latency predictors handle MobileNetV3 and ProxylessNAS LUTs so far"
         )
     widths = {spec["width"] for spec in table.provenance["campaigns"]}
-    if len(widths) != 1:
-        raise ValueError(f"device: LUT results of {table.label!r} span widths {sorted(widths)}")
+    if len(widths) != 1 or len(families) != 1:
+        raise ValueError(
+            f"device: LUT results of {table.label!r} span supernets "
+            f"{', '.join(sorted(families))} at widths {sorted(widths)}"
+        )
     lut: dict[int, dict[str, float]] = {}
     for entry in table.entries:
         lut.setdefault(entry.r, {})[entry.key] = entry.median_ms
-    return lut, widths.pop(), table.provenance
+    return lut, families.pop(), widths.pop(), table.provenance
 
 
 def measured_subnets(
@@ -120,8 +123,8 @@ def target_subnets(
         [
             Measured(config, tuple(medians[key]), tuple(peaks.get(key, ())))
             for key, config in sorted(configs.items())
-            # latency predictors learn MobileNetV3 subnets only so far
-            if isinstance(config, SubnetConfig) and config.family == MOBILENET_V3.name
+            # latency predictors learn MobileNetV3 and ProxylessNAS subnets so far
+            if isinstance(config, SubnetConfig)
         ],
         chosen,
         sorted({row.import_id for row in imported.get(name, [])}),

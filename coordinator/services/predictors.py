@@ -227,12 +227,12 @@ def _transfer(
 
 
 def _structure(training: list[Measured], seed: int) -> Fitted:
-    """From the training subnets alone, of the width most of them have."""
-    widths = sorted({m.config.w for m in training})
-    if len(widths) > 1:
+    """From the training subnets alone, all of one supernet."""
+    supernets = sorted({m.config.supernet for m in training})
+    if len(supernets) > 1:
         raise ValueError(
-            f"subnets: the training subnets span widths {widths}; train on one width "
-            "(give --campaign)"
+            f"subnets: the training subnets span supernets {', '.join(supernets)}; train on "
+            "one (give --campaign)"
         )
     model = Structure.fit([m.config for m in training], [m.median_ms for m in training], seed=seed)
     return model, {"lut": None}, training
@@ -251,12 +251,15 @@ def _from_lut(
     """The device's LUT on `target` and, for the learned kinds, its training subnets of the
     LUT's width."""
     progress("collecting the LUT", 0, None)
-    lut, width, provenance = device_lut(collect_lut(store, label, lut_campaign, target=target))
-    chosen = [m for m in training if m.config.w == width] if kind != "lut" else []
+    lut, family, width, provenance = device_lut(
+        collect_lut(store, label, lut_campaign, target=target)
+    )
+    same = [m for m in training if (m.config.family, m.config.w) == (family, width)]
+    chosen = same if kind != "lut" else []
     progress(f"fitting {kind}", 0, None)
     model = fit_predictor(
         kind,
-        BlockTable.from_lut(lut, width),
+        BlockTable.from_lut(lut, width, family),
         [m.config for m in chosen] or None,
         [m.median_ms for m in chosen] if chosen else None,
         seed=seed,

@@ -360,8 +360,8 @@ def lut_folder_predictor(folder: str | Path) -> LutSum:
     width = next((w for w in space.WIDTH_CHOICES if space.stage_widths(w)[0] == channels), None)
     if width is None:
         raise ValueError(
-            f"lut: first conv has {channels} channels; not an OFA MobileNetV3 width (latency "
-            "predictors handle MobileNetV3 LUTs only so far)"
+            f"lut: first conv has {channels} channels; not an OFA MobileNetV3 width (the "
+            "search handles MobileNetV3 LUTs only so far)"
         )
     return LutSum.fit(BlockTable.from_lut(tables.means(), width))
 

@@ -93,9 +93,9 @@ def read_accuracy_pairs(path: str | Path) -> AccuracyPairs:
                 rows.append(_pair(f"{path}:{i}", item["config"], item["accuracy"]))
     if not rows:
         raise ValueError(f"{path}: no (config, accuracy) pairs")
-    widths = {config.w for config, _ in rows}
-    if len(widths) > 1:
-        raise ValueError(f"{path}: w: the pairs mix supernet widths {sorted(widths)}")
+    supernets = {config.supernet for config, _ in rows}
+    if len(supernets) > 1:
+        raise ValueError(f"{path}: w: the pairs mix supernets {', '.join(sorted(supernets))}")
     return AccuracyPairs(tuple(c for c, _ in rows), np.array([a for _, a in rows]))
 
 
@@ -174,6 +174,7 @@ def fit_accuracy_predictor(
         tuple(m.bias.detach().numpy() for m in layers),
         batch.w,
         encoding,
+        batch.family,
     )
 
 
