@@ -71,6 +71,7 @@ def pareto_front(
     settings: SearchSettings = DEFAULT_SETTINGS,
     feasible: Callable[[ConfigBatch], np.ndarray] | None = None,
     searched: Callable[[float], None] | None = None,
+    family: str = "mbv3",
 ) -> Front:
     """The front found by searching each of `budgets_ms`, smallest first (see the module
     docstring); `searched` is told each budget once it is searched. Budgets below the
@@ -82,7 +83,9 @@ def pareto_front(
     generations, impossible = 0, None
     for budget in sorted(set(budgets_ms)):
         try:
-            problem, spare = make_problem(accuracy, latency, budget, resolutions, width, feasible)
+            problem, spare = make_problem(
+                accuracy, latency, budget, resolutions, width, feasible, family
+            )
         except ImpossibleBudget as exc:
             impossible = exc
             continue

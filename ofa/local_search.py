@@ -19,6 +19,10 @@ context the evolution converged on.
 The best proposal, or the best single change, replaces the config when it is better. Every
 config returned passed the caller's `admissible` test (predicted latency within budget and
 any other constraint); the additive model only guides the proposals.
+
+Both MBConv families share the kernel, expand and depth choices and five elastic stages;
+the block count is the batch's (ProxylessNAS adds a tail block that always runs, which no
+depth move touches).
 """
 
 from __future__ import annotations
@@ -60,27 +64,27 @@ class Problem:
     resolutions: np.ndarray  # sorted
 
     def option_costs(self, genes: ConfigBatch) -> np.ndarray:
-        """(R, 20, 9) latency of each block's options at each allowed resolution, measured
-        on `genes[0]` with every block active (per block, only differences matter)."""
-        n_r = len(self.resolutions)
-        full = ConfigBatch(
+        """(R, blocks, 9) latency of each block's options at each allowed resolution,
+        measured on `genes[0]` with every block active (per block, only differences
+        matter)."""
+        n_r, n_blocks = len(self.resolutions), genes.ks.shape[1]
+        full = genes.derive(
             np.repeat(genes.ks[:1], n_r, 0),
             np.repeat(genes.e[:1], n_r, 0),
             np.full((n_r, space.N_STAGES), space.MAX_DEPTH),
             self.resolutions,
-            genes.w,
         )
-        costs = np.repeat(self.latency(full), space.N_BLOCKS * N_OPTIONS).reshape(
-            n_r, space.N_BLOCKS, N_OPTIONS
+        costs = np.repeat(self.latency(full), n_blocks * N_OPTIONS).reshape(
+            n_r, n_blocks, N_OPTIONS
         )
         others = ~np.eye(N_OPTIONS, dtype=bool)
-        moves, row, block, option = _block_moves(full, np.ones((n_r, space.N_BLOCKS), bool), others)
+        moves, row, block, option = _block_moves(full, np.ones((n_r, n_blocks), bool), others)
         costs[row, block, option] = self.latency(moves)
         return costs
 
 
 def options(batch: ConfigBatch) -> np.ndarray:
-    """(n, 20) the option index (kernel * 3 + expand) of every block."""
+    """(n, blocks) the option index (kernel * 3 + expand) of every block."""
     return batch.ks.astype(np.int64) * len(space.EXPAND_CHOICES) + batch.e
 
 
@@ -106,7 +110,7 @@ def propagate(batch: ConfigBatch) -> ConfigBatch:
     a move that deepens a stage repeats that stage's last block."""
     ks, e = batch.ks.copy(), batch.e.copy()
     active = batch.active
-    for block in range(space.N_BLOCKS):
+    for block in range(batch.ks.shape[1]):
         if block % space.MAX_DEPTH:
             skipped = ~active[:, block]
             ks[skipped, block] = ks[skipped, block - 1]
@@ -131,20 +135,20 @@ def _block_moves(
 def _gains(
     scores: np.ndarray, batch: ConfigBatch, problem: Problem
 ) -> tuple[np.ndarray, ConfigBatch, np.ndarray]:
-    """(n, 20, 9) accuracy gain of each block's options (0 for the current one), from the
+    """(n, blocks, 9) accuracy gain of each block's options (0 for the current one), from the
     exact gains of changing the kernel alone and the expand ratio alone, added (a skipped
     block gets its predecessor's gains, as `propagate` gives it its genes); and the best
     admissible of those single changes of each config, with its accuracy (-inf if none)."""
     n = len(batch)
     moves, row, block, option = _block_moves(batch, batch.active, ONE_GENE)
     accuracy = problem.accuracy(moves)
-    exact = np.zeros((n, space.N_BLOCKS, N_OPTIONS))
+    exact = np.zeros((n, batch.ks.shape[1], N_OPTIONS))
     exact[row, block, option] = accuracy - scores[row]
     current = options(batch)
     kernel_gain = np.take_along_axis(exact, SAME_EXPAND[current], 2)  # kernel changed alone
     expand_gain = np.take_along_axis(exact, SAME_KERNEL[current], 2)  # expand changed alone
     gains = kernel_gain + expand_gain
-    for b in range(space.N_BLOCKS):
+    for b in range(batch.ks.shape[1]):
         if b % space.MAX_DEPTH:
             skipped = ~batch.active[:, b]
             gains[skipped, b] = gains[skipped, b - 1]
@@ -280,7 +284,7 @@ def descend(
     each step."""
     batch, scores = propagate(batch), scores.copy()
     costs = problem.option_costs(batch)
-    gains = np.zeros((len(batch), space.N_BLOCKS, N_OPTIONS))
+    gains = np.zeros((len(batch), batch.ks.shape[1], N_OPTIONS))
     moving = _first_of_equals(batch)
     history: list[float] = []
     for _ in range(max_steps):
@@ -303,12 +307,11 @@ def _every_context(config: ConfigBatch, resolutions: np.ndarray) -> ConfigBatch:
     depths = np.array(np.meshgrid(*[space.DEPTH_CHOICES] * space.N_STAGES, indexing="ij"))
     depths = depths.reshape(space.N_STAGES, -1).T
     n = len(depths) * len(resolutions)
-    return ConfigBatch(
+    return config.derive(
         np.repeat(config.ks[:1], n, 0),
         np.repeat(config.e[:1], n, 0),
         np.repeat(depths, len(resolutions), 0),
         np.tile(resolutions, len(depths)),
-        config.w,
     )
 
 
@@ -322,9 +325,9 @@ def _context_effects(
         for choice in space.DEPTH_CHOICES:
             d = best.d[:1].copy()
             d[0, stage] = choice
-            depth.append(ConfigBatch(best.ks[:1], best.e[:1], d, best.r[:1], best.w))
+            depth.append(best.derive(best.ks[:1], best.e[:1], d, best.r[:1]))
     for resolution in problem.resolutions:
-        r.append(ConfigBatch(best.ks[:1], best.e[:1], best.d[:1], np.array([resolution]), best.w))
+        r.append(best.derive(best.ks[:1], best.e[:1], best.d[:1], np.array([resolution])))
     effects = problem.accuracy(concat(depth + r)) - score
     return effects[: len(depth)].reshape(space.N_STAGES, -1), effects[len(depth) :]
 

@@ -20,29 +20,33 @@ from ofa.batch import ConfigBatch
 from ofa.config import SubnetConfig
 from ofa.latency_model import BlockTable
 from ofa.plan import layer_plan, space_lut_specs
+from ofa.space import MOBILENET_V3
 
 __all__ = ["resource_table", "ResourceFigures", "MemoryModel", "MIN_MEMORY_SUBNETS"]
 
 MIN_MEMORY_SUBNETS = 8  # measured subnets a memory model needs: three coefficients, and a check
 
 
-def resource_table(figure: str, resolutions: Sequence[int], width: float) -> BlockTable:
+def resource_table(
+    figure: str, resolutions: Sequence[int], width: float, family: str = MOBILENET_V3.name
+) -> BlockTable:
     """Per resolution, each elastic block's `figure` ("macs", "params" or "activations", a
     LayerSpec method) for every (kernel, expand), and the fixed layers' figure: their sum,
     or for "activations" (a maximum over layers, not a sum) their largest."""
     table = BlockTable.from_lut(
         {
-            r: {s.lut_key: float(getattr(s, figure)()) for s in space_lut_specs(r, width)}
+            r: {s.lut_key: float(getattr(s, figure)()) for s in space_lut_specs(r, width, family)}
             for r in resolutions
         },
         width,
+        family,
     )
     if figure != "activations":
         return table
-    fixed = []
+    fixed, elastic = [], table.blocks.shape[1]
     for r in table.resolutions:
-        plan = layer_plan(SubnetConfig.largest(r=int(r), w=width))
-        fixed.append(max(spec.activations() for spec in plan[:2] + plan[-4:]))
+        plan = layer_plan(SubnetConfig.largest(r=int(r), w=width, family=family))
+        fixed.append(max(spec.activations() for spec in plan[:2] + plan[2 + elastic :]))
     return dataclasses.replace(table, fixed=np.array(fixed, float))
 
 
@@ -55,10 +59,12 @@ class ResourceFigures:
     activations: BlockTable
 
     @classmethod
-    def of(cls, resolutions: Sequence[int], width: float) -> ResourceFigures:
+    def of(
+        cls, resolutions: Sequence[int], width: float, family: str = MOBILENET_V3.name
+    ) -> ResourceFigures:
         return cls(
-            resource_table("params", resolutions, width),
-            resource_table("activations", resolutions, width),
+            resource_table("params", resolutions, width, family),
+            resource_table("activations", resolutions, width, family),
         )
 
     def features(self, batch: ConfigBatch) -> np.ndarray:
@@ -102,11 +108,13 @@ class MemoryModel:
                 f"peak memory: {len(configs)} measured subnets record it, at least "
                 f"{MIN_MEMORY_SUBNETS} are needed"
             )
-        widths = sorted({c.w for c in configs})
-        if len(widths) > 1:
-            raise ValueError(f"peak memory: fit on one width at a time, got {widths}")
+        supernets = sorted({c.supernet for c in configs})
+        if len(supernets) > 1:
+            raise ValueError(
+                f"peak memory: fit on one supernet at a time, got {', '.join(supernets)}"
+            )
         resolutions = sorted({c.r for c in configs})
-        figures = ResourceFigures.of(resolutions, widths[0])
+        figures = ResourceFigures.of(resolutions, configs[0].w, configs[0].family)
         x = figures.features(ConfigBatch.from_configs(configs)) * [1.0, batch]
         y = np.asarray(peak_mb, float)
         columns = [0, 1]

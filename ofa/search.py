@@ -104,27 +104,33 @@ class SearchResult:
     history: list[float] = field(default_factory=list)  # best accuracy per generation
 
 
-def _random(n: int, resolutions: np.ndarray, width: float, rng: np.random.Generator) -> ConfigBatch:
-    return ConfigBatch(
-        rng.integers(0, 3, (n, space.N_BLOCKS), dtype=np.int8),
-        rng.integers(0, 3, (n, space.N_BLOCKS), dtype=np.int8),
-        rng.choice(np.array(space.DEPTH_CHOICES, np.int8), (n, space.N_STAGES)),
+def _random(
+    n: int, resolutions: np.ndarray, like: ConfigBatch, rng: np.random.Generator
+) -> ConfigBatch:
+    """`n` uniform subnets of `like`'s supernet."""
+    family = like.family_space
+    return like.derive(
+        rng.integers(0, len(family.kernel_choices), (n, family.n_blocks), dtype=np.int8),
+        rng.integers(0, len(family.expand_choices), (n, family.n_blocks), dtype=np.int8),
+        rng.choice(np.array(family.depth_choices, np.int8), (n, family.n_stages)),
         rng.choice(resolutions, n),
-        width,
     )
 
 
-def fastest_configs(resolutions: Sequence[int], width: float) -> ConfigBatch:
+def fastest_configs(
+    resolutions: Sequence[int], width: float, family: str = space.MOBILENET_V3.name
+) -> ConfigBatch:
     """The smallest subnet (kernel 3, expand 3, depth 2) at each resolution: the fastest on
     any device whose latency grows with size, and the lower bound the budget check uses."""
     checked = _resolutions(resolutions)
-    n = len(checked)
+    n, f = len(checked), space.family_named(family)
     return ConfigBatch(
-        np.zeros((n, space.N_BLOCKS), np.int8),
-        np.zeros((n, space.N_BLOCKS), np.int8),
-        np.full((n, space.N_STAGES), min(space.DEPTH_CHOICES), np.int8),
+        np.zeros((n, f.n_blocks), np.int8),
+        np.zeros((n, f.n_blocks), np.int8),
+        np.full((n, f.n_stages), min(f.depth_choices), np.int8),
         checked,
-        width,
+        check_width(width, f),
+        f.name,
     )
 
 
@@ -151,10 +157,14 @@ def evolutionary_search(
     width: float = 1.0,
     settings: SearchSettings = SearchSettings(),
     feasible: Callable[[ConfigBatch], np.ndarray] | None = None,
+    family: str = space.MOBILENET_V3.name,
 ) -> SearchResult:
     """The best predicted accuracy with predicted latency <= `budget_ms` (and `feasible`,
-    e.g. a MACs budget). Deterministic for a seed."""
-    problem, spare = make_problem(accuracy, latency, budget_ms, resolutions, width, feasible)
+    e.g. a MACs budget) among the subnets of supernet (`family`, `width`). Deterministic
+    for a seed."""
+    problem, spare = make_problem(
+        accuracy, latency, budget_ms, resolutions, width, feasible, family
+    )
     population, scores, history = evolve(problem, spare, settings)
     reached, reached_scores, refined = refine(problem, population, scores, settings)
     population, scores = concat([population, reached]), np.concatenate([scores, reached_scores])
@@ -176,6 +186,7 @@ def make_problem(
     resolutions: Sequence[int],
     width: float,
     feasible: Callable[[ConfigBatch], np.ndarray] | None,
+    family: str = space.MOBILENET_V3.name,
 ) -> tuple[Problem, ConfigBatch]:
     """The checked arguments as a Problem, and the fastest subnets that meet it (padding for
     draws that find too few); ImpossibleBudget, naming the fastest reachable latency, if
@@ -189,7 +200,7 @@ def make_problem(
             f"budget_ms: expected a positive number of milliseconds, got {show(budget_ms)}"
         )
     allowed = np.sort(_resolutions(resolutions))
-    fastest = fastest_configs(allowed, check_width(width))
+    fastest = fastest_configs(allowed, width, family)
 
     def admissible(batch: ConfigBatch, latencies: np.ndarray | None = None) -> np.ndarray:
         ok = (latency(batch) if latencies is None else latencies) <= budget_ms
@@ -231,7 +242,7 @@ def evolve(
         return take(batch, np.arange(n))
 
     resolutions = problem.resolutions
-    population = draw(lambda n: _random(n, resolutions, spare.w, rng), settings.population)
+    population = draw(lambda n: _random(n, resolutions, spare, rng), settings.population)
     scores = problem.accuracy(population)
     n_parents, n_mutants, n_crossovers = settings.split()
     history: list[float] = []  # one entry per generation run
@@ -300,11 +311,12 @@ def self_mutate(
     """Copies of random parents with each gene redrawn with `mutate_prob`."""
     base = take(parents, rng.integers(0, len(parents), n))
     ks, e, d, r = base.ks.copy(), base.e.copy(), base.d.copy(), base.r.copy()
-    for genes, choices in ((ks, 3), (e, 3)):
+    family = parents.family_space
+    for genes, choices in ((ks, family.kernel_choices), (e, family.expand_choices)):
         hit = rng.random(genes.shape) < settings.mutate_prob
-        genes[hit] = rng.integers(0, choices, int(hit.sum()))
+        genes[hit] = rng.integers(0, len(choices), int(hit.sum()))
     hit = rng.random(d.shape) < settings.mutate_prob
-    d[hit] = rng.choice(np.array(space.DEPTH_CHOICES, np.int8), int(hit.sum()))
+    d[hit] = rng.choice(np.array(family.depth_choices, np.int8), int(hit.sum()))
     hit = rng.random(n) < settings.resolution_mutate_prob
     r[hit] = rng.choice(resolutions, int(hit.sum()))
     return parents.derive(ks, e, d, r)

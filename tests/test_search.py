@@ -187,3 +187,40 @@ def test_every_batch_the_search_derives_unchecked_would_pass_the_checks(predicto
     monkeypatch.setattr(ConfigBatch, "derive", checked)
     slow = evolutionary_search(accuracy.predict, latency.predict, 25.0, RESOLUTIONS, 1.2)
     assert (slow.config, slow.accuracy) == (fast.config, fast.accuracy)
+
+
+def test_proxylessnas_subnets_are_searched_with_their_tail_block():
+    """Latency: each LUT entry's MACs (a made-up device); accuracy: the square root of the
+    parameters, a stand-in scorer that grows with size as top-1 does. The search must stay
+    within budget and resolutions and beat the best of 3,000 random admissible subnets."""
+    resolutions = (160, 224)
+    macs = BlockTable.from_lut(
+        {r: {s.lut_key: s.macs() / 1e6 for s in space_lut_specs(r, 1.3, "proxyless")}
+         for r in resolutions},
+        1.3,
+        "proxyless",
+    )  # fmt: skip
+    params = BlockTable.from_lut(
+        {r: {s.lut_key: s.params() / 1e6 for s in space_lut_specs(r, 1.3, "proxyless")}
+         for r in resolutions},
+        1.3,
+        "proxyless",
+    )  # fmt: skip
+
+    def accuracy(batch):
+        return np.sqrt(params.lut_sum(batch))
+
+    with pytest.raises(ValueError, match="w: expected one of \\(1.3,\\) for ProxylessNAS"):
+        evolutionary_search(accuracy, macs.lut_sum, 400.0, resolutions, 1.2, family="proxyless")
+    result = evolutionary_search(
+        accuracy, macs.lut_sum, 400.0, resolutions, 1.3, QUICK, family="proxyless"
+    )
+    config = result.config
+    assert (config.family, len(config.ks), config.r in resolutions) == ("proxyless", 21, True)
+    assert result.latency_ms == pytest.approx(count_macs(config) / 1e6) and result.latency_ms <= 400
+    drawn = ConfigBatch.from_configs(
+        sample_configs(3000, 1, resolutions, w=1.3, family="proxyless")
+    )
+    admissible = macs.lut_sum(drawn) <= 400.0
+    assert admissible.sum() > 100
+    assert result.accuracy >= accuracy(drawn)[admissible].max()

@@ -232,6 +232,66 @@ def test_a_latency_model_of_another_width_is_refused(assets, tmp_path):
     assert "latency model is for w1.0 subnets, the accuracy predictor for w1.2" in result.output
 
 
+def test_proxylessnas_is_specialised_on_its_lut_with_an_accuracy_predictor_of_its_own(
+    assets, tmp_path
+):
+    """OFA publishes no ProxylessNAS accuracy predictor: one is trained here (`accuracy
+    train`) on made-up pairs, top-1 growing with log MACs, standing in for what `train
+    accuracy-dataset` measures on a trained ProxylessNAS supernet. The LUT is made up too:
+    each entry's latency proportional to its MACs."""
+    lut = tmp_path / "lut"
+    lut.mkdir()
+    for r in (160, 224):
+        (lut / f"{r}_lookup_table.yaml").write_text(
+            "".join(
+                f"{spec.lut_key}:\n  count: 5\n  mean: {0.02 + spec.macs() / 1e8!r}\n"
+                for spec in space_lut_specs(r, 1.3, "proxyless")
+            )
+        )
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        "".join(
+            json.dumps(
+                {"config": c.to_dict(), "accuracy": 0.5 + 0.03 * np.log(count_macs(c) / 1e8)}
+            )
+            + "\n"
+            for c in sample_configs(400, 7, (160, 224), w=1.3, family="proxyless")
+        )
+    )
+    trained = CliRunner().invoke(
+        coord,
+        ["accuracy", "train", "--data", str(pairs), "--out", str(tmp_path / "acc.npz")]
+        + ["--epochs", "200"],
+    )
+    assert trained.exit_code == 0 and "(ofa_proxyless_d234_e346_k357_w1.3," in trained.output
+    out = tmp_path / "out"
+    searched = CliRunner().invoke(
+        coord,
+        ["specialize", "--acc-predictor", str(tmp_path / "acc.npz"), "--lut", str(lut),
+         "--latency-ms", "3", "--latency-ms", "6", "--latency-ms", "12", "--format", "json",
+         "--out", str(out)],
+    )  # fmt: skip
+    assert searched.exit_code == 0, searched.output
+    rows = json.loads(searched.stdout)
+    table = LatencyTable.from_ofa_yaml(lut)
+    for row in rows:
+        result = json.loads((out / f"{row['budget_ms']:g}ms" / "result.json").read_text())
+        config = SubnetConfig.from_dict(result["config"])
+        assert (config.family, config.w, len(config.ks)) == ("proxyless", 1.3, 21)
+        assert row["latency_ms"] == pytest.approx(table.predict_ms(config))
+        assert row["latency_ms"] <= row["budget_ms"] and config.r == row["r"] in (160, 224)
+        assert (row["macs"], row["id"]) == (count_macs(config), config.id)
+    top1 = [row["accuracy"] for row in rows]
+    assert top1 == sorted(top1) and top1[0] < top1[-1]
+    mismatched = run("--acc-predictor", assets / "acc_predictor.pth", "--lut", lut,
+                     "--latency-ms", 6, "--out", tmp_path / "none", expect=1)  # fmt: skip
+    assert (
+        "family: the latency model is for subnets of ofa_proxyless_d234_e346_k357_w1.3, the "
+        "accuracy predictor for ofa_mbv3_d234_e346_k357_w1.2"
+    ) in mismatched
+    assert not (tmp_path / "none").exists()
+
+
 def test_scenarios_run_many_budgets_and_sources_into_one_table(assets, tmp_path):
     scenarios = tmp_path / "scenarios.json"
     scenarios.write_text(
@@ -516,7 +576,10 @@ def test_a_supernet_checkpoint_gives_each_subnets_weights_and_onnx(assets, tmp_p
         tmp_path / "x",
         expect=1,
     )
-    assert "the checkpoint is a w1.0 supernet, the latency model is for w1.2" in out
+    assert (
+        "supernet: the checkpoint is ofa_mbv3_d234_e346_k357_w1.0, the latency model is for "
+        "subnets of ofa_mbv3_d234_e346_k357_w1.2"
+    ) in out
 
 
 def test_a_configs_campaign_carries_its_subnets_in_the_spec(tmp_path):

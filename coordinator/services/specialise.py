@@ -182,6 +182,7 @@ def feasibility(
     allowed: Sequence[int],
     width: float,
     peak: PeakMemory | None = None,
+    family: str = space.MOBILENET_V3.name,
 ) -> Callable[[ConfigBatch], np.ndarray] | None:
     """Whether each subnet of a batch is within every budget (None: no budget). A budget
     not even the smallest subnet meets is refused at once, naming it and the smallest
@@ -189,10 +190,10 @@ def feasibility(
     figure, and the fastest)."""
     if not budgets and peak is None:
         return None
-    smallest = fastest_configs(allowed, width)
+    smallest = fastest_configs(allowed, width, family)
     tests: list[Callable[[ConfigBatch], np.ndarray]] = []
     for budget in budgets:
-        table = resource_table(budget.figure, allowed, width)
+        table = resource_table(budget.figure, allowed, width, family)
         least = float(table.lut_sum(smallest).min())
         if least > budget.limit:
             raise ImpossibleBudget(
@@ -209,7 +210,7 @@ def feasibility(
                 f"at {low}..{high} px and cannot say what {outside} cost; give --resolutions "
                 f"within that range, or measure subnets at those resolutions"
             )
-        figures = ResourceFigures.of(allowed, width)
+        figures = ResourceFigures.of(allowed, width, family)
         least = float(peak.model.predict(figures, smallest).min())
         if least > peak.limit_mb:
             raise ImpossibleBudget(
@@ -242,7 +243,11 @@ def peak_memory(
         data = target_subnets(
             Store(db), scenario.device, target=recorded.name if recorded else scenario.target
         )
-        measured = [m for m in data.measured if m.peaks_mb and m.config.w == latency.width]
+        measured = [
+            m
+            for m in data.measured
+            if m.peaks_mb and (m.config.family, m.config.w) == (latency.family, latency.width)
+        ]
         model = MemoryModel.fit(
             [m.config for m in measured],
             [float(np.median(m.peaks_mb)) for m in measured],
@@ -345,8 +350,9 @@ def read_scenarios(path: str | Path) -> list[Scenario]:
 
 def lut_folder_predictor(folder: str | Path) -> LutSum:
     """A `lut` predictor from a folder of OFA `{r}_lookup_table.yaml` files (e.g. Note10).
-    Such a folder says nothing of the width it was measured at, so it is read off the first
-    conv's key (its output channels): the only source there is."""
+    Such a folder says nothing of the supernet it was measured on, so it is read off the
+    first conv's key (its output channels, distinct for each MBConv supernet): the only
+    source there is."""
     tables = LatencyTable.from_ofa_yaml(folder)
     r, table = next(iter(tables.entries.items()))
     first = next((key for key in table if key.startswith("Conv-")), "")
@@ -357,13 +363,18 @@ def lut_folder_predictor(folder: str | Path) -> LutSum:
             "to read the width off"
         )
     channels = int(match.group(1))
-    width = next((w for w in space.WIDTH_CHOICES if space.stage_widths(w)[0] == channels), None)
-    if width is None:
+    supernets = {
+        family.stage_widths(w)[0]: (family.name, w)
+        for family in space.FAMILIES.values()
+        for w in family.width_choices
+    }
+    if channels not in supernets:
         raise ValueError(
-            f"lut: first conv has {channels} channels; not an OFA MobileNetV3 width (the "
-            "search handles MobileNetV3 LUTs only so far)"
+            f"lut: first conv has {channels} channels; no OFA MobileNetV3 or ProxylessNAS "
+            f"supernet's has ({', '.join(map(str, sorted(supernets)))})"
         )
-    return LutSum.fit(BlockTable.from_lut(tables.means(), width))
+    family, width = supernets[channels]
+    return LutSum.fit(BlockTable.from_lut(tables.means(), width, family))
 
 
 def latency_model(db: str | Path | None, scenario: Scenario) -> LatencyPredictor:
@@ -419,10 +430,16 @@ def specialise(
     of the front) and, per budget, `<budget>ms/subnet.json` and `result.json` (recording
     `source`, where the latency model came from) and, given a supernet, the subnet's weights
     and ONNX. `progress` hears of each budget searched."""
-    if supernet is not None and supernet.width != latency.width:
+    wanted = space.FAMILIES[latency.family].supernet(latency.width)
+    if supernet is not None and supernet.name != wanted:
         raise ValueError(
-            f"supernet: the checkpoint is a w{supernet.width} supernet, the latency "
-            f"model is for w{latency.width} subnets"
+            f"supernet: the checkpoint is {supernet.name}, the latency model is for "
+            f"subnets of {wanted}"
+        )
+    if latency.family != accuracy.family:
+        raise ValueError(
+            f"family: the latency model is for subnets of {wanted}, the accuracy predictor "
+            f"for {accuracy.supernet}"
         )
     if latency.width != accuracy.width:
         raise ValueError(
@@ -433,7 +450,7 @@ def specialise(
     if (peak.limit_mb if peak else None) != settings.max_peak_mb:
         raise ValueError("max_peak_mb: give the device's PeakMemory (`peak_memory`) with it")
     allowed = allowed_resolutions(latency, settings.resolutions)
-    feasible = feasibility(limits(settings, latency), allowed, latency.width, peak)
+    feasible = feasibility(limits(settings, latency), allowed, latency.width, peak, latency.family)
     progress("searching", 0, len(budgets))
     done: list[float] = []
 
@@ -450,6 +467,7 @@ def specialise(
         SearchSettings(generations=settings.generations, seed=settings.seed),
         feasible,
         searched,
+        latency.family,
     )
     chosen = [_choose(front, budget, peak) for budget in budgets]  # refuses before writing
     for choice in chosen:
@@ -484,7 +502,8 @@ def _choose(front: Front, budget: float, peak: PeakMemory | None = None) -> Chos
     peak_mb = None
     if peak is not None:
         one = ConfigBatch.from_configs([config])
-        peak_mb = float(peak.model.predict(ResourceFigures.of([config.r], config.w), one)[0])
+        figures = ResourceFigures.of([config.r], config.w, config.family)
+        peak_mb = float(peak.model.predict(figures, one)[0])
     return Chosen(
         budget, config, latency_ms, accuracy, count_macs(config), front.generations, peak_mb
     )
