@@ -71,8 +71,8 @@ def main() -> None:
     args = parser.parse_args()
 
     store = Store(args.db)
-    lut, _, width, _ = device_lut(collect_lut(store, args.device))
-    table = BlockTable.from_lut(lut, width)
+    lut, family, width, _ = device_lut(collect_lut(store, args.device))
+    table = BlockTable.from_lut(lut, width, family)
     training, held_out = split(measured_subnets(store, args.device))
     report = {
         "machine": machine_summary(),

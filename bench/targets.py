@@ -111,8 +111,8 @@ def score(store: Store, name: str) -> Scored:
     """LUT sum over measured, and each kind's held-out figures, on target `name`."""
     measured = target_subnets(store, "cpu", target=name).measured
     training, held_out = split(measured)
-    lut, _, width, _ = device_lut(collect_lut(store, "cpu", target=name))
-    table = BlockTable.from_lut(lut, width)
+    lut, family, width, _ = device_lut(collect_lut(store, "cpu", target=name))
+    table = BlockTable.from_lut(lut, width, family)
     configs, medians = [m.config for m in training], [m.median_ms for m in training]
     models = {"lut": fit_predictor("lut", table)}
     models |= {kind: fit_predictor(kind, table, configs, medians, seed=0) for kind in LUT_KINDS}

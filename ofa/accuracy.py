@@ -25,7 +25,7 @@ import numpy as np
 
 from ofa import space
 from ofa.batch import ConfigBatch
-from ofa.config import SubnetConfig
+from ofa.config import SubnetConfig, check_width
 
 __all__ = [
     "AccuracyPredictor",
@@ -131,6 +131,7 @@ class AccuracyPredictor:
     family: str = space.MOBILENET_V3.name
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "width", check_width(self.width, space.family_named(self.family)))
         for name in ("weights", "biases"):
             arrays = tuple(np.array(a, np.float32) for a in getattr(self, name))  # its own
             object.__setattr__(self, name, arrays)
@@ -174,7 +175,9 @@ class AccuracyPredictor:
         """From `{"0.weight", "0.bias", "2.weight", ...}` arrays (the tutorial's layout)."""
         linear = sorted({int(k.split(".")[0]) for k in state if k.split(".")[0].isdigit()})
         expected = {f"{i}.{p}" for i in linear for p in ("weight", "bias")}
-        n_in = _arch_features(space.family_named(family)) + encoding.slots
+        supernet = space.family_named(family)
+        width = check_width(width, supernet)  # before the shapes, which depend on it
+        n_in = _arch_features(supernet) + encoding.slots
         if set(state) != expected or np.shape(state.get("0.weight", ()))[1:] != (n_in,):
             raise ValueError(
                 f"accuracy predictor: expected keys 0/2/4/6 .weight/.bias with a "
@@ -211,7 +214,10 @@ class AccuracyPredictor:
                     state = {k: data[k] for k in data.files if k not in _META}
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
                 raise ValueError(f"{path}: not an accuracy predictor .npz ({exc!r})") from None
-            return cls.from_state_dict(state, width, encoding, family)
+            try:
+                return cls.from_state_dict(state, width, encoding, family)
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from None
         return cls.from_state_dict(read_torch_state(path, "keys 0/2/4/6 .weight/.bias"))
 
     def save(self, path: str | Path) -> None:

@@ -169,7 +169,7 @@ class BlockTable:
         return rows
 
     def block_latencies(self, batch: ConfigBatch) -> np.ndarray:
-        """(n, 20) ms of each elastic block, 0 where depth skips it."""
+        """(n, blocks) ms of each elastic block, 0 where depth skips it."""
         rows = self.rows(batch.r)
         values = self.blocks[rows[:, None], np.arange(self.blocks.shape[1]), batch.ks, batch.e]
         return values * batch.active
@@ -416,9 +416,19 @@ class TablePredictor(LatencyPredictor):
 
     @classmethod
     def _training_set(
-        cls, configs: Sequence[SubnetConfig] | None, measured_ms: Sequence[float] | None
+        cls,
+        table: BlockTable,
+        configs: Sequence[SubnetConfig] | None,
+        measured_ms: Sequence[float] | None,
     ) -> tuple[ConfigBatch, np.ndarray]:
-        return _training_set(cls.kind, configs, measured_ms)
+        """`_training_set`, every subnet of the table's supernet."""
+        batch, target = _training_set(cls.kind, configs, measured_ms)
+        if (batch.family, batch.w) != (table.family, table.width):
+            raise ValueError(
+                f"configs: the subnets are {batch.family_space.title} w{batch.w}, the LUT "
+                f"{table.family_space.title} w{table.width}"
+            )
+        return batch, target
 
 
 def _training_set(
@@ -483,7 +493,7 @@ class LutCorrected(TablePredictor):
         seed: int = 0,
         provenance: Mapping[str, Any] | None = None,
     ) -> Self:
-        batch, target = cls._training_set(configs, measured_ms)
+        batch, target = cls._training_set(table, configs, measured_ms)
         features = np.column_stack(
             [table.lut_sum(batch), np.ones(len(batch)), batch.active.sum(axis=1)]
         )
@@ -514,10 +524,11 @@ class LutCorrected(TablePredictor):
 @register
 @dataclass(frozen=True, kw_only=True)
 class LutRidge(TablePredictor):
-    """Every block type (stage, first-or-not, kernel, expand: 90 types) gets its own
-    multiplier of its LUT latency, plus a scale of the fixed part, a fixed cost and a cost
-    per block. Multipliers are pulled towards 1 (the LUT being right) by a ridge penalty
-    `alpha` chosen by cross-validation, so a few hundred subnets suffice."""
+    """Every block type (stage, first-or-not, kernel, expand: 90 types, 108 for
+    ProxylessNAS) gets its own multiplier of its LUT latency, plus a scale of the fixed
+    part, a fixed cost and a cost per block. Multipliers are pulled towards 1 (the LUT being
+    right) by a ridge penalty `alpha` chosen by cross-validation, so a few hundred subnets
+    suffice."""
 
     kind: ClassVar[str] = "lut-ridge"
     multipliers: tuple[float, ...]
@@ -537,7 +548,7 @@ class LutRidge(TablePredictor):
         seed: int = 0,
         provenance: Mapping[str, Any] | None = None,
     ) -> Self:
-        batch, target = cls._training_set(configs, measured_ms)
+        batch, target = cls._training_set(table, configs, measured_ms)
         penalised, free = _ridge_design(table, batch)
         alpha = _choose_alpha(penalised, free, target, folds, seed)
         multipliers, (fixed_scale, per_block, offset) = _fit_ridge(penalised, free, target, alpha)
@@ -579,10 +590,10 @@ class LutRidge(TablePredictor):
 @register
 @dataclass(frozen=True, kw_only=True)
 class Structure(LatencyPredictor):
-    """No LUT: a cost per active block of each of the 90 types per unit of pixel area,
-    pulled towards one shared cost per block by a ridge penalty `alpha` chosen by
-    cross-validation, plus a fixed cost per unit of area and a constant (see
-    `_structure_design`). Predicts only the width and resolutions it was fitted on."""
+    """No LUT: a cost per active block of each of the 90 types (108 for ProxylessNAS) per
+    unit of pixel area, pulled towards one shared cost per block by a ridge penalty `alpha`
+    chosen by cross-validation, plus a fixed cost per unit of area and a constant (see
+    `_structure_design`). Predicts only the supernet and resolutions it was fitted on."""
 
     kind: ClassVar[str] = "structure"
     fitted_width: float

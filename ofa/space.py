@@ -3,8 +3,9 @@
 Every number here is fixed by a published supernet: `ofa_mbv3_d234_e346_k357_w{1.0,1.2}`
 (MobileNetV3) and `ofa_proxyless_d234_e346_k357_w1.3` (ProxylessNAS). The supernets, the
 config validator, the arithmetic counters and the LUT keys all read them from here so they
-cannot disagree. The module-level constants are MobileNetV3's, for the code that handles
-that family only (search, predictors, campaigns); `FAMILIES` holds every family.
+cannot disagree. The module-level constants are MobileNetV3's (the default family); the
+choices, stage count and depth they name are ProxylessNAS's too, so code that depends on
+those only (the search's moves) serves both; `FAMILIES` holds every family.
 """
 
 from __future__ import annotations

@@ -64,6 +64,17 @@ def test_saved_npz_loads_without_torch_and_predicts_the_same(official, tmp_path)
     np.savez(tmp_path / "wrong.npz", **{"0.weight": np.zeros((3, 3)), "0.bias": np.zeros(3)})
     with pytest.raises(ValueError, match="with a first layer taking 128 inputs"):
         AccuracyPredictor.load(tmp_path / "wrong.npz")
+    saved = dict(np.load(tmp_path / "acc.npz"))
+    assert str(saved.pop("family")) == "mbv3"  # files written before it load as MobileNetV3
+    np.savez(tmp_path / "old.npz", **saved)
+    assert AccuracyPredictor.load(tmp_path / "old.npz").family == "mbv3"
+    for family, message in (
+        ("resnet50", "family: expected one of mbv3, proxyless, got 'resnet50'"),
+        ("proxyless", r"w: expected one of \(1.3,\) for ProxylessNAS, got 1.2"),
+    ):
+        np.savez(tmp_path / "bad.npz", **saved, family=np.array(family))
+        with pytest.raises(ValueError, match=f"^{tmp_path / 'bad.npz'}: {message}"):
+            AccuracyPredictor.load(tmp_path / "bad.npz")
 
 
 def test_a_torch_file_that_is_not_a_predictor_is_refused_in_one_line(tmp_path):

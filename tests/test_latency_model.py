@@ -356,3 +356,6 @@ def test_proxylessnas_predictors_of_every_kind(tmp_path):
     assert len(fitted[-2].deviations) == n_types(space.PROXYLESS) == 108
     with pytest.raises(ValueError, match="family: the configs are MobileNetV3 subnets, this"):
         fitted[0].predict([SubnetConfig.smallest(224, 1.2)])
+    others = sample_configs(8, 5, resolutions, w=1.2)
+    with pytest.raises(ValueError, match="^configs: the subnets are MobileNetV3 w1.2, the LUT Pr"):
+        fit_predictor("lut-corrected", table, others, [1.0] * 8)

@@ -133,6 +133,33 @@ def test_imported_data_train_evaluate_predict_and_specialize(lines, assets, tmp_
     assert "already imported for phone on this target" in again
 
 
+def test_a_device_measured_on_both_mbconv_families(lines, tmp_path):
+    """ProxylessNAS subnets imported beside MobileNetV3 ones: a predictor is scored on the
+    subnets of its own supernet, and training on both at once is refused naming them."""
+    db, data, more = tmp_path / "fleet.db", tmp_path / "mbv3.jsonl", tmp_path / "px.jsonl"
+    write_jsonl(data, lines)
+    import_file(db, "--device", "phone", "--target", TARGET, "--file", data)
+    cli("predictor", "train", "--db", db, "--device", "phone", "--kind", "structure")
+    before = json.loads(
+        cli("predictor", "eval", "--db", db, "--device", "phone", "--format", "json")
+    )
+    proxyless = sample_configs(30, 4, (160, 224), 1.3, "proxyless")
+    write_jsonl(
+        more, [{"config": c.to_dict(), "latency_ms": 5.0 + i} for i, c in enumerate(proxyless)]
+    )
+    import_file(db, "--device", "phone", "--target", TARGET, "--file", more)
+    after = json.loads(
+        cli("predictor", "eval", "--db", db, "--device", "phone", "--format", "json")
+    )
+    assert after[0]["predictor"] == "structure" and after[0] == before[0]  # MobileNetV3's only
+    refused = cli("predictor", "train", "--db", db, "--device", "phone", "--kind", "structure",
+                  expect=1)  # fmt: skip
+    assert (
+        "subnets: the training subnets span supernets ofa_mbv3_d234_e346_k357_w1.2, "
+        "ofa_proxyless_d234_e346_k357_w1.3"
+    ) in refused and "Traceback" not in refused
+
+
 def test_csv_and_jsonl_import_alike(lines, tmp_path):
     db = tmp_path / "fleet.db"
     write_jsonl(tmp_path / "a.jsonl", lines)

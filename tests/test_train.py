@@ -152,6 +152,15 @@ def test_resuming_with_another_schedule_is_refused(tmp_path):
     torch.save({**saved, "steps": 8}, out / CHECKPOINT)  # as if started with 2 processes
     result = runner.invoke(main, args)
     assert result.exit_code == 1 and "steps: the run there has 8 steps, this one 4" in result.output
+    old = {k: v for k, v in saved.items() if k != "supernet"}  # before checkpoints named it
+    torch.save({**old, "width": 1.2}, out / CHECKPOINT)
+    result = runner.invoke(main, args)
+    assert result.exit_code == 1 and "supernet (ofa_mbv3_d234_e346_k357_w1.2)" in result.output
+    torch.save({**old, "width": 1.0}, out / CHECKPOINT)
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0 and "resuming" in result.output, result.output
+    wrong = runner.invoke(main, args + ["--family", "proxyless", "--width", "1.0"])
+    assert wrong.exit_code == 2 and "--width" in wrong.output and "for ProxylessNAS" in wrong.output
 
 
 def _distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:

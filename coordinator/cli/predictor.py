@@ -15,6 +15,7 @@ from coordinator.services.predictors import (
     held_out_subnets,
     noise_floor,
     noise_warnings,
+    of_supernet,
     plot_predictors,
     predictor_file,
     scoring_target,
@@ -180,7 +181,8 @@ def eval_(
     models = device_predictors(db, label, kinds, target)
     held_out = held_out_subnets(Store(db), label, scoring_target(models.values(), target))
     rows: dict[str, dict | None] = {
-        kind: evaluate(model, held_out) for kind, model in models.items()
+        kind: evaluate(model, own) if (own := of_supernet(held_out, model)) else None
+        for kind, model in models.items()
     }
     rows[NOISE_FLOOR] = noise_floor(held_out)
     records = _metric_records(rows)

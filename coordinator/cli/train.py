@@ -34,6 +34,7 @@ def train() -> None:
 def _supernet(family: str, width: float) -> str:
     """OFA's name of the supernet to train; ResNet50 has no schedules yet."""
     from ofa import space
+    from ofa.config import check_width
 
     if family not in space.FAMILIES:
         raise click.BadParameter(
@@ -41,7 +42,10 @@ def _supernet(family: str, width: float) -> str:
             f"{family} is not built yet",
             param_hint="--family",
         )
-    return space.FAMILIES[family].supernet(width)
+    try:
+        return space.FAMILIES[family].supernet(check_width(width, space.FAMILIES[family]))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("w: "), param_hint="--width") from None
 
 
 def _prepare(source: str, threads: int | None):

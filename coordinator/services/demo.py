@@ -36,6 +36,7 @@ from coordinator.state import BlobStore, Devices, Store
 from ofa.accuracy import AccuracyPredictor
 from ofa.config import SubnetConfig
 from ofa.latency_model import BlockTable, LutSum
+from ofa.space import MOBILENET_V3
 
 __all__ = ["DEVICES", "DemoSettings", "DemoRun", "Reporter", "load_accuracy_predictor", "run_demo"]
 
@@ -80,6 +81,10 @@ def load_accuracy_predictor(path: str | Path, resolutions: tuple[int, ...]) -> A
     """The predictor, checked against the demo's resolutions before anything is measured."""
     try:
         accuracy = AccuracyPredictor.load(path)
+        if accuracy.family != MOBILENET_V3.name:
+            raise ValueError(
+                f"the demo measures MobileNetV3 subnets; this predictor is for {accuracy.supernet}"
+            )
         accuracy.predict([SubnetConfig.smallest(r=r, w=accuracy.width) for r in resolutions])
     except ValueError as exc:
         raise ValueError(f"--acc-predictor: {exc}") from None

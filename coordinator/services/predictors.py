@@ -45,6 +45,7 @@ __all__ = [
     "noise_warnings",
     "train_predictor",
     "held_out_subnets",
+    "of_supernet",
     "predictors_target",
     "device_predictors",
     "plot_predictors",
@@ -68,6 +69,12 @@ class TrainedPredictor:
 
 
 Fitted = tuple[LatencyPredictor, dict, list[Measured]]  # model, its origin, its subnets
+
+
+def of_supernet(measured: Sequence[Measured], model: LatencyPredictor) -> list[Measured]:
+    """The subnets of the model's supernet: a device may be measured on several (e.g. a
+    MobileNetV3 and a ProxylessNAS campaign), and a predictor knows one."""
+    return [m for m in measured if (m.config.family, m.config.w) == (model.family, model.width)]
 
 
 def evaluate(model: LatencyPredictor, held_out: Sequence[Measured]) -> dict[str, float]:
@@ -170,6 +177,7 @@ def train_predictor(
         model, origin, chosen = _from_lut(
             store, label, kind, training, lut_campaign, on, seed, progress
         )
+    held_out = of_supernet(held_out, model)
     model = model.with_details(
         provenance={
             **origin,
@@ -211,6 +219,12 @@ def _transfer(
         )
     source_target, _ = trained_target(db, source_device, source_target, "--source-target")
     source = load_predictor(predictor_file(db, source_device, source_kind, source_target))
+    training = of_supernet(training, source)
+    if not training:
+        raise ValueError(
+            f"subnets: none measured of the source predictor's supernet (w{source.width} "
+            f"{source.family}); measure some first"
+        )
     chosen = random.Random(seed).sample(training, min(k or len(training), len(training)))
     model = Transfer.fit(source, [m.config for m in chosen], [m.median_ms for m in chosen])
     return (
@@ -232,7 +246,8 @@ def _structure(training: list[Measured], seed: int) -> Fitted:
     if len(supernets) > 1:
         raise ValueError(
             f"subnets: the training subnets span supernets {', '.join(supernets)}; train on "
-            "one (give --campaign)"
+            "one (give --campaign, or import each supernet's measurements under a device "
+            "label of its own)"
         )
     model = Structure.fit([m.config for m in training], [m.median_ms for m in training], seed=seed)
     return model, {"lut": None}, training
@@ -429,9 +444,11 @@ def plot_predictors(
     """Predicted against measured latency of the held-out subnets, one series per model."""
     from coordinator.services.plots import predicted_vs_measured  # matplotlib: when drawing
 
-    measured = np.array([m.median_ms for m in held_out])
-    series = {
-        kind: (model.predict([m.config for m in held_out]), measured)
-        for kind, model in models.items()
-    }
+    series = {}
+    for kind, model in models.items():
+        own = of_supernet(held_out, model)
+        series[kind] = (
+            model.predict([m.config for m in own]),
+            np.array([m.median_ms for m in own]),
+        )
     return predicted_vs_measured(series, path, f"{label}: {len(held_out)} held-out subnets")

@@ -360,7 +360,7 @@ def lut_folder_predictor(folder: str | Path) -> LutSum:
     if match is None:
         raise ValueError(
             f"lut: the r={r} table has no first conv key (Conv-...output:HxWxC) "
-            "to read the width off"
+            "to read the supernet off"
         )
     channels = int(match.group(1))
     supernets = {

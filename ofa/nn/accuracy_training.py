@@ -95,7 +95,8 @@ def read_accuracy_pairs(path: str | Path) -> AccuracyPairs:
         raise ValueError(f"{path}: no (config, accuracy) pairs")
     supernets = {config.supernet for config, _ in rows}
     if len(supernets) > 1:
-        raise ValueError(f"{path}: w: the pairs mix supernets {', '.join(sorted(supernets))}")
+        field = "family" if len({config.family for config, _ in rows}) > 1 else "w"
+        raise ValueError(f"{path}: {field}: the pairs mix supernets {', '.join(sorted(supernets))}")
     return AccuracyPairs(tuple(c for c, _ in rows), np.array([a for _, a in rows]))
 
 

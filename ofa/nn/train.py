@@ -264,9 +264,12 @@ def _resume_state(
     if not path.exists():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("phase") != phase.to_dict() or state.get("supernet") != supernet:
+    written = state.get("supernet")
+    if written is None and "width" in state:  # written before checkpoints named it
+        written = space.MOBILENET_V3.supernet(state["width"])
+    if state.get("phase") != phase.to_dict() or written != supernet:
         raise ValueError(
-            f"{path}: written by another schedule or supernet ({state.get('supernet')}); "
+            f"{path}: written by another schedule or supernet ({written}); "
             f"resume it with the same phase file, --family and --width, or choose another --out"
         )
     if state.get("steps") != steps:
