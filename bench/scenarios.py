@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from agent.device import machine_summary
 from coordinator.services.predictor_data import predictor_path
@@ -142,14 +143,15 @@ def main() -> None:
     differences = []
     for row in rows:
         model = models[row["scenario"]]
-        alone = evolutionary_search(
-            accuracy.predict,
-            model.predict,
-            row["budget_ms"],
-            allowed_resolutions(model, None),
-            model.width,
-            SearchSettings(),
-        )
+        with threadpool_limits(1, user_api="blas"):  # as the command searches: same rounding
+            alone = evolutionary_search(
+                accuracy.predict,
+                model.predict,
+                row["budget_ms"],
+                allowed_resolutions(model, None),
+                model.width,
+                SearchSettings(),
+            )
         differences.append(row["accuracy"] - alone.accuracy)
         print(
             f"{row['scenario']:>12} {row['budget_ms']:7.2f} ms: {row['accuracy']:.5f} "

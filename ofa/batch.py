@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -165,14 +166,17 @@ class ConfigBatch:
     def __len__(self) -> int:
         return len(self.r)
 
-    @property
+    @cached_property
     def active(self) -> np.ndarray:
-        """(n, blocks) bool: which elastic blocks run (a tail block always does)."""
+        """(n, blocks) bool: which elastic blocks run (a tail block always does). Computed
+        once per batch: the search asks for it ~20 times per batch it scores."""
         f = self.family_space
         position = np.arange(f.n_stages * f.max_depth) % f.max_depth
-        depth = np.repeat(self.d, f.max_depth, axis=1)
-        staged = position < depth
-        return np.hstack([staged, np.ones((len(self), f.tail_blocks), bool)])
+        active = position < np.repeat(self.d, f.max_depth, axis=1)
+        if f.tail_blocks:
+            active = np.hstack([active, np.ones((len(self), f.tail_blocks), bool)])
+        active.flags.writeable = False  # shared by every caller
+        return active
 
     def config(self, i: int) -> SubnetConfig:
         f = self.family_space

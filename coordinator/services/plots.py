@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["predicted_vs_measured", "accuracy_latency_front", "ratio_by_group", "lut_by_group"]
+__all__ = ["predicted_vs_measured", "ratio_by_group", "lut_by_group"]
 
 
 def _pyplot():
@@ -45,24 +45,6 @@ def predicted_vs_measured(
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
-    plt.close(figure)
-    return path
-
-
-def accuracy_latency_front(rows: list[dict], path: Path, source: str) -> Path:
-    """Predicted top-1 against predicted latency of the subnets found per budget; the title
-    (also the PNG's Title text) names `source`, the latency model they were found with."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(6, 4), dpi=120)
-    axes.plot([r["latency_ms"] for r in rows], [100 * r["accuracy"] for r in rows], "o-")
-    axes.set(
-        xlabel="predicted latency (ms)",
-        ylabel="predicted top-1 (%)",
-        title=f"specialised subnets per latency budget\n{source}",
-    )
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, metadata={"Title": f"accuracy-latency front: {source}"})
     plt.close(figure)
     return path
 
