@@ -151,6 +151,7 @@ def main() -> None:
                 allowed_resolutions(model, None),
                 model.width,
                 SearchSettings(),
+                family=model.family,
             )
         differences.append(row["accuracy"] - alone.accuracy)
         print(

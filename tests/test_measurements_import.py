@@ -152,6 +152,8 @@ def test_a_device_measured_on_both_mbconv_families(lines, tmp_path):
         cli("predictor", "eval", "--db", db, "--device", "phone", "--format", "json")
     )
     assert after[0]["predictor"] == "structure" and after[0] == before[0]  # MobileNetV3's only
+    cli("predictor", "eval", "--db", db, "--device", "phone", "--plot", tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     refused = cli("predictor", "train", "--db", db, "--device", "phone", "--kind", "structure",
                   expect=1)  # fmt: skip
     assert (

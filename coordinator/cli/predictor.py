@@ -34,6 +34,7 @@ def predictor() -> None:
 
 NOISE_FLOOR = "noise floor"
 NO_FLOOR = "needs two measurements of each held-out subnet"
+NO_SUBNETS = "no held-out subnet of its supernet was measured"
 METRIC_COLUMNS = [
     Column("predictor", "predictor"),
     Column("n", "n", "{:.0f}".format, "right"),
@@ -48,10 +49,12 @@ METRIC_COLUMNS = [
 
 
 def _metric_records(rows: dict[str, dict | None]) -> list[dict]:
-    """A record per predictor (and the noise floor), named in its `predictor` field; a
-    floor that cannot be had says why in its `note`."""
+    """A record per predictor (and the noise floor), named in its `predictor` field; one
+    that cannot be scored says why in its `note`."""
     return [
-        {"predictor": name, **metrics} if metrics else {"predictor": name, "note": NO_FLOOR}
+        {"predictor": name, **metrics}
+        if metrics
+        else {"predictor": name, "note": NO_FLOOR if name == NOISE_FLOOR else NO_SUBNETS}
         for name, metrics in rows.items()
     ]
 

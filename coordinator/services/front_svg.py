@@ -8,6 +8,7 @@ points. An SVG is a few lines of text, scales without blurring and opens in any 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from html import escape
 from pathlib import Path
@@ -17,13 +18,15 @@ __all__ = ["accuracy_latency_front", "nice_ticks"]
 WIDTH, HEIGHT = 640, 420
 LEFT, RIGHT, TOP, BOTTOM = 70, 20, 60, 55  # margins around the plotting area
 BLUE = "#1f77b4"
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     """About `count` round values (steps of 1, 2 or 5 times a power of ten) covering
-    [low, high]."""
-    if not high > low:
-        low, high = low - 1.0, high + 1.0
+    [low, high] (finite); a range too narrow to divide is widened by 10% of its size."""
+    if not high - low > 1e-9 * max(1.0, abs(low), abs(high)):
+        spread = 0.1 * max(abs(low), abs(high)) or 1.0
+        low, high = low - spread, high + spread
     raw = (high - low) / count
     power = 10.0 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
@@ -52,15 +55,23 @@ def _text(
     content: str, x: float, y: float, text_anchor: str = "middle", **attributes: object
 ) -> str:
     start = _element("text", close=False, x=x, y=y, text_anchor=text_anchor, **attributes)
-    return f"{start}{escape(content)}</text>"
+    return f"{start}{_xml(content)}</text>"
+
+
+def _xml(text: str) -> str:
+    """`text` escaped, without the characters XML cannot hold (a LUT path may have them)."""
+    return escape(_NOT_XML.sub("?", text))
 
 
 def accuracy_latency_front(rows: list[dict], path: Path, source: str) -> Path:
     """Predicted top-1 (%) against predicted latency (ms) of the subnets found per budget,
     a line through them; the title (also the SVG's <title>) names `source`, the latency
     model they were found with."""
-    xs = [float(r["latency_ms"]) for r in rows]
-    ys = [100 * float(r["accuracy"]) for r in rows]
+    pairs = [(float(r["latency_ms"]), 100 * float(r["accuracy"])) for r in rows]
+    pairs = [(a, b) for a, b in pairs if math.isfinite(a) and math.isfinite(b)]
+    if not pairs:
+        raise ValueError("front: no point with a finite latency and accuracy to draw")
+    xs, ys = [a for a, _ in pairs], [b for _, b in pairs]
     x_ticks, y_ticks = nice_ticks(min(xs), max(xs)), nice_ticks(min(ys), max(ys))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
@@ -70,7 +81,7 @@ def accuracy_latency_front(rows: list[dict], path: Path, source: str) -> Path:
     def y(value: float) -> float:
         return TOP + plot_h - (value - y_ticks[0]) / (y_ticks[-1] - y_ticks[0]) * plot_h
 
-    title = escape(f"accuracy-latency front: {source}")
+    title = _xml(f"accuracy-latency front: {source}")
     parts = [
         _element(
             "svg",
@@ -97,7 +108,6 @@ def accuracy_latency_front(rows: list[dict], path: Path, source: str) -> Path:
             _element("line", x1=LEFT, y1=y(tick), x2=LEFT + plot_w, y2=y(tick), stroke="#ddd")
         )
         parts.append(_text(_label(tick, y_ticks), LEFT - 8, y(tick) + 4, text_anchor="end"))
-    pairs = list(zip(xs, ys, strict=True))
     points = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in pairs)
     middle = TOP + plot_h / 2
     parts += [
@@ -108,5 +118,5 @@ def accuracy_latency_front(rows: list[dict], path: Path, source: str) -> Path:
         _text("predicted top-1 (%)", 16, middle, transform=f"rotate(-90 16 {middle:.1f})"),
         "</svg>",
     ]
-    path.write_text("\n".join(parts) + "\n")
+    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
     return path

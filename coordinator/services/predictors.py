@@ -447,8 +447,11 @@ def plot_predictors(
     series = {}
     for kind, model in models.items():
         own = of_supernet(held_out, model)
-        series[kind] = (
-            model.predict([m.config for m in own]),
-            np.array([m.median_ms for m in own]),
-        )
+        if own:  # a predictor of a supernet none of them is of has nothing to draw
+            series[kind] = (
+                model.predict([m.config for m in own]),
+                np.array([m.median_ms for m in own]),
+            )
+    if not series:
+        raise ValueError(f"device: no held-out subnet of its predictors' supernets ({label})")
     return predicted_vs_measured(series, path, f"{label}: {len(held_out)} held-out subnets")
