@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ofa import jsonfile, space
+from ofa import jsonfile, resnet, space
 from ofa.config import check_int, show
 
 __all__ = ["Phase", "Chain", "load_phase", "load_chain", "learning_rate"]
@@ -63,9 +63,10 @@ class Phase:
     dropout: float = 0.1
     kd_ratio: float = 0.0
     subnets_per_step: int = 1
-    ks: tuple[int, ...] = (max(space.KERNEL_CHOICES),)
-    e: tuple[int, ...] = (max(space.EXPAND_CHOICES),)
-    d: tuple[int, ...] = (max(space.DEPTH_CHOICES),)
+    ks: tuple[int, ...] | None = None  # None: the family's largest choice
+    e: tuple[float, ...] | None = None
+    d: tuple[int, ...] | None = None
+    w: tuple[int, ...] | None = None
     resolutions: tuple[int, ...] = (224,)
     sort_channels: bool = False
     seed: int = 0
@@ -74,6 +75,7 @@ class Phase:
     eval_subnets: int = 2
     eval_resolution: int | None = None
     eval_calibration_images: int = 2000
+    family: str = space.MOBILENET_V3.name  # of the supernet trained: the loader's, not the file's
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -95,12 +97,22 @@ class Phase:
             raise ValueError(f"{bad}: expected true or false, got {show(getattr(self, bad))}")
         self._one_of("steps", "epochs", required=True)
         self._one_of("warmup_steps", "warmup_epochs", required=False)
-        for name, allowed in (
-            ("ks", space.KERNEL_CHOICES),
-            ("e", space.EXPAND_CHOICES),
-            ("d", space.DEPTH_CHOICES),
-        ):
-            object.__setattr__(self, name, _choices(name, getattr(self, name), allowed))
+        choices = choice_fields(self.family)
+        for name in ("ks", "e", "d", "w"):
+            value = getattr(self, name)
+            if name not in choices:
+                if value is not None:
+                    raise ValueError(
+                        f"{name}: {_title(self.family)} phases choose {', '.join(choices)} only"
+                    )
+                continue
+            allowed = choices[name]
+            object.__setattr__(self, name, _choices(name, value or (max(allowed),), allowed))
+        if self.sort_channels and self.family == resnet.FAMILY:
+            raise ValueError(
+                "sort_channels: re-sorting channels is built for MobileNetV3 and ProxylessNAS "
+                "only (OFA-ResNet50's bottlenecks are not yet)"
+            )
         sizes = _choices("resolutions", self.resolutions, None)
         for size in sizes:
             if not space.MIN_RESOLUTION <= size <= space.MAX_RESOLUTION:
@@ -145,22 +157,29 @@ class Phase:
 
     @property
     def kept_expand_ratios(self) -> tuple[int, ...]:
-        """Expand ratios whose channel sets `sort_channels` keeps (all but the smallest)."""
-        return self.e[1:]
+        """Expand ratios whose channel sets `sort_channels` keeps (all but the smallest):
+        MobileNetV3's and ProxylessNAS's, integers."""
+        assert self.e is not None  # construction fills every choice of the family
+        return tuple(int(e) for e in self.e[1:])
 
     @property
     def eval_size(self) -> int:
         return self.eval_resolution or max(self.resolutions)
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON; MobileNetV3's phases without `family` and `w`, as checkpoints
+        recorded them before other families were trained."""
         data = asdict(self)
+        if self.family == space.MOBILENET_V3.name:
+            del data["family"], data["w"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Phase:
+    def from_dict(cls, data: Mapping[str, Any], family: str = space.MOBILENET_V3.name) -> Phase:
+        """A phase file's object, for a supernet of `family`."""
         if not isinstance(data, Mapping):
             raise ValueError(f"phase: expected a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"family"}
         unknown = sorted(str(key) for key in set(data) - known)
         if unknown:
             raise ValueError(
@@ -169,7 +188,25 @@ class Phase:
         for name in ("name", "batch_size", "lr"):
             if name not in data:
                 raise ValueError(f"{name}: missing")
-        return cls(**data)
+        return cls(**data, family=family)
+
+
+def choice_fields(family: str) -> dict[str, tuple[float, ...]]:
+    """The elastic dimensions a phase of `family` samples, with their choices: kernel,
+    expand ratio and depth for MobileNetV3 and ProxylessNAS; depth (blocks beyond each
+    stage's base), expand ratio and width-multiplier index for OFA-ResNet50."""
+    if family == resnet.FAMILY:
+        return {
+            "d": resnet.DEPTH_CHOICES,
+            "e": resnet.EXPAND_CHOICES,
+            "w": tuple(range(len(resnet.WIDTH_MULTS))),
+        }
+    f = space.family_named(family)
+    return {"ks": f.kernel_choices, "e": f.expand_choices, "d": f.depth_choices}
+
+
+def _title(family: str) -> str:
+    return "OFA-ResNet50" if family == resnet.FAMILY else space.FAMILIES[family].title
 
 
 def _key(key: str) -> str:
@@ -193,24 +230,29 @@ def _number(name: str, value: Any, maximum: float | None = None) -> None:
         raise ValueError(f"{name}: expected a number {bound}, got {show(value)}")
 
 
-def _choices(name: str, value: Any, allowed: tuple[int, ...] | None) -> tuple[int, ...]:
+def _choices(name: str, value: Any, allowed: tuple[Any, ...] | None) -> tuple[Any, ...]:
+    """`value` as the sorted distinct entries of a non-empty list, each in `allowed` (any
+    integer when None; ResNet50's expand ratios are the only fractions)."""
+    kind = "integers" if allowed is None or all(isinstance(a, int) for a in allowed) else "numbers"
     if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
-        raise ValueError(f"{name}: expected a non-empty list of integers, got {show(value)}")
+        raise ValueError(f"{name}: expected a non-empty list of {kind}, got {show(value)}")
     values = tuple(value)
     if not values:
-        raise ValueError(f"{name}: expected a non-empty list of integers, got []")
+        raise ValueError(f"{name}: expected a non-empty list of {kind}, got []")
     for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, int) or (allowed and v not in allowed):
+        number = isinstance(v, int) or (kind == "numbers" and isinstance(v, float))
+        if isinstance(v, bool) or not number or (allowed and v not in allowed):
             expected = f"one of {', '.join(map(str, allowed))}" if allowed else "an integer"
             raise ValueError(f"{name}[{i}]: expected {expected}, got {show(v)}")
     return tuple(sorted(set(values)))
 
 
-def load_phase(path: str | Path) -> Phase:
+def load_phase(path: str | Path, family: str = space.MOBILENET_V3.name) -> Phase:
+    """A phase file, for a supernet of `family`."""
     path = Path(path)
     data = jsonfile.read(path)
     try:
-        return Phase.from_dict(data)
+        return Phase.from_dict(data, family)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: {exc}") from None
 
@@ -221,8 +263,9 @@ class Chain:
     teacher: str | None
 
 
-def load_chain(path: str | Path) -> Chain:
-    """A chain file: its phase files (relative to it) in order, and the teacher phase."""
+def load_chain(path: str | Path, family: str = space.MOBILENET_V3.name) -> Chain:
+    """A chain file: its phase files (relative to it) in order, and the teacher phase; for
+    a supernet of `family`."""
     path = Path(path)
     data = jsonfile.read(path)
     if not isinstance(data, Mapping):
@@ -244,7 +287,7 @@ def load_chain(path: str | Path) -> Chain:
                 f"{path}: phases[{i}]: expected a phase file name relative to the "
                 f"chain file (1-255 printable characters), got {show(name)}"
             )
-    phases = tuple(load_phase(path.parent / f) for f in files)
+    phases = tuple(load_phase(path.parent / f, family) for f in files)
     names = [p.name for p in phases]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: phases: two phases share a name ({', '.join(names)})")

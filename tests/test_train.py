@@ -160,7 +160,11 @@ def test_resuming_with_another_schedule_is_refused(tmp_path):
     result = runner.invoke(main, args)
     assert result.exit_code == 0 and "resuming" in result.output, result.output
     wrong = runner.invoke(main, args + ["--family", "proxyless", "--width", "1.0"])
-    assert wrong.exit_code == 2 and "--width" in wrong.output and "for ProxylessNAS" in wrong.output
+    assert (
+        wrong.exit_code == 2
+        and "--width" in wrong.output
+        and "(1.3,) for proxyless" in wrong.output
+    )
 
 
 def _distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:

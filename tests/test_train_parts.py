@@ -225,8 +225,8 @@ def test_sorting_proxylessnas_channels_keeps_its_function_and_reaches_the_tail_b
 
 
 def test_phase_subnets_of_proxylessnas_have_its_shape():
-    phase = load_phase(SCHEDULES / "digits" / "expand-2.json")
-    subnets = phase_subnets(phase, 1.3, space.PROXYLESS)
+    phase = load_phase(SCHEDULES / "digits" / "expand-2.json", "proxyless")
+    subnets = phase_subnets(phase, 1.3)
     assert subnets["smallest"] == SubnetConfig(
         ks=[3] * 21, e=[3] * 21, d=[2] * 5, r=32, w=1.3, family="proxyless"
     )

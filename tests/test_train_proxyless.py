@@ -90,14 +90,14 @@ def test_resuming_as_another_family_is_refused(chain_run):
     )
 
 
-def test_resnet50_training_is_refused_in_one_line(tmp_path):
+def test_an_mbconv_schedule_is_refused_for_resnet50_by_file_and_field(tmp_path):
     result = CliRunner().invoke(
         main,
         ["train", "chain", str(CHAIN), "--data", "digits", "--out", str(tmp_path)]
         + ["--family", "resnet50"],
     )
-    assert result.exit_code == 2
-    assert "--family" in result.output and "resnet50 is not built yet" in result.output
+    assert result.exit_code == 1
+    assert "full.json: ks: OFA-ResNet50 phases choose d, e, w only" in result.output
     assert "Traceback" not in result.output and not any(tmp_path.iterdir())
 
 

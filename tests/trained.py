@@ -11,11 +11,11 @@ import torch
 from click.testing import CliRunner
 
 from coordinator.cli.app import main
-from ofa.config import SubnetConfig
 from ofa.nn.bn_calibration import recalibrate_bn
 from ofa.nn.checkpoint import load_supernet
 from ofa.nn.data import digits, fixed_indices
 from ofa.nn.train import CHECKPOINT, EVALUATION
+from ofa.plan import AnyConfig
 from ofa.schedule import load_chain
 from tests.oracle import run_reference
 
@@ -28,30 +28,31 @@ LOGIT_SCALE_BELOW = 100.0
 LOGITS_RELATIVE = 2e-5
 
 
-def run_chain(chain: Path, out: Path, *options: str) -> str:
-    """`ofa-coord train chain CHAIN --data digits --out OUT --threads 1 OPTIONS`; its output."""
+def run_chain(chain: Path, out: Path, *options: str, last: str = "expand-2") -> str:
+    """`ofa-coord train chain CHAIN --data digits --out OUT --threads 1 OPTIONS`, whose
+    `last` phase finishes it; its output."""
     result = CliRunner().invoke(
         main,
         ["train", "chain", str(chain), "--data", "digits", "--out", str(out), "--threads", "1"]
         + list(options),
     )
     assert result.exit_code == 0, result.output
-    assert f"chain finished: {out / 'expand-2' / CHECKPOINT}" in result.output
+    assert f"chain finished: {out / last / CHECKPOINT}" in result.output
     return result.output
 
 
-def evaluations(chain: Path, out: Path) -> dict[str, dict[str, float]]:
+def evaluations(chain: Path, out: Path, family: str = "mbv3") -> dict[str, dict[str, float]]:
     """Top-1 of each phase's evaluated subnets, by phase and subnet name."""
     return {
         p.name: {
             name: r["accuracy"]
             for name, r in json.loads((out / p.name / EVALUATION).read_text())["subnets"].items()
         }
-        for p in load_chain(chain).phases
+        for p in load_chain(chain, family).phases
     }
 
 
-def assert_reference_logits(checkpoint: Path, configs: list[SubnetConfig], tmp_path: Path) -> None:
+def assert_reference_logits(checkpoint: Path, configs: list[AnyConfig], tmp_path: Path) -> None:
     """The reference loads `checkpoint` with our keys and values, and each config's logits
     (BN recalibrated first, as OFA evaluates a subnet) match ours.
 
@@ -81,7 +82,7 @@ def assert_reference_logits(checkpoint: Path, configs: list[SubnetConfig], tmp_p
             ours.append(recalibrated(torch.from_numpy(images)).numpy())
     reference = run_reference(
         {
-            "family": model.family.name,
+            "family": configs[0].family,
             "width": model.width,
             "n_classes": 10,
             "state_dict": str(checkpoint),

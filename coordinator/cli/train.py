@@ -32,20 +32,15 @@ def train() -> None:
 
 
 def _supernet(family: str, width: float) -> str:
-    """OFA's name of the supernet to train; ResNet50 has no schedules yet."""
-    from ofa import space
-    from ofa.config import check_width
+    """OFA's name of the supernet to train."""
+    from ofa import resnet, space
+    from ofa.zoo import check_family
 
-    if family not in space.FAMILIES:
-        raise click.BadParameter(
-            f"progressive shrinking trains MobileNetV3 and ProxylessNAS supernets; "
-            f"{family} is not built yet",
-            param_hint="--family",
-        )
     try:
-        return space.FAMILIES[family].supernet(check_width(width, space.FAMILIES[family]))
+        check_family(family, width)
     except ValueError as exc:
-        raise click.BadParameter(str(exc).removeprefix("w: "), param_hint="--width") from None
+        raise click.BadParameter(str(exc).removeprefix("width: "), param_hint="--width") from None
+    return resnet.SUPERNET if family == resnet.FAMILY else space.FAMILIES[family].supernet(width)
 
 
 def _prepare(source: str, threads: int | None):
@@ -101,7 +96,7 @@ def run(
     from ofa.schedule import load_phase
 
     supernet = _supernet(family, width)
-    phase = load_phase(schedule)
+    phase = load_phase(schedule, family)
     data = _prepare(source, threads)
     with Processes.from_env() as processes:
         train_phase(
@@ -138,7 +133,7 @@ def chain(
     from ofa.schedule import load_chain
 
     supernet = _supernet(family, width)
-    plan = load_chain(chain_file)
+    plan = load_chain(chain_file, family)
     data = _prepare(source, threads)
     with Processes.from_env() as processes:
         train_chain(

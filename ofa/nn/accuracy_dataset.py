@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ofa.config import SubnetConfig, sample_configs
+from ofa.config import sample_configs
 from ofa.nn.bn_calibration import recalibrate_bn
 from ofa.nn.checkpoint import load_mbconv_supernet
 from ofa.nn.data import ImageSet, Splits, fixed_indices, place
-from ofa.nn.supernet import ElasticSupernet
+from ofa.nn.resnet_supernet import OFAResNet50
+from ofa.nn.supernet import ElasticSupernet, static_subnet
+from ofa.plan import AnyConfig
 
 __all__ = ["subnet_accuracy", "build_accuracy_dataset", "CALIBRATION_IMAGES", "BATCH_SIZE"]
 
@@ -39,8 +41,8 @@ def _batches(
 
 @torch.no_grad()
 def subnet_accuracy(
-    supernet: ElasticSupernet,
-    config: SubnetConfig,
+    supernet: ElasticSupernet | OFAResNet50,
+    config: AnyConfig,
     data: Splits,
     calibration: np.ndarray,
     batch_size: int = BATCH_SIZE,
@@ -48,7 +50,7 @@ def subnet_accuracy(
 ) -> float:
     """Top-1 (fraction) of `config` on the validation split, after BN recalibration on the
     training images `calibration`. The supernet is left untouched."""
-    net = place(supernet.get_active_subnet(config), device)
+    net = place(static_subnet(supernet, config), device)
     recalibrate_bn(
         net,
         (images for images, _ in _batches(data.train, calibration, config.r, batch_size, device)),

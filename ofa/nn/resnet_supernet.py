@@ -130,6 +130,7 @@ class OFAResNet50(nn.Module):
 
     family = FAMILY
     name = SUPERNET
+    width = 1.0  # the zoo's one width for it: ResNet50's width multipliers are per subnet
 
     def __init__(self, n_classes: int = space.N_CLASSES, dropout: float = 0.0) -> None:
         super().__init__()
@@ -155,6 +156,15 @@ class OFAResNet50(nn.Module):
         self.classifier = ElasticClassifier(channels, n_classes, dropout)
         set_bn_eps(self, FAMILY)
         self.active_subnet = largest
+
+    @torch.no_grad()
+    def zero_last_gamma(self) -> None:
+        """OFA's start for training from scratch: each bottleneck with an identity shortcut
+        begins as that identity (its last BN's scale 0), so 16 blocks' sums do not blow up
+        the first steps' activations."""
+        for block in self.blocks:
+            if block.downsample is None:
+                block.conv3.bn.bn.weight.zero_()
 
     def set_active_subnet(self, subnet: ResNetConfig) -> None:
         """The subnet `forward` runs when it is not given one."""

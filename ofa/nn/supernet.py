@@ -300,11 +300,14 @@ SUPERNETS: dict[str, type[ElasticSupernet]] = {
 }
 
 
-def build_supernet(name: str) -> ElasticSupernet | OFAResNet50:
-    """The supernet OFA's model zoo calls `name` (a config's `supernet`), freshly built."""
+def build_supernet(
+    name: str, n_classes: int = space.N_CLASSES, dropout: float | None = None
+) -> ElasticSupernet | OFAResNet50:
+    """The supernet OFA's model zoo calls `name` (a config's `supernet`), freshly built,
+    for `n_classes` (dropout: the family's default, 0.1, or 0 for ResNet50, when None)."""
     if name == OFAResNet50.name:
-        return OFAResNet50()
-    return mbconv_supernet(name)
+        return OFAResNet50(n_classes, 0.0 if dropout is None else dropout)
+    return mbconv_supernet(name, n_classes, 0.1 if dropout is None else dropout)
 
 
 def mbconv_supernet(

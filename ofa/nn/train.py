@@ -28,20 +28,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from ofa import space
+from ofa import resnet, space
 from ofa.config import SubnetConfig
 from ofa.nn.accuracy_dataset import subnet_accuracy
 from ofa.nn.channel_sort import sort_channels
-from ofa.nn.checkpoint import load_checkpoint, load_mbconv_supernet
+from ofa.nn.checkpoint import load_checkpoint, load_supernet
 from ofa.nn.data import Splits, fixed_indices, place, step_indices
-from ofa.nn.supernet import ElasticSupernet, mbconv_supernet
+from ofa.nn.resnet_supernet import OFAResNet50
+from ofa.nn.supernet import ElasticSupernet, build_supernet
+from ofa.plan import AnyConfig
+from ofa.resnet import ResNetConfig
 from ofa.schedule import Chain, Phase, learning_rate
+
+Supernet = ElasticSupernet | OFAResNet50
 
 __all__ = [
     "Processes",
@@ -114,45 +120,58 @@ class Processes:
             offset += t.numel()
 
 
-def sample_subnet(
-    rng: random.Random,
-    phase: Phase,
-    resolution: int,
-    width: float,
-    family: space.Family = space.MOBILENET_V3,
-) -> SubnetConfig:
-    """A subnet of `family` whose choices are drawn uniformly from the phase's `ks`, `e`
-    and `d`."""
+Choose = Callable[[tuple[Any, ...]], Any]
+
+
+def _subnet(phase: Phase, choose: Choose, resolution: int, width: float) -> AnyConfig:
+    """A subnet of the phase's family with each choice `choose(phase's choices)`, drawn
+    in a fixed order (kernels, expand ratios, depths; ResNet50: depths, expand ratios,
+    widths). ResNet50's stem is kept when the phase's depths include one above 0 and skipped
+    when they include 0 (OFA draws it from the largest and smallest depth)."""
+    assert phase.e is not None and phase.d is not None  # the phase filled its family's choices
+    if phase.family == resnet.FAMILY:
+        assert phase.w is not None
+        stem = tuple(
+            sorted(
+                {
+                    0 if x == 0 else max(resnet.STEM_DEPTH_CHOICES)
+                    for x in (min(phase.d), max(phase.d))
+                }
+            )
+        )
+        return ResNetConfig(
+            d=(choose(stem),) + tuple(choose(phase.d) for _ in resnet.BASE_DEPTHS),
+            e=tuple(choose(phase.e) for _ in range(resnet.N_BLOCKS)),
+            w=tuple(choose(phase.w) for _ in range(resnet.N_WIDTHS)),
+            r=resolution,
+        )
+    assert phase.ks is not None
+    family = space.FAMILIES[phase.family]
     return SubnetConfig(
-        ks=tuple(rng.choice(phase.ks) for _ in range(family.n_blocks)),
-        e=tuple(rng.choice(phase.e) for _ in range(family.n_blocks)),
-        d=tuple(rng.choice(phase.d) for _ in range(family.n_stages)),
+        ks=tuple(choose(phase.ks) for _ in range(family.n_blocks)),
+        e=tuple(choose(phase.e) for _ in range(family.n_blocks)),
+        d=tuple(choose(phase.d) for _ in range(family.n_stages)),
         r=resolution,
         w=width,
         family=family.name,
     )
 
 
-def phase_subnets(
-    phase: Phase, width: float, family: space.Family = space.MOBILENET_V3
-) -> dict[str, SubnetConfig]:
+def sample_subnet(rng: random.Random, phase: Phase, resolution: int, width: float) -> AnyConfig:
+    """A subnet of the phase's family whose choices are drawn uniformly from the phase's."""
+    return _subnet(phase, rng.choice, resolution, width)
+
+
+def phase_subnets(phase: Phase, width: float) -> dict[str, AnyConfig]:
     """The subnets evaluated at the end of a phase: its largest, its smallest, and
     `eval_subnets` random ones (seeded by the phase's seed)."""
     r = phase.eval_size
     subnets = {
-        name: SubnetConfig(
-            ks=(pick(phase.ks),) * family.n_blocks,
-            e=(pick(phase.e),) * family.n_blocks,
-            d=(pick(phase.d),) * family.n_stages,
-            r=r,
-            w=width,
-            family=family.name,
-        )
-        for name, pick in (("largest", max), ("smallest", min))
+        name: _subnet(phase, pick, r, width) for name, pick in (("largest", max), ("smallest", min))
     }
     rng = random.Random(f"eval/{phase.seed}")
     for i in range(phase.eval_subnets):
-        subnets[f"random{i}"] = sample_subnet(rng, phase, r, width, family)
+        subnets[f"random{i}"] = sample_subnet(rng, phase, r, width)
     return subnets
 
 
@@ -182,12 +201,14 @@ def make_optimizer(model: nn.Module, phase: Phase) -> torch.optim.SGD:
     )
 
 
-def teacher_network(supernet: ElasticSupernet) -> nn.Module:
+def teacher_network(supernet: Supernet) -> nn.Module:
     """The supernet's full network as a static net without dropout, in training mode: BN
     on batch statistics, as OFA's teacher."""
-    teacher = supernet.get_active_subnet(
-        SubnetConfig.largest(w=supernet.width, family=supernet.family.name)
-    )
+    if isinstance(supernet, OFAResNet50):
+        teacher: nn.Module = supernet.get_active_subnet(ResNetConfig.largest())
+    else:
+        largest = SubnetConfig.largest(w=supernet.width, family=supernet.family.name)
+        teacher = supernet.get_active_subnet(largest)
     for module in teacher.modules():
         if isinstance(module, nn.Dropout):  # the classifier's
             module.p = 0.0
@@ -204,13 +225,13 @@ def _loss(
 
 
 def train_step(
-    model: ElasticSupernet,
+    model: Supernet,
     optimizer: torch.optim.Optimizer,
     teacher: nn.Module | None,
     phase: Phase,
     images: torch.Tensor,
     labels: torch.Tensor,
-    subnets: list[SubnetConfig],
+    subnets: list[AnyConfig],
     processes: Processes = Processes(),
 ) -> list[float]:
     """One SGD step: the teacher's soft labels, then each subnet's loss and gradients
@@ -278,7 +299,11 @@ def _resume_state(
             f"{steps} (another number of processes or another data set); resume "
             f"it as it was started, or choose another --out"
         )
-    classes = state["state_dict"]["classifier.linear.weight"].shape[0]
+    classes = next(  # the classifier's weight: `classifier.linear.weight` or, ResNet50's,
+        value.shape[0]  # `classifier.linear.linear.weight`
+        for key, value in state["state_dict"].items()
+        if key.startswith("classifier.") and key.endswith(".weight")
+    )
     if classes != n_classes:
         raise ValueError(
             f"{path}: the supernet there has {classes} classes, the data "
@@ -295,12 +320,12 @@ def _start(
     init: str | Path | None,
     device: torch.device,
     steps: int,
-) -> tuple[ElasticSupernet, torch.optim.SGD, int]:
+) -> tuple[Supernet, torch.optim.SGD, int]:
     """(model, optimizer, first step): from the phase's own checkpoint when there is one,
     else from `init` (or a seeded initialisation), channels sorted if the phase asks."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(phase.seed)
-        model = mbconv_supernet(supernet, n_classes=n_classes, dropout=phase.dropout)
+        model = build_supernet(supernet, n_classes=n_classes, dropout=phase.dropout)
     optimizer = make_optimizer(model, phase)
     resumed = _resume_state(path, phase, model.name, steps, n_classes)
     if resumed is not None:
@@ -310,7 +335,10 @@ def _start(
         return model, optimizer, resumed["step"]
     if init is not None:
         load_checkpoint(model, init)
+    elif isinstance(model, OFAResNet50):
+        model.zero_last_gamma()
     if phase.sort_channels:
+        assert isinstance(model, ElasticSupernet)  # a ResNet50 phase cannot sort (Phase)
         sort_channels(model, phase.kept_expand_ratios)
     return place(model, device), optimizer, 0
 
@@ -326,9 +354,9 @@ def train_phase(
     processes: Processes = Processes(),
     stop_after: int | None = None,
     log: Callable[[str], None] = print,
-) -> ElasticSupernet:
-    """Run (or resume) one phase of `supernet` (OFA's model-zoo name, MobileNetV3 or
-    ProxylessNAS), writing `out/checkpoint.pt` and, when finished, `out/eval.json`. `init`
+) -> Supernet:
+    """Run (or resume) one phase of `supernet` (OFA's model-zoo name, of the phase's
+    family), writing `out/checkpoint.pt` and, when finished, `out/eval.json`. `init`
     starts from another phase's weights; `teacher` is required when the phase distils.
     `stop_after` ends this invocation after that step (resumable)."""
     out = Path(out)
@@ -349,7 +377,7 @@ def train_phase(
         say(f"[{phase.name}] resuming {path} at step {start}/{steps}")
     soft_teacher = None
     if teacher is not None and phase.kd_ratio > 0 and start < stop:
-        soft_teacher = place(teacher_network(load_mbconv_supernet(teacher)), device)
+        soft_teacher = place(teacher_network(load_supernet(teacher)), device)
     if processes.is_main:
         out.mkdir(parents=True, exist_ok=True)
     model.train()
@@ -361,7 +389,7 @@ def train_phase(
         rng = random.Random(f"{phase.seed}/{step}")
         resolution = rng.choice(phase.resolutions)
         subnets = [
-            sample_subnet(rng, phase, resolution, model.width, model.family)
+            sample_subnet(rng, phase, resolution, model.width)
             for _ in range(phase.subnets_per_step)
         ]
         indices = step_indices(
@@ -395,7 +423,7 @@ def train_phase(
 
 
 def _evaluate(
-    model: ElasticSupernet,
+    model: Supernet,
     phase: Phase,
     data: Splits,
     path: Path,
@@ -404,7 +432,7 @@ def _evaluate(
 ) -> None:
     calibration = fixed_indices(len(data.train), phase.eval_calibration_images, phase.seed)
     results, measured = {}, {}
-    for name, config in phase_subnets(phase, model.width, model.family).items():
+    for name, config in phase_subnets(phase, model.width).items():
         if config not in measured:  # the full phase's largest and smallest are one net
             measured[config] = subnet_accuracy(model, config, data, calibration, device=device)
         results[name] = {"config": config.to_dict(), "accuracy": measured[config]}
@@ -423,7 +451,7 @@ def train_chain(
     supernet: str = DEFAULT_SUPERNET,
     processes: Processes = Processes(),
     log: Callable[[str], None] = print,
-) -> ElasticSupernet:
+) -> Supernet:
     """All phases in order, each starting from the previous one's checkpoint and distilling
     the teacher phase's; `out/<phase>/`. Finished phases are skipped, so a stopped chain
     resumes where it stopped when run again."""
