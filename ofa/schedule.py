@@ -97,6 +97,9 @@ class Phase:
             raise ValueError(f"{bad}: expected true or false, got {show(getattr(self, bad))}")
         self._one_of("steps", "epochs", required=True)
         self._one_of("warmup_steps", "warmup_epochs", required=False)
+        if self.family != resnet.FAMILY and self.family not in space.FAMILIES:
+            families = ", ".join([*space.FAMILIES, resnet.FAMILY])
+            raise ValueError(f"family: expected one of {families}, got {show(self.family)}")
         choices = choice_fields(self.family)
         for name in ("ks", "e", "d", "w"):
             value = getattr(self, name)
@@ -107,7 +110,10 @@ class Phase:
                     )
                 continue
             allowed = choices[name]
-            object.__setattr__(self, name, _choices(name, value or (max(allowed),), allowed))
+            default = (max(allowed),)
+            object.__setattr__(
+                self, name, _choices(name, default if value is None else value, allowed)
+            )
         if self.sort_channels and self.family == resnet.FAMILY:
             raise ValueError(
                 "sort_channels: re-sorting channels is built for MobileNetV3 and ProxylessNAS "
@@ -167,11 +173,13 @@ class Phase:
         return self.eval_resolution or max(self.resolutions)
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as JSON; MobileNetV3's phases without `family` and `w`, as checkpoints
-        recorded them before other families were trained."""
+        """The fields as a phase file holds them: no `family` (the loader's; a checkpoint
+        records its supernet beside), no `w` unless ResNet50's, so an MBConv phase's dict is
+        what checkpoints recorded before other families were trained."""
         data = asdict(self)
-        if self.family == space.MOBILENET_V3.name:
-            del data["family"], data["w"]
+        del data["family"]
+        if data["w"] is None:
+            del data["w"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
     @classmethod

@@ -19,10 +19,12 @@ from click.testing import CliRunner
 
 from coordinator.cli.app import main
 from ofa.nn.checkpoint import load_supernet
+from ofa.nn.data import digits
 from ofa.nn.resnet_supernet import OFAResNet50
-from ofa.nn.train import CHECKPOINT, EVALUATION
+from ofa.nn.train import CHECKPOINT, EVALUATION, train_phase
 from ofa.resnet import ResNetConfig
 from ofa.schedule import Phase, load_chain
+from ofa.space import PROXYLESS
 from tests.trained import SCHEDULES, assert_reference_logits, run_chain
 
 SHIPPED = SCHEDULES / "digits-resnet50" / "chain.json"
@@ -83,6 +85,8 @@ def test_the_checkpoint_is_a_resnet50_supernet_the_reference_loads(chain_run, tm
     ("fields", "message"),
     [
         ({"e": [0.3]}, r"^e\[0\]: expected one of 0.2, 0.25, 0.35, got 0.3"),
+        ({"e": []}, r"^e: expected a non-empty list of numbers, got \[\]"),
+        ({"d": [1], "w": 0}, "^w: expected a non-empty list of integers, got 0"),
         ({"w": [3]}, r"^w\[0\]: expected one of 0, 1, 2, got 3"),
         ({"ks": [3]}, "^ks: OFA-ResNet50 phases choose d, e, w only"),
         ({"sort_channels": True}, "^sort_channels: re-sorting channels is built for Mob"),
@@ -96,6 +100,14 @@ def test_a_resnet50_phase_is_checked_against_its_own_choices(fields, message):
     )
     with pytest.raises(ValueError, match="^w: MobileNetV3 phases choose ks, e, d only"):
         Phase.from_dict({"name": "x", "batch_size": 8, "lr": 0.1, "steps": 1, "w": [1]})
+
+
+def test_a_phase_read_for_another_family_is_refused_before_training(tmp_path):
+    phase = Phase.from_dict({"name": "x", "batch_size": 8, "lr": 0.1, "steps": 1})  # MobileNetV3
+    with pytest.raises(ValueError, match="^family: phase 'x' was read for mbv3 subnets, the su"):
+        train_phase(phase, digits(), tmp_path, supernet=PROXYLESS.supernet(1.3))
+    assert not any(tmp_path.iterdir())
+    assert "family" not in phase.to_dict() and "w" not in phase.to_dict()  # as files hold it
 
 
 def test_resnet50_training_from_a_phase_file_through_the_cli(tmp_path):

@@ -160,8 +160,8 @@ class OFAResNet50(nn.Module):
     @torch.no_grad()
     def zero_last_gamma(self) -> None:
         """OFA's start for training from scratch: each bottleneck with an identity shortcut
-        begins as that identity (its last BN's scale 0), so 16 blocks' sums do not blow up
-        the first steps' activations."""
+        (14 of the 18) begins as that identity (its last BN's scale 0), so their sums do not
+        blow up the first steps' activations."""
         for block in self.blocks:
             if block.downsample is None:
                 block.conv3.bn.bn.weight.zero_()

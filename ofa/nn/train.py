@@ -326,6 +326,12 @@ def _start(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(phase.seed)
         model = build_supernet(supernet, n_classes=n_classes, dropout=phase.dropout)
+    family = model.family if isinstance(model, OFAResNet50) else model.family.name
+    if family != phase.family:
+        raise ValueError(
+            f"family: phase {phase.name!r} was read for {phase.family} subnets, the supernet "
+            f"{model.name} is {family}'s; load the phase for that family"
+        )
     optimizer = make_optimizer(model, phase)
     resumed = _resume_state(path, phase, model.name, steps, n_classes)
     if resumed is not None:
