@@ -30,9 +30,10 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     raw = (high - low) / count
     power = 10.0 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    first = math.floor(low / step) * step
-    last = math.ceil(high / step) * step
-    return [first + i * step for i in range(round((last - first) / step) + 1)]
+    first, last = math.floor(low / step), math.ceil(high / step)  # in steps
+    first -= first * step > low  # a quotient rounded across an integer
+    last += last * step < high
+    return [k * step for k in range(first, last + 1)]
 
 
 def _label(value: float, ticks: Sequence[float]) -> str:
