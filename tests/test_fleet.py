@@ -316,7 +316,8 @@ def test_a_cancelled_job_stops_being_measured(fleet):
     (result,) = wait_for(lambda: fleet.store.results(job_id), 30, "the agent's report")
     # 'cancelled' is the agent's own word that it stopped on the lost lease; its runs then
     # add up to less than the 3 s that LONG times (no wall clock of this machine involved)
-    assert result["stop_reason"] == "cancelled" and result["accepted"] == 0
+    # (once, under load, a FAILED result came instead: its message will say why)
+    assert result["stop_reason"] == "cancelled" and result["accepted"] == 0, dict(result)
     assert sum(result["samples_ns"]) < LONG.min_time_s * 1e9
     assert fleet.store.job(job_id)["state"] == "cancelled"
 
