@@ -65,16 +65,10 @@ class LayerSpec:
             "input:" + "x".join(map(str, self.in_shape)),
             "output:" + "x".join(map(str, self.out_shape)),
         ]
-        if self.kind == MBCONV and self.family == space.PROXYLESS.name:
+        if self.kind == BOTTLENECK or (self.kind == MBCONV and self.family == space.PROXYLESS.name):
+            expand = self.mid if self.kind == BOTTLENECK else self.expand  # ResNet50: channels
             parts += [
-                f"expand:{self.expand}",
-                f"kernel:{self.kernel}",
-                f"stride:{self.stride}",
-                f"idskip:{int(self.idskip)}",
-            ]
-        elif self.kind == BOTTLENECK:
-            parts += [
-                f"expand:{self.mid}",
+                f"expand:{expand}",
                 f"kernel:{self.kernel}",
                 f"stride:{self.stride}",
                 f"idskip:{int(self.idskip)}",

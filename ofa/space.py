@@ -141,6 +141,16 @@ PROXYLESS = Family(
 FAMILIES = {family.name: family for family in (MOBILENET_V3, PROXYLESS)}
 
 
+def supernets_by_first_conv() -> dict[int, tuple[Family, float]]:
+    """Each MBConv supernet (family, width) by its first conv's output channels (16, 24, 40):
+    distinct, so a checkpoint or a LUT that names no supernet can be recognised by them."""
+    return {
+        family.stage_widths(w)[0]: (family, w)
+        for family in FAMILIES.values()
+        for w in family.width_choices
+    }
+
+
 def family_named(name: object) -> Family:
     """The family called `name`, or a ValueError listing them."""
     if isinstance(name, str) and name in FAMILIES:

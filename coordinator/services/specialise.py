@@ -365,18 +365,14 @@ def lut_folder_predictor(folder: str | Path) -> LutSum:
             "to read the supernet off"
         )
     channels = int(match.group(1))
-    supernets = {
-        family.stage_widths(w)[0]: (family.name, w)
-        for family in space.FAMILIES.values()
-        for w in family.width_choices
-    }
+    supernets = space.supernets_by_first_conv()
     if channels not in supernets:
         raise ValueError(
             f"lut: first conv has {channels} channels; no OFA MobileNetV3 or ProxylessNAS "
             f"supernet's has ({', '.join(map(str, sorted(supernets)))})"
         )
     family, width = supernets[channels]
-    return LutSum.fit(BlockTable.from_lut(tables.means(), width, family))
+    return LutSum.fit(BlockTable.from_lut(tables.means(), width, family.name))
 
 
 def latency_model(db: str | Path | None, scenario: Scenario) -> LatencyPredictor:

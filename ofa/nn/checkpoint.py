@@ -122,11 +122,7 @@ def load_supernet(path: str | Path, dropout: float = 0.1) -> ElasticSupernet | O
         first, classes = state["first_conv.conv.weight"], state["classifier.linear.weight"]
     except KeyError as exc:
         raise ValueError(f"{path}: not an OFA supernet checkpoint (no {exc})") from None
-    supernets = {
-        family.stage_widths(w)[0]: (family, w)
-        for family in space.FAMILIES.values()
-        for w in family.width_choices
-    }
+    supernets = space.supernets_by_first_conv()
     if first.shape[0] not in supernets:
         known = ", ".join(f"{n} ({f.title} w{w})" for n, (f, w) in supernets.items())
         raise ValueError(
